@@ -1,0 +1,75 @@
+/** Shared test utilities: where the repository and ../shared are, and numeric comparisons. */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+
+/** Repository root (works from test/*.ts under tsx and from dist/test/*.js). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('repository root not found');
+}
+
+/** The read-only ../shared folder (golden fixtures, docs). CAVMAE_SHARED overrides. */
+export function sharedDir(): string {
+  return process.env.CAVMAE_SHARED ?? resolve(repoRoot(), '..', 'shared');
+}
+
+export function fixture(...parts: string[]): string {
+  return join(sharedDir(), 'fixtures', ...parts);
+}
+
+export function hasShared(): boolean {
+  return existsSync(join(sharedDir(), 'fixtures'));
+}
+
+/** Deterministic PRNG (mulberry32) for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'length mismatch');
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+/** Asserts max|a-b| <= rtol * max|ref| + atol, with a message that shows the numbers. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  opts: { rtol?: number; atol?: number; what?: string } = {},
+): void {
+  const { rtol = 0, atol = 0, what = 'tensor' } = opts;
+  const d = maxAbsDiff(actual, ref);
+  const bound = rtol * maxAbs(ref) + atol;
+  assert.ok(d <= bound, `${what}: max|diff| = ${d.toExponential(3)} > ${bound.toExponential(3)} (rtol ${rtol}, atol ${atol})`);
+}
