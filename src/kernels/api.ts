@@ -121,7 +121,8 @@ export interface Kernels {
    * decoupled=false (Adam, L2):   g = grad + wd * p
    * decoupled=true  (AdamW):      p *= 1 - lr * wd
    * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g²;
-   * p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps)   [PyTorch's exact formula]
+   * p -= (lr / (1-b1^step)) * m / (sqrt(v) / sqrt(1-b2^step) + eps)
+   * in exactly PyTorch's order of float32 operations (the TS reference matches torch to 0 ulp).
    */
   adamUpdate(
     param: F32, grad: F32, m: F32, v: F32, n: number,
