@@ -18,7 +18,7 @@
  */
 import { basename, extname, join } from 'node:path';
 import { statSync } from 'node:fs';
-import { fileError } from '../util/errors.js';
+import { UserError, fileError } from '../util/errors.js';
 import { probeMedia, runFfmpeg, runFfprobe, type MediaInfo } from '../util/ffmpeg.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { centerCrop, decodeImage, encodeJpeg, imageToTensor, resizeShorter, type RgbImage } from './image.js';
@@ -161,11 +161,26 @@ function checkVideoFile(videoPath: string): void {
   if (st.size === 0) throw fileError(videoPath, 'file is empty');
 }
 
+/** ffmpeg repeats the file name in its own message ("<path>: ffprobe failed: <path>: Invalid data"); say it once. */
+export function tidyToolError(e: unknown, path: string): unknown {
+  if (!(e instanceof UserError)) return e;
+  const repeated = `failed: ${path}: `;
+  return e.message.includes(repeated) ? new UserError(e.message.replace(repeated, 'failed: '), e.exitCode) : e;
+}
+
 /**
  * The frames the reference extractor would save for this video, in memory. With the default
  * `size` (224) each frame is the 224x224 picture handed to the JPEG encoder.
  */
 export async function extractFrameSet(videoPath: string, opts: ExtractOptions = {}): Promise<ExtractedFrames> {
+  try {
+    return await extractFrameSetUnchecked(videoPath, opts);
+  } catch (e) {
+    throw tidyToolError(e, videoPath);
+  }
+}
+
+async function extractFrameSetUnchecked(videoPath: string, opts: ExtractOptions): Promise<ExtractedFrames> {
   const count = opts.count ?? FRAME_COUNTS.cavmae;
   const scheme = opts.scheme ?? defaultScheme(count);
   const size = opts.size ?? 224;

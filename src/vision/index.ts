@@ -1,0 +1,46 @@
+/** Visual front end: image decode and transform, video frames, dataset preparation. */
+export {
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  MAX_IMAGE_FILE_BYTES,
+  MAX_IMAGE_PIXELS,
+  type RgbImage,
+  decodeImage,
+  imageToTensor,
+  loadImageTensor,
+  resizedSize,
+  resizeShorter,
+  centerCrop,
+  normalizeToTensor,
+  encodeJpeg,
+} from './image.js';
+export { resampleU8, type ResampleFilter } from './resample.js';
+export {
+  type FrameScheme,
+  type ExtractOptions,
+  type ExtractedFrames,
+  FRAME_COUNTS,
+  defaultScheme,
+  referenceFrameIndices,
+  framePositions,
+  containerFrameCount,
+  extractFrameSet,
+  extractFrames,
+  loadVideoFrameTensor,
+  writeFrames,
+  tidyToolError,
+  videoIdOf,
+  framePath,
+} from './frames.js';
+export {
+  type DatafileEntry,
+  type PrepareFailure,
+  type PrepareOptions,
+  type PrepareProgress,
+  type PrepareSummary,
+  VIDEO_EXTENSIONS,
+  listVideos,
+  readLabelsCsv,
+  prepareVideos,
+  extractAudioWav,
+} from './prepare.js';
