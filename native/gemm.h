@@ -1,0 +1,45 @@
+// Matrix multiplication through oneDNN's matmul primitive.
+//
+// Contract: every operand is a strided view with up to two batch dimensions,
+//   C[i,j][m,n] = alpha * sum_k A[i,j][m,k] * B[i,j][k,n] + beta * C[i,j][m,n],
+// where element (i, j, r, c) of a view lives at ptr + i*s[0] + j*s[1] + r*s[2] + c*s[3]
+// (strides in elements). Transposes are just swapped strides, and attention reads q, k, v of
+// every head straight out of the packed qkv buffer the same way, without a permute copy.
+// A and B are both fp32 or both bf16 (then the products accumulate in fp32); C is fp32.
+// Primitives are created once per (shape, strides, dtype, alpha, beta, threads) and cached per
+// calling thread. beta == 0 never reads C.
+#pragma once
+#include <stdint.h>
+
+#include <string>
+
+struct MatView {
+  const void* ptr;
+  long s[4];  // strides: batch0, batch1, row, column
+};
+
+struct GemmShape {
+  long b0, b1, m, n, k;
+};
+
+void gemm_strided(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
+                  float alpha, float beta, bool bf16);
+
+// The Kernels-API matmul / matmulBatched (dense matrices `stride` elements apart; see api.ts).
+// bf16: A and B are rounded to bf16 into per-thread scratch first.
+void matmul_batched(const float* a, const float* b, float* c, long batch, long m, long n, long k, bool transA,
+                    bool transB, long strideA, long strideB, long strideC, float alpha, float beta, bool bf16);
+
+// Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).
+int gemm_threads_for(const GemmShape& shape);
+
+// Human-readable identity of the implementation oneDNN chose for this shape (e.g.
+// "brg:avx512_core_bf16"), from the primitive descriptor; "" if creation failed.
+std::string gemm_impl_name(const GemmShape& shape, bool transA, bool transB, bool bf16);
+
+// oneDNN version and the ISA it dispatches to.
+std::string dnnl_version_string();
+std::string dnnl_isa_string();
+
+// Drop cached primitives (after the thread count changes they would be rebuilt anyway).
+void gemm_clear_cache();

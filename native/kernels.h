@@ -1,0 +1,66 @@
+// The hand-written (non-GEMM) kernels, as a table of plain function pointers.
+//
+// Contract: kernels_impl.h is compiled twice (kernels_avx2.cc, kernels_avx512.cc) and each copy
+// fills one KernelTable; select_kernels() picks the AVX-512 one when the CPU supports it
+// (checked once, at load). Semantics are those of src/kernels/api.ts: row-major fp32, explicit
+// sizes, backward kernels accumulate (+=). Arguments are validated by the N-API layer; these
+// functions trust them. Threading is OpenMP (the same runtime oneDNN uses, so the GEMM and these
+// loops share one pool of worker threads instead of two pools spinning against each other);
+// small problems run on the calling thread only.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// The scalars of one Adam step, computed in double and rounded to fp32 once, as PyTorch does.
+struct AdamScalars {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float weight_decay;  // applied as L2 (g += wd*p) when !decoupled
+  float decay;         // 1 - lr*wd, applied to p when decoupled
+  float bc2_sqrt;      // sqrt(1 - beta2^step)
+  float neg_step_size; // -lr / (1 - beta1^step)
+  float eps;
+  bool l2, decoupled_decay;
+};
+
+struct KernelTable {
+  const char* isa;
+  void (*layernorm_forward)(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                            const float* bias, long rows, long cols, float eps);
+  void (*layernorm_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                             const float* weight, const float* mean, const float* rstd, long rows, long cols);
+  void (*gelu_forward)(float* out, const float* inp, long n);
+  void (*gelu_backward)(float* dinp, const float* inp, const float* dout, long n);
+  void (*softmax_forward)(float* out, const float* inp, long rows, long cols, float scale);
+  // accumulate=true: dinp += ...; false: dinp = ... (dinp may then alias dout).
+  void (*softmax_backward)(float* dinp, const float* out, const float* dout, long rows, long cols, float scale,
+                           bool accumulate);
+  void (*bias_add)(float* x, const float* bias, long rows, long cols);
+  void (*bias_backward)(float* dbias, const float* dout, long rows, long cols);
+  void (*add)(float* out, const float* a, const float* b, long n);
+  void (*axpy)(float* y, const float* x, float alpha, long n);
+  void (*gather_rows)(float* out, const float* inp, const int32_t* index, long n_index, long cols);
+  void (*scatter_add_rows)(float* out, const float* inp, const int32_t* index, long n_index, long cols);
+  void (*mean_pool)(float* out, const float* inp, long B, long T, long D);
+  void (*mean_pool_backward)(float* dinp, const float* dout, long B, long T, long D);
+  void (*l2_normalize)(float* out, float* norms, const float* inp, long rows, long cols, float eps);
+  void (*l2_normalize_backward)(float* dinp, const float* dout, const float* out, const float* norms, long rows,
+                                long cols, float eps);
+  void (*adam_update)(float* param, const float* grad, float* m, float* v, long n, const struct AdamScalars& s);
+  void (*f32_to_bf16)(uint16_t* out, const float* inp, long n);
+  void (*bf16_to_f32)(float* out, const uint16_t* inp, long n);
+  // Memory probe for the benchmark: dst = src (streams n floats in and out), threaded like the kernels.
+  void (*copy)(float* dst, const float* src, long n);
+};
+
+extern "C" const KernelTable* cavmae_kernels_avx2();
+extern "C" const KernelTable* cavmae_kernels_avx512();  // nullptr if not compiled in
+
+// Per-calling-thread grow-only scratch (defined in addon.cc); slot picks one of a few buffers.
+extern "C" float* cavmae_scratch(int slot, size_t floats);
+
+// The table for this CPU (AVX-512 when available), chosen once.
+const KernelTable& select_kernels();
+
+// Below this many bytes touched, a kernel runs on the calling thread only: waking the second
+// thread costs more than it saves (measured: see docs/kernels.md).
+constexpr long kParallelMinBytes = 256 * 1024;

@@ -1,0 +1,506 @@
+// Vectorised, OpenMP-threaded implementations of the non-GEMM kernels (see kernels.h).
+// Included once per instruction set; everything lives in an anonymous namespace so the two
+// copies never share a symbol. Threading: rows (or flat ranges aligned to the vector width) are
+// split statically across the OpenMP team; reductions that cross rows (dweight, dbias) use
+// per-thread partial sums in scratch, reduced after a barrier, so results do not depend on
+// scheduling. Problems under kParallelMinBytes run on the calling thread.
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace {
+
+using S = Simd;
+using V = Simd::F;
+constexpr long W = Simd::W;
+
+inline int threads_for(double bytes) {
+  if (bytes < (double)kParallelMinBytes) return 1;
+  return omp_get_max_threads();
+}
+
+// Runs f(tid, nthreads) on nt threads (inline when nt == 1, no OpenMP region at all).
+template <class F>
+inline void parallel(int nt, const F& f) {
+  if (nt <= 1) {
+    f(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  f(omp_get_thread_num(), omp_get_num_threads());
+}
+
+// Static split of [0, n) into nt parts whose boundaries are multiples of `align`.
+inline void split(long n, int tid, int nt, long align, long* lo, long* hi) {
+  long blocks = (n + align - 1) / align;
+  long b0 = blocks * tid / nt, b1 = blocks * (tid + 1) / nt;
+  *lo = b0 * align < n ? b0 * align : n;
+  *hi = b1 * align < n ? b1 * align : n;
+}
+
+// Elementwise map over [0, n): body(i, width) handles elements i..i+width-1 (width <= W).
+template <class F>
+inline void for_range(long n, double bytes, const F& body) {
+  parallel(threads_for(bytes), [&](int tid, int nt) {
+    long lo, hi;
+    split(n, tid, nt, 16 * W, &lo, &hi);
+    long i = lo;
+    for (; i + W <= hi; i += W) body(i, W);
+    if (i < hi) body(i, hi - i);
+  });
+}
+
+inline V ld(const float* p, long w) { return w == W ? S::load(p) : S::load_part(p, w); }
+inline void st(float* p, V v, long w) {
+  if (w == W) S::store(p, v);
+  else S::store_part(p, v, w);
+}
+
+// ---------------- LayerNorm ----------------
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, long rows, long cols, float eps) {
+  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* x = inp + r * cols;
+      float* y = out + r * cols;
+      V acc0 = S::zero(), acc1 = S::zero();
+      long c = 0;
+      for (; c + 2 * W <= cols; c += 2 * W) {
+        acc0 = S::add(acc0, S::load(x + c));
+        acc1 = S::add(acc1, S::load(x + c + W));
+      }
+      for (; c < cols; c += W) acc0 = S::add(acc0, ld(x + c, cols - c < W ? cols - c : W));
+      float m = S::hsum(S::add(acc0, acc1)) / (float)cols;
+      V vm = S::set1(m);
+      acc0 = S::zero();
+      acc1 = S::zero();
+      for (c = 0; c + 2 * W <= cols; c += 2 * W) {
+        V d0 = S::sub(S::load(x + c), vm), d1 = S::sub(S::load(x + c + W), vm);
+        acc0 = S::fmadd(d0, d0, acc0);
+        acc1 = S::fmadd(d1, d1, acc1);
+      }
+      for (; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V d = S::sub(ld(x + c, w), vm);
+        if (w < W) d = S::keep(d, w);
+        acc0 = S::fmadd(d, d, acc0);
+      }
+      float var = S::hsum(S::add(acc0, acc1)) / (float)cols;
+      float rs = 1.0f / sqrtf(var + eps);
+      mean[r] = m;
+      rstd[r] = rs;
+      V vr = S::set1(rs);
+      for (c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V n = S::mul(S::sub(ld(x + c, w), vm), vr);
+        st(y + c, S::fmadd(n, ld(weight + c, w), ld(bias + c, w)), w);
+      }
+    }
+  });
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, long rows, long cols) {
+  int nt0 = threads_for(12.0 * rows * cols);
+  float* partial = cavmae_scratch(0, (size_t)nt0 * 2 * cols);  // [nt, 2, cols]: dweight, dbias
+  parallel(nt0, [&](int tid, int nt) {
+    float* pw = partial + (size_t)tid * 2 * cols;
+    float* pb = pw + cols;
+    memset(pw, 0, sizeof(float) * 2 * cols);
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* x = inp + r * cols;
+      const float* dy = dout + r * cols;
+      float* dx = dinp + r * cols;
+      V vm = S::set1(mean[r]), vr = S::set1(rstd[r]);
+      V a0 = S::zero(), a1 = S::zero();
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V n = S::mul(S::sub(ld(x + c, w), vm), vr);
+        V dn = S::mul(ld(weight + c, w), ld(dy + c, w));  // zero in dead lanes
+        a0 = S::add(a0, dn);
+        a1 = S::fmadd(dn, n, a1);
+      }
+      V dnm = S::set1(S::hsum(a0) / (float)cols);
+      V dnnm = S::set1(S::hsum(a1) / (float)cols);
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V n = S::mul(S::sub(ld(x + c, w), vm), vr);
+        V g = ld(dy + c, w);
+        V dn = S::mul(ld(weight + c, w), g);
+        st(pb + c, S::add(ld(pb + c, w), g), w);
+        st(pw + c, S::fmadd(g, n, ld(pw + c, w)), w);
+        V t = S::fnmadd(n, dnnm, S::sub(dn, dnm));
+        st(dx + c, S::fmadd(t, vr, ld(dx + c, w)), w);
+      }
+    }
+#pragma omp barrier
+    long c0, c1;
+    split(cols, tid, nt, W, &c0, &c1);
+    for (long c = c0; c < c1; c += W) {
+      long w = c1 - c < W ? c1 - c : W;
+      V sw = S::zero(), sb = S::zero();
+      for (int t = 0; t < nt; t++) {
+        sw = S::add(sw, ld(partial + (size_t)t * 2 * cols + c, w));
+        sb = S::add(sb, ld(partial + (size_t)t * 2 * cols + cols + c, w));
+      }
+      st(dweight + c, S::add(ld(dweight + c, w), sw), w);
+      st(dbias + c, S::add(ld(dbias + c, w), sb), w);
+    }
+  });
+}
+
+// ---------------- GELU (exact, erf) ----------------
+
+void gelu_forward(float* out, const float* inp, long n) {
+  const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
+  for_range(n, 8.0 * n, [&](long i, long w) {
+    V x = ld(inp + i, w);
+    V e = verf(S::mul(x, rsqrt2));
+    st(out + i, S::mul(S::mul(half, x), S::add(one, e)), w);
+  });
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
+  const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
+  const V inv_sqrt_2pi = S::set1(0.39894228040143268f), mhalf = S::set1(-0.5f);
+  for_range(n, 16.0 * n, [&](long i, long w) {
+    V x = ld(inp + i, w);
+    V cdf = S::mul(half, S::add(one, verf(S::mul(x, rsqrt2))));
+    V pdf = S::mul(inv_sqrt_2pi, vexp(S::mul(mhalf, S::mul(x, x))));
+    V grad = S::fmadd(x, pdf, cdf);
+    st(dinp + i, S::fmadd(grad, ld(dout + i, w), ld(dinp + i, w)), w);
+  });
+}
+
+// ---------------- softmax over rows ----------------
+
+void softmax_forward(float* out, const float* inp, long rows, long cols, float scale) {
+  const V vs = S::set1(scale);
+  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* x = inp + r * cols;
+      float* y = out + r * cols;
+      V mx = S::set1(-__builtin_inff());
+      long c = 0;
+      for (; c + W <= cols; c += W) mx = S::max(mx, S::mul(S::load(x + c), vs));
+      // Dead lanes become -inf after scaling (a negative scale would turn a -inf fill into +inf).
+      if (c < cols) mx = S::max(mx, S::fill_tail(S::mul(S::load_part(x + c, cols - c), vs), cols - c, -__builtin_inff()));
+      V vmax = S::set1(S::hmax(mx));
+      V sum = S::zero();
+      for (c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V e = vexp(S::fmadd(ld(x + c, w), vs, S::sub(S::zero(), vmax)));
+        if (w < W) e = S::keep(e, w);
+        sum = S::add(sum, e);
+        st(y + c, e, w);
+      }
+      V inv = S::set1(1.0f / S::hsum(sum));
+      for (c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        st(y + c, S::mul(ld(y + c, w), inv), w);
+      }
+    }
+  });
+}
+
+void softmax_backward(float* dinp, const float* out, const float* dout, long rows, long cols, float scale,
+                      bool accumulate) {
+  const V vs = S::set1(scale);
+  parallel(threads_for(12.0 * rows * cols), [&](int tid, int nt) {
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* y = out + r * cols;
+      const float* dy = dout + r * cols;
+      float* dx = dinp + r * cols;
+      V acc = S::zero();
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        acc = S::fmadd(ld(y + c, w), ld(dy + c, w), acc);
+      }
+      V dot = S::set1(S::hsum(acc));
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V g = S::mul(vs, S::mul(ld(y + c, w), S::sub(ld(dy + c, w), dot)));
+        st(dx + c, accumulate ? S::add(ld(dx + c, w), g) : g, w);
+      }
+    }
+  });
+}
+
+// ---------------- bias, residual, axpy ----------------
+
+void bias_add(float* x, const float* bias, long rows, long cols) {
+  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      float* y = x + r * cols;
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        st(y + c, S::add(ld(y + c, w), ld(bias + c, w)), w);
+      }
+    }
+  });
+}
+
+// Column sums: each thread owns a column range and walks every row, keeping up to 8 vectors of
+// running sums in registers (no partial buffers, no race).
+void bias_backward(float* dbias, const float* dout, long rows, long cols) {
+  parallel(threads_for(4.0 * rows * cols), [&](int tid, int nt) {
+    long c0, c1;
+    split(cols, tid, nt, W, &c0, &c1);
+    for (long cb = c0; cb < c1; cb += 8 * W) {
+      long ce = cb + 8 * W < c1 ? cb + 8 * W : c1;
+      long nv = (ce - cb + W - 1) / W;
+      V acc[8];
+      for (int j = 0; j < 8; j++) acc[j] = S::zero();
+      if (nv == 8 && ce - cb == 8 * W) {
+        for (long r = 0; r < rows; r++) {
+          const float* g = dout + r * cols + cb;
+          for (int j = 0; j < 8; j++) acc[j] = S::add(acc[j], S::load(g + j * W));
+        }
+      } else {
+        for (long r = 0; r < rows; r++) {
+          const float* g = dout + r * cols + cb;
+          for (long j = 0; j < nv; j++) {
+            long w = ce - cb - j * W < W ? ce - cb - j * W : W;
+            acc[j] = S::add(acc[j], ld(g + j * W, w));
+          }
+        }
+      }
+      for (long j = 0; j < nv; j++) {
+        long w = ce - cb - j * W < W ? ce - cb - j * W : W;
+        st(dbias + cb + j * W, S::add(ld(dbias + cb + j * W, w), acc[j]), w);
+      }
+    }
+  });
+}
+
+void add(float* out, const float* a, const float* b, long n) {
+  for_range(n, 12.0 * n, [&](long i, long w) { st(out + i, S::add(ld(a + i, w), ld(b + i, w)), w); });
+}
+
+void axpy(float* y, const float* x, float alpha, long n) {
+  const V va = S::set1(alpha);
+  for_range(n, 12.0 * n, [&](long i, long w) { st(y + i, S::fmadd(va, ld(x + i, w), ld(y + i, w)), w); });
+}
+
+void copy(float* dst, const float* src, long n) {
+  for_range(n, 8.0 * n, [&](long i, long w) { st(dst + i, ld(src + i, w), w); });
+}
+
+// ---------------- row gather / scatter ----------------
+
+void gather_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
+  parallel(threads_for(8.0 * n_index * cols), [&](int tid, int nt) {
+    long i0, i1;
+    split(n_index, tid, nt, 1, &i0, &i1);
+    for (long i = i0; i < i1; i++) memcpy(out + i * cols, inp + (long)index[i] * cols, sizeof(float) * cols);
+  });
+}
+
+// Indices may repeat, so threads split the columns, not the index list.
+void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
+  parallel(threads_for(12.0 * n_index * cols), [&](int tid, int nt) {
+    long c0, c1;
+    split(cols, tid, nt, W, &c0, &c1);
+    for (long i = 0; i < n_index; i++) {
+      float* y = out + (long)index[i] * cols;
+      const float* x = inp + i * cols;
+      for (long c = c0; c < c1; c += W) {
+        long w = c1 - c < W ? c1 - c : W;
+        st(y + c, S::add(ld(y + c, w), ld(x + c, w)), w);
+      }
+    }
+  });
+}
+
+// ---------------- token mean-pooling ----------------
+
+void mean_pool(float* out, const float* inp, long B, long T, long D) {
+  const float inv = 1.0f / (float)T;
+  long blocks = (D + 8 * W - 1) / (8 * W);  // work items: (b, block of 8 vectors of columns)
+  parallel(threads_for(4.0 * B * T * D), [&](int tid, int nt) {
+    long j0, j1;
+    split(B * blocks, tid, nt, 1, &j0, &j1);
+    for (long j = j0; j < j1; j++) {
+      long b = j / blocks, cb = (j % blocks) * 8 * W;
+      long ce = cb + 8 * W < D ? cb + 8 * W : D;
+      long nv = (ce - cb + W - 1) / W;
+      V acc[8];
+      for (int k = 0; k < 8; k++) acc[k] = S::zero();
+      for (long t = 0; t < T; t++) {
+        const float* x = inp + (b * T + t) * D + cb;
+        for (long k = 0; k < nv; k++) {
+          long w = ce - cb - k * W < W ? ce - cb - k * W : W;
+          acc[k] = S::add(acc[k], ld(x + k * W, w));
+        }
+      }
+      for (long k = 0; k < nv; k++) {
+        long w = ce - cb - k * W < W ? ce - cb - k * W : W;
+        st(out + b * D + cb + k * W, S::mul(acc[k], S::set1(inv)), w);
+      }
+    }
+  });
+}
+
+void mean_pool_backward(float* dinp, const float* dout, long B, long T, long D) {
+  const V inv = S::set1(1.0f / (float)T);
+  parallel(threads_for(8.0 * B * T * D), [&](int tid, int nt) {
+    long r0, r1;
+    split(B * T, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* g = dout + (r / T) * D;
+      float* dx = dinp + r * D;
+      for (long c = 0; c < D; c += W) {
+        long w = D - c < W ? D - c : W;
+        st(dx + c, S::fmadd(ld(g + c, w), inv, ld(dx + c, w)), w);
+      }
+    }
+  });
+}
+
+// ---------------- L2 normalisation (F.normalize) ----------------
+
+void l2_normalize(float* out, float* norms, const float* inp, long rows, long cols, float eps) {
+  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* x = inp + r * cols;
+      V acc = S::zero();
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        V v = ld(x + c, w);
+        acc = S::fmadd(v, v, acc);
+      }
+      float norm = sqrtf(S::hsum(acc));
+      norms[r] = norm;
+      V d = S::set1(norm > eps ? norm : eps);
+      for (long c = 0; c < cols; c += W) {
+        long w = cols - c < W ? cols - c : W;
+        st(out + r * cols + c, S::div(ld(x + c, w), d), w);
+      }
+    }
+  });
+}
+
+// y = x / max(|x|, eps). Where |x| >= eps: dx = (dy - y (y.dy)) / |x|; else dx = dy / eps
+// (the clamp passes no gradient to the norm, as torch's clamp_min).
+void l2_normalize_backward(float* dinp, const float* dout, const float* out, const float* norms, long rows,
+                           long cols, float eps) {
+  parallel(threads_for(12.0 * rows * cols), [&](int tid, int nt) {
+    long r0, r1;
+    split(rows, tid, nt, 1, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+      const float* y = out + r * cols;
+      const float* dy = dout + r * cols;
+      float* dx = dinp + r * cols;
+      float norm = norms[r];
+      if (norm >= eps) {
+        V acc = S::zero();
+        for (long c = 0; c < cols; c += W) {
+          long w = cols - c < W ? cols - c : W;
+          acc = S::fmadd(ld(y + c, w), ld(dy + c, w), acc);
+        }
+        V dot = S::set1(S::hsum(acc));
+        V inv = S::set1(1.0f / norm);
+        for (long c = 0; c < cols; c += W) {
+          long w = cols - c < W ? cols - c : W;
+          V g = S::fnmadd(ld(y + c, w), dot, ld(dy + c, w));
+          st(dx + c, S::fmadd(g, inv, ld(dx + c, w)), w);
+        }
+      } else {
+        V inv = S::set1(1.0f / eps);
+        for (long c = 0; c < cols; c += W) {
+          long w = cols - c < W ? cols - c : W;
+          st(dx + c, S::fmadd(ld(dy + c, w), inv, ld(dx + c, w)), w);
+        }
+      }
+    }
+  });
+}
+
+// ---------------- Adam / AdamW ----------------
+
+// Same operation order and roundings as torch.optim.Adam's single-tensor path (and the
+// TypeScript reference): g += wd*p (Adam) | p *= 1 - lr*wd (AdamW); m = m*b1 + g*(1-b1);
+// v = v*b2 + ((1-b2)*g)*g; p += (-step_size * m) / (sqrt(v)/bc2_sqrt + eps).
+void adam_update(float* param, const float* grad, float* m, float* v, long n, const AdamScalars& s) {
+  const V b1 = S::set1(s.beta1), b1c = S::set1(s.one_minus_beta1);
+  const V b2 = S::set1(s.beta2), b2c = S::set1(s.one_minus_beta2);
+  const V veps = S::set1(s.eps), vwd = S::set1(s.weight_decay), vstep = S::set1(s.neg_step_size);
+  const V vbc2 = S::set1(s.bc2_sqrt), decay = S::set1(s.decay);
+  const bool l2 = s.l2, wdec = s.decoupled_decay;
+  for_range(n, 28.0 * n, [&](long i, long w) {
+    V p = ld(param + i, w), g = ld(grad + i, w);
+    if (l2) g = S::fmadd(vwd, p, g);
+    if (wdec) p = S::mul(p, decay);
+    V mm = S::fmadd(g, b1c, S::mul(ld(m + i, w), b1));
+    V vv = S::fmadd(S::mul(b2c, g), g, S::mul(ld(v + i, w), b2));
+    V denom = S::add(S::div(S::sqrt(vv), vbc2), veps);
+    p = S::add(p, S::div(S::mul(vstep, mm), denom));
+    st(m + i, mm, w);
+    st(v + i, vv, w);
+    st(param + i, p, w);
+  });
+}
+
+// ---------------- bf16 ----------------
+
+void f32_to_bf16(uint16_t* out, const float* inp, long n) {
+  parallel(threads_for(6.0 * n), [&](int tid, int nt) {
+    long lo, hi;
+    split(n, tid, nt, 16 * W, &lo, &hi);
+    long i = lo;
+    for (; i + W <= hi; i += W) S::to_bf16(out + i, inp + i, W);
+    if (i < hi) S::to_bf16(out + i, inp + i, hi - i);
+  });
+}
+
+void bf16_to_f32(float* out, const uint16_t* inp, long n) {
+  parallel(threads_for(6.0 * n), [&](int tid, int nt) {
+    long lo, hi;
+    split(n, tid, nt, 16 * W, &lo, &hi);
+    long i = lo;
+    for (; i + W <= hi; i += W) S::from_bf16(out + i, inp + i, W);
+    if (i < hi) S::from_bf16(out + i, inp + i, hi - i);
+  });
+}
+
+const KernelTable kTable = {
+    Simd::name,
+    layernorm_forward,
+    layernorm_backward,
+    gelu_forward,
+    gelu_backward,
+    softmax_forward,
+    softmax_backward,
+    bias_add,
+    bias_backward,
+    add,
+    axpy,
+    gather_rows,
+    scatter_add_rows,
+    mean_pool,
+    mean_pool_backward,
+    l2_normalize,
+    l2_normalize_backward,
+    adam_update,
+    f32_to_bf16,
+    bf16_to_f32,
+    copy,
+};
+
+}  // namespace
