@@ -37,7 +37,12 @@ export function defaultScheme(count: number): FrameScheme {
  * The reference extractor's `frame_idx` values (before its off-by-one seek): for CAV-MAE
  * int(i*total/count) with total = min(totalFrames, int(fps*10)); for Sync the linspace indices.
  */
-export function referenceFrameIndices(totalFrames: number, fps: number, count = 10, scheme = defaultScheme(count)): number[] {
+export function referenceFrameIndices(
+  totalFrames: number,
+  fps: number,
+  count = 10,
+  scheme = defaultScheme(count),
+): number[] {
   const out: number[] = [];
   if (scheme === 'sync') {
     // np.linspace(0, stop, num, dtype=int): i*(stop/(num-1)) in float64, last element exactly stop, truncated.
@@ -55,7 +60,12 @@ export function referenceFrameIndices(totalFrames: number, fps: number, count = 
  * The decoded frame index (0-based, in presentation order) that the reference saves as
  * frame_<i>, i = 0..count-1. CAV-MAE: max(frame_idx - 1, 0); Sync: the linspace index.
  */
-export function framePositions(totalFrames: number, fps: number, count = 10, scheme = defaultScheme(count)): number[] {
+export function framePositions(
+  totalFrames: number,
+  fps: number,
+  count = 10,
+  scheme = defaultScheme(count),
+): number[] {
   const idx = referenceFrameIndices(totalFrames, fps, count, scheme);
   return scheme === 'sync' ? idx : idx.map((k) => Math.max(k - 1, 0));
 }
@@ -63,7 +73,8 @@ export function framePositions(totalFrames: number, fps: number, count = 10, sch
 /** OpenCV's CAP_PROP_FRAME_COUNT: the container's count, else floor(duration*fps + 0.5). */
 export function containerFrameCount(info: MediaInfo): number | undefined {
   if (info.nbFrames !== undefined && info.nbFrames > 0) return Math.trunc(info.nbFrames);
-  if (info.durationSec !== undefined && info.fps !== undefined) return Math.floor(info.durationSec * info.fps + 0.5);
+  if (info.durationSec !== undefined && info.fps !== undefined)
+    return Math.floor(info.durationSec * info.fps + 0.5);
   return undefined;
 }
 
@@ -123,14 +134,35 @@ export function parsePpmStream(buf: Uint8Array, what: string): RgbImage[] {
   return frames;
 }
 
-async function decodeFramesAt(videoPath: string, wanted: number[], timeoutMs: number): Promise<Map<number, RgbImage>> {
+async function decodeFramesAt(
+  videoPath: string,
+  wanted: number[],
+  timeoutMs: number,
+): Promise<Map<number, RgbImage>> {
   const unique = [...new Set(wanted)].sort((a, b) => a - b);
   // select counts frames in decode output order (n = 0, 1, ...); passthrough keeps ffmpeg from
   // duplicating or dropping frames; -frames:v stops decoding after the last wanted frame.
   const expr = unique.map((k) => `eq(n\\,${k})`).join('+');
   const { stdout } = await runFfmpeg(
-    ['-i', videoPath, '-map', '0:v:0', '-vf', `select='${expr}'`, '-fps_mode', 'passthrough', '-frames:v', String(unique.length),
-      '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', 'pipe:1'],
+    [
+      '-i',
+      videoPath,
+      '-map',
+      '0:v:0',
+      '-vf',
+      `select='${expr}'`,
+      '-fps_mode',
+      'passthrough',
+      '-frames:v',
+      String(unique.length),
+      '-f',
+      'image2pipe',
+      '-c:v',
+      'ppm',
+      '-pix_fmt',
+      'rgb24',
+      'pipe:1',
+    ],
     { timeoutMs, maxBytes: FRAME_LIMIT_BYTES, what: videoPath },
   );
   const frames = parsePpmStream(stdout, videoPath);
@@ -142,7 +174,16 @@ async function decodeFramesAt(videoPath: string, wanted: number[], timeoutMs: nu
 /** Decodes every frame to count them (only needed when the container's count is too high). */
 async function countDecodedFrames(videoPath: string, timeoutMs: number): Promise<number> {
   const { stdout } = await runFfprobe(
-    ['-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', videoPath],
+    [
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=nb_read_frames',
+      '-of',
+      'csv=p=0',
+      videoPath,
+    ],
     { timeoutMs, maxBytes: 1 << 16, what: videoPath },
   );
   const n = parseInt(stdout.toString().trim(), 10);
@@ -165,14 +206,19 @@ function checkVideoFile(videoPath: string): void {
 export function tidyToolError(e: unknown, path: string): unknown {
   if (!(e instanceof UserError)) return e;
   const repeated = `failed: ${path}: `;
-  return e.message.includes(repeated) ? new UserError(e.message.replace(repeated, 'failed: '), e.exitCode) : e;
+  return e.message.includes(repeated)
+    ? new UserError(e.message.replace(repeated, 'failed: '), e.exitCode)
+    : e;
 }
 
 /**
  * The frames the reference extractor would save for this video, in memory. With the default
  * `size` (224) each frame is the 224x224 picture handed to the JPEG encoder.
  */
-export async function extractFrameSet(videoPath: string, opts: ExtractOptions = {}): Promise<ExtractedFrames> {
+export async function extractFrameSet(
+  videoPath: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractedFrames> {
   try {
     return await extractFrameSetUnchecked(videoPath, opts);
   } catch (e) {
@@ -185,18 +231,21 @@ async function extractFrameSetUnchecked(videoPath: string, opts: ExtractOptions)
   const scheme = opts.scheme ?? defaultScheme(count);
   const size = opts.size ?? 224;
   const timeoutMs = opts.timeoutMs ?? 120_000;
-  if (!(Number.isInteger(count) && count > 0 && count <= 1000)) throw fileError(videoPath, `invalid frame count ${count}`);
+  if (!(Number.isInteger(count) && count > 0 && count <= 1000))
+    throw fileError(videoPath, `invalid frame count ${count}`);
   checkVideoFile(videoPath);
   const info = await probeMedia(videoPath, { timeoutMs: Math.min(timeoutMs, 30_000) });
   if (!info.hasVideo) throw fileError(videoPath, 'no video stream');
   const fps = info.fps;
-  if (!(fps !== undefined && fps > 0 && Number.isFinite(fps))) throw fileError(videoPath, 'cannot determine the frame rate');
+  if (!(fps !== undefined && fps > 0 && Number.isFinite(fps)))
+    throw fileError(videoPath, 'cannot determine the frame rate');
   let total = containerFrameCount(info);
   if (total === undefined || total <= 0) total = await countDecodedFrames(videoPath, timeoutMs);
   if (total <= 0) throw fileError(videoPath, 'video has no frames');
 
   const pick = opts.only ?? [...Array(count).keys()];
-  if (pick.some((i) => !(Number.isInteger(i) && i >= 0 && i < count))) throw fileError(videoPath, `frame numbers must be in 0..${count - 1}`);
+  if (pick.some((i) => !(Number.isInteger(i) && i >= 0 && i < count)))
+    throw fileError(videoPath, `frame numbers must be in 0..${count - 1}`);
   let positions = framePositions(total, fps, count, scheme).filter((_, i) => pick.includes(i));
   let decoded = await decodeFramesAt(videoPath, positions, timeoutMs);
   if (positions.some((k) => !decoded.has(k))) {
@@ -207,7 +256,8 @@ async function extractFrameSetUnchecked(videoPath: string, opts: ExtractOptions)
     total = Math.min(total, actual);
     positions = framePositions(total, fps, count, scheme).filter((_, i) => pick.includes(i));
     decoded = await decodeFramesAt(videoPath, positions, timeoutMs);
-    if (positions.some((k) => !decoded.has(k))) throw fileError(videoPath, `could not decode frames ${positions.join(',')}`);
+    if (positions.some((k) => !decoded.has(k)))
+      throw fileError(videoPath, `could not decode frames ${positions.join(',')}`);
   }
   const frames = positions.map((k) => {
     const f = decoded.get(k)!;
@@ -237,7 +287,11 @@ export function framePath(videoPathDir: string, videoId: string, i: number): str
  * Extracts and writes `<outDir>/frame_<i>/<videoId>.jpg` for i = 0..count-1 (each atomically).
  * Returns the written paths.
  */
-export async function writeFrames(videoPath: string, outDir: string, opts: ExtractOptions & { videoId?: string } = {}): Promise<string[]> {
+export async function writeFrames(
+  videoPath: string,
+  outDir: string,
+  opts: ExtractOptions & { videoId?: string } = {},
+): Promise<string[]> {
   const videoId = opts.videoId ?? videoIdOf(videoPath);
   const { frames } = await extractFrameSet(videoPath, { ...opts, size: opts.size ?? 224 });
   const paths: string[] = [];
@@ -263,7 +317,12 @@ export async function loadVideoFrameTensor(
   if (!(Number.isInteger(frameIndex) && frameIndex >= 0 && frameIndex < count)) {
     throw fileError(videoPath, `frame index ${frameIndex} is outside 0..${count - 1}`);
   }
-  const { frames } = await extractFrameSet(videoPath, { count, scheme: opts.scheme, timeoutMs: opts.timeoutMs, only: [frameIndex] });
+  const { frames } = await extractFrameSet(videoPath, {
+    count,
+    scheme: opts.scheme,
+    timeoutMs: opts.timeoutMs,
+    only: [frameIndex],
+  });
   let frame = frames[0];
   if (opts.jpeg ?? true) frame = await decodeImage(await encodeJpeg(frame), { what: videoPath });
   return imageToTensor(frame);

@@ -42,7 +42,8 @@ export function readBoundedFile(path: string, maxBytes: number): Buffer {
     fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'ENOENT' ? 'file not found' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    const why =
+      err.code === 'ENOENT' ? 'file not found' : err.code === 'EISDIR' ? 'is a directory' : err.message;
     throw fileError(path, why);
   }
   try {
@@ -50,7 +51,8 @@ export function readBoundedFile(path: string, maxBytes: number): Buffer {
     if (st.isDirectory()) throw fileError(path, 'is a directory');
     if (!st.isFile()) throw fileError(path, 'not a regular file');
     if (st.size === 0) throw fileError(path, 'file is empty');
-    if (st.size > maxBytes) throw fileError(path, `file is ${st.size} bytes, more than the ${maxBytes}-byte limit`);
+    if (st.size > maxBytes)
+      throw fileError(path, `file is ${st.size} bytes, more than the ${maxBytes}-byte limit`);
     const buf = Buffer.allocUnsafe(st.size);
     let off = 0;
     while (off < st.size) {
@@ -65,7 +67,10 @@ export function readBoundedFile(path: string, maxBytes: number): Buffer {
 }
 
 /** Decode JPEG/PNG/WebP (and whatever else libvips reads: GIF, TIFF, AVIF) to 8-bit RGB. */
-export async function decodeImage(input: string | Uint8Array, opts: { what?: string } = {}): Promise<RgbImage> {
+export async function decodeImage(
+  input: string | Uint8Array,
+  opts: { what?: string } = {},
+): Promise<RgbImage> {
   const what = opts.what ?? (typeof input === 'string' ? input : 'image data');
   const bytes = typeof input === 'string' ? readBoundedFile(input, MAX_IMAGE_FILE_BYTES) : input;
   if (bytes.byteLength === 0) throw fileError(what, 'image is empty');
@@ -85,7 +90,8 @@ export async function decodeImage(input: string | Uint8Array, opts: { what?: str
   }
   const { width, height, channels } = raw.info;
   const src = raw.data;
-  if (src.length !== width * height * channels) throw fileError(what, 'decoder returned an inconsistent buffer');
+  if (src.length !== width * height * channels)
+    throw fileError(what, 'decoder returned an inconsistent buffer');
   const n = width * height;
   const out = new Uint8Array(n * 3); // [H, W, 3]
   if (channels === 3) out.set(src);
@@ -111,7 +117,11 @@ export async function decodeImage(input: string | Uint8Array, opts: { what?: str
 function describeSharpError(e: unknown): string {
   const msg = (e as Error)?.message ?? String(e);
   // libvips messages can span several lines; keep the first informative one.
-  const line = msg.split('\n').map((s) => s.trim()).find(Boolean) ?? 'unknown error';
+  const line =
+    msg
+      .split('\n')
+      .map((s) => s.trim())
+      .find(Boolean) ?? 'unknown error';
   return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }
 
@@ -143,7 +153,8 @@ export function centerCrop(img: RgbImage, size: number): RgbImage {
     const nw = Math.max(width, size);
     const nh = Math.max(height, size);
     const padded = new Uint8Array(nw * nh * 3); // [nh, nw, 3]
-    for (let y = 0; y < height; y++) padded.set(data.subarray(y * width * 3, (y + 1) * width * 3), ((y + padT) * nw + padL) * 3);
+    for (let y = 0; y < height; y++)
+      padded.set(data.subarray(y * width * 3, (y + 1) * width * 3), ((y + padT) * nw + padL) * 3);
     width = nw;
     height = nh;
     data = padded;
@@ -179,14 +190,18 @@ export function normalizeToTensor(img: RgbImage): Float32Array {
 /** The reference's eval image transform: [3, size, size] float32. Only 224 is supported by the model. */
 export function imageToTensor(img: RgbImage, opts: { size?: number } = {}): Float32Array {
   const size = opts.size ?? 224;
-  if (!(Number.isInteger(size) && size > 0)) throw new UserError(`image size must be a positive integer, got ${size}`);
+  if (!(Number.isInteger(size) && size > 0))
+    throw new UserError(`image size must be a positive integer, got ${size}`);
   if (!(img.width > 0 && img.height > 0) || img.data.length !== img.width * img.height * 3) {
     throw new UserError(`image buffer does not match its size ${img.width}x${img.height}`);
   }
   return normalizeToTensor(centerCrop(resizeShorter(img, size, 'bicubic'), size));
 }
 
-export async function loadImageTensor(input: string | Uint8Array, opts: { size?: number } = {}): Promise<Float32Array> {
+export async function loadImageTensor(
+  input: string | Uint8Array,
+  opts: { size?: number } = {},
+): Promise<Float32Array> {
   return imageToTensor(await decodeImage(input), opts);
 }
 

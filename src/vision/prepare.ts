@@ -17,10 +17,31 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { UserError, fileError } from '../util/errors.js';
 import { probeMedia, runFfmpeg } from '../util/ffmpeg.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { FRAME_COUNTS, framePath, tidyToolError, videoIdOf, writeFrames, type FrameScheme } from './frames.js';
+import {
+  FRAME_COUNTS,
+  framePath,
+  tidyToolError,
+  videoIdOf,
+  writeFrames,
+  type FrameScheme,
+} from './frames.js';
 
 export const VIDEO_EXTENSIONS = new Set([
-  '.mp4', '.m4v', '.mkv', '.webm', '.avi', '.mov', '.flv', '.mpg', '.mpeg', '.ts', '.mts', '.wmv', '.3gp', '.ogv', '.ogg',
+  '.mp4',
+  '.m4v',
+  '.mkv',
+  '.webm',
+  '.avi',
+  '.mov',
+  '.flv',
+  '.mpg',
+  '.mpeg',
+  '.ts',
+  '.mts',
+  '.wmv',
+  '.3gp',
+  '.ogv',
+  '.ogg',
 ]);
 
 /** Upper bound on the number of videos one list or folder may name. */
@@ -73,7 +94,9 @@ export interface PrepareOptions {
 }
 
 function walkVideos(dir: string, out: string[]): void {
-  const names = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const names = readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  );
   for (const d of names) {
     if (d.name.startsWith('.')) continue;
     const p = join(dir, d.name);
@@ -98,7 +121,8 @@ export function listVideos(dirOrList: string): string[] {
   const out: string[] = [];
   if (st.isDirectory()) {
     walkVideos(resolve(dirOrList), out);
-    if (out.length === 0) throw fileError(dirOrList, `no video files (${[...VIDEO_EXTENSIONS].join(' ')}) in this folder`);
+    if (out.length === 0)
+      throw fileError(dirOrList, `no video files (${[...VIDEO_EXTENSIONS].join(' ')}) in this folder`);
     return out;
   }
   if (!st.isFile()) throw fileError(dirOrList, 'not a folder or a list file');
@@ -172,7 +196,12 @@ export function readLabelsCsv(path: string): Map<string, string> {
   return map;
 }
 
-export function datafilePaths(out: string): { dataFile: string; failuresFile: string; audioDir: string; framesDir: string } {
+export function datafilePaths(out: string): {
+  dataFile: string;
+  failuresFile: string;
+  audioDir: string;
+  framesDir: string;
+} {
   const root = resolve(out);
   return {
     dataFile: join(root, 'data.json'),
@@ -183,15 +212,40 @@ export function datafilePaths(out: string): { dataFile: string; failuresFile: st
 }
 
 /** 16 kHz mono PCM16 WAV of channel 0, written atomically to `wavPath`. */
-export async function extractAudioWav(videoPath: string, wavPath: string, timeoutMs = 120_000): Promise<void> {
+export async function extractAudioWav(
+  videoPath: string,
+  wavPath: string,
+  timeoutMs = 120_000,
+): Promise<void> {
   mkdirSync(dirname(wavPath), { recursive: true });
   const tmp = join(dirname(wavPath), `.${videoIdOf(wavPath)}.${process.pid}.${Date.now()}.wav.tmp`);
   try {
     // pan keeps channel 0 unchanged; resampling is per channel, so this equals the reference's
     // resample-then-`sox remix 1` sample for sample. bitexact flags keep the header minimal.
     await runFfmpeg(
-      ['-y', '-i', videoPath, '-vn', '-map', '0:a:0', '-af', 'pan=mono|c0=c0', '-ar', '16000', '-c:a', 'pcm_s16le',
-        '-map_metadata', '-1', '-flags', '+bitexact', '-fflags', '+bitexact', '-f', 'wav', tmp],
+      [
+        '-y',
+        '-i',
+        videoPath,
+        '-vn',
+        '-map',
+        '0:a:0',
+        '-af',
+        'pan=mono|c0=c0',
+        '-ar',
+        '16000',
+        '-c:a',
+        'pcm_s16le',
+        '-map_metadata',
+        '-1',
+        '-flags',
+        '+bitexact',
+        '-fflags',
+        '+bitexact',
+        '-f',
+        'wav',
+        tmp,
+      ],
       { timeoutMs, maxBytes: 1 << 20, what: videoPath },
     );
     const st = statSync(tmp);
@@ -212,7 +266,13 @@ function isDone(wav: string, framesDir: string, videoId: string, frames: number)
   return true;
 }
 
-async function prepareOne(video: string, wav: string, framesDir: string, videoId: string, opts: PrepareOptions): Promise<void> {
+async function prepareOne(
+  video: string,
+  wav: string,
+  framesDir: string,
+  videoId: string,
+  opts: PrepareOptions,
+): Promise<void> {
   let st;
   try {
     st = statSync(video);
@@ -225,15 +285,22 @@ async function prepareOne(video: string, wav: string, framesDir: string, videoId
   if (!info.hasVideo) throw fileError(video, 'no video stream');
   if (!info.hasAudio) throw fileError(video, 'no audio track (the reference skips such videos)');
   await extractAudioWav(video, wav, opts.timeoutMs);
-  await writeFrames(video, framesDir, { count: opts.frames ?? FRAME_COUNTS.cavmae, scheme: opts.scheme, videoId, timeoutMs: opts.timeoutMs });
+  await writeFrames(video, framesDir, {
+    count: opts.frames ?? FRAME_COUNTS.cavmae,
+    scheme: opts.scheme,
+    videoId,
+    timeoutMs: opts.timeoutMs,
+  });
 }
 
 /** Prepares every video; never throws for a single bad video. */
 export async function prepareVideos(videos: string[], opts: PrepareOptions): Promise<PrepareSummary> {
   const frames = opts.frames ?? FRAME_COUNTS.cavmae;
-  if (!(Number.isInteger(frames) && frames > 0 && frames <= 1000)) throw new UserError(`--frames must be a positive integer, got ${frames}`);
+  if (!(Number.isInteger(frames) && frames > 0 && frames <= 1000))
+    throw new UserError(`--frames must be a positive integer, got ${frames}`);
   const jobs = opts.jobs ?? 2;
-  if (!(Number.isInteger(jobs) && jobs > 0 && jobs <= 256)) throw new UserError(`--jobs must be a positive integer, got ${jobs}`);
+  if (!(Number.isInteger(jobs) && jobs > 0 && jobs <= 256))
+    throw new UserError(`--jobs must be a positive integer, got ${jobs}`);
   const { dataFile, failuresFile, audioDir, framesDir } = datafilePaths(opts.out);
   try {
     mkdirSync(audioDir, { recursive: true });
@@ -268,7 +335,12 @@ export async function prepareVideos(videos: string[], opts: PrepareOptions): Pro
       }
       firstById.set(videoId, i);
       const wav = join(audioDir, `${videoId}.wav`);
-      const entry: DatafileEntry = { wav, video_id: videoId, video_path: framesDir, labels: opts.labels?.get(videoId) ?? '' };
+      const entry: DatafileEntry = {
+        wav,
+        video_id: videoId,
+        video_path: framesDir,
+        labels: opts.labels?.get(videoId) ?? '',
+      };
       if (isDone(wav, framesDir, videoId, frames)) {
         skipped++;
         finish(i, entry);

@@ -52,7 +52,13 @@ interface Coeffs {
 }
 
 /** `precompute_coeffs` + `normalize_coeffs_8bpc` for the box [in0, in1) of an axis of length inSize. */
-function precomputeCoeffs(inSize: number, in0: number, in1: number, outSize: number, filter: FilterDef): Coeffs {
+function precomputeCoeffs(
+  inSize: number,
+  in0: number,
+  in1: number,
+  outSize: number,
+  filter: FilterDef,
+): Coeffs {
   const scale = (in1 - in0) / outSize;
   const filterScale = scale < 1 ? 1 : scale;
   const support = filter.support * filterScale;

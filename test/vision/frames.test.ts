@@ -22,8 +22,16 @@ import {
   type RgbImage,
 } from '../../src/vision/index.js';
 
-const golden = JSON.parse(readFileSync(join(repoRoot(), 'test', 'fixtures', 'image', 'golden.json'), 'utf8')) as {
-  positions: { frame_count: number; fps: number; cavmae_frame_idx: number[]; cavmae_decoded: number[]; sync: number[] }[];
+const golden = JSON.parse(
+  readFileSync(join(repoRoot(), 'test', 'fixtures', 'image', 'golden.json'), 'utf8'),
+) as {
+  positions: {
+    frame_count: number;
+    fps: number;
+    cavmae_frame_idx: number[];
+    cavmae_decoded: number[];
+    sync: number[];
+  }[];
 };
 
 let dir = '';
@@ -36,7 +44,9 @@ let mkv = '';
 let shortVideo = '';
 
 function ffmpeg(args: string[]): void {
-  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], { timeout: 60_000 });
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], {
+    timeout: 60_000,
+  });
 }
 
 function indexedSource(fps: number, seconds: number): string {
@@ -61,13 +71,58 @@ function frameNumber(f: RgbImage): number {
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'cavmae-frames-'));
   mp4 = join(dir, 'indexed.mp4');
-  ffmpeg(['-f', 'lavfi', '-i', indexedSource(12.5, 10), '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100:duration=10',
-    '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', mp4]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    indexedSource(12.5, 10),
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=440:sample_rate=44100:duration=10',
+    '-c:v',
+    'libx264',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    '-shortest',
+    mp4,
+  ]);
   mkv = join(dir, 'indexed.mkv');
-  ffmpeg(['-f', 'lavfi', '-i', indexedSource(25, 4), '-c:v', 'mpeg4', '-q:v', '2', '-pix_fmt', 'yuv420p', mkv]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    indexedSource(25, 4),
+    '-c:v',
+    'mpeg4',
+    '-q:v',
+    '2',
+    '-pix_fmt',
+    'yuv420p',
+    mkv,
+  ]);
   shortVideo = join(dir, 'short.mkv');
-  ffmpeg(['-f', 'lavfi', '-i', indexedSource(25, 3), '-f', 'lavfi', '-i', 'sine=frequency=300:sample_rate=16000:duration=6',
-    '-c:v', 'mpeg4', '-q:v', '2', '-pix_fmt', 'yuv420p', '-c:a', 'pcm_s16le', shortVideo]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    indexedSource(25, 3),
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=300:sample_rate=16000:duration=6',
+    '-c:v',
+    'mpeg4',
+    '-q:v',
+    '2',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'pcm_s16le',
+    shortVideo,
+  ]);
 });
 
 after(() => {
@@ -78,7 +133,11 @@ test('framePositions equals the reference extractors (CAV-MAE 10 with its off-by
   assert.ok(golden.positions.length >= 8);
   for (const p of golden.positions) {
     const what = `${p.frame_count} frames @ ${p.fps} fps`;
-    assert.deepEqual(referenceFrameIndices(p.frame_count, p.fps, 10), p.cavmae_frame_idx, `frame_idx, ${what}`);
+    assert.deepEqual(
+      referenceFrameIndices(p.frame_count, p.fps, 10),
+      p.cavmae_frame_idx,
+      `frame_idx, ${what}`,
+    );
     assert.deepEqual(framePositions(p.frame_count, p.fps, 10), p.cavmae_decoded, `decoded, ${what}`);
     assert.deepEqual(framePositions(p.frame_count, p.fps, 16), p.sync, `sync, ${what}`);
   }
@@ -118,7 +177,10 @@ test('writeFrames lays out frame_<i>/<video_id>.jpg; the in-memory tensor equals
   const out = join(dir, 'frames-out');
   const paths = await writeFrames(mp4, out);
   assert.equal(videoIdOf(mp4), 'indexed');
-  assert.deepEqual(paths, Array.from({ length: 10 }, (_, i) => join(out, `frame_${i}`, 'indexed.jpg')));
+  assert.deepEqual(
+    paths,
+    Array.from({ length: 10 }, (_, i) => join(out, `frame_${i}`, 'indexed.jpg')),
+  );
   const fromFile = await loadImageTensor(paths[5]);
   const inMemory = await loadVideoFrameTensor(mp4, 5, 10);
   assert.equal(inMemory.length, 3 * 224 * 224);

@@ -26,28 +26,45 @@ import {
 const ID = '00W1lcxW-WU_40.000';
 const local = (...p: string[]) => join(repoRoot(), 'test', 'fixtures', 'image', ...p);
 const golden = JSON.parse(readFileSync(local('golden.json'), 'utf8')) as {
-  cases: { name: string; width: number; height: number; bicubic_resized: number[]; bilinear_resized?: number[] }[];
+  cases: {
+    name: string;
+    width: number;
+    height: number;
+    bicubic_resized: number[];
+    bilinear_resized?: number[];
+  }[];
   decode: { file: string; mode: string }[];
 };
 
-test('fixture PNG (Pillow decode of frame_5.jpg) -> tensor equals the official eval transform', { skip: !hasShared() }, async () => {
-  const ref = readSafetensorsF32(fixture('image', 'image.safetensors')).get(`${ID}.image`)!;
-  assert.deepEqual(ref.shape, [3, 224, 224]);
-  const t = await loadImageTensor(fixture('image', `${ID}.frame_5_decoded.png`));
-  // Brief: <= 1e-5; measured 0 (bit-exact).
-  assertClose(t, ref.data, { atol: 1e-5, what: 'png tensor' });
-  assert.equal(maxAbsDiff(t, ref.data), 0, 'expected a bit-exact tensor');
-});
+test(
+  'fixture PNG (Pillow decode of frame_5.jpg) -> tensor equals the official eval transform',
+  { skip: !hasShared() },
+  async () => {
+    const ref = readSafetensorsF32(fixture('image', 'image.safetensors')).get(`${ID}.image`)!;
+    assert.deepEqual(ref.shape, [3, 224, 224]);
+    const t = await loadImageTensor(fixture('image', `${ID}.frame_5_decoded.png`));
+    // Brief: <= 1e-5; measured 0 (bit-exact).
+    assertClose(t, ref.data, { atol: 1e-5, what: 'png tensor' });
+    assert.equal(maxAbsDiff(t, ref.data), 0, 'expected a bit-exact tensor');
+  },
+);
 
-test('fixture JPEG -> tensor within 0.03 of the official eval transform (measured: 0)', { skip: !hasShared() }, async () => {
-  const st = readSafetensorsF32(fixture('image', 'image.safetensors'));
-  const ref = st.get(`${ID}.image`)!;
-  const img = await decodeImage(fixture('image', 'frames', ID, 'frame_5.jpg'));
-  // The decode itself matches Pillow's (libjpeg-turbo) bit for bit.
-  assertClose(img.data, st.get(`${ID}.frame_5_decoded_u8`)!.data, { atol: 0, what: 'decoded uint8 vs Pillow' });
-  const t = imageToTensor(img);
-  assertClose(t, ref.data, { atol: 0.03, what: 'jpeg tensor' });
-});
+test(
+  'fixture JPEG -> tensor within 0.03 of the official eval transform (measured: 0)',
+  { skip: !hasShared() },
+  async () => {
+    const st = readSafetensorsF32(fixture('image', 'image.safetensors'));
+    const ref = st.get(`${ID}.image`)!;
+    const img = await decodeImage(fixture('image', 'frames', ID, 'frame_5.jpg'));
+    // The decode itself matches Pillow's (libjpeg-turbo) bit for bit.
+    assertClose(img.data, st.get(`${ID}.frame_5_decoded_u8`)!.data, {
+      atol: 0,
+      what: 'decoded uint8 vs Pillow',
+    });
+    const t = imageToTensor(img);
+    assertClose(t, ref.data, { atol: 0.03, what: 'jpeg tensor' });
+  },
+);
 
 test('Resize(224, bicubic/bilinear) + CenterCrop(224) equal Pillow on synthetic images', async () => {
   let checked = 0;
@@ -69,13 +86,17 @@ test('Resize(224, bicubic/bilinear) + CenterCrop(224) equal Pillow on synthetic 
   assert.equal(checked, 8);
 });
 
-test('fixture frame_5_source -> Resize(224) bilinear + CenterCrop = frame_5_prejpeg (extractor)', { skip: !hasShared() }, async () => {
-  const src = await decodeImage(fixture('image', `${ID}.frame_5_source.png`));
-  const pre = await decodeImage(fixture('image', `${ID}.frame_5_prejpeg.png`));
-  assert.deepEqual([src.width, src.height], [256, 144]);
-  const mine = centerCrop(resizeShorter(src, 224, 'bilinear'), 224);
-  assertClose(mine.data, pre.data, { atol: 0, what: 'prejpeg' });
-});
+test(
+  'fixture frame_5_source -> Resize(224) bilinear + CenterCrop = frame_5_prejpeg (extractor)',
+  { skip: !hasShared() },
+  async () => {
+    const src = await decodeImage(fixture('image', `${ID}.frame_5_source.png`));
+    const pre = await decodeImage(fixture('image', `${ID}.frame_5_prejpeg.png`));
+    assert.deepEqual([src.width, src.height], [256, 144]);
+    const mine = centerCrop(resizeShorter(src, 224, 'bilinear'), 224);
+    assertClose(mine.data, pre.data, { atol: 0, what: 'prejpeg' });
+  },
+);
 
 test('JPEG encoding reproduces the reference frame file byte for byte', { skip: !hasShared() }, async () => {
   const pre = await decodeImage(fixture('image', `${ID}.frame_5_prejpeg.png`));
@@ -102,7 +123,10 @@ test('decoding JPEG (several modes), PNG (grey, RGBA, palette) and WebP matches 
     const err = maxAbsDiff(mine.data, ref.data);
     errors.push(`${d.file}: ${err}`);
     // Lossless formats and libjpeg-turbo JPEGs are exact; lossy WebP may differ by libwebp version.
-    assertClose(mine.data, ref.data, { atol: d.file.endsWith('lossy.webp') ? 3 : 0, what: `decode ${d.file}` });
+    assertClose(mine.data, ref.data, {
+      atol: d.file.endsWith('lossy.webp') ? 3 : 0,
+      what: `decode ${d.file}`,
+    });
   }
   assert.equal(errors.length, golden.decode.length);
 });

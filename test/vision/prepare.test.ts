@@ -5,7 +5,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers.js';
@@ -15,7 +24,9 @@ let dir = '';
 let videos = '';
 
 function ffmpeg(args: string[]): void {
-  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], { timeout: 60_000 });
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...args], {
+    timeout: 60_000,
+  });
 }
 
 /** Parses a PCM WAV: format fields and the sample data. */
@@ -27,7 +38,12 @@ function readWav(path: string): { channels: number; rate: number; bits: number; 
   while (pos + 8 <= b.length) {
     const id = b.toString('ascii', pos, pos + 4);
     const n = b.readUInt32LE(pos + 4);
-    if (id === 'fmt ') fmt = { channels: b.readUInt16LE(pos + 10), rate: b.readUInt32LE(pos + 12), bits: b.readUInt16LE(pos + 22) };
+    if (id === 'fmt ')
+      fmt = {
+        channels: b.readUInt16LE(pos + 10),
+        rate: b.readUInt32LE(pos + 12),
+        bits: b.readUInt16LE(pos + 22),
+      };
     if (id === 'data') {
       const d = b.subarray(pos + 8, pos + 8 + n);
       const samples = new Int16Array(d.length / 2);
@@ -44,13 +60,55 @@ before(() => {
   videos = join(dir, 'videos');
   mkdirSync(join(videos, 'sub'), { recursive: true });
   // Stereo soundtrack with different channels, so that "channel 0" is checked.
-  const stereo = "aevalsrc=0.5*sin(440*2*PI*t)|0.3*sin(1250*2*PI*t):s=44100:d=3";
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=s=96x54:r=12.5:d=3', '-f', 'lavfi', '-i', stereo,
-    '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', join(videos, 'good.mp4')]);
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=s=80x60:r=25:d=2', '-f', 'lavfi', '-i', 'sine=frequency=330:sample_rate=22050:duration=2',
-    '-c:v', 'mpeg4', '-c:a', 'pcm_s16le', join(videos, 'sub', 'second.mkv')]);
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=s=64x48:r=10:d=2', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', join(videos, 'silent.mp4')]);
-  writeFileSync(join(videos, 'corrupt.mp4'), Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31 + 7) % 256)));
+  const stereo = 'aevalsrc=0.5*sin(440*2*PI*t)|0.3*sin(1250*2*PI*t):s=44100:d=3';
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=s=96x54:r=12.5:d=3',
+    '-f',
+    'lavfi',
+    '-i',
+    stereo,
+    '-c:v',
+    'libx264',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    '-shortest',
+    join(videos, 'good.mp4'),
+  ]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=s=80x60:r=25:d=2',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=330:sample_rate=22050:duration=2',
+    '-c:v',
+    'mpeg4',
+    '-c:a',
+    'pcm_s16le',
+    join(videos, 'sub', 'second.mkv'),
+  ]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=s=64x48:r=10:d=2',
+    '-c:v',
+    'libx264',
+    '-pix_fmt',
+    'yuv420p',
+    join(videos, 'silent.mp4'),
+  ]);
+  writeFileSync(
+    join(videos, 'corrupt.mp4'),
+    Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31 + 7) % 256)),
+  );
   writeFileSync(join(videos, 'empty.avi'), '');
   writeFileSync(join(videos, 'notes.txt'), 'not a video, and not listed: wrong extension\n');
 });
@@ -61,7 +119,10 @@ after(() => {
 
 test('listVideos: a folder (recursive, video extensions, sorted) and a list file', () => {
   const found = listVideos(videos);
-  assert.deepEqual(found, ['corrupt.mp4', 'empty.avi', 'good.mp4', 'silent.mp4', 'sub/second.mkv'].map((f) => join(videos, f)));
+  assert.deepEqual(
+    found,
+    ['corrupt.mp4', 'empty.avi', 'good.mp4', 'silent.mp4', 'sub/second.mkv'].map((f) => join(videos, f)),
+  );
   const list = join(dir, 'list.csv');
   writeFileSync(list, `# comment\nvideos/good.mp4\n\n${join(videos, 'silent.mp4')},extra column\n`);
   assert.deepEqual(listVideos(list), [join(videos, 'good.mp4'), join(videos, 'silent.mp4')]);
@@ -77,15 +138,33 @@ test('prepare: wav + frames + datafile for good videos, failures reported with p
   writeFileSync(labelsCsv, 'video_id,labels\ngood,"/m/068hy,/m/07q6cd_"\nsecond.mkv,/m/09x0r\n');
   const labels = readLabelsCsv(labelsCsv);
   const progress: number[] = [];
-  const s = await prepareVideos(listVideos(videos), { out, jobs: 2, labels, onProgress: (p) => progress.push(p.done) });
+  const s = await prepareVideos(listVideos(videos), {
+    out,
+    jobs: 2,
+    labels,
+    onProgress: (p) => progress.push(p.done),
+  });
   assert.deepEqual([s.total, s.prepared, s.skipped, s.failed], [5, 2, 0, 3]);
-  assert.deepEqual(progress.sort((a, b) => a - b), [1, 2, 3, 4, 5]);
+  assert.deepEqual(
+    progress.sort((a, b) => a - b),
+    [1, 2, 3, 4, 5],
+  );
 
   // The datafile: the official format, absolute paths, input order.
   const data = JSON.parse(readFileSync(join(out, 'data.json'), 'utf8')) as { data: Record<string, string>[] };
   assert.deepEqual(data.data, [
-    { wav: join(out, 'audio', 'good.wav'), video_id: 'good', video_path: join(out, 'frames'), labels: '/m/068hy,/m/07q6cd_' },
-    { wav: join(out, 'audio', 'second.wav'), video_id: 'second', video_path: join(out, 'frames'), labels: '/m/09x0r' },
+    {
+      wav: join(out, 'audio', 'good.wav'),
+      video_id: 'good',
+      video_path: join(out, 'frames'),
+      labels: '/m/068hy,/m/07q6cd_',
+    },
+    {
+      wav: join(out, 'audio', 'second.wav'),
+      video_id: 'second',
+      video_path: join(out, 'frames'),
+      labels: '/m/09x0r',
+    },
   ]);
 
   // Audio: 16 kHz mono PCM16, equal to the reference's `ffmpeg -vn -ar 16000` then channel 0.
@@ -97,7 +176,8 @@ test('prepare: wav + frames + datafile for good videos, failures reported with p
   assert.equal(ref.channels, 2);
   assert.equal(wav.samples.length, ref.samples.length / 2);
   let maxDiff = 0;
-  for (let i = 0; i < wav.samples.length; i++) maxDiff = Math.max(maxDiff, Math.abs(wav.samples[i] - ref.samples[2 * i]));
+  for (let i = 0; i < wav.samples.length; i++)
+    maxDiff = Math.max(maxDiff, Math.abs(wav.samples[i] - ref.samples[2 * i]));
   assert.equal(maxDiff, 0, 'wav equals channel 0 of the reference resample (tolerance 0)');
   assert.equal(readWav(join(out, 'audio', 'second.wav')).rate, 16000);
 
@@ -108,10 +188,16 @@ test('prepare: wav + frames + datafile for good videos, failures reported with p
       assert.deepEqual([img.width, img.height], [224, 224]);
     }
   }
-  assert.ok(!existsSync(join(out, 'frames', 'frame_0', 'silent.jpg')), 'nothing written for a video without audio');
+  assert.ok(
+    !existsSync(join(out, 'frames', 'frame_0', 'silent.jpg')),
+    'nothing written for a video without audio',
+  );
 
   // Failures: one JSON line each, naming the file and the problem.
-  const failures = readFileSync(join(out, 'failures.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { video: string; error: string });
+  const failures = readFileSync(join(out, 'failures.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { video: string; error: string });
   const byName = new Map(failures.map((f) => [f.video, f.error]));
   assert.equal(failures.length, 3);
   assert.match(byName.get(join(videos, 'silent.mp4'))!, /silent\.mp4: no audio track/);
@@ -137,16 +223,34 @@ test('prepare --frames 16 writes the Sync layout frame_0..frame_15', async () =>
   const out = join(dir, 'out16');
   const s = await prepareVideos([join(videos, 'good.mp4')], { out, frames: 16 });
   assert.equal(s.prepared, 1);
-  for (let i = 0; i < 16; i++) assert.ok(existsSync(join(out, 'frames', `frame_${i}`, 'good.jpg')), `frame_${i}`);
+  for (let i = 0; i < 16; i++)
+    assert.ok(existsSync(join(out, 'frames', `frame_${i}`, 'good.jpg')), `frame_${i}`);
   assert.ok(!existsSync(join(out, 'frames', 'frame_16')));
 });
 
 test('prepare: duplicate video ids are reported, not overwritten', async () => {
   const other = join(dir, 'other');
   mkdirSync(other);
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=s=64x48:r=10:d=1', '-f', 'lavfi', '-i', 'sine=duration=1',
-    '-c:v', 'mpeg4', '-c:a', 'pcm_s16le', '-shortest', join(other, 'good.mkv')]);
-  const s = await prepareVideos([join(videos, 'good.mp4'), join(other, 'good.mkv')], { out: join(dir, 'outdup'), jobs: 2 });
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=s=64x48:r=10:d=1',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=duration=1',
+    '-c:v',
+    'mpeg4',
+    '-c:a',
+    'pcm_s16le',
+    '-shortest',
+    join(other, 'good.mkv'),
+  ]);
+  const s = await prepareVideos([join(videos, 'good.mp4'), join(other, 'good.mkv')], {
+    out: join(dir, 'outdup'),
+    jobs: 2,
+  });
   assert.deepEqual([s.prepared, s.failed], [1, 1]);
   assert.match(s.failures[0].error, /video_id good already used by .*good\.mp4/);
 });
@@ -168,7 +272,11 @@ function runPrepareCli(args: string[]): { status: number | null; stdout: string;
     `try { await program.parseAsync(['node', 'cavmae', ...${JSON.stringify(args)}]); } catch (e) { process.exitCode = reportError(e); }`,
   ].join('\n');
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--test'));
-  const r = spawnSync(process.execPath, [...execArgv, '--input-type=module', '-e', code], { cwd: repoRoot(), encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [...execArgv, '--input-type=module', '-e', code], {
+    cwd: repoRoot(),
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
