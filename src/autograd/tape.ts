@@ -1,0 +1,119 @@
+/**
+ * The tape: reverse-mode autograd as a list of backward closures recorded in forward order.
+ *
+ * Design contract:
+ * - Every op (./ops.ts) computes its output with kernels(), and when gradients are enabled and
+ *   some input requires grad, records ONE closure that reads `out.grad` and ACCUMULATES into the
+ *   gradients of its inputs (kernels +=). Saved buffers are captured by the closure.
+ * - `backward(loss)` seeds d(loss) = 1 and runs the closures in reverse. A closure whose output
+ *   received no gradient is skipped.
+ * - Gradient buffers of activations come from the pool, zeroed, on first use (`gradOf`);
+ *   parameters already carry their view into the ParamArena's flat gradient buffer.
+ * - The forward context carries the precision switch: `bf16` makes every GEMM (linear,
+ *   attention) round its inputs to bf16 with fp32 accumulation; everything else stays fp32.
+ * - `reset()` drops the recorded closures and recycles the pool: call it once per step.
+ */
+import { Param } from '../tensor/arena.js';
+import { ActivationPool } from '../tensor/pool.js';
+import { Tensor, ShapeError, type Shape } from '../tensor/tensor.js';
+
+export interface TapeOptions {
+  /** Record backward closures (default true). */
+  grad?: boolean;
+  /** bf16 GEMM inputs, fp32 accumulation (default false). */
+  bf16?: boolean;
+  /** Reuse an existing pool (a training loop keeps one across steps). */
+  pool?: ActivationPool;
+}
+
+interface Node {
+  out: Tensor;
+  backward: () => void;
+  op: string;
+}
+
+export class Tape {
+  readonly pool: ActivationPool;
+  readonly gradEnabled: boolean;
+  bf16: boolean;
+  private nodes: Node[] = [];
+
+  constructor(opts: TapeOptions = {}) {
+    this.gradEnabled = opts.grad ?? true;
+    this.bf16 = opts.bf16 ?? false;
+    this.pool = opts.pool ?? new ActivationPool(this.gradEnabled);
+  }
+
+  /** An activation tensor backed by a pool buffer (contents undefined). */
+  empty(shape: Shape): Tensor {
+    let n = 1;
+    for (const d of shape) n *= d;
+    return new Tensor(shape, this.pool.alloc(n));
+  }
+
+  /** An activation tensor of zeros. */
+  zeros(shape: Shape): Tensor {
+    const t = this.empty(shape);
+    t.data.fill(0);
+    return t;
+  }
+
+  /** A constant input (no grad) over a copy of `values` in a pool buffer. */
+  constant(shape: Shape, values: ArrayLike<number>): Tensor {
+    const t = this.empty(shape);
+    if (values.length !== t.size) throw new ShapeError(`constant: ${values.length} values for shape [${shape.join(',')}]`);
+    t.data.set(values);
+    return t;
+  }
+
+  /** True when an op over these inputs must record a backward closure. */
+  needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
+    if (!this.gradEnabled) return false;
+    for (const t of inputs) if (t && t.requiresGrad) return true;
+    return false;
+  }
+
+  /** Registers the backward closure of `out` (and marks it as requiring grad). */
+  record(op: string, out: Tensor, backward: () => void): void {
+    out.requiresGrad = true;
+    this.nodes.push({ out, backward, op });
+  }
+
+  /** The gradient buffer of `t`, zero-filled from the pool on first use. */
+  gradOf(t: Tensor): Float32Array {
+    if (t.grad) return t.grad;
+    // Parameters accumulate into their arena's flat gradient buffer, never into the pool.
+    if (t instanceof Param) return t.gradView();
+    t.grad = this.pool.zeros(t.size);
+    return t.grad;
+  }
+
+  /** Number of recorded closures (tests, debugging). */
+  get length(): number {
+    return this.nodes.length;
+  }
+
+  /** Runs backward from a scalar (or from `seed`, a gradient of loss's shape). */
+  backward(loss: Tensor, seed?: Float32Array): void {
+    if (!this.gradEnabled) throw new Error('backward() on a tape recorded without gradients');
+    if (!loss.requiresGrad) throw new Error('backward(): the loss does not depend on any parameter that requires grad');
+    const g = this.gradOf(loss);
+    if (seed) {
+      if (seed.length !== loss.size) throw new ShapeError(`backward(): seed of ${seed.length} values for ${loss}`);
+      for (let i = 0; i < g.length; i++) g[i] += seed[i];
+    } else {
+      if (loss.size !== 1) throw new ShapeError(`backward(): ${loss} is not a scalar; pass a seed gradient`);
+      g[0] += 1;
+    }
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i];
+      if (node.out.grad) node.backward();
+    }
+  }
+
+  /** Forgets the graph and recycles every pooled buffer (tensors made so far become invalid). */
+  reset(): void {
+    this.nodes = [];
+    this.pool.reset();
+  }
+}

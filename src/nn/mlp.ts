@@ -1,0 +1,20 @@
+/** timm Mlp: fc1 (d → hidden), exact erf GELU, fc2 (hidden → d); no dropout. */
+import * as ops from '../autograd/ops.js';
+import type { Tape } from '../autograd/tape.js';
+import type { ParamBuilder } from '../tensor/arena.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Linear } from './linear.js';
+
+export class Mlp {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+
+  constructor(pb: ParamBuilder, dim: number, hidden: number) {
+    this.fc1 = new Linear(pb.scope('fc1'), dim, hidden);
+    this.fc2 = new Linear(pb.scope('fc2'), hidden, dim);
+  }
+
+  forward(tp: Tape, x: Tensor): Tensor {
+    return this.fc2.forward(tp, ops.gelu(tp, this.fc1.forward(tp, x)));
+  }
+}
