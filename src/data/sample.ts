@@ -1,0 +1,252 @@
+/**
+ * One training or evaluation sample: (fbank, image, label vector), as the reference dataset's
+ * `__getitem__` builds it (spec 1.2-1.4, 2.2-2.3). Runs inside loader worker threads (and on the
+ * main thread when the loader has no workers).
+ *
+ * Contract: `buildSample(task, config)` is a pure function of the task (items, seed words) and
+ * the media files: its random numbers come only from `Rng.derive(seed, epoch, position)`, in a
+ * fixed draw order: frame index; [λ, partner frame index] when mixing; SpecAugment; noise + roll.
+ * A file that cannot be read raises `SampleLoadError` naming the file and which item (primary or
+ * mixup partner) it belongs to; the loader replaces that item and tries again. It never falls
+ * back to constant tensors as the reference does.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { AUDIO_NORM, computeFbank, decodeAudio, normalizeFbank, padOrCrop } from '../audio/index.js';
+import { centerCrop, decodeImage, extractFrames, imageToTensor, loadVideoFrameTensor, normalizeToTensor, resizeShorter, type RgbImage } from '../vision/index.js';
+import { fileError } from '../util/errors.js';
+import { addNoiseAndRoll, labelVector, mixImages, mixLabelVector, mixWaveforms, MIXUP_BETA, specAugment } from './augment.js';
+import { naturalCompare, officialFramePath, type VisualSource } from './datafile.js';
+import { Rng } from './rng.js';
+import { ByteLru } from './cache.js';
+
+export const NUM_MEL_BINS = 128;
+
+/** What a worker needs to know about one dataset item (structured-clone friendly). */
+export interface SampleItem {
+  index: number;
+  id: string;
+  audioPath: string;
+  visual: VisualSource;
+  labels: Int32Array;
+}
+
+export interface SampleConfig {
+  train: boolean;
+  targetLength: number;
+  /** Frames per clip (10 for CAV-MAE, 16 for Sync). */
+  totalFrames: number;
+  /** Frame used in evaluation; default floor(totalFrames / 2). */
+  frameUse?: number;
+  freqm: number;
+  timem: number;
+  noise: boolean;
+  labelSmooth: number;
+  numLabels: number;
+  imageSize: number;
+  audioMean: number;
+  audioStd: number;
+  /** Bytes of decoded media kept per thread (raw fbanks, resized images, video frames); 0 = none. */
+  cacheBytes: number;
+}
+
+export interface SampleTask {
+  seed: number;
+  epoch: number;
+  position: number;
+  primary: SampleItem;
+  /** Mixup partner (train only), chosen by the loader. */
+  partner?: SampleItem;
+}
+
+export interface SampleResult {
+  audio: Float32Array; // [T, 128]
+  image: Float32Array; // [3, S, S]
+  labels: Float32Array; // [K]
+  lambda: number | undefined;
+  frame: number;
+}
+
+export class SampleLoadError extends Error {
+  constructor(
+    readonly which: 'primary' | 'partner',
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SampleLoadError';
+  }
+}
+
+const IMAGE_EXTS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff', '.gif']);
+const frameDirCache = new Map<string, string[]>();
+
+/** Frame images of a folder, natural order; frame i of `count` is file floor(i·n/count). */
+function frameFromFolder(dir: string, i: number, count: number): string {
+  let files = frameDirCache.get(dir);
+  if (!files) {
+    files = readdirSync(dir)
+      .filter((f) => IMAGE_EXTS.has(extname(f).toLowerCase()))
+      .sort(naturalCompare)
+      .map((f) => join(dir, f));
+    if (files.length === 0) throw fileError(dir, 'folder holds no frame images (.jpg/.png/...)');
+    if (frameDirCache.size > 10_000) frameDirCache.clear();
+    frameDirCache.set(dir, files);
+  }
+  return files[Math.min(files.length - 1, Math.floor((i * files.length) / count))];
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The file a visual source's frame `i` is read from (for error messages), or the video path. */
+export function visualPath(v: VisualSource, i: number, count: number): string {
+  switch (v.kind) {
+    case 'frames': {
+      // Reference: step down while the frame is missing; frame 0 is not checked.
+      let k = i;
+      while (k > 0 && !isFile(officialFramePath(v.dir, v.videoId, k))) k--;
+      return officialFramePath(v.dir, v.videoId, k);
+    }
+    case 'image':
+      return v.path;
+    case 'video':
+      return isDirectory(v.path) ? frameFromFolder(v.path, i, count) : v.path;
+  }
+}
+
+// Per-thread caches of deterministic intermediate results (no augmentation touches them):
+// raw fbank per audio file, resized+cropped uint8 image per (file, size), tensor per video frame.
+const fbankCache = new ByteLru<{ data: Float32Array; frames: number }>(0);
+const imageCache = new ByteLru<RgbImage>(0);
+const videoCache = new ByteLru<Float32Array>(0);
+
+/** Splits the cache budget: images and fbanks get most of it, video frames the rest. */
+function configureCaches(bytes: number): void {
+  if (fbankCache.maxBytes + imageCache.maxBytes + videoCache.maxBytes === bytes) return;
+  fbankCache.maxBytes = Math.floor(bytes * 0.3);
+  imageCache.maxBytes = Math.floor(bytes * 0.5);
+  videoCache.maxBytes = bytes - fbankCache.maxBytes - imageCache.maxBytes;
+  fbankCache.clear();
+  imageCache.clear();
+  videoCache.clear();
+}
+
+export function cacheStats(): { hits: number; misses: number; bytes: number } {
+  const all = [fbankCache, imageCache, videoCache];
+  return {
+    hits: all.reduce((s, c) => s + c.hits, 0),
+    misses: all.reduce((s, c) => s + c.misses, 0),
+    bytes: all.reduce((s, c) => s + c.bytes, 0),
+  };
+}
+
+/** The image transform of the vision module (imageToTensor), with its uint8 stage cached. */
+async function loadFrame(v: VisualSource, i: number, cfg: SampleConfig): Promise<Float32Array> {
+  const path = visualPath(v, i, cfg.totalFrames);
+  const S = cfg.imageSize;
+  if (v.kind === 'video' && path === v.path) {
+    const key = `${S}:${i}/${cfg.totalFrames}:${path}`;
+    const hit = videoCache.get(key);
+    if (hit) return hit.slice();
+    let t: Float32Array;
+    if (S === 224) t = await loadVideoFrameTensor(path, i, cfg.totalFrames);
+    else t = imageToTensor((await extractFrames(path, { count: cfg.totalFrames, only: [i] }))[0], { size: S });
+    videoCache.set(key, t.slice(), t.byteLength);
+    return t;
+  }
+  const key = `${S}:${path}`;
+  let img = imageCache.get(key);
+  if (!img) {
+    img = centerCrop(resizeShorter(await decodeImage(path), S, 'bicubic'), S);
+    imageCache.set(key, img, img.data.byteLength);
+  }
+  return normalizeToTensor(img);
+}
+
+async function rawFbank(item: SampleItem): Promise<{ data: Float32Array; frames: number }> {
+  const hit = fbankCache.get(item.audioPath);
+  if (hit) return hit;
+  const fb = computeFbank(await waveform(item, 'primary'), 16000, item.audioPath);
+  fbankCache.set(item.audioPath, fb, fb.data.byteLength);
+  return fb;
+}
+
+async function guard<T>(which: 'primary' | 'partner', path: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof SampleLoadError) throw e;
+    const msg = (e as Error)?.message ?? String(e);
+    throw new SampleLoadError(which, path, msg);
+  }
+}
+
+async function waveform(item: SampleItem, which: 'primary' | 'partner'): Promise<Float32Array> {
+  return guard(which, item.audioPath, async () => {
+    const { samples } = await decodeAudio(item.audioPath, { what: item.audioPath });
+    if (samples.length < 400) throw fileError(item.audioPath, `audio too short for one fbank frame (${samples.length} samples)`);
+    return samples;
+  });
+}
+
+function frameIndex(cfg: SampleConfig, rng: Rng): number {
+  if (cfg.train) return rng.int(cfg.totalFrames);
+  return cfg.frameUse ?? Math.floor(cfg.totalFrames / 2);
+}
+
+export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<SampleResult> {
+  const rng = Rng.derive(task.seed, task.epoch, task.position);
+  const T = cfg.targetLength;
+  const F = NUM_MEL_BINS;
+  const frame = frameIndex(cfg, rng);
+  const partner = cfg.train ? task.partner : undefined;
+  let lambda: number | undefined;
+  let partnerFrame = frame;
+  if (partner) {
+    lambda = rng.beta(MIXUP_BETA, MIXUP_BETA);
+    partnerFrame = frameIndex(cfg, rng);
+  }
+
+  configureCaches(cfg.cacheBytes);
+  // Audio: [frames, 128] log-mel -> pad/crop to [T, 128] (a copy, so the cache stays intact)
+  let fb: { data: Float32Array; frames: number };
+  if (partner) {
+    const mixed = mixWaveforms(await waveform(task.primary, 'primary'), await waveform(partner, 'partner'), lambda!);
+    fb = computeFbank(mixed, 16000, task.primary.audioPath);
+  } else fb = await guard('primary', task.primary.audioPath, () => rawFbank(task.primary));
+  let audio = padOrCrop(fb.data, fb.frames, T); // [T, 128]
+
+  // Image(s): [3, S, S], each normalised before mixing
+  const image = await guard('primary', visualPath(task.primary.visual, frame, cfg.totalFrames), () => loadFrame(task.primary.visual, frame, cfg));
+  if (partner) {
+    const image2 = await guard('partner', visualPath(partner.visual, partnerFrame, cfg.totalFrames), () =>
+      loadFrame(partner.visual, partnerFrame, cfg),
+    );
+    mixImages(image, image2, lambda!);
+  }
+
+  const labels = partner
+    ? mixLabelVector(task.primary.labels, partner.labels, lambda!, cfg.numLabels, cfg.labelSmooth)
+    : labelVector(task.primary.labels, cfg.numLabels, cfg.labelSmooth);
+
+  if (cfg.train) specAugment(audio, T, F, cfg.freqm, cfg.timem, rng);
+  normalizeFbank(audio, cfg.audioMean, cfg.audioStd);
+  if (cfg.train && cfg.noise) audio = addNoiseAndRoll(audio, T, F, rng).fbank;
+  return { audio, image, labels, lambda, frame };
+}
+
+export const DEFAULT_AUDIO_NORM = AUDIO_NORM;
