@@ -246,7 +246,9 @@ async function extractFrameSetUnchecked(videoPath: string, opts: ExtractOptions)
   const pick = opts.only ?? [...Array(count).keys()];
   if (pick.some((i) => !(Number.isInteger(i) && i >= 0 && i < count)))
     throw fileError(videoPath, `frame numbers must be in 0..${count - 1}`);
-  let positions = framePositions(total, fps, count, scheme).filter((_, i) => pick.includes(i));
+  // All positions are decoded even when only some are wanted: whether the container's count is
+  // trustworthy shows only at the last one, and every caller must see the same frames.
+  let positions = framePositions(total, fps, count, scheme);
   let decoded = await decodeFramesAt(videoPath, positions, timeoutMs);
   if (positions.some((k) => !decoded.has(k))) {
     // The container over-reports its length (OpenCV would then fail on this video). Use the
@@ -254,11 +256,12 @@ async function extractFrameSetUnchecked(videoPath: string, opts: ExtractOptions)
     const actual = await countDecodedFrames(videoPath, timeoutMs);
     if (actual <= 0) throw fileError(videoPath, 'no decodable video frames');
     total = Math.min(total, actual);
-    positions = framePositions(total, fps, count, scheme).filter((_, i) => pick.includes(i));
+    positions = framePositions(total, fps, count, scheme);
     decoded = await decodeFramesAt(videoPath, positions, timeoutMs);
     if (positions.some((k) => !decoded.has(k)))
       throw fileError(videoPath, `could not decode frames ${positions.join(',')}`);
   }
+  positions = positions.filter((_, i) => pick.includes(i));
   const frames = positions.map((k) => {
     const f = decoded.get(k)!;
     return size === false ? f : centerCrop(resizeShorter(f, size, 'bilinear'), size);

@@ -171,6 +171,10 @@ test('an over-reported frame count falls back to the decoded count', async () =>
   assert.equal(s.totalFrames, 75);
   assert.deepEqual(s.positions, framePositions(75, 25, 10));
   assert.deepEqual(s.frames.map(frameNumber), s.positions);
+  // Asking for one frame gives the same frame as the full set.
+  const one = await extractFrameSet(shortVideo, { only: [9], size: false });
+  assert.deepEqual(one.positions, [s.positions[9]]);
+  assert.equal(frameNumber(one.frames[0]), s.positions[9]);
 });
 
 test('writeFrames lays out frame_<i>/<video_id>.jpg; the in-memory tensor equals loading that file', async () => {
