@@ -199,8 +199,18 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(20240611)
     versions = {'sklearn': sklearn.__version__, 'numpy': np.__version__}
+    cases = stats_cases(rng)
     with open(os.path.join(OUT, 'stats.json'), 'w') as f:
-        json.dump({'versions': versions, 'cases': stats_cases(rng), 'ppf': ppf_cases()}, f, separators=(',', ':'))
+        json.dump({'versions': versions, 'cases': cases, 'ppf': ppf_cases()}, f, separators=(',', ':'))
+    # The same cases as files in the formats `cavmae eval` reads: np.save (.npy, float32 and
+    # float64) and np.savetxt csv, as the reference writes predictions_<epoch>.csv / target.csv.
+    single = next(c for c in cases if c['name'] == 'singlelabel_softmax')
+    out = np.array(single['output'], dtype=np.float32).reshape(single['N'], single['K'])
+    tgt = np.array(single['target'], dtype=np.float32).reshape(single['N'], single['K'])
+    np.save(os.path.join(OUT, 'singlelabel_pred_f4.npy'), out)
+    np.savetxt(os.path.join(OUT, 'singlelabel_target.csv'), tgt, delimiter=',')
+    multi = next(c for c in cases if c['name'] == 'multilabel_ties')
+    np.save(os.path.join(OUT, 'multilabel_target_f8.npy'), np.array(multi['target'], dtype=np.float64).reshape(multi['N'], multi['K']))
     with open(os.path.join(OUT, 'retrieval.json'), 'w') as f:
         json.dump({'versions': versions, **retrieval_cases(rng)}, f, separators=(',', ':'))
     print('wrote', OUT, file=sys.stderr)
