@@ -171,7 +171,8 @@ def quirk_golden():
         res = model(audio, img, noise_a, noise_v, 0.75, 0.01)
     out['nonorm.loss_mae_a'] = res[2].reshape(1)
     out['nonorm.loss_mae_v'] = res[3].reshape(1)
-    # contrast weight 0.1 (AV-MAE variants scale it; checks the weighting)
+    # contrast weight 0.1 (checks the weighting), per-patch normalisation back on
+    model.norm_pix_loss = True
     with torch.no_grad():
         res = model(audio, img, noise_a, noise_v, 0.75, 0.1)
     out['w01.loss_c'] = res[4].reshape(1)
@@ -242,6 +243,7 @@ def structured_masking_golden():
         out[f'{mode}.cols'] = cols
         out[f'{mode}.rows'] = rows
         out[f'{mode}.ids_keep'] = ids_shuffle[:, :len_keep]
+        out[f'{mode}.ids_shuffle'] = ids_shuffle
         out[f'{mode}.mask'] = mask
     save(os.path.join(OUT, 'masking.safetensors'), out)
 

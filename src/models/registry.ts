@@ -1,0 +1,228 @@
+/**
+ * Building models by config, loading and saving checkpoints.
+ *
+ * - `buildModel(config)` picks the class from `config.model` (CAVMAE or CAVMAEFT).
+ * - `resolveModelConfig` finds the config: an explicit one (object, preset name or JSON file),
+ *   else the checkpoint's metadata (ours: "cavmae.config"; Python exports: "config" + "class" +
+ *   "label_dim"), else a preset whose parameter shapes match the checkpoint exactly.
+ * - `loadModel(path)` loads a .pth or .safetensors (through src/io/checkpoint.ts, which strips
+ *   `module.`), reports missing / unexpected keys as PyTorch does, refuses shape mismatches and,
+ *   unless told otherwise, refuses missing keys other than a fresh fine-tuning head.
+ * - `saveModel(path, model)` writes safetensors with the config in the metadata (fp32, or bf16
+ *   storage when asked).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  CONFIG_KEY,
+  checkpointConfig,
+  compareKeys,
+  formatKeyReport,
+  loadStateDict,
+  saveCheckpoint,
+  type KeyReport,
+} from '../io/checkpoint.js';
+import type { WritableTensor } from '../io/safetensors.js';
+import { kernels } from '../kernels/index.js';
+import { UserError, fileError } from '../util/errors.js';
+import { CAVMAE } from './cavmae.js';
+import { CAVMAEFT, HEAD_PARAM_PREFIX } from './cavmae-ft.js';
+import { PRESETS, configToJson, presetConfig, resolveConfig, type CavmaeConfig, type ModelKind } from './config.js';
+
+export type AnyModel = CAVMAE | CAVMAEFT;
+
+export function buildModel(
+  config: CavmaeConfig,
+  opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {},
+): AnyModel {
+  return config.model === 'cavmae-ft' ? CAVMAEFT.create(config, opts) : CAVMAE.create(config, opts);
+}
+
+/** The official class name of a model (what Python exports store under "class"). */
+export function officialClassName(config: CavmaeConfig): 'CAVMAE' | 'CAVMAEFT' {
+  return config.model === 'cavmae-ft' ? 'CAVMAEFT' : 'CAVMAE';
+}
+
+/** Parameter names and shapes of a config, without allocating anything. */
+export function parameterShapes(config: CavmaeConfig): Map<string, number[]> {
+  const m = buildModel(config, { allocate: false, init: false });
+  return new Map(m.arena.params.map((p) => [p.name, [...p.shape]]));
+}
+
+/** A config argument: a preset name, a JSON file, or an object. */
+export function readConfigArg(arg: string | Record<string, unknown>): Record<string, unknown> {
+  if (typeof arg !== 'string') return arg;
+  if (Object.prototype.hasOwnProperty.call(PRESETS, arg)) return { ...PRESETS[arg] };
+  if (!existsSync(arg)) throw new UserError(`${arg}: neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(arg, 'utf8'));
+  } catch (e) {
+    throw fileError(arg, `not valid JSON (${(e as Error).message})`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw fileError(arg, 'a config must be a JSON object');
+  const obj = parsed as Record<string, unknown>;
+  // Accept a summary with a nested "config" (as the golden fixtures' JSON files have).
+  if (obj.config && typeof obj.config === 'object' && !Array.isArray(obj.config)) {
+    const inner = { ...(obj.config as Record<string, unknown>) };
+    if (obj.class === 'CAVMAEFT' && inner.model === undefined) inner.model = 'cavmae-ft';
+    return inner;
+  }
+  return obj;
+}
+
+/** The config stored in a checkpoint's metadata, if any. */
+export function configFromMetadata(metadata: Record<string, string>, what: string): Record<string, unknown> | undefined {
+  if (metadata[CONFIG_KEY] !== undefined) {
+    const c = checkpointConfig(metadata, what);
+    if (!c || typeof c !== 'object' || Array.isArray(c)) throw fileError(what, `metadata "${CONFIG_KEY}" is not a JSON object`);
+    return c as Record<string, unknown>;
+  }
+  if (metadata.config !== undefined) {
+    let c: unknown;
+    try {
+      c = JSON.parse(metadata.config);
+    } catch (e) {
+      throw fileError(what, `metadata "config" is not valid JSON (${(e as Error).message})`);
+    }
+    if (!c || typeof c !== 'object' || Array.isArray(c)) throw fileError(what, 'metadata "config" is not a JSON object');
+    const out = { ...(c as Record<string, unknown>) };
+    if (metadata.label_dim !== undefined && out.label_dim === undefined) out.label_dim = Number(metadata.label_dim);
+    if (metadata.class === 'CAVMAEFT') out.model = 'cavmae-ft';
+    else if (metadata.class === 'CAVMAE') out.model = 'cavmae';
+    return out;
+  }
+  return undefined;
+}
+
+/** A preset whose parameter set matches the checkpoint's shapes exactly (label_dim taken from the head). */
+export function inferConfigFromShapes(tensors: ReadonlyMap<string, { shape: readonly number[] }>): CavmaeConfig | undefined {
+  const head = tensors.get('mlp_head.1.weight');
+  for (const name of Object.keys(PRESETS)) {
+    let cfg: CavmaeConfig;
+    try {
+      cfg = presetConfig(name, head && PRESETS[name].model === 'cavmae-ft' ? { label_dim: head.shape[0] } : {});
+    } catch {
+      continue;
+    }
+    if ((cfg.model === 'cavmae-ft') !== (head !== undefined)) continue;
+    const r = compareKeys(parameterShapes(cfg), tensors);
+    if (r.missing.length === 0 && r.unexpected.length === 0 && r.shapeMismatch.length === 0) return cfg;
+  }
+  return undefined;
+}
+
+export interface LoadModelOptions {
+  /** Explicit config (object, preset name or JSON path); overrides the checkpoint's. */
+  config?: string | Record<string, unknown>;
+  /** Build this class regardless of the checkpoint (e.g. CAVMAEFT from pretrained weights). */
+  kind?: ModelKind;
+  /** Extra config keys applied last (e.g. { label_dim: 10 }). */
+  overrides?: Record<string, unknown>;
+  /** Refuse any missing or unexpected key (default false). */
+  strict?: boolean;
+  /** Accept these missing keys (default: only a fine-tuning model's fresh `mlp_head.*`). */
+  allowMissing?: (name: string) => boolean;
+  /** Allocate the gradient buffer now (default false: inference). */
+  grad?: boolean;
+  /** Seed of the initialisation of parameters the checkpoint does not provide. */
+  seed?: number;
+}
+
+export interface LoadedModel {
+  model: AnyModel;
+  config: CavmaeConfig;
+  report: KeyReport;
+  format: 'pth' | 'safetensors';
+  /** PyTorch's wording of the key report. */
+  reportText: string;
+}
+
+export function resolveModelConfig(
+  path: string,
+  tensors: ReadonlyMap<string, { shape: readonly number[] }>,
+  metadata: Record<string, string>,
+  opts: Pick<LoadModelOptions, 'config' | 'kind' | 'overrides'> = {},
+): CavmaeConfig {
+  let partial: Record<string, unknown> | undefined;
+  let where = path;
+  if (opts.config !== undefined) {
+    partial = readConfigArg(opts.config);
+    where = typeof opts.config === 'string' ? opts.config : 'config';
+  } else {
+    partial = configFromMetadata(metadata, path);
+  }
+  if (!partial) {
+    const inferred = inferConfigFromShapes(tensors);
+    if (!inferred) {
+      throw fileError(path, 'carries no model config and matches no preset; pass --config (a preset name or a JSON file of the constructor arguments)');
+    }
+    partial = configToJson(inferred);
+  }
+  partial = { ...partial, ...(opts.overrides ?? {}) };
+  if (opts.kind && opts.kind !== partial.model) {
+    partial.model = opts.kind;
+    if (opts.kind === 'cavmae-ft') {
+      // A pretraining config seen as a fine-tuning one: drop the decoder-only keys.
+      for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss', 'variant']) delete partial[k];
+      if (partial.tr_pos === false) delete partial.tr_pos;
+      const head = tensors.get('mlp_head.1.weight');
+      if (partial.label_dim === undefined && head) partial.label_dim = head.shape[0];
+    }
+  }
+  return resolveConfig(partial, where);
+}
+
+/** Loads a checkpoint into a freshly built model. */
+export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedModel {
+  const { tensors, metadata, format } = loadStateDict(path);
+  const config = resolveModelConfig(path, tensors, metadata, opts);
+  const model = buildModel(config, { seed: opts.seed, grad: opts.grad ?? false });
+  const report = loadInto(model, tensors, path, opts);
+  return { model, config, report, format, reportText: formatKeyReport(report) };
+}
+
+/**
+ * Copies a state dict into a model (PyTorch's load_state_dict). Shape mismatches always throw;
+ * missing keys throw unless allowed; unexpected keys throw only when strict.
+ */
+export function loadInto(
+  model: AnyModel,
+  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
+  what: string,
+  opts: Pick<LoadModelOptions, 'strict' | 'allowMissing'> = {},
+): KeyReport {
+  const expected = new Map(model.arena.params.map((p) => [p.name, p.shape]));
+  const report = compareKeys(expected, tensors);
+  if (report.shapeMismatch.length > 0) {
+    throw fileError(what, `does not fit the model (check --config):\n${formatKeyReport({ missing: [], unexpected: [], shapeMismatch: report.shapeMismatch })}`);
+  }
+  const allow = opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX));
+  const badMissing = report.missing.filter((k) => opts.strict || !allow(k));
+  if (badMissing.length > 0) {
+    throw fileError(what, `${badMissing.length} parameter(s) missing from the checkpoint (check --config): ${preview(badMissing)}`);
+  }
+  if (opts.strict && report.unexpected.length > 0) {
+    throw fileError(what, `${report.unexpected.length} unexpected key(s): ${preview(report.unexpected)}`);
+  }
+  model.arena.load(tensors, what);
+  return report;
+}
+
+function preview(keys: string[], n = 8): string {
+  return keys.slice(0, n).join(', ') + (keys.length > n ? `, ... (${keys.length - n} more)` : '');
+}
+
+/** Saves a model as safetensors with its config (atomic). bf16 storage halves the file. */
+export function saveModel(path: string, model: AnyModel, opts: { dtype?: 'F32' | 'BF16'; extra?: Record<string, string> } = {}): void {
+  const tensors = new Map<string, WritableTensor>();
+  for (const p of model.arena.params) {
+    if (opts.dtype === 'BF16') {
+      const bits = new Uint16Array(p.size);
+      kernels().f32ToBf16(bits, p.data, p.size);
+      tensors.set(p.name, { dtype: 'BF16', shape: p.shape, data: bits });
+    } else {
+      tensors.set(p.name, { dtype: 'F32', shape: p.shape, data: p.data });
+    }
+  }
+  saveCheckpoint(path, tensors, { config: configToJson(model.config), extra: { class: officialClassName(model.config), ...(opts.extra ?? {}) } });
+}
