@@ -52,6 +52,7 @@ test('CAVMAEFT: logits of all five modes and forward_feat equal the official one
 for (const format of ['pth', 'safetensors'] as const) {
   test(`CAVMAEFT from the pretraining checkpoint with strict=False (${format})`, { skip }, () => {
     const { model } = loadModel(fixture('model_small', 'cavmaeft_small.safetensors'));
+    assert.ok(model instanceof CAVMAEFT);
     const pre = loadStateDict(fixture('model_small', `cavmae_small.${format}`));
     const report = loadInto(model, pre.tensors, `cavmae_small.${format}`);
     // PyTorch's report for this load (fixtures/model_small/cavmaeft_small_io.json).
