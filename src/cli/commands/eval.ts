@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .option('--summary', 'omit the per-class table in text output')
     .option('--json', 'print one JSON object')
     .action(async (opts: { pred?: string; target?: string; labelCsv?: string; summary?: boolean; json?: boolean }) => {
-      if (!opts.pred) throw new UserError('eval: --pred is required (model-driven evaluation runs inside finetune)');
+      if (!opts.pred) throw new UserError('eval: --pred <file> is required (stored predictions [N,K]; see --help)');
       const { evaluatePredictionFiles, reportToJson, formatReport } = await import('../../eval/predictions.js');
       let names: string[] | undefined;
       if (opts.labelCsv) {
