@@ -16,7 +16,7 @@
 import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileError } from '../util/errors.js';
+import { fileError, UserError } from '../util/errors.js';
 import { runFfmpeg } from '../util/ffmpeg.js';
 import { decodeWav, isWav, parseWavHeader } from './wav.js';
 
@@ -66,11 +66,18 @@ async function readHead(path: string, n: number): Promise<Uint8Array> {
 }
 
 /** Translates ffmpeg's last error line into a sentence a user understands. */
-function explainFfmpegError(e: unknown, what: string): Error {
-  const msg = (e as Error).message ?? String(e);
-  if (/matches no streams|does not contain any stream/i.test(msg)) return fileError(what, 'has no audio stream');
-  if (/Invalid data found when processing input/i.test(msg)) return fileError(what, 'not a readable media file (ffmpeg: invalid data)');
-  return e as Error;
+function explainFfmpegError(e: unknown, path: string, what: string): Error {
+  if (!(e instanceof UserError)) return e as Error;
+  const marker = 'ffmpeg failed: ';
+  const at = e.message.indexOf(marker);
+  if (at < 0) return e; // timeout, output too large, ffmpeg missing: already clear
+  let detail = e.message.slice(at + marker.length);
+  if (detail.startsWith(`file:${path}: `)) detail = detail.slice(`file:${path}: `.length);
+  if (/matches no streams|does not contain any stream|trailing '\?' to the map/i.test(detail)) return fileError(what, 'has no audio stream');
+  if (/Invalid data found|End of file|Invalid argument|moov atom not found|could not find codec parameters/i.test(detail)) {
+    return fileError(what, `not a readable audio or video file (ffmpeg: ${detail})`);
+  }
+  return fileError(what, `ffmpeg could not decode it: ${detail}`);
 }
 
 async function decodeWithFfmpeg(path: string, what: string, timeoutMs: number): Promise<Float32Array> {
@@ -82,7 +89,7 @@ async function decodeWithFfmpeg(path: string, what: string, timeoutMs: number): 
       { timeoutMs, maxBytes: MAX_FFMPEG_OUTPUT_BYTES, what },
     ));
   } catch (e) {
-    throw explainFfmpegError(e, what);
+    throw explainFfmpegError(e, path, what);
   }
   const bytes = new Uint8Array(stdout.buffer, stdout.byteOffset, stdout.byteLength);
   const header = parseWavHeader(bytes, `${what} (ffmpeg output)`);

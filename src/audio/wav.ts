@@ -39,6 +39,7 @@ const WAVE_FORMAT_PCM = 0x0001;
 const WAVE_FORMAT_IEEE_FLOAT = 0x0003;
 const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
 const MAX_CHANNELS = 1024;
+const MIN_SAMPLE_RATE = 1000; // below this a header is broken, not audio we can use
 const MAX_SAMPLE_RATE = 1_000_000;
 
 function fourcc(b: Uint8Array, at: number): string {
@@ -136,7 +137,7 @@ export function parseWavHeader(bytes: Uint8Array, what = 'input'): WavHeader {
   if (dataOffset < 0) throw fileError(what, 'corrupt or truncated WAV: no data chunk');
   const { tag, channels, rate, blockAlign, bits } = fmt;
   if (channels < 1 || channels > MAX_CHANNELS) throw fileError(what, `corrupt WAV: ${channels} channels`);
-  if (rate < 1 || rate > MAX_SAMPLE_RATE) throw fileError(what, `corrupt WAV: sample rate ${rate} Hz`);
+  if (rate < MIN_SAMPLE_RATE || rate > MAX_SAMPLE_RATE) throw fileError(what, `corrupt WAV: implausible sample rate ${rate} Hz`);
   if (blockAlign < 1) throw fileError(what, 'corrupt WAV: block align 0');
   let sampleFormat: WavSampleFormat | null = null;
   if (tag === WAVE_FORMAT_PCM || tag === WAVE_FORMAT_IEEE_FLOAT) {
