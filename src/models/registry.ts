@@ -176,6 +176,8 @@ export function resolveModelConfig(
 export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedModel {
   const { tensors, metadata, format } = loadStateDict(path);
   const config = resolveModelConfig(path, tensors, metadata, opts);
+  // Check shapes on the layout before allocating (a wrong --config may name a huge model).
+  checkShapes(compareKeys(parameterShapes(config), tensors), path);
   const model = buildModel(config, { seed: opts.seed, grad: opts.grad ?? false });
   const report = loadInto(model, tensors, path, opts);
   return { model, config, report, format, reportText: formatKeyReport(report) };
@@ -193,9 +195,7 @@ export function loadInto(
 ): KeyReport {
   const expected = new Map(model.arena.params.map((p) => [p.name, p.shape]));
   const report = compareKeys(expected, tensors);
-  if (report.shapeMismatch.length > 0) {
-    throw fileError(what, `does not fit the model (check --config):\n${formatKeyReport({ missing: [], unexpected: [], shapeMismatch: report.shapeMismatch })}`);
-  }
+  checkShapes(report, what);
   const allow = opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX));
   const badMissing = report.missing.filter((k) => opts.strict || !allow(k));
   if (badMissing.length > 0) {
@@ -206,6 +206,16 @@ export function loadInto(
   }
   model.arena.load(tensors, what);
   return report;
+}
+
+function checkShapes(report: KeyReport, what: string): void {
+  const m = report.shapeMismatch;
+  if (m.length === 0) return;
+  const s = (d: number[]): string => `[${d.join(',')}]`;
+  throw fileError(
+    what,
+    `does not fit the model config (check --config): ${m.length} size mismatch(es), e.g. ${m[0].key}: checkpoint ${s(m[0].got)}, model ${s(m[0].expected)}`,
+  );
 }
 
 function preview(keys: string[], n = 8): string {
