@@ -19,6 +19,7 @@
 #include "attention.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "pool.h"
 
 // ---- per-thread scratch shared by the kernels (see kernels.h) ----
 extern "C" float* cavmae_scratch(int slot, size_t floats) {
@@ -159,11 +160,11 @@ napi_value SetThreads(Args& a) {
   a.expect("setThreads", 1);
   long n = a.size(0, "n");
   if (n < 1 || n > 1024) a.range_error("n must be between 1 and 1024");
-  omp_set_num_threads((int)n);
+  cavmae_set_threads((int)n);
   return nullptr;
 }
 
-napi_value GetThreads(Args& a) { return Napi::Number::New(a.env(), omp_get_max_threads()); }
+napi_value GetThreads(Args& a) { return Napi::Number::New(a.env(), cavmae_threads()); }
 
 // ---------------- GEMM ----------------
 
@@ -487,7 +488,8 @@ napi_value Info(Args& a) {
   o.Set("dnnlVersion", dnnl_version_string());
   o.Set("dnnlIsa", dnnl_isa_string());
   o.Set("dnnlThreading", "openmp");
-  o.Set("threads", omp_get_max_threads());
+  o.Set("kernelThreading", "pool");
+  o.Set("threads", cavmae_threads());
   o.Set("procs", omp_get_num_procs());
   o.Set("parallelMinBytes", (double)kParallelMinBytes);
   o.Set("compiler", "gcc " __VERSION__);

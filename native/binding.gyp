@@ -2,7 +2,7 @@
   # Native kernels for cavmae. Baseline code is x86-64-v3 (AVX2 + FMA); the AVX-512 copy of the
   # hand-written kernels is a separate static library compiled with AVX-512 flags and chosen at
   # run time, so the .node also loads and runs on CPUs without AVX-512. GEMM: oneDNN (libdnnl,
-  # OpenMP runtime); our own loops use the same OpenMP runtime (-fopenmp -> libgomp).
+  # OpenMP runtime, whose thread count setThreads also sets); our own loops use pool.cc.
   "variables": {
     "common_cflags": ["-O3", "-march=x86-64-v3", "-mtune=generic", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-maybe-uninitialized"]
   },
@@ -19,7 +19,7 @@
     {
       "target_name": "cavmae_native",
       "dependencies": ["cavmae_kernels_avx512"],
-      "sources": ["addon.cc", "gemm.cc", "attention.cc", "kernels_avx2.cc"],
+      "sources": ["addon.cc", "gemm.cc", "attention.cc", "pool.cc", "kernels_avx2.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

@@ -8,6 +8,7 @@
 #include "gemm.h"
 
 #include "kernels.h"
+#include "pool.h"
 
 #include <omp.h>
 #include <string.h>
@@ -118,7 +119,7 @@ int gemm_threads_for(const GemmShape& s) {
   // Below ~4 MFLOP (e.g. 128x128x128 = 4.2 MFLOP) the second thread's start-up and the split of
   // a few tiles cost more than they save (measured; docs/kernels.md).
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
-  return flops < 4.5e6 ? 1 : omp_get_max_threads();
+  return flops < 4.5e6 ? 1 : cavmae_threads();
 }
 
 void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
@@ -171,6 +172,7 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
     e = it->second.get();
   }
   if (st.scratch.size() < e->scratch_bytes) st.scratch.resize(e->scratch_bytes);
+  if (threads > 1) cavmae_pool_park();  // our idle workers sleep now instead of spinning against OpenMP
   e->a.set_data_handle(const_cast<void*>(a.ptr));
   e->b.set_data_handle(const_cast<void*>(b.ptr));
   e->c.set_data_handle(c);

@@ -4,9 +4,8 @@
 // fills one KernelTable; select_kernels() picks the AVX-512 one when the CPU supports it
 // (checked once, at load). Semantics are those of src/kernels/api.ts: row-major fp32, explicit
 // sizes, backward kernels accumulate (+=). Arguments are validated by the N-API layer; these
-// functions trust them. Threading is OpenMP (the same runtime oneDNN uses, so the GEMM and these
-// loops share one pool of worker threads instead of two pools spinning against each other);
-// small problems run on the calling thread only.
+// functions trust them. Threading: the chunked, dynamically scheduled pool of pool.h (oneDNN
+// keeps its own OpenMP threads for GEMM); small problems run on the calling thread only.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -62,5 +61,5 @@ extern "C" float* cavmae_scratch(int slot, size_t floats);
 const KernelTable& select_kernels();
 
 // Below this many bytes touched, a kernel runs on the calling thread only: waking the second
-// thread costs more than it saves (measured: see docs/kernels.md).
+// thread costs more than it saves (see docs/kernels.md).
 constexpr long kParallelMinBytes = 256 * 1024;

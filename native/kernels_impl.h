@@ -1,14 +1,17 @@
-// Vectorised, OpenMP-threaded implementations of the non-GEMM kernels (see kernels.h).
+// Vectorised, multi-threaded implementations of the non-GEMM kernels (see kernels.h).
 // Included once per instruction set; everything lives in an anonymous namespace so the two
-// copies never share a symbol. Threading: rows (or flat ranges aligned to the vector width) are
-// split statically across the OpenMP team; reductions that cross rows (dweight, dbias) use
-// per-thread partial sums in scratch, reduced after a barrier, so results do not depend on
-// scheduling. Problems under kParallelMinBytes run on the calling thread.
+// copies never share a symbol.
+//
+// Threading: work is cut into chunks of ~64 KiB of memory traffic (row blocks, or flat ranges
+// aligned to 16 vectors) that the pool (pool.h) hands out dynamically. Chunking depends only on
+// the problem size, never on the thread count, and cross-row reductions (dweight, dbias) go
+// through per-chunk partial sums added in chunk order, so every kernel gives bit-identical
+// results with 1 or 2 threads. Problems under kParallelMinBytes run on the calling thread.
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "pool.h"
 #include "simd.h"
 
 namespace {
@@ -16,38 +19,44 @@ namespace {
 using S = Simd;
 using V = Simd::F;
 constexpr long W = Simd::W;
+constexpr double kChunkBytes = 64 * 1024;
+
+inline long lmin(long a, long b) { return a < b ? a : b; }
 
 inline int threads_for(double bytes) {
   if (bytes < (double)kParallelMinBytes) return 1;
-  return omp_get_max_threads();
+  return cavmae_threads();
 }
 
-// Runs f(tid, nthreads) on nt threads (inline when nt == 1, no OpenMP region at all).
+// Runs f(chunk) for every chunk in [0, nchunks) on up to nt threads.
 template <class F>
-inline void parallel(int nt, const F& f) {
-  if (nt <= 1) {
-    f(0, 1);
+inline void parallel_for(long nchunks, int nt, const F& f) {
+  if (nt <= 1 || nchunks <= 1) {
+    for (long i = 0; i < nchunks; i++) f(i);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  f(omp_get_thread_num(), omp_get_num_threads());
+  cavmae_parallel_for(
+      nchunks, nt, [](void* ctx, long i) { (*static_cast<const F*>(ctx))(i); },
+      const_cast<void*>(static_cast<const void*>(&f)));
 }
 
-// Static split of [0, n) into nt parts whose boundaries are multiples of `align`.
-inline void split(long n, int tid, int nt, long align, long* lo, long* hi) {
-  long blocks = (n + align - 1) / align;
-  long b0 = blocks * tid / nt, b1 = blocks * (tid + 1) / nt;
-  *lo = b0 * align < n ? b0 * align : n;
-  *hi = b1 * align < n ? b1 * align : n;
+// Row blocks of ~kChunkBytes: body(r0, r1) for consecutive ranges covering [0, rows).
+template <class F>
+inline void for_rows(long rows, double bytes_per_row, const F& body) {
+  long rpc = (long)(kChunkBytes / (bytes_per_row > 1 ? bytes_per_row : 1));
+  if (rpc < 1) rpc = 1;
+  long nchunks = (rows + rpc - 1) / rpc;
+  parallel_for(nchunks, threads_for(bytes_per_row * rows), [&](long c) { body(c * rpc, lmin(rows, (c + 1) * rpc)); });
 }
 
 // Elementwise map over [0, n): body(i, width) handles elements i..i+width-1 (width <= W).
 template <class F>
-inline void for_range(long n, double bytes, const F& body) {
-  parallel(threads_for(bytes), [&](int tid, int nt) {
-    long lo, hi;
-    split(n, tid, nt, 16 * W, &lo, &hi);
-    long i = lo;
+inline void for_range(long n, double bytes_per_elem, const F& body) {
+  long chunk = (long)(kChunkBytes / bytes_per_elem);
+  chunk = (chunk + 16 * W - 1) / (16 * W) * (16 * W);
+  long nchunks = (n + chunk - 1) / chunk;
+  parallel_for(nchunks, threads_for(bytes_per_elem * n), [&](long c) {
+    long i = c * chunk, hi = lmin(n, (c + 1) * chunk);
     for (; i + W <= hi; i += W) body(i, W);
     if (i < hi) body(i, hi - i);
   });
@@ -63,9 +72,7 @@ inline void st(float* p, V v, long w) {
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, long rows, long cols, float eps) {
-  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+  for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
       float* y = out + r * cols;
@@ -107,14 +114,17 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, long rows, long cols) {
-  int nt0 = threads_for(12.0 * rows * cols);
-  float* partial = cavmae_scratch(0, (size_t)nt0 * 2 * cols);  // [nt, 2, cols]: dweight, dbias
-  parallel(nt0, [&](int tid, int nt) {
-    float* pw = partial + (size_t)tid * 2 * cols;
+  // Rows are cut into a fixed number of groups (independent of the thread count); each group
+  // sums its dweight/dbias contributions into its own partial row, and the partials are added
+  // in group order afterwards.
+  const long groups = lmin(rows, 16);
+  if (groups == 0) return;
+  float* partial = cavmae_scratch(0, (size_t)groups * 2 * cols);  // [groups, 2, cols]: dweight, dbias
+  parallel_for(groups, threads_for(12.0 * rows * cols), [&](long gi) {
+    float* pw = partial + (size_t)gi * 2 * cols;
     float* pb = pw + cols;
     memset(pw, 0, sizeof(float) * 2 * cols);
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+    long r0 = rows * gi / groups, r1 = rows * (gi + 1) / groups;
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
       const float* dy = dout + r * cols;
@@ -141,27 +151,24 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
         st(dx + c, S::fmadd(t, vr, ld(dx + c, w)), w);
       }
     }
-#pragma omp barrier
-    long c0, c1;
-    split(cols, tid, nt, W, &c0, &c1);
-    for (long c = c0; c < c1; c += W) {
-      long w = c1 - c < W ? c1 - c : W;
-      V sw = S::zero(), sb = S::zero();
-      for (int t = 0; t < nt; t++) {
-        sw = S::add(sw, ld(partial + (size_t)t * 2 * cols + c, w));
-        sb = S::add(sb, ld(partial + (size_t)t * 2 * cols + cols + c, w));
-      }
-      st(dweight + c, S::add(ld(dweight + c, w), sw), w);
-      st(dbias + c, S::add(ld(dbias + c, w), sb), w);
-    }
   });
+  for (long c = 0; c < cols; c += W) {
+    long w = cols - c < W ? cols - c : W;
+    V sw = S::zero(), sb = S::zero();
+    for (long gi = 0; gi < groups; gi++) {
+      sw = S::add(sw, ld(partial + (size_t)gi * 2 * cols + c, w));
+      sb = S::add(sb, ld(partial + (size_t)gi * 2 * cols + cols + c, w));
+    }
+    st(dweight + c, S::add(ld(dweight + c, w), sw), w);
+    st(dbias + c, S::add(ld(dbias + c, w), sb), w);
+  }
 }
 
 // ---------------- GELU (exact, erf) ----------------
 
 void gelu_forward(float* out, const float* inp, long n) {
   const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
-  for_range(n, 8.0 * n, [&](long i, long w) {
+  for_range(n, 8.0, [&](long i, long w) {
     V x = ld(inp + i, w);
     V e = verf(S::mul(x, rsqrt2));
     st(out + i, S::mul(S::mul(half, x), S::add(one, e)), w);
@@ -171,7 +178,7 @@ void gelu_forward(float* out, const float* inp, long n) {
 void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
   const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
   const V inv_sqrt_2pi = S::set1(0.39894228040143268f), mhalf = S::set1(-0.5f);
-  for_range(n, 16.0 * n, [&](long i, long w) {
+  for_range(n, 16.0, [&](long i, long w) {
     V x = ld(inp + i, w);
     V cdf = S::mul(half, S::add(one, verf(S::mul(x, rsqrt2))));
     V pdf = S::mul(inv_sqrt_2pi, vexp(S::mul(mhalf, S::mul(x, x))));
@@ -184,9 +191,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
 
 void softmax_forward(float* out, const float* inp, long rows, long cols, float scale) {
   const V vs = S::set1(scale);
-  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+  for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
       float* y = out + r * cols;
@@ -216,9 +221,7 @@ void softmax_forward(float* out, const float* inp, long rows, long cols, float s
 void softmax_backward(float* dinp, const float* out, const float* dout, long rows, long cols, float scale,
                       bool accumulate) {
   const V vs = S::set1(scale);
-  parallel(threads_for(12.0 * rows * cols), [&](int tid, int nt) {
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+  for_rows(rows, 12.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* y = out + r * cols;
       const float* dy = dout + r * cols;
@@ -241,9 +244,7 @@ void softmax_backward(float* dinp, const float* out, const float* dout, long row
 // ---------------- bias, residual, axpy ----------------
 
 void bias_add(float* x, const float* bias, long rows, long cols) {
-  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+  for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       float* y = x + r * cols;
       for (long c = 0; c < cols; c += W) {
@@ -254,72 +255,65 @@ void bias_add(float* x, const float* bias, long rows, long cols) {
   });
 }
 
-// Column sums: each thread owns a column range and walks every row, keeping up to 8 vectors of
-// running sums in registers (no partial buffers, no race).
+// Column sums: chunks are blocks of 8 vectors of columns; each walks every row keeping its
+// running sums in registers (no partial buffers, no race, same order for any thread count).
 void bias_backward(float* dbias, const float* dout, long rows, long cols) {
-  parallel(threads_for(4.0 * rows * cols), [&](int tid, int nt) {
-    long c0, c1;
-    split(cols, tid, nt, W, &c0, &c1);
-    for (long cb = c0; cb < c1; cb += 8 * W) {
-      long ce = cb + 8 * W < c1 ? cb + 8 * W : c1;
-      long nv = (ce - cb + W - 1) / W;
-      V acc[8];
-      for (int j = 0; j < 8; j++) acc[j] = S::zero();
-      if (nv == 8 && ce - cb == 8 * W) {
-        for (long r = 0; r < rows; r++) {
-          const float* g = dout + r * cols + cb;
-          for (int j = 0; j < 8; j++) acc[j] = S::add(acc[j], S::load(g + j * W));
-        }
-      } else {
-        for (long r = 0; r < rows; r++) {
-          const float* g = dout + r * cols + cb;
-          for (long j = 0; j < nv; j++) {
-            long w = ce - cb - j * W < W ? ce - cb - j * W : W;
-            acc[j] = S::add(acc[j], ld(g + j * W, w));
-          }
-        }
+  const long block = 8 * W;
+  parallel_for((cols + block - 1) / block, threads_for(4.0 * rows * cols), [&](long bi) {
+    long cb = bi * block, ce = lmin(cols, cb + block);
+    long nv = (ce - cb + W - 1) / W;
+    V acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = S::zero();
+    if (ce - cb == block) {
+      for (long r = 0; r < rows; r++) {
+        const float* g = dout + r * cols + cb;
+        for (int j = 0; j < 8; j++) acc[j] = S::add(acc[j], S::load(g + j * W));
       }
-      for (long j = 0; j < nv; j++) {
-        long w = ce - cb - j * W < W ? ce - cb - j * W : W;
-        st(dbias + cb + j * W, S::add(ld(dbias + cb + j * W, w), acc[j]), w);
+    } else {
+      for (long r = 0; r < rows; r++) {
+        const float* g = dout + r * cols + cb;
+        for (long j = 0; j < nv; j++) acc[j] = S::add(acc[j], ld(g + j * W, lmin(W, ce - cb - j * W)));
       }
+    }
+    for (long j = 0; j < nv; j++) {
+      long w = lmin(W, ce - cb - j * W);
+      st(dbias + cb + j * W, S::add(ld(dbias + cb + j * W, w), acc[j]), w);
     }
   });
 }
 
 void add(float* out, const float* a, const float* b, long n) {
-  for_range(n, 12.0 * n, [&](long i, long w) { st(out + i, S::add(ld(a + i, w), ld(b + i, w)), w); });
+  for_range(n, 12.0, [&](long i, long w) { st(out + i, S::add(ld(a + i, w), ld(b + i, w)), w); });
 }
 
 void axpy(float* y, const float* x, float alpha, long n) {
   const V va = S::set1(alpha);
-  for_range(n, 12.0 * n, [&](long i, long w) { st(y + i, S::fmadd(va, ld(x + i, w), ld(y + i, w)), w); });
+  for_range(n, 12.0, [&](long i, long w) { st(y + i, S::fmadd(va, ld(x + i, w), ld(y + i, w)), w); });
 }
 
 void copy(float* dst, const float* src, long n) {
-  for_range(n, 8.0 * n, [&](long i, long w) { st(dst + i, ld(src + i, w), w); });
+  for_range(n, 8.0, [&](long i, long w) { st(dst + i, ld(src + i, w), w); });
 }
 
 // ---------------- row gather / scatter ----------------
 
 void gather_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
-  parallel(threads_for(8.0 * n_index * cols), [&](int tid, int nt) {
-    long i0, i1;
-    split(n_index, tid, nt, 1, &i0, &i1);
+  for_rows(n_index, 8.0 * cols, [&](long i0, long i1) {
     for (long i = i0; i < i1; i++) memcpy(out + i * cols, inp + (long)index[i] * cols, sizeof(float) * cols);
   });
 }
 
-// Indices may repeat, so threads split the columns, not the index list.
+// Indices may repeat, so chunks are column blocks (each walks the whole index list in order),
+// not slices of the index list.
 void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
-  parallel(threads_for(12.0 * n_index * cols), [&](int tid, int nt) {
-    long c0, c1;
-    split(cols, tid, nt, W, &c0, &c1);
+  const long block = 8 * W;
+  parallel_for((cols + block - 1) / block, threads_for(12.0 * n_index * cols), [&](long bi) {
+    long c0 = bi * block, c1 = lmin(cols, c0 + block);
     for (long i = 0; i < n_index; i++) {
       float* y = out + (long)index[i] * cols;
       const float* x = inp + i * cols;
       for (long c = c0; c < c1; c += W) {
-        long w = c1 - c < W ? c1 - c : W;
+        long w = lmin(W, c1 - c);
         st(y + c, S::add(ld(y + c, w), ld(x + c, w)), w);
       }
     }
@@ -328,38 +322,28 @@ void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n
 
 // ---------------- token mean-pooling ----------------
 
+// Chunks: (b, block of 8 vectors of columns), summing over t in registers.
 void mean_pool(float* out, const float* inp, long B, long T, long D) {
   const float inv = 1.0f / (float)T;
-  long blocks = (D + 8 * W - 1) / (8 * W);  // work items: (b, block of 8 vectors of columns)
-  parallel(threads_for(4.0 * B * T * D), [&](int tid, int nt) {
-    long j0, j1;
-    split(B * blocks, tid, nt, 1, &j0, &j1);
-    for (long j = j0; j < j1; j++) {
-      long b = j / blocks, cb = (j % blocks) * 8 * W;
-      long ce = cb + 8 * W < D ? cb + 8 * W : D;
-      long nv = (ce - cb + W - 1) / W;
-      V acc[8];
-      for (int k = 0; k < 8; k++) acc[k] = S::zero();
-      for (long t = 0; t < T; t++) {
-        const float* x = inp + (b * T + t) * D + cb;
-        for (long k = 0; k < nv; k++) {
-          long w = ce - cb - k * W < W ? ce - cb - k * W : W;
-          acc[k] = S::add(acc[k], ld(x + k * W, w));
-        }
-      }
-      for (long k = 0; k < nv; k++) {
-        long w = ce - cb - k * W < W ? ce - cb - k * W : W;
-        st(out + b * D + cb + k * W, S::mul(acc[k], S::set1(inv)), w);
-      }
+  const long block = 8 * W;
+  const long blocks = (D + block - 1) / block;
+  parallel_for(B * blocks, threads_for(4.0 * B * T * D), [&](long j) {
+    long b = j / blocks, cb = (j % blocks) * block;
+    long ce = lmin(D, cb + block);
+    long nv = (ce - cb + W - 1) / W;
+    V acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = S::zero();
+    for (long t = 0; t < T; t++) {
+      const float* x = inp + (b * T + t) * D + cb;
+      for (long k = 0; k < nv; k++) acc[k] = S::add(acc[k], ld(x + k * W, lmin(W, ce - cb - k * W)));
     }
+    for (long k = 0; k < nv; k++) st(out + b * D + cb + k * W, S::mul(acc[k], S::set1(inv)), lmin(W, ce - cb - k * W));
   });
 }
 
 void mean_pool_backward(float* dinp, const float* dout, long B, long T, long D) {
   const V inv = S::set1(1.0f / (float)T);
-  parallel(threads_for(8.0 * B * T * D), [&](int tid, int nt) {
-    long r0, r1;
-    split(B * T, tid, nt, 1, &r0, &r1);
+  for_rows(B * T, 8.0 * D, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* g = dout + (r / T) * D;
       float* dx = dinp + r * D;
@@ -374,9 +358,7 @@ void mean_pool_backward(float* dinp, const float* dout, long B, long T, long D) 
 // ---------------- L2 normalisation (F.normalize) ----------------
 
 void l2_normalize(float* out, float* norms, const float* inp, long rows, long cols, float eps) {
-  parallel(threads_for(8.0 * rows * cols), [&](int tid, int nt) {
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+  for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
       V acc = S::zero();
@@ -400,9 +382,7 @@ void l2_normalize(float* out, float* norms, const float* inp, long rows, long co
 // (the clamp passes no gradient to the norm, as torch's clamp_min).
 void l2_normalize_backward(float* dinp, const float* dout, const float* out, const float* norms, long rows,
                            long cols, float eps) {
-  parallel(threads_for(12.0 * rows * cols), [&](int tid, int nt) {
-    long r0, r1;
-    split(rows, tid, nt, 1, &r0, &r1);
+  for_rows(rows, 12.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* y = out + r * cols;
       const float* dy = dout + r * cols;
@@ -443,7 +423,7 @@ void adam_update(float* param, const float* grad, float* m, float* v, long n, co
   const V veps = S::set1(s.eps), vwd = S::set1(s.weight_decay), vstep = S::set1(s.neg_step_size);
   const V vbc2 = S::set1(s.bc2_sqrt), decay = S::set1(s.decay);
   const bool l2 = s.l2, wdec = s.decoupled_decay;
-  for_range(n, 28.0 * n, [&](long i, long w) {
+  for_range(n, 28.0, [&](long i, long w) {
     V p = ld(param + i, w), g = ld(grad + i, w);
     if (l2) g = S::fmadd(vwd, p, g);
     if (wdec) p = S::mul(p, decay);
@@ -460,23 +440,11 @@ void adam_update(float* param, const float* grad, float* m, float* v, long n, co
 // ---------------- bf16 ----------------
 
 void f32_to_bf16(uint16_t* out, const float* inp, long n) {
-  parallel(threads_for(6.0 * n), [&](int tid, int nt) {
-    long lo, hi;
-    split(n, tid, nt, 16 * W, &lo, &hi);
-    long i = lo;
-    for (; i + W <= hi; i += W) S::to_bf16(out + i, inp + i, W);
-    if (i < hi) S::to_bf16(out + i, inp + i, hi - i);
-  });
+  for_range(n, 6.0, [&](long i, long w) { S::to_bf16(out + i, inp + i, w); });
 }
 
 void bf16_to_f32(float* out, const uint16_t* inp, long n) {
-  parallel(threads_for(6.0 * n), [&](int tid, int nt) {
-    long lo, hi;
-    split(n, tid, nt, 16 * W, &lo, &hi);
-    long i = lo;
-    for (; i + W <= hi; i += W) S::from_bf16(out + i, inp + i, W);
-    if (i < hi) S::from_bf16(out + i, inp + i, hi - i);
-  });
+  for_range(n, 6.0, [&](long i, long w) { S::from_bf16(out + i, inp + i, w); });
 }
 
 const KernelTable kTable = {

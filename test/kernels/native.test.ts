@@ -544,6 +544,81 @@ test('f32ToBf16 / bf16ToF32 are bit-exact: ties to even, NaN, Inf, overflow, den
   });
 });
 
+// ---------------------------------------------------------------- threading
+
+test('hand-written kernels give bit-identical results with 1 and 2 threads (chunking is size-based)', { skip }, () => {
+  const rows = 700;
+  const cols = 300; // 210k elements: above the 256 KiB threshold, so 2 threads really split
+  const n = rows * cols;
+  const x = randomArray(n, 2001, 3);
+  const y = randomArray(n, 2002);
+  const w = randomArray(cols, 2003);
+  const b = randomArray(cols, 2004);
+  const index = Int32Array.from({ length: rows }, (_, i) => (i * 37) % rows);
+  const run = (): Float32Array[] => {
+    const r: Float32Array[] = [];
+    const push = (len: number, f: (o: Float32Array) => void) => {
+      const o = Float32Array.from(randomArray(len, 2005));
+      f(o);
+      r.push(o);
+    };
+    const mean = new Float32Array(rows);
+    const rstd = new Float32Array(rows);
+    push(n, (o) => N!.layerNormForward(o, mean, rstd, x, w, b, rows, cols, 1e-6));
+    const dw = new Float32Array(cols);
+    const db = new Float32Array(cols);
+    push(n, (o) => N!.layerNormBackward(o, dw, db, y, x, w, mean, rstd, rows, cols));
+    r.push(dw, db);
+    push(n, (o) => N!.geluForward(o, x, n));
+    push(n, (o) => N!.geluBackward(o, x, y, n));
+    push(n, (o) => N!.softmaxForward(o, x, rows, cols, 0.3));
+    push(n, (o) => N!.softmaxBackward(o, y, x, rows, cols, 0.3));
+    push(cols, (o) => N!.biasBackward(o, x, rows, cols));
+    push(n, (o) => N!.scatterAddRows(o, y, index, rows, cols));
+    push(cols, (o) => N!.meanPool(o, x, 1, rows, cols));
+    const norms = new Float32Array(rows);
+    push(n, (o) => N!.l2Normalize(o, norms, x, rows, cols, 1e-12));
+    push(n, (o) => N!.adamUpdate(o, y, Float32Array.from(x), x.map(Math.abs), n, 1e-3, 0.9, 0.999, 1e-8, 0.1, 3, true));
+    return r;
+  };
+  const results: Float32Array[][] = [];
+  withThreads(() => results.push(run()));
+  for (let i = 0; i < results[0].length; i++) assert.deepEqual(results[1][i], results[0][i], `output ${i}: 2 threads vs 1`);
+});
+
+test('kernels called from several worker threads at once give the same results (pool shared safely)', { skip }, async () => {
+  const { Worker } = await import('node:worker_threads');
+  // Each thread (this one and three workers) runs the same kernel sequence many times; the pool
+  // serves one caller at a time and the others run serially, so all results must agree.
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const K = require(workerData.path);
+    const n = 300000, rows = 600, cols = 500;
+    const x = new Float32Array(n), y = new Float32Array(n);
+    for (let i = 0; i < n; i++) { x[i] = Math.sin(i) * 3; y[i] = Math.cos(i * 0.7); }
+    const g = new Float32Array(n), s = new Float32Array(n), c = new Float32Array(rows * rows);
+    for (let it = 0; it < 30; it++) {
+      K.geluForward(g, x, n);
+      K.softmaxForward(s, x, rows, cols, 0.5);
+      K.matmul(x, y, c, rows, rows, cols, false, true, 1, 0, false);
+    }
+    let h = 0;
+    for (const a of [g, s, c]) for (let i = 0; i < a.length; i += 7) h = (h * 31 + Math.round(a[i] * 1e4)) % 1000000007;
+    parentPort.postMessage(h);`;
+  const path = (await import('../../src/kernels/native.js')).addonPath();
+  const results = await Promise.all(
+    [0, 1, 2, 3].map(
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const wk = new Worker(code, { eval: true, workerData: { path } });
+          wk.once('message', resolve);
+          wk.once('error', reject);
+        }),
+    ),
+  );
+  assert.equal(new Set(results).size, 1, `all threads agree: ${results.join(', ')}`);
+});
+
 // ---------------------------------------------------------------- validation
 
 test('bad arguments throw TypeError/RangeError naming the kernel, never read out of bounds', { skip }, () => {

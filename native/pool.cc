@@ -1,0 +1,163 @@
+// The kernels' thread pool (contract in pool.h).
+//
+// Job protocol: the caller publishes (fn, ctx, nchunks), sets the claim counter to
+// (generation << 32 | 0) and bumps `generation`. Every participant claims chunk indices with a
+// compare-and-swap that also checks the generation tag, so a worker still holding a previous
+// job's parameters can never take (or lose) an index of the next job. `done` counts finished
+// chunks; the caller returns when it reaches nchunks, which also means no worker is still inside
+// fn. Waiting uses a short spin (the next kernel usually follows within microseconds), then a
+// condition variable.
+#include "pool.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace {
+
+// How long an idle worker spins before sleeping. Long enough to bridge the gap between two
+// kernels called back to back from JS (a few microseconds), short enough not to steal a core
+// from the next GEMM's OpenMP threads for long.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+class Pool {
+ public:
+  void run(long nchunks, int nt, cavmae_chunk_fn fn, void* ctx) {
+    if (nt > 1 && nchunks > 1 && busy_.exchange(true, std::memory_order_acquire) == false) {
+      ensure_workers(nt - 1);
+      fn_.store(fn, std::memory_order_relaxed);
+      ctx_.store(ctx, std::memory_order_relaxed);
+      nchunks_.store(nchunks, std::memory_order_relaxed);
+      helpers_.store(nt - 1, std::memory_order_relaxed);
+      done_.store(0, std::memory_order_relaxed);
+      uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
+      next_.store(gen << 32, std::memory_order_relaxed);
+      parked_.store(false, std::memory_order_relaxed);
+      // seq_cst store then load (and the worker's locked increment then load): neither side can
+      // miss the other, so a worker never sleeps through a job it should have been woken for.
+      generation_.store(gen, std::memory_order_seq_cst);
+      if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+        std::lock_guard<std::mutex> lk(mu_);
+        cv_.notify_all();
+      }
+      work(gen, nchunks, fn, ctx);
+      // Wait for chunks claimed by workers; spin first, then yield the core to them.
+      int spins = 0;
+      while (done_.load(std::memory_order_acquire) < nchunks) {
+        if (++spins < 4000) _mm_pause();
+        else sched_yield();
+      }
+      busy_.store(false, std::memory_order_release);
+      return;
+    }
+    for (long i = 0; i < nchunks; i++) fn(ctx, i);
+  }
+
+  void park() { parked_.store(true, std::memory_order_relaxed); }
+
+ private:
+  // Claims and runs chunks of job `gen` until none are left.
+  void work(uint64_t gen, long nchunks, cavmae_chunk_fn fn, void* ctx) {
+    uint64_t v = next_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((v >> 32) != gen || (long)(v & 0xffffffffu) >= nchunks) return;
+      if (next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        fn(ctx, (long)(v & 0xffffffffu));
+        done_.fetch_add(1, std::memory_order_release);
+        v = next_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void ensure_workers(int n) {
+    // Grown only by the caller holding busy_, so no lock is needed around workers_.
+    while ((int)workers_.size() < n) {
+      int index = (int)workers_.size();
+      workers_.emplace_back([this, index] { loop(index); });
+    }
+  }
+
+  void loop(int index) {
+    uint64_t seen = generation_.load(std::memory_order_acquire);
+    for (;;) {
+      uint64_t gen = wait_for_job(seen);
+      seen = gen;
+      if (index >= helpers_.load(std::memory_order_relaxed)) continue;  // this job wants fewer threads
+      auto fn = fn_.load(std::memory_order_relaxed);
+      void* ctx = ctx_.load(std::memory_order_relaxed);
+      long nchunks = nchunks_.load(std::memory_order_relaxed);
+      // Parameters may already belong to a later job; the tagged claim in work() rejects them.
+      work(gen, nchunks, fn, ctx);
+    }
+  }
+
+  uint64_t wait_for_job(uint64_t seen) {
+    auto until = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 0;; i++) {
+      uint64_t g = generation_.load(std::memory_order_acquire);
+      if (g != seen) return g;
+      if (parked_.load(std::memory_order_relaxed)) break;
+      _mm_pause();
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    cv_.wait(lk, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    return generation_.load(std::memory_order_acquire);
+  }
+
+  std::vector<std::thread> workers_;
+  std::atomic<bool> busy_{false};
+  std::atomic<bool> parked_{false};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> next_{0};
+  std::atomic<long> done_{0};
+  std::atomic<long> nchunks_{0};
+  std::atomic<int> helpers_{0};
+  std::atomic<cavmae_chunk_fn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<int> sleepers_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+Pool& pool() {
+  // Never destroyed: worker threads must not be joined from a static destructor while the
+  // process (or a dlclose) tears down; the OS reclaims them at exit.
+  static Pool* p = new Pool();
+  return *p;
+}
+
+int default_threads() {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : (int)n;
+}
+
+thread_local int tl_threads = 0;
+
+}  // namespace
+
+extern "C" void cavmae_parallel_for(long nchunks, int nt, cavmae_chunk_fn fn, void* ctx) {
+  pool().run(nchunks, nt, fn, ctx);
+}
+
+extern "C" void cavmae_pool_park() { pool().park(); }
+
+extern "C" int cavmae_threads() {
+  if (tl_threads == 0) tl_threads = default_threads();
+  return tl_threads;
+}
+
+extern "C" void cavmae_set_threads(int n) {
+  tl_threads = n;
+  omp_set_num_threads(n);  // oneDNN's OpenMP team for this JS thread
+}

@@ -1,0 +1,512 @@
+/**
+ * Kernel benchmark: GFLOP/s of every GEMM shape a ViT-B CAV-MAE runs, the time of every other
+ * kernel at [1024 x 768] against the machine's measured memory bandwidth, and the JS -> native
+ * call overhead. Backs `cavmae bench` and `npm run bench`.
+ *
+ * Contract: the report is one JSON object `{ env, peak, gemm, kernels, overhead, bandwidth }`;
+ * `gemm` entries are `{ m, k, n, trans, dtype, threads, gflops, ... }` (cli-contracts.md).
+ * Method: a warm-up of sustained 2-thread GEMM first (this VM hands out the second core only
+ * after a few seconds of load), then for every configuration a few timed batches of calls; the
+ * reported figure is the best batch (the machine is shared, and the best batch is the one the
+ * least disturbed by other processes), the median is recorded next to it. The peak is the
+ * highest GEMM rate measured per dtype; utilisation is every other rate divided by it.
+ * Memory-bound kernels are compared with a copy of the same working set (`bandwidth`): the
+ * bound is bytes moved / copy bandwidth, and `ratio` = time / bound (1.0 = at the bound).
+ */
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import type { Kernels } from '../kernels/api.js';
+import { kernels as selectKernels } from '../kernels/index.js';
+import { loadNativeKernels, type NativeKernels } from '../kernels/native.js';
+
+export type Trans = 'NN' | 'NT' | 'TN';
+export type Dtype = 'fp32' | 'bf16';
+
+export interface GemmResult {
+  m: number;
+  k: number;
+  n: number;
+  trans: Trans;
+  dtype: Dtype;
+  threads: number;
+  /** Best batch. */
+  gflops: number;
+  gflopsMedian: number;
+  /** Milliseconds per call (best batch). */
+  ms: number;
+  /** gflops / peak[dtype]. */
+  utilisation: number;
+}
+
+export interface KernelResult {
+  kernel: string;
+  /** e.g. "1024x768" or "B2 T512 C768 H12". */
+  shape: string;
+  dtype: Dtype;
+  threads: number;
+  /** Microseconds per call (best batch) and the median batch. */
+  us: number;
+  usMedian: number;
+  /** Bytes the kernel must move at least (inputs read once, outputs written once). */
+  bytes: number;
+  gbps: number;
+  /** bytes / measured copy bandwidth at this thread count, in microseconds; 0 for compute-bound kernels. */
+  boundUs: number;
+  /** us / boundUs (target <= 1.5); for compute-bound kernels (attention) gflops and utilisation instead. */
+  ratio?: number;
+  gflops?: number;
+  utilisation?: number;
+}
+
+export interface BenchEnv {
+  date: string;
+  backend: 'native' | 'ts';
+  nativeError?: string;
+  cpuModel: string;
+  cpuFlags: string[];
+  logicalCpus: number;
+  cache?: Record<string, string>;
+  node: string;
+  v8: string;
+  platform: string;
+  /** Thread counts measured, and the backend's default. */
+  threads: number[];
+  defaultThreads: number;
+  native?: {
+    isa: string;
+    dnnlVersion: string;
+    dnnlIsa: string;
+    dnnlThreading: string;
+    compiler: string;
+    parallelMinBytes: number;
+    /** oneDNN implementation per layout at 1024x768x3072, e.g. "brg:avx512_core_bf16". */
+    gemmImpl: Record<string, string>;
+  };
+  /** OPENBLAS_*, OMP_*, GOMP_*, ONEDNN_*, DNNL_*, CAVMAE_* variables as set. */
+  variables: Record<string, string>;
+  loadavgStart: number[];
+  loadavgEnd?: number[];
+  quick: boolean;
+  warmupSeconds: number;
+}
+
+export interface BenchReport {
+  env: BenchEnv;
+  /** Highest GEMM GFLOP/s measured per dtype (any shape, any thread count). */
+  peak: Record<Dtype, number>;
+  gemm: GemmResult[];
+  kernels: KernelResult[];
+  /** Copy bandwidth of the [1024 x 768] working set per thread count, GB/s (read + write). */
+  bandwidth: { threads: number; gbps: number; bytes: number }[];
+  /** Microseconds per call of a kernel doing (almost) nothing: the JS -> native crossing. */
+  overhead: { call: string; args: number; us: number }[];
+}
+
+export interface KernelBenchOptions {
+  /** One GEMM shape, fewer repetitions, shorter warm-up: a smoke run of a few seconds. */
+  quick?: boolean;
+  /** Thread counts to measure (default [1, 2], capped at the CPUs present). */
+  threads?: number[];
+  /** Progress lines (stderr in the CLI). */
+  log?: (line: string) => void;
+  /** Override the backend (tests). */
+  kernels?: Kernels;
+}
+
+const GEMM_M = [128, 708, 1024, 4096];
+const GEMM_N = [768, 2304, 3072];
+const GEMM_K = 768;
+const TRANS: Trans[] = ['NN', 'NT', 'TN'];
+const DTYPES: Dtype[] = ['fp32', 'bf16'];
+const ROWS = 1024;
+const COLS = 768;
+
+/** Seconds from a high-resolution timer. */
+function now(): number {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+/**
+ * Times `fn`: calibrates how many calls make a batch of ~`batchSeconds`, then runs `batches`
+ * batches; returns seconds per call of the best and of the median batch.
+ */
+export function timeCalls(fn: () => void, batchSeconds: number, batches: number): { best: number; median: number } {
+  fn(); // first call: primitive creation, page faults
+  let iters = 1;
+  for (;;) {
+    const t0 = now();
+    for (let i = 0; i < iters; i++) fn();
+    const dt = now() - t0;
+    if (dt >= batchSeconds / 4 || iters >= 1 << 24) {
+      iters = Math.max(1, Math.ceil((iters * batchSeconds) / Math.max(dt, 1e-9)));
+      break;
+    }
+    iters *= 4;
+  }
+  const per: number[] = [];
+  for (let b = 0; b < batches; b++) {
+    const t0 = now();
+    for (let i = 0; i < iters; i++) fn();
+    per.push((now() - t0) / iters);
+  }
+  return { best: Math.min(...per), median: median(per) };
+}
+
+function randomFill(x: Float32Array, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < x.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    x[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * scale;
+  }
+  return x;
+}
+
+function cpuInfo(): { model: string; flags: string[]; cache: Record<string, string> } {
+  let model = cpus()[0]?.model ?? 'unknown';
+  let flags: string[] = [];
+  const cache: Record<string, string> = {};
+  try {
+    const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const modelLine = /^model name\s*:\s*(.*)$/m.exec(text);
+    if (modelLine) model = modelLine[1].trim();
+    const flagLine = /^flags\s*:\s*(.*)$/m.exec(text);
+    if (flagLine) flags = flagLine[1].trim().split(/\s+/);
+    const sizeLine = /^cache size\s*:\s*(.*)$/m.exec(text);
+    if (sizeLine) cache.reported = sizeLine[1].trim();
+  } catch {
+    // not Linux: the model from os.cpus() is all there is
+  }
+  for (const [level, idx] of [['L1d', 0], ['L2', 2], ['L3', 3]] as const) {
+    try {
+      cache[level] = readFileSync(`/sys/devices/system/cpu/cpu0/cache/index${idx}/size`, 'utf8').trim();
+    } catch {
+      // no sysfs cache information
+    }
+  }
+  return { model, flags, cache };
+}
+
+function envVariables(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && /^(OPENBLAS_|OMP_|GOMP_|KMP_|ONEDNN_|DNNL_|MKL_|CAVMAE_)/.test(k)) out[k] = v;
+  }
+  return out;
+}
+
+/** Keeps 2 threads busy with GEMM for `seconds` (the VM ramps the second core up under load). */
+function warmUp(K: Kernels, threads: number, seconds: number): void {
+  const m = 512;
+  const a = randomFill(new Float32Array(m * m), 1);
+  const b = randomFill(new Float32Array(m * m), 2);
+  const c = new Float32Array(m * m);
+  K.setThreads(threads);
+  const end = now() + seconds;
+  while (now() < end) K.matmul(a, b, c, m, m, m, false, false, 1, 0, false);
+}
+
+interface Shape {
+  m: number;
+  k: number;
+  n: number;
+}
+
+function gemmShapes(quick: boolean): Shape[] {
+  if (quick) return [{ m: 1024, k: GEMM_K, n: 3072 }];
+  const out: Shape[] = [];
+  for (const m of GEMM_M) for (const n of GEMM_N) out.push({ m, k: GEMM_K, n });
+  return out;
+}
+
+function benchGemm(K: Kernels, s: Shape, trans: Trans, dtype: Dtype, threads: number, batchSeconds: number, batches: number) {
+  const a = randomFill(new Float32Array(s.m * s.k), 11);
+  const b = randomFill(new Float32Array(s.k * s.n), 12);
+  const c = new Float32Array(s.m * s.n);
+  const ta = trans === 'TN';
+  const tb = trans === 'NT';
+  const bf16 = dtype === 'bf16';
+  K.setThreads(threads);
+  const t = timeCalls(() => K.matmul(a, b, c, s.m, s.n, s.k, ta, tb, 1, 0, bf16), batchSeconds, batches);
+  const flop = 2 * s.m * s.n * s.k;
+  return { gflops: flop / t.best / 1e9, gflopsMedian: flop / t.median / 1e9, ms: t.best * 1e3 };
+}
+
+/** One kernel configuration: a closure over preallocated buffers plus the bytes it must move. */
+interface KernelCase {
+  kernel: string;
+  shape: string;
+  dtype: Dtype;
+  bytes: number;
+  flop?: number;
+  run: () => void;
+}
+
+function kernelCases(K: Kernels): KernelCase[] {
+  const r = ROWS;
+  const c = COLS;
+  const n = r * c;
+  const shape = `${r}x${c}`;
+  const f = (len: number, seed: number, scale = 1) => randomFill(new Float32Array(len), seed, scale);
+  const x = f(n, 1);
+  const y = f(n, 2);
+  const out = new Float32Array(n);
+  const dinp = new Float32Array(n);
+  const w = f(c, 3);
+  const b = f(c, 4);
+  const mean = new Float32Array(r);
+  const rstd = new Float32Array(r);
+  K.layerNormForward(out, mean, rstd, x, w, b, r, c, 1e-6);
+  const dw = new Float32Array(c);
+  const db = new Float32Array(c);
+  const probs = new Float32Array(n);
+  K.softmaxForward(probs, x, r, c, 1);
+  const norms = new Float32Array(r);
+  const unit = new Float32Array(n);
+  K.l2Normalize(unit, norms, x, r, c, 1e-12);
+  // A random permutation of the rows (un-shuffling after masking).
+  const perm = Int32Array.from({ length: r }, (_, i) => i);
+  for (let i = r - 1; i > 0; i--) {
+    const j = (i * 7919 + 13) % (i + 1);
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  const pooled = new Float32Array(c);
+  const pm = new Float32Array(n);
+  const pv = new Float32Array(n);
+  const u16 = new Uint16Array(n);
+  K.f32ToBf16(u16, x, n);
+  const F = 4;
+  const cases: KernelCase[] = [
+    { kernel: 'layerNormForward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.layerNormForward(out, mean, rstd, x, w, b, r, c, 1e-6) },
+    { kernel: 'layerNormBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.layerNormBackward(dinp, dw, db, y, x, w, mean, rstd, r, c) },
+    { kernel: 'geluForward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.geluForward(out, x, n) },
+    { kernel: 'geluBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.geluBackward(dinp, x, y, n) },
+    { kernel: 'softmaxForward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.softmaxForward(out, x, r, c, 0.125) },
+    { kernel: 'softmaxBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.softmaxBackward(dinp, probs, y, r, c, 0.125) },
+    { kernel: 'biasAdd', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.biasAdd(out, b, r, c) },
+    { kernel: 'biasBackward', shape, dtype: 'fp32', bytes: F * n, run: () => K.biasBackward(db, y, r, c) },
+    { kernel: 'add', shape, dtype: 'fp32', bytes: 3 * F * n, run: () => K.add(out, x, y, n) },
+    { kernel: 'axpy', shape, dtype: 'fp32', bytes: 3 * F * n, run: () => K.axpy(dinp, x, 1e-3, n) },
+    { kernel: 'gatherRows', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.gatherRows(out, x, perm, r, c) },
+    { kernel: 'scatterAddRows', shape, dtype: 'fp32', bytes: 3 * F * n, run: () => K.scatterAddRows(dinp, y, perm, r, c) },
+    { kernel: 'meanPool', shape, dtype: 'fp32', bytes: F * n, run: () => K.meanPool(pooled, x, 1, r, c) },
+    { kernel: 'meanPoolBackward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.meanPoolBackward(dinp, pooled, 1, r, c) },
+    { kernel: 'l2Normalize', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.l2Normalize(out, norms, x, r, c, 1e-12) },
+    { kernel: 'l2NormalizeBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.l2NormalizeBackward(dinp, y, unit, norms, r, c, 1e-12) },
+    // Adam over n parameters: reads p, g, m, v; writes p, m, v.
+    { kernel: 'adamUpdate', shape: `${n}`, dtype: 'fp32', bytes: 7 * F * n, run: () => K.adamUpdate(out, y, pm, pv, n, 1e-4, 0.9, 0.999, 1e-8, 0.05, 10, true) },
+    { kernel: 'f32ToBf16', shape, dtype: 'bf16', bytes: 6 * n, run: () => K.f32ToBf16(u16, x, n) },
+    { kernel: 'bf16ToF32', shape, dtype: 'bf16', bytes: 6 * n, run: () => K.bf16ToF32(out, u16, n) },
+  ];
+  // Attention at [1024 x 768] tokens: B=2 sequences of T=512 (the audio branch), 12 heads of 64.
+  const B = 2;
+  const T = 512;
+  const C = COLS;
+  const H = 12;
+  const qkv = f(B * T * 3 * C, 5, 1.5);
+  const att = new Float32Array(B * H * T * T);
+  const aout = new Float32Array(B * T * C);
+  const dqkv = new Float32Array(B * T * 3 * C);
+  const scratch = new Float32Array(B * H * T * T);
+  const dout = f(B * T * C, 6);
+  const flopFwd = 4 * B * H * T * T * (C / H);
+  for (const dtype of DTYPES) {
+    const bf16 = dtype === 'bf16';
+    const ashape = `B${B} T${T} C${C} H${H}`;
+    cases.push(
+      { kernel: 'attentionForward', shape: ashape, dtype, bytes: 0, flop: flopFwd, run: () => K.attentionForward(aout, att, qkv, B, T, C, H, 0.125, bf16) },
+      { kernel: 'attentionBackward', shape: ashape, dtype, bytes: 0, flop: 2 * flopFwd, run: () => K.attentionBackward(dqkv, scratch, dout, qkv, att, B, T, C, H, 0.125, bf16) },
+    );
+  }
+  return cases;
+}
+
+/** Copy bandwidth (GB/s, bytes read + written) of the [1024 x 768] working set. */
+function measureBandwidth(K: Kernels, threads: number, batchSeconds: number, batches: number): { gbps: number; bytes: number } {
+  const n = ROWS * COLS;
+  const src = randomFill(new Float32Array(n), 9);
+  const dst = new Float32Array(n);
+  const nat = K as Partial<NativeKernels>;
+  K.setThreads(threads);
+  // The addon's own threaded copy; the TypeScript path has no threads, so TypedArray.set (memmove).
+  const copy = nat.copy ? () => nat.copy!(dst, src, n) : () => dst.set(src);
+  const t = timeCalls(copy, batchSeconds, batches);
+  const bytes = 8 * n;
+  return { gbps: bytes / t.best / 1e9, bytes };
+}
+
+function measureOverhead(K: Kernels): { call: string; args: number; us: number }[] {
+  const one = new Float32Array(16);
+  const u16 = new Uint16Array(16);
+  const cases: { call: string; args: number; fn: () => void }[] = [
+    { call: 'getThreads()', args: 0, fn: () => K.getThreads() },
+    { call: 'add(n=1)', args: 4, fn: () => K.add(one, one, one, 1) },
+    { call: 'f32ToBf16(n=1)', args: 3, fn: () => K.f32ToBf16(u16, one, 1) },
+    { call: 'adamUpdate(n=1)', args: 12, fn: () => K.adamUpdate(one, one, one, one, 1, 0, 0.9, 0.999, 1e-8, 0, 1, false) },
+    { call: 'matmul(1x1x1)', args: 11, fn: () => K.matmul(one, one, one, 1, 1, 1, false, false, 1, 0, false) },
+  ];
+  K.setThreads(1);
+  return cases.map(({ call, args, fn }) => ({ call, args, us: timeCalls(fn, 0.05, 5).best * 1e6 }));
+}
+
+export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<BenchReport> {
+  const log = opts.log ?? (() => {});
+  const quick = opts.quick ?? false;
+  const K = opts.kernels ?? selectKernels();
+  const nat = loadNativeKernels();
+  const cpu = cpuInfo();
+  const maxThreads = Math.max(1, cpus().length);
+  const threads = [...new Set((opts.threads ?? [1, 2]).map((t) => Math.min(t, maxThreads)))].sort((a, b) => a - b);
+  const defaultThreads = K.getThreads();
+  const isNative = K.name === 'native';
+  // The TypeScript GEMM runs at ~1 GFLOP/s: only the quick shape is feasible there.
+  const quickRun = quick || !isNative;
+  const batchSeconds = quickRun ? 0.05 : 0.12;
+  const batches = quickRun ? 3 : 5;
+  const warmupSeconds = !isNative ? 0 : quick ? 1.5 : 4;
+
+  const env: BenchEnv = {
+    date: new Date().toISOString(),
+    backend: K.name,
+    cpuModel: cpu.model,
+    cpuFlags: cpu.flags,
+    logicalCpus: maxThreads,
+    cache: cpu.cache,
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${process.platform}-${process.arch}`,
+    threads,
+    defaultThreads,
+    variables: envVariables(),
+    loadavgStart: loadavg().map((x) => Math.round(x * 100) / 100),
+    quick: quickRun,
+    warmupSeconds,
+  };
+  if (!nat.ok) env.nativeError = nat.error;
+  if (isNative && nat.ok) {
+    const info = nat.kernels.info();
+    const gemmImpl: Record<string, string> = {};
+    for (const dtype of DTYPES) {
+      for (const trans of TRANS) {
+        gemmImpl[`${dtype} ${trans}`] = nat.kernels.gemmInfo(1024, 3072, 768, trans === 'TN', trans === 'NT', dtype === 'bf16');
+      }
+    }
+    env.native = {
+      isa: info.isa,
+      dnnlVersion: info.dnnlVersion,
+      dnnlIsa: info.dnnlIsa,
+      dnnlThreading: info.dnnlThreading,
+      compiler: info.compiler,
+      parallelMinBytes: info.parallelMinBytes,
+      gemmImpl,
+    };
+  }
+
+  try {
+    if (warmupSeconds > 0) {
+      log(`warming up (${warmupSeconds} s of ${threads[threads.length - 1]}-thread GEMM)...`);
+      warmUp(K, threads[threads.length - 1], warmupSeconds);
+    }
+
+    const gemm: GemmResult[] = [];
+    for (const s of gemmShapes(quickRun)) {
+      for (const trans of TRANS) {
+        for (const dtype of DTYPES) {
+          for (const t of [...threads].reverse()) {
+            const r = benchGemm(K, s, trans, dtype, t, batchSeconds, batches);
+            gemm.push({ m: s.m, k: s.k, n: s.n, trans, dtype, threads: t, ...r, utilisation: 0 });
+            log(`gemm ${s.m}x${s.k}x${s.n} ${trans} ${dtype} ${t}T: ${r.gflops.toFixed(1)} GFLOP/s (median ${r.gflopsMedian.toFixed(1)})`);
+          }
+        }
+      }
+    }
+    const peak = { fp32: 0, bf16: 0 } as Record<Dtype, number>;
+    for (const g of gemm) peak[g.dtype] = Math.max(peak[g.dtype], g.gflops);
+    for (const g of gemm) g.utilisation = peak[g.dtype] > 0 ? g.gflops / peak[g.dtype] : 0;
+
+    const bandwidth = threads.map((t) => ({ threads: t, ...measureBandwidth(K, t, batchSeconds, batches) }));
+    for (const bw of bandwidth) log(`copy bandwidth ${t2s(bw.threads)}: ${bw.gbps.toFixed(1)} GB/s`);
+
+    const kernels: KernelResult[] = [];
+    const cases = kernelCases(K);
+    for (const t of threads) {
+      K.setThreads(t);
+      const bw = bandwidth.find((x) => x.threads === t)!.gbps;
+      for (const kc of cases) {
+        if (!isNative && kc.kernel.startsWith('attention') && t > 1) continue; // single-threaded reference: once is enough
+        const tm = timeCalls(kc.run, batchSeconds / 2, batches);
+        const us = tm.best * 1e6;
+        const res: KernelResult = {
+          kernel: kc.kernel,
+          shape: kc.shape,
+          dtype: kc.dtype,
+          threads: t,
+          us,
+          usMedian: tm.median * 1e6,
+          bytes: kc.bytes,
+          gbps: kc.bytes / tm.best / 1e9,
+          boundUs: kc.bytes > 0 ? (kc.bytes / (bw * 1e9)) * 1e6 : 0,
+        };
+        if (kc.bytes > 0) res.ratio = us / res.boundUs;
+        if (kc.flop) {
+          res.gflops = kc.flop / tm.best / 1e9;
+          res.utilisation = peak[kc.dtype] > 0 ? res.gflops / peak[kc.dtype] : 0;
+        }
+        kernels.push(res);
+        log(
+          `${kc.kernel} ${kc.shape} ${kc.dtype} ${t2s(t)}: ${us.toFixed(1)} us` +
+            (res.ratio !== undefined ? ` (${res.ratio.toFixed(2)}x the bandwidth bound)` : '') +
+            (res.gflops !== undefined ? ` (${res.gflops.toFixed(1)} GFLOP/s)` : ''),
+        );
+      }
+    }
+
+    const overhead = measureOverhead(K);
+    for (const o of overhead) log(`call overhead ${o.call}: ${o.us.toFixed(3)} us`);
+    env.loadavgEnd = loadavg().map((x) => Math.round(x * 100) / 100);
+    return { env, peak, gemm, kernels, bandwidth, overhead };
+  } finally {
+    K.setThreads(defaultThreads);
+  }
+}
+
+function t2s(t: number): string {
+  return `${t} thread${t === 1 ? '' : 's'}`;
+}
+
+/** A human-readable summary of a report (the CLI's output without --json). */
+export function formatKernelReport(r: BenchReport): string {
+  const lines: string[] = [];
+  const e = r.env;
+  lines.push(`cavmae kernel benchmark (${e.backend}${e.native ? `: kernels ${e.native.isa}, oneDNN ${e.native.dnnlVersion} ${e.native.dnnlIsa}` : ''})`);
+  lines.push(`cpu: ${e.cpuModel}, ${e.logicalCpus} logical CPUs; node ${e.node}; load ${e.loadavgStart.join(' ')} -> ${(e.loadavgEnd ?? []).join(' ')}`);
+  lines.push(`peak GEMM: fp32 ${r.peak.fp32.toFixed(1)} GFLOP/s, bf16 ${r.peak.bf16.toFixed(1)} GFLOP/s`);
+  lines.push('');
+  lines.push('GEMM (m x k x n)           trans dtype threads   GFLOP/s  median  util');
+  for (const g of r.gemm) {
+    lines.push(
+      `${`${g.m} x ${g.k} x ${g.n}`.padEnd(26)} ${g.trans.padEnd(5)} ${g.dtype.padEnd(5)} ${String(g.threads).padStart(7)} ` +
+        `${g.gflops.toFixed(1).padStart(9)} ${g.gflopsMedian.toFixed(1).padStart(7)} ${(100 * g.utilisation).toFixed(0).padStart(4)}%`,
+    );
+  }
+  lines.push('');
+  lines.push(`copy bandwidth: ${r.bandwidth.map((b) => `${b.gbps.toFixed(1)} GB/s (${t2s(b.threads)})`).join(', ')}`);
+  lines.push('kernel                shape               dtype threads        us    GB/s  x bound');
+  for (const k of r.kernels) {
+    const tail = k.ratio !== undefined ? k.ratio.toFixed(2).padStart(8) : `${k.gflops!.toFixed(1)} GFLOP/s`.padStart(8);
+    lines.push(
+      `${k.kernel.padEnd(21)} ${k.shape.padEnd(19)} ${k.dtype.padEnd(5)} ${String(k.threads).padStart(7)} ` +
+        `${k.us.toFixed(1).padStart(9)} ${k.gbps.toFixed(1).padStart(7)} ${tail}`,
+    );
+  }
+  lines.push('');
+  lines.push(`JS -> native call overhead: ${r.overhead.map((o) => `${o.call} ${o.us.toFixed(3)} us`).join(', ')}`);
+  return lines.join('\n');
+}
