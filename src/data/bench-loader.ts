@@ -13,6 +13,12 @@ export interface BenchLoaderOptions extends Omit<LoaderOptions, 'labelMap'> {
   epochs: number;
   /** Stop each epoch after this many batches. */
   maxBatches?: number;
+  /**
+   * Simulated training step: the consumer blocks the main thread this many milliseconds per
+   * batch (synchronously, as a native training step does). With overlap, throughput is bounded by
+   * the slower of loader and step, not their sum.
+   */
+  stepMs?: number;
 }
 
 export interface BenchLoaderResult {
@@ -23,6 +29,7 @@ export interface BenchLoaderResult {
   train: boolean;
   target_length: number;
   image_size: number;
+  step_ms: number;
   epochs: { epoch: number; samples: number; seconds: number; samples_per_s: number }[];
   /** Mean over the epochs after the first (or the first when there is one). */
   samples_per_s: number;
@@ -47,6 +54,10 @@ export async function benchLoader(o: BenchLoaderOptions): Promise<BenchLoaderRes
       for await (const batch of loader.batches(e)) {
         if (Number.isNaN(firstBatch)) firstBatch = (performance.now() - t0) / 1000;
         sink += batch.audio[0] + batch.image[0];
+        if (o.stepMs) {
+          const until = performance.now() + o.stepMs;
+          while (performance.now() < until) sink += 0;
+        }
         samples += batch.size;
         if (o.maxBatches !== undefined && ++b >= o.maxBatches) break;
       }
@@ -68,6 +79,7 @@ export async function benchLoader(o: BenchLoaderOptions): Promise<BenchLoaderRes
     train: o.train,
     target_length: loader.config.targetLength,
     image_size: loader.config.imageSize,
+    step_ms: o.stepMs ?? 0,
     epochs,
     samples_per_s: round(total / secs),
     first_batch_s: round(firstBatch),

@@ -98,14 +98,25 @@ function entryError(file: string, list: string, i: number, problem: string): Use
 }
 
 function splitLabels(s: string): string[] {
+  if (s.indexOf(',') < 0) {
+    const t = s.trim();
+    return t ? [t] : [];
+  }
   return s
     .split(',')
     .map((x) => x.trim())
     .filter((x) => x.length > 0);
 }
 
+/** Absolute paths are kept as written (no normalisation cost for millions of entries). */
+function resolveFrom(base: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(base, p);
+}
+
 function parseOfficialEntries(file: string, entries: unknown[]): Dataset {
   const base = dirname(file);
+  let lastDir = '';
+  let lastDirResolved = '';
   const items: DataItem[] = new Array(entries.length);
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
@@ -121,10 +132,15 @@ function parseOfficialEntries(file: string, entries: unknown[]): Dataset {
     const videoId = str('video_id');
     const videoPath = str('video_path');
     const labels = str('labels', true);
+    // Most entries share one frame folder: resolve it once.
+    if (videoPath !== lastDir) {
+      lastDir = videoPath;
+      lastDirResolved = resolveFrom(base, videoPath);
+    }
     items[i] = {
       id: videoId,
-      audioPath: resolve(base, wav),
-      visual: { kind: 'frames', dir: resolve(base, videoPath), videoId },
+      audioPath: resolveFrom(base, wav),
+      visual: { kind: 'frames', dir: lastDirResolved, videoId },
       labels: splitLabels(labels),
     };
   }
@@ -143,7 +159,7 @@ function parseManifestEntries(file: string, entries: unknown[]): Dataset {
       const v = o[k];
       if (v === undefined || v === null) return undefined;
       if (typeof v !== 'string' || v.length === 0) throw entryError(file, 'items', i, `"${k}" must be a non-empty path string`);
-      return isAbsolute(v) ? v : resolve(base, v);
+      return resolveFrom(base, v);
     };
     const audio = path('audio');
     if (!audio) throw entryError(file, 'items', i, 'missing "audio"');

@@ -18,7 +18,7 @@
  *   word centred ±25 % of the slack, SNR 20-40 dB, all English voice variants.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -350,6 +350,17 @@ async function digitPng(mnist: MnistSet, digit: number, k: number, size: number)
   return img.png({ compressionLevel: 9, adaptiveFiltering: false, palette: false }).toBuffer();
 }
 
+/**
+ * Temp file + rename: a killed run never leaves a truncated file under the final name. Unlike
+ * writeFileAtomic there is no fsync: two per example cost more than making the example, and the
+ * journal (written after the media) lets a rerun redo anything a power cut might have lost.
+ */
+function writeMedia(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, path);
+}
+
 async function makeExample(p: Params, plan: Plan, mnist: MnistSet, out: string): Promise<DemoItem> {
   const word = String(plan.digit);
   const speech = await synthesize(word, `${plan.lang}+${plan.variant}`, plan.speed, plan.pitch);
@@ -357,8 +368,8 @@ async function makeExample(p: Params, plan: Plan, mnist: MnistSet, out: string):
   const { clip, offset, speechLen, noise, snr } = composeClip(speech, plan.rng, p);
   const audioRel = `${plan.split}/${plan.id}.wav`;
   const imageRel = `${plan.split}/${plan.id}.png`;
-  writeFileAtomic(join(out, imageRel), await digitPng(mnist, plan.digit, plan.mnistIndex, p.imageSize));
-  writeFileAtomic(join(out, audioRel), encodeWavPcm16(clip));
+  writeMedia(join(out, imageRel), await digitPng(mnist, plan.digit, plan.mnistIndex, p.imageSize));
+  writeMedia(join(out, audioRel), encodeWavPcm16(clip));
   return {
     id: plan.id,
     audio: audioRel,
@@ -375,6 +386,14 @@ async function makeExample(p: Params, plan: Plan, mnist: MnistSet, out: string):
     snr_db: Math.round(snr * 100) / 100,
     mnist_index: plan.mnistIndex,
   };
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return -1;
+  }
 }
 
 function readJournal(path: string): Map<string, DemoItem> {
@@ -459,9 +478,10 @@ export async function makeDemoData(opts: DemoOptions): Promise<DemoSummary> {
   for (let i = 0; i < testN; i++) plans.push(planExample(p, 'test', i, voiceSplit.test, mnist));
   const results = new Map<string, DemoItem>();
   const todo: Plan[] = [];
+  const wavBytes = 44 + 2 * Math.round(p.duration * SR);
   for (const pl of plans) {
     const prev = journal.get(pl.id);
-    if (prev && existsSync(join(out, prev.audio)) && existsSync(join(out, prev.image))) results.set(pl.id, prev);
+    if (prev && fileSize(join(out, prev.audio)) === wavBytes && fileSize(join(out, prev.image)) > 0) results.set(pl.id, prev);
     else todo.push(pl);
   }
   const reused = results.size;

@@ -9,7 +9,9 @@
  */
 import { UserError } from '../util/errors.js';
 
-const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
+function isWs(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
 
 export interface ScannedList {
   key: string;
@@ -27,21 +29,23 @@ export function scanJsonList(buf: Uint8Array, listKeys: readonly string[], what:
   // A UTF-8 byte-order mark is tolerated.
   if (n >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) pos = 3;
   const skipWs = (): void => {
-    while (pos < n && WS.has(buf[pos])) pos++;
+    while (pos < n && isWs(buf[pos])) pos++;
   };
-  const decoder = new TextDecoder('utf-8', { fatal: false });
-  const text = (a: number, b: number): string => decoder.decode(buf.subarray(a, b));
+  const bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const text = (a: number, b: number): string => bytes.toString('utf8', a, b);
 
   /** Returns the index just past the closing quote of the string starting at `p` (a '"'). */
   const skipString = (p: number): number => {
     p++;
-    while (p < n) {
-      const c = buf[p];
-      if (c === 0x5c) p += 2; // backslash escape: skip the escaped byte
-      else if (c === 0x22) return p + 1;
-      else p++;
+    for (;;) {
+      const q = bytes.indexOf(0x22, p);
+      if (q < 0) return fail(p, 'unterminated string');
+      // The quote is escaped when an odd number of backslashes precede it.
+      let k = q - 1;
+      while (k >= p && buf[k] === 0x5c) k--;
+      if ((q - 1 - k) % 2 === 0) return q + 1;
+      p = q + 1;
     }
-    return fail(p, 'unterminated string');
   };
 
   /** Returns the index just past the JSON value starting at `p`. */
@@ -69,7 +73,7 @@ export function scanJsonList(buf: Uint8Array, listKeys: readonly string[], what:
     }
     // Scalar: runs until a delimiter.
     const start = p;
-    while (p < n && !WS.has(buf[p]) && buf[p] !== 0x2c && buf[p] !== 0x7d && buf[p] !== 0x5d) p++;
+    while (p < n && !isWs(buf[p]) && buf[p] !== 0x2c && buf[p] !== 0x7d && buf[p] !== 0x5d) p++;
     if (p === start) fail(p, `unexpected character ${JSON.stringify(String.fromCharCode(c ?? 0))}`);
     return p;
   };

@@ -111,11 +111,16 @@ const TAG_ORDER = 0x6f726472;
 const TAG_MIX = 0x6d697875;
 const TAG_REPLACE = 0x7265706c;
 
-/** Runs sample tasks: on worker threads or inline. FIFO, at most `inflight` tasks per executor. */
+/**
+ * Runs sample tasks on worker threads (or inline). Every task is posted to its worker as soon as
+ * it is queued, and the worker keeps its own FIFO with `inflight` tasks running: so decoding goes
+ * on while the main thread is busy in a long synchronous training step. An item always goes to
+ * worker `index mod workers`, so its decoded media are cached in one worker only.
+ */
 class SamplePool {
   private readonly workers: Worker[] = [];
   private readonly busy: number[] = [];
-  private readonly queue: { id: number; task: SampleTask; resolve: (r: WorkerReply) => void; reject: (e: unknown) => void }[] = [];
+  private readonly inlineQueue: { id: number; task: SampleTask; resolve: (r: WorkerReply) => void; reject: (e: unknown) => void }[] = [];
   private readonly pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: unknown) => void; worker: number }>();
   private nextId = 0;
   private inlineBusy = 0;
@@ -131,16 +136,14 @@ class SamplePool {
   }
 
   private spawn(w: number): void {
-    const worker = startWorker({ config: this.config });
-    worker.unref();
+    const worker = startWorker({ config: this.config, inflight: this.inflight });
+    worker.unref(); // referenced only while it has work, so an idle loader never keeps the process alive
     worker.on('message', (reply: WorkerReply) => {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
-      this.busy[w]--;
-      if (this.busy[w] === 0) worker.unref();
+      if (--this.busy[w] === 0) worker.unref();
       p.resolve(reply);
-      this.pump();
     });
     const die = (e: Error): void => {
       if (this.closed) return;
@@ -151,7 +154,6 @@ class SamplePool {
           p.reject(this.fatal);
         }
       }
-      for (const q of this.queue.splice(0)) q.reject(this.fatal);
     };
     worker.on('error', die);
     worker.on('exit', (code) => die(new Error(`exit code ${code}`)));
@@ -162,50 +164,36 @@ class SamplePool {
   run(task: SampleTask): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new Error('loader is closed'));
     if (this.fatal) return Promise.reject(this.fatal);
+    const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, task, resolve, reject });
-      this.pump();
+      if (this.numWorkers === 0) {
+        this.inlineQueue.push({ id, task, resolve, reject });
+        this.pumpInline();
+        return;
+      }
+      const w = task.primary.index % this.numWorkers;
+      if (this.busy[w]++ === 0) this.workers[w].ref();
+      this.pending.set(id, { resolve, reject, worker: w });
+      this.workers[w].postMessage({ id, task });
     });
   }
 
-  private pump(): void {
-    while (this.queue.length > 0) {
-      if (this.numWorkers === 0) {
-        if (this.inlineBusy >= this.inflight) return;
-        const q = this.queue.shift()!;
-        this.inlineBusy++;
-        runInline(q.id, q.task, this.config).then((r) => {
-          this.inlineBusy--;
-          q.resolve(r);
-          this.pump();
-        }, q.reject);
-        continue;
-      }
-      // Each item goes to the worker that owns it (index mod workers), so its decoded media are
-      // cached in one place; look a little down the queue to keep every worker busy.
-      let pick = -1;
-      const look = Math.min(this.queue.length, 8 * this.numWorkers * this.inflight);
-      for (let k = 0; k < look; k++) {
-        const w = this.queue[k].task.primary.index % this.numWorkers;
-        if (this.busy[w] < this.inflight) {
-          pick = k;
-          break;
-        }
-      }
-      if (pick < 0) return;
-      const [q] = this.queue.splice(pick, 1);
-      const best = q.task.primary.index % this.numWorkers;
-      this.busy[best]++;
-      this.workers[best].ref();
-      this.pending.set(q.id, { resolve: q.resolve, reject: q.reject, worker: best });
-      this.workers[best].postMessage({ id: q.id, task: q.task });
+  private pumpInline(): void {
+    while (this.inlineQueue.length > 0 && this.inlineBusy < this.inflight) {
+      const q = this.inlineQueue.shift()!;
+      this.inlineBusy++;
+      runInline(q.id, q.task, this.config).then((r) => {
+        this.inlineBusy--;
+        q.resolve(r);
+        this.pumpInline();
+      }, q.reject);
     }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const q of this.queue.splice(0)) q.reject(new Error('loader closed'));
+    for (const q of this.inlineQueue.splice(0)) q.reject(new Error('loader closed'));
     for (const [, p] of this.pending) p.reject(new Error('loader closed'));
     this.pending.clear();
     await Promise.all(this.workers.map((w) => w.terminate()));

@@ -195,3 +195,16 @@ test('an all-unreadable dataset stops with a clear error instead of looping', as
   writeFileSync(bad, JSON.stringify({ items: [{ id: 'x', audio: 'nope.wav', image: 'v0.png' }, { id: 'y', audio: 'a7.wav', image: 'v1.png' }] }));
   await assert.rejects(collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0 }), /gave up after \d+ unreadable samples/);
 });
+
+test('a manifest "video" folder of frame images: frame i of 10 is file floor(i·n/10) in natural order', async () => {
+  const frames = join(dir, 'framefolder');
+  mkdirSync(frames, { recursive: true });
+  for (let k = 1; k <= 10; k++) await png(join(frames, `f${k}.png`), 10 * k, 7, 9);
+  const m = join(dir, 'video-folder.json');
+  writeFileSync(m, JSON.stringify({ items: [{ id: 'v', audio: 'a0.wav', video: 'framefolder', label: 'x' }] }));
+  const { batches } = await collect(loadDataset(m), { batchSize: 1, train: false, targetLength: 32, imageSize: 64, workers: 0 });
+  // Frame 5 of 10 -> the sixth file in natural order: f6.png (not f5, and not "f10" by plain sorting).
+  const { decodeImage, imageToTensor } = await import('../../src/vision/index.js');
+  const expected = imageToTensor(await decodeImage(join(frames, 'f6.png')), { size: 64 });
+  assertClose(batches[0].image, expected, { atol: 0, what: 'frame folder' });
+});

@@ -35,6 +35,7 @@ interface Flags {
   labelSmooth: number;
   cacheMb: number;
   seed: number;
+  stepMs: number;
 }
 
 export function register(program: Command): void {
@@ -57,6 +58,7 @@ export function register(program: Command): void {
     .option('--label-smooth <e>', 'label smoothing', prob('--label-smooth'), 0)
     .option('--cache-mb <n>', 'decoded-media cache per worker (MiB)', int('--cache-mb', 0), 384)
     .option('--seed <s>', 'seed', int('--seed', 0), 0)
+    .option('--step-ms <ms>', 'simulated synchronous training step per batch (checks that decoding overlaps it)', int('--step-ms', 0), 0)
     .action(async (o: Flags) => {
       const { benchLoader } = await import('../../data/bench-loader.js');
       const r = await benchLoader({
@@ -76,6 +78,7 @@ export function register(program: Command): void {
         labelSmooth: o.labelSmooth,
         cacheMB: o.cacheMb,
         seed: o.seed,
+        stepMs: o.stepMs,
       });
       process.stdout.write(JSON.stringify(r) + '\n');
     });

@@ -1,0 +1,23 @@
+/** `cavmae make-weights --data F [--label-csv C] [--out W]`: balanced-sampling weight file (spec 4.5). */
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  program
+    .command('make-weights')
+    .description(
+      'write the balanced-sampling weight file: per class 1000/(count+0.01), summed over each sample\'s labels; ' +
+        'one float per line in datafile order (default <data without .json>_weight.csv, as gen_weight_file.py)',
+    )
+    .requiredOption('--data <file>', 'training datafile JSON or manifest')
+    .option('--label-csv <file>', 'label CSV (index,mid,display_name); default: an index built from the data labels')
+    .option('--out <file>', 'output weight file')
+    .action(async (o: { data: string; labelCsv?: string; out?: string }) => {
+      const d = await import('../../data/datafile.js');
+      const ds = d.loadDataset(o.data);
+      const map = o.labelCsv ? d.loadLabelCsv(o.labelCsv) : d.buildLabelMap(ds);
+      const weights = d.computeSampleWeights(d.resolveLabels(ds, map), map.numLabels);
+      const out = o.out ?? d.defaultWeightPath(o.data);
+      d.writeWeights(out, weights);
+      process.stdout.write(`wrote ${weights.length} weights (${map.numLabels} classes) to ${out}\n`);
+    });
+}
