@@ -1,0 +1,84 @@
+/**
+ * What kind of media a file or an upload is, judged by its content (magic bytes via
+ * `file-type`, then ffprobe for the streams), never by its name or a client's Content-Type.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { fileTypeFromBuffer } from 'file-type';
+import { probeMedia, type MediaInfo } from '../util/ffmpeg.js';
+import { fileError } from '../util/errors.js';
+import type { Modality } from './types.js';
+
+/** Bytes read from the start of a file for sniffing (file-type needs at most ~4 KB for our formats). */
+export const SNIFF_BYTES = 64 * 1024;
+
+/** Container/codec types we accept, by file-type's extension, and the modality each one means. */
+const ACCEPTED: Record<string, Modality> = {
+  jpg: 'image', png: 'image', webp: 'image', gif: 'image', tif: 'image', avif: 'image',
+  wav: 'audio', mp3: 'audio', flac: 'audio', ogg: 'audio', opus: 'audio', m4a: 'audio', aac: 'audio', aif: 'audio',
+  mp4: 'video', webm: 'video', mkv: 'video', mov: 'video', avi: 'video', m4v: 'video', mpg: 'video', '3gp': 'video',
+  ogv: 'video', flv: 'video',
+};
+
+/** File-name extensions looked at when a folder is walked (content still decides the kind). */
+export const MEDIA_EXTENSIONS = new Set([
+  '.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif',
+  '.wav', '.mp3', '.flac', '.ogg', '.oga', '.opus', '.m4a', '.aac', '.aif', '.aiff',
+  '.mp4', '.webm', '.mkv', '.mov', '.avi', '.m4v', '.mpg', '.mpeg', '.3gp', '.ogv', '.flv',
+]);
+
+export interface SniffResult {
+  modality: Modality;
+  mime: string;
+  ext: string;
+}
+
+/** The media kind of some leading bytes, or undefined when they are not a type we accept. */
+export async function sniffBytes(head: Uint8Array): Promise<SniffResult | undefined> {
+  const t = await fileTypeFromBuffer(head.subarray(0, SNIFF_BYTES));
+  if (!t) return undefined;
+  const modality = ACCEPTED[t.ext];
+  return modality ? { modality, mime: t.mime, ext: t.ext } : undefined;
+}
+
+export function readHead(path: string, n = SNIFF_BYTES): Uint8Array {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const r = readSync(fd, buf, off, n - off, off);
+      if (r === 0) break;
+      off += r;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function sniffFile(path: string): Promise<SniffResult | undefined> {
+  return sniffBytes(readHead(path));
+}
+
+export interface MediaFacts extends SniffResult {
+  hasAudio: boolean;
+  hasVideo: boolean;
+  durationSec?: number;
+  info?: MediaInfo;
+}
+
+/**
+ * Sniffs a file and, for audio and video, probes its streams: a "video" container without a
+ * video stream is audio; a video without sound has no audio embedding.
+ */
+export async function detectMedia(path: string, opts: { timeoutMs?: number } = {}): Promise<MediaFacts> {
+  const s = await sniffFile(path);
+  if (!s) throw fileError(path, 'not a supported image, audio or video file (judged by its content)');
+  if (s.modality === 'image') return { ...s, hasAudio: false, hasVideo: false };
+  const info = await probeMedia(path, { timeoutMs: opts.timeoutMs ?? 30_000 });
+  let modality = s.modality;
+  if (modality === 'video' && !info.hasVideo) modality = 'audio';
+  if (modality === 'audio' && !info.hasAudio) throw fileError(path, 'has no audio stream');
+  if (modality === 'video' && !info.hasVideo) throw fileError(path, 'has no video stream');
+  return { ...s, modality, hasAudio: info.hasAudio, hasVideo: info.hasVideo, durationSec: info.durationSec, info };
+}
