@@ -73,8 +73,13 @@ function explainFfmpegError(e: unknown, path: string, what: string): Error {
   if (at < 0) return e; // timeout, output too large, ffmpeg missing: already clear
   let detail = e.message.slice(at + marker.length);
   if (detail.startsWith(`file:${path}: `)) detail = detail.slice(`file:${path}: `.length);
-  if (/matches no streams|does not contain any stream|trailing '\?' to the map/i.test(detail)) return fileError(what, 'has no audio stream');
-  if (/Invalid data found|End of file|Invalid argument|moov atom not found|could not find codec parameters/i.test(detail)) {
+  if (/matches no streams|does not contain any stream|trailing '\?' to the map/i.test(detail))
+    return fileError(what, 'has no audio stream');
+  if (
+    /Invalid data found|End of file|Invalid argument|moov atom not found|could not find codec parameters/i.test(
+      detail,
+    )
+  ) {
     return fileError(what, `not a readable audio or video file (ffmpeg: ${detail})`);
   }
   return fileError(what, `ffmpeg could not decode it: ${detail}`);
@@ -85,7 +90,24 @@ async function decodeWithFfmpeg(path: string, what: string, timeoutMs: number): 
   try {
     ({ stdout } = await runFfmpeg(
       // file: and the whitelist stop a crafted name or playlist from reaching other protocols
-      ['-protocol_whitelist', 'file', '-i', `file:${path}`, '-map', '0:a:0', '-vn', '-sn', '-dn', '-ar', String(SAMPLE_RATE), '-c:a', 'pcm_s16le', '-f', 'wav', 'pipe:1'],
+      [
+        '-protocol_whitelist',
+        'file',
+        '-i',
+        `file:${path}`,
+        '-map',
+        '0:a:0',
+        '-vn',
+        '-sn',
+        '-dn',
+        '-ar',
+        String(SAMPLE_RATE),
+        '-c:a',
+        'pcm_s16le',
+        '-f',
+        'wav',
+        'pipe:1',
+      ],
       { timeoutMs, maxBytes: MAX_FFMPEG_OUTPUT_BYTES, what },
     ));
   } catch (e) {
@@ -95,7 +117,10 @@ async function decodeWithFfmpeg(path: string, what: string, timeoutMs: number): 
   const header = parseWavHeader(bytes, `${what} (ffmpeg output)`);
   if (header.frames === 0) throw fileError(what, 'contains no audio samples');
   if (header.sampleRate !== SAMPLE_RATE || header.sampleFormat !== 'int16') {
-    throw fileError(what, `ffmpeg returned ${header.sampleRate} Hz ${header.sampleFormat ?? 'codec ' + header.formatTag}, expected 16 kHz int16`);
+    throw fileError(
+      what,
+      `ffmpeg returned ${header.sampleRate} Hz ${header.sampleFormat ?? 'codec ' + header.formatTag}, expected 16 kHz int16`,
+    );
   }
   return decodeWav(bytes, { what }).samples;
 }
@@ -103,7 +128,10 @@ async function decodeWithFfmpeg(path: string, what: string, timeoutMs: number): 
 /**
  * Decodes a file path or in-memory bytes to 16 kHz mono float32 (channel 0 of the source).
  */
-export async function decodeAudio(input: string | Uint8Array, opts: DecodeAudioOptions = {}): Promise<DecodedAudio> {
+export async function decodeAudio(
+  input: string | Uint8Array,
+  opts: DecodeAudioOptions = {},
+): Promise<DecodedAudio> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (typeof input !== 'string') {
     const what = opts.what ?? 'input';
@@ -128,7 +156,10 @@ export async function decodeAudio(input: string | Uint8Array, opts: DecodeAudioO
     st = await stat(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(what, code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? (e as Error).message})`);
+    throw fileError(
+      what,
+      code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? (e as Error).message})`,
+    );
   }
   if (st.isDirectory()) throw fileError(what, 'is a directory, not a media file');
   if (st.isFile()) {

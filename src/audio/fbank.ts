@@ -23,7 +23,10 @@ export const NUM_MEL_BINS = 128;
 /** torch.finfo(torch.float32).eps: the floor applied before the log. */
 export const LOG_FLOOR = 1.1920928955078125e-7;
 /** AudioSet statistics used by every CAV-MAE recipe (spec 1.3). */
-export const AUDIO_NORM: Readonly<{ mean: number; std: number }> = Object.freeze({ mean: -5.081, std: 4.4849 });
+export const AUDIO_NORM: Readonly<{ mean: number; std: number }> = Object.freeze({
+  mean: -5.081,
+  std: 4.4849,
+});
 
 const f32 = Math.fround;
 const PREEMPHASIS = 0.97;
@@ -112,7 +115,8 @@ function getPlan(sampleRate: number): FbankPlan {
   // int(sample_frequency * frame_ms * 0.001), evaluated in the same order as torchaudio
   const windowShift = Math.trunc(sampleRate * 10 * 0.001);
   const windowSize = Math.trunc(sampleRate * 25 * 0.001);
-  if (windowShift < 1 || windowSize < 2) throw new UserError(`fbank: sample rate ${sampleRate} Hz is too low`);
+  if (windowShift < 1 || windowSize < 2)
+    throw new UserError(`fbank: sample rate ${sampleRate} Hz is too low`);
   const fftSize = nextPowerOfTwo(windowSize);
   plan = {
     sampleRate,
@@ -180,7 +184,8 @@ export function computeFbank(
     // |X|^2 as torch computes it: sqrt(re^2 + im^2) in float32, then squared
     power[0] = f32(Math.abs(spectrum[0]) * Math.abs(spectrum[0]));
     for (let k = 1; k < half; k++) {
-      const re = spectrum[2 * k - 1], im = spectrum[2 * k];
+      const re = spectrum[2 * k - 1],
+        im = spectrum[2 * k];
       const mag = f32(Math.sqrt(f32(f32(re * re) + f32(im * im))));
       power[k] = f32(mag * mag);
     }
@@ -201,16 +206,23 @@ export function computeFbank(
  * in log-mel space, before normalisation (spec 1.2 item 6).
  */
 export function padOrCrop(data: Float32Array, frames: number, targetLength: number): Float32Array {
-  if (!Number.isInteger(targetLength) || targetLength < 1) throw new UserError(`target length must be a positive integer, got ${targetLength}`);
-  if (data.length !== frames * NUM_MEL_BINS) throw new Error(`padOrCrop: data has ${data.length} values, expected ${frames}x${NUM_MEL_BINS}`);
+  if (!Number.isInteger(targetLength) || targetLength < 1)
+    throw new UserError(`target length must be a positive integer, got ${targetLength}`);
+  if (data.length !== frames * NUM_MEL_BINS)
+    throw new Error(`padOrCrop: data has ${data.length} values, expected ${frames}x${NUM_MEL_BINS}`);
   const out = new Float32Array(targetLength * NUM_MEL_BINS);
   out.set(frames > targetLength ? data.subarray(0, targetLength * NUM_MEL_BINS) : data);
   return out;
 }
 
 /** (x - mean) / std in place, in float32 like the reference; returns its argument. */
-export function normalizeFbank(data: Float32Array, mean = AUDIO_NORM.mean, std = AUDIO_NORM.std): Float32Array {
-  if (!(std > 0) || !Number.isFinite(mean)) throw new UserError(`normalisation needs a finite mean and std > 0 (got mean ${mean}, std ${std})`);
+export function normalizeFbank(
+  data: Float32Array,
+  mean = AUDIO_NORM.mean,
+  std = AUDIO_NORM.std,
+): Float32Array {
+  if (!(std > 0) || !Number.isFinite(mean))
+    throw new UserError(`normalisation needs a finite mean and std > 0 (got mean ${mean}, std ${std})`);
   // torch computes (fbank - mean) / std in float32 with both constants rounded to float32
   const m = f32(mean);
   const s = f32(std);

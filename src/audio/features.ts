@@ -20,7 +20,10 @@ export interface AudioFeatures {
   frames: number;
 }
 
-export async function loadAudioFeatures(input: string | Uint8Array, opts: AudioFeatureOptions = {}): Promise<AudioFeatures> {
+export async function loadAudioFeatures(
+  input: string | Uint8Array,
+  opts: AudioFeatureOptions = {},
+): Promise<AudioFeatures> {
   const { targetLength = 1024, mean = AUDIO_NORM.mean, std = AUDIO_NORM.std } = opts;
   const what = opts.what ?? (typeof input === 'string' ? input : 'input');
   const { samples } = await decodeAudio(input, { ...opts, what });

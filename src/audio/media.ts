@@ -53,7 +53,10 @@ function isImageMagic(b: Uint8Array): boolean {
 }
 
 /** What the file holds: 'audio', 'image' or 'video' (with or without a soundtrack). */
-export async function detectMediaKind(path: string, timeoutMs?: number): Promise<{ kind: MediaKind; hasAudio: boolean }> {
+export async function detectMediaKind(
+  path: string,
+  timeoutMs?: number,
+): Promise<{ kind: MediaKind; hasAudio: boolean }> {
   let st;
   try {
     st = await stat(path);
@@ -76,7 +79,8 @@ export async function detectMediaKind(path: string, timeoutMs?: number): Promise
   try {
     info = await probeMedia(`file:${path}`, { what: path, ...(timeoutMs ? { timeoutMs } : {}) });
   } catch (e) {
-    if (/Invalid data found/i.test((e as Error).message)) throw fileError(path, 'not a readable audio, image or video file');
+    if (/Invalid data found/i.test((e as Error).message))
+      throw fileError(path, 'not a readable audio, image or video file');
     throw e;
   }
   if (info.hasVideo) return { kind: 'video', hasAudio: info.hasAudio };
@@ -84,8 +88,18 @@ export async function detectMediaKind(path: string, timeoutMs?: number): Promise
   throw fileError(path, 'has no audio or video stream');
 }
 
-export async function extractMediaFeatures(path: string, opts: MediaFeatureOptions = {}): Promise<MediaFeatures> {
-  const { targetLength = 1024, frame = 5, frameCount = 10, mean = AUDIO_NORM.mean, std = AUDIO_NORM.std, timeoutMs } = opts;
+export async function extractMediaFeatures(
+  path: string,
+  opts: MediaFeatureOptions = {},
+): Promise<MediaFeatures> {
+  const {
+    targetLength = 1024,
+    frame = 5,
+    frameCount = 10,
+    mean = AUDIO_NORM.mean,
+    std = AUDIO_NORM.std,
+    timeoutMs,
+  } = opts;
   const { kind, hasAudio } = await detectMediaKind(path, timeoutMs);
   const tensors: Record<string, FeatureTensor> = {};
   const metadata: Record<string, string> = { source: path, kind };
@@ -107,9 +121,12 @@ export async function extractMediaFeatures(path: string, opts: MediaFeatureOptio
   if (kind === 'image' || kind === 'video') {
     const vision = await import('../vision/index.js');
     const image =
-      kind === 'image' ? await vision.loadImageTensor(path) : await vision.loadVideoFrameTensor(path, frame, frameCount, { timeoutMs });
+      kind === 'image'
+        ? await vision.loadImageTensor(path)
+        : await vision.loadVideoFrameTensor(path, frame, frameCount, { timeoutMs });
     tensors.image = { shape: [3, 224, 224], data: image };
-    if (kind === 'video') Object.assign(metadata, { frame_index: String(frame), frame_count: String(frameCount) });
+    if (kind === 'video')
+      Object.assign(metadata, { frame_index: String(frame), frame_count: String(frameCount) });
   }
   return { kind, tensors, metadata };
 }

@@ -33,7 +33,8 @@ export class RealFftF32 {
   private readonly b: Float32Array;
 
   constructor(n: number) {
-    if (!(n >= 4 && (n & (n - 1)) === 0)) throw new Error(`RealFftF32: length ${n} is not a power of two >= 4`);
+    if (!(n >= 4 && (n & (n - 1)) === 0))
+      throw new Error(`RealFftF32: length ${n} is not a power of two >= 4`);
     this.n = n;
     // FFTPACK factorisation: 4s while divisible, then a 2, which is moved to the front.
     const factors: number[] = [];
@@ -116,12 +117,15 @@ function radix2(ido: number, l1: number, cc: Float32Array, ch: Float32Array, wa:
     const out1 = ido * (1 + 2 * k); // ch(., 1, k)
     for (let i = 2; i < ido; i += 2) {
       const ic = ido - i;
-      const wr = wa[i - 2], wi = wa[i - 1];
-      const xr = cc[in1 + i - 1], xi = cc[in1 + i];
+      const wr = wa[i - 2],
+        wi = wa[i - 1];
+      const xr = cc[in1 + i - 1],
+        xi = cc[in1 + i];
       // conj(w) * x
       const tr = f32(f32(wr * xr) + f32(wi * xi));
       const ti = f32(f32(wr * xi) - f32(wi * xr));
-      const ar = cc[in0 + i - 1], ai = cc[in0 + i];
+      const ar = cc[in0 + i - 1],
+        ai = cc[in0 + i];
       ch[out0 + i - 1] = ar + tr;
       ch[out1 + ic - 1] = ar - tr;
       ch[out0 + i] = ti + ai;
@@ -137,7 +141,10 @@ function radix4(ido: number, l1: number, cc: Float32Array, ch: Float32Array, wa:
   const inStride = ido * l1; // between the four inputs c = 0..3
   for (let k = 0; k < l1; k++) {
     const p = ido * k;
-    const x0 = cc[p], x1 = cc[p + inStride], x2 = cc[p + 2 * inStride], x3 = cc[p + 3 * inStride];
+    const x0 = cc[p],
+      x1 = cc[p + inStride],
+      x2 = cc[p + 2 * inStride],
+      x3 = cc[p + 3 * inStride];
     const q = 4 * ido * k;
     const s13 = f32(x3 + x1);
     ch[q + 2 * ido] = x3 - x1;
@@ -150,7 +157,10 @@ function radix4(ido: number, l1: number, cc: Float32Array, ch: Float32Array, wa:
     const e = ido - 1;
     for (let k = 0; k < l1; k++) {
       const p = e + ido * k;
-      const x0 = cc[p], x1 = cc[p + inStride], x2 = cc[p + 2 * inStride], x3 = cc[p + 3 * inStride];
+      const x0 = cc[p],
+        x1 = cc[p + inStride],
+        x2 = cc[p + 2 * inStride],
+        x3 = cc[p + 3 * inStride];
       const ti1 = f32(-HSQT2 * f32(x1 + x3));
       const tr1 = f32(HSQT2 * f32(x1 - x3));
       const q = 4 * ido * k;
@@ -161,30 +171,42 @@ function radix4(ido: number, l1: number, cc: Float32Array, ch: Float32Array, wa:
     }
   }
   if (ido <= 2) return;
-  const w2 = ido - 1, w3 = 2 * (ido - 1);
+  const w2 = ido - 1,
+    w3 = 2 * (ido - 1);
   for (let k = 0; k < l1; k++) {
     const p = ido * k;
     const q = 4 * ido * k;
     for (let i = 2; i < ido; i += 2) {
       const ic = ido - i;
       // c_j = conj(w_j) * x_j for j = 1, 2, 3
-      let xr = cc[p + inStride + i - 1], xi = cc[p + inStride + i];
-      let wr = wa[i - 2], wi = wa[i - 1];
+      let xr = cc[p + inStride + i - 1],
+        xi = cc[p + inStride + i];
+      let wr = wa[i - 2],
+        wi = wa[i - 1];
       const cr2 = f32(f32(wr * xr) + f32(wi * xi));
       const ci2 = f32(f32(wr * xi) - f32(wi * xr));
-      xr = cc[p + 2 * inStride + i - 1]; xi = cc[p + 2 * inStride + i];
-      wr = wa[w2 + i - 2]; wi = wa[w2 + i - 1];
+      xr = cc[p + 2 * inStride + i - 1];
+      xi = cc[p + 2 * inStride + i];
+      wr = wa[w2 + i - 2];
+      wi = wa[w2 + i - 1];
       const cr3 = f32(f32(wr * xr) + f32(wi * xi));
       const ci3 = f32(f32(wr * xi) - f32(wi * xr));
-      xr = cc[p + 3 * inStride + i - 1]; xi = cc[p + 3 * inStride + i];
-      wr = wa[w3 + i - 2]; wi = wa[w3 + i - 1];
+      xr = cc[p + 3 * inStride + i - 1];
+      xi = cc[p + 3 * inStride + i];
+      wr = wa[w3 + i - 2];
+      wi = wa[w3 + i - 1];
       const cr4 = f32(f32(wr * xr) + f32(wi * xi));
       const ci4 = f32(f32(wr * xi) - f32(wi * xr));
-      const tr1 = f32(cr4 + cr2), tr4 = f32(cr4 - cr2);
-      const ti1 = f32(ci2 + ci4), ti4 = f32(ci2 - ci4);
-      const x0r = cc[p + i - 1], x0i = cc[p + i];
-      const tr2 = f32(x0r + cr3), tr3 = f32(x0r - cr3);
-      const ti2 = f32(x0i + ci3), ti3 = f32(x0i - ci3);
+      const tr1 = f32(cr4 + cr2),
+        tr4 = f32(cr4 - cr2);
+      const ti1 = f32(ci2 + ci4),
+        ti4 = f32(ci2 - ci4);
+      const x0r = cc[p + i - 1],
+        x0i = cc[p + i];
+      const tr2 = f32(x0r + cr3),
+        tr3 = f32(x0r - cr3);
+      const ti2 = f32(x0i + ci3),
+        ti3 = f32(x0i - ci3);
       ch[q + i - 1] = tr2 + tr1; // ch(i-1, 0, k)
       ch[q + 3 * ido + ic - 1] = tr2 - tr1; // ch(ic-1, 3, k)
       ch[q + i] = ti1 + ti2; // ch(i, 0, k)

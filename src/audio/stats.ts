@@ -69,8 +69,27 @@ const unbiasedStd = (m: Moments): number => (m.n > 1 ? Math.sqrt(m.m2 / (m.n - 1
 
 /** Extensions taken when a folder is given (audio and video containers ffmpeg reads). */
 export const MEDIA_EXTENSIONS = new Set([
-  '.wav', '.flac', '.mp3', '.ogg', '.oga', '.opus', '.m4a', '.aac', '.wma', '.aif', '.aiff',
-  '.mp4', '.m4v', '.mkv', '.webm', '.avi', '.mov', '.mpg', '.mpeg', '.3gp', '.ts',
+  '.wav',
+  '.flac',
+  '.mp3',
+  '.ogg',
+  '.oga',
+  '.opus',
+  '.m4a',
+  '.aac',
+  '.wma',
+  '.aif',
+  '.aiff',
+  '.mp4',
+  '.m4v',
+  '.mkv',
+  '.webm',
+  '.avi',
+  '.mov',
+  '.mpg',
+  '.mpeg',
+  '.3gp',
+  '.ts',
 ]);
 
 const MAX_DIR_FILES = 10_000_000;
@@ -114,8 +133,10 @@ export async function listAudioInputs(dataPath: string): Promise<string[]> {
 export async function computeAudioStats(paths: string[], opts: AudioStatsOptions = {}): Promise<AudioStats> {
   const { targetLength = 1024, batchSize = 1000, timeoutMs } = opts;
   const concurrency = Math.max(1, opts.concurrency ?? Math.min(4, availableParallelism()));
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
-  if (!Number.isInteger(targetLength) || targetLength < 1) throw new UserError(`target length must be a positive integer, got ${targetLength}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(targetLength) || targetLength < 1)
+    throw new UserError(`target length must be a positive integer, got ${targetLength}`);
 
   // Moments of each clip, in dataset order (null for a failure); computed with a small pool.
   const perClip: (Moments | null)[] = new Array(paths.length).fill(null);
@@ -140,7 +161,10 @@ export async function computeAudioStats(paths: string[], opts: AudioStatsOptions
   await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, worker));
 
   const ok = perClip.filter((m): m is Moments => m !== null);
-  if (ok.length === 0) throw new UserError(`no clip could be read (${failed.length} failed; first: ${failed[0]?.reason ?? 'none'})`);
+  if (ok.length === 0)
+    throw new UserError(
+      `no clip could be read (${failed.length} failed; first: ${failed[0]?.reason ?? 'none'})`,
+    );
   let pooled: Moments = { n: 0, mean: 0, m2: 0 };
   let sumMeans = 0;
   let sumStds = 0;

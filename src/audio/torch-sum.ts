@@ -53,7 +53,8 @@ function rowSum(x: ArrayLike<number>, begin: number, items: number, width: numbe
       for (let c = 0; c < cell; c++) acc[c] = f32(acc[c] + x[base + c]);
     }
     for (let level = 1; level < LEVELS; level++) {
-      const hi = level * cell, lo = (level - 1) * cell;
+      const hi = level * cell,
+        lo = (level - 1) * cell;
       for (let c = 0; c < cell; c++) {
         acc[hi + c] = f32(acc[hi + c] + acc[lo + c]);
         acc[lo + c] = 0;

@@ -96,7 +96,11 @@ export function parseWavHeader(bytes: Uint8Array, what = 'input'): WavHeader {
       dataOffset = body;
       if (rf64DataSize !== undefined && size === 0xffffffff) {
         dataBytes = Math.min(rf64DataSize, remaining);
-        if (rf64DataSize > remaining) throw fileError(what, `truncated WAV: data chunk declares ${rf64DataSize} bytes, only ${remaining} present`);
+        if (rf64DataSize > remaining)
+          throw fileError(
+            what,
+            `truncated WAV: data chunk declares ${rf64DataSize} bytes, only ${remaining} present`,
+          );
       } else if (size === 0xffffffff) {
         dataBytes = remaining; // streamed WAV: size unknown when the header was written
       } else if (size > remaining) {
@@ -110,7 +114,10 @@ export function parseWavHeader(bytes: Uint8Array, what = 'input'): WavHeader {
       continue;
     }
     if (size > remaining) {
-      throw fileError(what, `corrupt or truncated WAV: chunk '${id.replace(/[^\x20-\x7e]/g, '?')}' at byte ${pos} declares ${size} bytes, only ${remaining} present`);
+      throw fileError(
+        what,
+        `corrupt or truncated WAV: chunk '${id.replace(/[^\x20-\x7e]/g, '?')}' at byte ${pos} declares ${size} bytes, only ${remaining} present`,
+      );
     }
     if (id === 'fmt ') {
       if (size < 16) throw fileError(what, `corrupt WAV: fmt chunk is ${size} bytes (< 16)`);
@@ -121,7 +128,8 @@ export function parseWavHeader(bytes: Uint8Array, what = 'input'): WavHeader {
       const bits = dv.getUint16(body + 14, true);
       if (tag === WAVE_FORMAT_EXTENSIBLE) {
         // cbSize(2) validBits(2) channelMask(4) subFormat GUID(16): the GUID starts with the tag.
-        if (size < 40) throw fileError(what, `corrupt WAV: WAVE_FORMAT_EXTENSIBLE fmt chunk is ${size} bytes (< 40)`);
+        if (size < 40)
+          throw fileError(what, `corrupt WAV: WAVE_FORMAT_EXTENSIBLE fmt chunk is ${size} bytes (< 40)`);
         tag = dv.getUint16(body + 24, true);
       }
       fmt = { tag, channels, rate, blockAlign, bits };
@@ -137,19 +145,27 @@ export function parseWavHeader(bytes: Uint8Array, what = 'input'): WavHeader {
   if (dataOffset < 0) throw fileError(what, 'corrupt or truncated WAV: no data chunk');
   const { tag, channels, rate, blockAlign, bits } = fmt;
   if (channels < 1 || channels > MAX_CHANNELS) throw fileError(what, `corrupt WAV: ${channels} channels`);
-  if (rate < MIN_SAMPLE_RATE || rate > MAX_SAMPLE_RATE) throw fileError(what, `corrupt WAV: implausible sample rate ${rate} Hz`);
+  if (rate < MIN_SAMPLE_RATE || rate > MAX_SAMPLE_RATE)
+    throw fileError(what, `corrupt WAV: implausible sample rate ${rate} Hz`);
   if (blockAlign < 1) throw fileError(what, 'corrupt WAV: block align 0');
   let sampleFormat: WavSampleFormat | null = null;
   if (tag === WAVE_FORMAT_PCM || tag === WAVE_FORMAT_IEEE_FLOAT) {
     if (blockAlign % channels !== 0) {
-      throw fileError(what, `corrupt WAV: block align ${blockAlign} is not a multiple of ${channels} channels`);
+      throw fileError(
+        what,
+        `corrupt WAV: block align ${blockAlign} is not a multiple of ${channels} channels`,
+      );
     }
     const bytesPerSample = blockAlign / channels;
     if (bits < 1 || bits > 8 * bytesPerSample) {
       throw fileError(what, `corrupt WAV: ${bits} bits per sample in ${bytesPerSample}-byte samples`);
     }
     sampleFormat = sampleFormatOf(tag, bits, bytesPerSample);
-    if (!sampleFormat) throw fileError(what, `unsupported WAV sample format: tag ${tag}, ${bits} bits in ${bytesPerSample} bytes`);
+    if (!sampleFormat)
+      throw fileError(
+        what,
+        `unsupported WAV sample format: tag ${tag}, ${bits} bits in ${bytesPerSample} bytes`,
+      );
   }
   return {
     formatTag: tag,
@@ -191,8 +207,13 @@ export function decodeWav(
   const what = opts.what ?? 'input';
   const h = parseWavHeader(bytes, what);
   const channel = opts.channel ?? 0;
-  if (!h.sampleFormat) throw fileError(what, `WAV codec ${h.formatTag} is not decoded natively (use decodeAudio, which calls ffmpeg)`);
-  if (channel < 0 || channel >= h.channels) throw fileError(what, `channel ${channel} requested, file has ${h.channels}`);
+  if (!h.sampleFormat)
+    throw fileError(
+      what,
+      `WAV codec ${h.formatTag} is not decoded natively (use decodeAudio, which calls ffmpeg)`,
+    );
+  if (channel < 0 || channel >= h.channels)
+    throw fileError(what, `channel ${channel} requested, file has ${h.channels}`);
   const out = new Float32Array(h.frames);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const stride = h.blockAlign;

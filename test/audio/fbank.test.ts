@@ -10,7 +10,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { computeFbank, fbankFrameCount, padOrCrop, normalizeFbank, AUDIO_NORM, NUM_MEL_BINS, LOG_FLOOR } from '../../src/audio/index.js';
+import {
+  computeFbank,
+  fbankFrameCount,
+  padOrCrop,
+  normalizeFbank,
+  AUDIO_NORM,
+  NUM_MEL_BINS,
+  LOG_FLOOR,
+} from '../../src/audio/index.js';
 import { decodeWav } from '../../src/audio/wav.js';
 import { readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
@@ -36,21 +44,25 @@ test('frame counts follow snip_edges: 1 + floor((N - 400) / 160)', () => {
 });
 
 for (const clip of clips) {
-  test(`official fixture ${clip.id}: log-mel <= ${LOGMEL_TOL}, normalised <= ${NORM_TOL}, frames exact`, { skip: !shared && 'no ../shared' }, () => {
-    const ref = readSafetensorsF32(fixture('audio', 'fbank.safetensors'));
-    const { samples, sampleRate } = decodeWav(readFileSync(fixture('audio', `${clip.id}.wav`)));
-    assert.equal(sampleRate, 16000);
-    assert.equal(samples.length, clip.samples);
-    const { data, frames } = computeFbank(samples);
-    assert.equal(frames, clip.frames);
-    const raw = ref.get(`${clip.id}.fbank_raw`)!;
-    assert.deepEqual(raw.shape, [clip.frames, NUM_MEL_BINS]);
-    assertClose(data, raw.data, { atol: LOGMEL_TOL, what: `${clip.id} log-mel` });
-    const model = normalizeFbank(padOrCrop(data, frames, 1024));
-    const norm = ref.get(`${clip.id}.fbank`)!;
-    assert.deepEqual(norm.shape, [1024, NUM_MEL_BINS]);
-    assertClose(model, norm.data, { atol: NORM_TOL, what: `${clip.id} normalised` });
-  });
+  test(
+    `official fixture ${clip.id}: log-mel <= ${LOGMEL_TOL}, normalised <= ${NORM_TOL}, frames exact`,
+    { skip: !shared && 'no ../shared' },
+    () => {
+      const ref = readSafetensorsF32(fixture('audio', 'fbank.safetensors'));
+      const { samples, sampleRate } = decodeWav(readFileSync(fixture('audio', `${clip.id}.wav`)));
+      assert.equal(sampleRate, 16000);
+      assert.equal(samples.length, clip.samples);
+      const { data, frames } = computeFbank(samples);
+      assert.equal(frames, clip.frames);
+      const raw = ref.get(`${clip.id}.fbank_raw`)!;
+      assert.deepEqual(raw.shape, [clip.frames, NUM_MEL_BINS]);
+      assertClose(data, raw.data, { atol: LOGMEL_TOL, what: `${clip.id} log-mel` });
+      const model = normalizeFbank(padOrCrop(data, frames, 1024));
+      const norm = ref.get(`${clip.id}.fbank`)!;
+      assert.deepEqual(norm.shape, [1024, NUM_MEL_BINS]);
+      assertClose(model, norm.data, { atol: NORM_TOL, what: `${clip.id} normalised` });
+    },
+  );
 }
 
 test('pad/crop: zero rows appended at the end, crop keeps the first rows, bit-exact', () => {
@@ -78,7 +90,10 @@ test('normalisation: padded zero rows become (0 + 5.081) / 4.4849 = 1.1329 in fl
 });
 
 test('audio shorter than one window is a clear error (torchaudio raises too)', () => {
-  assert.throws(() => computeFbank(new Float32Array(399), 16000, 'clip.wav'), (e: Error) => e instanceof UserError && /clip\.wav.*too short.*399 samples/.test(e.message));
+  assert.throws(
+    () => computeFbank(new Float32Array(399), 16000, 'clip.wav'),
+    (e: Error) => e instanceof UserError && /clip\.wav.*too short.*399 samples/.test(e.message),
+  );
   assert.throws(() => computeFbank(new Float32Array(0)), UserError);
   assert.equal(computeFbank(new Float32Array(400)).frames, 1);
 });
@@ -86,7 +101,10 @@ test('audio shorter than one window is a clear error (torchaudio raises too)', (
 test('digital silence gives the log floor ln(1.1920929e-07) everywhere', () => {
   const { data } = computeFbank(new Float32Array(16000).fill(0.25)); // constant: DC removal leaves 0
   const floor = Math.fround(Math.log(LOG_FLOOR));
-  assert.ok(data.every((v) => v === floor), 'every value at the floor');
+  assert.ok(
+    data.every((v) => v === floor),
+    'every value at the floor',
+  );
 });
 
 // ---- golden clips made with torchaudio by scripts/golden/audio_fbank.py ----
@@ -131,7 +149,10 @@ test(`pad to 32 / crop to 20 rows + normalisation vs the reference dataloader: <
   for (const T of [32, 20]) {
     const ref = golden.get(`pcm_s16.fbank_${T}`)!;
     assert.deepEqual(ref.shape, [T, NUM_MEL_BINS]);
-    assertClose(normalizeFbank(padOrCrop(data, frames, T)), ref.data, { atol: NORM_TOL, what: `target ${T}` });
+    assertClose(normalizeFbank(padOrCrop(data, frames, T)), ref.data, {
+      atol: NORM_TOL,
+      what: `target ${T}`,
+    });
   }
 });
 
@@ -144,7 +165,9 @@ function referenceFbank64(x: Float32Array, sr: number): Float64Array {
   while (nfft < win) nfft *= 2;
   const frames = 1 + Math.floor((x.length - win) / shift);
   const mel = (f: number) => 1127 * Math.log(1 + f / 700);
-  const lo = mel(20), hi = mel(sr / 2), d = (hi - lo) / 129;
+  const lo = mel(20),
+    hi = mel(sr / 2),
+    d = (hi - lo) / 129;
   let mean = 0;
   for (const v of x) mean += v;
   mean /= x.length;
@@ -152,14 +175,16 @@ function referenceFbank64(x: Float32Array, sr: number): Float64Array {
   for (let t = 0; t < frames; t++) {
     const f = new Float64Array(win);
     let fm = 0;
-    for (let j = 0; j < win; j++) fm += (f[j] = x[t * shift + j] - mean);
+    for (let j = 0; j < win; j++) fm += f[j] = x[t * shift + j] - mean;
     fm /= win;
     for (let j = 0; j < win; j++) f[j] -= fm;
     const y = new Float64Array(win);
-    for (let j = 0; j < win; j++) y[j] = (f[j] - 0.97 * f[Math.max(j - 1, 0)]) * (0.5 - 0.5 * Math.cos((2 * Math.PI * j) / (win - 1)));
+    for (let j = 0; j < win; j++)
+      y[j] = (f[j] - 0.97 * f[Math.max(j - 1, 0)]) * (0.5 - 0.5 * Math.cos((2 * Math.PI * j) / (win - 1)));
     const power = new Float64Array(nfft / 2);
     for (let k = 0; k < nfft / 2; k++) {
-      let re = 0, im = 0;
+      let re = 0,
+        im = 0;
       for (let j = 0; j < win; j++) {
         re += y[j] * Math.cos((2 * Math.PI * j * k) / nfft);
         im -= y[j] * Math.sin((2 * Math.PI * j * k) / nfft);
@@ -180,7 +205,11 @@ function referenceFbank64(x: Float32Array, sr: number): Float64Array {
 }
 
 test('float64 direct-DFT cross-check at 16 kHz and at other rates (odd window at 22.05 kHz)', () => {
-  for (const [sr, n] of [[16000, 1200], [22050, 1400], [8000, 900]] as const) {
+  for (const [sr, n] of [
+    [16000, 1200],
+    [22050, 1400],
+    [8000, 900],
+  ] as const) {
     const x = randomArray(n, sr, 0.5);
     for (let i = 0; i < n; i++) x[i] += 0.3 * Math.sin((2 * Math.PI * 440 * i) / sr);
     const ours = computeFbank(x, sr);

@@ -30,7 +30,8 @@ test('real FFT equals torch.fft.rfft (float32) bit for bit', () => {
   const ref = readSafetensorsF32(golden);
   const { metadata } = readSafetensors(golden);
   const scales = JSON.parse(metadata['rfft.scales']) as number[];
-  const re = ref.get('rfft.re')!, im = ref.get('rfft.im')!;
+  const re = ref.get('rfft.re')!,
+    im = ref.get('rfft.im')!;
   assert.deepEqual(re.shape, [scales.length, 257]);
   const fft = new RealFftF32(512);
   const frame = new Float32Array(512);

@@ -5,7 +5,8 @@ import { UserError } from '../../util/errors.js';
 function integer(name: string, min: number) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
+    if (!Number.isInteger(n) || n < min)
+      throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
     return n;
   };
 }
@@ -26,13 +27,26 @@ export function register(program: Command): void {
     )
     .argument('<media-file>', 'audio, image or video file (kind detected from the content)')
     .requiredOption('--out <file>', 'output .safetensors file')
-    .option('--target-length <n>', 'rows of the audio input (zero-padded or cropped)', integer('--target-length', 1), 1024)
-    .option('--frame <i>', 'video frame index out of 10 (the evaluation frame is 5)', integer('--frame', 0), 5)
+    .option(
+      '--target-length <n>',
+      'rows of the audio input (zero-padded or cropped)',
+      integer('--target-length', 1),
+      1024,
+    )
+    .option(
+      '--frame <i>',
+      'video frame index out of 10 (the evaluation frame is 5)',
+      integer('--frame', 0),
+      5,
+    )
     .option('--mean <m>', 'fbank normalisation mean (default: AudioSet, -5.081)', finiteNumber('--mean'))
     .option('--std <s>', 'fbank normalisation std (default: AudioSet, 4.4849)', finiteNumber('--std'))
     .option('--timeout <seconds>', 'time limit per ffmpeg call', integer('--timeout', 1), 120)
     .action(
-      async (file: string, o: { out: string; targetLength: number; frame: number; mean?: number; std?: number; timeout: number }) => {
+      async (
+        file: string,
+        o: { out: string; targetLength: number; frame: number; mean?: number; std?: number; timeout: number },
+      ) => {
         const { extractMediaFeatures } = await import('../../audio/media.js');
         const { writeSafetensors } = await import('../../io/safetensors.js');
         if (o.frame > 9) throw new UserError(`--frame must be in 0..9, got ${o.frame}`);
