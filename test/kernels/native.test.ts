@@ -293,7 +293,7 @@ test('geluForward/Backward vs reference (exact erf) over [-10, 10], in place too
       R.geluForward(ref, x, n);
       const out = new Float32Array(n);
       N!.geluForward(out, x, n);
-      // erf is a fitted polynomial (<= 1.5 ulp); gelu = 0.5 x (1 + erf) loses relative accuracy
+      // erf is a table of fitted polynomials (|err| <= 8e-8); gelu = 0.5 x (1 + erf) loses relative accuracy
       // for x << 0 where the reference uses erfc: the absolute error there is <= |x| * 6e-8.
       const bound = ref.map((r, i) => 4 * U * Math.abs(r) + 1e-7 * Math.abs(x[i]) + 1e-37);
       assertWithin(out, ref, bound, `gelu n=${n}`);
@@ -695,9 +695,9 @@ test('a bogus CAVMAE_NATIVE_PATH falls back to the TypeScript kernels with one c
 
 test('the AVX2 copy of the kernels matches the AVX-512 copy (child with CAVMAE_NATIVE_ISA=avx2)', { skip: skip || (N?.info().isa !== 'avx512' ? 'this CPU already runs the AVX2 kernels' : false) }, () => {
   // The child computes every hand-written kernel on awkward sizes with the AVX2 copy and prints
-  // the results; the parent compares with its own (AVX-512) results. Same algorithms, same
-  // operation order per element, but different vector widths change the order of row sums, so
-  // row reductions may differ by a few ulp.
+  // the results; the parent compares with its own (AVX-512) results. Same algorithms, but
+  // different vector widths change the order of row sums (a few ulp) and erf uses a different
+  // table per ISA.
   const script = `
     const { loadNativeKernels } = await import(${JSON.stringify(new URL(`../../src/kernels/native.${underTsx ? 'ts' : 'js'}`, import.meta.url).href)});
     const { randomArray } = await import(${JSON.stringify(new URL(`../helpers.${underTsx ? 'ts' : 'js'}`, import.meta.url).href)});
@@ -730,8 +730,11 @@ test('the AVX2 copy of the kernels matches the AVX-512 copy (child with CAVMAE_N
     if (key === 'isa') continue;
     const a = theirs[key] as number[];
     const r = ours[key] as number[];
-    if (key === 'bf16' || key === 'gelu' || key === 'geluB' || key === 'adam') {
-      assert.deepEqual(a, r, `${key}: elementwise kernels are identical across ISAs`);
+    if (key === 'bf16' || key === 'adam') {
+      assert.deepEqual(a, r, `${key}: same fp32 operations on both ISAs, identical results`);
+    } else if (key === 'gelu' || key === 'geluB') {
+      // Different erf tables (16 x degree 5 vs 8 x degree 7), each within 8e-8 of erf.
+      assertClose(a, r, { atol: 4e-7, what: `${key} avx2 vs avx512` });
     } else {
       // Row sums in a different lane order: 103-term fp32 sums, <= 110 u relative of O(1-4) values.
       assertClose(a, r, { rtol: 110 * U, atol: 110 * U * maxAbs(r), what: `${key} avx2 vs avx512` });
