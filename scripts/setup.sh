@@ -30,7 +30,13 @@ echo "setup: npm ci"
 npm ci --no-audit --no-fund --loglevel=error
 
 echo "setup: building the native addon"
-if npx --no-install node-gyp rebuild --directory native >native-build.log 2>&1; then
+# Build against the installed Node headers: node-gyp must never try to download them.
+nodedir_flag=()
+node_prefix=$(dirname "$(dirname "$(command -v node)")")
+for d in "$node_prefix" /usr /usr/local; do
+  if [ -f "$d/include/node/node_api.h" ]; then nodedir_flag=(--nodedir="$d"); break; fi
+done
+if npx --no-install node-gyp rebuild --directory native "${nodedir_flag[@]}" >native-build.log 2>&1; then
   echo "setup: native addon built"
 else
   echo "setup: WARNING: the native addon failed to build (see native-build.log); the slow TypeScript kernels will be used."
