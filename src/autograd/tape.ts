@@ -36,6 +36,12 @@ export class Tape {
   readonly pool: ActivationPool;
   readonly gradEnabled: boolean;
   bf16: boolean;
+  /**
+   * Parameters that received a gradient in backward (PyTorch: `p.grad is not None`). Adam in
+   * PyTorch skips the others entirely (no weight decay, no moment update): an optimiser over
+   * the flat arena mimics that with `arena.trainableRanges((p) => tape.paramsWithGrad.has(p))`.
+   */
+  readonly paramsWithGrad = new Set<Param>();
   private nodes: Node[] = [];
 
   constructor(opts: TapeOptions = {}) {
@@ -81,9 +87,12 @@ export class Tape {
 
   /** The gradient buffer of `t`, zero-filled from the pool on first use. */
   gradOf(t: Tensor): Float32Array {
-    if (t.grad) return t.grad;
     // Parameters accumulate into their arena's flat gradient buffer, never into the pool.
-    if (t instanceof Param) return t.gradView();
+    if (t instanceof Param) {
+      this.paramsWithGrad.add(t);
+      return t.gradView();
+    }
+    if (t.grad) return t.grad;
     t.grad = this.pool.zeros(t.size);
     return t.grad;
   }
@@ -114,6 +123,7 @@ export class Tape {
   /** Forgets the graph and recycles every pooled buffer (tensors made so far become invalid). */
   reset(): void {
     this.nodes = [];
+    this.paramsWithGrad.clear();
     this.pool.reset();
   }
 }

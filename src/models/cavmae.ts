@@ -281,16 +281,16 @@ export class CAVMAE {
   }
 
   /** Audio MAE targets [B, La, p²] / visual [B, Lv, p²·3], per-patch normalised if norm_pix_loss. */
-  targets(input: Tensor, modality: Modality): Float32Array {
+  targets(input: Tensor, modality: Modality, out: Float32Array = new Float32Array(input.size)): Float32Array {
     const p = this.config.patch_size;
-    const t = modality === 'a' ? patchifyAudio(input, p) : patchifyImage(input, p);
+    const t = modality === 'a' ? patchifyAudio(input, p, out) : patchifyImage(input, p, out);
     const P = modality === 'a' ? p * p : p * p * this.config.in_chans;
     if (this.config.norm_pix_loss) normalizePatches(t, t.length / P, P);
     return t;
   }
 
   private maeLoss(tp: Tape, input: Tensor, pred: Tensor, m: Masking, modality: Modality): Tensor {
-    return ops.maskedMse(tp, pred, this.targets(input, modality), m.mask);
+    return ops.maskedMse(tp, pred, this.targets(input, modality, tp.pool.alloc(input.size)), m.mask);
   }
 
   /** forward_encoder: embed, mask, modality blocks, joint stream and contrastive streams. */

@@ -88,7 +88,7 @@ function audioPatchMap(B: number, T: number, F: number, p: number): Int32Array {
  * MAE target of an image (spec 3.9 patchify): [B,C,H,W] → [B, N, p·p·C] in (row, column,
  * channel) order, channel innermost.
  */
-export function patchifyImage(img: Tensor, p: number, out = new Float32Array(img.size)): Float32Array {
+export function patchifyImage(img: Tensor, p: number, out: Float32Array = new Float32Array(img.size)): Float32Array {
   expectRank('patchifyImage', 'image', img, 4);
   const [B, C, H, W] = img.shape;
   checkDivisible('image', img.shape, H, W, p);
@@ -107,7 +107,7 @@ export function patchifyImage(img: Tensor, p: number, out = new Float32Array(img
 }
 
 /** MAE target of a spectrogram [B,T,F]: with one channel it equals the patch-embedding order. */
-export function patchifyAudio(audio: Tensor, p: number, out = new Float32Array(audio.size)): Float32Array {
+export function patchifyAudio(audio: Tensor, p: number, out: Float32Array = new Float32Array(audio.size)): Float32Array {
   expectRank('patchifyAudio', 'audio', audio, 3);
   const [B, T, F] = audio.shape;
   const map = audioPatchMap(B, T, F, p);

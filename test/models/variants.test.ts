@@ -12,6 +12,7 @@ import { Tape } from '../../src/autograd/tape.js';
 import * as ops from '../../src/autograd/ops.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { Rng } from '../../src/tensor/rng.js';
+import { ActivationPool } from '../../src/tensor/pool.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
 import { CAVMAEFT, FT_MODES } from '../../src/models/cavmae-ft.js';
 import { PRESETS, VARIANTS, presetConfig, resolveConfig, type CavmaeConfig } from '../../src/models/config.js';
@@ -77,6 +78,27 @@ test('every preset builds; its parameter set is the official layout of its sizes
   assert.ok(out.lossC.item() > 0 && out.lossMaeA.item() > 0);
 });
 
+test('a training step through one pool allocates nothing once warmed up', () => {
+  const cfg = resolveConfig(MICRO);
+  const model = CAVMAE.create(cfg, { seed: 21 });
+  const pool = new ActivationPool();
+  const batch = batchFor(cfg, 2, 22);
+  const rng = new Rng(23);
+  const step = (): number => {
+    const tp = new Tape({ pool });
+    const out = model.forward(tp, batch, { rng });
+    tp.backward(out.loss);
+    const loss = out.loss.item();
+    model.arena.zeroGrad();
+    tp.reset();
+    return loss;
+  };
+  step();
+  const warmed = pool.freshAllocations;
+  for (let i = 0; i < 3; i++) assert.ok(Number.isFinite(step()));
+  assert.equal(pool.freshAllocations, warmed, 'steady-state steps must be served from the pool');
+});
+
 test('initialisation follows spec 3.5', () => {
   const cfg = presetConfig('tiny');
   const model = CAVMAE.create(cfg, { seed: 3 });
@@ -125,6 +147,11 @@ test('variants: parameter sets, forward and backward', () => {
     if (variant === 'visual-mae') assert.ok(out.predV && !out.predA && out.lossMaeA.item() === 0);
     tp.backward(out.loss);
     assert.ok(allFinite(model.arena.grad), `${variant}: finite gradients`);
+    // Parameters outside the graph (PyTorch: grad None) are reported, so an optimiser can skip them.
+    const reached = (n: string): boolean => tp.paramsWithGrad.has(model.arena.get(n));
+    if (variant !== 'vanilla-av-mae' && variant !== 'visual-mae') assert.equal(reached('blocks_a.0.norm1_a.weight'), false, `${variant}: unused LayerNorm`);
+    if (variant !== 'visual-mae') assert.equal(reached('modality_a'), true);
+    if (variant === 'av-mae') assert.equal(reached('norm_a.weight'), false);
     for (const p of model.arena.params) if (!p.requiresGrad) assert.equal(maxAbs(p.grad!), 0, `${variant}: frozen ${p.name}`);
     const g = (n: string): number => maxAbs(model.arena.get(n).grad!);
     if (variant !== 'visual-mae') assert.ok(g('patch_embed_a.proj.weight') > 0, `${variant}: audio patch embedding learns`);
