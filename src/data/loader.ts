@@ -299,6 +299,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       if (!(s > 0)) throw new UserError('all sampling weights are zero');
       this.cumWeights = cum;
     }
+    if (this.numBatches === 0)
+      throw new UserError(`${dataset.path}: ${n} entries make no full batch of ${o.batchSize} (the last partial batch is dropped); use a smaller batch`);
     const workers = o.workers ?? 2;
     if (!(Number.isInteger(workers) && workers >= 0)) throw new UserError(`workers must be a non-negative integer, got ${workers}`);
     this.pool = new SamplePool(this.config, workers, Math.max(1, o.inflightPerWorker ?? 2));

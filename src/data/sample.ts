@@ -128,30 +128,20 @@ export function visualPath(v: VisualSource, i: number, count: number): string {
   }
 }
 
-// Per-thread caches of deterministic intermediate results (no augmentation touches them):
-// raw fbank per audio file, resized+cropped uint8 image per (file, size), tensor per video frame.
-const fbankCache = new ByteLru<{ data: Float32Array; frames: number }>(0);
-const imageCache = new ByteLru<RgbImage>(0);
-const videoCache = new ByteLru<Float32Array>(0);
+// Per-thread cache of deterministic intermediate results (no augmentation touches them), one
+// byte budget for all kinds: raw fbank per audio file ("a:"), resized+cropped uint8 image per
+// (file, size) ("i:"), tensor per video frame ("v:").
+type Cached = { data: Float32Array; frames: number } | RgbImage | Float32Array;
+const cache = new ByteLru<Cached>(0);
 
-/** Splits the cache budget: images and fbanks get most of it, video frames the rest. */
-function configureCaches(bytes: number): void {
-  if (fbankCache.maxBytes + imageCache.maxBytes + videoCache.maxBytes === bytes) return;
-  fbankCache.maxBytes = Math.floor(bytes * 0.3);
-  imageCache.maxBytes = Math.floor(bytes * 0.5);
-  videoCache.maxBytes = bytes - fbankCache.maxBytes - imageCache.maxBytes;
-  fbankCache.clear();
-  imageCache.clear();
-  videoCache.clear();
+function configureCache(bytes: number): void {
+  if (cache.maxBytes === bytes) return;
+  cache.maxBytes = bytes;
+  cache.clear();
 }
 
 export function cacheStats(): { hits: number; misses: number; bytes: number } {
-  const all = [fbankCache, imageCache, videoCache];
-  return {
-    hits: all.reduce((s, c) => s + c.hits, 0),
-    misses: all.reduce((s, c) => s + c.misses, 0),
-    bytes: all.reduce((s, c) => s + c.bytes, 0),
-  };
+  return { hits: cache.hits, misses: cache.misses, bytes: cache.bytes };
 }
 
 /** The image transform of the vision module (imageToTensor), with its uint8 stage cached. */
@@ -159,29 +149,30 @@ async function loadFrame(v: VisualSource, i: number, cfg: SampleConfig): Promise
   const path = visualPath(v, i, cfg.totalFrames);
   const S = cfg.imageSize;
   if (v.kind === 'video' && path === v.path) {
-    const key = `${S}:${i}/${cfg.totalFrames}:${path}`;
-    const hit = videoCache.get(key);
+    const key = `v:${S}:${i}/${cfg.totalFrames}:${path}`;
+    const hit = cache.get(key) as Float32Array | undefined;
     if (hit) return hit.slice();
     let t: Float32Array;
     if (S === 224) t = await loadVideoFrameTensor(path, i, cfg.totalFrames);
     else t = imageToTensor((await extractFrames(path, { count: cfg.totalFrames, only: [i] }))[0], { size: S });
-    videoCache.set(key, t.slice(), t.byteLength);
+    cache.set(key, t.slice(), t.byteLength);
     return t;
   }
-  const key = `${S}:${path}`;
-  let img = imageCache.get(key);
+  const key = `i:${S}:${path}`;
+  let img = cache.get(key) as RgbImage | undefined;
   if (!img) {
     img = centerCrop(resizeShorter(await decodeImage(path), S, 'bicubic'), S);
-    imageCache.set(key, img, img.data.byteLength);
+    cache.set(key, img, img.data.byteLength);
   }
   return normalizeToTensor(img);
 }
 
 async function rawFbank(item: SampleItem): Promise<{ data: Float32Array; frames: number }> {
-  const hit = fbankCache.get(item.audioPath);
+  const key = `a:${item.audioPath}`;
+  const hit = cache.get(key) as { data: Float32Array; frames: number } | undefined;
   if (hit) return hit;
   const fb = computeFbank(await waveform(item, 'primary'), 16000, item.audioPath);
-  fbankCache.set(item.audioPath, fb, fb.data.byteLength);
+  cache.set(key, fb, fb.data.byteLength);
   return fb;
 }
 
@@ -237,7 +228,7 @@ export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<
     partnerFrame = frameIndex(cfg, rng);
   }
 
-  configureCaches(cfg.cacheBytes);
+  configureCache(cfg.cacheBytes);
   // Audio: [frames, 128] log-mel -> pad/crop to [T, 128] (a copy, so the cache stays intact)
   let fb: { data: Float32Array; frames: number };
   if (partner) {

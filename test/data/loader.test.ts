@@ -208,3 +208,39 @@ test('a manifest "video" folder of frame images: frame i of 10 is file floor(i·
   const expected = imageToTensor(await decodeImage(join(frames, 'f6.png')), { size: 64 });
   assertClose(batches[0].image, expected, { atol: 0, what: 'frame folder' });
 });
+
+test('the decoded-media cache never changes a batch: cold pass = warm pass = no cache', async () => {
+  const ds = loadDataset(manifest);
+  const opts: LoaderOptions = { ...TRAIN, workers: 1, mixup: 0.3, onFailure: () => undefined };
+  const loader = createLoader(ds, opts);
+  const pass = async (): Promise<Batch[]> => {
+    const out: Batch[] = [];
+    for await (const b of loader.batches(2)) out.push(b);
+    return out;
+  };
+  try {
+    const cold = await pass();
+    const warm = await pass();
+    sameBatches(cold, warm, 'cold vs warm');
+    const none = await collect(ds, { ...opts, cacheMB: 0 }, 2);
+    sameBatches(cold, none.batches, 'cache vs no cache');
+  } finally {
+    await loader.close();
+  }
+});
+
+test('ByteLru evicts least recently used entries beyond its byte budget', async () => {
+  const { ByteLru } = await import('../../src/data/cache.js');
+  const c = new ByteLru<string>(10);
+  c.set('a', 'A', 4);
+  c.set('b', 'B', 4);
+  assert.equal(c.get('a'), 'A'); // a is now most recent
+  c.set('c', 'C', 4); // evicts b
+  assert.equal(c.get('b'), undefined);
+  assert.equal(c.get('a'), 'A');
+  assert.equal(c.get('c'), 'C');
+  assert.equal(c.bytes, 8);
+  c.set('huge', 'H', 11); // larger than the budget: not stored
+  assert.equal(c.get('huge'), undefined);
+  assert.equal(c.size, 2);
+});
