@@ -64,6 +64,10 @@ export class CAVMAEFT {
     const enc = this.encoder;
     const needA = mode !== 'videoonly' && mode !== 'missingvideoonly';
     const needV = mode !== 'audioonly' && mode !== 'missingaudioonly';
+    const { variant } = this.config;
+    if ((variant === 'audio-mae' && mode !== 'audioonly') || (variant === 'visual-mae' && mode !== 'videoonly')) {
+      throw new UserError(`a "${variant}" fine-tuning model has one modality: use mode ${variant === 'audio-mae' ? 'audioonly' : 'videoonly'}, not ${mode}`);
+    }
     this.checkInputs(batch, needA, needV, mode);
     const a = needA ? runBlocks(tp, enc.blocks_a, enc.embedAudio(tp, batch.audio!)) : undefined; // [B, La, D]
     const v = needV ? runBlocks(tp, enc.blocks_v, enc.embedVideo(tp, batch.image!)) : undefined; // [B, Lv, D]
@@ -103,10 +107,12 @@ export class CAVMAEFT {
   /** forward_feat(mode 'av' | 'a'): unpooled modality-specific features, as CAVMAE.forwardFeat. */
   forwardFeat(tp: Tape, batch: AVBatch, mode: 'av' | 'a' = 'av'): FeatOutput {
     const enc = this.encoder;
-    this.checkInputs(batch, true, mode === 'av', `feat ${mode}`);
+    const { hasAudio, hasVideo } = enc.dims;
+    if (!hasAudio && mode === 'a') throw new UserError('a "visual-mae" fine-tuning model has no audio features');
+    this.checkInputs(batch, hasAudio, hasVideo && mode === 'av', `feat ${mode}`);
     const out: FeatOutput = {};
-    out.audioTokens = enc.sharedStream(tp, runBlocks(tp, enc.blocks_a, enc.embedAudio(tp, batch.audio!)), 'a');
-    if (mode === 'av') out.videoTokens = enc.sharedStream(tp, runBlocks(tp, enc.blocks_v, enc.embedVideo(tp, batch.image!)), 'v');
+    if (hasAudio) out.audioTokens = enc.sharedStream(tp, runBlocks(tp, enc.blocks_a, enc.embedAudio(tp, batch.audio!)), 'a');
+    if (hasVideo && mode === 'av') out.videoTokens = enc.sharedStream(tp, runBlocks(tp, enc.blocks_v, enc.embedVideo(tp, batch.image!)), 'v');
     return out;
   }
 

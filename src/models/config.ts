@@ -11,6 +11,7 @@
  * - variant (paper table 1): 'cavmae' | 'av-mae' (λc = 0) | 'cav' (no reconstruction, no
  *   decoder) | 'vanilla-av-mae' (one joint encoder of all layers over the concatenated masked
  *   tokens, no contrastive streams) | 'audio-mae' | 'visual-mae' (one modality, no contrastive).
+ *   A fine-tuning model takes 'audio-mae' / 'visual-mae' too: the one-modality encoder + head.
  * - shared_depth: number of shared ("unified") layers; the reference hard-wires
  *   12 - modality_specific_depth, which stays the default.
  * - chain_shared_layers: false reproduces the reference's contrastive streams (each shared layer
@@ -234,7 +235,9 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
   }
   if (c.model === 'cavmae-ft') {
     posInt('label_dim');
-    if (c.variant !== 'cavmae') throw bad(`the fine-tuning model has no variants (got "${c.variant}")`);
+    if (c.variant !== 'cavmae' && c.variant !== 'audio-mae' && c.variant !== 'visual-mae') {
+      throw bad(`the fine-tuning model takes variant "cavmae", "audio-mae" or "visual-mae" (one modality), got "${c.variant}"`);
+    }
   } else if (c.variant !== 'cav') {
     posInt('decoder_embed_dim', 4);
     posInt('decoder_depth', 0);

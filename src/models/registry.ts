@@ -163,7 +163,9 @@ export function resolveModelConfig(
     partial.model = opts.kind;
     if (opts.kind === 'cavmae-ft') {
       // A pretraining config seen as a fine-tuning one: drop the decoder-only keys.
-      for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss', 'variant']) delete partial[k];
+      for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss']) delete partial[k];
+      // One-modality encoders fine-tune as such; the other variants share the full encoder.
+      if (partial.variant !== 'audio-mae' && partial.variant !== 'visual-mae') delete partial.variant;
       if (partial.tr_pos === false) delete partial.tr_pos;
       const head = tensors.get('mlp_head.1.weight');
       if (partial.label_dim === undefined && head) partial.label_dim = head.shape[0];
