@@ -73,6 +73,12 @@ export interface LoaderOptions {
   maxRetries?: number;
   /** Called once per unreadable file; default prints one line to stderr. */
   onFailure?: (f: LoadFailure) => void;
+  /**
+   * What an unreadable item becomes: 'replace' (default in training: another item takes its
+   * place), 'skip' (default in evaluation: the row is left out, so batches may be smaller and
+   * metrics/embeddings cover the readable items only), or 'error' (stop).
+   */
+  onUnreadable?: 'replace' | 'skip' | 'error';
 }
 
 export interface Batch {
@@ -238,7 +244,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   private readonly reportedPaths = new Set<string>();
   private readonly pool: SamplePool;
   private readonly cumWeights: Float64Array | undefined;
-  private readonly opts: Required<Pick<LoaderOptions, 'seed' | 'epoch' | 'shuffle' | 'dropLast' | 'mixup' | 'prefetch' | 'startBatch' | 'maxRetries'>> &
+  private readonly opts: Required<Pick<LoaderOptions, 'seed' | 'epoch' | 'shuffle' | 'dropLast' | 'mixup' | 'prefetch' | 'startBatch' | 'maxRetries' | 'onUnreadable'>> &
     LoaderOptions;
 
   constructor(
@@ -260,6 +266,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       prefetch: Math.max(1, o.prefetch ?? 2),
       startBatch: o.startBatch ?? 0,
       maxRetries: o.maxRetries ?? 100,
+      onUnreadable: o.onUnreadable ?? (o.train ? 'replace' : 'skip'),
     };
     if (!(this.opts.mixup >= 0 && this.opts.mixup <= 1)) throw new UserError(`mixup must be a probability in [0, 1], got ${this.opts.mixup}`);
     this.labelMap = o.labelMap ?? buildLabelMap(dataset);
@@ -355,7 +362,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     const n = this.items.length;
     if (!(Number.isInteger(startBatch) && startBatch >= 0)) throw new UserError(`start batch must be a non-negative integer, got ${startBatch}`);
     const endPos = Math.min(n, nb * B);
-    const slots = new Map<number, Promise<Resolved>>();
+    const slots = new Map<number, Promise<Resolved | null>>();
     let nextPos = startBatch * B;
     const fill = (limit: number): void => {
       while (nextPos < endPos && nextPos < limit) {
@@ -371,13 +378,13 @@ export class DataLoader implements AsyncIterable<Batch> {
       fill((b + 1 + this.opts.prefetch) * B);
       const rows: Resolved[] = [];
       for (let p = start; p < end; p++) {
-        rows.push(await slots.get(p)!);
+        const r = await slots.get(p)!;
+        if (r) rows.push(r); // null: an unreadable item under onUnreadable 'skip'
         slots.delete(p);
       }
-      const batch = this.assemble(rows, epoch, b);
       // Queue the next window before handing over control, so decoding overlaps the consumer.
       fill((b + 2 + this.opts.prefetch) * B);
-      yield batch;
+      if (rows.length > 0) yield this.assemble(rows, epoch, b);
     }
   }
 
@@ -401,7 +408,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     return { audio, image, labels, ids, indices, lambdas, size: bs, epoch, batchIndex };
   }
 
-  private async loadPosition(epoch: number, position: number, index: number): Promise<Resolved> {
+  private async loadPosition(epoch: number, position: number, index: number): Promise<Resolved | null> {
     const n = this.items.length;
     const seed = this.opts.seed;
     const mixRng = Rng.derive(seed, epoch, position, TAG_MIX);
@@ -409,6 +416,12 @@ export class DataLoader implements AsyncIterable<Batch> {
     let primary = index;
     let partner: number | undefined = this.opts.mixup > 0 && mixRng.uniform() < this.opts.mixup ? mixRng.int(n) : undefined;
     let lastFailure = '';
+    const policy = this.opts.onUnreadable;
+    if (policy !== 'replace' && this.bad.has(primary)) {
+      if (policy === 'skip') return null;
+      const f = this.failures.find((x) => x.index === primary);
+      throw new UserError(f ? (f.message.startsWith(f.path) ? f.message : `${f.path}: ${f.message}`) : `entry ${primary} is unreadable`);
+    }
     for (let attempt = 0; ; attempt++) {
       // Known-unreadable items are skipped without a round trip; the draws are the same either way.
       while (this.bad.has(primary) && attempt <= this.opts.maxRetries) {
@@ -435,6 +448,9 @@ export class DataLoader implements AsyncIterable<Batch> {
       this.bad.add(failedIndex);
       lastFailure = `${reply.path}: ${reply.message}`;
       this.report({ path: reply.path, index: failedIndex, id: this.items[failedIndex].id, message: reply.message, epoch, position });
+      if (reply.which === 'primary' && policy === 'skip') return null;
+      if (reply.which === 'primary' && policy === 'error')
+        throw new UserError(reply.message.startsWith(reply.path) ? reply.message : `${reply.path}: ${reply.message}`);
       if (reply.which === 'primary') primary = replaceRng.int(n);
       else partner = mixRng.int(n);
     }
@@ -447,7 +463,8 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (this.opts.onFailure) this.opts.onFailure(f);
     else {
       const msg = f.message.startsWith(f.path) ? f.message : `${f.path}: ${f.message}`;
-      process.stderr.write(`cavmae: warning: unreadable sample skipped (entry ${f.index}, id "${f.id}"): ${msg}; replaced by another sample\n`);
+      const what = this.opts.onUnreadable === 'skip' ? 'left out' : 'replaced by another sample';
+      process.stderr.write(`cavmae: warning: unreadable sample (entry ${f.index}, id "${f.id}"): ${msg}; ${what}\n`);
     }
   }
 

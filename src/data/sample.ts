@@ -145,8 +145,17 @@ export function cacheStats(): { hits: number; misses: number; bytes: number } {
 }
 
 /** The image transform of the vision module (imageToTensor), with its uint8 stage cached. */
-async function loadFrame(v: VisualSource, i: number, cfg: SampleConfig): Promise<Float32Array> {
-  const path = visualPath(v, i, cfg.totalFrames);
+/** visualPath, with a folder that cannot be listed reported as an unreadable sample. */
+function framePathOf(v: VisualSource, i: number, count: number, which: 'primary' | 'partner'): string {
+  try {
+    return visualPath(v, i, count);
+  } catch (e) {
+    const base = v.kind === 'frames' ? v.dir : v.path;
+    throw new SampleLoadError(which, base, (e as Error)?.message ?? String(e));
+  }
+}
+
+async function loadFrame(v: VisualSource, path: string, i: number, cfg: SampleConfig): Promise<Float32Array> {
   const S = cfg.imageSize;
   if (v.kind === 'video' && path === v.path) {
     const key = `v:${S}:${i}/${cfg.totalFrames}:${path}`;
@@ -238,11 +247,11 @@ export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<
   let audio = padOrCrop(fb.data, fb.frames, T); // [T, 128]
 
   // Image(s): [3, S, S], each normalised before mixing
-  const image = await guard('primary', visualPath(task.primary.visual, frame, cfg.totalFrames), () => loadFrame(task.primary.visual, frame, cfg));
+  const path1 = framePathOf(task.primary.visual, frame, cfg.totalFrames, 'primary');
+  const image = await guard('primary', path1, () => loadFrame(task.primary.visual, path1, frame, cfg));
   if (partner) {
-    const image2 = await guard('partner', visualPath(partner.visual, partnerFrame, cfg.totalFrames), () =>
-      loadFrame(partner.visual, partnerFrame, cfg),
-    );
+    const path2 = framePathOf(partner.visual, partnerFrame, cfg.totalFrames, 'partner');
+    const image2 = await guard('partner', path2, () => loadFrame(partner.visual, path2, partnerFrame, cfg));
     mixImages(image, image2, lambda!);
   }
 

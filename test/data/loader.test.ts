@@ -193,7 +193,9 @@ test('weighted sampling draws only items with weight and follows the weights', a
 test('an all-unreadable dataset stops with a clear error instead of looping', async () => {
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, JSON.stringify({ items: [{ id: 'x', audio: 'nope.wav', image: 'v0.png' }, { id: 'y', audio: 'a7.wav', image: 'v1.png' }] }));
-  await assert.rejects(collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0 }), /gave up after \d+ unreadable samples/);
+  await assert.rejects(collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0, onUnreadable: 'replace' }), /gave up after \d+ unreadable samples/);
+  // 'error' stops at the first one, naming the file.
+  await assert.rejects(collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0, onUnreadable: 'error' }), /nope\.wav: /);
 });
 
 test('a manifest "video" folder of frame images: frame i of 10 is file floor(i·n/10) in natural order', async () => {
@@ -243,4 +245,28 @@ test('ByteLru evicts least recently used entries beyond its byte budget', async 
   c.set('huge', 'H', 11); // larger than the budget: not stored
   assert.equal(c.get('huge'), undefined);
   assert.equal(c.size, 2);
+});
+
+test('evaluation leaves unreadable items out (default skip); replace fills the row with another item', async () => {
+  mkdirSync(join(dir, 'emptyframes'), { recursive: true });
+  const m = join(dir, 'empty-folder.json');
+  writeFileSync(
+    m,
+    JSON.stringify({
+      items: [
+        { id: 'e', audio: 'a0.wav', video: 'emptyframes', label: 'x' },
+        { id: 'ok', audio: 'a1.wav', image: 'v1.png', label: 'x' },
+        { id: 'ok2', audio: 'a2.wav', image: 'v2.png', label: 'x' },
+      ],
+    }),
+  );
+  // An empty frame folder is an unreadable sample (reported by path), not a crash.
+  const skip = await collect(loadDataset(m), { batchSize: 3, train: false, targetLength: 32, imageSize: 32, workers: 1 });
+  assert.deepEqual(skip.batches[0].ids, ['ok', 'ok2']);
+  assert.equal(skip.batches[0].size, 2);
+  assert.equal(skip.batches[0].audio.length, 2 * 32 * 128);
+  assert.deepEqual(skip.failures, [join(dir, 'emptyframes')]);
+  const rep = await collect(loadDataset(m), { batchSize: 3, train: false, targetLength: 32, imageSize: 32, workers: 1, onUnreadable: 'replace' });
+  assert.equal(rep.batches[0].size, 3);
+  assert.ok(!rep.batches[0].ids.includes('e'));
 });
