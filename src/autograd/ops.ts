@@ -8,7 +8,16 @@
  * backward passes; views (reshape) share data with their input.
  */
 import { kernels } from '../kernels/index.js';
-import { Tensor, ShapeError, expectRank, expectShape, numel, sameShape, shapeStr, type Shape } from '../tensor/tensor.js';
+import {
+  Tensor,
+  ShapeError,
+  expectRank,
+  expectShape,
+  numel,
+  sameShape,
+  shapeStr,
+  type Shape,
+} from '../tensor/tensor.js';
 import type { Tape } from './tape.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -18,7 +27,8 @@ import type { Tape } from './tape.js';
 export function linear(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   const nOut = w.shape[0];
   const nIn = x.lastDim;
-  if (w.size !== nOut * nIn) throw new ShapeError(`linear: weight ${shapeStr(w.shape)} does not map ${nIn} inputs`);
+  if (w.size !== nOut * nIn)
+    throw new ShapeError(`linear: weight ${shapeStr(w.shape)} does not map ${nIn} inputs`);
   if (b) expectShape('linear', 'bias', b, [nOut]);
   const rows = x.rows;
   const y = tp.empty([...x.shape.slice(0, -1), nOut]);
@@ -156,7 +166,8 @@ export function broadcastTo(tp: Tape, x: Tensor, shape: Shape): Tensor {
   const out = tp.empty(shape);
   const rows = out.size / inner;
   for (let r = 0; r < rows; r++) out.data.set(x.data, r * inner);
-  if (tp.needsGrad(x)) tp.record('broadcastTo', out, () => kernels().biasBackward(tp.gradOf(x), out.grad!, rows, inner));
+  if (tp.needsGrad(x))
+    tp.record('broadcastTo', out, () => kernels().biasBackward(tp.gradOf(x), out.grad!, rows, inner));
   return out;
 }
 
@@ -165,7 +176,8 @@ export function weightedSum(tp: Tape, terms: readonly (readonly [Tensor, number]
   if (terms.length === 0) throw new ShapeError('weightedSum: no terms');
   const shape = terms[0][0].shape;
   for (const [t] of terms) {
-    if (!sameShape(t.shape, shape)) throw new ShapeError(`weightedSum: ${shapeStr(t.shape)} vs ${shapeStr(shape)}`);
+    if (!sameShape(t.shape, shape))
+      throw new ShapeError(`weightedSum: ${shapeStr(t.shape)} vs ${shapeStr(shape)}`);
   }
   const out = tp.zeros(shape);
   const k = kernels();
@@ -203,7 +215,8 @@ export function concat(tp: Tape, xs: readonly Tensor[], axis = 1): Tensor {
   outShape[axis] = 0;
   for (const x of xs) {
     const ok = x.shape.length === rank && x.shape.every((d, i) => i === axis || d === xs[0].shape[i]);
-    if (!ok) throw new ShapeError(`concat: ${xs.map((t) => shapeStr(t.shape)).join(' + ')} along axis ${axis}`);
+    if (!ok)
+      throw new ShapeError(`concat: ${xs.map((t) => shapeStr(t.shape)).join(' + ')} along axis ${axis}`);
     outShape[axis] += x.shape[axis];
   }
   const outer = numel(outShape.slice(0, axis));
@@ -225,7 +238,12 @@ export function concat(tp: Tape, xs: readonly Tensor[], axis = 1): Tensor {
         const row = x.size / outer;
         const dx = tp.gradOf(x);
         for (let o = 0; o < outer; o++) {
-          k.axpy(dx.subarray(o * row, (o + 1) * row), y.grad!.subarray(o * rowOut + offsets[i], o * rowOut + offsets[i] + row), 1, row);
+          k.axpy(
+            dx.subarray(o * row, (o + 1) * row),
+            y.grad!.subarray(o * rowOut + offsets[i], o * rowOut + offsets[i] + row),
+            1,
+            row,
+          );
         }
       });
     });
@@ -291,7 +309,8 @@ export function gatherRows(tp: Tape, x: Tensor, index: Int32Array, shape: Shape)
   const y = tp.empty(shape);
   const k = kernels();
   k.gatherRows(y.data, x.data, index, index.length, cols);
-  if (tp.needsGrad(x)) tp.record('gatherRows', y, () => k.scatterAddRows(tp.gradOf(x), y.grad!, index, index.length, cols));
+  if (tp.needsGrad(x))
+    tp.record('gatherRows', y, () => k.scatterAddRows(tp.gradOf(x), y.grad!, index, index.length, cols));
   return y;
 }
 
@@ -301,12 +320,15 @@ export function gatherRows(tp: Tape, x: Tensor, index: Int32Array, shape: Shape)
  */
 export function gatherChunks(tp: Tape, x: Tensor, map: Int32Array, chunk: number, shape: Shape): Tensor {
   if (x.size % chunk !== 0 || numel(shape) !== map.length * chunk) {
-    throw new ShapeError(`gatherChunks: ${map.length} chunks of ${chunk} from ${shapeStr(x.shape)} into ${shapeStr(shape)}`);
+    throw new ShapeError(
+      `gatherChunks: ${map.length} chunks of ${chunk} from ${shapeStr(x.shape)} into ${shapeStr(shape)}`,
+    );
   }
   const y = tp.empty(shape);
   const k = kernels();
   k.gatherRows(y.data, x.data, map, map.length, chunk);
-  if (tp.needsGrad(x)) tp.record('gatherChunks', y, () => k.scatterAddRows(tp.gradOf(x), y.grad!, map, map.length, chunk));
+  if (tp.needsGrad(x))
+    tp.record('gatherChunks', y, () => k.scatterAddRows(tp.gradOf(x), y.grad!, map, map.length, chunk));
   return y;
 }
 
@@ -330,7 +352,9 @@ export function l2Normalize(tp: Tape, x: Tensor, eps = 1e-12): Tensor {
   const k = kernels();
   k.l2Normalize(y.data, norms, x.data, rows, D, eps);
   if (tp.needsGrad(x)) {
-    tp.record('l2Normalize', y, () => k.l2NormalizeBackward(tp.gradOf(x), y.grad!, y.data, norms, rows, D, eps));
+    tp.record('l2Normalize', y, () =>
+      k.l2NormalizeBackward(tp.gradOf(x), y.grad!, y.data, norms, rows, D, eps),
+    );
   }
   return y;
 }
@@ -346,7 +370,8 @@ export function l2Normalize(tp: Tape, x: Tensor, eps = 1e-12): Tensor {
 export function maskedMse(tp: Tape, pred: Tensor, target: Float32Array, mask: Float32Array): Tensor {
   expectRank('maskedMse', 'pred', pred, 3);
   const [B, L, P] = pred.shape;
-  if (target.length !== pred.size) throw new ShapeError(`maskedMse: target of ${target.length} for ${shapeStr(pred.shape)}`);
+  if (target.length !== pred.size)
+    throw new ShapeError(`maskedMse: target of ${target.length} for ${shapeStr(pred.shape)}`);
   if (mask.length !== B * L) throw new ShapeError(`maskedMse: mask of ${mask.length} for [${B},${L}]`);
   let maskSum = 0;
   let total = 0;
@@ -411,14 +436,32 @@ export function infoNce(tp: Tape, a: Tensor, v: Tensor, opts: ContrastiveOptions
   const groups = chunkSizes(B, opts.groups ?? 1);
   const k = kernels();
   const loss = tp.empty([1]);
-  const saved: { start: number; n: number; S: Float32Array; pCol: Float64Array; pRow: Float64Array | null }[] = [];
+  const saved: {
+    start: number;
+    n: number;
+    S: Float32Array;
+    pCol: Float64Array;
+    pRow: Float64Array | null;
+  }[] = [];
   let lossSum = 0;
   let accSum = 0;
   let start = 0;
   for (const n of groups) {
     const S = tp.pool.alloc(n * n);
     // S [n,n] = a_g [n,D] · v_gᵀ [D,n] / τ
-    k.matmul(a.data.subarray(start * D, (start + n) * D), v.data.subarray(start * D, (start + n) * D), S, n, n, D, false, true, 1 / tau, 0, false);
+    k.matmul(
+      a.data.subarray(start * D, (start + n) * D),
+      v.data.subarray(start * D, (start + n) * D),
+      S,
+      n,
+      n,
+      D,
+      false,
+      true,
+      1 / tau,
+      0,
+      false,
+    );
     const pCol = softmaxAxis(S, n, 0);
     let nce = 0;
     let acc = 0;
@@ -462,8 +505,34 @@ export function infoNce(tp: Tape, a: Tensor, v: Tensor, opts: ContrastiveOptions
         const aG = a.data.subarray(s0 * D, (s0 + n) * D);
         const vG = v.data.subarray(s0 * D, (s0 + n) * D);
         // da [n,D] += dS [n,n] · v [n,D] / τ ;  dv [n,D] += dSᵀ · a / τ
-        if (a.requiresGrad) k.matmul(dS, vG, tp.gradOf(a).subarray(s0 * D, (s0 + n) * D), n, D, n, false, false, 1 / tau, 1, false);
-        if (v.requiresGrad) k.matmul(dS, aG, tp.gradOf(v).subarray(s0 * D, (s0 + n) * D), n, D, n, true, false, 1 / tau, 1, false);
+        if (a.requiresGrad)
+          k.matmul(
+            dS,
+            vG,
+            tp.gradOf(a).subarray(s0 * D, (s0 + n) * D),
+            n,
+            D,
+            n,
+            false,
+            false,
+            1 / tau,
+            1,
+            false,
+          );
+        if (v.requiresGrad)
+          k.matmul(
+            dS,
+            aG,
+            tp.gradOf(v).subarray(s0 * D, (s0 + n) * D),
+            n,
+            D,
+            n,
+            true,
+            false,
+            1 / tau,
+            1,
+            false,
+          );
         tp.pool.release(dS);
       }
     });
@@ -473,7 +542,8 @@ export function infoNce(tp: Tape, a: Tensor, v: Tensor, opts: ContrastiveOptions
 
 /** torch.chunk sizes: ceil(B/k) per chunk, the last one smaller (and fewer chunks if B is small). */
 export function chunkSizes(B: number, k: number): number[] {
-  if (!Number.isInteger(k) || k < 1) throw new ShapeError(`contrastive groups must be a positive integer, got ${k}`);
+  if (!Number.isInteger(k) || k < 1)
+    throw new ShapeError(`contrastive groups must be a positive integer, got ${k}`);
   const size = Math.ceil(B / k);
   const out: number[] = [];
   for (let s = 0; s < B; s += size) out.push(Math.min(size, B - s));
@@ -509,7 +579,8 @@ function argmaxRow(S: Float32Array, n: number, i: number): number {
 
 /** BCEWithLogitsLoss, mean over all B×K entries. targets [B,K] in [0,1]. */
 export function bceWithLogits(tp: Tape, logits: Tensor, targets: Float32Array): Tensor {
-  if (targets.length !== logits.size) throw new ShapeError(`bceWithLogits: ${targets.length} targets for ${logits}`);
+  if (targets.length !== logits.size)
+    throw new ShapeError(`bceWithLogits: ${targets.length} targets for ${logits}`);
   const n = logits.size;
   let total = 0;
   for (let i = 0; i < n; i++) {
@@ -535,7 +606,8 @@ export function bceWithLogits(tp: Tape, logits: Tensor, targets: Float32Array): 
 export function crossEntropy(tp: Tape, logits: Tensor, targets: Float32Array): Tensor {
   expectRank('crossEntropy', 'logits', logits, 2);
   const [B, K] = logits.shape;
-  if (targets.length !== logits.size) throw new ShapeError(`crossEntropy: ${targets.length} targets for ${logits}`);
+  if (targets.length !== logits.size)
+    throw new ShapeError(`crossEntropy: ${targets.length} targets for ${logits}`);
   const prob = new Float64Array(B * K);
   let total = 0;
   for (let b = 0; b < B; b++) {

@@ -67,7 +67,8 @@ export class Tape {
   /** A constant input (no grad) over a copy of `values` in a pool buffer. */
   constant(shape: Shape, values: ArrayLike<number>): Tensor {
     const t = this.empty(shape);
-    if (values.length !== t.size) throw new ShapeError(`constant: ${values.length} values for shape [${shape.join(',')}]`);
+    if (values.length !== t.size)
+      throw new ShapeError(`constant: ${values.length} values for shape [${shape.join(',')}]`);
     t.data.set(values);
     return t;
   }
@@ -105,10 +106,12 @@ export class Tape {
   /** Runs backward from a scalar (or from `seed`, a gradient of loss's shape). */
   backward(loss: Tensor, seed?: Float32Array): void {
     if (!this.gradEnabled) throw new Error('backward() on a tape recorded without gradients');
-    if (!loss.requiresGrad) throw new Error('backward(): the loss does not depend on any parameter that requires grad');
+    if (!loss.requiresGrad)
+      throw new Error('backward(): the loss does not depend on any parameter that requires grad');
     const g = this.gradOf(loss);
     if (seed) {
-      if (seed.length !== loss.size) throw new ShapeError(`backward(): seed of ${seed.length} values for ${loss}`);
+      if (seed.length !== loss.size)
+        throw new ShapeError(`backward(): seed of ${seed.length} values for ${loss}`);
       for (let i = 0; i < g.length; i++) g[i] += seed[i];
     } else {
       if (loss.size !== 1) throw new ShapeError(`backward(): ${loss} is not a scalar; pass a seed gradient`);

@@ -24,7 +24,13 @@ import type { AVBatch, FeatOutput } from './cavmae.js';
 import { AVEncoder, torchStateDictOrder } from './encoder.js';
 
 export type FtMode = 'multimodal' | 'audioonly' | 'videoonly' | 'missingaudioonly' | 'missingvideoonly';
-export const FT_MODES: readonly FtMode[] = ['multimodal', 'audioonly', 'videoonly', 'missingaudioonly', 'missingvideoonly'];
+export const FT_MODES: readonly FtMode[] = [
+  'multimodal',
+  'audioonly',
+  'videoonly',
+  'missingaudioonly',
+  'missingvideoonly',
+];
 
 /** Names of the head's parameters (the "mlp" Adam group of spec 4.4). */
 export const HEAD_PARAM_PREFIX = 'mlp_head.';
@@ -39,7 +45,8 @@ export class CAVMAEFT {
     readonly config: CavmaeConfig,
     opts: { grad?: boolean; allocate?: boolean } = {},
   ) {
-    if (config.model !== 'cavmae-ft' || config.label_dim === undefined) throw new Error('CAVMAEFT needs a "cavmae-ft" config with label_dim');
+    if (config.model !== 'cavmae-ft' || config.label_dim === undefined)
+      throw new Error('CAVMAEFT needs a "cavmae-ft" config with label_dim');
     const pb = ParamBuilder.root();
     this.encoder = new AVEncoder(pb, config);
     const head = pb.scope('mlp_head');
@@ -53,7 +60,10 @@ export class CAVMAEFT {
    * (a checkpoint will be loaded); `grad: false` defers the gradient buffer (inference);
    * `allocate: false` builds the parameter layout only (names, shapes, counts).
    */
-  static create(config: CavmaeConfig, opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {}): CAVMAEFT {
+  static create(
+    config: CavmaeConfig,
+    opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {},
+  ): CAVMAEFT {
     const m = new CAVMAEFT(config, { grad: opts.grad, allocate: opts.allocate });
     if ((opts.init ?? true) && m.arena.allocated) m.arena.initialize(new Rng(opts.seed ?? 0));
     return m;
@@ -65,8 +75,13 @@ export class CAVMAEFT {
     const needA = mode !== 'videoonly' && mode !== 'missingvideoonly';
     const needV = mode !== 'audioonly' && mode !== 'missingaudioonly';
     const { variant } = this.config;
-    if ((variant === 'audio-mae' && mode !== 'audioonly') || (variant === 'visual-mae' && mode !== 'videoonly')) {
-      throw new UserError(`a "${variant}" fine-tuning model has one modality: use mode ${variant === 'audio-mae' ? 'audioonly' : 'videoonly'}, not ${mode}`);
+    if (
+      (variant === 'audio-mae' && mode !== 'audioonly') ||
+      (variant === 'visual-mae' && mode !== 'videoonly')
+    ) {
+      throw new UserError(
+        `a "${variant}" fine-tuning model has one modality: use mode ${variant === 'audio-mae' ? 'audioonly' : 'videoonly'}, not ${mode}`,
+      );
     }
     this.checkInputs(batch, needA, needV, mode);
     const a = needA ? runBlocks(tp, enc.blocks_a, enc.embedAudio(tp, batch.audio!)) : undefined; // [B, La, D]
@@ -108,11 +123,22 @@ export class CAVMAEFT {
   forwardFeat(tp: Tape, batch: AVBatch, mode: 'av' | 'a' = 'av'): FeatOutput {
     const enc = this.encoder;
     const { hasAudio, hasVideo } = enc.dims;
-    if (!hasAudio && mode === 'a') throw new UserError('a "visual-mae" fine-tuning model has no audio features');
+    if (!hasAudio && mode === 'a')
+      throw new UserError('a "visual-mae" fine-tuning model has no audio features');
     this.checkInputs(batch, hasAudio, hasVideo && mode === 'av', `feat ${mode}`);
     const out: FeatOutput = {};
-    if (hasAudio) out.audioTokens = enc.sharedStream(tp, runBlocks(tp, enc.blocks_a, enc.embedAudio(tp, batch.audio!)), 'a');
-    if (hasVideo && mode === 'av') out.videoTokens = enc.sharedStream(tp, runBlocks(tp, enc.blocks_v, enc.embedVideo(tp, batch.image!)), 'v');
+    if (hasAudio)
+      out.audioTokens = enc.sharedStream(
+        tp,
+        runBlocks(tp, enc.blocks_a, enc.embedAudio(tp, batch.audio!)),
+        'a',
+      );
+    if (hasVideo && mode === 'av')
+      out.videoTokens = enc.sharedStream(
+        tp,
+        runBlocks(tp, enc.blocks_v, enc.embedVideo(tp, batch.image!)),
+        'v',
+      );
     return out;
   }
 

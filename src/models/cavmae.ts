@@ -118,10 +118,24 @@ class Decoder {
     if (d.hasAudio) this.decoder_modality_a = pb.param('decoder_modality_a', [1, 1, Dd], normal(0.02));
     if (d.hasVideo) this.decoder_modality_v = pb.param('decoder_modality_v', [1, 1, Dd], normal(0.02));
     const fixed = { requiresGrad: c.tr_pos };
-    if (d.hasAudio) this.decoder_pos_embed_a = pb.param('decoder_pos_embed_a', [1, d.La, Dd], table(sincosTable2d(Dd, d.fRows, d.tCols)), fixed);
-    if (d.hasVideo) this.decoder_pos_embed_v = pb.param('decoder_pos_embed_v', [1, d.Lv, Dd], table(sincosTable2d(Dd, d.vGrid, d.vGrid)), fixed);
+    if (d.hasAudio)
+      this.decoder_pos_embed_a = pb.param(
+        'decoder_pos_embed_a',
+        [1, d.La, Dd],
+        table(sincosTable2d(Dd, d.fRows, d.tCols)),
+        fixed,
+      );
+    if (d.hasVideo)
+      this.decoder_pos_embed_v = pb.param(
+        'decoder_pos_embed_v',
+        [1, d.Lv, Dd],
+        table(sincosTable2d(Dd, d.vGrid, d.vGrid)),
+        fixed,
+      );
     for (let i = 0; i < c.decoder_depth; i++) {
-      this.decoder_blocks.push(new Block(pb.scope('decoder_blocks').scope(i), Dd, c.decoder_num_heads, c.mlp_ratio));
+      this.decoder_blocks.push(
+        new Block(pb.scope('decoder_blocks').scope(i), Dd, c.decoder_num_heads, c.mlp_ratio),
+      );
     }
     this.decoder_norm = new LayerNorm(pb.scope('decoder_norm'), Dd);
     if (d.hasAudio) this.decoder_pred_a = new Linear(pb.scope('decoder_pred_a'), Dd, p2);
@@ -142,18 +156,37 @@ class Decoder {
   }
 
   /** forward_decoder: joint tokens [B, Ka+Kv, D] → pred_a [B, La, p²], pred_v [B, Lv, p²·3]. */
-  forward(tp: Tape, x: Tensor, maskA: Masking | undefined, maskV: Masking | undefined): { predA?: Tensor; predV?: Tensor } {
+  forward(
+    tp: Tape,
+    x: Tensor,
+    maskA: Masking | undefined,
+    maskV: Masking | undefined,
+  ): { predA?: Tensor; predV?: Tensor } {
     x = this.decoder_embed.forward(tp, x); // [B, Ka+Kv, Dd]
     const Ka = maskA ? maskA.lenKeep : 0;
     const parts: Tensor[] = [];
-    if (maskA) parts.push(this.fill(tp, ops.slice(tp, x, 0, Ka), maskA, this.decoder_pos_embed_a!, this.decoder_modality_a!));
-    if (maskV) parts.push(this.fill(tp, ops.slice(tp, x, Ka, x.shape[1]), maskV, this.decoder_pos_embed_v!, this.decoder_modality_v!));
+    if (maskA)
+      parts.push(
+        this.fill(tp, ops.slice(tp, x, 0, Ka), maskA, this.decoder_pos_embed_a!, this.decoder_modality_a!),
+      );
+    if (maskV)
+      parts.push(
+        this.fill(
+          tp,
+          ops.slice(tp, x, Ka, x.shape[1]),
+          maskV,
+          this.decoder_pos_embed_v!,
+          this.decoder_modality_v!,
+        ),
+      );
     let y = parts.length === 1 ? parts[0] : ops.concat(tp, parts, 1); // [B, La+Lv, Dd]
     y = runBlocks(tp, this.decoder_blocks, y);
     y = this.decoder_norm.forward(tp, y);
     const La = maskA ? maskA.L : 0;
     const predA = maskA ? this.decoder_pred_a!.forward(tp, maskV ? ops.slice(tp, y, 0, La) : y) : undefined;
-    const predV = maskV ? this.decoder_pred_v!.forward(tp, maskA ? ops.slice(tp, y, La, y.shape[1]) : y) : undefined;
+    const predV = maskV
+      ? this.decoder_pred_v!.forward(tp, maskA ? ops.slice(tp, y, La, y.shape[1]) : y)
+      : undefined;
     return { predA, predV };
   }
 }
@@ -182,7 +215,10 @@ export class CAVMAE {
    * (a checkpoint will be loaded); `grad: false` defers the gradient buffer (inference);
    * `allocate: false` builds the parameter layout only (names, shapes, counts).
    */
-  static create(config: CavmaeConfig, opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {}): CAVMAE {
+  static create(
+    config: CavmaeConfig,
+    opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {},
+  ): CAVMAE {
     const m = new CAVMAE(config, { grad: opts.grad, allocate: opts.allocate });
     if ((opts.init ?? true) && m.arena.allocated) m.arena.initialize(new Rng(opts.seed ?? 0));
     return m;
@@ -195,11 +231,17 @@ export class CAVMAE {
     const B = enc.checkInputs(batch.audio, batch.image);
     const maeW = opts.maeLossWeight ?? c.mae_loss_weight;
     const cW = opts.contrastLossWeight ?? c.contrast_loss_weight;
-    if (maeW !== 0 && !this.decoder) throw new UserError(`variant "${c.variant}" has no decoder: the MAE loss weight must be 0`);
+    if (maeW !== 0 && !this.decoder)
+      throw new UserError(`variant "${c.variant}" has no decoder: the MAE loss weight must be 0`);
     if (cW !== 0 && !['cavmae', 'av-mae', 'cav'].includes(c.variant)) {
-      throw new UserError(`variant "${c.variant}" has no contrastive streams: the contrastive loss weight must be 0`);
+      throw new UserError(
+        `variant "${c.variant}" has no contrastive streams: the contrastive loss weight must be 0`,
+      );
     }
-    const e = this.forwardEncoder(tp, batch, B, opts, { joint: this.decoder !== undefined && maeW !== 0, contrast: cW !== 0 });
+    const e = this.forwardEncoder(tp, batch, B, opts, {
+      joint: this.decoder !== undefined && maeW !== 0,
+      contrast: cW !== 0,
+    });
     const zero = (): Tensor => tp.zeros([1]);
     const out: PretrainOutput = {
       loss: zero(),
@@ -327,13 +369,23 @@ export class CAVMAE {
     if (d.hasVideo) {
       v = enc.embedVideo(tp, batch.image!); // [B, Lv, D]
       // The visual branch is always unstructured.
-      maskV = makeMasking({ B, L: d.Lv, ratio: opts.maskRatioV ?? c.mask_ratio_v, noise: opts.noiseV, idsShuffle: opts.idsShuffleV, rng: opts.rng });
+      maskV = makeMasking({
+        B,
+        L: d.Lv,
+        ratio: opts.maskRatioV ?? c.mask_ratio_v,
+        noise: opts.noiseV,
+        idsShuffle: opts.idsShuffleV,
+        rng: opts.rng,
+      });
       v = ops.gatherTokens(tp, v, maskV.idsKeep, maskV.lenKeep); // [B, Kv, D]
       v = runBlocks(tp, enc.blocks_v, v);
     }
     if (c.variant === 'audio-mae') return { maskA, latent: enc.sharedStream(tp, a!, 'a') };
     if (c.variant === 'visual-mae') return { maskV, latent: enc.sharedStream(tp, v!, 'v') };
-    const out: { maskA?: Masking; maskV?: Masking; latent?: Tensor; ca?: Tensor; cv?: Tensor } = { maskA, maskV };
+    const out: { maskA?: Masking; maskV?: Masking; latent?: Tensor; ca?: Tensor; cv?: Tensor } = {
+      maskA,
+      maskV,
+    };
     if (want.joint) out.latent = enc.sharedStream(tp, ops.concat(tp, [a!, v!], 1)); // [B, Ka+Kv, D]
     if (want.contrast && c.variant !== 'vanilla-av-mae') {
       out.ca = enc.contrastStream(tp, a!, 'a', c.chain_shared_layers);

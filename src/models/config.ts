@@ -24,7 +24,14 @@ import { MASK_MODES, type MaskMode } from './masking.js';
 
 export type ModelKind = 'cavmae' | 'cavmae-ft';
 export type Variant = 'cavmae' | 'av-mae' | 'cav' | 'vanilla-av-mae' | 'audio-mae' | 'visual-mae';
-export const VARIANTS: readonly Variant[] = ['cavmae', 'av-mae', 'cav', 'vanilla-av-mae', 'audio-mae', 'visual-mae'];
+export const VARIANTS: readonly Variant[] = [
+  'cavmae',
+  'av-mae',
+  'cav',
+  'vanilla-av-mae',
+  'audio-mae',
+  'visual-mae',
+];
 
 export interface CavmaeConfig {
   model: ModelKind;
@@ -179,14 +186,17 @@ export function resolveConfig(partial: Record<string, unknown>, where = 'config'
     if (v === null || v === undefined) continue;
     // Metadata written by Python may carry numbers as strings ("label_dim": "10").
     let value: unknown = v;
-    if (type === 'number' && typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) value = Number(v);
+    if (type === 'number' && typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)))
+      value = Number(v);
     if (type === 'boolean' && (v === 'true' || v === 'false')) value = v === 'true';
     if (typeof value !== type) throw bad(`"${k}" must be a ${type}, got ${JSON.stringify(v)}`);
     (given as Record<string, unknown>)[k] = value;
   }
   const model: ModelKind = given.model ?? (given.label_dim !== undefined ? 'cavmae-ft' : 'cavmae');
   const variant = given.variant ?? 'cavmae';
-  const msd = given.modality_specific_depth ?? (variant === 'vanilla-av-mae' ? 0 : OFFICIAL_DEFAULTS.modality_specific_depth);
+  const msd =
+    given.modality_specific_depth ??
+    (variant === 'vanilla-av-mae' ? 0 : OFFICIAL_DEFAULTS.modality_specific_depth);
   const cfg: CavmaeConfig = {
     ...OFFICIAL_DEFAULTS,
     tr_pos: model === 'cavmae-ft',
@@ -196,7 +206,8 @@ export function resolveConfig(partial: Record<string, unknown>, where = 'config'
     modality_specific_depth: msd,
     shared_depth: given.shared_depth ?? 12 - msd,
     chain_shared_layers: given.chain_shared_layers ?? false,
-    contrast_loss_weight: given.contrast_loss_weight ?? (variant === 'cavmae' || variant === 'cav' ? 0.01 : 0),
+    contrast_loss_weight:
+      given.contrast_loss_weight ?? (variant === 'cavmae' || variant === 'cav' ? 0.01 : 0),
     mae_loss_weight: given.mae_loss_weight ?? (variant === 'cav' ? 0 : 1),
     mask_ratio_a: given.mask_ratio_a ?? 0.75,
     mask_ratio_v: given.mask_ratio_v ?? 0.75,
@@ -213,10 +224,14 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
     const v = c[k] as number;
     if (!Number.isInteger(v) || v < min) throw bad(`"${k}" must be an integer >= ${min}, got ${v}`);
   };
-  if (c.model !== 'cavmae' && c.model !== 'cavmae-ft') throw bad(`"model" must be "cavmae" or "cavmae-ft", got "${c.model}"`);
-  if (!VARIANTS.includes(c.variant)) throw bad(`"variant" must be one of ${VARIANTS.join(', ')}, got "${c.variant}"`);
-  if (!MASK_MODES.includes(c.mask_mode)) throw bad(`"mask_mode" must be one of ${MASK_MODES.join(', ')}, got "${c.mask_mode}"`);
-  if (c.patch_size !== 16) throw bad(`"patch_size" must be 16 (the reference's patch embedding), got ${c.patch_size}`);
+  if (c.model !== 'cavmae' && c.model !== 'cavmae-ft')
+    throw bad(`"model" must be "cavmae" or "cavmae-ft", got "${c.model}"`);
+  if (!VARIANTS.includes(c.variant))
+    throw bad(`"variant" must be one of ${VARIANTS.join(', ')}, got "${c.variant}"`);
+  if (!MASK_MODES.includes(c.mask_mode))
+    throw bad(`"mask_mode" must be one of ${MASK_MODES.join(', ')}, got "${c.mask_mode}"`);
+  if (c.patch_size !== 16)
+    throw bad(`"patch_size" must be 16 (the reference's patch embedding), got ${c.patch_size}`);
   if (c.in_chans !== 3) throw bad(`"in_chans" must be 3, got ${c.in_chans}`);
   posInt('img_size', 16);
   posInt('audio_length', 16);
@@ -226,8 +241,10 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
   posInt('num_heads');
   posInt('modality_specific_depth', 0);
   posInt('shared_depth', 0);
-  if (c.embed_dim % c.num_heads !== 0) throw bad(`"embed_dim" ${c.embed_dim} is not divisible by "num_heads" ${c.num_heads}`);
-  if (c.embed_dim % 4 !== 0) throw bad(`"embed_dim" must be a multiple of 4 (sin-cos tables), got ${c.embed_dim}`);
+  if (c.embed_dim % c.num_heads !== 0)
+    throw bad(`"embed_dim" ${c.embed_dim} is not divisible by "num_heads" ${c.num_heads}`);
+  if (c.embed_dim % 4 !== 0)
+    throw bad(`"embed_dim" must be a multiple of 4 (sin-cos tables), got ${c.embed_dim}`);
   if (!(c.mlp_ratio > 0)) throw bad(`"mlp_ratio" must be positive, got ${c.mlp_ratio}`);
   if (c.modality_specific_depth + c.shared_depth === 0) throw bad('the encoder has no layers');
   if (c.variant === 'vanilla-av-mae' && c.modality_specific_depth !== 0) {
@@ -236,14 +253,20 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
   if (c.model === 'cavmae-ft') {
     posInt('label_dim');
     if (c.variant !== 'cavmae' && c.variant !== 'audio-mae' && c.variant !== 'visual-mae') {
-      throw bad(`the fine-tuning model takes variant "cavmae", "audio-mae" or "visual-mae" (one modality), got "${c.variant}"`);
+      throw bad(
+        `the fine-tuning model takes variant "cavmae", "audio-mae" or "visual-mae" (one modality), got "${c.variant}"`,
+      );
     }
   } else if (c.variant !== 'cav') {
     posInt('decoder_embed_dim', 4);
     posInt('decoder_depth', 0);
     posInt('decoder_num_heads');
-    if (c.decoder_embed_dim % c.decoder_num_heads !== 0) throw bad(`"decoder_embed_dim" ${c.decoder_embed_dim} is not divisible by "decoder_num_heads" ${c.decoder_num_heads}`);
-    if (c.decoder_embed_dim % 4 !== 0) throw bad(`"decoder_embed_dim" must be a multiple of 4, got ${c.decoder_embed_dim}`);
+    if (c.decoder_embed_dim % c.decoder_num_heads !== 0)
+      throw bad(
+        `"decoder_embed_dim" ${c.decoder_embed_dim} is not divisible by "decoder_num_heads" ${c.decoder_num_heads}`,
+      );
+    if (c.decoder_embed_dim % 4 !== 0)
+      throw bad(`"decoder_embed_dim" must be a multiple of 4, got ${c.decoder_embed_dim}`);
   }
   for (const k of ['mask_ratio_a', 'mask_ratio_v'] as const) {
     if (!(c[k] >= 0 && c[k] < 1)) throw bad(`"${k}" must be in [0, 1), got ${c[k]}`);

@@ -42,13 +42,27 @@ export class AVEncoder {
     const D = cfg.embed_dim;
     const single = cfg.variant === 'audio-mae' || cfg.variant === 'visual-mae';
     if (d.hasAudio) this.patch_embed_a = new PatchEmbed(pb.scope('patch_embed_a'), 1, D, cfg.patch_size);
-    if (d.hasVideo) this.patch_embed_v = new PatchEmbed(pb.scope('patch_embed_v'), cfg.in_chans, D, cfg.patch_size);
+    if (d.hasVideo)
+      this.patch_embed_v = new PatchEmbed(pb.scope('patch_embed_v'), cfg.in_chans, D, cfg.patch_size);
     if (d.hasAudio) this.modality_a = pb.param('modality_a', [1, 1, D], normal(0.02));
     if (d.hasVideo) this.modality_v = pb.param('modality_v', [1, 1, D], normal(0.02));
     const trainablePos = { requiresGrad: cfg.tr_pos };
-    if (d.hasAudio) this.pos_embed_a = pb.param('pos_embed_a', [1, d.La, D], table(sincosTable2d(D, d.fRows, d.tCols)), trainablePos);
-    if (d.hasVideo) this.pos_embed_v = pb.param('pos_embed_v', [1, d.Lv, D], table(sincosTable2d(D, d.vGrid, d.vGrid)), trainablePos);
-    const block = (scope: string, i: number): Block => new Block(pb.scope(scope).scope(i), D, cfg.num_heads, cfg.mlp_ratio);
+    if (d.hasAudio)
+      this.pos_embed_a = pb.param(
+        'pos_embed_a',
+        [1, d.La, D],
+        table(sincosTable2d(D, d.fRows, d.tCols)),
+        trainablePos,
+      );
+    if (d.hasVideo)
+      this.pos_embed_v = pb.param(
+        'pos_embed_v',
+        [1, d.Lv, D],
+        table(sincosTable2d(D, d.vGrid, d.vGrid)),
+        trainablePos,
+      );
+    const block = (scope: string, i: number): Block =>
+      new Block(pb.scope(scope).scope(i), D, cfg.num_heads, cfg.mlp_ratio);
     for (let i = 0; i < cfg.modality_specific_depth; i++) {
       if (d.hasAudio) this.blocks_a.push(block('blocks_a', i));
     }
@@ -108,9 +122,16 @@ export class AVEncoder {
     const hasVideo = need.video;
     let B = -1;
     if (hasAudio) {
-      if (!audio) throw new UserError(`${what}: this model needs "audio" [B, ${this.cfg.audio_length}, ${MEL_BINS}]`);
-      if (audio.shape.length !== 3 || audio.shape[1] !== this.cfg.audio_length || audio.shape[2] !== MEL_BINS) {
-        throw new UserError(`${what}: "audio" has shape ${shapeStr(audio.shape)}, expected [B, ${this.cfg.audio_length}, ${MEL_BINS}] (audio_length ${this.cfg.audio_length})`);
+      if (!audio)
+        throw new UserError(`${what}: this model needs "audio" [B, ${this.cfg.audio_length}, ${MEL_BINS}]`);
+      if (
+        audio.shape.length !== 3 ||
+        audio.shape[1] !== this.cfg.audio_length ||
+        audio.shape[2] !== MEL_BINS
+      ) {
+        throw new UserError(
+          `${what}: "audio" has shape ${shapeStr(audio.shape)}, expected [B, ${this.cfg.audio_length}, ${MEL_BINS}] (audio_length ${this.cfg.audio_length})`,
+        );
       }
       B = audio.shape[0];
     }
@@ -118,9 +139,12 @@ export class AVEncoder {
       const s = this.cfg.img_size;
       if (!image) throw new UserError(`${what}: this model needs "image" [B, 3, ${s}, ${s}]`);
       if (image.shape.length !== 4 || image.shape[1] !== 3 || image.shape[2] !== s || image.shape[3] !== s) {
-        throw new UserError(`${what}: "image" has shape ${shapeStr(image.shape)}, expected [B, 3, ${s}, ${s}] (img_size ${s})`);
+        throw new UserError(
+          `${what}: "image" has shape ${shapeStr(image.shape)}, expected [B, 3, ${s}, ${s}] (img_size ${s})`,
+        );
       }
-      if (B >= 0 && image.shape[0] !== B) throw new UserError(`${what}: "audio" has batch ${B} but "image" has batch ${image.shape[0]}`);
+      if (B >= 0 && image.shape[0] !== B)
+        throw new UserError(`${what}: "audio" has batch ${B} but "image" has batch ${image.shape[0]}`);
       B = image.shape[0];
     }
     if (B < 1) throw new UserError(`${what}: empty batch`);

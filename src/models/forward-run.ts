@@ -70,8 +70,12 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
   let loss: Tensor | undefined;
 
   if (task === 'pretrain') {
-    if (!(model instanceof CAVMAE)) throw new UserError(`${o.model}: --task pretrain needs a pretraining (CAVMAE) checkpoint; this one is a fine-tuning model`);
-    if (o.mode !== undefined) throw new UserError('--mode applies to --task ft (and feat of a fine-tuning model)');
+    if (!(model instanceof CAVMAE))
+      throw new UserError(
+        `${o.model}: --task pretrain needs a pretraining (CAVMAE) checkpoint; this one is a fine-tuning model`,
+      );
+    if (o.mode !== undefined)
+      throw new UserError('--mode applies to --task ft (and feat of a fine-tuning model)');
     if (o.maskMode !== undefined && !MASK_MODES.includes(o.maskMode as MaskMode)) {
       throw new UserError(`--mask-mode must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`);
     }
@@ -101,30 +105,45 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
     let f;
     if (model instanceof CAVMAEFT) {
       const mode = o.mode ?? (batch.image ? 'av' : 'a');
-      if (mode !== 'av' && mode !== 'a') throw new UserError(`--task feat of a fine-tuning model takes --mode av or a, got "${mode}"`);
+      if (mode !== 'av' && mode !== 'a')
+        throw new UserError(`--task feat of a fine-tuning model takes --mode av or a, got "${mode}"`);
       f = model.forwardFeat(tp, batch, mode);
     } else {
-      if (o.mode !== undefined) throw new UserError('--mode does not apply to --task feat of a pretraining model');
+      if (o.mode !== undefined)
+        throw new UserError('--mode does not apply to --task feat of a pretraining model');
       f = model.forwardFeat(tp, batch);
     }
     if (f.audioTokens) out.set('audio_tokens', copy(f.audioTokens));
     if (f.videoTokens) out.set('video_tokens', copy(f.videoTokens));
-    if (wantGrads) throw new UserError('--grads needs a loss: use --task pretrain, or --task ft with "labels" in the inputs');
+    if (wantGrads)
+      throw new UserError(
+        '--grads needs a loss: use --task pretrain, or --task ft with "labels" in the inputs',
+      );
   } else if (task === 'ft') {
     if (!(model instanceof CAVMAEFT)) {
-      throw new UserError(`${o.model}: --task ft needs a fine-tuning (CAVMAEFT) checkpoint; convert a pretrained one by fine-tuning, or use --task pretrain / feat`);
+      throw new UserError(
+        `${o.model}: --task ft needs a fine-tuning (CAVMAEFT) checkpoint; convert a pretrained one by fine-tuning, or use --task pretrain / feat`,
+      );
     }
     const mode = (o.mode ?? 'multimodal') as FtMode;
-    if (!FT_MODES.includes(mode)) throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
+    if (!FT_MODES.includes(mode))
+      throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
     const logits = model.forward(tp, batch, mode);
     out.set('logits', copy(logits));
     const labels = inputs.get('labels');
     if (labels) {
-      if (labels.tensor.size !== logits.size) throw fileError(o.inputs, `"labels" has shape [${labels.tensor.shape}], expected [${logits.shape}]`);
-      loss = o.loss === 'ce' ? ops.crossEntropy(tp, logits, labels.tensor.data) : ops.bceWithLogits(tp, logits, labels.tensor.data);
+      if (labels.tensor.size !== logits.size)
+        throw fileError(o.inputs, `"labels" has shape [${labels.tensor.shape}], expected [${logits.shape}]`);
+      loss =
+        o.loss === 'ce'
+          ? ops.crossEntropy(tp, logits, labels.tensor.data)
+          : ops.bceWithLogits(tp, logits, labels.tensor.data);
       out.set('loss', scalar(loss.item()));
     } else if (wantGrads) {
-      throw fileError(o.inputs, '--grads with --task ft needs a "labels" tensor [B, label_dim] in the inputs');
+      throw fileError(
+        o.inputs,
+        '--grads with --task ft needs a "labels" tensor [B, label_dim] in the inputs',
+      );
     }
   } else {
     throw new UserError(`--task must be pretrain, feat or ft, got "${task as string}"`);
@@ -142,9 +161,13 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
 }
 
 function gradNames(model: AnyModel, requested: string[]): string[] {
-  if (requested.length === 1 && requested[0] === 'all') return model.arena.params.filter((p) => p.requiresGrad).map((p) => p.name);
+  if (requested.length === 1 && requested[0] === 'all')
+    return model.arena.params.filter((p) => p.requiresGrad).map((p) => p.name);
   const unknown = requested.filter((n) => !model.arena.has(n));
-  if (unknown.length) throw new UserError(`--grads: no parameter named ${unknown.join(', ')} (e.g. ${model.arena.names().slice(0, 3).join(', ')}; or "all")`);
+  if (unknown.length)
+    throw new UserError(
+      `--grads: no parameter named ${unknown.join(', ')} (e.g. ${model.arena.names().slice(0, 3).join(', ')}; or "all")`,
+    );
   const frozen = requested.filter((n) => !model.arena.get(n).requiresGrad);
   if (frozen.length) throw new UserError(`--grads: ${frozen.join(', ')} is fixed (requires no gradient)`);
   return requested;
@@ -154,18 +177,30 @@ interface InputTensor {
   tensor: Tensor;
 }
 
-const KNOWN_INPUTS = new Set(['audio', 'image', 'noise_a', 'noise_v', 'ids_shuffle_a', 'ids_shuffle_v', 'labels']);
+const KNOWN_INPUTS = new Set([
+  'audio',
+  'image',
+  'noise_a',
+  'noise_v',
+  'ids_shuffle_a',
+  'ids_shuffle_v',
+  'labels',
+]);
 
 function readInputs(path: string): Map<string, InputTensor> {
   const { tensors } = readSafetensors(path);
   const out = new Map<string, InputTensor>();
   for (const [name, t] of tensors) {
-    if (!KNOWN_INPUTS.has(name)) throw fileError(path, `unknown input tensor "${name}" (known: ${[...KNOWN_INPUTS].join(', ')})`);
+    if (!KNOWN_INPUTS.has(name))
+      throw fileError(path, `unknown input tensor "${name}" (known: ${[...KNOWN_INPUTS].join(', ')})`);
     const data = toFloat32(t.dtype, t.data);
-    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) throw fileError(path, `input "${name}" contains a non-finite value at ${i}`);
+    for (let i = 0; i < data.length; i++)
+      if (!Number.isFinite(data[i]))
+        throw fileError(path, `input "${name}" contains a non-finite value at ${i}`);
     out.set(name, { tensor: new Tensor(t.shape, data) });
   }
-  if (!out.has('audio') && !out.has('image')) throw fileError(path, 'needs an "audio" and/or an "image" tensor');
+  if (!out.has('audio') && !out.has('image'))
+    throw fileError(path, 'needs an "audio" and/or an "image" tensor');
   return out;
 }
 

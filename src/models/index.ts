@@ -1,6 +1,13 @@
 /** CAV-MAE models: configs and presets, the pretraining model and its variants, the fine-tuning model, loading and saving. */
 export * from './config.js';
-export { CAVMAE, type AVBatch, type PretrainOptions, type PretrainOutput, type InpaintOutput, type FeatOutput } from './cavmae.js';
+export {
+  CAVMAE,
+  type AVBatch,
+  type PretrainOptions,
+  type PretrainOutput,
+  type InpaintOutput,
+  type FeatOutput,
+} from './cavmae.js';
 export { CAVMAEFT, FT_MODES, HEAD_PARAM_PREFIX, type FtMode } from './cavmae-ft.js';
 export { AVEncoder, torchStateDictOrder } from './encoder.js';
 export * from './masking.js';

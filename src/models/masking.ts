@@ -56,7 +56,8 @@ export function argsortRows(values: ArrayLike<number>, B: number, L: number): In
 
 /** The masking given the permutation (ids_shuffle) per sample. */
 export function maskingFromShuffle(idsShuffle: Int32Array, B: number, L: number, keep: number): Masking {
-  if (idsShuffle.length !== B * L) throw new ShapeError(`ids_shuffle has ${idsShuffle.length} entries, expected ${B}x${L}`);
+  if (idsShuffle.length !== B * L)
+    throw new ShapeError(`ids_shuffle has ${idsShuffle.length} entries, expected ${B}x${L}`);
   const idsRestore = new Int32Array(B * L);
   const idsKeep = new Int32Array(B * keep);
   const mask = new Float32Array(B * L);
@@ -65,7 +66,8 @@ export function maskingFromShuffle(idsShuffle: Int32Array, B: number, L: number,
     const seen = new Uint8Array(L);
     for (let j = 0; j < L; j++) {
       const id = idsShuffle[o + j];
-      if (!(id >= 0 && id < L) || seen[id]) throw new ShapeError(`ids_shuffle row ${b} is not a permutation of 0..${L - 1}`);
+      if (!(id >= 0 && id < L) || seen[id])
+        throw new ShapeError(`ids_shuffle row ${b} is not a permutation of 0..${L - 1}`);
       seen[id] = 1;
       idsRestore[o + id] = j;
       mask[o + id] = j < keep ? 0 : 1;
@@ -77,7 +79,8 @@ export function maskingFromShuffle(idsShuffle: Int32Array, B: number, L: number,
 
 /** Unstructured masking from uniform noise [B, L]. */
 export function maskingFromNoise(noise: ArrayLike<number>, B: number, L: number, ratio: number): Masking {
-  if (noise.length !== B * L) throw new ShapeError(`mask noise has ${noise.length} values, expected ${B}x${L}`);
+  if (noise.length !== B * L)
+    throw new ShapeError(`mask noise has ${noise.length} values, expected ${B}x${L}`);
   return maskingFromShuffle(argsortRows(noise, B, L), B, L, lenKeep(L, ratio));
 }
 
@@ -94,7 +97,12 @@ export interface StructuredChoice {
 }
 
 /** How many columns / rows each structured mode removes (the reference's int(...) expressions). */
-export function structuredCounts(mode: MaskMode, f: number, t: number, ratio: number): { cols: number; rows: number } {
+export function structuredCounts(
+  mode: MaskMode,
+  f: number,
+  t: number,
+  ratio: number,
+): { cols: number; rows: number } {
   switch (mode) {
     case 'time':
       return { cols: Math.trunc(t * ratio), rows: 0 };
@@ -122,16 +130,31 @@ export function structuredNoise(
   rng?: Rng,
 ): Float32Array {
   const L = f * t;
-  if (noise.length !== B * L) throw new ShapeError(`mask noise has ${noise.length} values, expected ${B}x${L}`);
+  if (noise.length !== B * L)
+    throw new ShapeError(`mask noise has ${noise.length} values, expected ${B}x${L}`);
   const out = Float32Array.from(noise);
   const counts = structuredCounts(mode, f, t, ratio);
-  const pick = (given: readonly (readonly number[])[] | undefined, b: number, n: number, range: number, what: string): readonly number[] => {
+  const pick = (
+    given: readonly (readonly number[])[] | undefined,
+    b: number,
+    n: number,
+    range: number,
+    what: string,
+  ): readonly number[] => {
     if (n === 0) return [];
     const list = given?.[b] ?? (rng ? rng.sample(range, n) : undefined);
-    if (!list) throw new ShapeError(`structured masking '${mode}': no ${what} given for sample ${b} and no random generator`);
-    if (list.length !== n) throw new ShapeError(`structured masking '${mode}': sample ${b} needs ${n} ${what}, got ${list.length}`);
+    if (!list)
+      throw new ShapeError(
+        `structured masking '${mode}': no ${what} given for sample ${b} and no random generator`,
+      );
+    if (list.length !== n)
+      throw new ShapeError(
+        `structured masking '${mode}': sample ${b} needs ${n} ${what}, got ${list.length}`,
+      );
     if (new Set(list).size !== n || list.some((v) => !(Number.isInteger(v) && v >= 0 && v < range))) {
-      throw new ShapeError(`structured masking '${mode}': ${what} of sample ${b} must be ${n} distinct integers in [0, ${range})`);
+      throw new ShapeError(
+        `structured masking '${mode}': ${what} of sample ${b} must be ${n} distinct integers in [0, ${range})`,
+      );
     }
     return list;
   };
@@ -172,7 +195,8 @@ export function makeMasking(req: MaskingRequest): Masking {
     noise = drawNoise(req.rng, B, L);
   }
   if (mode === 'unstructured') return maskingFromNoise(noise, B, L, ratio);
-  if (!req.grid || req.grid.f * req.grid.t !== L) throw new ShapeError(`structured masking '${mode}' needs the f x t token grid of the ${L} tokens`);
+  if (!req.grid || req.grid.f * req.grid.t !== L)
+    throw new ShapeError(`structured masking '${mode}' needs the f x t token grid of the ${L} tokens`);
   const s = structuredNoise(noise, B, req.grid.f, req.grid.t, mode, ratio, req.structured, req.rng);
   return maskingFromShuffle(argsortRows(s, B, L), B, L, keep);
 }

@@ -26,7 +26,14 @@ import { kernels } from '../kernels/index.js';
 import { UserError, fileError } from '../util/errors.js';
 import { CAVMAE } from './cavmae.js';
 import { CAVMAEFT, HEAD_PARAM_PREFIX } from './cavmae-ft.js';
-import { PRESETS, configToJson, presetConfig, resolveConfig, type CavmaeConfig, type ModelKind } from './config.js';
+import {
+  PRESETS,
+  configToJson,
+  presetConfig,
+  resolveConfig,
+  type CavmaeConfig,
+  type ModelKind,
+} from './config.js';
 
 export type AnyModel = CAVMAE | CAVMAEFT;
 
@@ -52,14 +59,18 @@ export function parameterShapes(config: CavmaeConfig): Map<string, number[]> {
 export function readConfigArg(arg: string | Record<string, unknown>): Record<string, unknown> {
   if (typeof arg !== 'string') return arg;
   if (Object.prototype.hasOwnProperty.call(PRESETS, arg)) return { ...PRESETS[arg] };
-  if (!existsSync(arg)) throw new UserError(`${arg}: neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`);
+  if (!existsSync(arg))
+    throw new UserError(
+      `${arg}: neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`,
+    );
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(arg, 'utf8'));
   } catch (e) {
     throw fileError(arg, `not valid JSON (${(e as Error).message})`);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw fileError(arg, 'a config must be a JSON object');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw fileError(arg, 'a config must be a JSON object');
   const obj = parsed as Record<string, unknown>;
   // Accept a summary with a nested "config" (as the golden fixtures' JSON files have).
   if (obj.config && typeof obj.config === 'object' && !Array.isArray(obj.config)) {
@@ -71,10 +82,14 @@ export function readConfigArg(arg: string | Record<string, unknown>): Record<str
 }
 
 /** The config stored in a checkpoint's metadata, if any. */
-export function configFromMetadata(metadata: Record<string, string>, what: string): Record<string, unknown> | undefined {
+export function configFromMetadata(
+  metadata: Record<string, string>,
+  what: string,
+): Record<string, unknown> | undefined {
   if (metadata[CONFIG_KEY] !== undefined) {
     const c = checkpointConfig(metadata, what);
-    if (!c || typeof c !== 'object' || Array.isArray(c)) throw fileError(what, `metadata "${CONFIG_KEY}" is not a JSON object`);
+    if (!c || typeof c !== 'object' || Array.isArray(c))
+      throw fileError(what, `metadata "${CONFIG_KEY}" is not a JSON object`);
     return c as Record<string, unknown>;
   }
   if (metadata.config !== undefined) {
@@ -84,9 +99,11 @@ export function configFromMetadata(metadata: Record<string, string>, what: strin
     } catch (e) {
       throw fileError(what, `metadata "config" is not valid JSON (${(e as Error).message})`);
     }
-    if (!c || typeof c !== 'object' || Array.isArray(c)) throw fileError(what, 'metadata "config" is not a JSON object');
+    if (!c || typeof c !== 'object' || Array.isArray(c))
+      throw fileError(what, 'metadata "config" is not a JSON object');
     const out = { ...(c as Record<string, unknown>) };
-    if (metadata.label_dim !== undefined && out.label_dim === undefined) out.label_dim = Number(metadata.label_dim);
+    if (metadata.label_dim !== undefined && out.label_dim === undefined)
+      out.label_dim = Number(metadata.label_dim);
     if (metadata.class === 'CAVMAEFT') out.model = 'cavmae-ft';
     else if (metadata.class === 'CAVMAE') out.model = 'cavmae';
     return out;
@@ -95,12 +112,17 @@ export function configFromMetadata(metadata: Record<string, string>, what: strin
 }
 
 /** A preset whose parameter set matches the checkpoint's shapes exactly (label_dim taken from the head). */
-export function inferConfigFromShapes(tensors: ReadonlyMap<string, { shape: readonly number[] }>): CavmaeConfig | undefined {
+export function inferConfigFromShapes(
+  tensors: ReadonlyMap<string, { shape: readonly number[] }>,
+): CavmaeConfig | undefined {
   const head = tensors.get('mlp_head.1.weight');
   for (const name of Object.keys(PRESETS)) {
     let cfg: CavmaeConfig;
     try {
-      cfg = presetConfig(name, head && PRESETS[name].model === 'cavmae-ft' ? { label_dim: head.shape[0] } : {});
+      cfg = presetConfig(
+        name,
+        head && PRESETS[name].model === 'cavmae-ft' ? { label_dim: head.shape[0] } : {},
+      );
     } catch {
       continue;
     }
@@ -154,7 +176,10 @@ export function resolveModelConfig(
   if (!partial) {
     const inferred = inferConfigFromShapes(tensors);
     if (!inferred) {
-      throw fileError(path, 'carries no model config and matches no preset; pass --config (a preset name or a JSON file of the constructor arguments)');
+      throw fileError(
+        path,
+        'carries no model config and matches no preset; pass --config (a preset name or a JSON file of the constructor arguments)',
+      );
     }
     partial = configToJson(inferred);
   }
@@ -163,7 +188,8 @@ export function resolveModelConfig(
     partial.model = opts.kind;
     if (opts.kind === 'cavmae-ft') {
       // A pretraining config seen as a fine-tuning one: drop the decoder-only keys.
-      for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss']) delete partial[k];
+      for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss'])
+        delete partial[k];
       // One-modality encoders fine-tune as such; the other variants share the full encoder.
       if (partial.variant !== 'audio-mae' && partial.variant !== 'visual-mae') delete partial.variant;
       if (partial.tr_pos === false) delete partial.tr_pos;
@@ -198,10 +224,14 @@ export function loadInto(
   const expected = new Map(model.arena.params.map((p) => [p.name, p.shape]));
   const report = compareKeys(expected, tensors);
   checkShapes(report, what);
-  const allow = opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX));
+  const allow =
+    opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX));
   const badMissing = report.missing.filter((k) => opts.strict || !allow(k));
   if (badMissing.length > 0) {
-    throw fileError(what, `${badMissing.length} parameter(s) missing from the checkpoint (check --config): ${preview(badMissing)}`);
+    throw fileError(
+      what,
+      `${badMissing.length} parameter(s) missing from the checkpoint (check --config): ${preview(badMissing)}`,
+    );
   }
   if (opts.strict && report.unexpected.length > 0) {
     throw fileError(what, `${report.unexpected.length} unexpected key(s): ${preview(report.unexpected)}`);
@@ -225,7 +255,11 @@ function preview(keys: string[], n = 8): string {
 }
 
 /** Saves a model as safetensors with its config (atomic). bf16 storage halves the file. */
-export function saveModel(path: string, model: AnyModel, opts: { dtype?: 'F32' | 'BF16'; extra?: Record<string, string> } = {}): void {
+export function saveModel(
+  path: string,
+  model: AnyModel,
+  opts: { dtype?: 'F32' | 'BF16'; extra?: Record<string, string> } = {},
+): void {
   const tensors = new Map<string, WritableTensor>();
   for (const p of model.arena.params) {
     if (opts.dtype === 'BF16') {
@@ -236,5 +270,8 @@ export function saveModel(path: string, model: AnyModel, opts: { dtype?: 'F32' |
       tensors.set(p.name, { dtype: 'F32', shape: p.shape, data: p.data });
     }
   }
-  saveCheckpoint(path, tensors, { config: configToJson(model.config), extra: { class: officialClassName(model.config), ...(opts.extra ?? {}) } });
+  saveCheckpoint(path, tensors, {
+    config: configToJson(model.config),
+    extra: { class: officialClassName(model.config), ...(opts.extra ?? {}) },
+  });
 }

@@ -10,17 +10,30 @@ export const zeros = (): InitFn => (out) => void out.fill(0);
 
 export const ones = (): InitFn => (out) => void out.fill(1);
 
-export const constant = (value: number): InitFn => (out) => void out.fill(value);
+export const constant =
+  (value: number): InitFn =>
+  (out) =>
+    void out.fill(value);
 
-export const normal = (std: number, mean = 0): InitFn => (out, rng) => void rng.fillNormal(out, mean, std);
+export const normal =
+  (std: number, mean = 0): InitFn =>
+  (out, rng) =>
+    void rng.fillNormal(out, mean, std);
 
-export const uniform = (bound: number): InitFn => (out, rng) => void rng.fillUniform(out, -bound, bound);
+export const uniform =
+  (bound: number): InitFn =>
+  (out, rng) =>
+    void rng.fillUniform(out, -bound, bound);
 
 /** torch.nn.init.xavier_uniform_: U(±√(6 / (fan_in + fan_out))). */
-export const xavierUniform = (fanIn: number, fanOut: number): InitFn => uniform(Math.sqrt(6 / (fanIn + fanOut)));
+export const xavierUniform = (fanIn: number, fanOut: number): InitFn =>
+  uniform(Math.sqrt(6 / (fanIn + fanOut)));
 
 /** A fixed table (copied). */
-export const table = (values: Float32Array): InitFn => (out) => {
-  if (values.length !== out.length) throw new Error(`init table: ${values.length} values for ${out.length}`);
-  out.set(values);
-};
+export const table =
+  (values: Float32Array): InitFn =>
+  (out) => {
+    if (values.length !== out.length)
+      throw new Error(`init table: ${values.length} values for ${out.length}`);
+    out.set(values);
+  };

@@ -31,7 +31,9 @@ function cached(key: string, build: () => Int32Array): Int32Array {
 
 function checkDivisible(what: string, shape: readonly number[], h: number, w: number, p: number): void {
   if (h % p !== 0 || w % p !== 0) {
-    throw new ShapeError(`${what} ${shapeStr(shape)}: spatial size ${h}x${w} is not a multiple of the patch size ${p}`);
+    throw new ShapeError(
+      `${what} ${shapeStr(shape)}: spatial size ${h}x${w} is not a multiple of the patch size ${p}`,
+    );
   }
 }
 
@@ -52,7 +54,8 @@ export function imagePatches(tp: Tape, img: Tensor, p: number): Tensor {
     for (let b = 0; b < B; b++)
       for (let gy = 0; gy < gh; gy++)
         for (let gx = 0; gx < gw; gx++)
-          for (let c = 0; c < C; c++) for (let r = 0; r < p; r++) m[i++] = ((b * C + c) * H + gy * p + r) * gw + gx;
+          for (let c = 0; c < C; c++)
+            for (let r = 0; r < p; r++) m[i++] = ((b * C + c) * H + gy * p + r) * gw + gx;
     return m;
   });
   return ops.gatherChunks(tp, img, map, p, [B, N, C * p * p]);
@@ -79,7 +82,8 @@ function audioPatchMap(B: number, T: number, F: number, p: number): Int32Array {
     for (let b = 0; b < B; b++)
       for (let f = 0; f < fh; f++)
         for (let t = 0; t < tw; t++)
-          for (let r = 0; r < p; r++) for (let q = 0; q < p; q++) m[i++] = (b * T + t * p + q) * F + f * p + r;
+          for (let r = 0; r < p; r++)
+            for (let q = 0; q < p; q++) m[i++] = (b * T + t * p + q) * F + f * p + r;
     return m;
   });
 }
@@ -88,7 +92,11 @@ function audioPatchMap(B: number, T: number, F: number, p: number): Int32Array {
  * MAE target of an image (spec 3.9 patchify): [B,C,H,W] → [B, N, p·p·C] in (row, column,
  * channel) order, channel innermost.
  */
-export function patchifyImage(img: Tensor, p: number, out: Float32Array = new Float32Array(img.size)): Float32Array {
+export function patchifyImage(
+  img: Tensor,
+  p: number,
+  out: Float32Array = new Float32Array(img.size),
+): Float32Array {
   expectRank('patchifyImage', 'image', img, 4);
   const [B, C, H, W] = img.shape;
   checkDivisible('image', img.shape, H, W, p);
@@ -101,13 +109,18 @@ export function patchifyImage(img: Tensor, p: number, out: Float32Array = new Fl
       const y0 = Math.floor(n / gw) * p;
       const x0 = (n % gw) * p;
       for (let r = 0; r < p; r++)
-        for (let q = 0; q < p; q++) for (let c = 0; c < C; c++) out[i++] = d[((b * C + c) * H + y0 + r) * W + x0 + q];
+        for (let q = 0; q < p; q++)
+          for (let c = 0; c < C; c++) out[i++] = d[((b * C + c) * H + y0 + r) * W + x0 + q];
     }
   return out;
 }
 
 /** MAE target of a spectrogram [B,T,F]: with one channel it equals the patch-embedding order. */
-export function patchifyAudio(audio: Tensor, p: number, out: Float32Array = new Float32Array(audio.size)): Float32Array {
+export function patchifyAudio(
+  audio: Tensor,
+  p: number,
+  out: Float32Array = new Float32Array(audio.size),
+): Float32Array {
   expectRank('patchifyAudio', 'audio', audio, 3);
   const [B, T, F] = audio.shape;
   const map = audioPatchMap(B, T, F, p);
@@ -118,7 +131,14 @@ export function patchifyAudio(audio: Tensor, p: number, out: Float32Array = new 
 /**
  * Inverse of patchifyImage (visualisation): [B, N, p·p·C] → [B, C, H, W] for an H×W image.
  */
-export function unpatchifyImage(patches: Float32Array, B: number, C: number, H: number, W: number, p: number): Float32Array {
+export function unpatchifyImage(
+  patches: Float32Array,
+  B: number,
+  C: number,
+  H: number,
+  W: number,
+  p: number,
+): Float32Array {
   const out = new Float32Array(B * C * H * W);
   const gw = W / p;
   const N = (H / p) * gw;
@@ -128,13 +148,20 @@ export function unpatchifyImage(patches: Float32Array, B: number, C: number, H: 
       const y0 = Math.floor(n / gw) * p;
       const x0 = (n % gw) * p;
       for (let r = 0; r < p; r++)
-        for (let q = 0; q < p; q++) for (let c = 0; c < C; c++) out[((b * C + c) * H + y0 + r) * W + x0 + q] = patches[i++];
+        for (let q = 0; q < p; q++)
+          for (let c = 0; c < C; c++) out[((b * C + c) * H + y0 + r) * W + x0 + q] = patches[i++];
     }
   return out;
 }
 
 /** Inverse of patchifyAudio: [B, N, p·p] → [B, T, F]. */
-export function unpatchifyAudio(patches: Float32Array, B: number, T: number, F: number, p: number): Float32Array {
+export function unpatchifyAudio(
+  patches: Float32Array,
+  B: number,
+  T: number,
+  F: number,
+  p: number,
+): Float32Array {
   const map = audioPatchMap(B, T, F, p);
   const out = new Float32Array(B * T * F);
   for (let i = 0; i < map.length; i++) out[map[i]] = patches[i];
@@ -179,7 +206,8 @@ export class PatchEmbed {
 
   /** Image [B,C,H,W] → tokens [B, N, D]. */
   forwardImage(tp: Tape, img: Tensor): Tensor {
-    if (img.shape[1] !== this.inChans) throw new ShapeError(`PatchEmbed: image has ${img.shape[1]} channels, expected ${this.inChans}`);
+    if (img.shape[1] !== this.inChans)
+      throw new ShapeError(`PatchEmbed: image has ${img.shape[1]} channels, expected ${this.inChans}`);
     return ops.linear(tp, imagePatches(tp, img, this.patch), this.weight, this.bias);
   }
 

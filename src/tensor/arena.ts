@@ -126,7 +126,6 @@ export class ParamArena {
     if (this.allocated && (opts.grad ?? true)) this.ensureGrad();
   }
 
-
   /** The flat gradient buffer, same layout as `data` (allocated on first use). */
   get grad(): Float32Array {
     return this.ensureGrad();
@@ -206,7 +205,10 @@ export class ParamArena {
    * and unexpected keys. A shape mismatch throws a UserError (`where` names the source file):
    * shapes must be identical, as in PyTorch.
    */
-  load(tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, where = 'state dict'): LoadReport {
+  load(
+    tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
+    where = 'state dict',
+  ): LoadReport {
     const missing: string[] = [];
     const unexpected: string[] = [];
     for (const p of this.params) {

@@ -35,7 +35,9 @@ export function checkGradients(
   const r = randomArray(out.size, seed);
   for (const x of inputs) x.grad = null;
   tp.backward(out, r);
-  const analytic = inputs.map((x) => (x.requiresGrad ? Float64Array.from(x.grad ?? new Float32Array(x.size)) : null));
+  const analytic = inputs.map((x) =>
+    x.requiresGrad ? Float64Array.from(x.grad ?? new Float32Array(x.size)) : null,
+  );
   const evalL = (): number => {
     const t = new Tape({ grad: false });
     const o = f(t, inputs);
@@ -65,7 +67,10 @@ export function checkGradients(
     const bound = rtol * maxAbs(an) + atol;
     worst = Math.max(worst, err / Math.max(maxAbs(an), 1e-30));
     assert.ok(maxAbs(an) > 0 || maxAbs(num) < atol, `${what}: input ${xi} has an all-zero analytic gradient`);
-    assert.ok(err <= bound, `${what}: input ${xi} max|fd - analytic| = ${err.toExponential(3)} > ${bound.toExponential(3)}`);
+    assert.ok(
+      err <= bound,
+      `${what}: input ${xi} max|fd - analytic| = ${err.toExponential(3)} > ${bound.toExponential(3)}`,
+    );
   });
   if (process.env.FD_VERBOSE) console.log(`${what}: max rel err ${worst.toExponential(2)}`);
   return { maxErr: worst };
@@ -73,5 +78,13 @@ export function checkGradients(
 
 /** A leaf tensor of uniform values in [-scale, scale). */
 export function leaf(shape: number[], seed: number, scale = 1, requiresGrad = true): Tensor {
-  return new Tensor(shape, randomArray(shape.reduce((a, b) => a * b, 1), seed, scale), requiresGrad);
+  return new Tensor(
+    shape,
+    randomArray(
+      shape.reduce((a, b) => a * b, 1),
+      seed,
+      scale,
+    ),
+    requiresGrad,
+  );
 }

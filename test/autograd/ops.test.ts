@@ -27,11 +27,12 @@ test('linear forward equals x·Wᵀ + b in float64', () => {
   const b = leaf([2], 13);
   const y = ops.linear(new Tape({ grad: false }), x, w, b);
   const ref = new Float64Array(6);
-  for (let i = 0; i < 3; i++) for (let o = 0; o < 2; o++) {
-    let s = b.data[o];
-    for (let k = 0; k < 4; k++) s += x.data[i * 4 + k] * w.data[o * 4 + k];
-    ref[i * 2 + o] = s;
-  }
+  for (let i = 0; i < 3; i++)
+    for (let o = 0; o < 2; o++) {
+      let s = b.data[o];
+      for (let k = 0; k < 4; k++) s += x.data[i * 4 + k] * w.data[o * 4 + k];
+      ref[i * 2 + o] = s;
+    }
   assertClose(y.data, ref, { rtol: 1e-6, what: 'linear forward' });
 });
 
@@ -40,7 +41,12 @@ test('layerNorm: dx, dweight, dbias by finite differences; forward statistics', 
   const w = leaf([6], 22);
   const b = leaf([6], 23);
   checkGradients('layerNorm', [x, w, b], (tp, [x, w, b]) => ops.layerNorm(tp, x, w, b));
-  const y = ops.layerNorm(new Tape({ grad: false }), x, new Tensor([6], new Float32Array(6).fill(1)), new Tensor([6]));
+  const y = ops.layerNorm(
+    new Tape({ grad: false }),
+    x,
+    new Tensor([6], new Float32Array(6).fill(1)),
+    new Tensor([6]),
+  );
   for (let r = 0; r < 6; r++) {
     const row = Array.from(y.data.subarray(r * 6, r * 6 + 6));
     const mean = row.reduce((a, c) => a + c, 0) / 6;
@@ -59,26 +65,31 @@ test('attention core by finite differences (2 heads, scale head_dim^-0.5)', () =
 });
 
 test('attention forward equals softmax(q·kᵀ·s)·v per head in float64', () => {
-  const B = 1, T = 3, C = 4, H = 2, hd = 2;
+  const B = 1,
+    T = 3,
+    C = 4,
+    H = 2,
+    hd = 2;
   const qkv = leaf([B, T, 3 * C], 42);
   const y = ops.attention(new Tape({ grad: false }), qkv, H);
   const s = hd ** -0.5;
   const at = (t: number, c: number): number => qkv.data[t * 3 * C + c];
-  for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) {
-    const logits = [0, 1, 2].map((j) => {
-      let d = 0;
-      for (let e = 0; e < hd; e++) d += at(i, h * hd + e) * at(j, C + h * hd + e);
-      return d * s;
-    });
-    const m = Math.max(...logits);
-    const p = logits.map((l) => Math.exp(l - m));
-    const z = p.reduce((a, c) => a + c, 0);
-    for (let e = 0; e < hd; e++) {
-      let o = 0;
-      for (let j = 0; j < T; j++) o += (p[j] / z) * at(j, 2 * C + h * hd + e);
-      assert.ok(Math.abs(o - y.data[i * C + h * hd + e]) < 1e-6, `head ${h} token ${i} dim ${e}`);
+  for (let h = 0; h < H; h++)
+    for (let i = 0; i < T; i++) {
+      const logits = [0, 1, 2].map((j) => {
+        let d = 0;
+        for (let e = 0; e < hd; e++) d += at(i, h * hd + e) * at(j, C + h * hd + e);
+        return d * s;
+      });
+      const m = Math.max(...logits);
+      const p = logits.map((l) => Math.exp(l - m));
+      const z = p.reduce((a, c) => a + c, 0);
+      for (let e = 0; e < hd; e++) {
+        let o = 0;
+        for (let j = 0; j < T; j++) o += (p[j] / z) * at(j, 2 * C + h * hd + e);
+        assert.ok(Math.abs(o - y.data[i * C + h * hd + e]) < 1e-6, `head ${h} token ${i} dim ${e}`);
+      }
     }
-  }
 });
 
 test('add, addBroadcast (pos table and token), broadcastTo, weightedSum, scale', () => {
@@ -88,7 +99,13 @@ test('add, addBroadcast (pos table and token), broadcastTo, weightedSum, scale',
   checkGradients('addBroadcast pos', [a, leaf([1, 3, 4], 53)], (tp, [x, p]) => ops.addBroadcast(tp, x, p));
   checkGradients('addBroadcast token', [a, leaf([1, 1, 4], 54)], (tp, [x, p]) => ops.addBroadcast(tp, x, p));
   checkGradients('broadcastTo', [leaf([1, 1, 4], 55)], (tp, [t]) => ops.broadcastTo(tp, t, [2, 5, 4]));
-  checkGradients('weightedSum', [a, b], (tp, [a, b]) => ops.weightedSum(tp, [[a, 0.5], [b, -2], [a, 3]]));
+  checkGradients('weightedSum', [a, b], (tp, [a, b]) =>
+    ops.weightedSum(tp, [
+      [a, 0.5],
+      [b, -2],
+      [a, 3],
+    ]),
+  );
   checkGradients('scale', [a], (tp, [a]) => ops.scale(tp, a, -1.5));
   assert.throws(() => ops.addBroadcast(new Tape(), a, leaf([1, 4, 4], 1)), /does not broadcast/);
   assert.throws(() => ops.add(new Tape(), a, leaf([2, 4, 3], 1)), /add:/);
@@ -148,7 +165,14 @@ test('maskedMse: value in float64 and gradient', () => {
 });
 
 /** Reference NCE in float64 over unnormalised logits (column softmax = dim 0). */
-function nceRef(a: Float32Array, v: Float32Array, B: number, D: number, tau: number, bidir: boolean): { loss: number; acc: number } {
+function nceRef(
+  a: Float32Array,
+  v: Float32Array,
+  B: number,
+  D: number,
+  tau: number,
+  bidir: boolean,
+): { loss: number; acc: number } {
   const S: number[][] = [];
   for (let i = 0; i < B; i++) {
     S.push([]);
@@ -177,7 +201,8 @@ function nceRef(a: Float32Array, v: Float32Array, B: number, D: number, tau: num
 }
 
 test('infoNce: single direction, bidirectional, grouped; values and gradients', () => {
-  const B = 5, D = 3;
+  const B = 5,
+    D = 3;
   const a = ops.l2Normalize(new Tape({ grad: false }), leaf([B, D], 101));
   const v = ops.l2Normalize(new Tape({ grad: false }), leaf([B, D], 102));
   a.requiresGrad = true;
@@ -188,7 +213,12 @@ test('infoNce: single direction, bidirectional, grouped; values and gradients', 
     assert.ok(Math.abs(r.loss.item() - ref.loss) < 1e-5 * ref.loss, `nce ${r.loss.item()} vs ${ref.loss}`);
     assert.equal(r.accuracy, ref.acc);
     // τ = 0.05 makes logits steep: use a larger temperature for the difference quotient.
-    checkGradients(`infoNce bidir=${bidirectional}`, [a, v], (tp, [a, v]) => ops.infoNce(tp, a, v, { bidirectional, temperature: 0.5 }).loss, { h: 1e-3 });
+    checkGradients(
+      `infoNce bidir=${bidirectional}`,
+      [a, v],
+      (tp, [a, v]) => ops.infoNce(tp, a, v, { bidirectional, temperature: 0.5 }).loss,
+      { h: 1e-3 },
+    );
   }
   // Groups follow torch.chunk: 5 in 2 groups = 3 + 2; loss = mean of the two group losses.
   assert.deepEqual(ops.chunkSizes(5, 2), [3, 2]);
@@ -199,7 +229,12 @@ test('infoNce: single direction, bidirectional, grouped; values and gradients', 
   const r2 = nceRef(a.data.subarray(9), v.data.subarray(9), 2, D, 0.05, false);
   assert.ok(Math.abs(g.loss.item() - (r1.loss + r2.loss) / 2) < 1e-5);
   assert.ok(Math.abs(g.accuracy - (r1.acc + r2.acc) / 2) < 1e-12);
-  checkGradients('infoNce groups', [a, v], (tp, [a, v]) => ops.infoNce(tp, a, v, { groups: 2, temperature: 0.5 }).loss, { h: 1e-3 });
+  checkGradients(
+    'infoNce groups',
+    [a, v],
+    (tp, [a, v]) => ops.infoNce(tp, a, v, { groups: 2, temperature: 0.5 }).loss,
+    { h: 1e-3 },
+  );
 });
 
 test('bceWithLogits and crossEntropy (soft targets): values and gradients', () => {
@@ -235,6 +270,10 @@ test('a composite graph accumulates gradients through shared inputs', () => {
   const w = leaf([3, 3], 122);
   checkGradients('composite', [x, w], (tp, [x, w]) => {
     const h = ops.linear(tp, x, w, null);
-    return ops.add(tp, ops.gelu(tp, h), ops.layerNorm(tp, h, new Tensor([3], new Float32Array([1, 2, 3])), new Tensor([3])));
+    return ops.add(
+      tp,
+      ops.gelu(tp, h),
+      ops.layerNorm(tp, h, new Tensor([3], new Float32Array([1, 2, 3])), new Tensor([3])),
+    );
   });
 });

@@ -18,7 +18,8 @@ import { fixture, hasShared, maxAbs, maxAbsDiff } from '../helpers.js';
 const skip = !hasShared();
 const rel = (a: ArrayLike<number>, b: ArrayLike<number>): number => maxAbsDiff(a, b) / maxAbs(b);
 const verbose = (what: string, e: number): void => {
-  if (process.env.BF16_VERBOSE) console.log(`bf16 ${what}: max|bf16 - fp32 ref| / max|ref| = ${e.toExponential(2)}`);
+  if (process.env.BF16_VERBOSE)
+    console.log(`bf16 ${what}: max|bf16 - fp32 ref| / max|ref| = ${e.toExponential(2)}`);
 };
 
 test('bf16 pretraining forward/backward and forward_feat stay within the documented error', { skip }, () => {
@@ -26,7 +27,10 @@ test('bf16 pretraining forward/backward and forward_feat stay within the documen
   const r = (k: string): { shape: number[]; data: Float32Array } => io.get(k)!;
   const { model } = loadModel(fixture('model_small', 'cavmae_small.safetensors'), { grad: true });
   assert.ok(model instanceof CAVMAE);
-  const batch = { audio: new Tensor(r('input.audio').shape, r('input.audio').data), image: new Tensor(r('input.image').shape, r('input.image').data) };
+  const batch = {
+    audio: new Tensor(r('input.audio').shape, r('input.audio').data),
+    image: new Tensor(r('input.image').shape, r('input.image').data),
+  };
   const tp = new Tape({ bf16: true });
   const out = model.forward(tp, batch, { noiseA: r('mask_a.noise').data, noiseV: r('mask_v.noise').data });
   assert.deepEqual(Array.from(out.maskA!.mask), Array.from(r('out.mask_a').data));
@@ -52,7 +56,10 @@ test('bf16 pretraining forward/backward and forward_feat stay within the documen
     assert.ok(e <= 2.5e-2, `${k}: bf16 relative error ${e}`);
   }
   const f = model.forwardFeat(new Tape({ grad: false, bf16: true }), batch);
-  for (const [k, v] of [['audio_tokens', f.audioTokens!], ['video_tokens', f.videoTokens!]] as const) {
+  for (const [k, v] of [
+    ['audio_tokens', f.audioTokens!],
+    ['video_tokens', f.videoTokens!],
+  ] as const) {
     const e = rel(v.data, r(`feat.${k}`).data);
     verbose(`feat.${k}`, e);
     assert.ok(e <= 1.5e-2, `feat ${k}: ${e}`);

@@ -46,11 +46,17 @@ for (const format of ['safetensors', 'pth'] as const) {
     const model = loadSmall(format);
     const tp = new Tape();
     const batch = { audio: input('input.audio'), image: input('input.image') };
-    const out = model.forward(tp, batch, { noiseA: ref('mask_a.noise').data, noiseV: ref('mask_v.noise').data });
+    const out = model.forward(tp, batch, {
+      noiseA: ref('mask_a.noise').data,
+      noiseV: ref('mask_v.noise').data,
+    });
     // Masks and their index bookkeeping: exact.
     assert.deepEqual(Array.from(out.maskA!.mask), Array.from(ref('out.mask_a').data));
     assert.deepEqual(Array.from(out.maskV!.mask), Array.from(ref('out.mask_v').data));
-    for (const [m, k] of [[out.maskA!, 'mask_a'], [out.maskV!, 'mask_v']] as const) {
+    for (const [m, k] of [
+      [out.maskA!, 'mask_a'],
+      [out.maskV!, 'mask_v'],
+    ] as const) {
       assert.deepEqual(Array.from(m.idsKeep), Array.from(ref(`${k}.ids_keep`).data));
       assert.deepEqual(Array.from(m.idsRestore), Array.from(ref(`${k}.ids_restore`).data));
       assert.deepEqual(Array.from(m.idsShuffle), Array.from(ref(`${k}.ids_shuffle`).data));
@@ -67,8 +73,14 @@ for (const format of ['safetensors', 'pth'] as const) {
     assertClose(out.predA!.data, ref('out.pred_a').data, { rtol: TENSOR_RTOL, what: 'pred_a' });
     assertClose(out.predV!.data, ref('out.pred_v').data, { rtol: TENSOR_RTOL, what: 'pred_v' });
     assertClose(out.latent!.data, ref('enc.latent').data, { rtol: TENSOR_RTOL, what: 'enc.latent' });
-    assertClose(out.latentCA!.data, ref('enc.latent_c_a').data, { rtol: TENSOR_RTOL, what: 'enc.latent_c_a' });
-    assertClose(out.latentCV!.data, ref('enc.latent_c_v').data, { rtol: TENSOR_RTOL, what: 'enc.latent_c_v' });
+    assertClose(out.latentCA!.data, ref('enc.latent_c_a').data, {
+      rtol: TENSOR_RTOL,
+      what: 'enc.latent_c_a',
+    });
+    assertClose(out.latentCV!.data, ref('enc.latent_c_v').data, {
+      rtol: TENSOR_RTOL,
+      what: 'enc.latent_c_v',
+    });
     assertClose(out.audioRep!.data, ref('contrast.audio_rep').data, { rtol: TENSOR_RTOL, what: 'audio_rep' });
     assertClose(out.videoRep!.data, ref('contrast.video_rep').data, { rtol: TENSOR_RTOL, what: 'video_rep' });
     assertClose(out.logits![0], ref('contrast.logits').data, { rtol: TENSOR_RTOL, what: 'contrast logits' });
@@ -91,18 +103,36 @@ test('CAVMAE.forwardFeat and its intermediates equal the official forward_feat',
   const tp = new Tape({ grad: false });
   const batch = { audio: input('input.audio'), image: input('input.image') };
   const f = model.forwardFeat(tp, batch);
-  assertClose(f.audioTokens!.data, ref('feat.audio_tokens').data, { rtol: TENSOR_RTOL, what: 'audio_tokens' });
-  assertClose(f.videoTokens!.data, ref('feat.video_tokens').data, { rtol: TENSOR_RTOL, what: 'video_tokens' });
+  assertClose(f.audioTokens!.data, ref('feat.audio_tokens').data, {
+    rtol: TENSOR_RTOL,
+    what: 'audio_tokens',
+  });
+  assertClose(f.videoTokens!.data, ref('feat.video_tokens').data, {
+    rtol: TENSOR_RTOL,
+    what: 'video_tokens',
+  });
   const pa = ops.meanTokens(tp, f.audioTokens!);
   const pv = ops.meanTokens(tp, f.videoTokens!);
   assertClose(pa.data, ref('feat.audio_pooled').data, { rtol: TENSOR_RTOL, what: 'audio_pooled' });
   assertClose(pv.data, ref('feat.video_pooled').data, { rtol: TENSOR_RTOL, what: 'video_pooled' });
-  assertClose(ops.l2Normalize(tp, pa).data, ref('feat.audio_pooled_l2n').data, { rtol: TENSOR_RTOL, what: 'audio_pooled_l2n' });
-  assertClose(ops.l2Normalize(tp, pv).data, ref('feat.video_pooled_l2n').data, { rtol: TENSOR_RTOL, what: 'video_pooled_l2n' });
+  assertClose(ops.l2Normalize(tp, pa).data, ref('feat.audio_pooled_l2n').data, {
+    rtol: TENSOR_RTOL,
+    what: 'audio_pooled_l2n',
+  });
+  assertClose(ops.l2Normalize(tp, pv).data, ref('feat.video_pooled_l2n').data, {
+    rtol: TENSOR_RTOL,
+    what: 'video_pooled_l2n',
+  });
   // Intermediates: the raw patch embeddings, then blocks 0 and 10 of each modality.
   const enc = model.encoder;
-  assertClose(enc.patch_embed_a!.forwardAudio(tp, batch.audio).data, ref('feat.inter.patch_embed_a').data, { rtol: TENSOR_RTOL, what: 'patch_embed_a' });
-  assertClose(enc.patch_embed_v!.forwardImage(tp, batch.image).data, ref('feat.inter.patch_embed_v').data, { rtol: TENSOR_RTOL, what: 'patch_embed_v' });
+  assertClose(enc.patch_embed_a!.forwardAudio(tp, batch.audio).data, ref('feat.inter.patch_embed_a').data, {
+    rtol: TENSOR_RTOL,
+    what: 'patch_embed_a',
+  });
+  assertClose(enc.patch_embed_v!.forwardImage(tp, batch.image).data, ref('feat.inter.patch_embed_v').data, {
+    rtol: TENSOR_RTOL,
+    what: 'patch_embed_v',
+  });
   let a = runBlocks(tp, enc.blocks_a.slice(0, 1), enc.embedAudio(tp, batch.audio));
   assertClose(a.data, ref('feat.inter.blocks_a.0').data, { rtol: TENSOR_RTOL, what: 'blocks_a.0' });
   a = runBlocks(tp, enc.blocks_a.slice(1), a);
@@ -115,10 +145,14 @@ test('CAVMAE.forwardFeat and its intermediates equal the official forward_feat',
 
 test('forwardInpaint returns the predictions, masks and unweighted pixel losses', { skip }, () => {
   const model = loadSmall('safetensors');
-  const out = model.forwardInpaint(new Tape({ grad: false }), { audio: input('input.audio'), image: input('input.image') }, {
-    noiseA: ref('mask_a.noise').data,
-    noiseV: ref('mask_v.noise').data,
-  });
+  const out = model.forwardInpaint(
+    new Tape({ grad: false }),
+    { audio: input('input.audio'), image: input('input.image') },
+    {
+      noiseA: ref('mask_a.noise').data,
+      noiseV: ref('mask_v.noise').data,
+    },
+  );
   assertClose(out.predA!.data, ref('out.pred_a').data, { rtol: TENSOR_RTOL, what: 'inpaint pred_a' });
   assertClose(out.predV!.data, ref('out.pred_v').data, { rtol: TENSOR_RTOL, what: 'inpaint pred_v' });
   assertClose(out.lossPixelA.data, ref('out.loss_mae_a').data, { rtol: LOSS_RTOL, what: 'loss_pixel_a' });

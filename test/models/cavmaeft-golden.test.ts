@@ -39,7 +39,11 @@ test('CAVMAEFT: logits of all five modes and forward_feat equal the official one
   }
   // Single-modality modes need only their input.
   const { audio } = batch();
-  assertClose(model.forward(new Tape({ grad: false }), { audio }, 'audioonly').data, ref('logits.audioonly').data, { rtol: 1e-4 });
+  assertClose(
+    model.forward(new Tape({ grad: false }), { audio }, 'audioonly').data,
+    ref('logits.audioonly').data,
+    { rtol: 1e-4 },
+  );
   assert.throws(() => model.forward(new Tape({ grad: false }), { audio }, 'multimodal'), /needs "image"/);
   const av = model.forwardFeat(new Tape({ grad: false }), batch(), 'av');
   assertClose(av.audioTokens!.data, ref('feat_av.audio_tokens').data, { rtol: 1e-4, what: 'feat av audio' });
@@ -56,26 +60,49 @@ for (const format of ['pth', 'safetensors'] as const) {
     const pre = loadStateDict(fixture('model_small', `cavmae_small.${format}`));
     const report = loadInto(model, pre.tensors, `cavmae_small.${format}`);
     // PyTorch's report for this load (fixtures/model_small/cavmaeft_small_io.json).
-    assert.deepEqual(report.missing, ['mlp_head.0.weight', 'mlp_head.0.bias', 'mlp_head.1.weight', 'mlp_head.1.bias']);
-    assert.ok(report.unexpected.includes('mask_token') && report.unexpected.every((k) => k === 'mask_token' || k.startsWith('decoder_')));
+    assert.deepEqual(report.missing, [
+      'mlp_head.0.weight',
+      'mlp_head.0.bias',
+      'mlp_head.1.weight',
+      'mlp_head.1.bias',
+    ]);
+    assert.ok(
+      report.unexpected.includes('mask_token') &&
+        report.unexpected.every((k) => k === 'mask_token' || k.startsWith('decoder_')),
+    );
     for (const mode of ['multimodal', 'audioonly', 'videoonly'] as const) {
       const logits = model.forward(new Tape({ grad: false }), batch(), mode);
-      assertClose(logits.data, ref(`ft_from_pretrain.logits.${mode}`).data, { rtol: 1e-4, what: `ft_from_pretrain ${mode}` });
+      assertClose(logits.data, ref(`ft_from_pretrain.logits.${mode}`).data, {
+        rtol: 1e-4,
+        what: `ft_from_pretrain ${mode}`,
+      });
     }
   });
 }
 
-test('loading a pretraining checkpoint as a fine-tuning model keeps a fresh head and reports it', { skip }, () => {
-  const { model, report, config } = loadModel(fixture('model_small', 'cavmae_small.safetensors'), { kind: 'cavmae-ft', overrides: { label_dim: 7 } });
-  assert.ok(model instanceof CAVMAEFT);
-  assert.equal(config.label_dim, 7);
-  assert.equal(config.tr_pos, true);
-  assert.deepEqual(report.missing, ['mlp_head.0.weight', 'mlp_head.0.bias', 'mlp_head.1.weight', 'mlp_head.1.bias']);
-  assert.equal(report.unexpected.length, 1 + 2 + 2 + 2 + 20 * 2 + 2 + 4);
-  // Spec 3.5 head init: LayerNorm 1/0, xavier weight, zero bias.
-  assert.ok(model.arena.get('mlp_head.0.weight').data.every((x) => x === 1));
-  assert.ok(model.arena.get('mlp_head.1.bias').data.every((x) => x === 0));
-  const bound = Math.sqrt(6 / (48 + 7));
-  const w = model.arena.get('mlp_head.1.weight').data;
-  assert.ok(w.every((x) => Math.abs(x) <= bound) && w.some((x) => x !== 0));
-});
+test(
+  'loading a pretraining checkpoint as a fine-tuning model keeps a fresh head and reports it',
+  { skip },
+  () => {
+    const { model, report, config } = loadModel(fixture('model_small', 'cavmae_small.safetensors'), {
+      kind: 'cavmae-ft',
+      overrides: { label_dim: 7 },
+    });
+    assert.ok(model instanceof CAVMAEFT);
+    assert.equal(config.label_dim, 7);
+    assert.equal(config.tr_pos, true);
+    assert.deepEqual(report.missing, [
+      'mlp_head.0.weight',
+      'mlp_head.0.bias',
+      'mlp_head.1.weight',
+      'mlp_head.1.bias',
+    ]);
+    assert.equal(report.unexpected.length, 1 + 2 + 2 + 2 + 20 * 2 + 2 + 4);
+    // Spec 3.5 head init: LayerNorm 1/0, xavier weight, zero bias.
+    assert.ok(model.arena.get('mlp_head.0.weight').data.every((x) => x === 1));
+    assert.ok(model.arena.get('mlp_head.1.bias').data.every((x) => x === 0));
+    const bound = Math.sqrt(6 / (48 + 7));
+    const w = model.arena.get('mlp_head.1.weight').data;
+    assert.ok(w.every((x) => Math.abs(x) <= bound) && w.some((x) => x !== 0));
+  },
+);

@@ -21,8 +21,20 @@ function cli(args: string[]): { status: number | null; stdout: string; stderr: s
   const root = repoRoot();
   const argv = fromDist
     ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : ['--import', 'tsx', '--input-type=module', '-e', `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`, ...args];
-  const r = spawnSync(process.execPath, argv, { cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, CAVMAE_QUIET_FALLBACK: '1' } });
+    : [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
+        ...args,
+      ];
+  const r = spawnSync(process.execPath, argv, {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, CAVMAE_QUIET_FALLBACK: '1' },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -32,34 +44,66 @@ function run(args: string[]): string {
   return r.stdout;
 }
 
-function writeInputs(path: string, io: Map<string, { shape: number[]; data: Float32Array }>, names: Record<string, string>): void {
+function writeInputs(
+  path: string,
+  io: Map<string, { shape: number[]; data: Float32Array }>,
+  names: Record<string, string>,
+): void {
   const t = new Map<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>();
   for (const [to, from] of Object.entries(names)) t.set(to, { dtype: 'F32', ...io.get(from)! });
   writeSafetensors(path, t);
 }
 
-const GRADS = ['patch_embed_a.proj.weight', 'blocks_v.0.attn.qkv.weight', 'blocks_u.0.norm1_a.weight', 'mask_token', 'decoder_pred_v.weight'];
+const GRADS = [
+  'patch_embed_a.proj.weight',
+  'blocks_v.0.attn.qkv.weight',
+  'blocks_u.0.norm1_a.weight',
+  'mask_token',
+  'decoder_pred_v.weight',
+];
 
 for (const format of ['pth', 'safetensors'] as const) {
-  test(`cavmae forward --task pretrain reproduces every golden output and gradient (${format})`, { skip }, () => {
-    const io = readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
-    const inputs = join(tmp, `in-${format}.safetensors`);
-    writeInputs(inputs, io, { audio: 'input.audio', image: 'input.image', noise_a: 'mask_a.noise', noise_v: 'mask_v.noise' });
-    const out = join(tmp, `out-${format}.safetensors`);
-    const args = ['forward', '--model', fixture('model_small', `cavmae_small.${format}`), '--inputs', inputs, '--out', out, '--grads', GRADS.join(',')];
-    // The released .pth format carries no config; the fixture's JSON summary (constructor arguments) serves.
-    if (format === 'pth') args.push('--config', fixture('model_small', 'cavmae_small_io.json'));
-    run(args);
-    const got = readSafetensorsF32(out);
-    for (const k of ['loss', 'loss_mae', 'loss_mae_a', 'loss_mae_v', 'loss_c']) assertClose(got.get(k)!.data, io.get(`out.${k}`)!.data, { rtol: 1e-5, what: k });
-    assert.equal(got.get('c_acc')!.data[0], io.get('out.c_acc')!.data[0]);
-    for (const k of ['mask_a', 'mask_v']) assert.deepEqual(Array.from(got.get(k)!.data), Array.from(io.get(`out.${k}`)!.data), k);
-    for (const k of ['pred_a', 'pred_v']) {
-      assert.deepEqual(got.get(k)!.shape, io.get(`out.${k}`)!.shape);
-      assertClose(got.get(k)!.data, io.get(`out.${k}`)!.data, { rtol: 1e-4, what: k });
-    }
-    for (const g of GRADS) assertClose(got.get(`grad.${g}`)!.data, io.get(`grad.${g}`)!.data, { rtol: 1e-3, what: `grad.${g}` });
-  });
+  test(
+    `cavmae forward --task pretrain reproduces every golden output and gradient (${format})`,
+    { skip },
+    () => {
+      const io = readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
+      const inputs = join(tmp, `in-${format}.safetensors`);
+      writeInputs(inputs, io, {
+        audio: 'input.audio',
+        image: 'input.image',
+        noise_a: 'mask_a.noise',
+        noise_v: 'mask_v.noise',
+      });
+      const out = join(tmp, `out-${format}.safetensors`);
+      const args = [
+        'forward',
+        '--model',
+        fixture('model_small', `cavmae_small.${format}`),
+        '--inputs',
+        inputs,
+        '--out',
+        out,
+        '--grads',
+        GRADS.join(','),
+      ];
+      // The released .pth format carries no config; the fixture's JSON summary (constructor arguments) serves.
+      if (format === 'pth') args.push('--config', fixture('model_small', 'cavmae_small_io.json'));
+      run(args);
+      const got = readSafetensorsF32(out);
+      for (const k of ['loss', 'loss_mae', 'loss_mae_a', 'loss_mae_v', 'loss_c'])
+        assertClose(got.get(k)!.data, io.get(`out.${k}`)!.data, { rtol: 1e-5, what: k });
+      assert.equal(got.get('c_acc')!.data[0], io.get('out.c_acc')!.data[0]);
+      for (const k of ['mask_a', 'mask_v'])
+        assert.deepEqual(Array.from(got.get(k)!.data), Array.from(io.get(`out.${k}`)!.data), k);
+      for (const k of ['pred_a', 'pred_v']) {
+        assert.deepEqual(got.get(k)!.shape, io.get(`out.${k}`)!.shape);
+        assertClose(got.get(k)!.data, io.get(`out.${k}`)!.data, { rtol: 1e-4, what: k });
+      }
+      for (const g of GRADS)
+        assertClose(got.get(`grad.${g}`)!.data, io.get(`grad.${g}`)!.data, { rtol: 1e-3, what: `grad.${g}` });
+    },
+  );
 }
 
 test('cavmae forward --task feat and --task ft (all modes)', { skip }, () => {
@@ -67,18 +111,47 @@ test('cavmae forward --task feat and --task ft (all modes)', { skip }, () => {
   const inputs = join(tmp, 'in-feat.safetensors');
   writeInputs(inputs, io, { audio: 'input.audio', image: 'input.image' });
   const out = join(tmp, 'feat.safetensors');
-  run(['forward', '--model', fixture('model_small', 'cavmae_small.safetensors'), '--inputs', inputs, '--out', out, '--task', 'feat']);
+  run([
+    'forward',
+    '--model',
+    fixture('model_small', 'cavmae_small.safetensors'),
+    '--inputs',
+    inputs,
+    '--out',
+    out,
+    '--task',
+    'feat',
+  ]);
   const f = readSafetensorsF32(out);
-  assertClose(f.get('audio_tokens')!.data, io.get('feat.audio_tokens')!.data, { rtol: 1e-4, what: 'audio_tokens' });
-  assertClose(f.get('video_tokens')!.data, io.get('feat.video_tokens')!.data, { rtol: 1e-4, what: 'video_tokens' });
+  assertClose(f.get('audio_tokens')!.data, io.get('feat.audio_tokens')!.data, {
+    rtol: 1e-4,
+    what: 'audio_tokens',
+  });
+  assertClose(f.get('video_tokens')!.data, io.get('feat.video_tokens')!.data, {
+    rtol: 1e-4,
+    what: 'video_tokens',
+  });
 
   const ft = readSafetensorsF32(fixture('model_small', 'cavmaeft_small_io.safetensors'));
   const ftIn = join(tmp, 'in-ft.safetensors');
   writeInputs(ftIn, ft, { audio: 'input.audio', image: 'input.image' });
   for (const mode of ['multimodal', 'audioonly', 'videoonly', 'missingaudioonly', 'missingvideoonly']) {
     const o = join(tmp, `ft-${mode}.safetensors`);
-    run(['forward', '--model', fixture('model_small', 'cavmaeft_small.safetensors'), '--inputs', ftIn, '--out', o, '--mode', mode]);
-    assertClose(readSafetensorsF32(o).get('logits')!.data, ft.get(`logits.${mode}`)!.data, { rtol: 1e-4, what: `logits ${mode}` });
+    run([
+      'forward',
+      '--model',
+      fixture('model_small', 'cavmaeft_small.safetensors'),
+      '--inputs',
+      ftIn,
+      '--out',
+      o,
+      '--mode',
+      mode,
+    ]);
+    assertClose(readSafetensorsF32(o).get('logits')!.data, ft.get(`logits.${mode}`)!.data, {
+      rtol: 1e-4,
+      what: `logits ${mode}`,
+    });
   }
 });
 
@@ -89,7 +162,7 @@ test('cavmae forward: bad input gives one line naming the problem, non-zero exit
   const model = fixture('model_small', 'cavmae_small.safetensors');
   const expectError = (args: string[], pattern: RegExp): void => {
     const r = cli(['forward', ...args, '--out', join(tmp, 'never.safetensors')]);
-    assert.notEqual(r.status, 0, `cavmae forward ${args.join(" ")} should fail`);
+    assert.notEqual(r.status, 0, `cavmae forward ${args.join(' ')} should fail`);
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, `one line, got: ${r.stderr}`);
     assert.match(lines[0], pattern);
@@ -97,13 +170,25 @@ test('cavmae forward: bad input gives one line naming the problem, non-zero exit
   expectError(['--model', join(tmp, 'missing.pth'), '--inputs', inputs], /missing\.pth/);
   const noConfig = join(tmp, 'no-config.safetensors');
   writeSafetensors(noConfig, { modality_a: { dtype: 'F32', shape: [1, 1, 40], data: new Float32Array(40) } });
-  expectError(['--model', noConfig, '--inputs', inputs], /no-config\.safetensors: carries no model config and matches no preset; pass --config/);
-  expectError(['--model', model, '--inputs', inputs, '--grads', 'nope.weight'], /--grads: no parameter named nope\.weight/);
+  expectError(
+    ['--model', noConfig, '--inputs', inputs],
+    /no-config\.safetensors: carries no model config and matches no preset; pass --config/,
+  );
+  expectError(
+    ['--model', model, '--inputs', inputs, '--grads', 'nope.weight'],
+    /--grads: no parameter named nope\.weight/,
+  );
   expectError(['--model', model, '--inputs', inputs, '--config', 'base'], /size mismatch|does not fit/);
   expectError(['--model', model, '--inputs', inputs, '--task', 'ft'], /--task ft needs a fine-tuning/);
   const bad = join(tmp, 'bad-shape.safetensors');
-  writeSafetensors(bad, { audio: { dtype: 'F32', shape: [1, 100, 128], data: new Float32Array(12800) }, image: { dtype: 'F32', shape: [1, 3, 64, 64], data: new Float32Array(12288) } });
-  expectError(['--model', model, '--inputs', bad], /"audio" has shape \[1,100,128\], expected \[B, 128, 128\]/);
+  writeSafetensors(bad, {
+    audio: { dtype: 'F32', shape: [1, 100, 128], data: new Float32Array(12800) },
+    image: { dtype: 'F32', shape: [1, 3, 64, 64], data: new Float32Array(12288) },
+  });
+  expectError(
+    ['--model', model, '--inputs', bad],
+    /"audio" has shape \[1,100,128\], expected \[B, 128, 128\]/,
+  );
   const notJson = join(tmp, 'cfg.json');
   writeFileSync(notJson, '{ nope');
   expectError(['--model', model, '--inputs', inputs, '--config', notJson], /cfg\.json: not valid JSON/);

@@ -15,7 +15,13 @@ import { Rng } from '../../src/tensor/rng.js';
 import { ActivationPool } from '../../src/tensor/pool.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
 import { CAVMAEFT, FT_MODES } from '../../src/models/cavmae-ft.js';
-import { PRESETS, VARIANTS, presetConfig, resolveConfig, type CavmaeConfig } from '../../src/models/config.js';
+import {
+  PRESETS,
+  VARIANTS,
+  presetConfig,
+  resolveConfig,
+  type CavmaeConfig,
+} from '../../src/models/config.js';
 import { buildModel, parameterShapes } from '../../src/models/registry.js';
 import { fixture, hasShared, maxAbs } from '../helpers.js';
 
@@ -36,8 +42,14 @@ const MICRO = {
 function batchFor(cfg: CavmaeConfig, B: number, seed: number): { audio: Tensor; image: Tensor } {
   const rng = new Rng(seed);
   return {
-    audio: new Tensor([B, cfg.audio_length, 128], rng.fillNormal(new Float32Array(B * cfg.audio_length * 128))),
-    image: new Tensor([B, 3, cfg.img_size, cfg.img_size], rng.fillNormal(new Float32Array(B * 3 * cfg.img_size * cfg.img_size))),
+    audio: new Tensor(
+      [B, cfg.audio_length, 128],
+      rng.fillNormal(new Float32Array(B * cfg.audio_length * 128)),
+    ),
+    image: new Tensor(
+      [B, 3, cfg.img_size, cfg.img_size],
+      rng.fillNormal(new Float32Array(B * 3 * cfg.img_size * cfg.img_size)),
+    ),
   };
 }
 
@@ -46,18 +58,29 @@ function allFinite(a: Float32Array): boolean {
   return true;
 }
 
-test('base: parameter names, order, shapes and counts equal the official model', { skip: !hasShared() }, () => {
-  const ref = JSON.parse(readFileSync(fixture('model_base', 'cavmae_base_params.json'), 'utf8'));
-  for (const [preset, key] of [['base', 'CAVMAE'], ['base-ft', 'CAVMAEFT_label527']] as const) {
-    // Layout only: the construction path without allocating 191M floats.
-    const model = buildModel(presetConfig(preset), { allocate: false });
-    const r = ref[key];
-    assert.deepEqual(model.arena.params.map((p) => [p.name, [...p.shape]]), r.state_dict, `${preset}: state-dict keys, order and shapes`);
-    assert.equal(model.arena.size, r.total_params);
-    assert.equal(model.arena.numTrainable, r.total_trainable);
-    assert.equal(model.arena.params.length, r.num_state_dict_keys);
-  }
-});
+test(
+  'base: parameter names, order, shapes and counts equal the official model',
+  { skip: !hasShared() },
+  () => {
+    const ref = JSON.parse(readFileSync(fixture('model_base', 'cavmae_base_params.json'), 'utf8'));
+    for (const [preset, key] of [
+      ['base', 'CAVMAE'],
+      ['base-ft', 'CAVMAEFT_label527'],
+    ] as const) {
+      // Layout only: the construction path without allocating 191M floats.
+      const model = buildModel(presetConfig(preset), { allocate: false });
+      const r = ref[key];
+      assert.deepEqual(
+        model.arena.params.map((p) => [p.name, [...p.shape]]),
+        r.state_dict,
+        `${preset}: state-dict keys, order and shapes`,
+      );
+      assert.equal(model.arena.size, r.total_params);
+      assert.equal(model.arena.numTrainable, r.total_trainable);
+      assert.equal(model.arena.params.length, r.num_state_dict_keys);
+    }
+  },
+);
 
 test('every preset builds; its parameter set is the official layout of its sizes', () => {
   for (const name of Object.keys(PRESETS)) {
@@ -105,7 +128,8 @@ test('initialisation follows spec 3.5', () => {
   const a = model.arena;
   const std = (x: Float32Array): number => Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length);
   // Tokens: normal(0, 0.02) (128 and 64 values: loose tolerance, 0.02 +- 0.006).
-  for (const n of ['modality_a', 'modality_v', 'mask_token', 'decoder_modality_a']) assert.ok(Math.abs(std(a.get(n).data) - 0.02) < 0.006, `${n} std ${std(a.get(n).data)}`);
+  for (const n of ['modality_a', 'modality_v', 'mask_token', 'decoder_modality_a'])
+    assert.ok(Math.abs(std(a.get(n).data) - 0.02) < 0.006, `${n} std ${std(a.get(n).data)}`);
   // Linear: xavier_uniform on [out, in], zero bias; qkv as one [3d, d] matrix.
   const qkv = a.get('blocks_u.0.attn.qkv.weight').data;
   const bound = Math.sqrt(6 / (128 + 384));
@@ -118,7 +142,9 @@ test('initialisation follows spec 3.5', () => {
   const pbias = a.get('patch_embed_v.proj.bias').data;
   assert.ok(maxAbs(pbias) <= 1 / Math.sqrt(768) && maxAbs(pbias) > 0);
   // LayerNorm 1 / 0.
-  assert.ok(a.get('norm_a.weight').data.every((x) => x === 1) && a.get('norm_a.bias').data.every((x) => x === 0));
+  assert.ok(
+    a.get('norm_a.weight').data.every((x) => x === 1) && a.get('norm_a.bias').data.every((x) => x === 0),
+  );
   // Fixed sin-cos tables, frozen.
   assert.equal(a.get('pos_embed_a').requiresGrad, false);
   assert.equal(a.get('pos_embed_a').data[1 * 128], Math.fround(Math.sin(1)));
@@ -129,14 +155,22 @@ test('initialisation follows spec 3.5', () => {
 
 test('variants: parameter sets, forward and backward', () => {
   for (const variant of VARIANTS) {
-    const cfg = resolveConfig({ ...MICRO, variant, ...(variant === 'vanilla-av-mae' ? { modality_specific_depth: 0, shared_depth: 2 } : {}) });
+    const cfg = resolveConfig({
+      ...MICRO,
+      variant,
+      ...(variant === 'vanilla-av-mae' ? { modality_specific_depth: 0, shared_depth: 2 } : {}),
+    });
     const model = CAVMAE.create(cfg, { seed: 5 });
     const names = model.arena.names();
     const has = (prefix: string): boolean => names.some((n) => n.startsWith(prefix));
     assert.equal(has('decoder_'), variant !== 'cav', `${variant}: decoder`);
     assert.equal(has('patch_embed_v'), variant !== 'audio-mae', `${variant}: visual side`);
     assert.equal(has('patch_embed_a'), variant !== 'visual-mae', `${variant}: audio side`);
-    assert.equal(has('blocks_a'), variant !== 'vanilla-av-mae' && variant !== 'visual-mae', `${variant}: blocks_a`);
+    assert.equal(
+      has('blocks_a'),
+      variant !== 'vanilla-av-mae' && variant !== 'visual-mae',
+      `${variant}: blocks_a`,
+    );
     const tp = new Tape();
     const out = model.forward(tp, batchFor(cfg, 3, 6), { rng: new Rng(7) });
     assert.ok(Number.isFinite(out.loss.item()), `${variant}: loss`);
@@ -149,21 +183,40 @@ test('variants: parameter sets, forward and backward', () => {
     assert.ok(allFinite(model.arena.grad), `${variant}: finite gradients`);
     // Parameters outside the graph (PyTorch: grad None) are reported, so an optimiser can skip them.
     const reached = (n: string): boolean => tp.paramsWithGrad.has(model.arena.get(n));
-    if (variant !== 'vanilla-av-mae' && variant !== 'visual-mae') assert.equal(reached('blocks_a.0.norm1_a.weight'), false, `${variant}: unused LayerNorm`);
+    if (variant !== 'vanilla-av-mae' && variant !== 'visual-mae')
+      assert.equal(reached('blocks_a.0.norm1_a.weight'), false, `${variant}: unused LayerNorm`);
     if (variant !== 'visual-mae') assert.equal(reached('modality_a'), true);
     if (variant === 'av-mae') assert.equal(reached('norm_a.weight'), false);
-    for (const p of model.arena.params) if (!p.requiresGrad) assert.equal(maxAbs(p.grad!), 0, `${variant}: frozen ${p.name}`);
+    for (const p of model.arena.params)
+      if (!p.requiresGrad) assert.equal(maxAbs(p.grad!), 0, `${variant}: frozen ${p.name}`);
     const g = (n: string): number => maxAbs(model.arena.get(n).grad!);
-    if (variant !== 'visual-mae') assert.ok(g('patch_embed_a.proj.weight') > 0, `${variant}: audio patch embedding learns`);
-    if (contrastive) assert.ok(g('norm_a.weight') > 0 && g('blocks_u.0.norm1_v.weight') > 0, `${variant}: contrastive streams learn`);
-    if (variant === 'av-mae' || variant === 'vanilla-av-mae') assert.equal(g('norm_a.weight'), 0, `${variant}: no contrastive streams`);
+    if (variant !== 'visual-mae')
+      assert.ok(g('patch_embed_a.proj.weight') > 0, `${variant}: audio patch embedding learns`);
+    if (contrastive)
+      assert.ok(
+        g('norm_a.weight') > 0 && g('blocks_u.0.norm1_v.weight') > 0,
+        `${variant}: contrastive streams learn`,
+      );
+    if (variant === 'av-mae' || variant === 'vanilla-av-mae')
+      assert.equal(g('norm_a.weight'), 0, `${variant}: no contrastive streams`);
     // forward_feat runs for every variant.
     const f = model.forwardFeat(new Tape({ grad: false }), batchFor(cfg, 2, 8));
     assert.equal(f.audioTokens !== undefined, variant !== 'visual-mae');
     assert.equal(f.videoTokens !== undefined, variant !== 'audio-mae');
   }
-  assert.throws(() => CAVMAE.create(resolveConfig({ ...MICRO, variant: 'cav' })).forward(new Tape(), batchFor(resolveConfig(MICRO), 2, 1), { maeLossWeight: 1, rng: new Rng(1) }), /no decoder/);
-  assert.throws(() => resolveConfig({ ...MICRO, variant: 'vanilla-av-mae' }), /modality_specific_depth" must be 0/);
+  assert.throws(
+    () =>
+      CAVMAE.create(resolveConfig({ ...MICRO, variant: 'cav' })).forward(
+        new Tape(),
+        batchFor(resolveConfig(MICRO), 2, 1),
+        { maeLossWeight: 1, rng: new Rng(1) },
+      ),
+    /no decoder/,
+  );
+  assert.throws(
+    () => resolveConfig({ ...MICRO, variant: 'vanilla-av-mae' }),
+    /modality_specific_depth" must be 0/,
+  );
   assert.throws(() => resolveConfig({ ...MICRO, variant: 'nope' }), /"variant" must be one of/);
   assert.throws(() => resolveConfig({ ...MICRO, embed_dim: 18 }), /not divisible|multiple of 4/);
   assert.throws(() => resolveConfig({ ...MICRO, bogus: 1 }), /unknown key "bogus"/);
@@ -173,14 +226,20 @@ test('options: chained shared layers, bidirectional and grouped contrast, struct
   const base = resolveConfig({ ...MICRO, modality_specific_depth: 1, shared_depth: 2 });
   const model = CAVMAE.create(base, { seed: 9 });
   const batch = batchFor(base, 4, 10);
-  const noise = { noiseA: new Rng(11).fillUniform(new Float32Array(4 * 16)), noiseV: new Rng(12).fillUniform(new Float32Array(4 * 4)) };
+  const noise = {
+    noiseA: new Rng(11).fillUniform(new Float32Array(4 * 16)),
+    noiseV: new Rng(12).fillUniform(new Float32Array(4 * 4)),
+  };
   const run = (opts: object, cfg = base): ReturnType<CAVMAE['forward']> => {
     const m = cfg === base ? model : CAVMAE.create(cfg);
     if (m !== model) m.arena.data.set(model.arena.data);
     return m.forward(new Tape({ grad: false }), batch, { ...noise, ...opts });
   };
   const ref = run({});
-  const chained = run({}, resolveConfig({ ...MICRO, modality_specific_depth: 1, shared_depth: 2, chain_shared_layers: true }));
+  const chained = run(
+    {},
+    resolveConfig({ ...MICRO, modality_specific_depth: 1, shared_depth: 2, chain_shared_layers: true }),
+  );
   assert.equal(chained.lossMae.item(), ref.lossMae.item());
   assert.notEqual(chained.lossC.item(), ref.lossC.item());
   const bi = run({ bidirectional: true });
@@ -190,8 +249,15 @@ test('options: chained shared layers, bidirectional and grouped contrast, struct
   const tp = new Tape({ grad: false });
   const a = ops.l2Normalize(tp, ref.audioRep!);
   const v = ops.l2Normalize(tp, ref.videoRep!);
-  const half = (lo: number): number => ops.infoNce(tp, new Tensor([2, 16], a.data.slice(lo * 16, (lo + 2) * 16)), new Tensor([2, 16], v.data.slice(lo * 16, (lo + 2) * 16))).loss.item();
-  assert.ok(Math.abs(grouped.lossC.item() - 0.01 * (half(0) + half(2)) / 2) < 1e-7);
+  const half = (lo: number): number =>
+    ops
+      .infoNce(
+        tp,
+        new Tensor([2, 16], a.data.slice(lo * 16, (lo + 2) * 16)),
+        new Tensor([2, 16], v.data.slice(lo * 16, (lo + 2) * 16)),
+      )
+      .loss.item();
+  assert.ok(Math.abs(grouped.lossC.item() - (0.01 * (half(0) + half(2))) / 2) < 1e-7);
   for (const maskMode of ['time', 'freq', 'tf'] as const) {
     const o = run({ maskMode, rng: new Rng(13) });
     assert.equal(o.maskA!.lenKeep, 4, `${maskMode}: int(16 * 0.25) tokens kept`);
@@ -207,10 +273,18 @@ test('fine-tuning model: every mode forward and backward (BCE and CE), head para
   const cfg = resolveConfig({ ...MICRO, model: 'cavmae-ft', label_dim: 5, decoder_embed_dim: undefined });
   const model = CAVMAEFT.create(cfg, { seed: 14 });
   const names = model.arena.names();
-  assert.deepEqual(names.slice(-4), ['mlp_head.0.weight', 'mlp_head.0.bias', 'mlp_head.1.weight', 'mlp_head.1.bias']);
+  assert.deepEqual(names.slice(-4), [
+    'mlp_head.0.weight',
+    'mlp_head.0.bias',
+    'mlp_head.1.weight',
+    'mlp_head.1.bias',
+  ]);
   // All trainable (tr_pos): one range; the head is one contiguous range at the end.
   assert.equal(model.arena.trainableRanges().length, 1);
-  assert.deepEqual(model.arena.trainableRanges((p) => p.name.startsWith('mlp_head.')), [{ offset: model.arena.size - (16 * 2 + 16 * 5 + 5), size: 16 * 2 + 16 * 5 + 5 }]);
+  assert.deepEqual(
+    model.arena.trainableRanges((p) => p.name.startsWith('mlp_head.')),
+    [{ offset: model.arena.size - (16 * 2 + 16 * 5 + 5), size: 16 * 2 + 16 * 5 + 5 }],
+  );
   const batch = batchFor(cfg, 3, 15);
   const targets = new Float32Array(15).map((_, i) => (i % 5 === i % 3 ? 1 : 0));
   for (const mode of FT_MODES) {
@@ -218,11 +292,16 @@ test('fine-tuning model: every mode forward and backward (BCE and CE), head para
       model.arena.zeroGrad();
       const tp = new Tape();
       const logits = model.forward(tp, batch, mode);
-      const l = loss === 'bce' ? ops.bceWithLogits(tp, logits, targets) : ops.crossEntropy(tp, logits, targets);
+      const l =
+        loss === 'bce' ? ops.bceWithLogits(tp, logits, targets) : ops.crossEntropy(tp, logits, targets);
       tp.backward(l);
       assert.ok(allFinite(model.arena.grad), `${mode} ${loss}`);
       assert.ok(maxAbs(model.arena.get('mlp_head.1.weight').grad!) > 0);
-      assert.ok(maxAbs(model.arena.get('pos_embed_a').grad!) > 0 === (mode !== 'videoonly' && mode !== 'missingvideoonly'), `${mode}: pos_embed_a gradient`);
+      assert.ok(
+        maxAbs(model.arena.get('pos_embed_a').grad!) > 0 ===
+          (mode !== 'videoonly' && mode !== 'missingvideoonly'),
+        `${mode}: pos_embed_a gradient`,
+      );
     }
   }
 });
@@ -239,7 +318,10 @@ test('whole-model gradients by finite differences (variants without golden data)
     const cfg = resolveConfig(c);
     const model = CAVMAE.create(cfg, { seed: 16 });
     const batch = batchFor(cfg, 4, 17);
-    const opts = { noiseA: new Rng(18).fillUniform(new Float32Array(4 * 16)), noiseV: new Rng(19).fillUniform(new Float32Array(4 * 4)) };
+    const opts = {
+      noiseA: new Rng(18).fillUniform(new Float32Array(4 * 16)),
+      noiseV: new Rng(19).fillUniform(new Float32Array(4 * 4)),
+    };
     const tp = new Tape();
     const out = model.forward(tp, batch, opts);
     tp.backward(out.loss);
@@ -258,15 +340,25 @@ test('whole-model gradients by finite differences (variants without golden data)
       return v.map((x) => x / n);
     };
     const rng = new Rng(20);
-    const dirs = [unit(grad), unit(new Float64Array(grad.length).map(() => rng.normal())), unit(new Float64Array(grad.length).map(() => rng.normal()))];
+    const dirs = [
+      unit(grad),
+      unit(new Float64Array(grad.length).map(() => rng.normal())),
+      unit(new Float64Array(grad.length).map(() => rng.normal())),
+    ];
     const gnorm = Math.sqrt(grad.reduce((s, x) => s + x * x, 0));
     dirs.forEach((d, k) => {
       const h = 1e-2 / Math.max(1, gnorm); // steep losses (lambda_c = 1, tau = 0.05) need a smaller step
       const fd = (lossAlong(d, h) - lossAlong(d, -h)) / (2 * h);
       const an = d.reduce((s, x, i) => s + x * grad[i], 0);
       const err = Math.abs(fd - an) / gnorm;
-      if (process.env.FD_VERBOSE) console.log(`${cfg.variant} direction ${k}: fd ${fd.toExponential(4)} analytic ${an.toExponential(4)} |err|/|g| ${err.toExponential(2)}`);
-      assert.ok(err < 1e-3, `${cfg.variant}${cfg.bidirect_contrast ? ' (bidirectional, 2 groups)' : ''} direction ${k}: fd ${fd} vs analytic ${an} (|g| ${gnorm})`);
+      if (process.env.FD_VERBOSE)
+        console.log(
+          `${cfg.variant} direction ${k}: fd ${fd.toExponential(4)} analytic ${an.toExponential(4)} |err|/|g| ${err.toExponential(2)}`,
+        );
+      assert.ok(
+        err < 1e-3,
+        `${cfg.variant}${cfg.bidirect_contrast ? ' (bidirectional, 2 groups)' : ''} direction ${k}: fd ${fd} vs analytic ${an} (|g| ${gnorm})`,
+      );
     });
   }
 });

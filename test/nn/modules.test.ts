@@ -36,10 +36,26 @@ test('Block: parameter names in the official state-dict order', () => {
   new Block(pb.scope('blocks_u').scope(0), 8, 2);
   const names = pb.params.map((p) => p.name.replace('blocks_u.0.', ''));
   assert.deepEqual(names, [
-    'norm1.weight', 'norm1.bias', 'norm1_a.weight', 'norm1_a.bias', 'norm1_v.weight', 'norm1_v.bias',
-    'attn.qkv.weight', 'attn.qkv.bias', 'attn.proj.weight', 'attn.proj.bias',
-    'norm2.weight', 'norm2.bias', 'norm2_a.weight', 'norm2_a.bias', 'norm2_v.weight', 'norm2_v.bias',
-    'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias',
+    'norm1.weight',
+    'norm1.bias',
+    'norm1_a.weight',
+    'norm1_a.bias',
+    'norm1_v.weight',
+    'norm1_v.bias',
+    'attn.qkv.weight',
+    'attn.qkv.bias',
+    'attn.proj.weight',
+    'attn.proj.bias',
+    'norm2.weight',
+    'norm2.bias',
+    'norm2_a.weight',
+    'norm2_a.bias',
+    'norm2_v.weight',
+    'norm2_v.bias',
+    'mlp.fc1.weight',
+    'mlp.fc1.bias',
+    'mlp.fc2.weight',
+    'mlp.fc2.bias',
   ]);
 });
 
@@ -61,7 +77,12 @@ test('Block forward and backward in the three LayerNorm modes match PyTorch', ()
     for (const p of arena.params) {
       const key = `block.grad.${tag}.${p.name}`;
       if (golden.has(key)) assertClose(p.grad!, g(key).data, { rtol: 1e-5, what: `block d${p.name} ${tag}` });
-      else assert.equal(Math.max(...p.grad!.map(Math.abs)), 0, `${p.name} is unused in mode ${tag} and must get no gradient`);
+      else
+        assert.equal(
+          Math.max(...p.grad!.map(Math.abs)),
+          0,
+          `${p.name} is unused in mode ${tag} and must get no gradient`,
+        );
     }
   }
 });
@@ -100,7 +121,8 @@ test('normalizePatches uses the unbiased variance and eps 1e-6', () => {
     const row = Array.from(x.subarray(r * 5, r * 5 + 5));
     const mean = row.reduce((s, c) => s + c, 0) / 5;
     const varU = row.reduce((s, c) => s + (c - mean) ** 2, 0) / 4;
-    for (let i = 0; i < 5; i++) assert.ok(Math.abs(y[r * 5 + i] - (row[i] - mean) / Math.sqrt(varU + 1e-6)) < 1e-6);
+    for (let i = 0; i < 5; i++)
+      assert.ok(Math.abs(y[r * 5 + i] - (row[i] - mean) / Math.sqrt(varU + 1e-6)) < 1e-6);
   }
 });
 
@@ -111,12 +133,19 @@ test('sin-cos tables equal the reference bit for bit (layout: first half = colum
   const rows = g('pos.base_a_rows37');
   const nRows = rows.shape[1];
   for (let i = 0; i < nRows; i++) {
-    assert.deepEqual(Array.from(base.subarray(i * 37 * 768, (i * 37 + 1) * 768)), Array.from(rows.data.subarray(i * 768, (i + 1) * 768)), `base audio row ${i * 37}`);
+    assert.deepEqual(
+      Array.from(base.subarray(i * 37 * 768, (i * 37 + 1) * 768)),
+      Array.from(rows.data.subarray(i * 768, (i + 1) * 768)),
+      `base audio row ${i * 37}`,
+    );
   }
   const dec = sincosTable2d(512, 14, 14);
   const drows = g('pos.base_dec_v_rows13');
   for (let i = 0; i < drows.shape[1]; i++) {
-    assert.deepEqual(Array.from(dec.subarray(i * 13 * 512, (i * 13 + 1) * 512)), Array.from(drows.data.subarray(i * 512, (i + 1) * 512)));
+    assert.deepEqual(
+      Array.from(dec.subarray(i * 13 * 512, (i * 13 + 1) * 512)),
+      Array.from(drows.data.subarray(i * 512, (i + 1) * 512)),
+    );
   }
   // Spec 9.3 spot checks: token 1 dim 0 = sin(1) (time 1); token 64 dim 384 = sin(1) (frequency 1); token 0 dim 192 = cos 0.
   assert.equal(base[1 * 768 + 0], Math.fround(Math.sin(1)));
@@ -124,11 +153,15 @@ test('sin-cos tables equal the reference bit for bit (layout: first half = colum
   assert.equal(base[0 * 768 + 192], 1);
 });
 
-test('sin-cos tables equal the fixed tables stored in the official small checkpoint', { skip: !hasShared() }, () => {
-  const ck = readSafetensorsF32(fixture('model_small', 'cavmae_small.safetensors'));
-  // embed 48, decoder 32; audio grid 8 x 8, visual 4 x 4.
-  assert.deepEqual(Array.from(sincosTable2d(48, 8, 8)), Array.from(ck.get('pos_embed_a')!.data));
-  assert.deepEqual(Array.from(sincosTable2d(48, 4, 4)), Array.from(ck.get('pos_embed_v')!.data));
-  assert.deepEqual(Array.from(sincosTable2d(32, 8, 8)), Array.from(ck.get('decoder_pos_embed_a')!.data));
-  assert.deepEqual(Array.from(sincosTable2d(32, 4, 4)), Array.from(ck.get('decoder_pos_embed_v')!.data));
-});
+test(
+  'sin-cos tables equal the fixed tables stored in the official small checkpoint',
+  { skip: !hasShared() },
+  () => {
+    const ck = readSafetensorsF32(fixture('model_small', 'cavmae_small.safetensors'));
+    // embed 48, decoder 32; audio grid 8 x 8, visual 4 x 4.
+    assert.deepEqual(Array.from(sincosTable2d(48, 8, 8)), Array.from(ck.get('pos_embed_a')!.data));
+    assert.deepEqual(Array.from(sincosTable2d(48, 4, 4)), Array.from(ck.get('pos_embed_v')!.data));
+    assert.deepEqual(Array.from(sincosTable2d(32, 8, 8)), Array.from(ck.get('decoder_pos_embed_a')!.data));
+    assert.deepEqual(Array.from(sincosTable2d(32, 4, 4)), Array.from(ck.get('decoder_pos_embed_v')!.data));
+  },
+);

@@ -36,14 +36,29 @@ function smallArena(): { arena: ParamArena; names: string[] } {
 
 test('ParamArena: one buffer, state-dict order kept, trainable parameters stored first', () => {
   const { arena, names } = smallArena();
-  assert.deepEqual(names, ['modality_a', 'pos_embed_a', 'blocks.0.fc.weight', 'blocks.0.fc.bias', 'decoder_pos', 'head']);
+  assert.deepEqual(names, [
+    'modality_a',
+    'pos_embed_a',
+    'blocks.0.fc.weight',
+    'blocks.0.fc.bias',
+    'decoder_pos',
+    'head',
+  ]);
   assert.deepEqual(arena.names(), names);
   arena.initialize(new Rng(0));
   assert.equal(arena.size, 4 + 12 + 8 + 2 + 4 + 3);
   assert.equal(arena.numTrainable, 4 + 8 + 2 + 3);
   // Trainable first (in order), frozen after: one range covers every trainable value.
   assert.deepEqual(arena.trainableRanges(), [{ offset: 0, size: 17 }]);
-  assert.deepEqual(Array.from(arena.data.subarray(0, 17)), [...Array(4).fill(1), ...Array(8).fill(3), 4, 4, 6, 6, 6]);
+  assert.deepEqual(Array.from(arena.data.subarray(0, 17)), [
+    ...Array(4).fill(1),
+    ...Array(8).fill(3),
+    4,
+    4,
+    6,
+    6,
+    6,
+  ]);
   assert.deepEqual(Array.from(arena.data.subarray(17)), [...Array(12).fill(2), ...Array(4).fill(5)]);
   // Views are zero-copy.
   arena.get('head').data[0] = 42;
@@ -53,9 +68,15 @@ test('ParamArena: one buffer, state-dict order kept, trainable parameters stored
   arena.zeroGrad();
   assert.equal(arena.grad[15], 0);
   // A group (the head) and freezing (linear probing).
-  assert.deepEqual(arena.trainableRanges((p) => p.name === 'head'), [{ offset: 14, size: 3 }]);
+  assert.deepEqual(
+    arena.trainableRanges((p) => p.name === 'head'),
+    [{ offset: 14, size: 3 }],
+  );
   arena.setRequiresGrad((p) => p.name.startsWith('blocks.'), false);
-  assert.deepEqual(arena.trainableRanges(), [{ offset: 0, size: 4 }, { offset: 14, size: 3 }]);
+  assert.deepEqual(arena.trainableRanges(), [
+    { offset: 0, size: 4 },
+    { offset: 14, size: 3 },
+  ]);
   assert.throws(() => arena.get('nope'), /no parameter named nope/);
 });
 
@@ -71,7 +92,10 @@ test('ParamArena.load reports missing and unexpected keys and refuses shape mism
   assert.deepEqual(r.unexpected, ['extra']);
   assert.deepEqual(Array.from(arena.get('head').data), [7, 8, 9]);
   sd.set('head', { shape: [1, 3], data: new Float32Array(3) });
-  assert.throws(() => arena.load(sd, 'ck.safetensors'), (e: unknown) => e instanceof UserError && /ck.safetensors: size mismatch for head/.test(e.message));
+  assert.throws(
+    () => arena.load(sd, 'ck.safetensors'),
+    (e: unknown) => e instanceof UserError && /ck.safetensors: size mismatch for head/.test(e.message),
+  );
 });
 
 test('ParamArena: lazy gradients and layout-only arenas', () => {
@@ -102,7 +126,12 @@ test('ActivationPool serves a repeated step without new allocations', () => {
     const x = new Tensor([4, 8], new Float32Array(32).fill(0.5), true);
     const w = new Tensor([8, 8], new Float32Array(64).fill(0.1), true);
     const h = ops.gelu(tp, ops.linear(tp, x, w, null));
-    const loss = ops.maskedMse(tp, ops.reshape(tp, h, [1, 4, 8]), new Float32Array(32), new Float32Array(4).fill(1));
+    const loss = ops.maskedMse(
+      tp,
+      ops.reshape(tp, h, [1, 4, 8]),
+      new Float32Array(32),
+      new Float32Array(4).fill(1),
+    );
     tp.backward(loss);
     tp.reset();
   };
@@ -120,7 +149,10 @@ test('Rng: seeded, uniform in [0,1), normal moments, distinct samples', () => {
   const a = new Rng(7);
   const b = new Rng(7);
   const xs = Array.from({ length: 20000 }, () => a.uniform());
-  assert.deepEqual(xs.slice(0, 5), Array.from({ length: 5 }, () => b.uniform()));
+  assert.deepEqual(
+    xs.slice(0, 5),
+    Array.from({ length: 5 }, () => b.uniform()),
+  );
   assert.ok(xs.every((x) => x >= 0 && x < 1));
   const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
   assert.ok(Math.abs(mean - 0.5) < 0.01, `uniform mean ${mean} (tolerance 0.01, ~5 sigma)`);

@@ -24,14 +24,28 @@ interface ForwardFlags {
 export function register(program: Command): void {
   program
     .command('forward')
-    .description('run a CAV-MAE checkpoint on inputs from a safetensors file and write outputs (and gradients) as safetensors')
+    .description(
+      'run a CAV-MAE checkpoint on inputs from a safetensors file and write outputs (and gradients) as safetensors',
+    )
     .requiredOption('--model <path>', 'checkpoint: .pth or .safetensors')
-    .option('--config <preset|json>', 'model config: a preset name or a JSON file of the constructor arguments (optional when the checkpoint carries one)')
-    .requiredOption('--inputs <path>', 'safetensors with audio [B,T,128], image [B,3,H,W], optional noise_a, noise_v, labels')
+    .option(
+      '--config <preset|json>',
+      'model config: a preset name or a JSON file of the constructor arguments (optional when the checkpoint carries one)',
+    )
+    .requiredOption(
+      '--inputs <path>',
+      'safetensors with audio [B,T,128], image [B,3,H,W], optional noise_a, noise_v, labels',
+    )
     .requiredOption('--out <path>', 'output safetensors')
     .option('--task <task>', 'pretrain | feat | ft (default: ft for a fine-tuning checkpoint, else pretrain)')
-    .option('--mode <mode>', 'ft: multimodal | audioonly | videoonly | missingaudioonly | missingvideoonly; feat of a fine-tuning model: av | a')
-    .option('--grads <names>', 'comma-separated parameter names whose loss gradient to write as grad.<name> ("all" for every trainable one)')
+    .option(
+      '--mode <mode>',
+      'ft: multimodal | audioonly | videoonly | missingaudioonly | missingvideoonly; feat of a fine-tuning model: av | a',
+    )
+    .option(
+      '--grads <names>',
+      'comma-separated parameter names whose loss gradient to write as grad.<name> ("all" for every trainable one)',
+    )
     .option('--mask-ratio <r>', 'masking ratio of both modalities (default 0.75)')
     .option('--contrast-weight <w>', 'contrastive loss weight lambda_c (default 0.01)')
     .option('--mask-mode <m>', 'audio masking: unstructured | time | freq | tf (default unstructured)')
@@ -43,10 +57,12 @@ export function register(program: Command): void {
       const num = (v: string | undefined, what: string): number | undefined => {
         if (v === undefined) return undefined;
         const x = Number(v);
-        if (v.trim() === '' || !Number.isFinite(x)) throw new UserError(`${what} must be a number, got "${v}"`);
+        if (v.trim() === '' || !Number.isFinite(x))
+          throw new UserError(`${what} must be a number, got "${v}"`);
         return x;
       };
-      if (flags.loss !== undefined && flags.loss !== 'bce' && flags.loss !== 'ce') throw new UserError(`--loss must be bce or ce, got "${flags.loss}"`);
+      if (flags.loss !== undefined && flags.loss !== 'bce' && flags.loss !== 'ce')
+        throw new UserError(`--loss must be bce or ce, got "${flags.loss}"`);
       const { runForward } = await import('../../models/forward-run.js');
       const { writeSafetensors } = await import('../../io/safetensors.js');
       const r = runForward({
@@ -55,7 +71,12 @@ export function register(program: Command): void {
         inputs: flags.inputs,
         task: flags.task,
         mode: flags.mode,
-        grads: flags.grads ? flags.grads.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+        grads: flags.grads
+          ? flags.grads
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : undefined,
         maskRatio: num(flags.maskRatio, '--mask-ratio'),
         contrastWeight: num(flags.contrastWeight, '--contrast-weight'),
         maskMode: flags.maskMode,
@@ -63,8 +84,14 @@ export function register(program: Command): void {
         bf16: flags.bf16,
         seed: num(flags.seed, '--seed'),
       });
-      writeSafetensors(flags.out, new Map([...r.outputs].map(([k, v]) => [k, { dtype: 'F32' as const, shape: v.shape, data: v.data }])));
-      if (r.unexpected.length) process.stderr.write(`cavmae forward: ignored ${r.unexpected.length} checkpoint key(s) the ${r.config.model} model does not use\n`);
+      writeSafetensors(
+        flags.out,
+        new Map([...r.outputs].map(([k, v]) => [k, { dtype: 'F32' as const, shape: v.shape, data: v.data }])),
+      );
+      if (r.unexpected.length)
+        process.stderr.write(
+          `cavmae forward: ignored ${r.unexpected.length} checkpoint key(s) the ${r.config.model} model does not use\n`,
+        );
       process.stdout.write(`${flags.out}: ${[...r.outputs.keys()].join(', ')}\n`);
     });
 }
