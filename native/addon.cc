@@ -491,7 +491,8 @@ napi_value Info(Args& a) {
   o.Set("kernelThreading", "pool");
   o.Set("threads", cavmae_threads());
   o.Set("procs", omp_get_num_procs());
-  o.Set("parallelMinBytes", (double)kParallelMinBytes);
+  o.Set("parallelMinBytes", (double)cavmae_parallel_min_bytes());
+  o.Set("gemmMinFlops", cavmae_gemm_min_flops());
   o.Set("compiler", "gcc " __VERSION__);
   return o;
 }

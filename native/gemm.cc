@@ -119,7 +119,7 @@ int gemm_threads_for(const GemmShape& s) {
   // Below ~4 MFLOP (e.g. 128x128x128 = 4.2 MFLOP) the second thread's start-up and the split of
   // a few tiles cost more than they save (measured; docs/kernels.md).
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
-  return flops < 4.5e6 ? 1 : cavmae_threads();
+  return flops < cavmae_gemm_min_flops() ? 1 : cavmae_threads();
 }
 
 void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],

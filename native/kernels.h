@@ -61,5 +61,6 @@ extern "C" float* cavmae_scratch(int slot, size_t floats);
 const KernelTable& select_kernels();
 
 // Below this many bytes touched, a kernel runs on the calling thread only: waking the second
-// thread costs more than it saves (see docs/kernels.md).
-constexpr long kParallelMinBytes = 256 * 1024;
+// thread costs more than it saves (see docs/kernels.md). CAVMAE_PARALLEL_MIN_BYTES overrides
+// it (read once, for tuning).
+extern "C" long cavmae_parallel_min_bytes();

@@ -6,7 +6,7 @@
 // aligned to 16 vectors) that the pool (pool.h) hands out dynamically. Chunking depends only on
 // the problem size, never on the thread count, and cross-row reductions (dweight, dbias) go
 // through per-chunk partial sums added in chunk order, so every kernel gives bit-identical
-// results with 1 or 2 threads. Problems under kParallelMinBytes run on the calling thread.
+// results with 1 or 2 threads. Problems under cavmae_parallel_min_bytes() run on the calling thread.
 #include <math.h>
 #include <string.h>
 
@@ -24,7 +24,7 @@ constexpr double kChunkBytes = 64 * 1024;
 inline long lmin(long a, long b) { return a < b ? a : b; }
 
 inline int threads_for(double bytes) {
-  if (bytes < (double)kParallelMinBytes) return 1;
+  if (bytes < (double)cavmae_parallel_min_bytes()) return 1;
   return cavmae_threads();
 }
 

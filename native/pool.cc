@@ -14,6 +14,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -160,4 +162,24 @@ extern "C" int cavmae_threads() {
 extern "C" void cavmae_set_threads(int n) {
   tl_threads = n;
   omp_set_num_threads(n);  // oneDNN's OpenMP team for this JS thread
+}
+
+namespace {
+long env_long(const char* name, long fallback) {
+  const char* v = getenv(name);
+  if (!v || !*v) return fallback;
+  char* end;
+  long x = strtol(v, &end, 10);
+  return *end == 0 && x >= 0 ? x : fallback;
+}
+}  // namespace
+
+extern "C" long cavmae_parallel_min_bytes() {
+  static const long v = env_long("CAVMAE_PARALLEL_MIN_BYTES", 256 * 1024);
+  return v;
+}
+
+extern "C" double cavmae_gemm_min_flops() {
+  static const double v = (double)env_long("CAVMAE_GEMM_MIN_FLOPS", 4500000);
+  return v;
 }

@@ -19,4 +19,6 @@ void cavmae_pool_park();
 // Threads the calling JS thread asked for (setThreads), default: the number of processors.
 int cavmae_threads();
 void cavmae_set_threads(int n);
+// GEMMs under this many flops run on one thread (CAVMAE_GEMM_MIN_FLOPS overrides, for tuning).
+double cavmae_gemm_min_flops();
 }

@@ -111,6 +111,10 @@ export interface KernelBenchOptions {
   log?: (line: string) => void;
   /** Override the backend (tests). */
   kernels?: Kernels;
+  /** Timing controls (tests use tiny values to check the report's shape only). */
+  batchSeconds?: number;
+  batches?: number;
+  warmupSeconds?: number;
 }
 
 const GEMM_M = [128, 708, 1024, 4096];
@@ -368,9 +372,9 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
   const isNative = K.name === 'native';
   // The TypeScript GEMM runs at ~1 GFLOP/s: only the quick shape is feasible there.
   const quickRun = quick || !isNative;
-  const batchSeconds = quickRun ? 0.05 : 0.12;
-  const batches = quickRun ? 3 : 5;
-  const warmupSeconds = !isNative ? 0 : quick ? 1.5 : 4;
+  const batchSeconds = opts.batchSeconds ?? (quickRun ? 0.05 : 0.1);
+  const batches = opts.batches ?? (quickRun ? 3 : 4);
+  const warmupSeconds = opts.warmupSeconds ?? (!isNative ? 0 : quick ? 1.5 : 4);
 
   const env: BenchEnv = {
     date: new Date().toISOString(),

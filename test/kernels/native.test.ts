@@ -653,6 +653,30 @@ test('setThreads/getThreads round-trip', { skip }, () => {
   assert.ok(info.isa === 'avx512' || info.isa === 'avx2');
 });
 
+// ---------------------------------------------------------------- benchmark report
+
+test('the kernel benchmark report has the contract shape (env, gemm entries, kernels, overhead)', { skip }, async () => {
+  // Tiny timing budget: this checks the report, not speed (speed lives in `cavmae bench`).
+  const { runKernelBench } = await import('../../src/bench/kernels.js');
+  const r = await runKernelBench({ quick: true, kernels: N!, threads: [1, 2], batchSeconds: 0.002, batches: 1, warmupSeconds: 0 });
+  assert.equal(r.env.backend, 'native');
+  assert.ok(r.env.cpuFlags.length > 0 && typeof r.env.cpuModel === 'string');
+  assert.match(r.env.native!.dnnlVersion, /^\d+\.\d+\.\d+$/);
+  assert.ok(Object.values(r.env.native!.gemmImpl).every((s) => s.length > 0));
+  assert.equal(r.gemm.length, 3 * 2 * 2); // NN/NT/TN x fp32/bf16 x 1,2 threads at 1024x768x3072
+  for (const g of r.gemm) {
+    assert.deepEqual(Object.keys(g).slice(0, 7), ['m', 'k', 'n', 'trans', 'dtype', 'threads', 'gflops']);
+    assert.ok(['NN', 'NT', 'TN'].includes(g.trans) && ['fp32', 'bf16'].includes(g.dtype));
+    assert.ok(g.gflops > 0 && g.utilisation > 0 && g.utilisation <= 1);
+  }
+  assert.ok(r.peak.fp32 > 0 && r.peak.bf16 > 0);
+  const names = new Set(r.kernels.map((k) => k.kernel));
+  for (const k of ['layerNormForward', 'geluBackward', 'softmaxForward', 'adamUpdate', 'attentionBackward', 'f32ToBf16']) assert.ok(names.has(k), k);
+  assert.ok(r.kernels.every((k) => k.us > 0 && (k.ratio === undefined || k.ratio > 0)));
+  assert.ok(r.overhead.length > 0 && r.bandwidth.length === 2);
+  assert.ok(JSON.parse(JSON.stringify(r)));
+});
+
 // ---------------------------------------------------------------- child processes
 
 const here = fileURLToPath(import.meta.url);
