@@ -1,0 +1,107 @@
+/**
+ * Tensor element types shared by the safetensors and .pth readers, named as safetensors names
+ * them. Contract: raw storage of every dtype is one typed array (F16/BF16 as Uint16Array bit
+ * patterns, BOOL as Uint8Array); `toFloat32` is the single place where other dtypes become F32.
+ */
+export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'BOOL';
+
+export type TensorData = Float32Array | Int32Array | Uint8Array | Uint16Array | Float64Array | BigInt64Array;
+
+export interface RawTensor {
+  dtype: Dtype;
+  shape: number[];
+  data: TensorData;
+}
+
+export interface F32Tensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+export const ITEM_SIZE: Record<Dtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, BOOL: 1 };
+
+export function isDtype(s: unknown): s is Dtype {
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(ITEM_SIZE, s);
+}
+
+/** A typed array of `dtype` over `bytes` (which must be aligned to the item size). */
+export function typedView(dtype: Dtype, buffer: ArrayBuffer, byteOffset: number, count: number): TensorData {
+  switch (dtype) {
+    case 'F64':
+      return new Float64Array(buffer, byteOffset, count);
+    case 'F32':
+      return new Float32Array(buffer, byteOffset, count);
+    case 'F16':
+    case 'BF16':
+      return new Uint16Array(buffer, byteOffset, count);
+    case 'I64':
+      return new BigInt64Array(buffer, byteOffset, count);
+    case 'I32':
+      return new Int32Array(buffer, byteOffset, count);
+    case 'U8':
+    case 'BOOL':
+      return new Uint8Array(buffer, byteOffset, count);
+  }
+}
+
+export function allocTyped(dtype: Dtype, count: number): TensorData {
+  return typedView(dtype, new ArrayBuffer(count * ITEM_SIZE[dtype]), 0, count);
+}
+
+/** The safetensors dtype a typed array holds unambiguously (Uint16Array needs an explicit F16/BF16). */
+export function dtypeOfArray(data: ArrayBufferView): Dtype | undefined {
+  if (data instanceof Float32Array) return 'F32';
+  if (data instanceof Float64Array) return 'F64';
+  if (data instanceof Int32Array) return 'I32';
+  if (data instanceof BigInt64Array) return 'I64';
+  if (data instanceof Uint8Array) return 'U8';
+  return undefined;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+export function bf16ToF32(bits: number): number {
+  u32Scratch[0] = bits << 16;
+  return f32Scratch[0];
+}
+
+export function f16ToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24; // subnormal (and zero)
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** Converts any supported dtype to a new Float32Array (F32 input is copied only if `copy`). */
+export function toFloat32(dtype: Dtype, data: TensorData, copy = false): Float32Array {
+  const n = data.length;
+  switch (dtype) {
+    case 'F32':
+      return copy ? (data as Float32Array).slice() : (data as Float32Array);
+    case 'BF16': {
+      const src = data as Uint16Array;
+      const out = new Float32Array(n);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
+      return out;
+    }
+    case 'F16': {
+      const src = data as Uint16Array;
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = f16ToF32(src[i]);
+      return out;
+    }
+    case 'I64': {
+      const src = data as BigInt64Array;
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = Number(src[i]);
+      return out;
+    }
+    default:
+      // F64, I32, U8, BOOL: the typed-array constructor rounds to nearest like a C cast to float.
+      return Float32Array.from(data as Float64Array | Int32Array | Uint8Array);
+  }
+}
