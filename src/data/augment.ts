@@ -50,7 +50,14 @@ export function maskAlongAxis(
 }
 
 /** FrequencyMasking(freqm) then TimeMasking(timem), in place; each skipped when its param is 0. */
-export function specAugment(fbank: Float32Array, T: number, F: number, freqm: number, timem: number, rng: Rng): { freq: MaskSpan; time: MaskSpan } {
+export function specAugment(
+  fbank: Float32Array,
+  T: number,
+  F: number,
+  freqm: number,
+  timem: number,
+  rng: Rng,
+): { freq: MaskSpan; time: MaskSpan } {
   const freq = maskAlongAxis(fbank, T, F, 'freq', freqm, rng);
   const time = maskAlongAxis(fbank, T, F, 'time', timem, rng);
   return { freq, time };
@@ -70,7 +77,12 @@ export function rollTime(fbank: Float32Array, T: number, F: number, shift: numbe
  * Noise and circular time shift (after normalisation): fbank + U[0,1)^{T×F}·u/10 with one scalar
  * u ~ U[0,1) per sample, then roll the time axis by an integer in [−T, T). Returns the new array.
  */
-export function addNoiseAndRoll(fbank: Float32Array, T: number, F: number, rng: Rng): { fbank: Float32Array; scale: number; shift: number } {
+export function addNoiseAndRoll(
+  fbank: Float32Array,
+  T: number,
+  F: number,
+  rng: Rng,
+): { fbank: Float32Array; scale: number; shift: number } {
   const scale = rng.uniform() / 10;
   for (let i = 0; i < T * F; i++) fbank[i] += rng.uniform24() * scale;
   const shift = rng.intRange(-T, T);
@@ -106,7 +118,8 @@ export function mixWaveforms(w1: Float32Array, w2: Float32Array, lambda: number)
 
 /** image1 ← λ·image1 + (1−λ)·image2 (both already normalised), in place. */
 export function mixImages(image1: Float32Array, image2: Float32Array, lambda: number): Float32Array {
-  if (image1.length !== image2.length) throw new RangeError(`mixImages: sizes differ (${image1.length} vs ${image2.length})`);
+  if (image1.length !== image2.length)
+    throw new RangeError(`mixImages: sizes differ (${image1.length} vs ${image2.length})`);
   for (let i = 0; i < image1.length; i++) image1[i] = lambda * image1[i] + (1 - lambda) * image2[i];
   return image1;
 }

@@ -64,7 +64,10 @@ function readBounded(path: string, maxBytes: number, what: string): Buffer {
     size = st.size;
   } catch (e) {
     if (e instanceof UserError) throw e;
-    throw fileError(path, `cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw fileError(
+      path,
+      `cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   if (size > maxBytes) throw fileError(path, `${what} is ${size} bytes; the limit is ${maxBytes}`);
   try {
@@ -85,9 +88,11 @@ export function loadDataset(path: string): Dataset {
 /** Parses an in-memory JSON value (tests, programmatic use); `path` gives the base folder. */
 export function parseDataset(path: string, json: unknown): Dataset {
   const abs = resolve(path);
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw fileError(abs, 'expected a JSON object');
+  if (!json || typeof json !== 'object' || Array.isArray(json))
+    throw fileError(abs, 'expected a JSON object');
   const o = json as Record<string, unknown>;
-  if (Array.isArray(o.data) && Array.isArray(o.items)) throw fileError(abs, 'holds both "data" and "items" lists; expected one');
+  if (Array.isArray(o.data) && Array.isArray(o.items))
+    throw fileError(abs, 'holds both "data" and "items" lists; expected one');
   if (Array.isArray(o.data)) return parseOfficialEntries(abs, o.data);
   if (Array.isArray(o.items)) return parseManifestEntries(abs, o.items);
   throw fileError(abs, 'no "data" (official datafile) or "items" (manifest) list at the top level');
@@ -120,7 +125,8 @@ function parseOfficialEntries(file: string, entries: unknown[]): Dataset {
   const items: DataItem[] = new Array(entries.length);
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
-    if (!e || typeof e !== 'object' || Array.isArray(e)) throw entryError(file, 'data', i, 'expected an object');
+    if (!e || typeof e !== 'object' || Array.isArray(e))
+      throw entryError(file, 'data', i, 'expected an object');
     const o = e as Record<string, unknown>;
     const str = (k: string, allowEmpty = false): string => {
       const v = o[k];
@@ -153,12 +159,14 @@ function parseManifestEntries(file: string, entries: unknown[]): Dataset {
   const seen = new Map<string, number>();
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
-    if (!e || typeof e !== 'object' || Array.isArray(e)) throw entryError(file, 'items', i, 'expected an object');
+    if (!e || typeof e !== 'object' || Array.isArray(e))
+      throw entryError(file, 'items', i, 'expected an object');
     const o = e as Record<string, unknown>;
     const path = (k: string): string | undefined => {
       const v = o[k];
       if (v === undefined || v === null) return undefined;
-      if (typeof v !== 'string' || v.length === 0) throw entryError(file, 'items', i, `"${k}" must be a non-empty path string`);
+      if (typeof v !== 'string' || v.length === 0)
+        throw entryError(file, 'items', i, `"${k}" must be a non-empty path string`);
       return resolveFrom(base, v);
     };
     const audio = path('audio');
@@ -176,10 +184,12 @@ function parseManifestEntries(file: string, entries: unknown[]): Dataset {
     if (prev !== undefined) throw entryError(file, 'items', i, `duplicate id "${id}" (also entry ${prev})`);
     seen.set(id, i);
     let labels: string[] = [];
-    if (o.label !== undefined && o.labels !== undefined) throw entryError(file, 'items', i, 'has both "label" and "labels"; give one');
+    if (o.label !== undefined && o.labels !== undefined)
+      throw entryError(file, 'items', i, 'has both "label" and "labels"; give one');
     const raw = o.label ?? o.labels;
     if (raw === undefined || raw === null) labels = [];
-    else if (typeof raw === 'string') labels = o.label !== undefined ? [raw.trim()].filter(Boolean) : splitLabels(raw);
+    else if (typeof raw === 'string')
+      labels = o.label !== undefined ? [raw.trim()].filter(Boolean) : splitLabels(raw);
     else if (typeof raw === 'number' && Number.isFinite(raw)) labels = [String(raw)];
     else if (Array.isArray(raw)) {
       labels = raw.map((x, j) => {
@@ -187,7 +197,8 @@ function parseManifestEntries(file: string, entries: unknown[]): Dataset {
         if (typeof x === 'number' && Number.isFinite(x)) return String(x);
         throw entryError(file, 'items', i, `label ${j} must be a non-empty string`);
       });
-    } else throw entryError(file, 'items', i, '"label"/"labels" must be a string, a number or a list of strings');
+    } else
+      throw entryError(file, 'items', i, '"label"/"labels" must be a string, a number or a list of strings');
     items[i] = {
       id,
       audioPath: audio,
@@ -282,7 +293,9 @@ export function parseCsv(text: string, what: string, maxRows = 4_000_000): strin
 /** Reads a label CSV with header `index,mid,display_name` (AudioSet / VGGSound style). */
 export function loadLabelCsv(path: string): LabelMap {
   const abs = resolve(path);
-  const text = readBounded(abs, MAX_LABEL_CSV_BYTES, 'label CSV').toString('utf8').replace(/^\uFEFF/, '');
+  const text = readBounded(abs, MAX_LABEL_CSV_BYTES, 'label CSV')
+    .toString('utf8')
+    .replace(/^\uFEFF/, '');
   return parseLabelCsv(text, abs);
 }
 
@@ -299,11 +312,17 @@ export function parseLabelCsv(text: string, what: string): LabelMap {
   const seenMid = new Map<string, number>();
   for (let r = 1; r < rows.length; r++) {
     const row = rows[r];
-    if (row.length !== 3) throw fileError(what, `row ${r}: expected 3 fields (index,mid,display_name), got ${row.length}`);
+    if (row.length !== 3)
+      throw fileError(what, `row ${r}: expected 3 fields (index,mid,display_name), got ${row.length}`);
     const idxText = row[0].trim();
-    if (!/^\d+$/.test(idxText)) throw fileError(what, `row ${r}: index "${row[0]}" is not a non-negative integer`);
+    if (!/^\d+$/.test(idxText))
+      throw fileError(what, `row ${r}: index "${row[0]}" is not a non-negative integer`);
     const idx = Number(idxText);
-    if (idx >= k) throw fileError(what, `row ${r}: index ${idx} is out of range for ${k} labels (indices must be 0..${k - 1})`);
+    if (idx >= k)
+      throw fileError(
+        what,
+        `row ${r}: index ${idx} is out of range for ${k} labels (indices must be 0..${k - 1})`,
+      );
     if (mids[idx] !== undefined) throw fileError(what, `row ${r}: index ${idx} appears twice`);
     const mid = row[1].trim();
     if (!mid) throw fileError(what, `row ${r}: empty mid`);
@@ -376,7 +395,10 @@ export function resolveLabels(dataset: Dataset, map: LabelMap): Int32Array[] {
     it.labels.forEach((l, j) => {
       const idx = byMid.get(l) ?? byName.get(l);
       if (idx === undefined)
-        throw fileError(dataset.path, `${list} entry ${i} (id "${it.id}"): label "${l}" is not in ${map.source === 'data' ? 'the label index' : map.source}`);
+        throw fileError(
+          dataset.path,
+          `${list} entry ${i} (id "${it.id}"): label "${l}" is not in ${map.source === 'data' ? 'the label index' : map.source}`,
+        );
       out[j] = idx;
     });
     return out;
@@ -428,7 +450,8 @@ export function readWeights(path: string, expectedCount?: number): Float64Array 
   for (let i = 0; i < lines.length; i++) {
     const s = lines[i].trim();
     const v = s === '' ? NaN : Number(s);
-    if (!Number.isFinite(v) || v < 0) throw fileError(abs, `line ${i + 1}: "${lines[i]}" is not a non-negative number`);
+    if (!Number.isFinite(v) || v < 0)
+      throw fileError(abs, `line ${i + 1}: "${lines[i]}" is not a non-negative number`);
     out[i] = v;
     sum += v;
   }

@@ -18,7 +18,16 @@
  *   word centred ±25 % of the slack, SNR 20-40 dB, all English voice variants.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -27,7 +36,18 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { writeLabelCsv } from './datafile.js';
 import { Rng } from './rng.js';
 
-export const DIGIT_NAMES = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'] as const;
+export const DIGIT_NAMES = [
+  'zero',
+  'one',
+  'two',
+  'three',
+  'four',
+  'five',
+  'six',
+  'seven',
+  'eight',
+  'nine',
+] as const;
 const SR = 16000;
 const MNIST_SIDE = 28;
 
@@ -104,7 +124,13 @@ interface Params {
 }
 
 /** Runs a tool with a timeout and an output bound; resolves to stdout. */
-function runTool(cmd: string, args: string[], input?: Uint8Array, timeoutMs = 60_000, maxBytes = 64 << 20): Promise<Buffer> {
+function runTool(
+  cmd: string,
+  args: string[],
+  input?: Uint8Array,
+  timeoutMs = 60_000,
+  maxBytes = 64 << 20,
+): Promise<Buffer> {
   return new Promise((resolveP, reject) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
@@ -127,13 +153,21 @@ function runTool(cmd: string, args: string[], input?: Uint8Array, timeoutMs = 60
     });
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const hint = e.code === 'ENOENT' ? ` (not installed: 'apt-get install ${cmd === 'sox' ? 'sox' : 'espeak-ng'}')` : '';
+      const hint =
+        e.code === 'ENOENT'
+          ? ` (not installed: 'apt-get install ${cmd === 'sox' ? 'sox' : 'espeak-ng'}')`
+          : '';
       reject(new UserError(`cannot run ${cmd}: ${e.message}${hint}`));
     });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (failed) return reject(failed);
-      if (code !== 0) return reject(new UserError(`${cmd} ${args.join(' ')} failed: ${stderr.trim().split('\n').pop() ?? `exit code ${code}`}`));
+      if (code !== 0)
+        return reject(
+          new UserError(
+            `${cmd} ${args.join(' ')} failed: ${stderr.trim().split('\n').pop() ?? `exit code ${code}`}`,
+          ),
+        );
       resolveP(Buffer.concat(chunks));
     });
     child.stdin.on('error', () => undefined);
@@ -192,7 +226,8 @@ export function loadMnist(): MnistSet {
   for (let d = 0; d < 10; d++) {
     const file = join(dir, `${d}.json`);
     const j = JSON.parse(readFileSync(file, 'utf8')) as { data?: number[] };
-    if (!Array.isArray(j.data) || j.data.length % 784 !== 0) throw new UserError(`${file}: expected {"data": [784 values per image]}`);
+    if (!Array.isArray(j.data) || j.data.length % 784 !== 0)
+      throw new UserError(`${file}: expected {"data": [784 values per image]}`);
     data.push(j.data);
     const count = j.data.length / 784;
     idx.train.push([]);
@@ -228,10 +263,25 @@ export function encodeWavPcm16(samples: Float32Array, sampleRate = SR): Uint8Arr
 }
 
 /** espeak-ng speech of `word`, 16 kHz mono float, leading/trailing silence trimmed by sox. */
-export async function synthesize(word: string, voice: string, speed: number, pitch: number): Promise<Float32Array> {
-  const wav = await runTool('espeak-ng', ['-v', voice, '-s', String(speed), '-p', String(pitch), '--stdout', word]);
+export async function synthesize(
+  word: string,
+  voice: string,
+  speed: number,
+  pitch: number,
+): Promise<Float32Array> {
+  const wav = await runTool('espeak-ng', [
+    '-v',
+    voice,
+    '-s',
+    String(speed),
+    '-p',
+    String(pitch),
+    '--stdout',
+    word,
+  ]);
   // -R: repeatable; -D: no dither; float output so nothing is quantised before our own PCM16 step.
   // gain -6 leaves headroom for the resampler's overshoot; the level is set again later.
+  // prettier-ignore
   const raw = await runTool('sox', [
     '-R', '-D', '-t', 'wav', '-',
     '-t', 'raw', '-e', 'floating-point', '-b', '32', '-c', '1', '-L', '-',
@@ -364,7 +414,8 @@ function writeMedia(path: string, bytes: Uint8Array): void {
 async function makeExample(p: Params, plan: Plan, mnist: MnistSet, out: string): Promise<DemoItem> {
   const word = String(plan.digit);
   const speech = await synthesize(word, `${plan.lang}+${plan.variant}`, plan.speed, plan.pitch);
-  if (speech.length < SR / 50) throw new UserError(`espeak-ng produced no speech for "${word}" with voice ${plan.lang}+${plan.variant}`);
+  if (speech.length < SR / 50)
+    throw new UserError(`espeak-ng produced no speech for "${word}" with voice ${plan.lang}+${plan.variant}`);
   const { clip, offset, speechLen, noise, snr } = composeClip(speech, plan.rng, p);
   const audioRel = `${plan.split}/${plan.id}.wav`;
   const imageRel = `${plan.split}/${plan.id}.png`;
@@ -413,7 +464,9 @@ function readJournal(path: string): Map<string, DemoItem> {
 
 function checkNumber(name: string, v: number, lo: number, hi: number, integer = false): void {
   if (!Number.isFinite(v) || v < lo || v > hi || (integer && !Number.isInteger(v))) {
-    throw new UserError(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${v}`);
+    throw new UserError(
+      `--${name} must be ${integer ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${v}`,
+    );
   }
 }
 
@@ -448,13 +501,17 @@ export async function makeDemoData(opts: DemoOptions): Promise<DemoSummary> {
   checkNumber('pitch', p.pitchMin, 0, 99, true);
   checkNumber('pitch', p.pitchMax, p.pitchMin, 99, true);
   checkNumber('image-size', p.imageSize, 8, 1024, true);
-  if (p.langs.length === 0 || p.langs.some((l) => !/^[A-Za-z0-9-]+$/.test(l))) throw new UserError(`--langs must be espeak-ng language names, got "${p.langs.join(',')}"`);
+  if (p.langs.length === 0 || p.langs.some((l) => !/^[A-Za-z0-9-]+$/.test(l)))
+    throw new UserError(`--langs must be espeak-ng language names, got "${p.langs.join(',')}"`);
 
   const installed = await espeakVariants();
   await runTool('sox', ['--version']);
   if (opts.voices && opts.voices.length > 0) {
     const missing = opts.voices.filter((v) => !installed.includes(v));
-    if (missing.length) throw new UserError(`unknown espeak-ng voice variant(s): ${missing.join(', ')} (installed: ${installed.join(', ')})`);
+    if (missing.length)
+      throw new UserError(
+        `unknown espeak-ng voice variant(s): ${missing.join(', ')} (installed: ${installed.join(', ')})`,
+      );
     p.voices = [...new Set(opts.voices)].sort();
   } else p.voices = installed;
   const voiceSplit = splitVoices(p.voices);
@@ -468,7 +525,9 @@ export async function makeDemoData(opts: DemoOptions): Promise<DemoSummary> {
   if (existsSync(paramsPath)) {
     const prev = readFileSync(paramsPath, 'utf8');
     if (prev !== paramsText)
-      throw new UserError(`${out}: holds AV-digits made with other parameters (${paramsPath}); use another --out folder or delete it`);
+      throw new UserError(
+        `${out}: holds AV-digits made with other parameters (${paramsPath}); use another --out folder or delete it`,
+      );
   } else writeFileAtomic(paramsPath, paramsText);
 
   const journalPath = join(out, '.avdigits-progress.jsonl');
@@ -481,7 +540,8 @@ export async function makeDemoData(opts: DemoOptions): Promise<DemoSummary> {
   const wavBytes = 44 + 2 * Math.round(p.duration * SR);
   for (const pl of plans) {
     const prev = journal.get(pl.id);
-    if (prev && fileSize(join(out, prev.audio)) === wavBytes && fileSize(join(out, prev.image)) > 0) results.set(pl.id, prev);
+    if (prev && fileSize(join(out, prev.audio)) === wavBytes && fileSize(join(out, prev.image)) > 0)
+      results.set(pl.id, prev);
     else todo.push(pl);
   }
   const reused = results.size;

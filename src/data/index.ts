@@ -32,5 +32,13 @@ export {
 } from './augment.js';
 export { Rng, hashWords } from './rng.js';
 export { createLoader, DataLoader, type Batch, type LoaderOptions, type LoadFailure } from './loader.js';
-export { buildSample, visualPath, SampleLoadError, type SampleConfig, type SampleItem, type SampleTask, type SampleResult } from './sample.js';
+export {
+  buildSample,
+  visualPath,
+  SampleLoadError,
+  type SampleConfig,
+  type SampleItem,
+  type SampleTask,
+  type SampleResult,
+} from './sample.js';
 export { makeDemoData, DIGIT_NAMES, type DemoOptions, type DemoSummary, type DemoItem } from './demo.js';

@@ -116,7 +116,9 @@ export function scanJsonList(buf: Uint8Array, listKeys: readonly string[], what:
             try {
               entries.push(JSON.parse(text(start, end)));
             } catch (e) {
-              throw new UserError(`${what}: ${key} entry ${entries.length}: invalid JSON (${(e as Error).message})`);
+              throw new UserError(
+                `${what}: ${key} entry ${entries.length}: invalid JSON (${(e as Error).message})`,
+              );
             }
             pos = end;
             skipWs();

@@ -22,7 +22,15 @@ import { Worker } from 'node:worker_threads';
 import { UserError } from '../util/errors.js';
 import { buildLabelMap, resolveLabels, type Dataset, type LabelMap } from './datafile.js';
 import { Rng } from './rng.js';
-import { buildSample, NUM_MEL_BINS, SampleLoadError, type SampleConfig, type SampleItem, type SampleResult, type SampleTask } from './sample.js';
+import {
+  buildSample,
+  NUM_MEL_BINS,
+  SampleLoadError,
+  type SampleConfig,
+  type SampleItem,
+  type SampleResult,
+  type SampleTask,
+} from './sample.js';
 import { AUDIO_NORM } from '../audio/index.js';
 
 export interface LoaderOptions {
@@ -126,8 +134,16 @@ const TAG_REPLACE = 0x7265706c;
 class SamplePool {
   private readonly workers: Worker[] = [];
   private readonly busy: number[] = [];
-  private readonly inlineQueue: { id: number; task: SampleTask; resolve: (r: WorkerReply) => void; reject: (e: unknown) => void }[] = [];
-  private readonly pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: unknown) => void; worker: number }>();
+  private readonly inlineQueue: {
+    id: number;
+    task: SampleTask;
+    resolve: (r: WorkerReply) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: WorkerReply) => void; reject: (e: unknown) => void; worker: number }
+  >();
   private nextId = 0;
   private inlineBusy = 0;
   private closed = false;
@@ -223,7 +239,8 @@ async function runInline(id: number, task: SampleTask, config: SampleConfig): Pr
   try {
     return { id, ok: true, result: await buildSample(task, config) };
   } catch (e) {
-    if (e instanceof SampleLoadError) return { id, ok: false, which: e.which, path: e.path, message: e.message };
+    if (e instanceof SampleLoadError)
+      return { id, ok: false, which: e.which, path: e.path, message: e.message };
     return { id, ok: false, fatal: true, message: (e as Error)?.stack ?? String(e) };
   }
 }
@@ -244,7 +261,20 @@ export class DataLoader implements AsyncIterable<Batch> {
   private readonly reportedPaths = new Set<string>();
   private readonly pool: SamplePool;
   private readonly cumWeights: Float64Array | undefined;
-  private readonly opts: Required<Pick<LoaderOptions, 'seed' | 'epoch' | 'shuffle' | 'dropLast' | 'mixup' | 'prefetch' | 'startBatch' | 'maxRetries' | 'onUnreadable'>> &
+  private readonly opts: Required<
+    Pick<
+      LoaderOptions,
+      | 'seed'
+      | 'epoch'
+      | 'shuffle'
+      | 'dropLast'
+      | 'mixup'
+      | 'prefetch'
+      | 'startBatch'
+      | 'maxRetries'
+      | 'onUnreadable'
+    >
+  > &
     LoaderOptions;
 
   constructor(
@@ -253,7 +283,8 @@ export class DataLoader implements AsyncIterable<Batch> {
   ) {
     const o = options;
     const n = dataset.items.length;
-    if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
+    if (!(Number.isInteger(o.batchSize) && o.batchSize > 0))
+      throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
     if (n === 0) throw new UserError(`${dataset.path}: the data file has no entries`);
     this.batchSize = o.batchSize;
     this.opts = {
@@ -268,16 +299,24 @@ export class DataLoader implements AsyncIterable<Batch> {
       maxRetries: o.maxRetries ?? 100,
       onUnreadable: o.onUnreadable ?? (o.train ? 'replace' : 'skip'),
     };
-    if (!(this.opts.mixup >= 0 && this.opts.mixup <= 1)) throw new UserError(`mixup must be a probability in [0, 1], got ${this.opts.mixup}`);
+    if (!(this.opts.mixup >= 0 && this.opts.mixup <= 1))
+      throw new UserError(`mixup must be a probability in [0, 1], got ${this.opts.mixup}`);
     this.labelMap = o.labelMap ?? buildLabelMap(dataset);
     const labelIdx = resolveLabels(dataset, this.labelMap);
-    this.items = dataset.items.map((it, i) => ({ index: i, id: it.id, audioPath: it.audioPath, visual: it.visual, labels: labelIdx[i] }));
+    this.items = dataset.items.map((it, i) => ({
+      index: i,
+      id: it.id,
+      audioPath: it.audioPath,
+      visual: it.visual,
+      labels: labelIdx[i],
+    }));
     const totalFrames = o.totalFrames ?? 10;
     const frameUse = o.frameUse;
     if (frameUse !== undefined && !(Number.isInteger(frameUse) && frameUse >= 0 && frameUse < totalFrames))
       throw new UserError(`frame ${frameUse} is outside 0..${totalFrames - 1}`);
     const targetLength = o.targetLength ?? 1024;
-    if (!(Number.isInteger(targetLength) && targetLength > 0)) throw new UserError(`target length must be a positive integer, got ${targetLength}`);
+    if (!(Number.isInteger(targetLength) && targetLength > 0))
+      throw new UserError(`target length must be a positive integer, got ${targetLength}`);
     this.config = {
       train: o.train,
       targetLength,
@@ -294,12 +333,14 @@ export class DataLoader implements AsyncIterable<Batch> {
       cacheBytes: Math.max(0, Math.floor((o.cacheMB ?? 384) * 1024 * 1024)),
     };
     if (o.weights) {
-      if (o.weights.length !== n) throw new UserError(`${dataset.path}: ${o.weights.length} sampling weights for ${n} entries`);
+      if (o.weights.length !== n)
+        throw new UserError(`${dataset.path}: ${o.weights.length} sampling weights for ${n} entries`);
       const cum = new Float64Array(n);
       let s = 0;
       for (let i = 0; i < n; i++) {
         const w = o.weights[i];
-        if (!(w >= 0 && Number.isFinite(w))) throw new UserError(`sampling weight ${i} is not a non-negative number (${w})`);
+        if (!(w >= 0 && Number.isFinite(w)))
+          throw new UserError(`sampling weight ${i} is not a non-negative number (${w})`);
         s += w;
         cum[i] = s;
       }
@@ -307,9 +348,12 @@ export class DataLoader implements AsyncIterable<Batch> {
       this.cumWeights = cum;
     }
     if (this.numBatches === 0)
-      throw new UserError(`${dataset.path}: ${n} entries make no full batch of ${o.batchSize} (the last partial batch is dropped); use a smaller batch`);
+      throw new UserError(
+        `${dataset.path}: ${n} entries make no full batch of ${o.batchSize} (the last partial batch is dropped); use a smaller batch`,
+      );
     const workers = o.workers ?? 2;
-    if (!(Number.isInteger(workers) && workers >= 0)) throw new UserError(`workers must be a non-negative integer, got ${workers}`);
+    if (!(Number.isInteger(workers) && workers >= 0))
+      throw new UserError(`workers must be a non-negative integer, got ${workers}`);
     this.pool = new SamplePool(this.config, workers, Math.max(1, o.inflightPerWorker ?? 2));
   }
 
@@ -360,7 +404,8 @@ export class DataLoader implements AsyncIterable<Batch> {
     const B = this.batchSize;
     const nb = this.numBatches;
     const n = this.items.length;
-    if (!(Number.isInteger(startBatch) && startBatch >= 0)) throw new UserError(`start batch must be a non-negative integer, got ${startBatch}`);
+    if (!(Number.isInteger(startBatch) && startBatch >= 0))
+      throw new UserError(`start batch must be a non-negative integer, got ${startBatch}`);
     const endPos = Math.min(n, nb * B);
     const slots = new Map<number, Promise<Resolved | null>>();
     let nextPos = startBatch * B;
@@ -414,13 +459,20 @@ export class DataLoader implements AsyncIterable<Batch> {
     const mixRng = Rng.derive(seed, epoch, position, TAG_MIX);
     const replaceRng = Rng.derive(seed, epoch, position, TAG_REPLACE);
     let primary = index;
-    let partner: number | undefined = this.opts.mixup > 0 && mixRng.uniform() < this.opts.mixup ? mixRng.int(n) : undefined;
+    let partner: number | undefined =
+      this.opts.mixup > 0 && mixRng.uniform() < this.opts.mixup ? mixRng.int(n) : undefined;
     let lastFailure = '';
     const policy = this.opts.onUnreadable;
     if (policy !== 'replace' && this.bad.has(primary)) {
       if (policy === 'skip') return null;
       const f = this.failures.find((x) => x.index === primary);
-      throw new UserError(f ? (f.message.startsWith(f.path) ? f.message : `${f.path}: ${f.message}`) : `entry ${primary} is unreadable`);
+      throw new UserError(
+        f
+          ? f.message.startsWith(f.path)
+            ? f.message
+            : `${f.path}: ${f.message}`
+          : `entry ${primary} is unreadable`,
+      );
     }
     for (let attempt = 0; ; attempt++) {
       // Known-unreadable items are skipped without a round trip; the draws are the same either way.
@@ -433,7 +485,9 @@ export class DataLoader implements AsyncIterable<Batch> {
         attempt++;
       }
       if (attempt > this.opts.maxRetries || this.bad.size >= n)
-        throw new UserError(`${this.dataset.path}: gave up after ${attempt} unreadable samples in a row (last: ${lastFailure})`);
+        throw new UserError(
+          `${this.dataset.path}: gave up after ${attempt} unreadable samples in a row (last: ${lastFailure})`,
+        );
       const task: SampleTask = {
         seed,
         epoch,
@@ -447,10 +501,19 @@ export class DataLoader implements AsyncIterable<Batch> {
       const failedIndex = reply.which === 'primary' ? primary : partner!;
       this.bad.add(failedIndex);
       lastFailure = `${reply.path}: ${reply.message}`;
-      this.report({ path: reply.path, index: failedIndex, id: this.items[failedIndex].id, message: reply.message, epoch, position });
+      this.report({
+        path: reply.path,
+        index: failedIndex,
+        id: this.items[failedIndex].id,
+        message: reply.message,
+        epoch,
+        position,
+      });
       if (reply.which === 'primary' && policy === 'skip') return null;
       if (reply.which === 'primary' && policy === 'error')
-        throw new UserError(reply.message.startsWith(reply.path) ? reply.message : `${reply.path}: ${reply.message}`);
+        throw new UserError(
+          reply.message.startsWith(reply.path) ? reply.message : `${reply.path}: ${reply.message}`,
+        );
       if (reply.which === 'primary') primary = replaceRng.int(n);
       else partner = mixRng.int(n);
     }
@@ -464,7 +527,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     else {
       const msg = f.message.startsWith(f.path) ? f.message : `${f.path}: ${f.message}`;
       const what = this.opts.onUnreadable === 'skip' ? 'left out' : 'replaced by another sample';
-      process.stderr.write(`cavmae: warning: unreadable sample (entry ${f.index}, id "${f.id}"): ${msg}; ${what}\n`);
+      process.stderr.write(
+        `cavmae: warning: unreadable sample (entry ${f.index}, id "${f.id}"): ${msg}; ${what}\n`,
+      );
     }
   }
 

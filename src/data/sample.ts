@@ -13,9 +13,26 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { AUDIO_NORM, computeFbank, decodeAudio, normalizeFbank, padOrCrop } from '../audio/index.js';
-import { centerCrop, decodeImage, extractFrames, imageToTensor, loadVideoFrameTensor, normalizeToTensor, resizeShorter, type RgbImage } from '../vision/index.js';
+import {
+  centerCrop,
+  decodeImage,
+  extractFrames,
+  imageToTensor,
+  loadVideoFrameTensor,
+  normalizeToTensor,
+  resizeShorter,
+  type RgbImage,
+} from '../vision/index.js';
 import { fileError } from '../util/errors.js';
-import { addNoiseAndRoll, labelVector, mixImages, mixLabelVector, mixWaveforms, MIXUP_BETA, specAugment } from './augment.js';
+import {
+  addNoiseAndRoll,
+  labelVector,
+  mixImages,
+  mixLabelVector,
+  mixWaveforms,
+  MIXUP_BETA,
+  specAugment,
+} from './augment.js';
 import { naturalCompare, officialFramePath, type VisualSource } from './datafile.js';
 import { Rng } from './rng.js';
 import { ByteLru } from './cache.js';
@@ -163,7 +180,8 @@ async function loadFrame(v: VisualSource, path: string, i: number, cfg: SampleCo
     if (hit) return hit.slice();
     let t: Float32Array;
     if (S === 224) t = await loadVideoFrameTensor(path, i, cfg.totalFrames);
-    else t = imageToTensor((await extractFrames(path, { count: cfg.totalFrames, only: [i] }))[0], { size: S });
+    else
+      t = imageToTensor((await extractFrames(path, { count: cfg.totalFrames, only: [i] }))[0], { size: S });
     cache.set(key, t.slice(), t.byteLength);
     return t;
   }
@@ -214,7 +232,8 @@ async function waveform(item: SampleItem, which: 'primary' | 'partner'): Promise
       if (size > 0 && size <= SYNC_READ_BYTES) input = readFileSync(path);
     }
     const { samples } = await decodeAudio(input, { what: path });
-    if (samples.length < 400) throw fileError(item.audioPath, `audio too short for one fbank frame (${samples.length} samples)`);
+    if (samples.length < 400)
+      throw fileError(item.audioPath, `audio too short for one fbank frame (${samples.length} samples)`);
     return samples;
   });
 }
@@ -241,7 +260,11 @@ export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<
   // Audio: [frames, 128] log-mel -> pad/crop to [T, 128] (a copy, so the cache stays intact)
   let fb: { data: Float32Array; frames: number };
   if (partner) {
-    const mixed = mixWaveforms(await waveform(task.primary, 'primary'), await waveform(partner, 'partner'), lambda!);
+    const mixed = mixWaveforms(
+      await waveform(task.primary, 'primary'),
+      await waveform(partner, 'partner'),
+      lambda!,
+    );
     fb = computeFbank(mixed, 16000, task.primary.audioPath);
   } else fb = await guard('primary', task.primary.audioPath, () => rawFbank(task.primary));
   let audio = padOrCrop(fb.data, fb.frames, T); // [T, 128]

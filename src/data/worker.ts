@@ -21,13 +21,18 @@ function pump(): void {
     buildSample(msg.task, config)
       .then(
         (result) => {
-          const buffers = new Set<ArrayBuffer>([result.audio.buffer as ArrayBuffer, result.image.buffer as ArrayBuffer, result.labels.buffer as ArrayBuffer]);
+          const buffers = new Set<ArrayBuffer>([
+            result.audio.buffer as ArrayBuffer,
+            result.image.buffer as ArrayBuffer,
+            result.labels.buffer as ArrayBuffer,
+          ]);
           const reply: WorkerReply = { id: msg.id, ok: true, result };
           port.postMessage(reply, [...buffers]);
         },
         (e: unknown) => {
           let reply: WorkerReply;
-          if (e instanceof SampleLoadError) reply = { id: msg.id, ok: false, which: e.which, path: e.path, message: e.message };
+          if (e instanceof SampleLoadError)
+            reply = { id: msg.id, ok: false, which: e.which, path: e.path, message: e.message };
           else reply = { id: msg.id, ok: false, fatal: true, message: (e as Error)?.stack ?? String(e) };
           port.postMessage(reply);
         },

@@ -23,9 +23,24 @@ import { readSafetensorsF32 } from '../../src/io/safetensors.js';
 
 const FIX = join(repoRoot(), 'test', 'fixtures', 'data');
 const golden = JSON.parse(readFileSync(join(FIX, 'augment.json'), 'utf8')) as {
-  masks: { axis: 'freq' | 'time'; size: number; param: number; u: [number, number]; start: number; end: number }[];
+  masks: {
+    axis: 'freq' | 'time';
+    size: number;
+    param: number;
+    u: [number, number];
+    start: number;
+    end: number;
+  }[];
   rolls: { T: number; F: number; shift: number; out: number[] }[];
-  labels: { labels1: number[]; labels2: number[]; lambda: number; K: number; eps: number; plain: number[]; mix: number[] }[];
+  labels: {
+    labels1: number[];
+    labels2: number[];
+    lambda: number;
+    K: number;
+    eps: number;
+    plain: number[];
+    mix: number[];
+  }[];
   mixup: Record<string, { lambda: number; target: number } | { file: string; start: number; length: number }>;
 };
 
@@ -96,7 +111,10 @@ test('noise is U[0,1)·u/10 per element and the roll shift lies in [-T, T)', () 
 test('label vectors follow the reference: assignment without mixup, addition with mixup', () => {
   for (const c of golden.labels) {
     assertClose(labelVector(c.labels1, c.K, c.eps), c.plain, { atol: 0, what: 'plain labels' });
-    assertClose(mixLabelVector(c.labels1, c.labels2, c.lambda, c.K, c.eps), c.mix, { atol: 0, what: 'mixed labels' });
+    assertClose(mixLabelVector(c.labels1, c.labels2, c.lambda, c.K, c.eps), c.mix, {
+      atol: 0,
+      what: 'mixed labels',
+    });
   }
   // The rule spelled out: positives are exactly 1-eps (not 1-eps+eps/K), others eps/K.
   const v = labelVector([2], 4, 0.1);
@@ -111,25 +129,35 @@ test('image mixup is λ·img1 + (1-λ)·img2', () => {
   assertClose(a, [-0.5, 0.5, 4.5], { atol: 1e-7, what: 'mixed image' });
 });
 
-test('waveform mixup -> fbank matches the reference pipeline on real clips (pad and truncate cases)', { skip: !hasShared() && 'needs ../shared fixtures' }, async () => {
-  const ref = readSafetensorsF32(join(FIX, 'mixup.safetensors'));
-  const a = (await decodeAudio(fixture('audio', '00W1lcxW-WU_40.000.wav'))).samples.slice(16000, 16000 + 8000);
-  const b = (await decodeAudio(fixture('audio', 'espeak_en_sentence.wav'))).samples.slice(32000, 32000 + 6400);
-  const cases: [string, Float32Array, Float32Array, number, number][] = [
-    ['mix_ab', a, b, 0.3, 64],
-    ['mix_ba', b, a, 0.62, 40],
-  ];
-  for (const [name, w1, w2, lambda, target] of cases) {
-    const mix = mixWaveforms(w1, w2, lambda);
-    assert.equal(mix.length, w1.length);
-    const fb = computeFbank(mix, 16000);
-    const out = normalizeFbank(padOrCrop(fb.data, fb.frames, target));
-    const r = ref.get(`${name}.fbank`)!;
-    assert.deepEqual(r.shape, [target, 128]);
-    // Fixture tolerance for fbank: 2e-3 absolute in log-mel = 5e-4 after normalisation.
-    assertClose(out, r.data, { atol: 5e-4, what: name });
-  }
-});
+test(
+  'waveform mixup -> fbank matches the reference pipeline on real clips (pad and truncate cases)',
+  { skip: !hasShared() && 'needs ../shared fixtures' },
+  async () => {
+    const ref = readSafetensorsF32(join(FIX, 'mixup.safetensors'));
+    const a = (await decodeAudio(fixture('audio', '00W1lcxW-WU_40.000.wav'))).samples.slice(
+      16000,
+      16000 + 8000,
+    );
+    const b = (await decodeAudio(fixture('audio', 'espeak_en_sentence.wav'))).samples.slice(
+      32000,
+      32000 + 6400,
+    );
+    const cases: [string, Float32Array, Float32Array, number, number][] = [
+      ['mix_ab', a, b, 0.3, 64],
+      ['mix_ba', b, a, 0.62, 40],
+    ];
+    for (const [name, w1, w2, lambda, target] of cases) {
+      const mix = mixWaveforms(w1, w2, lambda);
+      assert.equal(mix.length, w1.length);
+      const fb = computeFbank(mix, 16000);
+      const out = normalizeFbank(padOrCrop(fb.data, fb.frames, target));
+      const r = ref.get(`${name}.fbank`)!;
+      assert.deepEqual(r.shape, [target, 128]);
+      // Fixture tolerance for fbank: 2e-3 absolute in log-mel = 5e-4 after normalisation.
+      assertClose(out, r.data, { atol: 5e-4, what: name });
+    }
+  },
+);
 
 test('mixWaveforms removes both means, pads or truncates the second and removes the mix mean', () => {
   const w1 = Float32Array.from([1, 2, 3, 4]); // mean 2.5

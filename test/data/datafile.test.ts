@@ -26,7 +26,11 @@ function tmp(): string {
 }
 
 function throwsUser(f: () => unknown, re: RegExp): void {
-  assert.throws(f, (e: unknown) => e instanceof UserError && re.test(e.message), `expected a UserError matching ${re}`);
+  assert.throws(
+    f,
+    (e: unknown) => e instanceof UserError && re.test(e.message),
+    `expected a UserError matching ${re}`,
+  );
 }
 
 test('official datafile: fields, frame layout, comma-separated labels', () => {
@@ -37,7 +41,12 @@ test('official datafile: fields, frame layout, comma-separated labels', () => {
       f,
       JSON.stringify({
         data: [
-          { video_id: 'abc', wav: '/data/audio/abc.flac', video_path: '/data/frames', labels: '/m/068hy,/m/07q6cd_' },
+          {
+            video_id: 'abc',
+            wav: '/data/audio/abc.flac',
+            video_path: '/data/frames',
+            labels: '/m/068hy,/m/07q6cd_',
+          },
           { video_id: 'x{"]y', wav: 'rel/x.wav', video_path: 'frames', labels: '/m/09x0r' },
         ],
       }),
@@ -75,8 +84,18 @@ test('manifest: relative paths, image or video, label or labels, ids', () => {
     const ds = loadDataset(f);
     assert.equal(ds.format, 'manifest');
     const base = join(dir, 'sub');
-    assert.deepEqual(ds.items[0], { id: 'a', audioPath: join(base, 'a.wav'), visual: { kind: 'image', path: join(base, 'img/a.png') }, labels: ['seven'] });
-    assert.deepEqual(ds.items[1], { id: '7', audioPath: '/abs/b.wav', visual: { kind: 'video', path: join(base, 'b.mp4') }, labels: ['x', 'y'] });
+    assert.deepEqual(ds.items[0], {
+      id: 'a',
+      audioPath: join(base, 'a.wav'),
+      visual: { kind: 'image', path: join(base, 'img/a.png') },
+      labels: ['seven'],
+    });
+    assert.deepEqual(ds.items[1], {
+      id: '7',
+      audioPath: '/abs/b.wav',
+      visual: { kind: 'video', path: join(base, 'b.mp4') },
+      labels: ['x', 'y'],
+    });
     assert.equal(ds.items[2].id, 'cc', 'id defaults to the audio file name');
     assert.deepEqual(ds.items[2].labels, ['p', 'q']);
     assert.deepEqual(ds.items[3].labels, [], 'unlabelled items are allowed');
@@ -90,14 +109,50 @@ test('bad entries: errors name the file and the entry index', () => {
   try {
     const f = join(dir, 'bad.json');
     const cases: [unknown, RegExp][] = [
-      [{ data: [{ video_id: 'a', wav: 'a.wav', video_path: 'v', labels: 'x' }, { video_id: 'b', video_path: 'v', labels: 'x' }] }, /bad\.json: data entry 1: missing string field "wav"/],
-      [{ data: [{ video_id: 'a', wav: 'a.wav', video_path: 'v' }] }, /data entry 0: missing string field "labels"/],
-      [{ items: [{ id: 'a', audio: 'a.wav', image: 'a.png' }, { id: 'b', audio: 'b.wav' }] }, /bad\.json: items entry 1: missing "image" or "video"/],
-      [{ items: [{ id: 'a', audio: 'a.wav', image: 'a.png', video: 'v.mp4' }] }, /items entry 0: has both "image" and "video"/],
+      [
+        {
+          data: [
+            { video_id: 'a', wav: 'a.wav', video_path: 'v', labels: 'x' },
+            { video_id: 'b', video_path: 'v', labels: 'x' },
+          ],
+        },
+        /bad\.json: data entry 1: missing string field "wav"/,
+      ],
+      [
+        { data: [{ video_id: 'a', wav: 'a.wav', video_path: 'v' }] },
+        /data entry 0: missing string field "labels"/,
+      ],
+      [
+        {
+          items: [
+            { id: 'a', audio: 'a.wav', image: 'a.png' },
+            { id: 'b', audio: 'b.wav' },
+          ],
+        },
+        /bad\.json: items entry 1: missing "image" or "video"/,
+      ],
+      [
+        { items: [{ id: 'a', audio: 'a.wav', image: 'a.png', video: 'v.mp4' }] },
+        /items entry 0: has both "image" and "video"/,
+      ],
       [{ items: [{ id: 'a', image: 'a.png' }] }, /items entry 0: missing "audio"/],
-      [{ items: [{ id: 'a', audio: 'a.wav', image: 'a.png' }, { id: 'a', audio: 'b.wav', image: 'b.png' }] }, /items entry 1: duplicate id "a" \(also entry 0\)/],
-      [{ items: [{ id: 'a', audio: 'a.wav', image: 'a.png', label: 'x', labels: ['y'] }] }, /has both "label" and "labels"/],
-      [{ items: [{ id: 'a', audio: 'a.wav', image: 'a.png', labels: [{}] }] }, /items entry 0: label 0 must be a non-empty string/],
+      [
+        {
+          items: [
+            { id: 'a', audio: 'a.wav', image: 'a.png' },
+            { id: 'a', audio: 'b.wav', image: 'b.png' },
+          ],
+        },
+        /items entry 1: duplicate id "a" \(also entry 0\)/,
+      ],
+      [
+        { items: [{ id: 'a', audio: 'a.wav', image: 'a.png', label: 'x', labels: ['y'] }] },
+        /has both "label" and "labels"/,
+      ],
+      [
+        { items: [{ id: 'a', audio: 'a.wav', image: 'a.png', labels: [{}] }] },
+        /items entry 0: label 0 must be a non-empty string/,
+      ],
       [{ items: [3] }, /items entry 0: expected an object/],
       [{ entries: [] }, /no "data" or "items" list/],
       [[1, 2], /must hold a JSON object/],
@@ -106,7 +161,10 @@ test('bad entries: errors name the file and the entry index', () => {
       writeFileSync(f, JSON.stringify(json));
       throwsUser(() => loadDataset(f), re);
     }
-    writeFileSync(f, '{"items": [{"id": "a", "audio": "a.wav", "image": "a.png"}, {"id": "b", "audio": tru}]}');
+    writeFileSync(
+      f,
+      '{"items": [{"id": "a", "audio": "a.wav", "image": "a.png"}, {"id": "b", "audio": tru}]}',
+    );
     throwsUser(() => loadDataset(f), /bad\.json: items entry 1: invalid JSON/);
     writeFileSync(f, '{"items": [{"id": "a"');
     throwsUser(() => loadDataset(f), /bad\.json: invalid JSON at byte \d+/);
@@ -139,7 +197,10 @@ test('label CSV: quoted names with commas and escaped quotes, CRLF, index order'
     writeLabelCsv(g, m);
     assert.deepEqual(loadLabelCsv(g).names, m.names);
     assert.match(readFileSync(g, 'utf8'), /^index,mid,display_name\n0,\/m\/09x0r,"Speech"\n/);
-    assert.deepEqual(parseCsv('a,"b\nc",d\n\ne,f,g', 'x'), [['a', 'b\nc', 'd'], ['e', 'f', 'g']]);
+    assert.deepEqual(parseCsv('a,"b\nc",d\n\ne,f,g', 'x'), [
+      ['a', 'b\nc', 'd'],
+      ['e', 'f', 'g'],
+    ]);
 
     const bad: [string, RegExp][] = [
       ['idx,mid,name\n0,a,b\n', /expected the header "index,mid,display_name"/],
@@ -176,13 +237,26 @@ test('labels resolve by mid or display name; unknown labels name the entry; buil
     const csv = join(dir, 'labels.csv');
     writeFileSync(csv, 'index,mid,display_name\n0,avd_0,zero\n1,avd_1,one\n');
     const idx = resolveLabels(ds, loadLabelCsv(csv));
-    assert.deepEqual(idx.map((x) => Array.from(x)), [[0], [1, 0]]);
-    writeFileSync(csv, 'index,mid,display_name\n0,avd_0,nil\n1,avd_1,one\n');
-    throwsUser(() => resolveLabels(ds, loadLabelCsv(csv)), /m\.json: items entry 0 \(id "a"\): label "zero" is not in .*labels\.csv/);
-
-    const built = buildLabelMap(
-      { path: 'x', format: 'manifest', items: ['10', '9', 'b2', 'b10', 'a'].map((l) => ({ id: l, audioPath: '', visual: { kind: 'image', path: '' }, labels: [l] })) },
+    assert.deepEqual(
+      idx.map((x) => Array.from(x)),
+      [[0], [1, 0]],
     );
+    writeFileSync(csv, 'index,mid,display_name\n0,avd_0,nil\n1,avd_1,one\n');
+    throwsUser(
+      () => resolveLabels(ds, loadLabelCsv(csv)),
+      /m\.json: items entry 0 \(id "a"\): label "zero" is not in .*labels\.csv/,
+    );
+
+    const built = buildLabelMap({
+      path: 'x',
+      format: 'manifest',
+      items: ['10', '9', 'b2', 'b10', 'a'].map((l) => ({
+        id: l,
+        audioPath: '',
+        visual: { kind: 'image', path: '' },
+        labels: [l],
+      })),
+    });
     assert.deepEqual(built.mids, ['9', '10', 'a', 'b2', 'b10']);
     assert.equal(built.source, 'data');
     assert.ok(naturalCompare('frame_2.jpg', 'frame_10.jpg') < 0);
@@ -210,7 +284,10 @@ test('balanced-sampling weights: 1000/(count+0.01) summed per sample, file round
     assert.deepEqual(Array.from(back), Array.from(w), 'exact round trip');
     // numpy.savetxt style is accepted too.
     writeFileSync(wf, '3.322259136212624e+02\n1.322325145913616e+03\n');
-    assertClose(readWeights(wf), [332.2259136212624, 1322.325145913616], { rtol: 1e-15, what: 'numpy-style' });
+    assertClose(readWeights(wf), [332.2259136212624, 1322.325145913616], {
+      rtol: 1e-15,
+      what: 'numpy-style',
+    });
     throwsUser(() => readWeights(wf, 3), /has 2 weights but the data file has 3 entries/);
     writeFileSync(wf, '1.0\nabc\n');
     throwsUser(() => readWeights(wf), /line 2: "abc" is not a non-negative number/);

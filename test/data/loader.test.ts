@@ -25,7 +25,8 @@ const N = 12;
 function tone(freq: number, seconds: number): Float32Array {
   const n = Math.round(seconds * 16000);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = 0.3 * Math.sin((2 * Math.PI * freq * i) / 16000) + 0.01 * Math.sin(i * 0.37 * (1 + freq / 1000));
+  for (let i = 0; i < n; i++)
+    out[i] = 0.3 * Math.sin((2 * Math.PI * freq * i) / 16000) + 0.01 * Math.sin(i * 0.37 * (1 + freq / 1000));
   return out;
 }
 
@@ -62,7 +63,12 @@ before(async () => {
       mkdirSync(join(dir, 'frames', `frame_${f}`), { recursive: true });
       await png(join(dir, 'frames', `frame_${f}`, `clip${c}.jpg`), 25 * f, 40 * c, 3);
     }
-    data.push({ wav: join(dir, `a${c}.wav`), video_id: `clip${c}`, video_path: join(dir, 'frames'), labels: 'c0' });
+    data.push({
+      wav: join(dir, `a${c}.wav`),
+      video_id: `clip${c}`,
+      video_path: join(dir, 'frames'),
+      labels: 'c0',
+    });
   }
   official = join(dir, 'official.json');
   writeFileSync(official, JSON.stringify({ data }));
@@ -70,7 +76,12 @@ before(async () => {
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-async function collect(ds: Dataset, opts: LoaderOptions, epoch = 0, startBatch = 0): Promise<{ batches: Batch[]; failures: string[] }> {
+async function collect(
+  ds: Dataset,
+  opts: LoaderOptions,
+  epoch = 0,
+  startBatch = 0,
+): Promise<{ batches: Batch[]; failures: string[] }> {
   const loader = createLoader(ds, { onFailure: () => undefined, ...opts });
   try {
     const batches: Batch[] = [];
@@ -117,7 +128,10 @@ test('training batches are identical for 0, 1 and 2 workers; unreadable item rep
   // Shapes, and the bad item (index 7) never appears; it is reported by path.
   const rows = r0.batches.reduce((s, b) => s + b.size, 0);
   assert.equal(rows, N);
-  assert.deepEqual(r0.batches.map((b) => b.size), [4, 4, 4]);
+  assert.deepEqual(
+    r0.batches.map((b) => b.size),
+    [4, 4, 4],
+  );
   const b0 = r0.batches[0];
   assert.equal(b0.audio.length, 4 * 48 * 128);
   assert.equal(b0.image.length, 4 * 3 * 32 * 32);
@@ -127,16 +141,26 @@ test('training batches are identical for 0, 1 and 2 workers; unreadable item rep
   assert.deepEqual(r2.failures, [join(dir, 'a7.wav')]);
   // Training randomness is real: a different seed gives different batches.
   const other = await collect(ds, { ...TRAIN, workers: 0, seed: 12 });
-  assert.notDeepEqual(Array.from(other.batches[0].audio.subarray(0, 512)), Array.from(b0.audio.subarray(0, 512)));
+  assert.notDeepEqual(
+    Array.from(other.batches[0].audio.subarray(0, 512)),
+    Array.from(b0.audio.subarray(0, 512)),
+  );
   // Label vectors: unmixed rows are the reference's assignment rule (positive 1-eps, others eps/K);
   // mixed rows of single-label items carry eps + λ(1-eps) + (1-λ)(1-eps) = 1 in total.
   for (const b of r0.batches)
     for (let i = 0; i < b.size; i++) {
       const row = b.labels.subarray(i * 3, i * 3 + 3);
-      if (Number.isNaN(b.lambdas[i])) assertClose(row, labelVector(Int32Array.from([b.indices[i] % 3]), 3, 0.1), { atol: 0, what: 'unmixed labels' });
+      if (Number.isNaN(b.lambdas[i]))
+        assertClose(row, labelVector(Int32Array.from([b.indices[i] % 3]), 3, 0.1), {
+          atol: 0,
+          what: 'unmixed labels',
+        });
       else assert.ok(Math.abs(row.reduce((s, v) => s + v, 0) - 1) < 1e-6, `mixed row ${row} should sum to 1`);
     }
-  assert.ok(r0.batches.some((b) => Array.from(b.lambdas).some((l) => !Number.isNaN(l))), 'mixup happened');
+  assert.ok(
+    r0.batches.some((b) => Array.from(b.lambdas).some((l) => !Number.isNaN(l))),
+    'mixup happened',
+  );
 });
 
 test('resuming at startBatch reproduces the rest of the epoch', async () => {
@@ -151,7 +175,16 @@ test('resuming at startBatch reproduces the rest of the epoch', async () => {
 
 test('evaluation: file order, frame 5, no augmentation: equals the audio/vision pipeline', async () => {
   const ds = loadDataset(official);
-  const { batches } = await collect(ds, { batchSize: 2, train: false, targetLength: 64, imageSize: 224, workers: 1, mixup: 0.5, noise: true, freqm: 48 });
+  const { batches } = await collect(ds, {
+    batchSize: 2,
+    train: false,
+    targetLength: 64,
+    imageSize: 224,
+    workers: 1,
+    mixup: 0.5,
+    noise: true,
+    freqm: 48,
+  });
   assert.equal(batches.length, 1);
   const b = batches[0];
   assert.deepEqual(b.ids, ['clip0', 'clip1']);
@@ -167,7 +200,11 @@ test('evaluation: file order, frame 5, no augmentation: equals the audio/vision 
   assertClose(b.labels, [1, 1], { atol: 0, what: 'labels' });
   // frameUse picks another frame.
   const f2 = await collect(ds, { batchSize: 2, train: false, targetLength: 64, workers: 0, frameUse: 2 });
-  assertClose(f2.batches[0].image.subarray(0, 3 * 224 * 224), await loadImageTensor(join(dir, 'frames', 'frame_2', 'clip0.jpg')), { atol: 0, what: 'frame 2' });
+  assertClose(
+    f2.batches[0].image.subarray(0, 3 * 224 * 224),
+    await loadImageTensor(join(dir, 'frames', 'frame_2', 'clip0.jpg')),
+    { atol: 0, what: 'frame 2' },
+  );
 });
 
 test('weighted sampling draws only items with weight and follows the weights', async () => {
@@ -192,10 +229,24 @@ test('weighted sampling draws only items with weight and follows the weights', a
 
 test('an all-unreadable dataset stops with a clear error instead of looping', async () => {
   const bad = join(dir, 'bad.json');
-  writeFileSync(bad, JSON.stringify({ items: [{ id: 'x', audio: 'nope.wav', image: 'v0.png' }, { id: 'y', audio: 'a7.wav', image: 'v1.png' }] }));
-  await assert.rejects(collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0, onUnreadable: 'replace' }), /gave up after \d+ unreadable samples/);
+  writeFileSync(
+    bad,
+    JSON.stringify({
+      items: [
+        { id: 'x', audio: 'nope.wav', image: 'v0.png' },
+        { id: 'y', audio: 'a7.wav', image: 'v1.png' },
+      ],
+    }),
+  );
+  await assert.rejects(
+    collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0, onUnreadable: 'replace' }),
+    /gave up after \d+ unreadable samples/,
+  );
   // 'error' stops at the first one, naming the file.
-  await assert.rejects(collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0, onUnreadable: 'error' }), /nope\.wav: /);
+  await assert.rejects(
+    collect(loadDataset(bad), { batchSize: 1, train: false, workers: 0, onUnreadable: 'error' }),
+    /nope\.wav: /,
+  );
 });
 
 test('a manifest "video" folder of frame images: frame i of 10 is file floor(i·n/10) in natural order', async () => {
@@ -203,8 +254,17 @@ test('a manifest "video" folder of frame images: frame i of 10 is file floor(i·
   mkdirSync(frames, { recursive: true });
   for (let k = 1; k <= 10; k++) await png(join(frames, `f${k}.png`), 10 * k, 7, 9);
   const m = join(dir, 'video-folder.json');
-  writeFileSync(m, JSON.stringify({ items: [{ id: 'v', audio: 'a0.wav', video: 'framefolder', label: 'x' }] }));
-  const { batches } = await collect(loadDataset(m), { batchSize: 1, train: false, targetLength: 32, imageSize: 64, workers: 0 });
+  writeFileSync(
+    m,
+    JSON.stringify({ items: [{ id: 'v', audio: 'a0.wav', video: 'framefolder', label: 'x' }] }),
+  );
+  const { batches } = await collect(loadDataset(m), {
+    batchSize: 1,
+    train: false,
+    targetLength: 32,
+    imageSize: 64,
+    workers: 0,
+  });
   // Frame 5 of 10 -> the sixth file in natural order: f6.png (not f5, and not "f10" by plain sorting).
   const { decodeImage, imageToTensor } = await import('../../src/vision/index.js');
   const expected = imageToTensor(await decodeImage(join(frames, 'f6.png')), { size: 64 });
@@ -261,12 +321,25 @@ test('evaluation leaves unreadable items out (default skip); replace fills the r
     }),
   );
   // An empty frame folder is an unreadable sample (reported by path), not a crash.
-  const skip = await collect(loadDataset(m), { batchSize: 3, train: false, targetLength: 32, imageSize: 32, workers: 1 });
+  const skip = await collect(loadDataset(m), {
+    batchSize: 3,
+    train: false,
+    targetLength: 32,
+    imageSize: 32,
+    workers: 1,
+  });
   assert.deepEqual(skip.batches[0].ids, ['ok', 'ok2']);
   assert.equal(skip.batches[0].size, 2);
   assert.equal(skip.batches[0].audio.length, 2 * 32 * 128);
   assert.deepEqual(skip.failures, [join(dir, 'emptyframes')]);
-  const rep = await collect(loadDataset(m), { batchSize: 3, train: false, targetLength: 32, imageSize: 32, workers: 1, onUnreadable: 'replace' });
+  const rep = await collect(loadDataset(m), {
+    batchSize: 3,
+    train: false,
+    targetLength: 32,
+    imageSize: 32,
+    workers: 1,
+    onUnreadable: 'replace',
+  });
   assert.equal(rep.batches[0].size, 3);
   assert.ok(!rep.batches[0].ids.includes('e'));
 });

@@ -5,7 +5,8 @@ import { UserError } from '../../util/errors.js';
 function int(name: string, min: number) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
+    if (!Number.isInteger(n) || n < min)
+      throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
     return n;
   };
 }
@@ -13,7 +14,8 @@ function int(name: string, min: number) {
 function prob(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (v.trim() === '' || !(n >= 0 && n <= 1)) throw new UserError(`${name} must be a number in [0, 1], got '${v}'`);
+    if (v.trim() === '' || !(n >= 0 && n <= 1))
+      throw new UserError(`${name} must be a number in [0, 1], got '${v}'`);
     return n;
   };
 }
@@ -41,7 +43,9 @@ interface Flags {
 export function register(program: Command): void {
   program
     .command('bench-loader')
-    .description('measure the data loader: samples/s per epoch (first = cold, later = with the decoded-media cache), printed as JSON')
+    .description(
+      'measure the data loader: samples/s per epoch (first = cold, later = with the decoded-media cache), printed as JSON',
+    )
     .requiredOption('--data <file>', 'datafile JSON or manifest')
     .option('--label-csv <file>', 'label CSV (index,mid,display_name)')
     .option('--batch <n>', 'batch size', int('--batch', 1), 32)
@@ -58,7 +62,12 @@ export function register(program: Command): void {
     .option('--label-smooth <e>', 'label smoothing', prob('--label-smooth'), 0)
     .option('--cache-mb <n>', 'decoded-media cache per worker (MiB)', int('--cache-mb', 0), 384)
     .option('--seed <s>', 'seed', int('--seed', 0), 0)
-    .option('--step-ms <ms>', 'simulated synchronous training step per batch (checks that decoding overlaps it)', int('--step-ms', 0), 0)
+    .option(
+      '--step-ms <ms>',
+      'simulated synchronous training step per batch (checks that decoding overlaps it)',
+      int('--step-ms', 0),
+      0,
+    )
     .action(async (o: Flags) => {
       const { benchLoader } = await import('../../data/bench-loader.js');
       const r = await benchLoader({

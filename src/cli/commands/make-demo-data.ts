@@ -5,7 +5,8 @@ import { UserError } from '../../util/errors.js';
 function int(name: string, min: number) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
+    if (!Number.isInteger(n) || n < min)
+      throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
     return n;
   };
 }
@@ -33,7 +34,7 @@ interface Flags {
   snrMax: number;
   duration: number;
   voices?: string[];
-  langs: string[];
+  langs?: string[];
   speedMin: number;
   speedMax: number;
   pitchMin: number;
@@ -56,14 +57,32 @@ export function register(program: Command): void {
     .option('--seed <s>', 'random seed (example i depends only on seed, split and i)', int('--seed', 0), 0)
     .option('--snr-min <db>', 'lowest speech-to-noise ratio (dB)', num('--snr-min'), 20)
     .option('--snr-max <db>', 'highest speech-to-noise ratio (dB)', num('--snr-max'), 40)
-    .option('--duration <s>', 'clip length in seconds (the word is placed near the centre)', num('--duration'), 1.0)
-    .option('--voices <list>', 'comma-separated espeak-ng voice variants (default: all installed; every 5th goes to test)', list)
-    .option('--langs <list>', 'comma-separated espeak-ng languages (the digit is spoken in each)', list, ['en'])
+    .option(
+      '--duration <s>',
+      'clip length in seconds (the word is placed near the centre)',
+      num('--duration'),
+      1.0,
+    )
+    .option(
+      '--voices <list>',
+      'comma-separated espeak-ng voice variants (default: all installed; every 5th goes to test)',
+      list,
+    )
+    .option(
+      '--langs <list>',
+      'comma-separated espeak-ng languages (the digit is spoken in each) (default: en)',
+      list,
+    )
     .option('--speed-min <wpm>', 'slowest speech rate (words per minute)', int('--speed-min', 80), 120)
     .option('--speed-max <wpm>', 'fastest speech rate', int('--speed-max', 80), 220)
     .option('--pitch-min <p>', 'lowest espeak-ng pitch (0-99)', int('--pitch-min', 0), 20)
     .option('--pitch-max <p>', 'highest espeak-ng pitch (0-99)', int('--pitch-max', 0), 80)
-    .option('--image-size <px>', 'stored image side (28 keeps the MNIST pixels; the image pipeline resizes)', int('--image-size', 8), 28)
+    .option(
+      '--image-size <px>',
+      'stored image side (28 keeps the MNIST pixels; the image pipeline resizes)',
+      int('--image-size', 8),
+      28,
+    )
     .option('--jobs <n>', 'examples made in parallel (each runs espeak-ng and sox)', int('--jobs', 1), 2)
     .option('--quiet', 'no progress bar')
     .action(async (o: Flags) => {
@@ -72,7 +91,12 @@ export function register(program: Command): void {
       if (!o.quiet && process.stderr.isTTY) {
         const { default: cliProgress } = await import('cli-progress');
         bar = new cliProgress.SingleBar(
-          { format: 'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}', stream: process.stderr, hideCursor: true, etaBuffer: 50 },
+          {
+            format: 'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}',
+            stream: process.stderr,
+            hideCursor: true,
+            etaBuffer: 50,
+          },
           cliProgress.Presets.shades_classic,
         );
       }

@@ -5,11 +5,14 @@ export function register(program: Command): void {
   program
     .command('make-weights')
     .description(
-      'write the balanced-sampling weight file: per class 1000/(count+0.01), summed over each sample\'s labels; ' +
+      "write the balanced-sampling weight file: per class 1000/(count+0.01), summed over each sample's labels; " +
         'one float per line in datafile order (default <data without .json>_weight.csv, as gen_weight_file.py)',
     )
     .requiredOption('--data <file>', 'training datafile JSON or manifest')
-    .option('--label-csv <file>', 'label CSV (index,mid,display_name); default: an index built from the data labels')
+    .option(
+      '--label-csv <file>',
+      'label CSV (index,mid,display_name); default: an index built from the data labels',
+    )
     .option('--out <file>', 'output weight file')
     .action(async (o: { data: string; labelCsv?: string; out?: string }) => {
       const d = await import('../../data/datafile.js');
