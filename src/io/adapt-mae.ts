@@ -39,14 +39,51 @@ export interface AdaptMaeResult {
 }
 
 /** CAV-MAE keys the adaptation never produces (the model keeps its own init for them). */
-export const NOT_FROM_MAE = ['modality_a', 'modality_v', 'decoder_modality_a', 'decoder_modality_v', 'pos_embed_a', 'decoder_pos_embed_a'];
+export const NOT_FROM_MAE = [
+  'modality_a',
+  'modality_v',
+  'decoder_modality_a',
+  'decoder_modality_v',
+  'pos_embed_a',
+  'decoder_pos_embed_a',
+];
 
 const TOP_ORDER = [
-  'modality_a', 'modality_v', 'pos_embed_a', 'pos_embed_v', 'mask_token', 'decoder_modality_a', 'decoder_modality_v',
-  'decoder_pos_embed_a', 'decoder_pos_embed_v', 'patch_embed_a', 'patch_embed_v', 'blocks_a', 'blocks_v', 'blocks_u',
-  'norm_a', 'norm_v', 'norm', 'decoder_embed', 'decoder_blocks', 'decoder_norm', 'decoder_pred_a', 'decoder_pred_v',
+  'modality_a',
+  'modality_v',
+  'pos_embed_a',
+  'pos_embed_v',
+  'mask_token',
+  'decoder_modality_a',
+  'decoder_modality_v',
+  'decoder_pos_embed_a',
+  'decoder_pos_embed_v',
+  'patch_embed_a',
+  'patch_embed_v',
+  'blocks_a',
+  'blocks_v',
+  'blocks_u',
+  'norm_a',
+  'norm_v',
+  'norm',
+  'decoder_embed',
+  'decoder_blocks',
+  'decoder_norm',
+  'decoder_pred_a',
+  'decoder_pred_v',
 ];
-const BLOCK_ORDER = ['norm1', 'norm1_a', 'norm1_v', 'attn.qkv', 'attn.proj', 'norm2', 'norm2_a', 'norm2_v', 'mlp.fc1', 'mlp.fc2'];
+const BLOCK_ORDER = [
+  'norm1',
+  'norm1_a',
+  'norm1_v',
+  'attn.qkv',
+  'attn.proj',
+  'norm2',
+  'norm2_a',
+  'norm2_v',
+  'mlp.fc1',
+  'mlp.fc2',
+];
 
 /** Sort key reproducing the official module registration order. */
 function orderKey(key: string): [number, number, number, string] {
@@ -66,22 +103,35 @@ function compareOrder(a: string, b: string): number {
   return x[3] < y[3] ? -1 : x[3] > y[3] ? 1 : a < b ? -1 : a > b ? 1 : 0;
 }
 
-export function adaptMaeStateDict(mae: ReadonlyMap<string, F32Tensor>, opts: AdaptMaeOptions = {}, what = 'MAE checkpoint'): AdaptMaeResult {
+export function adaptMaeStateDict(
+  mae: ReadonlyMap<string, F32Tensor>,
+  opts: AdaptMaeOptions = {},
+  what = 'MAE checkpoint',
+): AdaptMaeResult {
   const depth = opts.modalitySpecificDepth ?? 11;
   const need = (key: string, rank: number): F32Tensor => {
     const t = mae.get(key);
     if (!t) throw fileError(what, `not an MAE state dict: key "${key}" is missing`);
-    if (t.shape.length !== rank) throw fileError(what, `MAE key "${key}" has shape ${shapeToString(t.shape)}, expected ${rank} dimensions`);
+    if (t.shape.length !== rank)
+      throw fileError(
+        what,
+        `MAE key "${key}" has shape ${shapeToString(t.shape)}, expected ${rank} dimensions`,
+      );
     return t;
   };
   const patchW = need('patch_embed.proj.weight', 4);
   const [embed, inChans, ph, pw] = patchW.shape;
-  if (inChans !== 3) throw fileError(what, `MAE patch_embed.proj.weight has ${inChans} input channels, expected 3 (RGB)`);
+  if (inChans !== 3)
+    throw fileError(what, `MAE patch_embed.proj.weight has ${inChans} input channels, expected 3 (RGB)`);
   const pp = ph * pw;
   const posEmbed = need('pos_embed', 3);
   const decPos = need('decoder_pos_embed', 3);
   const decPred = need('decoder_pred.weight', 2);
-  if (decPred.shape[0] < pp) throw fileError(what, `MAE decoder_pred.weight has ${decPred.shape[0]} rows, fewer than the ${pp} an audio patch needs`);
+  if (decPred.shape[0] < pp)
+    throw fileError(
+      what,
+      `MAE decoder_pred.weight has ${decPred.shape[0]} rows, fewer than the ${pp} an audio patch needs`,
+    );
 
   let maeDepth = 0;
   for (const k of mae.keys()) {
@@ -89,7 +139,10 @@ export function adaptMaeStateDict(mae: ReadonlyMap<string, F32Tensor>, opts: Ada
     if (m) maeDepth = Math.max(maeDepth, Number(m[1]) + 1);
   }
   if (!Number.isInteger(depth) || depth < 0 || depth >= maeDepth) {
-    throw fileError(what, `modality-specific depth ${depth} must be an integer in 0..${maeDepth - 1} (the MAE has ${maeDepth} blocks)`);
+    throw fileError(
+      what,
+      `modality-specific depth ${depth} must be an integer in 0..${maeDepth - 1} (the MAE has ${maeDepth} blocks)`,
+    );
   }
 
   const out = new Map<string, F32Tensor>();
@@ -102,7 +155,8 @@ export function adaptMaeStateDict(mae: ReadonlyMap<string, F32Tensor>, opts: Ada
   /** x[:, 1:, :] of a [1, 1+N, D] table: drops the class-token slot. */
   const dropClassSlot = (t: F32Tensor, key: string): F32Tensor => {
     const [b, n, d] = t.shape;
-    if (b !== 1 || n < 2) throw fileError(what, `MAE key "${key}" has shape ${shapeToString(t.shape)}, expected [1, 1+N, D]`);
+    if (b !== 1 || n < 2)
+      throw fileError(what, `MAE key "${key}" has shape ${shapeToString(t.shape)}, expected [1, 1+N, D]`);
     return { shape: [1, n - 1, d], data: t.data.slice(d) }; // [1, N, D]
   };
 
@@ -134,7 +188,8 @@ export function adaptMaeStateDict(mae: ReadonlyMap<string, F32Tensor>, opts: Ada
       const sum = new Float32Array(embed * pp);
       for (let e = 0; e < embed; e++) {
         const base = e * 3 * pp;
-        for (let q = 0; q < pp; q++) sum[e * pp + q] = Math.fround(t.data[base + q] + t.data[base + pp + q]) + t.data[base + 2 * pp + q];
+        for (let q = 0; q < pp; q++)
+          sum[e * pp + q] = Math.fround(t.data[base + q] + t.data[base + pp + q]) + t.data[base + 2 * pp + q];
       }
       put('patch_embed_a.proj.weight', { shape: [embed, 1, ph, pw], data: sum });
     } else if (key === 'patch_embed.proj.bias') {
@@ -150,7 +205,10 @@ export function adaptMaeStateDict(mae: ReadonlyMap<string, F32Tensor>, opts: Ada
       const cols = t.shape.length === 2 ? t.shape[1] : 1;
       const rows = Math.min(pp, t.shape[0]);
       // First p*p rows: the (p, q, c) layout makes this an arbitrary subset, exactly as the official script does.
-      put(`decoder_pred_a.${p}`, { shape: t.shape.length === 2 ? [rows, cols] : [rows], data: t.data.slice(0, rows * cols) });
+      put(`decoder_pred_a.${p}`, {
+        shape: t.shape.length === 2 ? [rows, cols] : [rows],
+        data: t.data.slice(0, rows * cols),
+      });
     } else if (/^(decoder_embed\.|decoder_blocks\.\d+\.|decoder_norm\.)/.test(key) || key === 'mask_token') {
       put(key, copy(t));
     } else {
@@ -166,13 +224,21 @@ export interface AdaptMaeFileResult extends AdaptMaeResult {
 }
 
 /** Reads an MAE checkpoint (.pth with a "model" entry, or safetensors), adapts it, writes safetensors. */
-export function adaptMaeCheckpoint(maePath: string, outPath: string, opts: AdaptMaeOptions = {}): AdaptMaeFileResult {
+export function adaptMaeCheckpoint(
+  maePath: string,
+  outPath: string,
+  opts: AdaptMaeOptions = {},
+): AdaptMaeFileResult {
   const { tensors } = loadStateDict(maePath);
   const result = adaptMaeStateDict(tensors, opts, maePath);
   saveCheckpoint(outPath, result.tensors, {
     extra: {
       'cavmae.source': 'adapt-mae',
-      'cavmae.adapt_mae': JSON.stringify({ mae: basename(maePath), modality_specific_depth: opts.modalitySpecificDepth ?? 11, dropped: result.dropped }),
+      'cavmae.adapt_mae': JSON.stringify({
+        mae: basename(maePath),
+        modality_specific_depth: opts.modalitySpecificDepth ?? 11,
+        dropped: result.dropped,
+      }),
     },
   });
   return { ...result, out: outPath };

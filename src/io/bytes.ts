@@ -21,9 +21,23 @@ export interface ByteSource {
   close(): void;
 }
 
-function checkRange(src: { what: string; size: number }, offset: number, length: number, purpose: string): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > src.size) {
-    throw fileError(src.what, `${purpose} lies outside the file (bytes ${offset}..${offset + length} of ${src.size}); the file is truncated or corrupt`);
+function checkRange(
+  src: { what: string; size: number },
+  offset: number,
+  length: number,
+  purpose: string,
+): void {
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > src.size
+  ) {
+    throw fileError(
+      src.what,
+      `${purpose} lies outside the file (bytes ${offset}..${offset + length} of ${src.size}); the file is truncated or corrupt`,
+    );
   }
 }
 
@@ -63,7 +77,10 @@ export class FileSource implements ByteSource {
       this.fd = openSync(what, 'r');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw fileError(what, code === 'ENOENT' ? 'no such file' : `cannot open (${code ?? (e as Error).message})`);
+      throw fileError(
+        what,
+        code === 'ENOENT' ? 'no such file' : `cannot open (${code ?? (e as Error).message})`,
+      );
     }
     const st = fstatSync(this.fd);
     if (!st.isFile()) {
@@ -84,7 +101,8 @@ export class FileSource implements ByteSource {
     while (done < dest.byteLength) {
       // readSync takes at most 2 GiB per call.
       const n = readSync(this.fd, dest, done, Math.min(dest.byteLength - done, 1 << 30), offset + done);
-      if (n <= 0) throw fileError(this.what, `${purpose}: unexpected end of file (the file changed while reading?)`);
+      if (n <= 0)
+        throw fileError(this.what, `${purpose}: unexpected end of file (the file changed while reading?)`);
       done += n;
     }
   }
@@ -106,5 +124,6 @@ export function withFile<T>(path: string, fn: (src: ByteSource) => T): T {
 
 /** The platform must be little-endian: tensor bytes are used in place. */
 export function assertLittleEndian(): void {
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new UserError('big-endian hosts are not supported');
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1)
+    throw new UserError('big-endian hosts are not supported');
 }

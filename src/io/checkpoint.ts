@@ -21,7 +21,13 @@
 import { BufferSource, withFile, type ByteSource } from './bytes.js';
 import { toFloat32, type F32Tensor, type RawTensor } from './dtypes.js';
 import { parsePth } from './pth.js';
-import { MAX_HEADER_BYTES, parseSafetensors, shapeToString, writeSafetensors, type WritableTensor } from './safetensors.js';
+import {
+  MAX_HEADER_BYTES,
+  parseSafetensors,
+  shapeToString,
+  writeSafetensors,
+  type WritableTensor,
+} from './safetensors.js';
 import { looksLikeZip } from './zip.js';
 import { fileError } from '../util/errors.js';
 
@@ -65,13 +71,17 @@ export function detectFormat(src: ByteSource): CheckpointFormat {
 }
 
 /** Removes a leading "module." from every key (DataParallel checkpoints). */
-export function stripModulePrefix<T>(tensors: Map<string, T>, what: string): { tensors: Map<string, T>; stripped: number } {
+export function stripModulePrefix<T>(
+  tensors: Map<string, T>,
+  what: string,
+): { tensors: Map<string, T>; stripped: number } {
   const out = new Map<string, T>();
   let stripped = 0;
   for (const [k, v] of tensors) {
     const name = k.startsWith('module.') ? k.slice('module.'.length) : k;
     if (name !== k) stripped++;
-    if (out.has(name)) throw fileError(what, `key "${name}" appears both with and without the "module." prefix`);
+    if (out.has(name))
+      throw fileError(what, `key "${name}" appears both with and without the "module." prefix`);
     out.set(name, v);
   }
   return { tensors: out, stripped };
@@ -112,7 +122,11 @@ export function toF32StateDict(raw: Map<string, RawTensor>): Map<string, F32Tens
 }
 
 /** The state dict of a .pth or .safetensors checkpoint as float32, keys without "module.". */
-export function loadStateDict(path: string): { tensors: Map<string, F32Tensor>; metadata: Record<string, string>; format: CheckpointFormat } {
+export function loadStateDict(path: string): {
+  tensors: Map<string, F32Tensor>;
+  metadata: Record<string, string>;
+  format: CheckpointFormat;
+} {
   const raw = loadRawStateDict(path);
   return { tensors: toF32StateDict(raw.tensors), metadata: raw.metadata, format: raw.format };
 }
@@ -132,7 +146,10 @@ export interface KeyReport {
 }
 
 /** Compares a model's parameter shapes (expected) with a checkpoint's (got). */
-export function compareKeys(expected: ReadonlyMap<string, ShapeLike>, got: ReadonlyMap<string, ShapeLike>): KeyReport {
+export function compareKeys(
+  expected: ReadonlyMap<string, ShapeLike>,
+  got: ReadonlyMap<string, ShapeLike>,
+): KeyReport {
   const missing: string[] = [];
   const shapeMismatch: KeyReport['shapeMismatch'] = [];
   for (const [k, v] of expected) {
@@ -143,7 +160,8 @@ export function compareKeys(expected: ReadonlyMap<string, ShapeLike>, got: Reado
     }
     const a = shapeOf(v);
     const b = shapeOf(g);
-    if (a.length !== b.length || a.some((d, i) => d !== b[i])) shapeMismatch.push({ key: k, expected: [...a], got: [...b] });
+    if (a.length !== b.length || a.some((d, i) => d !== b[i]))
+      shapeMismatch.push({ key: k, expected: [...a], got: [...b] });
   }
   const unexpected = [...got.keys()].filter((k) => !expected.has(k));
   return { missing, unexpected, shapeMismatch };
@@ -158,9 +176,12 @@ export function formatKeyReport(r: KeyReport): string {
   const list = (keys: string[]) => `[${keys.map((k) => `'${k}'`).join(', ')}]`;
   const lines: string[] = [];
   if (r.missing.length === 0 && r.unexpected.length === 0) lines.push('<All keys matched successfully>');
-  else lines.push(`_IncompatibleKeys(missing_keys=${list(r.missing)}, unexpected_keys=${list(r.unexpected)})`);
+  else
+    lines.push(`_IncompatibleKeys(missing_keys=${list(r.missing)}, unexpected_keys=${list(r.unexpected)})`);
   for (const m of r.shapeMismatch) {
-    lines.push(`size mismatch for ${m.key}: copying a param with shape torch.Size(${shapeToString(m.got)}) from checkpoint, the shape in current model is torch.Size(${shapeToString(m.expected)}).`);
+    lines.push(
+      `size mismatch for ${m.key}: copying a param with shape torch.Size(${shapeToString(m.got)}) from checkpoint, the shape in current model is torch.Size(${shapeToString(m.expected)}).`,
+    );
   }
   return lines.join('\n');
 }
@@ -169,14 +190,18 @@ export interface CheckpointMetadata {
   /** The model config; stored as JSON under "cavmae.config". */
   config?: unknown;
   /** Overrides of DEFAULT_PREPROCESS; stored as JSON under "cavmae.preprocess". */
-  preprocess?: { audio?: Partial<PreprocessConstants['audio']>; image?: Partial<PreprocessConstants['image']> };
+  preprocess?: {
+    audio?: Partial<PreprocessConstants['audio']>;
+    image?: Partial<PreprocessConstants['image']>;
+  };
   /** Any further string pairs. */
   extra?: Record<string, string>;
 }
 
 export function checkpointMetadata(meta: CheckpointMetadata = {}): Record<string, string> {
   const out: Record<string, string> = { format: 'pt', [FORMAT_VERSION_KEY]: '1' };
-  if (meta.config !== undefined) out[CONFIG_KEY] = typeof meta.config === 'string' ? meta.config : JSON.stringify(meta.config);
+  if (meta.config !== undefined)
+    out[CONFIG_KEY] = typeof meta.config === 'string' ? meta.config : JSON.stringify(meta.config);
   const pre: PreprocessConstants = {
     audio: { ...DEFAULT_PREPROCESS.audio, ...(meta.preprocess?.audio ?? {}) },
     image: { ...DEFAULT_PREPROCESS.image, ...(meta.preprocess?.image ?? {}) },
@@ -192,7 +217,10 @@ export function saveCheckpoint(
   tensors: ReadonlyMap<string, WritableTensor> | Record<string, WritableTensor>,
   meta: CheckpointMetadata = {},
 ): void {
-  const list = tensors instanceof Map ? new Map(tensors) : new Map(Object.entries(tensors as Record<string, WritableTensor>));
+  const list =
+    tensors instanceof Map
+      ? new Map(tensors)
+      : new Map(Object.entries(tensors as Record<string, WritableTensor>));
   writeSafetensors(path, list, checkpointMetadata(meta));
 }
 
@@ -212,15 +240,28 @@ export function checkpointConfig(metadata: Record<string, string>, what = 'check
 }
 
 /** The stored preprocessing constants, validated, or undefined when absent. */
-export function checkpointPreprocess(metadata: Record<string, string>, what = 'checkpoint'): PreprocessConstants | undefined {
+export function checkpointPreprocess(
+  metadata: Record<string, string>,
+  what = 'checkpoint',
+): PreprocessConstants | undefined {
   const v = parseJsonField(metadata, PREPROCESS_KEY, what) as PreprocessConstants | undefined;
   if (v === undefined) return undefined;
   const num = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
   const triple = (x: unknown) => Array.isArray(x) && x.length === 3 && x.every(num);
   const ok =
-    v && typeof v === 'object' && v.audio && v.image &&
-    num(v.audio.sampleRate) && num(v.audio.melBins) && num(v.audio.targetLength) && num(v.audio.mean) && num(v.audio.std) && v.audio.std > 0 &&
-    num(v.image.size) && triple(v.image.mean) && triple(v.image.std);
+    v &&
+    typeof v === 'object' &&
+    v.audio &&
+    v.image &&
+    num(v.audio.sampleRate) &&
+    num(v.audio.melBins) &&
+    num(v.audio.targetLength) &&
+    num(v.audio.mean) &&
+    num(v.audio.std) &&
+    v.audio.std > 0 &&
+    num(v.image.size) &&
+    triple(v.image.mean) &&
+    triple(v.image.std);
   if (!ok) throw fileError(what, `metadata "${PREPROCESS_KEY}" does not hold valid preprocessing constants`);
   return v;
 }

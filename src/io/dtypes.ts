@@ -18,7 +18,16 @@ export interface F32Tensor {
   data: Float32Array;
 }
 
-export const ITEM_SIZE: Record<Dtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, BOOL: 1 };
+export const ITEM_SIZE: Record<Dtype, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  U8: 1,
+  BOOL: 1,
+};
 
 export function isDtype(s: unknown): s is Dtype {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(ITEM_SIZE, s);

@@ -56,7 +56,10 @@ function blockShapes(out: Map<string, number[]>, prefix: string, d: number, mlpR
 
 function patchCounts(c: LayoutConfig): { audio: number; visual: number } {
   const p = c.patch_size;
-  return { audio: Math.trunc(MEL_BINS / p) * Math.trunc(c.audio_length / p), visual: Math.trunc(c.img_size / p) ** 2 };
+  return {
+    audio: Math.trunc(MEL_BINS / p) * Math.trunc(c.audio_length / p),
+    visual: Math.trunc(c.img_size / p) ** 2,
+  };
 }
 
 function encoderShapes(out: Map<string, number[]>, c: LayoutConfig): void {
@@ -135,7 +138,9 @@ function countIndexed(keys: Iterable<string>, prefix: string): number {
  * Guesses the class and constructor arguments a state dict was made with, from its shapes.
  * Undefined when the keys do not look like CAV-MAE at all.
  */
-export function inferLayout(shapes: ReadonlyMap<string, readonly number[]>): { model: 'CAVMAE' | 'CAVMAEFT'; config: LayoutConfig } | undefined {
+export function inferLayout(
+  shapes: ReadonlyMap<string, readonly number[]>,
+): { model: 'CAVMAE' | 'CAVMAEFT'; config: LayoutConfig } | undefined {
   const pe = shapes.get('patch_embed_v.proj.weight');
   const posA = shapes.get('pos_embed_a');
   const posV = shapes.get('pos_embed_v');
@@ -154,6 +159,7 @@ export function inferLayout(shapes: ReadonlyMap<string, readonly number[]>): { m
     mlp_ratio: fc1 ? fc1[0] / e : 4,
   };
   const head = shapes.get('mlp_head.1.weight');
-  if (head && !shapes.has('decoder_embed.weight')) return { model: 'CAVMAEFT', config: { ...config, label_dim: head[0] } };
+  if (head && !shapes.has('decoder_embed.weight'))
+    return { model: 'CAVMAEFT', config: { ...config, label_dim: head[0] } };
   return { model: 'CAVMAE', config };
 }

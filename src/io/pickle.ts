@@ -56,7 +56,19 @@ export interface PyExtension {
   readonly pyKind: string;
 }
 
-export type PyValue = null | boolean | number | bigint | string | Uint8Array | PyTuple | PyValue[] | PyDict | PyGlobal | PyRecord | PyExtension;
+export type PyValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | PyTuple
+  | PyValue[]
+  | PyDict
+  | PyGlobal
+  | PyRecord
+  | PyExtension;
 
 export interface CallContext {
   what: string;
@@ -83,25 +95,88 @@ export interface UnpickleOptions {
 }
 
 const OPCODE_NAMES: Record<number, string> = {
-  0x80: 'PROTO', 0x95: 'FRAME', 0x2e: 'STOP', 0x28: 'MARK', 0x7d: 'EMPTY_DICT', 0x5d: 'EMPTY_LIST', 0x29: 'EMPTY_TUPLE',
-  0x64: 'DICT', 0x6c: 'LIST', 0x74: 'TUPLE', 0x85: 'TUPLE1', 0x86: 'TUPLE2', 0x87: 'TUPLE3', 0x58: 'BINUNICODE',
-  0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES', 0x8e: 'BINBYTES8',
-  0x4a: 'BININT', 0x4b: 'BININT1', 0x4d: 'BININT2', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x47: 'BINFLOAT', 0x4e: 'NONE',
-  0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x73: 'SETITEM', 0x75: 'SETITEMS', 0x61: 'APPEND', 0x65: 'APPENDS',
-  0x71: 'BINPUT', 0x72: 'LONG_BINPUT', 0x68: 'BINGET', 0x6a: 'LONG_BINGET', 0x94: 'MEMOIZE', 0x63: 'GLOBAL',
-  0x93: 'STACK_GLOBAL', 0x52: 'REDUCE', 0x62: 'BUILD', 0x81: 'NEWOBJ', 0x51: 'BINPERSID',
+  0x80: 'PROTO',
+  0x95: 'FRAME',
+  0x2e: 'STOP',
+  0x28: 'MARK',
+  0x7d: 'EMPTY_DICT',
+  0x5d: 'EMPTY_LIST',
+  0x29: 'EMPTY_TUPLE',
+  0x64: 'DICT',
+  0x6c: 'LIST',
+  0x74: 'TUPLE',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x58: 'BINUNICODE',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x8e: 'BINBYTES8',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4d: 'BININT2',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x47: 'BINFLOAT',
+  0x4e: 'NONE',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x73: 'SETITEM',
+  0x75: 'SETITEMS',
+  0x61: 'APPEND',
+  0x65: 'APPENDS',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x68: 'BINGET',
+  0x6a: 'LONG_BINGET',
+  0x94: 'MEMOIZE',
+  0x63: 'GLOBAL',
+  0x93: 'STACK_GLOBAL',
+  0x52: 'REDUCE',
+  0x62: 'BUILD',
+  0x81: 'NEWOBJ',
+  0x51: 'BINPERSID',
   // Known but refused (named in errors only):
-  0x69: 'INST', 0x6f: 'OBJ', 0x92: 'NEWOBJ_EX', 0x50: 'PERSID', 0x49: 'INT', 0x4c: 'LONG', 0x53: 'STRING',
-  0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING', 0x56: 'UNICODE', 0x46: 'FLOAT', 0x70: 'PUT', 0x67: 'GET',
-  0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x8f: 'EMPTY_SET',
-  0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+  0x69: 'INST',
+  0x6f: 'OBJ',
+  0x92: 'NEWOBJ_EX',
+  0x50: 'PERSID',
+  0x49: 'INT',
+  0x4c: 'LONG',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x46: 'FLOAT',
+  0x70: 'PUT',
+  0x67: 'GET',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
+  0x98: 'READONLY_BUFFER',
 };
 
 const MAX_LONG_BYTES = 64; // ints wider than 512 bits have no place in a state dict
 const MAX_GLOBAL_LINE = 256;
 
 function isKey(v: PyValue): v is PyKey {
-  return v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean';
+  return (
+    v === null ||
+    typeof v === 'string' ||
+    typeof v === 'number' ||
+    typeof v === 'bigint' ||
+    typeof v === 'boolean'
+  );
 }
 
 export function describeValue(v: PyValue): string {
@@ -411,7 +486,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
         // REDUCE
         const args = pop();
         const fn = pop();
-        if (!(fn instanceof PyGlobal) || !fn.handler.call) fail(`refusing to call ${describeValue(fn)}: not an allow-listed callable`);
+        if (!(fn instanceof PyGlobal) || !fn.handler.call)
+          fail(`refusing to call ${describeValue(fn)}: not an allow-listed callable`);
         if (!(args instanceof PyTuple)) fail(`REDUCE arguments are a ${describeValue(args)}, not a tuple`);
         push((fn as PyGlobal).handler.call!((args as PyTuple).items, ctx));
         break;
@@ -420,7 +496,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
         // NEWOBJ (cls.__new__(cls, *args)) only for inert record classes
         const args = pop();
         const cls = pop();
-        if (!(cls instanceof PyGlobal) || !cls.handler.inertRecord) fail(`refusing to instantiate ${describeValue(cls)}: not an allow-listed data class`);
+        if (!(cls instanceof PyGlobal) || !cls.handler.inertRecord)
+          fail(`refusing to instantiate ${describeValue(cls)}: not an allow-listed data class`);
         if (!(args instanceof PyTuple)) fail(`NEWOBJ arguments are a ${describeValue(args)}, not a tuple`);
         push(new PyRecord(cls as PyGlobal, (args as PyTuple).items));
         break;
@@ -430,7 +507,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
         const state = pop();
         const target = top();
         if (target instanceof PyDict || target instanceof PyRecord) {
-          if (state !== null && !(state instanceof PyDict) && !(state instanceof PyTuple)) fail(`BUILD state of type ${describeValue(state)} is not supported`);
+          if (state !== null && !(state instanceof PyDict) && !(state instanceof PyTuple))
+            fail(`BUILD state of type ${describeValue(state)} is not supported`);
           target.state = state;
         } else {
           fail(`refusing BUILD on a ${describeValue(target)}`);

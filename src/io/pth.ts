@@ -17,7 +17,17 @@
  */
 import { withFile, type ByteSource } from './bytes.js';
 import { allocTyped, ITEM_SIZE, typedView, type Dtype, type RawTensor, type TensorData } from './dtypes.js';
-import { unpickle, describeValue, PyDict, PyGlobal, PyTuple, type CallContext, type GlobalHandler, type PyExtension, type PyValue } from './pickle.js';
+import {
+  unpickle,
+  describeValue,
+  PyDict,
+  PyGlobal,
+  PyTuple,
+  type CallContext,
+  type GlobalHandler,
+  type PyExtension,
+  type PyValue,
+} from './pickle.js';
 import { looksLikeZip, ZipArchive } from './zip.js';
 import { fileError } from '../util/errors.js';
 
@@ -63,7 +73,8 @@ function isTensor(v: PyValue): v is PthTensor {
 }
 
 function intArg(v: PyValue, ctx: CallContext, what: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) ctx.fail(`${what} must be a non-negative integer, got ${describeValue(v)} ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    ctx.fail(`${what} must be a non-negative integer, got ${describeValue(v)} ${String(v)}`);
   return v as number;
 }
 
@@ -89,27 +100,41 @@ function makeGlobals(): Map<string, GlobalHandler> {
   const rebuildTensor: GlobalHandler = {
     call(args, ctx) {
       // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-      if (args.length < 6 || args.length > 7) ctx.fail(`_rebuild_tensor_v2 takes 6 or 7 arguments, got ${args.length}`);
+      if (args.length < 6 || args.length > 7)
+        ctx.fail(`_rebuild_tensor_v2 takes 6 or 7 arguments, got ${args.length}`);
       const storage = args[0] as PthStorage;
-      if (typeof storage !== 'object' || storage === null || (storage as PyExtension).pyKind !== 'storage') ctx.fail(`_rebuild_tensor_v2: first argument is a ${describeValue(args[0])}, not a storage`);
+      if (typeof storage !== 'object' || storage === null || (storage as PyExtension).pyKind !== 'storage')
+        ctx.fail(`_rebuild_tensor_v2: first argument is a ${describeValue(args[0])}, not a storage`);
       const offset = intArg(args[1], ctx, 'storage offset');
       const shape = intTuple(args[2], ctx, 'size');
       const stride = intTuple(args[3], ctx, 'stride');
-      if (shape.length !== stride.length) ctx.fail(`size has ${shape.length} dimensions but stride has ${stride.length}`);
+      if (shape.length !== stride.length)
+        ctx.fail(`size has ${shape.length} dimensions but stride has ${stride.length}`);
       let numel = 1;
-      for (const d of shape) numel = d === 0 || numel === 0 ? 0 : Math.min(numel * d, Number.MAX_SAFE_INTEGER);
+      for (const d of shape)
+        numel = d === 0 || numel === 0 ? 0 : Math.min(numel * d, Number.MAX_SAFE_INTEGER);
       if (shape.includes(0)) numel = 0;
       if (numel > 0) {
-        if (numel > MAX_ELEMENTS) ctx.fail(`tensor of shape [${shape.join(', ')}] has more than ${MAX_ELEMENTS} elements`);
+        if (numel > MAX_ELEMENTS)
+          ctx.fail(`tensor of shape [${shape.join(', ')}] has more than ${MAX_ELEMENTS} elements`);
         // Stride-0 views may legitimately be larger than their storage, but not unboundedly so.
-        if (numel > Math.max(storage.numel * 64, 1 << 20)) ctx.fail(`tensor of shape [${shape.join(', ')}] is far larger than its ${storage.numel}-element storage`);
+        if (numel > Math.max(storage.numel * 64, 1 << 20))
+          ctx.fail(
+            `tensor of shape [${shape.join(', ')}] is far larger than its ${storage.numel}-element storage`,
+          );
         let last = offset;
         for (let i = 0; i < shape.length; i++) {
           const reach = (shape[i] - 1) * stride[i];
-          if (reach > storage.numel) ctx.fail(`tensor view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches outside its ${storage.numel}-element storage`);
+          if (reach > storage.numel)
+            ctx.fail(
+              `tensor view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches outside its ${storage.numel}-element storage`,
+            );
           last += reach;
         }
-        if (last >= storage.numel) ctx.fail(`tensor view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches outside its ${storage.numel}-element storage`);
+        if (last >= storage.numel)
+          ctx.fail(
+            `tensor view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches outside its ${storage.numel}-element storage`,
+          );
       }
       if (typeof args[4] !== 'boolean') ctx.fail('requires_grad must be a bool');
       const t: PthTensor = { pyKind: 'tensor', storage, offset, shape, stride, numel };
@@ -138,20 +163,31 @@ function persistentLoader(): (pid: PyValue, ctx: CallContext) => PyValue {
   const seen = new Map<string, PthStorage>();
   return (pid, ctx) => {
     // ('storage', storage_type, key, location, numel)
-    if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') ctx.fail('persistent id is not a (storage, type, key, location, numel) tuple');
+    if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage')
+      ctx.fail('persistent id is not a (storage, type, key, location, numel) tuple');
     const [, type, key, location, numelV] = (pid as PyTuple).items;
-    if (!(type instanceof PyGlobal) || type.module !== 'torch' && type.module !== 'torch.storage') ctx.fail(`persistent id names ${describeValue(type)}, not a storage type`);
+    if (!(type instanceof PyGlobal) || (type.module !== 'torch' && type.module !== 'torch.storage'))
+      ctx.fail(`persistent id names ${describeValue(type)}, not a storage type`);
     const typeName = (type as PyGlobal).name;
-    if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(key)) ctx.fail(`storage key ${JSON.stringify(key)} is not a plain name`);
+    if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(key))
+      ctx.fail(`storage key ${JSON.stringify(key)} is not a plain name`);
     if (typeof location !== 'string') ctx.fail('storage location is not a string');
     const numel = intArg(numelV, ctx, 'storage size');
     const dtype = typeName === 'UntypedStorage' ? 'U8' : (STORAGE_DTYPES[typeName] ?? null);
     const prev = seen.get(key as string);
     if (prev) {
-      if (prev.typeName !== typeName || prev.numel !== numel) ctx.fail(`storage "${key}" is declared twice with different types or sizes`);
+      if (prev.typeName !== typeName || prev.numel !== numel)
+        ctx.fail(`storage "${key}" is declared twice with different types or sizes`);
       return prev;
     }
-    const s: PthStorage = { pyKind: 'storage', key: key as string, dtype, typeName, numel, location: location as string };
+    const s: PthStorage = {
+      pyKind: 'storage',
+      key: key as string,
+      dtype,
+      typeName,
+      numel,
+      location: location as string,
+    };
     seen.set(key as string, s);
     return s;
   };
@@ -170,17 +206,29 @@ export function withPthArchive<T>(src: ByteSource, fn: (archive: PthArchive) => 
   const what = src.what;
   const head = src.read(0, Math.min(4, src.size), 'file signature');
   if (!looksLikeZip(head)) {
-    if (head[0] === 0x80) throw fileError(what, 'legacy torch.save format (PyTorch < 1.6 or _use_new_zipfile_serialization=False) is not supported; re-save it with torch.save(obj, path) in PyTorch >= 1.6');
+    if (head[0] === 0x80)
+      throw fileError(
+        what,
+        'legacy torch.save format (PyTorch < 1.6 or _use_new_zipfile_serialization=False) is not supported; re-save it with torch.save(obj, path) in PyTorch >= 1.6',
+      );
     throw fileError(what, 'not a PyTorch checkpoint (no zip signature)');
   }
   const zip = new ZipArchive(src);
   const pkls = [...zip.entries.keys()].filter((n) => /^([^/]+\/)?data\.pkl$/.test(n));
-  if (pkls.length !== 1) throw fileError(what, pkls.length ? `several data.pkl records (${pkls.join(', ')})` : 'no data.pkl record: not a torch.save archive');
+  if (pkls.length !== 1)
+    throw fileError(
+      what,
+      pkls.length
+        ? `several data.pkl records (${pkls.join(', ')})`
+        : 'no data.pkl record: not a torch.save archive',
+    );
   const prefix = pkls[0].slice(0, -'data.pkl'.length); // "name/" or ""
-  if (zip.entries.has(`${prefix}constants.pkl`)) throw fileError(what, 'this is a TorchScript archive (torch.jit.save), not a state dict');
+  if (zip.entries.has(`${prefix}constants.pkl`))
+    throw fileError(what, 'this is a TorchScript archive (torch.jit.save), not a state dict');
   if (zip.entries.has(`${prefix}byteorder`)) {
     const order = new TextDecoder().decode(zip.read(`${prefix}byteorder`)).trim();
-    if (order !== 'little') throw fileError(what, `byte order "${order.slice(0, 20)}" is not supported (only little-endian)`);
+    if (order !== 'little')
+      throw fileError(what, `byte order "${order.slice(0, 20)}" is not supported (only little-endian)`);
   }
   const root = unpickle(zip.read(`${prefix}data.pkl`), {
     what: `${what} (${prefix}data.pkl)`,
@@ -198,7 +246,8 @@ export function withPthArchive<T>(src: ByteSource, fn: (archive: PthArchive) => 
         const record = `${prefix}data/${s.key}`;
         const bytes = zip.read(record);
         const need = s.numel * ITEM_SIZE[dtype];
-        if (bytes.byteLength < need) throw fileError(what, `record ${record} has ${bytes.byteLength} bytes, its storage needs ${need}`);
+        if (bytes.byteLength < need)
+          throw fileError(what, `record ${record} has ${bytes.byteLength} bytes, its storage needs ${need}`);
         data = typedView(dtype, bytes.buffer as ArrayBuffer, bytes.byteOffset, s.numel);
         cache.set(s.key, data);
       }
@@ -207,13 +256,21 @@ export function withPthArchive<T>(src: ByteSource, fn: (archive: PthArchive) => 
     const out = new Map<string, RawTensor>();
     for (const [name, t] of tensors) {
       const dtype = t.storage.dtype;
-      if (!dtype) throw fileError(what, `tensor "${name}" has storage type ${t.storage.typeName}, which is not supported`);
+      if (!dtype)
+        throw fileError(
+          what,
+          `tensor "${name}" has storage type ${t.storage.typeName}, which is not supported`,
+        );
       if (t.numel === 0) {
         out.set(name, { dtype, shape: t.shape, data: allocTyped(dtype, 0) });
         continue;
       }
       const storage = load(t.storage, dtype);
-      out.set(name, { dtype, shape: t.shape, data: viewToContiguous(storage, t, users.get(t.storage.key) === 1) });
+      out.set(name, {
+        dtype,
+        shape: t.shape,
+        data: viewToContiguous(storage, t, users.get(t.storage.key) === 1),
+      });
     }
     return out;
   };
@@ -254,7 +311,10 @@ function viewToContiguous(storage: TensorData, t: PthTensor, soleUser: boolean):
 }
 
 /** The state dict in a decoded checkpoint: the root dict, or its "state_dict" / "model" entry. */
-export function findStateDict(root: PyValue, what: string): { dict: Map<string, PthTensor>; nestedKey?: string } {
+export function findStateDict(
+  root: PyValue,
+  what: string,
+): { dict: Map<string, PthTensor>; nestedKey?: string } {
   const tensorsOf = (d: PyDict): Map<string, PthTensor> | undefined => {
     const out = new Map<string, PthTensor>();
     for (const [k, v] of d.map) {
@@ -263,7 +323,8 @@ export function findStateDict(root: PyValue, what: string): { dict: Map<string, 
     }
     return out;
   };
-  if (!(root instanceof PyDict)) throw fileError(what, `the checkpoint holds a ${describeValue(root)}, not a state dict`);
+  if (!(root instanceof PyDict))
+    throw fileError(what, `the checkpoint holds a ${describeValue(root)}, not a state dict`);
   const direct = tensorsOf(root);
   if (direct && direct.size > 0) return { dict: direct };
   for (const key of ['state_dict', 'model']) {
@@ -275,7 +336,10 @@ export function findStateDict(root: PyValue, what: string): { dict: Map<string, 
   }
   if (direct) return { dict: direct }; // an empty state dict
   const bad = [...root.map.entries()].find(([k, v]) => typeof k !== 'string' || !isTensor(v));
-  const keys = [...root.map.keys()].slice(0, 8).map((k) => JSON.stringify(k)).join(', ');
+  const keys = [...root.map.keys()]
+    .slice(0, 8)
+    .map((k) => JSON.stringify(k))
+    .join(', ');
   throw fileError(
     what,
     `not a state dict: entry ${JSON.stringify(bad?.[0])} is a ${describeValue(bad?.[1] ?? null)} (top-level keys: ${keys}); expected name -> tensor, or a dict with a "model" or "state_dict" entry holding one`,

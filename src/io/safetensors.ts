@@ -19,13 +19,35 @@
  */
 import { writeFileAtomic } from './atomic.js';
 import { assertLittleEndian, BufferSource, withFile, type ByteSource } from './bytes.js';
-import { allocTyped, dtypeOfArray, isDtype, ITEM_SIZE, toFloat32, type Dtype, type F32Tensor, type TensorData } from './dtypes.js';
+import {
+  allocTyped,
+  dtypeOfArray,
+  isDtype,
+  ITEM_SIZE,
+  toFloat32,
+  type Dtype,
+  type F32Tensor,
+  type TensorData,
+} from './dtypes.js';
 import { fileError } from '../util/errors.js';
 
 export const MAX_HEADER_BYTES = 100_000_000;
 const MAX_RANK = 64;
 // dtypes the format defines that we do not read; named in errors so the message is precise.
-const OTHER_SAFETENSORS_DTYPES = new Set(['I8', 'I16', 'U16', 'U32', 'U64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F4', 'F6_E2M3', 'F6_E3M2', 'C64']);
+const OTHER_SAFETENSORS_DTYPES = new Set([
+  'I8',
+  'I16',
+  'U16',
+  'U32',
+  'U64',
+  'F8_E4M3',
+  'F8_E5M2',
+  'F8_E8M0',
+  'F4',
+  'F6_E2M3',
+  'F6_E3M2',
+  'C64',
+]);
 
 export interface SafetensorsTensor {
   dtype: Dtype;
@@ -61,14 +83,25 @@ export function shapeToString(shape: readonly number[]): string {
 /** Parses and validates the header; reads no tensor data. */
 export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   const what = src.what;
-  if (src.size < 8) throw fileError(what, `not a safetensors file: ${src.size} bytes is shorter than the 8-byte header length`);
+  if (src.size < 8)
+    throw fileError(
+      what,
+      `not a safetensors file: ${src.size} bytes is shorter than the 8-byte header length`,
+    );
   const lenBytes = src.read(0, 8, 'header length');
   const headerLen = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw fileError(what, `safetensors header length ${headerLen} exceeds the 100 MB limit (not a safetensors file, or corrupt)`);
+    throw fileError(
+      what,
+      `safetensors header length ${headerLen} exceeds the 100 MB limit (not a safetensors file, or corrupt)`,
+    );
   }
   const n = Number(headerLen);
-  if (8 + n > src.size) throw fileError(what, `safetensors header length ${n} runs past the end of the ${src.size}-byte file (truncated or not a safetensors file)`);
+  if (8 + n > src.size)
+    throw fileError(
+      what,
+      `safetensors header length ${n} runs past the end of the ${src.size}-byte file (truncated or not a safetensors file)`,
+    );
   if (n < 2) throw fileError(what, `safetensors header length ${n} is too small to hold a JSON object`);
   const raw = src.read(8, n, 'safetensors header');
   let text: string;
@@ -77,14 +110,16 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   } catch {
     throw fileError(what, 'safetensors header is not valid UTF-8 (not a safetensors file, or corrupt)');
   }
-  if (text[0] !== '{') throw fileError(what, 'safetensors header does not start with "{" (not a safetensors file, or corrupt)');
+  if (text[0] !== '{')
+    throw fileError(what, 'safetensors header does not start with "{" (not a safetensors file, or corrupt)');
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
     throw fileError(what, `safetensors header is not valid JSON (${(e as Error).message})`);
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw fileError(what, 'safetensors header is not a JSON object');
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw fileError(what, 'safetensors header is not a JSON object');
 
   const dataStart = 8 + n;
   const dataLen = src.size - dataStart;
@@ -92,7 +127,8 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   const entries: SafetensorsEntry[] = [];
   for (const [name, info] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (info === null || typeof info !== 'object' || Array.isArray(info)) throw fileError(what, '__metadata__ is not a JSON object');
+      if (info === null || typeof info !== 'object' || Array.isArray(info))
+        throw fileError(what, '__metadata__ is not a JSON object');
       for (const [k, v] of Object.entries(info as Record<string, unknown>)) {
         if (typeof v !== 'string') throw fileError(what, `__metadata__ value of "${k}" is not a string`);
         defineKey(metadata, k, v);
@@ -107,30 +143,49 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   let expected = 0;
   for (const e of sorted) {
     if (e.begin !== expected) {
-      throw fileError(what, `tensor "${e.name}" data_offsets [${e.begin}, ${e.end}] ${e.begin < expected ? 'overlap the previous tensor' : 'leave a gap after the previous tensor'} (expected to start at ${expected})`);
+      throw fileError(
+        what,
+        `tensor "${e.name}" data_offsets [${e.begin}, ${e.end}] ${e.begin < expected ? 'overlap the previous tensor' : 'leave a gap after the previous tensor'} (expected to start at ${expected})`,
+      );
     }
     expected = e.end;
   }
-  if (expected !== dataLen) throw fileError(what, `the data section holds ${dataLen} bytes but the tensors cover ${expected} (truncated or corrupt)`);
+  if (expected !== dataLen)
+    throw fileError(
+      what,
+      `the data section holds ${dataLen} bytes but the tensors cover ${expected} (truncated or corrupt)`,
+    );
   return { entries: sorted, metadata, dataStart };
 }
 
 function parseEntry(what: string, name: string, info: unknown, dataLen: number): SafetensorsEntry {
   const bad = (problem: string) => fileError(what, `tensor "${name}": ${problem}`);
-  if (info === null || typeof info !== 'object' || Array.isArray(info)) throw bad('header entry is not an object');
+  if (info === null || typeof info !== 'object' || Array.isArray(info))
+    throw bad('header entry is not an object');
   const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
   if (!isDtype(dtype)) {
-    if (typeof dtype === 'string' && OTHER_SAFETENSORS_DTYPES.has(dtype)) throw bad(`dtype ${dtype} is not supported (supported: ${Object.keys(ITEM_SIZE).join(', ')})`);
+    if (typeof dtype === 'string' && OTHER_SAFETENSORS_DTYPES.has(dtype))
+      throw bad(`dtype ${dtype} is not supported (supported: ${Object.keys(ITEM_SIZE).join(', ')})`);
     throw bad(`unknown dtype ${JSON.stringify(dtype)}`);
   }
-  if (!Array.isArray(shape) || shape.length > MAX_RANK) throw bad(`shape is not an array of at most ${MAX_RANK} dimensions`);
-  for (const d of shape) if (!Number.isSafeInteger(d) || (d as number) < 0) throw bad(`shape ${JSON.stringify(shape)} has an entry that is not a non-negative integer`);
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+  if (!Array.isArray(shape) || shape.length > MAX_RANK)
+    throw bad(`shape is not an array of at most ${MAX_RANK} dimensions`);
+  for (const d of shape)
+    if (!Number.isSafeInteger(d) || (d as number) < 0)
+      throw bad(`shape ${JSON.stringify(shape)} has an entry that is not a non-negative integer`);
+  if (
+    !Array.isArray(offsets) ||
+    offsets.length !== 2 ||
+    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
+  ) {
     throw bad(`data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
   }
   const [begin, end] = offsets as number[];
   if (begin > end) throw bad(`data_offsets [${begin}, ${end}] end before they begin`);
-  if (end > dataLen) throw bad(`data_offsets [${begin}, ${end}] run past the end of the ${dataLen}-byte data section (truncated or corrupt)`);
+  if (end > dataLen)
+    throw bad(
+      `data_offsets [${begin}, ${end}] run past the end of the ${dataLen}-byte data section (truncated or corrupt)`,
+    );
   const dims = (shape as number[]).map((d) => (d === 0 ? 0 : d)); // normalise -0
   const span = end - begin;
   const itemSize = ITEM_SIZE[dtype];
@@ -139,31 +194,50 @@ function parseEntry(what: string, name: string, info: unknown, dataLen: number):
   if (count) {
     for (const d of dims) {
       count *= d;
-      if (count * itemSize > span) throw bad(`shape ${shapeToString(dims)} of ${dtype} needs more than the ${span} bytes its data_offsets give`);
+      if (count * itemSize > span)
+        throw bad(
+          `shape ${shapeToString(dims)} of ${dtype} needs more than the ${span} bytes its data_offsets give`,
+        );
     }
   }
-  if (count * itemSize !== span) throw bad(`shape ${shapeToString(dims)} of ${dtype} needs ${count * itemSize} bytes but its data_offsets give ${span}`);
+  if (count * itemSize !== span)
+    throw bad(
+      `shape ${shapeToString(dims)} of ${dtype} needs ${count * itemSize} bytes but its data_offsets give ${span}`,
+    );
   return { name, dtype, shape: dims, begin, end };
 }
 
-export function parseSafetensors(src: ByteSource): { tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> } {
+export function parseSafetensors(src: ByteSource): {
+  tensors: Map<string, SafetensorsTensor>;
+  metadata: Record<string, string>;
+} {
   assertLittleEndian();
   const header = readSafetensorsHeader(src);
   const tensors = new Map<string, SafetensorsTensor>();
   for (const e of header.entries) {
     const data = allocTyped(e.dtype, (e.end - e.begin) / ITEM_SIZE[e.dtype]);
-    src.readInto(header.dataStart + e.begin, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), `data of tensor "${e.name}"`);
+    src.readInto(
+      header.dataStart + e.begin,
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      `data of tensor "${e.name}"`,
+    );
     tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
   }
   return { tensors, metadata: header.metadata };
 }
 
-export function readSafetensors(path: string): { tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> } {
+export function readSafetensors(path: string): {
+  tensors: Map<string, SafetensorsTensor>;
+  metadata: Record<string, string>;
+} {
   return withFile(path, parseSafetensors);
 }
 
 /** Parses a safetensors file already in memory (archive members, tests). */
-export function parseSafetensorsBytes(bytes: Uint8Array, what: string): { tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> } {
+export function parseSafetensorsBytes(
+  bytes: Uint8Array,
+  what: string,
+): { tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> } {
   return parseSafetensors(new BufferSource(bytes, what));
 }
 
@@ -194,10 +268,18 @@ export function encodeSafetensors(
   const planned = list.map(([name, t], index) => {
     if (name === '__metadata__') throw fileError(what, 'a tensor may not be named __metadata__');
     const dtype = t.dtype ?? dtypeOfArray(t.data);
-    if (!dtype || !isDtype(dtype)) throw new Error(`${what}: tensor "${name}": cannot infer the dtype of ${t.data.constructor.name}; pass dtype`);
-    for (const d of t.shape) if (!Number.isSafeInteger(d) || d < 0) throw new Error(`${what}: tensor "${name}": bad shape ${shapeToString(t.shape)}`);
+    if (!dtype || !isDtype(dtype))
+      throw new Error(
+        `${what}: tensor "${name}": cannot infer the dtype of ${t.data.constructor.name}; pass dtype`,
+      );
+    for (const d of t.shape)
+      if (!Number.isSafeInteger(d) || d < 0)
+        throw new Error(`${what}: tensor "${name}": bad shape ${shapeToString(t.shape)}`);
     const bytes = t.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[dtype];
-    if (bytes !== t.data.byteLength) throw new Error(`${what}: tensor "${name}": shape ${shapeToString(t.shape)} of ${dtype} needs ${bytes} bytes, data has ${t.data.byteLength}`);
+    if (bytes !== t.data.byteLength)
+      throw new Error(
+        `${what}: tensor "${name}": shape ${shapeToString(t.shape)} of ${dtype} needs ${bytes} bytes, data has ${t.data.byteLength}`,
+      );
     return { name, dtype, shape: [...t.shape], data: t.data, index };
   });
   // Larger items first keeps every tensor aligned to its item size (the header is padded to 8).
@@ -205,12 +287,17 @@ export function encodeSafetensors(
 
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new Error(`${what}: metadata value of "${k}" is not a string`);
+    for (const [k, v] of Object.entries(metadata))
+      if (typeof v !== 'string') throw new Error(`${what}: metadata value of "${k}" is not a string`);
     defineKey(header, '__metadata__', metadata);
   }
   let offset = 0;
   for (const t of planned) {
-    defineKey(header, t.name, { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] });
+    defineKey(header, t.name, {
+      dtype: t.dtype,
+      shape: t.shape,
+      data_offsets: [offset, offset + t.data.byteLength],
+    });
     offset += t.data.byteLength;
   }
   let json = JSON.stringify(header);
@@ -220,10 +307,15 @@ export function encodeSafetensors(
     json += ' '.repeat(pad);
     jsonBytes = new TextEncoder().encode(json);
   }
-  if (jsonBytes.byteLength > MAX_HEADER_BYTES) throw fileError(what, `header would be ${jsonBytes.byteLength} bytes, over the 100 MB limit`);
+  if (jsonBytes.byteLength > MAX_HEADER_BYTES)
+    throw fileError(what, `header would be ${jsonBytes.byteLength} bytes, over the 100 MB limit`);
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
-  return [len, jsonBytes, ...planned.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
+  return [
+    len,
+    jsonBytes,
+    ...planned.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+  ];
 }
 
 /** Writes a safetensors file atomically (temporary file + fsync + rename). */

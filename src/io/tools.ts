@@ -4,7 +4,15 @@
  */
 import { basename } from 'node:path';
 import { withFile } from './bytes.js';
-import { compareKeys, detectFormat, loadRawStateDict, saveCheckpoint, stripModulePrefix, type CheckpointFormat, type KeyReport } from './checkpoint.js';
+import {
+  compareKeys,
+  detectFormat,
+  loadRawStateDict,
+  saveCheckpoint,
+  stripModulePrefix,
+  type CheckpointFormat,
+  type KeyReport,
+} from './checkpoint.js';
 import { toFloat32, type Dtype } from './dtypes.js';
 import { inferLayout, cavmaeFtLayout, cavmaeLayout, type LayoutConfig } from './layouts.js';
 import { findStateDict, withPthArchive } from './pth.js';
@@ -39,7 +47,11 @@ export interface ConvertReport {
 }
 
 /** .pth (or .safetensors) -> safetensors; "module." stripped; dtypes kept unless toF32. */
-export function convertCheckpoint(input: string, output: string, opts: { toF32?: boolean } = {}): ConvertReport {
+export function convertCheckpoint(
+  input: string,
+  output: string,
+  opts: { toF32?: boolean } = {},
+): ConvertReport {
   const raw = loadRawStateDict(input);
   const dtypes: Partial<Record<Dtype, number>> = {};
   const nonF32: ConvertReport['nonF32'] = [];
@@ -47,7 +59,8 @@ export function convertCheckpoint(input: string, output: string, opts: { toF32?:
   for (const [key, t] of raw.tensors) {
     dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
     if (t.dtype !== 'F32') nonF32.push({ key, dtype: t.dtype });
-    if (opts.toF32 || t.dtype === 'F32') out.set(key, { dtype: 'F32', shape: t.shape, data: toFloat32(t.dtype, t.data) });
+    if (opts.toF32 || t.dtype === 'F32')
+      out.set(key, { dtype: 'F32', shape: t.shape, data: toFloat32(t.dtype, t.data) });
     else out.set(key, { dtype: t.dtype, shape: t.shape, data: t.data });
   }
   const shapes = new Map([...raw.tensors].map(([k, t]) => [k, t.shape] as const));
@@ -90,7 +103,11 @@ export function inspectCheckpoint(path: string): InspectReport {
     } else {
       const r = withPthArchive(src, (archive) => findStateDict(archive.root, archive.what));
       nestedKey = r.nestedKey;
-      list = [...r.dict].map(([name, t]) => ({ name, dtype: t.storage.dtype ?? t.storage.typeName, shape: t.shape }));
+      list = [...r.dict].map(([name, t]) => ({
+        name,
+        dtype: t.storage.dtype ?? t.storage.typeName,
+        shape: t.shape,
+      }));
     }
     const stripped = stripModulePrefix(new Map(list.map((t) => [t.name, t])), path);
     const tensors = [...stripped.tensors].map(([name, t]) => ({ ...t, name }));

@@ -89,7 +89,11 @@ export class ZipArchive {
         break;
       }
     }
-    if (eocd < 0) throw fileError(what, 'zip: end-of-central-directory record not found (truncated or not a zip archive)');
+    if (eocd < 0)
+      throw fileError(
+        what,
+        'zip: end-of-central-directory record not found (truncated or not a zip archive)',
+      );
     const eocdAbs = tailStart + eocd;
     const diskNo = u16(tail, eocd + 4);
     const cdDisk = u16(tail, eocd + 6);
@@ -99,17 +103,28 @@ export class ZipArchive {
     let cdOffset = u32(tail, eocd + 16);
     let cdLimit = eocdAbs; // the central directory must end before the record that describes it
 
-    const zip64 = entryCount === 0xffff || entriesOnDisk === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff || diskNo === 0xffff || cdDisk === 0xffff;
+    const zip64 =
+      entryCount === 0xffff ||
+      entriesOnDisk === 0xffff ||
+      cdSize === 0xffffffff ||
+      cdOffset === 0xffffffff ||
+      diskNo === 0xffff ||
+      cdDisk === 0xffff;
     if (zip64) {
       if (eocdAbs < 20) throw fileError(what, 'zip: zip64 end-of-central-directory locator missing');
       const loc = src.read(eocdAbs - 20, 20, 'zip64 locator');
-      if (u32(loc, 0) !== SIG_ZIP64_LOCATOR) throw fileError(what, 'zip: the archive declares zip64 sizes but has no zip64 locator');
-      if (u32(loc, 4) !== 0 || u32(loc, 16) > 1) throw fileError(what, 'zip: multi-disk zip64 archives are not supported');
+      if (u32(loc, 0) !== SIG_ZIP64_LOCATOR)
+        throw fileError(what, 'zip: the archive declares zip64 sizes but has no zip64 locator');
+      if (u32(loc, 4) !== 0 || u32(loc, 16) > 1)
+        throw fileError(what, 'zip: multi-disk zip64 archives are not supported');
       const recOffset = u64(loc, 8, what, 'zip64 record offset');
-      if (recOffset + 56 > eocdAbs - 20) throw fileError(what, `zip: zip64 record offset ${recOffset} is outside the archive`);
+      if (recOffset + 56 > eocdAbs - 20)
+        throw fileError(what, `zip: zip64 record offset ${recOffset} is outside the archive`);
       const rec = src.read(recOffset, 56, 'zip64 end of central directory');
-      if (u32(rec, 0) !== SIG_ZIP64_EOCD) throw fileError(what, `zip: no zip64 end-of-central-directory record at offset ${recOffset}`);
-      if (u32(rec, 16) !== 0 || u32(rec, 20) !== 0) throw fileError(what, 'zip: multi-disk zip64 archives are not supported');
+      if (u32(rec, 0) !== SIG_ZIP64_EOCD)
+        throw fileError(what, `zip: no zip64 end-of-central-directory record at offset ${recOffset}`);
+      if (u32(rec, 16) !== 0 || u32(rec, 20) !== 0)
+        throw fileError(what, 'zip: multi-disk zip64 archives are not supported');
       entriesOnDisk = u64(rec, 24, what, 'zip64 entry count');
       entryCount = u64(rec, 32, what, 'zip64 entry count');
       cdSize = u64(rec, 40, what, 'zip64 central directory size');
@@ -119,15 +134,22 @@ export class ZipArchive {
       throw fileError(what, 'zip: multi-disk archives are not supported');
     }
     if (entriesOnDisk !== entryCount) throw fileError(what, 'zip: multi-disk archives are not supported');
-    if (entryCount > MAX_ENTRIES) throw fileError(what, `zip: ${entryCount} entries is more than the ${MAX_ENTRIES} allowed`);
-    if (cdOffset + cdSize > cdLimit) throw fileError(what, `zip: central directory (offset ${cdOffset}, ${cdSize} bytes) runs past its end record (truncated or corrupt)`);
-    if (entryCount * CENTRAL_SIZE > cdSize) throw fileError(what, `zip: central directory of ${cdSize} bytes cannot hold ${entryCount} entries`);
+    if (entryCount > MAX_ENTRIES)
+      throw fileError(what, `zip: ${entryCount} entries is more than the ${MAX_ENTRIES} allowed`);
+    if (cdOffset + cdSize > cdLimit)
+      throw fileError(
+        what,
+        `zip: central directory (offset ${cdOffset}, ${cdSize} bytes) runs past its end record (truncated or corrupt)`,
+      );
+    if (entryCount * CENTRAL_SIZE > cdSize)
+      throw fileError(what, `zip: central directory of ${cdSize} bytes cannot hold ${entryCount} entries`);
     this.centralStart = cdOffset;
 
     const cd = src.read(cdOffset, cdSize, 'zip central directory');
     let p = 0;
     for (let i = 0; i < entryCount; i++) {
-      if (p + CENTRAL_SIZE > cdSize || u32(cd, p) !== SIG_CENTRAL) throw fileError(what, `zip: central directory entry ${i} is malformed (at offset ${cdOffset + p})`);
+      if (p + CENTRAL_SIZE > cdSize || u32(cd, p) !== SIG_CENTRAL)
+        throw fileError(what, `zip: central directory entry ${i} is malformed (at offset ${cdOffset + p})`);
       const flags = u16(cd, p + 8);
       const method = u16(cd, p + 10);
       const crc = u32(cd, p + 16);
@@ -144,7 +166,11 @@ export class ZipArchive {
       const name = flags & 0x800 ? decodeUtf8(nameBytes, what) : Buffer.from(nameBytes).toString('latin1');
       const label = `zip entry "${name}"`;
       if (flags & 0x1) throw fileError(what, `${label} is encrypted`);
-      if (method !== 0 && method !== 8) throw fileError(what, `${label} uses compression method ${method}; only stored (0) and deflate (8) are supported`);
+      if (method !== 0 && method !== 8)
+        throw fileError(
+          what,
+          `${label} uses compression method ${method}; only stored (0) and deflate (8) are supported`,
+        );
 
       // zip64 extended information: present exactly for the fields saturated at 0xffffffff.
       const needU = uncompressedSize === 0xffffffff;
@@ -161,7 +187,8 @@ export class ZipArchive {
           if (id === 0x0001) {
             let r = q + 4;
             const take = (field: string) => {
-              if (r + 8 > q + 4 + size) throw fileError(what, `${label}: zip64 extra field too short for ${field}`);
+              if (r + 8 > q + 4 + size)
+                throw fileError(what, `${label}: zip64 extra field too short for ${field}`);
               const v = u64(extra, r, what, `${label} ${field}`);
               r += 8;
               return v;
@@ -177,14 +204,36 @@ export class ZipArchive {
         if (!found) throw fileError(what, `${label} has saturated sizes but no zip64 extra field`);
         if (diskStart === 0xffff) throw fileError(what, 'zip: multi-disk archives are not supported');
       }
-      if (localHeaderOffset + LOCAL_SIZE > cdOffset) throw fileError(what, `${label}: local header offset ${localHeaderOffset} is outside the archive data`);
-      if (localHeaderOffset + LOCAL_SIZE + compressedSize > cdOffset) throw fileError(what, `${label}: ${compressedSize} bytes at offset ${localHeaderOffset} run past the archive data (truncated or corrupt)`);
-      if (method === 0 && compressedSize !== uncompressedSize) throw fileError(what, `${label}: stored entry has compressed size ${compressedSize} != uncompressed size ${uncompressedSize}`);
+      if (localHeaderOffset + LOCAL_SIZE > cdOffset)
+        throw fileError(
+          what,
+          `${label}: local header offset ${localHeaderOffset} is outside the archive data`,
+        );
+      if (localHeaderOffset + LOCAL_SIZE + compressedSize > cdOffset)
+        throw fileError(
+          what,
+          `${label}: ${compressedSize} bytes at offset ${localHeaderOffset} run past the archive data (truncated or corrupt)`,
+        );
+      if (method === 0 && compressedSize !== uncompressedSize)
+        throw fileError(
+          what,
+          `${label}: stored entry has compressed size ${compressedSize} != uncompressed size ${uncompressedSize}`,
+        );
       if (method === 8 && uncompressedSize > compressedSize * MAX_DEFLATE_RATIO + 1024) {
-        throw fileError(what, `${label}: declared size ${uncompressedSize} is impossible for ${compressedSize} deflated bytes`);
+        throw fileError(
+          what,
+          `${label}: declared size ${uncompressedSize} is impossible for ${compressedSize} deflated bytes`,
+        );
       }
       if (this.entries.has(name)) throw fileError(what, `zip: duplicate entry "${name}"`);
-      this.entries.set(name, { name, method, crc32: crc, compressedSize, uncompressedSize, localHeaderOffset });
+      this.entries.set(name, {
+        name,
+        method,
+        crc32: crc,
+        compressedSize,
+        uncompressedSize,
+        localHeaderOffset,
+      });
       p = end;
     }
   }
@@ -197,11 +246,20 @@ export class ZipArchive {
   private dataOffset(e: ZipEntry): number {
     const what = this.src.what;
     const lh = this.src.read(e.localHeaderOffset, LOCAL_SIZE, `local header of zip entry "${e.name}"`);
-    if (u32(lh, 0) !== SIG_LOCAL) throw fileError(what, `zip entry "${e.name}": no local header at offset ${e.localHeaderOffset} (corrupt)`);
+    if (u32(lh, 0) !== SIG_LOCAL)
+      throw fileError(
+        what,
+        `zip entry "${e.name}": no local header at offset ${e.localHeaderOffset} (corrupt)`,
+      );
     const method = u16(lh, 8);
-    if (method !== e.method) throw fileError(what, `zip entry "${e.name}": local header method ${method} disagrees with the central directory (${e.method})`);
+    if (method !== e.method)
+      throw fileError(
+        what,
+        `zip entry "${e.name}": local header method ${method} disagrees with the central directory (${e.method})`,
+      );
     const start = e.localHeaderOffset + LOCAL_SIZE + u16(lh, 26) + u16(lh, 28);
-    if (start + e.compressedSize > this.centralStart) throw fileError(what, `zip entry "${e.name}": data runs past the archive data (truncated or corrupt)`);
+    if (start + e.compressedSize > this.centralStart)
+      throw fileError(what, `zip entry "${e.name}": data runs past the archive data (truncated or corrupt)`);
     return start;
   }
 
@@ -217,15 +275,26 @@ export class ZipArchive {
       try {
         out = zlib.inflateRawSync(data, { maxOutputLength: Math.max(1, e.uncompressedSize) });
       } catch (err) {
-        throw fileError(what, `zip entry "${name}": deflate data is corrupt or larger than declared (${(err as Error).message})`);
+        throw fileError(
+          what,
+          `zip entry "${name}": deflate data is corrupt or larger than declared (${(err as Error).message})`,
+        );
       }
-      if (out.byteLength !== e.uncompressedSize) throw fileError(what, `zip entry "${name}": inflated to ${out.byteLength} bytes, declared ${e.uncompressedSize}`);
+      if (out.byteLength !== e.uncompressedSize)
+        throw fileError(
+          what,
+          `zip entry "${name}": inflated to ${out.byteLength} bytes, declared ${e.uncompressedSize}`,
+        );
       // zlib may hand back a pooled, unaligned Buffer; tensors need an aligned one.
       data = new Uint8Array(out.byteLength);
       data.set(out);
     }
     const crc = crc32(data);
-    if (crc !== e.crc32) throw fileError(what, `zip entry "${name}": CRC-32 mismatch (stored ${e.crc32.toString(16)}, computed ${crc.toString(16)}); the file is corrupt`);
+    if (crc !== e.crc32)
+      throw fileError(
+        what,
+        `zip entry "${name}": CRC-32 mismatch (stored ${e.crc32.toString(16)}, computed ${crc.toString(16)}); the file is corrupt`,
+      );
     return data;
   }
 }

@@ -30,7 +30,9 @@ export class PickleWriter {
   }
   str(s: string): this {
     const b = Buffer.from(s, 'utf8');
-    return this.raw(0x58).u32(b.length).raw(...b);
+    return this.raw(0x58)
+      .u32(b.length)
+      .raw(...b);
   }
   int(n: number): this {
     if (n >= 0 && n < 256) return this.raw(0x4b, n);
@@ -106,13 +108,26 @@ function contiguousStride(size: number[]): number[] {
 }
 
 /** The data.pkl torch.save writes for an OrderedDict of tensors. */
-export function stateDictPickle(tensors: Record<string, FakeTensor>, opts: { rebuild?: [string, string] } = {}): Uint8Array {
+export function stateDictPickle(
+  tensors: Record<string, FakeTensor>,
+  opts: { rebuild?: [string, string] } = {},
+): Uint8Array {
   const w = new PickleWriter().proto(2).global('collections', 'OrderedDict').emptyTuple().reduce().mark();
   const [rm, rn] = opts.rebuild ?? ['torch._utils', '_rebuild_tensor_v2'];
   for (const [name, t] of Object.entries(tensors)) {
     w.str(name).global(rm, rn).mark();
-    w.mark().str('storage').global('torch', t.storageType ?? 'FloatStorage').str(t.key).str('cpu').int(t.numel).tuple().persid();
-    w.int(t.offset ?? 0).intTuple(t.size).intTuple(t.stride ?? contiguousStride(t.size)).bool(false);
+    w.mark()
+      .str('storage')
+      .global('torch', t.storageType ?? 'FloatStorage')
+      .str(t.key)
+      .str('cpu')
+      .int(t.numel)
+      .tuple()
+      .persid();
+    w.int(t.offset ?? 0)
+      .intTuple(t.size)
+      .intTuple(t.stride ?? contiguousStride(t.size))
+      .bool(false);
     w.global('collections', 'OrderedDict').emptyTuple().reduce();
     w.tuple().reduce();
   }
@@ -161,7 +176,11 @@ export function makeZip(entries: { name: string; data: Uint8Array; deflate?: boo
 }
 
 /** A torch.save-style archive around a data.pkl and storage records. */
-export function makePth(pickle: Uint8Array, records: Record<string, Uint8Array> = {}, prefix = 'archive'): Uint8Array {
+export function makePth(
+  pickle: Uint8Array,
+  records: Record<string, Uint8Array> = {},
+  prefix = 'archive',
+): Uint8Array {
   return makeZip([
     { name: `${prefix}/data.pkl`, data: pickle },
     ...Object.entries(records).map(([k, data]) => ({ name: `${prefix}/data/${k}`, data })),
@@ -174,7 +193,10 @@ export function f32Bytes(values: number[]): Uint8Array {
 }
 
 /** A .pth holding the given tensors (one storage record per distinct key). */
-export function makeStateDictPth(tensors: Record<string, FakeTensor>, opts: { rebuild?: [string, string]; prefix?: string } = {}): Uint8Array {
+export function makeStateDictPth(
+  tensors: Record<string, FakeTensor>,
+  opts: { rebuild?: [string, string]; prefix?: string } = {},
+): Uint8Array {
   const records: Record<string, Uint8Array> = {};
   for (const t of Object.values(tensors)) records[t.key] = t.data;
   return makePth(stateDictPickle(tensors, opts), records, opts.prefix);

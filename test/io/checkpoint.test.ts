@@ -22,21 +22,29 @@ import { f32Bytes, makeStateDictPth } from './builders.js';
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-ckpt-'));
 const local = (name: string) => join(repoRoot(), 'test', 'fixtures', name);
 
-test('loadStateDict: both formats of the official fixture give the same float32 tensors', { skip: !hasShared() }, () => {
-  const a = loadStateDict(fixture('model_small', 'cavmae_small.pth'));
-  const b = loadStateDict(fixture('model_small', 'cavmae_small.safetensors'));
-  assert.equal(a.format, 'pth');
-  assert.equal(b.format, 'safetensors');
-  assert.equal(b.metadata.class, 'CAVMAE');
-  assert.equal(a.tensors.size, b.tensors.size);
-  for (const [k, t] of a.tensors) {
-    const u = b.tensors.get(k);
-    assert.ok(u, k);
-    assert.deepEqual(t.shape, u.shape);
-    assert.ok(t.data instanceof Float32Array);
-    assert.deepEqual(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength), Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength), k);
-  }
-});
+test(
+  'loadStateDict: both formats of the official fixture give the same float32 tensors',
+  { skip: !hasShared() },
+  () => {
+    const a = loadStateDict(fixture('model_small', 'cavmae_small.pth'));
+    const b = loadStateDict(fixture('model_small', 'cavmae_small.safetensors'));
+    assert.equal(a.format, 'pth');
+    assert.equal(b.format, 'safetensors');
+    assert.equal(b.metadata.class, 'CAVMAE');
+    assert.equal(a.tensors.size, b.tensors.size);
+    for (const [k, t] of a.tensors) {
+      const u = b.tensors.get(k);
+      assert.ok(u, k);
+      assert.deepEqual(t.shape, u.shape);
+      assert.ok(t.data instanceof Float32Array);
+      assert.deepEqual(
+        Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+        Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength),
+        k,
+      );
+    }
+  },
+);
 
 test('loadStateDict strips module., converts dtypes, finds a nested "model"', () => {
   const v = loadStateDict(local('pth_views_torch2.pth'));
@@ -53,13 +61,25 @@ test('loadStateDict strips module., converts dtypes, finds a nested "model"', ()
 
 test('module. collisions and unknown formats are clear errors', () => {
   const data = f32Bytes([1]);
-  const clash = makeStateDictPth({ 'module.w': { key: '0', numel: 1, size: [1], data }, w: { key: '1', numel: 1, size: [1], data } });
-  assert.throws(() => parseStateDictBytes(clash, 'c.pth'), /c\.pth: key "w" appears both with and without the "module\." prefix/);
-  assert.throws(() => parseStateDictBytes(Buffer.from('hello world, not a model'), 'x.bin'), (e: unknown) => e instanceof UserError && /x\.bin: not a checkpoint/.test(e.message));
+  const clash = makeStateDictPth({
+    'module.w': { key: '0', numel: 1, size: [1], data },
+    w: { key: '1', numel: 1, size: [1], data },
+  });
+  assert.throws(
+    () => parseStateDictBytes(clash, 'c.pth'),
+    /c\.pth: key "w" appears both with and without the "module\." prefix/,
+  );
+  assert.throws(
+    () => parseStateDictBytes(Buffer.from('hello world, not a model'), 'x.bin'),
+    (e: unknown) => e instanceof UserError && /x\.bin: not a checkpoint/.test(e.message),
+  );
   assert.throws(() => parseStateDictBytes(new Uint8Array(0), 'empty.pth'), /empty\.pth: not a checkpoint/);
   const p = join(tmp, 'text.pth');
   writeFileSync(p, '{"a": 1}');
-  assert.throws(() => loadStateDict(p), (e: unknown) => e instanceof UserError && e.message.startsWith(p));
+  assert.throws(
+    () => loadStateDict(p),
+    (e: unknown) => e instanceof UserError && e.message.startsWith(p),
+  );
 });
 
 test('compareKeys / formatKeyReport follow PyTorch strict=False', () => {
@@ -105,8 +125,14 @@ test('saveCheckpoint stores config and preprocessing constants; Python-style met
   assert.deepEqual(Array.from(back.tensors.get('w')!.data), [1, 2]);
   // Missing metadata is undefined; broken metadata is a UserError.
   assert.equal(checkpointConfig({}), undefined);
-  assert.throws(() => checkpointConfig({ 'cavmae.config': '{' }, 'm.safetensors'), /m\.safetensors: metadata "cavmae\.config" is not valid JSON/);
-  assert.throws(() => checkpointPreprocess({ 'cavmae.preprocess': '{"audio": {}}' }, 'm'), /does not hold valid preprocessing constants/);
+  assert.throws(
+    () => checkpointConfig({ 'cavmae.config': '{' }, 'm.safetensors'),
+    /m\.safetensors: metadata "cavmae\.config" is not valid JSON/,
+  );
+  assert.throws(
+    () => checkpointPreprocess({ 'cavmae.preprocess': '{"audio": {}}' }, 'm'),
+    /does not hold valid preprocessing constants/,
+  );
   assert.ok(readFileSync(path).length > 0);
   assert.equal(readSafetensors(path).tensors.get('w')!.dtype, 'F32');
 });

@@ -41,23 +41,33 @@ async function run(args: string[]): Promise<string> {
   return r.stdout;
 }
 
-test('cavmae convert: official .pth -> safetensors, key report against the official layout', { skip: !hasShared() }, async () => {
-  const out = join(tmp, 'small.safetensors');
-  const text = await run(['convert', fixture('model_small', 'cavmae_small.pth'), out]);
-  assert.match(text, /-> .*small\.safetensors: 527 tensors/);
-  assert.match(text, /compared with the official CAVMAE layout \(embed_dim 48, modality_specific_depth 11, decoder 32x2\):\n<All keys matched successfully>/);
-  const st = readSafetensors(out);
-  assert.equal(st.tensors.size, 527);
-  assert.equal(st.metadata['cavmae.source'], 'cavmae_small.pth');
-  assert.ok(st.metadata['cavmae.preprocess']);
-});
+test(
+  'cavmae convert: official .pth -> safetensors, key report against the official layout',
+  { skip: !hasShared() },
+  async () => {
+    const out = join(tmp, 'small.safetensors');
+    const text = await run(['convert', fixture('model_small', 'cavmae_small.pth'), out]);
+    assert.match(text, /-> .*small\.safetensors: 527 tensors/);
+    assert.match(
+      text,
+      /compared with the official CAVMAE layout \(embed_dim 48, modality_specific_depth 11, decoder 32x2\):\n<All keys matched successfully>/,
+    );
+    const st = readSafetensors(out);
+    assert.equal(st.tensors.size, 527);
+    assert.equal(st.metadata['cavmae.source'], 'cavmae_small.pth');
+    assert.ok(st.metadata['cavmae.preprocess']);
+  },
+);
 
 test('cavmae convert: module. stripped, non-F32 dtypes listed and kept (or --f32)', async () => {
   const out = join(tmp, 'views.safetensors');
   const text = await run(['convert', local('pth_views_torch2.pth'), out]);
   assert.match(text, /17 tensors/);
   assert.match(text, /stripped "module\." from 17 keys/);
-  assert.match(text, /non-F32 tensors: half \(F16\), bf16 \(BF16\), double \(F64\), long \(I64\), int \(I32\), byte \(U8\), bool \(BOOL\)/);
+  assert.match(
+    text,
+    /non-F32 tensors: half \(F16\), bf16 \(BF16\), double \(F64\), long \(I64\), int \(I32\), byte \(U8\), bool \(BOOL\)/,
+  );
   assert.match(text, /not a CAV-MAE layout/);
   assert.equal(readSafetensors(out).tensors.get('bf16')!.dtype, 'BF16');
   const json = JSON.parse(await run(['convert', '--f32', '--json', local('pth_views_torch2.pth'), out]));
@@ -68,13 +78,29 @@ test('cavmae convert: module. stripped, non-F32 dtypes listed and kept (or --f32
 test('cavmae convert refuses a hostile pickle and writes nothing', async () => {
   const evil = join(tmp, 'evil.pth');
   const marker = join(tmp, 'pwned');
-  writeFileSync(evil, makePth(new PickleWriter().proto(2).global('os', 'system').mark().str(`touch ${marker}`).tuple().reduce().stop().bytes()));
+  writeFileSync(
+    evil,
+    makePth(
+      new PickleWriter()
+        .proto(2)
+        .global('os', 'system')
+        .mark()
+        .str(`touch ${marker}`)
+        .tuple()
+        .reduce()
+        .stop()
+        .bytes(),
+    ),
+  );
   const out = join(tmp, 'evil.safetensors');
   const r = cli(['convert', evil, out]);
   assert.notEqual(r.status, 0);
   assert.equal(r.stdout, '');
   // One line naming the file and the problem, no stack trace.
-  assert.match(r.stderr, /^cavmae: .*evil\.pth \(archive\/data\.pkl\): pickle: refusing global os\.system: not on the allow-list .*\n$/);
+  assert.match(
+    r.stderr,
+    /^cavmae: .*evil\.pth \(archive\/data\.pkl\): pickle: refusing global os\.system: not on the allow-list .*\n$/,
+  );
   assert.equal(r.stderr.split('\n').length, 2);
   assert.equal(existsSync(out), false);
   assert.equal(existsSync(marker), false);
@@ -98,7 +124,15 @@ test('cavmae adapt-mae writes the adapted checkpoint and reports dropped keys', 
   assert.match(text, /11 modality-specific \+ 1 unified blocks/);
   assert.match(text, /dropped MAE keys: cls_token/);
   assert.ok(readSafetensors(out).tensors.has('blocks_u.0.norm1_a.weight'));
-  const bad = cli(['adapt-mae', '--mae', local('mae_tiny.pth'), '--out', out, '--modality-specific-depth', 'x']);
+  const bad = cli([
+    'adapt-mae',
+    '--mae',
+    local('mae_tiny.pth'),
+    '--out',
+    out,
+    '--modality-specific-depth',
+    'x',
+  ]);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--modality-specific-depth: "x" is not a non-negative integer/);
 });

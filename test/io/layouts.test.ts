@@ -9,7 +9,10 @@ import { fixture, hasShared } from '../helpers.js';
 test('official layouts match the PyTorch state dicts (keys, order, shapes)', { skip: !hasShared() }, () => {
   const params = JSON.parse(readFileSync(fixture('model_base', 'cavmae_base_params.json'), 'utf8'));
   assert.deepEqual([...cavmaeLayout(BASE_LAYOUT)], params.CAVMAE.state_dict);
-  assert.deepEqual([...cavmaeFtLayout({ ...BASE_LAYOUT, label_dim: 527 })], params.CAVMAEFT_label527.state_dict);
+  assert.deepEqual(
+    [...cavmaeFtLayout({ ...BASE_LAYOUT, label_dim: 527 })],
+    params.CAVMAEFT_label527.state_dict,
+  );
   const total = [...cavmaeLayout()].reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
   assert.equal(total, 191_036_160);
 });
@@ -24,7 +27,13 @@ test('inferLayout recovers the constructor arguments of the small fixtures', { s
     const guess = inferLayout(shapes)!;
     assert.equal(guess.model, model);
     const official = JSON.parse(st.metadata.config ?? '{}');
-    for (const key of ['img_size', 'audio_length', 'embed_dim', 'modality_specific_depth', 'patch_size'] as const) {
+    for (const key of [
+      'img_size',
+      'audio_length',
+      'embed_dim',
+      'modality_specific_depth',
+      'patch_size',
+    ] as const) {
       if (official[key] !== undefined) assert.equal(guess.config[key], official[key], `${file} ${key}`);
     }
     const check = checkLayout(shapes)!;

@@ -7,7 +7,15 @@ import { BufferSource } from '../../src/io/bytes.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
 import { fixture, hasShared, repoRoot } from '../helpers.js';
-import { f32Bytes, makePth, makeStateDictPth, makeZip, PickleWriter, stateDictPickle, type FakeTensor } from './builders.js';
+import {
+  f32Bytes,
+  makePth,
+  makeStateDictPth,
+  makeZip,
+  PickleWriter,
+  stateDictPickle,
+  type FakeTensor,
+} from './builders.js';
 
 const local = (name: string) => join(repoRoot(), 'test', 'fixtures', name);
 
@@ -27,7 +35,11 @@ function rejects(bytes: Uint8Array, pattern: RegExp, what = 'evil.pth'): void {
   );
 }
 
-function sameTensors(a: Map<string, { dtype: string; shape: number[]; data: ArrayLike<number | bigint> }>, b: typeof a, what: string): void {
+function sameTensors(
+  a: Map<string, { dtype: string; shape: number[]; data: ArrayLike<number | bigint> }>,
+  b: typeof a,
+  what: string,
+): void {
   assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${what}: key sets`);
   for (const [k, t] of a) {
     const u = b.get(k)!;
@@ -35,22 +47,28 @@ function sameTensors(a: Map<string, { dtype: string; shape: number[]; data: Arra
     assert.deepEqual(t.shape, u.shape, `${what}: ${k} shape`);
     assert.equal(t.data.length, u.data.length, `${what}: ${k} length`);
     // Exact equality, bit for bit (NaN-free data, so === suffices).
-    for (let i = 0; i < t.data.length; i++) if (t.data[i] !== u.data[i]) assert.fail(`${what}: ${k}[${i}] = ${t.data[i]} != ${u.data[i]}`);
+    for (let i = 0; i < t.data.length; i++)
+      if (t.data[i] !== u.data[i]) assert.fail(`${what}: ${k}[${i}] = ${t.data[i]} != ${u.data[i]}`);
   }
 }
 
-test('official-code fixture: .pth and .safetensors hold identical tensors; .pth keeps state-dict order', { skip: !hasShared() }, () => {
-  const pth = readPth(fixture('model_small', 'cavmae_small.pth'));
-  const st = readSafetensors(fixture('model_small', 'cavmae_small.safetensors'));
-  assert.equal(pth.prefix, 'cavmae_small');
-  assert.equal(pth.tensors.size, 527);
-  sameTensors(pth.tensors, st.tensors, 'cavmae_small');
-  // The pickle's order is the official module order: compare with the base model's key list
-  // (same block structure; only the decoder depth differs: 8 there, 2 here).
-  const base = JSON.parse(readFileSync(fixture('model_base', 'cavmae_base_params.json'), 'utf8')).CAVMAE.state_dict as [string, number[]][];
-  const expectedOrder = base.map(([k]) => k).filter((k) => !/^decoder_blocks\.[2-7]\./.test(k));
-  assert.deepEqual([...pth.tensors.keys()], expectedOrder);
-});
+test(
+  'official-code fixture: .pth and .safetensors hold identical tensors; .pth keeps state-dict order',
+  { skip: !hasShared() },
+  () => {
+    const pth = readPth(fixture('model_small', 'cavmae_small.pth'));
+    const st = readSafetensors(fixture('model_small', 'cavmae_small.safetensors'));
+    assert.equal(pth.prefix, 'cavmae_small');
+    assert.equal(pth.tensors.size, 527);
+    sameTensors(pth.tensors, st.tensors, 'cavmae_small');
+    // The pickle's order is the official module order: compare with the base model's key list
+    // (same block structure; only the decoder depth differs: 8 there, 2 here).
+    const base = JSON.parse(readFileSync(fixture('model_base', 'cavmae_base_params.json'), 'utf8')).CAVMAE
+      .state_dict as [string, number[]][];
+    const expectedOrder = base.map(([k]) => k).filter((k) => !/^decoder_blocks\.[2-7]\./.test(k));
+    assert.deepEqual([...pth.tensors.keys()], expectedOrder);
+  },
+);
 
 for (const major of ['1', '2']) {
   test(`torch ${major}.x archive: dtypes, views, offsets, strides, shared storages, module. keys`, () => {
@@ -104,22 +122,84 @@ test('unknown globals and calls are refused before anything runs', () => {
     ['collections', 'defaultdict'],
   ]) {
     // The classic payload: GLOBAL os.system, ('echo pwned',), REDUCE.
-    const payload = new PickleWriter().proto(2).global(module, name).mark().str('echo pwned').tuple().reduce().stop().bytes();
-    rejects(makePth(payload), new RegExp(`refusing global ${module.replace('.', '\\.')}\\.${name}: not on the allow-list.*GLOBAL at byte 2`));
+    const payload = new PickleWriter()
+      .proto(2)
+      .global(module, name)
+      .mark()
+      .str('echo pwned')
+      .tuple()
+      .reduce()
+      .stop()
+      .bytes();
+    rejects(
+      makePth(payload),
+      new RegExp(
+        `refusing global ${module.replace('.', '\\.')}\\.${name}: not on the allow-list.*GLOBAL at byte 2`,
+      ),
+    );
   }
   // The same name through STACK_GLOBAL (protocol 4 style).
-  const stackGlobal = new PickleWriter().proto(4).str('os').str('system').raw(0x93).mark().str('id').tuple().reduce().stop().bytes();
+  const stackGlobal = new PickleWriter()
+    .proto(4)
+    .str('os')
+    .str('system')
+    .raw(0x93)
+    .mark()
+    .str('id')
+    .tuple()
+    .reduce()
+    .stop()
+    .bytes();
   rejects(makePth(stackGlobal), /refusing global os\.system.*STACK_GLOBAL/);
   // Allow-listed names are not all callable: a storage class, a string, a dict.
-  rejects(makePth(new PickleWriter().proto(2).global('torch', 'FloatStorage').emptyTuple().reduce().stop().bytes()), /refusing to call torch\.FloatStorage.*REDUCE/);
-  rejects(makePth(new PickleWriter().proto(2).str('os.system').emptyTuple().reduce().stop().bytes()), /refusing to call str/);
-  rejects(makePth(new PickleWriter().proto(2).global('collections', 'OrderedDict').mark().str('x').tuple().reduce().stop().bytes()), /only accepted with no arguments/);
+  rejects(
+    makePth(new PickleWriter().proto(2).global('torch', 'FloatStorage').emptyTuple().reduce().stop().bytes()),
+    /refusing to call torch\.FloatStorage.*REDUCE/,
+  );
+  rejects(
+    makePth(new PickleWriter().proto(2).str('os.system').emptyTuple().reduce().stop().bytes()),
+    /refusing to call str/,
+  );
+  rejects(
+    makePth(
+      new PickleWriter()
+        .proto(2)
+        .global('collections', 'OrderedDict')
+        .mark()
+        .str('x')
+        .tuple()
+        .reduce()
+        .stop()
+        .bytes(),
+    ),
+    /only accepted with no arguments/,
+  );
   // NEWOBJ on a non-record class; BUILD on a non-dict (would be __setstate__ in Python).
-  rejects(makePth(new PickleWriter().proto(2).global('collections', 'OrderedDict').emptyTuple().raw(0x81).stop().bytes()), /refusing to instantiate collections\.OrderedDict/);
-  rejects(makePth(new PickleWriter().proto(2).global('torch', 'FloatStorage').emptyDict().raw(0x62).stop().bytes()), /refusing BUILD/);
+  rejects(
+    makePth(
+      new PickleWriter().proto(2).global('collections', 'OrderedDict').emptyTuple().raw(0x81).stop().bytes(),
+    ),
+    /refusing to instantiate collections\.OrderedDict/,
+  );
+  rejects(
+    makePth(new PickleWriter().proto(2).global('torch', 'FloatStorage').emptyDict().raw(0x62).stop().bytes()),
+    /refusing BUILD/,
+  );
   // Opcodes outside the allowed set: INST, OBJ, text-mode GET, EXT1, POP.
-  rejects(makePth(new PickleWriter().proto(2).raw(0x69, ...Buffer.from('os\nsystem\n')).stop().bytes()), /opcode not allowed.*INST at byte 2/);
-  rejects(makePth(new PickleWriter().proto(2).mark().raw(0x6f).stop().bytes()), /opcode not allowed.*OBJ at byte 3/);
+  rejects(
+    makePth(
+      new PickleWriter()
+        .proto(2)
+        .raw(0x69, ...Buffer.from('os\nsystem\n'))
+        .stop()
+        .bytes(),
+    ),
+    /opcode not allowed.*INST at byte 2/,
+  );
+  rejects(
+    makePth(new PickleWriter().proto(2).mark().raw(0x6f).stop().bytes()),
+    /opcode not allowed.*OBJ at byte 3/,
+  );
   rejects(makePth(new PickleWriter().proto(2).raw(0x82, 1).stop().bytes()), /opcode not allowed.*EXT1/);
   rejects(makePth(new PickleWriter().proto(2).raw(0xff).stop().bytes()), /unknown opcode.*0xff at byte 2/);
   rejects(makePth(new PickleWriter().proto(1).emptyDict().stop().bytes()), /unsupported pickle protocol 1/);
@@ -127,25 +207,50 @@ test('unknown globals and calls are refused before anything runs', () => {
 
 test('malformed pickles: truncation, bad memo, huge lengths, deep nesting, bad stacks', () => {
   rejects(makePth(new PickleWriter().proto(2).emptyDict().bytes()), /ends without STOP/);
-  rejects(makePth(new PickleWriter().proto(2).raw(0x58, 0xff, 0xff, 0xff, 0x7f).stop().bytes()), /truncated: needs 2147483647 more bytes/);
-  rejects(makePth(new PickleWriter().proto(4).raw(0x8d, 0, 0, 0, 0, 0, 0, 0, 0x80).stop().bytes()), /exceeds the pickle size/);
+  rejects(
+    makePth(new PickleWriter().proto(2).raw(0x58, 0xff, 0xff, 0xff, 0x7f).stop().bytes()),
+    /truncated: needs 2147483647 more bytes/,
+  );
+  rejects(
+    makePth(new PickleWriter().proto(4).raw(0x8d, 0, 0, 0, 0, 0, 0, 0, 0x80).stop().bytes()),
+    /exceeds the pickle size/,
+  );
   rejects(makePth(new PickleWriter().proto(2).raw(0x68, 7).stop().bytes()), /memo index 7 was never stored/);
   rejects(makePth(new PickleWriter().proto(2).raw(0x73).stop().bytes()), /stack underflow/);
   rejects(makePth(new PickleWriter().proto(2).emptyDict().emptyDict().stop().bytes()), /STOP with 2 items/);
   rejects(makePth(new PickleWriter().proto(2).raw(0x75).stop().bytes()), /no MARK to pop to/);
-  rejects(makePth(new PickleWriter().proto(2).emptyDict().emptyDict().emptyDict().raw(0x73).stop().bytes()), /unsupported dict key of type dict/);
-  rejects(makePth(new PickleWriter().proto(2).raw(0x8a, 200, ...new Array(200).fill(1)).stop().bytes()), /too wide/);
+  rejects(
+    makePth(new PickleWriter().proto(2).emptyDict().emptyDict().emptyDict().raw(0x73).stop().bytes()),
+    /unsupported dict key of type dict/,
+  );
+  rejects(
+    makePth(
+      new PickleWriter()
+        .proto(2)
+        .raw(0x8a, 200, ...new Array(200).fill(1))
+        .stop()
+        .bytes(),
+    ),
+    /too wide/,
+  );
   // 100k nested MARKs, 100k nested 1-tuples: bounded, no stack overflow.
-  rejects(makePth(new PickleWriter().proto(2).repeat(0x28, 100_000).stop().bytes()), /more than 10000 nested MARKs/);
+  rejects(
+    makePth(new PickleWriter().proto(2).repeat(0x28, 100_000).stop().bytes()),
+    /more than 10000 nested MARKs/,
+  );
   const nested = new PickleWriter().proto(2).emptyTuple().repeat(0x85, 100_000).stop().bytes();
   rejects(makePth(nested), /holds a tuple, not a state dict/);
   // A list that contains itself.
-  rejects(makePth(new PickleWriter().proto(2).raw(0x5d, 0x71, 0, 0x68, 0, 0x61).stop().bytes()), /holds a list, not a state dict/);
+  rejects(
+    makePth(new PickleWriter().proto(2).raw(0x5d, 0x71, 0, 0x68, 0, 0x61).stop().bytes()),
+    /holds a list, not a state dict/,
+  );
 });
 
 test('hostile tensor metadata: views outside storage, huge shapes, bad storage ids', () => {
   const data = f32Bytes([1, 2, 3, 4]);
-  const one = (t: Partial<FakeTensor>) => makeStateDictPth({ w: { key: '0', numel: 4, size: [4], data, ...t } });
+  const one = (t: Partial<FakeTensor>) =>
+    makeStateDictPth({ w: { key: '0', numel: 4, size: [4], data, ...t } });
   rejects(one({ offset: 1 }), /reaches outside its 4-element storage/);
   rejects(one({ size: [2, 2], stride: [3, 1] }), /reaches outside/);
   rejects(one({ size: [2 ** 26, 2 ** 27], stride: [0, 0] }), /more than 2147483647 elements/);
@@ -153,21 +258,40 @@ test('hostile tensor metadata: views outside storage, huge shapes, bad storage i
   rejects(one({ numel: 8 }), /record archive\/data\/0 has 16 bytes, its storage needs 32/);
   rejects(one({ numel: 2 ** 53 + 2 }), /storage size must be a non-negative integer/);
   rejects(one({ key: '../../etc/passwd' }), /storage key "\.\.\/\.\.\/etc\/passwd" is not a plain name/);
-  rejects(one({ storageType: 'ShortStorage', numel: 4 }), /storage type ShortStorage, which is not supported/);
+  rejects(
+    one({ storageType: 'ShortStorage', numel: 4 }),
+    /storage type ShortStorage, which is not supported/,
+  );
   rejects(one({ storageType: 'EvilStorage' }), /refusing global torch\.EvilStorage/);
-  rejects(makeStateDictPth({ w: { key: '0', numel: 4, size: [4], data } }, { rebuild: ['torch._utils', '_rebuild_parameter'] }), /expected 3 arguments, got 6/);
+  rejects(
+    makeStateDictPth(
+      { w: { key: '0', numel: 4, size: [4], data } },
+      { rebuild: ['torch._utils', '_rebuild_parameter'] },
+    ),
+    /expected 3 arguments, got 6/,
+  );
   const missing = makePth(stateDictPickle({ w: { key: '0', numel: 4, size: [4], data } }), {});
   rejects(missing, /missing entry "archive\/data\/0"/);
   // Same key declared with two sizes.
-  rejects(makeStateDictPth({ a: { key: '0', numel: 4, size: [4], data }, b: { key: '0', numel: 2, size: [2], data } }), /declared twice/);
+  rejects(
+    makeStateDictPth({
+      a: { key: '0', numel: 4, size: [4], data },
+      b: { key: '0', numel: 2, size: [2], data },
+    }),
+    /declared twice/,
+  );
 });
 
 test('corrupt archives: wrong magic, truncation at every eighth, CRC, offsets, legacy format', () => {
   const good = makeStateDictPth({ w: { key: '0', numel: 4, size: [2, 2], data: f32Bytes([1, 2, 3, 4]) } });
   assert.deepEqual(Array.from(parse(good).tensors.get('w')!.data as Float32Array), [1, 2, 3, 4]);
   rejects(Buffer.from('GIF89a....'), /not a PyTorch checkpoint \(no zip signature\)/);
-  rejects(Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]), /legacy torch\.save format/);
-  for (let i = 1; i < 8; i++) rejects(good.subarray(0, Math.floor((good.length * i) / 8)), /zip|truncated|outside|CRC/);
+  rejects(
+    Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]),
+    /legacy torch\.save format/,
+  );
+  for (let i = 1; i < 8; i++)
+    rejects(good.subarray(0, Math.floor((good.length * i) / 8)), /zip|truncated|outside|CRC/);
   const flipped = Buffer.from(good);
   flipped[flipped.indexOf(Buffer.from(f32Bytes([1])))] ^= 0x40; // a byte of tensor data
   rejects(flipped, /zip entry "archive\/data\/0": CRC-32 mismatch/);
@@ -189,10 +313,28 @@ test('corrupt archives: wrong magic, truncation at every eighth, CRC, offsets, l
   const deflate = Buffer.from(good);
   deflate.writeUInt16LE(12, cdStart + 10); // bzip2
   rejects(deflate, /compression method 12/);
-  rejects(makeZip([{ name: 'a/data.pkl', data: new Uint8Array([0x80, 2, 0x7d, 0x2e]) }, { name: 'b/data.pkl', data: new Uint8Array(0) }]), /several data\.pkl records/);
+  rejects(
+    makeZip([
+      { name: 'a/data.pkl', data: new Uint8Array([0x80, 2, 0x7d, 0x2e]) },
+      { name: 'b/data.pkl', data: new Uint8Array(0) },
+    ]),
+    /several data\.pkl records/,
+  );
   rejects(makeZip([{ name: 'x/model.json', data: new Uint8Array(0) }]), /no data\.pkl record/);
-  rejects(makeZip([{ name: 'x/data.pkl', data: new Uint8Array(0) }, { name: 'x/constants.pkl', data: new Uint8Array(0) }]), /TorchScript archive/);
-  rejects(makeZip([{ name: 'x/data.pkl', data: new Uint8Array(0) }, { name: 'x/byteorder', data: Buffer.from('big') }]), /byte order "big" is not supported/);
+  rejects(
+    makeZip([
+      { name: 'x/data.pkl', data: new Uint8Array(0) },
+      { name: 'x/constants.pkl', data: new Uint8Array(0) },
+    ]),
+    /TorchScript archive/,
+  );
+  rejects(
+    makeZip([
+      { name: 'x/data.pkl', data: new Uint8Array(0) },
+      { name: 'x/byteorder', data: Buffer.from('big') },
+    ]),
+    /byte order "big" is not supported/,
+  );
 });
 
 test('deflated members are inflated with a bounded output', () => {

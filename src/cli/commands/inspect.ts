@@ -15,9 +15,12 @@ export function register(program: Command): void {
         process.stdout.write(`${JSON.stringify(r)}\n`);
         return;
       }
-      const lines = [`${file}: ${r.format}, ${r.tensors.length} tensors, ${r.elements} elements${r.nestedKey ? `, state dict under "${r.nestedKey}"` : ''}${r.strippedModule ? `, "module." stripped from ${r.strippedModule} keys` : ''}`];
+      const lines = [
+        `${file}: ${r.format}, ${r.tensors.length} tensors, ${r.elements} elements${r.nestedKey ? `, state dict under "${r.nestedKey}"` : ''}${r.strippedModule ? `, "module." stripped from ${r.strippedModule} keys` : ''}`,
+      ];
       const width = Math.min(60, Math.max(0, ...r.tensors.map((t) => t.name.length)));
-      for (const t of r.tensors) lines.push(`  ${t.name.padEnd(width)}  ${t.dtype.padEnd(5)} [${t.shape.join(', ')}]`);
+      for (const t of r.tensors)
+        lines.push(`  ${t.name.padEnd(width)}  ${t.dtype.padEnd(5)} [${t.shape.join(', ')}]`);
       const meta = Object.entries(r.metadata);
       if (meta.length) {
         lines.push('metadata:');
