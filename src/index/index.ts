@@ -5,4 +5,4 @@ export { TopKCollector, collectInnerProduct, topKInnerProduct } from './topk.js'
 export { AnnIndex, ANN_DEFAULTS, type AnnParams, type AnnSource } from './ann.js';
 export { addMedia, collectMediaFiles, type AddOptions, type AddProgress, type AddSummary, type AddFailure } from './add.js';
 export { sniffBytes, sniffFile, detectMedia, readHead, MEDIA_EXTENSIONS, SNIFF_BYTES, type SniffResult, type MediaFacts } from './media.js';
-export { makeThumbnail, writeThumbnail, waveformPng, THUMB_WIDTH, THUMB_HEIGHT } from './thumbs.js';
+export { makeThumbnail, writeThumbnail, spectrogramPng, THUMB_WIDTH, THUMB_HEIGHT } from './thumbs.js';

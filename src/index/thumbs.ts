@@ -1,11 +1,11 @@
 /**
  * Thumbnails for indexed items: a centre-cropped JPEG of an image or of a video's middle frame,
- * and a waveform picture (PNG) for audio. Written atomically to <index>/thumbs/<id>.<ext>.
+ * and the log-mel spectrogram (PNG) for audio. Written atomically to <index>/thumbs/<id>.<ext>.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../io/atomic.js';
-import { decodeAudio } from '../audio/index.js';
+import { computeFbank, decodeAudio, NUM_MEL_BINS } from '../audio/index.js';
 import { MAX_IMAGE_PIXELS } from '../vision/index.js';
 import { runFfmpeg } from '../util/ffmpeg.js';
 import { fileError } from '../util/errors.js';
@@ -13,8 +13,6 @@ import type { Modality } from './types.js';
 
 export const THUMB_WIDTH = 240;
 export const THUMB_HEIGHT = 160;
-const WAVE_BG = [246, 247, 249];
-const WAVE_FG = [37, 99, 235];
 
 async function coverJpeg(input: Uint8Array | string): Promise<Buffer> {
   return sharp(input, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'truncated' })
@@ -24,27 +22,51 @@ async function coverJpeg(input: Uint8Array | string): Promise<Buffer> {
     .toBuffer();
 }
 
-/** A waveform (min/max per pixel column) of 16 kHz samples as an RGB PNG. */
-export async function waveformPng(samples: Float32Array, width = THUMB_WIDTH, height = THUMB_HEIGHT): Promise<Buffer> {
-  const px = new Uint8Array(width * height * 3); // [H, W, 3]
-  for (let i = 0; i < width * height; i++) px.set(WAVE_BG, i * 3);
-  let peak = 1e-6;
-  for (let i = 0; i < samples.length; i++) peak = Math.max(peak, Math.abs(samples[i]));
-  const mid = (height - 1) / 2;
+/** Inferno-like colour stops for spectrogram thumbnails (the web page uses the same ramp). */
+const RAMP = [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]];
+
+/** Audio shown to the thumbnail: at most the first 30 s. */
+const SPECTROGRAM_MAX_SAMPLES = 30 * 16000;
+
+/**
+ * The log-mel spectrogram the model sees (Kaldi fbank, 128 bins) as an RGB PNG: time left to
+ * right, low frequencies at the bottom, min-max scaled over the 1st..99th percentile.
+ */
+export async function spectrogramPng(samples: Float32Array, width = THUMB_WIDTH, height = THUMB_HEIGHT): Promise<Buffer> {
+  const clip = samples.subarray(0, SPECTROGRAM_MAX_SAMPLES);
+  const { data, frames } = computeFbank(clip.length >= 400 ? clip : padTo(clip, 400)); // [frames, 128]
+  const bins = NUM_MEL_BINS;
+  // Average the frames falling into each pixel column: cols [width, bins].
+  const cols = new Float32Array(width * bins);
   for (let x = 0; x < width; x++) {
-    const a = Math.floor((x * samples.length) / width);
-    const b = Math.max(a + 1, Math.floor(((x + 1) * samples.length) / width));
-    let lo = 0;
-    let hi = 0;
-    for (let i = a; i < b && i < samples.length; i++) {
-      lo = Math.min(lo, samples[i]);
-      hi = Math.max(hi, samples[i]);
+    const a = Math.floor((x * frames) / width);
+    const b = Math.max(a + 1, Math.floor(((x + 1) * frames) / width));
+    for (let m = 0; m < bins; m++) {
+      let acc = 0;
+      for (let f = a; f < b; f++) acc += data[Math.min(f, frames - 1) * bins + m];
+      cols[x * bins + m] = acc / (b - a);
     }
-    const y0 = Math.round(mid - (hi / peak) * mid * 0.9);
-    const y1 = Math.round(mid - (lo / peak) * mid * 0.9);
-    for (let y = Math.max(0, y0); y <= Math.min(height - 1, y1); y++) px.set(WAVE_FG, (y * width + x) * 3);
+  }
+  const sorted = Float32Array.from(cols).sort();
+  const lo = sorted[Math.floor(sorted.length * 0.01)];
+  const hi = sorted[Math.floor(sorted.length * 0.99)];
+  const px = new Uint8Array(width * height * 3); // [H, W, 3]
+  for (let y = 0; y < height; y++) {
+    const m = Math.min(bins - 1, Math.floor(((height - 1 - y) * bins) / height)); // low bins at the bottom
+    for (let x = 0; x < width; x++) {
+      const t = Math.max(0, Math.min(1, (cols[x * bins + m] - lo) / Math.max(hi - lo, 1e-6))) * (RAMP.length - 1);
+      const i = Math.min(RAMP.length - 2, Math.floor(t));
+      const w = t - i;
+      for (let c = 0; c < 3; c++) px[(y * width + x) * 3 + c] = Math.round(RAMP[i][c] + (RAMP[i + 1][c] - RAMP[i][c]) * w);
+    }
   }
   return sharp(px, { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
+
+function padTo(x: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  out.set(x);
+  return out;
 }
 
 /** The middle frame of a video (or its first, for very short clips) as a thumbnail JPEG. */
@@ -64,7 +86,7 @@ export async function makeThumbnail(path: string, modality: Modality, durationSe
   if (modality === 'image') return { bytes: await coverJpeg(path), ext: 'jpg' };
   if (modality === 'video') return { bytes: await videoThumb(path, durationSec), ext: 'jpg' };
   const { samples } = await decodeAudio(path, { what: path });
-  return { bytes: await waveformPng(samples), ext: 'png' };
+  return { bytes: await spectrogramPng(samples), ext: 'png' };
 }
 
 /** Writes the thumbnail of `id` into the index folder; returns its relative path. */

@@ -19,6 +19,12 @@ function ffmpeg(args: string[]): void {
   if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
 }
 
+/** H.264 when this ffmpeg has it (browsers play it), else MPEG-4 part 2. */
+function videoCodec(): string[] {
+  const r = spawnSync('ffmpeg', ['-hide_banner', '-encoders']);
+  return r.stdout?.toString().includes('libx264') ? ['-c:v', 'libx264', '-preset', 'ultrafast'] : ['-c:v', 'mpeg4'];
+}
+
 export interface TestMedia {
   wav: string;
   png: string;
@@ -42,11 +48,12 @@ export async function makeTestMedia(dir: string): Promise<TestMedia> {
     longWav: join(dir, 'long.wav'),
     notMedia: join(dir, 'notes.mp4'),
   };
-  ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=1', '-ar', '16000', m.wav]);
+  // A chirp (rising tone) with a little noise: a spectrogram with visible structure.
+  ffmpeg(['-f', 'lavfi', '-i', "aevalsrc='0.6*sin(2*PI*(200+900*t)*t)+0.05*(random(0)-0.5)':s=16000:d=1", m.wav]);
   ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=220:duration=12', '-ar', '16000', m.longWav]);
   ffmpeg(['-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=10:duration=1', '-f', 'lavfi', '-i', 'sine=frequency=660:duration=1',
-    '-shortest', '-c:v', 'mpeg4', '-pix_fmt', 'yuv420p', '-c:a', 'aac', m.mp4]);
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=80x60:rate=10:duration=1', '-c:v', 'mpeg4', '-pix_fmt', 'yuv420p', m.silentMp4]);
+    '-shortest', ...videoCodec(), '-pix_fmt', 'yuv420p', '-c:a', 'aac', m.mp4]);
+  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=80x60:rate=10:duration=1', ...videoCodec(), '-pix_fmt', 'yuv420p', m.silentMp4]);
   ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=330:duration=1', '-c:a', 'aac', m.audioOnlyMp4]);
   const w = 64;
   const h = 48;

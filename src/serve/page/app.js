@@ -85,7 +85,7 @@ function preview(file, caption) {
   const kind = kindOf(file);
   const media = kind === 'image' ? el('img', { src: url, alt: `Query image ${file.name}` })
     : kind === 'audio' ? el('audio', { src: url, controls: true, 'aria-label': `Query audio ${file.name}` })
-    : el('video', { src: url, controls: true, muted: true, playsinline: true, 'aria-label': `Query video ${file.name}` });
+    : el('video', { src: url, controls: true, muted: true, playsinline: true, preload: 'metadata', 'aria-label': `Query video ${file.name}` });
   return el('figure', {}, media, el('figcaption', { text: `${caption}: ${file.name}` }));
 }
 
@@ -109,7 +109,7 @@ function resultCard(hit, rank) {
   if (hit.modality === 'video') {
     items.push(el('video', { class: 'thumb', controls: true, preload: 'none', poster: hit.thumb || undefined, src: hit.media, 'aria-label': `Play ${hit.name}` }));
   } else if (hit.modality === 'audio') {
-    if (hit.thumb) items.push(el('img', { class: 'thumb', src: hit.thumb, alt: `Waveform of ${hit.name}`, loading: 'lazy' }));
+    if (hit.thumb) items.push(el('img', { class: 'thumb', src: hit.thumb, alt: `Spectrogram of ${hit.name}`, loading: 'lazy' }));
   } else {
     const img = el('img', { class: 'thumb', src: hit.thumb || hit.media, alt, loading: 'lazy' });
     items.push(el('a', { href: hit.media, target: '_blank', rel: 'noopener' }, img));
