@@ -51,7 +51,8 @@ const FLAG_VISUAL = 2;
 export interface IndexMeta {
   format: typeof INDEX_FORMAT;
   version: number;
-  model: { id: string; name: string };
+  /** `path`: the model file the index was built with (absolute), so `search` can find it. */
+  model: { id: string; name: string; path?: string };
   dim: number;
   segmentRows: number;
   generation: number;
@@ -69,6 +70,8 @@ export interface IndexIdentity {
   modelId: string;
   modelName: string;
   dim: number;
+  /** The model file, recorded when the index is created. */
+  modelPath?: string;
 }
 
 /** An item to append: file facts and its embeddings (normalised copies are stored). */
@@ -94,7 +97,7 @@ export interface SearchOptions {
 
 export interface IndexStats {
   dir: string;
-  model: { id: string; name: string };
+  model: { id: string; name: string; path?: string };
   dim: number;
   count: number;
   rows: number;
@@ -199,6 +202,7 @@ function validateMeta(m: unknown, path: string): IndexMeta {
   if (!int(meta.manifestBytes, 0, Number.MAX_SAFE_INTEGER)) bad('manifestBytes');
   if (!int(meta.count, 0, meta.rows!)) bad('count');
   if (!meta.model || typeof meta.model.id !== 'string' || typeof meta.model.name !== 'string') bad('model');
+  if (meta.model!.path !== undefined && typeof meta.model!.path !== 'string') bad('model.path');
   return meta as IndexMeta;
 }
 
@@ -251,7 +255,7 @@ export class MediaIndex {
     const now = new Date().toISOString();
     const meta: IndexMeta = {
       format: INDEX_FORMAT, version: INDEX_VERSION,
-      model: { id: identity.modelId, name: identity.modelName },
+      model: { id: identity.modelId, name: identity.modelName, ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}) },
       dim: identity.dim, segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
       generation: 0, rows: 0, manifestBytes: 0, count: 0, createdAt: now, updatedAt: now,
     };
@@ -478,7 +482,7 @@ export class MediaIndex {
   get count(): number {
     return this.entries.size;
   }
-  get model(): { id: string; name: string } {
+  get model(): { id: string; name: string; path?: string } {
     return { ...this.meta.model };
   }
   get metadata(): IndexMeta {

@@ -1,0 +1,58 @@
+/** What `cavmae serve` does: load the engine, start the server, stop it cleanly on a signal. */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileError } from '../util/errors.js';
+import { loadEngine } from './load-engine.js';
+import { isLoopback, startServer, type RunningServer } from './server.js';
+
+export interface ServeCommandOptions {
+  model: string;
+  index?: string;
+  host: string;
+  port: number;
+  token?: string;
+  maxUploadMb: number;
+  maxDurationS: number;
+  concurrency: number;
+  queue: number;
+  quiet?: boolean;
+}
+
+/** Starts serving; resolves when the server has stopped after SIGINT/SIGTERM. */
+export async function runServe(o: ServeCommandOptions, out: NodeJS.WritableStream = process.stderr): Promise<void> {
+  if (o.index && !existsSync(join(o.index, 'meta.json'))) throw fileError(o.index, "no media index here (build one with 'cavmae index add')");
+  if (!existsSync(o.model)) throw fileError(o.model, 'model file not found');
+  let token = o.token;
+  if (!isLoopback(o.host) && !token) {
+    token = randomBytes(24).toString('base64url');
+    out.write(`cavmae: WARNING: listening on ${o.host}, which is reachable from other machines; generated an access token (pass --token to choose one)\n`);
+  }
+  const engine = await loadEngine(o.model, o.index);
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      engine, host: o.host, port: o.port, token, maxUploadMb: o.maxUploadMb, maxDurationSec: o.maxDurationS,
+      concurrency: o.concurrency, queueLength: o.queue,
+      log: o.quiet ? undefined : (line) => out.write(`${new Date().toISOString()} ${line}\n`),
+    });
+  } catch (e) {
+    await engine.close?.();
+    throw e;
+  }
+  const open = token ? `${server.url}?token=${encodeURIComponent(token)}` : server.url;
+  out.write(`cavmae: serving ${engine.info().modelName}${o.index ? ` with the index ${o.index}` : ''} on ${server.url}\n`);
+  out.write(`cavmae: open ${open} in a browser${token ? '; API calls need "Authorization: Bearer <token>"' : ''}; Ctrl-C stops\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      out.write(`cavmae: ${sig}: finishing running requests and stopping\n`);
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      server.close().then(resolve, resolve);
+    };
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+}
