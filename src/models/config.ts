@@ -18,11 +18,18 @@
  *   applied to the same input, only the last one counts: spec 9.1 item 7); true chains them.
  * - contrast_loss_weight, mae_loss_weight, mask_ratio_a, mask_ratio_v, mask_mode,
  *   bidirect_contrast, contrastive_groups: defaults of the pretraining forward.
+ *
+ * CAV-MAE Sync ('cavmae-sync', 'cavmae-sync-ft'): the official Sync constructor keys
+ * (num_register_tokens, cls_token, global_local_losses, total_frame, contrastive_heads,
+ * multi_ratio_masking, keep_register_tokens; FT: aggregate, mode), defaults and presets in
+ * sync-config.ts. They are absent from CAV-MAE configs.
  */
 import { UserError } from '../util/errors.js';
 import { MASK_MODES, type MaskMode } from './masking.js';
+import { SYNC_PRESETS, applySyncDefaults, validateSync, type SyncFtMode } from './sync-config.js';
 
-export type ModelKind = 'cavmae' | 'cavmae-ft';
+export type ModelKind = 'cavmae' | 'cavmae-ft' | 'cavmae-sync' | 'cavmae-sync-ft';
+export const MODEL_KINDS: readonly ModelKind[] = ['cavmae', 'cavmae-ft', 'cavmae-sync', 'cavmae-sync-ft'];
 export type Variant = 'cavmae' | 'av-mae' | 'cav' | 'vanilla-av-mae' | 'audio-mae' | 'visual-mae';
 export const VARIANTS: readonly Variant[] = [
   'cavmae',
@@ -61,6 +68,18 @@ export interface CavmaeConfig {
   mask_mode: MaskMode;
   bidirect_contrast: boolean;
   contrastive_groups: number;
+
+  /** CAV-MAE Sync only (sync-config.ts); undefined for CAV-MAE models. */
+  num_register_tokens?: number;
+  cls_token?: boolean;
+  global_local_losses?: boolean;
+  total_frame?: number;
+  contrastive_heads?: boolean;
+  multi_ratio_masking?: boolean;
+  keep_register_tokens?: boolean;
+  /** cavmae-sync-ft: the clip aggregator ('self_attention_cls') and the modalities it reads. */
+  aggregate?: string;
+  mode?: SyncFtMode;
 }
 
 /** Mel bins of the spectrogram input: fixed by the reference (8 frequency patches of 16). */
@@ -138,7 +157,14 @@ export const PRESETS: Record<string, Partial<CavmaeConfig>> = {
 };
 
 export function presetNames(): string[] {
-  return Object.keys(PRESETS);
+  return [...Object.keys(PRESETS), ...Object.keys(SYNC_PRESETS)];
+}
+
+/** A preset's partial config (CAV-MAE or Sync), or undefined. */
+export function presetPartial(name: string): Partial<CavmaeConfig> | undefined {
+  if (Object.prototype.hasOwnProperty.call(PRESETS, name)) return PRESETS[name];
+  if (Object.prototype.hasOwnProperty.call(SYNC_PRESETS, name)) return SYNC_PRESETS[name];
+  return undefined;
 }
 
 const KEYS: Record<keyof CavmaeConfig, 'number' | 'boolean' | 'string'> = {
@@ -167,6 +193,15 @@ const KEYS: Record<keyof CavmaeConfig, 'number' | 'boolean' | 'string'> = {
   mask_mode: 'string',
   bidirect_contrast: 'boolean',
   contrastive_groups: 'number',
+  num_register_tokens: 'number',
+  cls_token: 'boolean',
+  global_local_losses: 'boolean',
+  total_frame: 'number',
+  contrastive_heads: 'boolean',
+  multi_ratio_masking: 'boolean',
+  keep_register_tokens: 'boolean',
+  aggregate: 'string',
+  mode: 'string',
 };
 
 /** Keys of the official constructors that we accept and ignore (no effect on the maths here). */
@@ -199,7 +234,7 @@ export function resolveConfig(partial: Record<string, unknown>, where = 'config'
     (variant === 'vanilla-av-mae' ? 0 : OFFICIAL_DEFAULTS.modality_specific_depth);
   const cfg: CavmaeConfig = {
     ...OFFICIAL_DEFAULTS,
-    tr_pos: model === 'cavmae-ft',
+    tr_pos: model === 'cavmae-ft' || model === 'cavmae-sync-ft',
     ...given,
     model,
     variant,
@@ -215,6 +250,7 @@ export function resolveConfig(partial: Record<string, unknown>, where = 'config'
     bidirect_contrast: given.bidirect_contrast ?? false,
     contrastive_groups: given.contrastive_groups ?? 1,
   };
+  applySyncDefaults(cfg, given, bad);
   validate(cfg, bad);
   return cfg;
 }
@@ -224,8 +260,8 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
     const v = c[k] as number;
     if (!Number.isInteger(v) || v < min) throw bad(`"${k}" must be an integer >= ${min}, got ${v}`);
   };
-  if (c.model !== 'cavmae' && c.model !== 'cavmae-ft')
-    throw bad(`"model" must be "cavmae" or "cavmae-ft", got "${c.model}"`);
+  if (!MODEL_KINDS.includes(c.model))
+    throw bad(`"model" must be one of ${MODEL_KINDS.join(', ')}, got "${c.model}"`);
   if (!VARIANTS.includes(c.variant))
     throw bad(`"variant" must be one of ${VARIANTS.join(', ')}, got "${c.variant}"`);
   if (!MASK_MODES.includes(c.mask_mode))
@@ -250,7 +286,8 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
   if (c.variant === 'vanilla-av-mae' && c.modality_specific_depth !== 0) {
     throw bad('variant "vanilla-av-mae" is one joint encoder: "modality_specific_depth" must be 0');
   }
-  if (c.model === 'cavmae-ft') {
+  validateSync(c, bad);
+  if (c.model === 'cavmae-ft' || c.model === 'cavmae-sync-ft') {
     posInt('label_dim');
     if (c.variant !== 'cavmae' && c.variant !== 'audio-mae' && c.variant !== 'visual-mae') {
       throw bad(
@@ -277,7 +314,7 @@ function validate(c: CavmaeConfig, bad: (msg: string) => UserError): void {
 
 /** A preset by name (with optional overrides). */
 export function presetConfig(name: string, overrides: Record<string, unknown> = {}): CavmaeConfig {
-  const p = PRESETS[name];
+  const p = presetPartial(name);
   if (!p) throw new UserError(`unknown preset "${name}" (known: ${presetNames().join(', ')})`);
   return resolveConfig({ ...p, ...overrides }, `preset ${name}`);
 }
@@ -306,13 +343,13 @@ export function modelDims(c: CavmaeConfig): {
     vGrid,
     hasAudio: c.variant !== 'visual-mae',
     hasVideo: c.variant !== 'audio-mae',
-    hasDecoder: c.model === 'cavmae' && c.variant !== 'cav',
+    hasDecoder: (c.model === 'cavmae' || c.model === 'cavmae-sync') && c.variant !== 'cav',
   };
 }
 
 /** The config as stored in checkpoints (every key explicit). */
 export function configToJson(c: CavmaeConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { ...c };
-  if (c.label_dim === undefined) delete out.label_dim;
+  for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out;
 }

@@ -9,6 +9,12 @@
  * Outputs: pretrain → loss, loss_mae, loss_mae_a, loss_mae_v, loss_c, c_acc (shape [1]),
  * mask_a, mask_v, pred_a, pred_v; feat → audio_tokens, video_tokens; ft → logits (+ loss);
  * `grad.<name>` for every requested parameter.
+ * CAV-MAE Sync (`"model": "cavmae-sync"`): audio is the segment [B, L, 128]; pretrain adds cls_a,
+ * cls_v (the contrastive inputs [B, D]: global tokens with cls_token, else local-token means)
+ * and, with cls_token + global_local_losses, loss_c_global, loss_c_local (weighted); feat gives
+ * the patch tokens (global token and registers removed) and, with cls_token, cls_a, cls_v.
+ * A Sync fine-tuning model (`cavmae-sync-ft`) takes B clips as [B·total_frame, ...] pairs and
+ * gives logits [B, K]; its modalities are fixed by its config's `mode`.
  */
 import * as ops from '../autograd/ops.js';
 import { Tape } from '../autograd/tape.js';
@@ -22,6 +28,8 @@ import { CAVMAEFT, FT_MODES, type FtMode } from './cavmae-ft.js';
 import { MASK_MODES, type MaskMode } from './masking.js';
 import { loadModel, type AnyModel } from './registry.js';
 import type { CavmaeConfig } from './config.js';
+import { CAVMAESync } from './sync.js';
+import { CAVMAESyncFT } from './sync-ft.js';
 
 export type ForwardTask = 'pretrain' | 'feat' | 'ft';
 
@@ -62,7 +70,8 @@ const copy = (t: Tensor): OutTensor => ({ shape: [...t.shape], data: Float32Arra
 export function runForward(o: ForwardRunOptions): ForwardRunResult {
   const wantGrads = (o.grads?.length ?? 0) > 0;
   const { model, config, report } = loadModel(o.model, { config: o.config, grad: wantGrads });
-  const task: ForwardTask = o.task ?? (model instanceof CAVMAEFT ? 'ft' : 'pretrain');
+  const task: ForwardTask =
+    o.task ?? (model instanceof CAVMAEFT || model instanceof CAVMAESyncFT ? 'ft' : 'pretrain');
   const inputs = readInputs(o.inputs);
   const batch = { audio: inputs.get('audio')?.tensor, image: inputs.get('image')?.tensor };
   const tp = new Tape({ grad: wantGrads, bf16: o.bf16 ?? false });
@@ -70,7 +79,7 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
   let loss: Tensor | undefined;
 
   if (task === 'pretrain') {
-    if (!(model instanceof CAVMAE))
+    if (!(model instanceof CAVMAE) && !(model instanceof CAVMAESync))
       throw new UserError(
         `${o.model}: --task pretrain needs a pretraining (CAVMAE) checkpoint; this one is a fine-tuning model`,
       );
@@ -100,10 +109,27 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
     if (r.maskV) out.set('mask_v', { shape: [r.maskV.B, r.maskV.L], data: r.maskV.mask });
     if (r.predA) out.set('pred_a', copy(r.predA));
     if (r.predV) out.set('pred_v', copy(r.predV));
+    if (model instanceof CAVMAESync) {
+      const s = r as ReturnType<CAVMAESync['forward']>;
+      if (s.clsA) out.set('cls_a', copy(s.clsA));
+      if (s.clsV) out.set('cls_v', copy(s.clsV));
+      if (s.lossCGlobal) out.set('loss_c_global', scalar(s.lossCGlobal.item()));
+      if (s.lossCLocal) out.set('loss_c_local', scalar(s.lossCLocal.item()));
+    }
     loss = r.loss;
   } else if (task === 'feat') {
     let f;
-    if (model instanceof CAVMAEFT) {
+    if (model instanceof CAVMAESyncFT)
+      throw new UserError(
+        `${o.model}: --task feat needs a pretraining model; a Sync fine-tuning model gives --task ft`,
+      );
+    if (model instanceof CAVMAESync) {
+      if (o.mode !== undefined) throw new UserError('--mode does not apply to --task feat of a Sync model');
+      const s = model.forwardFeat(tp, batch);
+      if (s.clsA) out.set('cls_a', copy(s.clsA));
+      if (s.clsV) out.set('cls_v', copy(s.clsV));
+      f = s;
+    } else if (model instanceof CAVMAEFT) {
       const mode = o.mode ?? (batch.image ? 'av' : 'a');
       if (mode !== 'av' && mode !== 'a')
         throw new UserError(`--task feat of a fine-tuning model takes --mode av or a, got "${mode}"`);
@@ -119,6 +145,14 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
       throw new UserError(
         '--grads needs a loss: use --task pretrain, or --task ft with "labels" in the inputs',
       );
+  } else if (task === 'ft' && model instanceof CAVMAESyncFT) {
+    if (o.mode !== undefined && o.mode !== model.mode)
+      throw new UserError(
+        `${o.model}: this Sync fine-tuning model reads "${model.mode}" (its config's "mode"); --mode ${o.mode} does not apply`,
+      );
+    const logits = model.forward(tp, batch);
+    out.set('logits', copy(logits));
+    loss = ftLoss(o, inputs, tp, logits, out, wantGrads);
   } else if (task === 'ft') {
     if (!(model instanceof CAVMAEFT)) {
       throw new UserError(
@@ -130,21 +164,7 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
       throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
     const logits = model.forward(tp, batch, mode);
     out.set('logits', copy(logits));
-    const labels = inputs.get('labels');
-    if (labels) {
-      if (labels.tensor.size !== logits.size)
-        throw fileError(o.inputs, `"labels" has shape [${labels.tensor.shape}], expected [${logits.shape}]`);
-      loss =
-        o.loss === 'ce'
-          ? ops.crossEntropy(tp, logits, labels.tensor.data)
-          : ops.bceWithLogits(tp, logits, labels.tensor.data);
-      out.set('loss', scalar(loss.item()));
-    } else if (wantGrads) {
-      throw fileError(
-        o.inputs,
-        '--grads with --task ft needs a "labels" tensor [B, label_dim] in the inputs',
-      );
-    }
+    loss = ftLoss(o, inputs, tp, logits, out, wantGrads);
   } else {
     throw new UserError(`--task must be pretrain, feat or ft, got "${task as string}"`);
   }
@@ -158,6 +178,34 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
     }
   }
   return { outputs: out, config, task, unexpected: report.unexpected };
+}
+
+/** The fine-tuning loss of the logits against "labels" [B, K] (when given). */
+function ftLoss(
+  o: ForwardRunOptions,
+  inputs: Map<string, InputTensor>,
+  tp: Tape,
+  logits: Tensor,
+  out: Map<string, OutTensor>,
+  wantGrads: boolean,
+): Tensor | undefined {
+  const labels = inputs.get('labels');
+  if (!labels) {
+    if (wantGrads)
+      throw fileError(
+        o.inputs,
+        '--grads with --task ft needs a "labels" tensor [B, label_dim] in the inputs',
+      );
+    return undefined;
+  }
+  if (labels.tensor.size !== logits.size)
+    throw fileError(o.inputs, `"labels" has shape [${labels.tensor.shape}], expected [${logits.shape}]`);
+  const loss =
+    o.loss === 'ce'
+      ? ops.crossEntropy(tp, logits, labels.tensor.data)
+      : ops.bceWithLogits(tp, logits, labels.tensor.data);
+  out.set('loss', scalar(loss.item()));
+  return loss;
 }
 
 function gradNames(model: AnyModel, requested: string[]): string[] {

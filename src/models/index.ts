@@ -13,3 +13,6 @@ export { AVEncoder, torchStateDictOrder } from './encoder.js';
 export * from './masking.js';
 export { sincosTable2d } from './pos-embed.js';
 export * from './registry.js';
+export { CAVMAESync, SyncTokens, type SyncPretrainOutput, type SyncFeatOutput } from './sync.js';
+export { CAVMAESyncFT, isSyncFtHead } from './sync-ft.js';
+export * from './sync-config.js';

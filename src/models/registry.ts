@@ -1,7 +1,8 @@
 /**
  * Building models by config, loading and saving checkpoints.
  *
- * - `buildModel(config)` picks the class from `config.model` (CAVMAE or CAVMAEFT).
+ * - `buildModel(config)` picks the class from `config.model` (CAVMAE, CAVMAEFT, and the
+ *   CAV-MAE Sync classes CAVMAESync / CAVMAESyncFT).
  * - `resolveModelConfig` finds the config: an explicit one (object, preset name or JSON file),
  *   else the checkpoint's metadata (ours: "cavmae.config"; Python exports: "config" + "class" +
  *   "label_dim"), else a preset whose parameter shapes match the checkpoint exactly.
@@ -27,26 +28,51 @@ import { UserError, fileError } from '../util/errors.js';
 import { CAVMAE } from './cavmae.js';
 import { CAVMAEFT, HEAD_PARAM_PREFIX } from './cavmae-ft.js';
 import {
-  PRESETS,
   configToJson,
   presetConfig,
+  presetNames,
+  presetPartial,
   resolveConfig,
   type CavmaeConfig,
   type ModelKind,
 } from './config.js';
+import { CAVMAESync } from './sync.js';
+import { CAVMAESyncFT, isSyncFtHead } from './sync-ft.js';
 
-export type AnyModel = CAVMAE | CAVMAEFT;
+export type AnyModel = CAVMAE | CAVMAEFT | CAVMAESync | CAVMAESyncFT;
 
 export function buildModel(
   config: CavmaeConfig,
   opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {},
 ): AnyModel {
-  return config.model === 'cavmae-ft' ? CAVMAEFT.create(config, opts) : CAVMAE.create(config, opts);
+  switch (config.model) {
+    case 'cavmae-ft':
+      return CAVMAEFT.create(config, opts);
+    case 'cavmae-sync':
+      return CAVMAESync.create(config, opts);
+    case 'cavmae-sync-ft':
+      return CAVMAESyncFT.create(config, opts);
+    default:
+      return CAVMAE.create(config, opts);
+  }
 }
 
+/** Class names stored under "class" in checkpoint metadata (Python exports use the first two; Sync: ours). */
+const CLASS_NAMES: Record<ModelKind, string> = {
+  cavmae: 'CAVMAE',
+  'cavmae-ft': 'CAVMAEFT',
+  'cavmae-sync': 'CAVMAESync',
+  'cavmae-sync-ft': 'CAVMAESyncFT',
+};
+
 /** The official class name of a model (what Python exports store under "class"). */
-export function officialClassName(config: CavmaeConfig): 'CAVMAE' | 'CAVMAEFT' {
-  return config.model === 'cavmae-ft' ? 'CAVMAEFT' : 'CAVMAE';
+export function officialClassName(config: CavmaeConfig): string {
+  return CLASS_NAMES[config.model];
+}
+
+/** The model kind of a stored class name, if known. */
+function kindOfClass(name: string | undefined): ModelKind | undefined {
+  return (Object.keys(CLASS_NAMES) as ModelKind[]).find((k) => CLASS_NAMES[k] === name);
 }
 
 /** Parameter names and shapes of a config, without allocating anything. */
@@ -58,11 +84,10 @@ export function parameterShapes(config: CavmaeConfig): Map<string, number[]> {
 /** A config argument: a preset name, a JSON file, or an object. */
 export function readConfigArg(arg: string | Record<string, unknown>): Record<string, unknown> {
   if (typeof arg !== 'string') return arg;
-  if (Object.prototype.hasOwnProperty.call(PRESETS, arg)) return { ...PRESETS[arg] };
+  const preset = presetPartial(arg);
+  if (preset) return { ...preset };
   if (!existsSync(arg))
-    throw new UserError(
-      `${arg}: neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing JSON file`,
-    );
+    throw new UserError(`${arg}: neither a preset (${presetNames().join(', ')}) nor an existing JSON file`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(arg, 'utf8'));
@@ -75,7 +100,11 @@ export function readConfigArg(arg: string | Record<string, unknown>): Record<str
   // Accept a summary with a nested "config" (as the golden fixtures' JSON files have).
   if (obj.config && typeof obj.config === 'object' && !Array.isArray(obj.config)) {
     const inner = { ...(obj.config as Record<string, unknown>) };
-    if (obj.class === 'CAVMAEFT' && inner.model === undefined) inner.model = 'cavmae-ft';
+    const kind = kindOfClass(typeof obj.class === 'string' ? obj.class : undefined);
+    if (kind && inner.model === undefined) inner.model = kind;
+    // The Sync fixtures keep our non-official keys (shared_depth) apart, under "extras".
+    if (obj.extras && typeof obj.extras === 'object' && !Array.isArray(obj.extras))
+      Object.assign(inner, obj.extras as Record<string, unknown>);
     return inner;
   }
   return obj;
@@ -104,8 +133,17 @@ export function configFromMetadata(
     const out = { ...(c as Record<string, unknown>) };
     if (metadata.label_dim !== undefined && out.label_dim === undefined)
       out.label_dim = Number(metadata.label_dim);
-    if (metadata.class === 'CAVMAEFT') out.model = 'cavmae-ft';
-    else if (metadata.class === 'CAVMAE') out.model = 'cavmae';
+    const kind = kindOfClass(metadata.class);
+    if (kind) out.model = kind;
+    if (metadata.extras !== undefined) {
+      let extras: unknown;
+      try {
+        extras = JSON.parse(metadata.extras);
+      } catch (e) {
+        throw fileError(what, `metadata "extras" is not valid JSON (${(e as Error).message})`);
+      }
+      if (extras && typeof extras === 'object' && !Array.isArray(extras)) Object.assign(out, extras);
+    }
     return out;
   }
   return undefined;
@@ -115,18 +153,20 @@ export function configFromMetadata(
 export function inferConfigFromShapes(
   tensors: ReadonlyMap<string, { shape: readonly number[] }>,
 ): CavmaeConfig | undefined {
-  const head = tensors.get('mlp_head.1.weight');
-  for (const name of Object.keys(PRESETS)) {
+  const heads: Partial<Record<ModelKind, { shape: readonly number[] }>> = {
+    'cavmae-ft': tensors.get('mlp_head.1.weight'),
+    'cavmae-sync-ft': tensors.get('classifier_head.weight'),
+  };
+  for (const name of presetNames()) {
+    const kind = presetPartial(name)!.model ?? 'cavmae';
+    const head = heads[kind];
     let cfg: CavmaeConfig;
     try {
-      cfg = presetConfig(
-        name,
-        head && PRESETS[name].model === 'cavmae-ft' ? { label_dim: head.shape[0] } : {},
-      );
+      cfg = presetConfig(name, head ? { label_dim: head.shape[0] } : {});
     } catch {
       continue;
     }
-    if ((cfg.model === 'cavmae-ft') !== (head !== undefined)) continue;
+    if ((cfg.label_dim !== undefined) !== (head !== undefined)) continue;
     const r = compareKeys(parameterShapes(cfg), tensors);
     if (r.missing.length === 0 && r.unexpected.length === 0 && r.shapeMismatch.length === 0) return cfg;
   }
@@ -150,8 +190,8 @@ export interface LoadModelOptions {
   seed?: number;
 }
 
-export interface LoadedModel {
-  model: AnyModel;
+export interface LoadedModel<M extends AnyModel = AnyModel> {
+  model: M;
   config: CavmaeConfig;
   report: KeyReport;
   format: 'pth' | 'safetensors';
@@ -195,12 +235,37 @@ export function resolveModelConfig(
       if (partial.tr_pos === false) delete partial.tr_pos;
       const head = tensors.get('mlp_head.1.weight');
       if (partial.label_dim === undefined && head) partial.label_dim = head.shape[0];
+    } else if (opts.kind === 'cavmae-sync-ft') {
+      // A Sync pretraining config seen as a fine-tuning one: keep the encoder and token keys.
+      for (const k of [
+        'decoder_embed_dim',
+        'decoder_depth',
+        'decoder_num_heads',
+        'norm_pix_loss',
+        'global_local_losses',
+        'contrastive_heads',
+        'multi_ratio_masking',
+      ])
+        delete partial[k];
+      if (partial.tr_pos === false) delete partial.tr_pos;
+      const head = tensors.get('classifier_head.weight');
+      if (partial.label_dim === undefined && head) partial.label_dim = head.shape[0];
     }
   }
   return resolveConfig(partial, where);
 }
 
 /** Loads a checkpoint into a freshly built model. */
+/** With an explicit fine-tuning kind the class is known (the config's model is the kind). */
+export function loadModel(
+  path: string,
+  opts: LoadModelOptions & { kind: 'cavmae-ft' },
+): LoadedModel<CAVMAEFT>;
+export function loadModel(
+  path: string,
+  opts: LoadModelOptions & { kind: 'cavmae-sync-ft' },
+): LoadedModel<CAVMAESyncFT>;
+export function loadModel(path: string, opts?: LoadModelOptions): LoadedModel;
 export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedModel {
   const { tensors, metadata, format } = loadStateDict(path);
   const config = resolveModelConfig(path, tensors, metadata, opts);
@@ -225,7 +290,10 @@ export function loadInto(
   const report = compareKeys(expected, tensors);
   checkShapes(report, what);
   const allow =
-    opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX));
+    opts.allowMissing ??
+    ((name: string) =>
+      (model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX)) ||
+      (model instanceof CAVMAESyncFT && isSyncFtHead(name)));
   const badMissing = report.missing.filter((k) => opts.strict || !allow(k));
   if (badMissing.length > 0) {
     throw fileError(
