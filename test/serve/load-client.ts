@@ -38,7 +38,6 @@ interface Case {
 const wav = readFileSync(media.wav);
 const png = readFileSync(media.png);
 const jpg = readFileSync(media.jpg);
-const mp4 = readFileSync(media.mp4);
 const mp = { 'Content-Type': `multipart/form-data; boundary=${BOUNDARY}` };
 const torn = multipart([{ field: 'file', name: 'a.wav', data: wav }]).subarray(0, 1500);
 
@@ -46,7 +45,7 @@ const CASES: Case[] = [
   { name: 'embed wav', method: 'POST', path: '/api/embed', headers: mp, body: multipart([{ field: 'file', name: 'a.wav', data: wav }]), expect: [200] },
   { name: 'search png', method: 'POST', path: '/api/search?k=5', headers: mp, body: multipart([{ field: 'file', name: 'b.png', data: png }]), expect: [200] },
   { name: 'classify jpg', method: 'POST', path: '/api/classify?top=3', headers: mp, body: multipart([{ field: 'image', name: 'c.jpg', data: jpg }]), expect: [200] },
-  { name: 'localize mp4', method: 'POST', path: '/api/localize', headers: mp, body: multipart([{ field: 'video', name: 'd.mp4', data: mp4 }]), expect: [200] },
+  { name: 'localize pair', method: 'POST', path: '/api/localize', headers: mp, body: multipart([{ field: 'image', name: 'd.jpg', data: jpg }, { field: 'audio', name: 'd.wav', data: wav }]), expect: [200] },
   { name: 'torn multipart', method: 'POST', path: '/api/embed', headers: mp, body: torn, expect: [400] },
   { name: 'not media', method: 'POST', path: '/api/embed', headers: mp, body: multipart([{ field: 'file', name: 'x.mp4', data: Buffer.from('not a video at all\n'.repeat(20)) }]), expect: [415] },
   { name: 'oversized', method: 'POST', path: '/api/embed', headers: mp, body: multipart([{ field: 'file', name: 'big.wav', data: Buffer.concat([wav.subarray(0, 44), randomBytes(2 << 20)]) }]), expect: [413] },
