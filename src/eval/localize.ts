@@ -258,9 +258,12 @@ export function heatIoU(
   return union === 0 ? 0 : inter / union;
 }
 
-/** matplotlib's `jet` colormap (piecewise linear), t in [0, 1] → 8-bit RGB. */
+/**
+ * matplotlib's `jet` colormap, t in [0, 1] → 8-bit RGB: its piecewise-linear segments sampled
+ * into a 256-entry table and indexed by floor(t·256), as matplotlib does.
+ */
 export function jet(t: number): [number, number, number] {
-  const x = Math.min(Math.max(t, 0), 1);
+  const x = Math.min(Math.floor(Math.min(Math.max(t, 0), 1) * 256), 255) / 255;
   const ch = (pts: readonly (readonly [number, number])[]) => {
     for (let i = 1; i < pts.length; i++)
       if (x <= pts[i][0]) {

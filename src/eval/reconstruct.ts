@@ -188,7 +188,7 @@ export function unnormalizeImage(chw: Float32Array, height: number, width: numbe
   return { width, height, data };
 }
 
-/** Polynomial fit of matplotlib's viridis (max error about 1/255 per channel). */
+/** Polynomial fit of matplotlib's viridis (within 4/255 of its table per channel). */
 export function viridis(t: number): [number, number, number] {
   const x = Math.min(Math.max(t, 0), 1);
   const c = [
