@@ -16,3 +16,12 @@ export * from './registry.js';
 export { CAVMAESync, SyncTokens, type SyncPretrainOutput, type SyncFeatOutput } from './sync.js';
 export { CAVMAESyncFT, isSyncFtHead } from './sync-ft.js';
 export * from './sync-config.js';
+export { adaptToSyncGrid, loadSyncInit, isSyncOnlyParam, type SyncInitReport } from './sync-init.js';
+export {
+  syncPairFeatures,
+  syncRetrievalFeatures,
+  type ClipFeatures,
+  type SyncClips,
+  type SyncFeatureOptions,
+  type SyncRepresentation,
+} from './sync-features.js';
