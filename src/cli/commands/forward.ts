@@ -25,12 +25,12 @@ export function register(program: Command): void {
   program
     .command('forward')
     .description(
-      'run a CAV-MAE checkpoint on inputs from a safetensors file and write outputs (and gradients) as safetensors',
+      'run a CAV-MAE or CAV-MAE Sync checkpoint on inputs from a safetensors file and write outputs (and gradients) as safetensors',
     )
     .requiredOption('--model <path>', 'checkpoint: .pth or .safetensors')
     .option(
       '--config <preset|json>',
-      'model config: a preset name or a JSON file of the constructor arguments (optional when the checkpoint carries one)',
+      'model config: a preset name or a JSON file of the constructor arguments ("model": "cavmae-sync" for Sync; optional when the checkpoint carries one)',
     )
     .requiredOption(
       '--inputs <path>',
@@ -47,7 +47,10 @@ export function register(program: Command): void {
       'comma-separated parameter names whose loss gradient to write as grad.<name> ("all" for every trainable one)',
     )
     .option('--mask-ratio <r>', 'masking ratio of both modalities (default 0.75)')
-    .option('--contrast-weight <w>', 'contrastive loss weight lambda_c (default 0.01)')
+    .option(
+      '--contrast-weight <w>',
+      "contrastive loss weight lambda_c (default: the config's; 0.01 for the official constructor arguments)",
+    )
     .option('--mask-mode <m>', 'audio masking: unstructured | time | freq | tf (default unstructured)')
     .option('--loss <bce|ce>', 'fine-tuning loss for --grads with labels (default bce)')
     .option('--bf16', 'bf16 GEMM inputs with fp32 accumulation')
