@@ -51,6 +51,13 @@ export interface LoaderOptions {
   /** Frame used in evaluation (default floor(totalFrames/2)). */
   frameUse?: number;
   totalFrames?: number;
+  /**
+   * CAV-MAE Sync (segment, frame) pairs: `targetLength` is the segment length L, cut from the
+   * 1024-row fbank around the sample's frame (train: a random one of totalFrames = 16; eval:
+   * frameUse, default the middle one). Use with mixup 0, freqm/timem 0, noise false (the Sync
+   * loader has no audio augmentation).
+   */
+  syncSegments?: boolean;
   freqm?: number;
   timem?: number;
   /** Mixup probability (0.5 in fine-tuning recipes). */
@@ -331,7 +338,12 @@ export class DataLoader implements AsyncIterable<Batch> {
       audioMean: o.audioMean ?? AUDIO_NORM.mean,
       audioStd: o.audioStd ?? AUDIO_NORM.std,
       cacheBytes: Math.max(0, Math.floor((o.cacheMB ?? 384) * 1024 * 1024)),
+      ...(o.syncSegments ? { syncSegments: true } : {}),
     };
+    if (o.syncSegments && !(targetLength <= 1024))
+      throw new UserError(
+        `a Sync segment is cut from 1024 fbank rows: target length ${targetLength} is too long`,
+      );
     if (o.weights) {
       if (o.weights.length !== n)
         throw new UserError(`${dataset.path}: ${o.weights.length} sampling weights for ${n} entries`);

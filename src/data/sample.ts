@@ -36,6 +36,7 @@ import {
 import { naturalCompare, officialFramePath, type VisualSource } from './datafile.js';
 import { Rng } from './rng.js';
 import { ByteLru } from './cache.js';
+import { cropSegment, SYNC_SPECTROGRAM_ROWS } from './sync-segments.js';
 
 export const NUM_MEL_BINS = 128;
 
@@ -65,6 +66,11 @@ export interface SampleConfig {
   audioStd: number;
   /** Bytes of decoded media kept per thread (raw fbanks, resized images, video frames); 0 = none. */
   cacheBytes: number;
+  /**
+   * CAV-MAE Sync pairs (spec 8.2): the fbank is padded/cut to 1024 rows and the targetLength
+   * rows centred on the chosen frame are taken (src/data/sync-segments.ts), before normalising.
+   */
+  syncSegments?: boolean;
 }
 
 export interface SampleTask {
@@ -267,7 +273,9 @@ export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<
     );
     fb = computeFbank(mixed, 16000, task.primary.audioPath);
   } else fb = await guard('primary', task.primary.audioPath, () => rawFbank(task.primary));
-  let audio = padOrCrop(fb.data, fb.frames, T); // [T, 128]
+  let audio = cfg.syncSegments
+    ? cropSegment(padOrCrop(fb.data, fb.frames, SYNC_SPECTROGRAM_ROWS), frame, T, cfg.totalFrames) // [T, 128]
+    : padOrCrop(fb.data, fb.frames, T); // [T, 128]
 
   // Image(s): [3, S, S], each normalised before mixing
   const path1 = framePathOf(task.primary.visual, frame, cfg.totalFrames, 'primary');
