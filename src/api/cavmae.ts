@@ -300,11 +300,19 @@ export class CavMae {
   private bf16: boolean;
   private cachedId?: string;
 
+  readonly model: CAVMAE | CAVMAEFT;
+
   private constructor(
-    readonly model: AnyModel,
+    model: AnyModel,
     readonly metadata: Record<string, string>,
     opts: { source: string; bf16?: boolean; labels?: LabelMap; audioNorm?: { mean: number; std: number } },
   ) {
+    if (!(model instanceof CAVMAE || model instanceof CAVMAEFT))
+      throw fileError(
+        opts.source,
+        `is a ${model.config.model} model; this API serves CAV-MAE models (CAVMAE, CAVMAEFT); CAV-MAE Sync is not supported here yet`,
+      );
+    this.model = model;
     this.source = opts.source;
     this.bf16 = opts.bf16 ?? false;
     const c = model.config;

@@ -12,7 +12,7 @@
  *   visual one, audio the audio one; a silent video no audio.
  */
 import { MediaIndex } from '../index/store.js';
-import type { MediaEmbedding } from '../index/types.js';
+import type { MediaEmbedder, MediaEmbedding, Modality } from '../index/types.js';
 import type {
   ClassifyResult,
   CreateEngine,
@@ -122,6 +122,25 @@ export class ModelEngine implements Engine {
   async close(): Promise<void> {
     this.index?.close();
   }
+}
+
+/**
+ * The index's `MediaEmbedder` (src/index/add.ts) over a model: pooled embeddings of a file by
+ * its content (the index keeps only the streams the file has).
+ */
+export function mediaEmbedder(cavmae: CavMae): MediaEmbedder {
+  return {
+    modelId: cavmae.modelId,
+    modelName: cavmae.name,
+    dim: cavmae.dim,
+    async embedFile(path: string, _modality: Modality): Promise<MediaEmbedding> {
+      const e = await cavmae.embedMedia(path);
+      return {
+        ...(e.audio ? { audio: e.audio.pooled } : {}),
+        ...(e.visual ? { visual: e.visual.pooled } : {}),
+      };
+    },
+  };
 }
 
 /** Loads the model (and opens the index read-only) for `cavmae serve`. */

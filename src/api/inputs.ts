@@ -21,6 +21,7 @@
  * - Display pictures (localisation overlays) are the same centre crop at a display size
  *   (default 224): the region the model saw, at a size people can look at.
  */
+import { statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,6 +125,15 @@ export async function withMedia<T>(
   what?: string,
 ): Promise<T> {
   if (typeof src === 'string') {
+    let st;
+    try {
+      st = statSync(src);
+    } catch {
+      throw fileError(src, 'file not found');
+    }
+    if (!st.isFile())
+      throw fileError(src, st.isDirectory() ? 'is a directory, not a media file' : 'not a regular file');
+    if (st.size === 0) throw fileError(src, 'file is empty');
     const facts = await detectMedia(src);
     return fn({
       kind: facts.modality,
