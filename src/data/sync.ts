@@ -190,14 +190,17 @@ export interface SyncClipFailure {
 }
 
 /**
- * Retrieval batches of whole clips in datafile order (unreadable clips left out and reported).
- * `concurrency` clips are decoded at once (file and ffmpeg I/O overlap).
+ * Batches of whole clips (retrieval; fine-tuning of the Sync aggregator) in datafile order, or
+ * in `order` (dataset indices, e.g. a per-epoch shuffle). Unreadable clips are left out and
+ * reported. `concurrency` clips are decoded at once (file and ffmpeg I/O overlap).
  */
 export async function* syncClipBatches(
   dataset: Dataset,
   cfg: SyncClipConfig & {
     clipsPerBatch?: number;
     concurrency?: number;
+    /** Dataset indices to visit (default 0..n-1). */
+    order?: ArrayLike<number>;
     onFailure?: (f: SyncClipFailure) => void;
     onReplacedFrames?: (index: number, frames: number[]) => void;
   },
@@ -209,14 +212,18 @@ export async function* syncClipBatches(
   const conc = Math.max(1, Math.floor(cfg.concurrency ?? 4));
   const items = dataset.items;
   if (items.length === 0) throw new UserError(`${dataset.path}: the data file has no entries`);
+  const order = cfg.order ? Array.from(cfg.order) : items.map((_, i) => i);
+  for (const i of order)
+    if (!(Number.isInteger(i) && i >= 0 && i < items.length))
+      throw new UserError(`${dataset.path}: clip order names entry ${i}, outside 0..${items.length - 1}`);
   const report =
     cfg.onFailure ??
     ((f: SyncClipFailure) =>
       process.stderr.write(
         `cavmae: warning: unreadable clip (entry ${f.index}, id "${f.id}"): ${f.message}; left out\n`,
       ));
-  for (let i0 = 0; i0 < items.length; i0 += per) {
-    const idx = Array.from({ length: Math.min(per, items.length - i0) }, (_, k) => i0 + k);
+  for (let i0 = 0; i0 < order.length; i0 += per) {
+    const idx = order.slice(i0, i0 + per);
     const clips: (SyncClip | undefined)[] = new Array(idx.length);
     for (let c0 = 0; c0 < idx.length; c0 += conc) {
       await Promise.all(

@@ -231,4 +231,15 @@ test('retrieval clips: 16 segments and frames; unreadable frames take the previo
   assert.equal(batches[0].audio.length, 3 * 16 * L * 128);
   assert.deepEqual(batches[0].image.subarray(V * 16, V * 32), c1.image);
   await assert.rejects(buildSyncClip(ds.items[3], { segmentLength: L }), /missing\.wav/);
+  // A given order (e.g. a shuffle for fine-tuning), in batches of two.
+  const ordered = [];
+  for await (const b of syncClipBatches(ds, {
+    segmentLength: L,
+    imageSize: S,
+    clipsPerBatch: 2,
+    order: [2, 0, 1],
+    onFailure: () => undefined,
+  }))
+    ordered.push(b.indices);
+  assert.deepEqual(ordered, [[2, 0], [1]]);
 });
