@@ -62,11 +62,13 @@ export interface RawStateDict {
 export function detectFormat(src: ByteSource): CheckpointFormat {
   const head = src.read(0, Math.min(9, src.size), 'file signature');
   if (looksLikeZip(head)) return 'pth';
-  if (head.length >= 1 && head[0] === 0x80) return 'pth'; // legacy pickle stream: the .pth parser explains
+  // The safetensors signature (a plausible header length, then '{') is checked before the
+  // legacy-pickle byte: a header length whose low byte is 0x80 is an ordinary safetensors file.
   if (head.length >= 9) {
     const n = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
     if (n <= BigInt(MAX_HEADER_BYTES) && head[8] === 0x7b /* { */) return 'safetensors';
   }
+  if (head.length >= 1 && head[0] === 0x80) return 'pth'; // legacy pickle stream: the .pth parser explains
   throw fileError(src.what, 'not a checkpoint: neither a PyTorch zip archive (.pth) nor a safetensors file');
 }
 
