@@ -16,15 +16,30 @@ import { writeTestModels } from './models.js';
 
 const skip = !hasFfmpeg() && 'no ffmpeg';
 
+/** The fields of the server's JSON answers these tests read. */
+interface Answer {
+  audio?: number[];
+  visual?: number[];
+  lists?: { from: string; to: string; hits: { id: string }[] }[];
+  width?: number;
+  height?: number;
+  heat?: number[];
+  overlay?: string;
+  mseAudio?: number;
+  mseVisual?: number;
+  labels?: { name: string }[];
+  activation?: string;
+}
+
 async function post(
   s: RunningServer,
   path: string,
   files: [string, string][],
-): Promise<{ status: number; json: any }> {
+): Promise<{ status: number; json: Answer }> {
   const fd = new FormData();
   for (const [field, p] of files) fd.append(field, new Blob([readFileSync(p)]), basename(p));
   const res = await fetch(new URL(path, s.url), { method: 'POST', body: fd });
-  return { status: res.status, json: await res.json() };
+  return { status: res.status, json: (await res.json()) as Answer };
 }
 
 test(
@@ -54,25 +69,28 @@ test(
 
     const s = await startServer({ port: 0, engine: await createModelEngine(models.tiny, dir) });
     try {
-      const info = (await (await fetch(new URL('/api/info', s.url))).json()) as any;
+      const info = (await (await fetch(new URL('/api/info', s.url))).json()) as {
+        engine: { dim: number; modelId: string };
+        index: { count: number };
+      };
       assert.deepEqual([info.engine.dim, info.engine.modelId, info.index.count], [128, api.modelId, 3]);
       const emb = await post(s, '/api/embed', [['file', md.mp4]]);
       assert.equal(emb.status, 200, JSON.stringify(emb.json));
       const ref = await api.embedMedia(md.mp4);
-      assertClose(emb.json.audio, ref.audio!.pooled, { atol: 1e-7, what: 'audio embedding over HTTP' });
-      assertClose(emb.json.visual, ref.visual!.pooled, { atol: 1e-7, what: 'visual embedding over HTTP' });
+      assertClose(emb.json.audio!, ref.audio!.pooled, { atol: 1e-7, what: 'audio embedding over HTTP' });
+      assertClose(emb.json.visual!, ref.visual!.pooled, { atol: 1e-7, what: 'visual embedding over HTTP' });
       const search = await post(s, '/api/search?k=3&mode=same', [['file', md.png]]);
       assert.equal(search.status, 200, JSON.stringify(search.json));
-      const vv = search.json.lists.find((l: any) => l.from === 'visual' && l.to === 'visual');
+      const vv = search.json.lists!.find((l) => l.from === 'visual' && l.to === 'visual')!;
       assert.equal(vv.hits[0].id, mediaId(md.png));
       const loc = await post(s, '/api/localize', [['file', md.mp4]]);
       assert.equal(loc.status, 200, JSON.stringify(loc.json));
-      assert.deepEqual([loc.json.width, loc.json.height, loc.json.heat.length], [224, 224, 224 * 224]);
-      assertClose(loc.json.heat, (await api.localize(md.mp4)).heat, {
+      assert.deepEqual([loc.json.width, loc.json.height, loc.json.heat!.length], [224, 224, 224 * 224]);
+      assertClose(loc.json.heat!, (await api.localize(md.mp4)).heat, {
         atol: 1e-4,
         what: 'heat over HTTP (rounded to 1e-4)',
       });
-      assert.match(loc.json.overlay, /^data:image\/png;base64,/);
+      assert.match(loc.json.overlay!, /^data:image\/png;base64,/);
       const rec = await post(s, '/api/reconstruct?ratio=0.5&mode=time', [
         ['image', md.png],
         ['audio', md.wav],
@@ -99,7 +117,7 @@ test(
       assert.equal(cls.status, 200, JSON.stringify(cls.json));
       const apiC = await (await CavMae.load(models.tinyFt)).classify(md.mp4, { top: 2 });
       assert.deepEqual(
-        cls.json.labels.map((l: any) => l.name),
+        cls.json.labels!.map((l) => l.name),
         apiC.top.map((l) => l.name),
       );
       assert.equal(cls.json.activation, 'softmax');

@@ -23,11 +23,11 @@ export function register(program: Command): void {
     )
     .option(
       '--query <q>',
-      'audio query: column (centre time column, default), mean (all audio tokens) or patchesmean (visual baseline)',
+      'audio query: column (the centre time column), mean (all audio tokens) or patchesmean (visual baseline)',
       'column',
     )
     .option('--column <t>', 'time column of the column query (default: the centre)')
-    .option('--upsample <m>', 'bilinear (default) or nearest', 'bilinear')
+    .option('--upsample <m>', 'bilinear or nearest', 'bilinear')
     .option('--size <px>', 'side of the heat map and overlay', '224')
     .option('--frame <i>', 'video frame 0-9 (default 5)')
     .option('--config <c>', 'model config (preset name or JSON) for checkpoints that carry none')
