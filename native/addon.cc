@@ -340,7 +340,9 @@ napi_value AttentionBackward(Args& a) {
   bool bf16 = a.boolean(10, "bf16");
   check_heads(a, C, H);
   float* dqkv = a.f32(0, "dqkv", 3.0 * B * T * C);
-  float* scratch = a.f32(1, "scratch", (double)B * H * T * T);
+  // The native backward works one head at a time in per-thread scratch: the argument is kept for
+  // the interface (the TypeScript reference uses it) and may be any Float32Array, even empty.
+  float* scratch = a.f32(1, "scratch", 0);
   const float* dout = a.f32(2, "dout", (double)B * T * C);
   const float* qkv = a.f32(3, "qkv", 3.0 * B * T * C);
   const float* att = a.f32(4, "att", (double)B * H * T * T);

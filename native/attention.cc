@@ -1,42 +1,119 @@
-// Multi-head self-attention core (timm Attention after the qkv Linear, before proj), as batched
-// GEMMs over strided views of the packed qkv plus a row softmax.
+// Multi-head self-attention core (timm Attention after the qkv Linear, before proj), as GEMMs
+// over strided views of the packed qkv plus a row softmax, one head at a time.
 //
 // qkv is [B, T, 3C]; head h of q is columns h*hd..(h+1)*hd-1, k is offset by C, v by 2C. As a
-// 4-D view [B, H, T, hd] that is strides {T*3C, hd, 3C, 1}: oneDNN reads every head in place, so
-// there is no permute copy in either direction, and `out` [B, T, C] is written through the view
-// {T*C, hd, C, 1}. At CAV-MAE's sizes (T <= 708, hd = 64) this ran faster than a fused kernel
-// (design.md), and the T x T probabilities are needed for backward anyway.
+// matrix [T, hd] that is row stride 3C: oneDNN reads every head in place, so there is no permute
+// copy in either direction, and `out` [B, T, C] is written through row stride C.
+//
+// Work is cut into pieces run by the kernels' pool, each on one thread with single-threaded
+// GEMMs: forward pieces are (sample, head, block of <= 256 query rows), so the block's scores
+// stay in the core's L2 between q·kᵀ, the softmax and att·v; backward pieces are (sample, head),
+// and the gradient of the scores lives in a per-thread [T, T] scratch: backward needs
+// O(threads * T²) extra memory instead of O(B * H * T²). The saved probabilities att
+// [B, H, T, T] are what backward needs (the peer saves the same softmax output).
 #include "attention.h"
 
 #include "gemm.h"
 #include "kernels.h"
+#include "pool.h"
 
 namespace {
 
-struct Views {
-  long B, T, C, H, hd;
-  // [B, H, T, hd] inside qkv (or dqkv): part 0 = q, 1 = k, 2 = v.
-  MatView qkv(const void* base, int part, size_t elem) const {
-    const char* p = static_cast<const char*>(base) + (size_t)(part * C) * elem;
-    return MatView{p, {T * 3 * C, hd, 3 * C, 1}};
-  }
-  // Transposed [B, H, hd, T] view of the same part.
-  MatView qkv_t(const void* base, int part, size_t elem) const {
-    const char* p = static_cast<const char*>(base) + (size_t)(part * C) * elem;
-    return MatView{p, {T * 3 * C, hd, 1, 3 * C}};
-  }
-  // [B, H, T, T] dense, and its per-matrix transpose.
-  MatView att(const void* base) const { return MatView{base, {H * T * T, T * T, T, 1}}; }
-  MatView att_t(const void* base) const { return MatView{base, {H * T * T, T * T, 1, T}}; }
-  // [B, H, T, hd] view of a [B, T, C] buffer.
-  MatView bthd(const void* base) const { return MatView{base, {T * C, hd, C, 1}}; }
-};
+long lmin(long a, long b) { return a < b ? a : b; }
 
-// fp32 -> bf16 copy of n floats into scratch slot `slot`.
-const uint16_t* to_bf16(const float* src, size_t n, int slot) {
+// Query rows per forward piece: all of them up to 256, else equal blocks of <= 256 (multiples of 16).
+long row_block(long T) {
+  if (T <= 256) return T;
+  long parts = (T + 255) / 256;
+  long b = ((T + parts - 1) / parts + 15) / 16 * 16;
+  return b < T ? b : T;
+}
+
+// fp32 -> bf16 copy of n floats into the calling thread's scratch slot `slot`.
+uint16_t* to_bf16(const float* src, size_t n, int slot) {
   uint16_t* dst = reinterpret_cast<uint16_t*>(cavmae_scratch(slot, (n + 1) / 2));
   select_kernels().f32_to_bf16(dst, src, (long)n);
   return dst;
+}
+
+// A [rows, cols] matrix view with row stride `ld` (elements).
+MatView mat(const void* p, long ld) { return MatView{p, {0, 0, ld, 1}}; }
+// Its transpose.
+MatView mat_t(const void* p, long ld) { return MatView{p, {0, 0, 1, ld}}; }
+
+struct Fwd {
+  float* out;
+  float* att;
+  const float* qkv;
+  const void* src;  // qkv, or its bf16 copy
+  long B, T, C, H, hd, rb, nblocks;
+  float scale;
+  bool bf16;
+};
+
+void forward_piece(void* ctx, long piece) {
+  const Fwd& f = *static_cast<const Fwd*>(ctx);
+  const KernelTable& kt = select_kernels();
+  long blk = piece % f.nblocks, bh = piece / f.nblocks;
+  long b = bh / f.H, h = bh % f.H;
+  long r0 = blk * f.rb, rows = lmin(f.T, r0 + f.rb) - r0;
+  size_t es = f.bf16 ? 2 : 4;
+  const char* base = static_cast<const char*>(f.src) + ((size_t)b * f.T * 3 * f.C + (size_t)h * f.hd) * es;
+  const char* q = base + (size_t)r0 * 3 * f.C * es;
+  const char* k = base + (size_t)f.C * es;
+  const char* v = base + (size_t)2 * f.C * es;
+  float* att = f.att + ((size_t)bh * f.T + r0) * f.T;  // [rows, T]
+  long ld_att[4] = {0, 0, f.T, 1};
+  // scores = q · kᵀ  [rows, T]; the scale is applied inside the softmax.
+  gemm_single(GemmShape{1, 1, rows, f.T, f.hd}, mat(q, 3 * f.C), mat_t(k, 3 * f.C), att, ld_att, 1.0f, 0.0f, f.bf16);
+  kt.softmax_forward(att, att, rows, f.T, f.scale);
+  // out rows = att · v  [rows, hd] into [B, T, C]
+  const void* p = f.bf16 ? static_cast<const void*>(to_bf16(att, (size_t)rows * f.T, 4)) : att;
+  float* o = f.out + ((size_t)b * f.T + r0) * f.C + (size_t)h * f.hd;
+  long ld_out[4] = {0, 0, f.C, 1};
+  gemm_single(GemmShape{1, 1, rows, f.hd, f.T}, mat(p, f.T), mat(v, 3 * f.C), o, ld_out, 1.0f, 0.0f, f.bf16);
+}
+
+struct Bwd {
+  float* dqkv;
+  const float* att;
+  const void* x;  // qkv or its bf16 copy
+  const void* g;  // dout or its bf16 copy
+  long B, T, C, H, hd;
+  float scale;
+  bool bf16;
+};
+
+void backward_piece(void* ctx, long bh) {
+  const Bwd& w = *static_cast<const Bwd*>(ctx);
+  const KernelTable& kt = select_kernels();
+  long b = bh / w.H, h = bh % w.H, T = w.T, C = w.C, hd = w.hd;
+  size_t es = w.bf16 ? 2 : 4;
+  const char* base = static_cast<const char*>(w.x) + ((size_t)b * T * 3 * C + (size_t)h * hd) * es;
+  const char* q = base;
+  const char* k = base + (size_t)C * es;
+  const char* v = base + (size_t)2 * C * es;
+  const char* dout = static_cast<const char*>(w.g) + ((size_t)b * T * C + (size_t)h * hd) * es;
+  float* dq = w.dqkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+  float* dk = dq + C;
+  float* dv = dq + 2 * C;
+  const float* att = w.att + (size_t)bh * T * T;
+  long ld_qkv[4] = {0, 0, 3 * C, 1};
+  long ld_tt[4] = {0, 0, T, 1};
+  const void* p = w.bf16 ? static_cast<const void*>(to_bf16(att, (size_t)T * T, 4)) : att;
+  // dv += attᵀ · dout  [T, hd]
+  gemm_single(GemmShape{1, 1, T, hd, T}, mat_t(p, T), mat(dout, C), dv, ld_qkv, 1.0f, 1.0f, w.bf16);
+  // datt = dout · vᵀ  [T, T], in this thread's scratch
+  float* datt = cavmae_scratch(5, (size_t)T * T);
+  gemm_single(GemmShape{1, 1, T, T, hd}, mat(dout, C), mat_t(v, 3 * C), datt, ld_tt, 1.0f, 0.0f, w.bf16);
+  // d(q·kᵀ) unscaled = att * (datt - rowsum(datt * att)), in place; the scale is the alpha of
+  // the next two GEMMs, so in bf16 it is the unscaled gradient that gets rounded (the
+  // reference's order).
+  kt.softmax_backward(datt, att, datt, T, T, 1.0f, false);
+  const void* d = w.bf16 ? static_cast<const void*>(to_bf16(datt, (size_t)T * T, 6)) : datt;
+  // dq += scale * dlogits · k ; dk += scale * dlogitsᵀ · q
+  gemm_single(GemmShape{1, 1, T, hd, T}, mat(d, T), mat(k, 3 * C), dq, ld_qkv, w.scale, 1.0f, w.bf16);
+  gemm_single(GemmShape{1, 1, T, hd, T}, mat_t(d, T), mat(q, 3 * C), dk, ld_qkv, w.scale, 1.0f, w.bf16);
 }
 
 }  // namespace
@@ -44,43 +121,17 @@ const uint16_t* to_bf16(const float* src, size_t n, int slot) {
 void attention_forward(float* out, float* att, const float* qkv, long B, long T, long C, long H, float scale,
                        bool bf16) {
   if (B == 0 || T == 0 || C == 0) return;
-  const KernelTable& kt = select_kernels();
-  Views v{B, T, C, H, C / H};
-  size_t es = bf16 ? 2 : 4;
   const void* src = bf16 ? static_cast<const void*>(to_bf16(qkv, (size_t)B * T * 3 * C, 3)) : qkv;
-  // att = q . k^T  [B, H, T, T]; the scale is applied inside the softmax.
-  GemmShape s1{B, H, T, T, v.hd};
-  gemm_strided(s1, v.qkv(src, 0, es), v.qkv_t(src, 1, es), att, v.att(att).s, 1.0f, 0.0f, bf16);
-  kt.softmax_forward(att, att, B * H * T, T, scale);
-  // out = att . v  [B, H, T, hd] written as [B, T, C]
-  const void* p = bf16 ? static_cast<const void*>(to_bf16(att, (size_t)B * H * T * T, 4)) : att;
-  GemmShape s2{B, H, T, v.hd, T};
-  gemm_strided(s2, v.att(p), v.qkv(src, 2, es), out, v.bthd(out).s, 1.0f, 0.0f, bf16);
+  long rb = row_block(T);
+  Fwd f{out, att, qkv, src, B, T, C, H, C / H, rb, (T + rb - 1) / rb, scale, bf16};
+  cavmae_parallel_for(B * H * f.nblocks, cavmae_threads(), forward_piece, &f);
 }
 
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, long B,
+void attention_backward(float* dqkv, float* /*scratch*/, const float* dout, const float* qkv, const float* att, long B,
                         long T, long C, long H, float scale, bool bf16) {
   if (B == 0 || T == 0 || C == 0) return;
-  const KernelTable& kt = select_kernels();
-  Views v{B, T, C, H, C / H};
-  long hd = v.hd;
-  size_t es = bf16 ? 2 : 4;
   const void* x = bf16 ? static_cast<const void*>(to_bf16(qkv, (size_t)B * T * 3 * C, 3)) : qkv;
-  const void* p = bf16 ? static_cast<const void*>(to_bf16(att, (size_t)B * H * T * T, 4)) : att;
-  const void* g = bf16 ? static_cast<const void*>(to_bf16(dout, (size_t)B * T * C, 5)) : dout;
-  // dv += att^T . dout  [B, H, T, hd]
-  gemm_strided(GemmShape{B, H, T, hd, T}, v.att_t(p), v.bthd(g), dqkv + 2 * C, v.qkv(dqkv, 0, 4).s, 1.0f, 1.0f,
-               bf16);
-  // datt = dout . v^T  [B, H, T, T] into scratch
-  gemm_strided(GemmShape{B, H, T, T, hd}, v.bthd(g), v.qkv_t(x, 2, es), scratch, v.att(scratch).s, 1.0f, 0.0f,
-               bf16);
-  // dprobs -> d(q.k^T / unscaled) = att * (datt - rowsum(datt * att)), in place; the scale is
-  // applied as alpha of the next two GEMMs, so in bf16 it is the unscaled gradient that gets
-  // rounded (the reference's order).
-  kt.softmax_backward(scratch, att, scratch, B * H * T, T, 1.0f, false);
-  const void* d = bf16 ? static_cast<const void*>(to_bf16(scratch, (size_t)B * H * T * T, 4)) : scratch;
-  // dq += scale * dlogits . k ; dk += scale * dlogits^T . q
-  gemm_strided(GemmShape{B, H, T, hd, T}, v.att(d), v.qkv(x, 1, es), dqkv, v.qkv(dqkv, 0, 4).s, scale, 1.0f, bf16);
-  gemm_strided(GemmShape{B, H, T, hd, T}, v.att_t(d), v.qkv(x, 0, es), dqkv + C, v.qkv(dqkv, 0, 4).s, scale, 1.0f,
-               bf16);
+  const void* g = bf16 ? static_cast<const void*>(to_bf16(dout, (size_t)B * T * C, 7)) : dout;
+  Bwd w{dqkv, att, x, g, B, T, C, H, C / H, scale, bf16};
+  cavmae_parallel_for(B * H, cavmae_threads(), backward_piece, &w);
 }

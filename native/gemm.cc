@@ -122,11 +122,12 @@ int gemm_threads_for(const GemmShape& s) {
   return flops < cavmae_gemm_min_flops() ? 1 : cavmae_threads();
 }
 
-void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, bool bf16) {
-  if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0) return;
+namespace {
+
+// One strided GEMM on the calling thread through a cached single-threaded primitive.
+void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const void* pb, const long sb_in[4],
+               float* c, const long sc_in[4], float alpha, float beta, bool bf16) {
   ThreadState& st = state();
-  int threads = gemm_threads_for(s);
   Key key;
   memset(&key, 0, sizeof(key));
   key.dims[0] = s.b0;
@@ -134,26 +135,14 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   key.dims[2] = s.m;
   key.dims[3] = s.n;
   key.dims[4] = s.k;
-  canon_strides(s, a.s, key.sa);
-  canon_strides(s, b.s, key.sb);
-  canon_strides(s, c_strides, key.sc);
+  canon_strides(s, sa_in, key.sa);
+  canon_strides(s, sb_in, key.sb);
+  canon_strides(s, sc_in, key.sc);
   memcpy(&key.alpha_bits, &alpha, 4);
   memcpy(&key.beta_bits, &beta, 4);
   key.bf16 = bf16;
-  key.threads = threads;
-
-  if (s.k == 0) {
-    // oneDNN rejects K = 0; C = beta * C is all that is left.
-    for (long i = 0; i < s.b0; i++)
-      for (long j = 0; j < s.b1; j++)
-        for (long r = 0; r < s.m; r++)
-          for (long q = 0; q < s.n; q++) {
-            float* p = c + i * key.sc[0] + j * key.sc[1] + r * key.sc[2] + q * key.sc[3];
-            *p = beta == 0.0f ? 0.0f : beta * *p;
-          }
-    return;
-  }
-  ThreadScope scope(threads);
+  key.threads = 1;
+  ThreadScope scope(1);
   auto it = st.cache.find(key);
   Entry* e;
   if (it == st.cache.end()) {
@@ -172,9 +161,8 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
     e = it->second.get();
   }
   if (st.scratch.size() < e->scratch_bytes) st.scratch.resize(e->scratch_bytes);
-  if (threads > 1) cavmae_pool_park();  // our idle workers sleep now instead of spinning against OpenMP
-  e->a.set_data_handle(const_cast<void*>(a.ptr));
-  e->b.set_data_handle(const_cast<void*>(b.ptr));
+  e->a.set_data_handle(const_cast<void*>(pa));
+  e->b.set_data_handle(const_cast<void*>(pb));
   e->c.set_data_handle(c);
   e->scratch.set_data_handle(st.scratch.data());
   e->prim.execute(st.strm, {{DNNL_ARG_SRC, e->a},
@@ -184,12 +172,153 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   st.strm.wait();
 }
 
+// How a GEMM is cut into single-threaded pieces. The cut depends only on the shape (never on the
+// thread count), and K is never split, so every output element is computed by the same kernel
+// call whatever the number of threads: results are bit-identical with 1 or 2 threads.
+struct Plan {
+  // Batch entries (b0*b1 matrices): `group` consecutive entries of the inner batch dim per piece.
+  long group, groups_per_row;
+  // Tiles of one matrix: mt x nt blocks.
+  long mt, nt, mblocks, nblocks;
+  long pieces;
+};
+
+long div_up(long a, long b) { return (a + b - 1) / b; }
+
+// Splits n into equal blocks of at most `most`, rounded up to a multiple of `align`.
+long block_of(long n, long most, long align) {
+  if (n <= most) return n;
+  long parts = div_up(n, most);
+  long b = div_up(div_up(n, parts), align) * align;
+  return b < n ? b : n;
+}
+
+constexpr long kMinPieces = 8;           // enough pieces that a late thread does not leave a long tail
+constexpr double kPieceMinFlops = 4e6;   // below this a piece costs more in call overhead than it computes
+
+Plan make_plan(const GemmShape& s) {
+  Plan p{};
+  long entries = s.b0 * s.b1;
+  double per_entry = 2.0 * s.m * s.n * s.k;
+  if (entries > 1) {
+    // Batched (attention): whole matrices per piece, a few entries of the inner dim together
+    // when they are tiny.
+    long g = (long)(kPieceMinFlops / (per_entry > 1 ? per_entry : 1));
+    if (g < 1) g = 1;
+    long cap = div_up(s.b1, div_up(kMinPieces, s.b0));  // keep at least ~kMinPieces pieces
+    if (g > cap) g = cap;
+    if (g > s.b1) g = s.b1;
+    if (g < 1) g = 1;
+    p.group = g;
+    p.groups_per_row = div_up(s.b1, g);
+    p.mt = s.m;
+    p.nt = s.n;
+    p.mblocks = p.nblocks = 1;
+    p.pieces = s.b0 * p.groups_per_row;
+    if (p.pieces >= kMinPieces / 2 || per_entry < 8 * kPieceMinFlops) return p;
+    // A few large matrices: tile each one as well (below).
+  }
+  p.group = 1;
+  p.groups_per_row = s.b1;
+  long mt = block_of(s.m, 256, 16);
+  long nt = block_of(s.n, 1024, 64);
+  auto count = [&](long a, long b) { return entries * div_up(s.m, a) * div_up(s.n, b); };
+  while (count(mt, nt) < kMinPieces && 2.0 * mt * nt * s.k / 2 >= kPieceMinFlops) {
+    if (nt >= 2 * mt && nt > 128) nt = block_of(s.n, div_up(nt, 2), 64);
+    else if (mt > 32) mt = block_of(s.m, div_up(mt, 2), 16);
+    else break;
+  }
+  p.mt = mt;
+  p.nt = nt;
+  p.mblocks = div_up(s.m, mt);
+  p.nblocks = div_up(s.n, nt);
+  p.pieces = entries * p.mblocks * p.nblocks;
+  return p;
+}
+
+struct Job {
+  const GemmShape* s;
+  const Plan* p;
+  const char *a, *b;
+  char* c;
+  size_t ea, eb;  // element sizes of A and B
+  const long *sa, *sb, *sc;
+  float alpha, beta;
+  bool bf16;
+};
+
+void run_piece(void* ctx, long piece) {
+  const Job& j = *static_cast<const Job*>(ctx);
+  const GemmShape& s = *j.s;
+  const Plan& p = *j.p;
+  if (p.group > 1 || (p.mblocks == 1 && p.nblocks == 1 && p.group == 1 && s.b0 * s.b1 > 1)) {
+    // Whole matrices: entries (i, g*group .. ) of the batch.
+    long i = piece / p.groups_per_row, g = piece % p.groups_per_row;
+    long j0 = g * p.group, j1 = j0 + p.group < s.b1 ? j0 + p.group : s.b1;
+    GemmShape sub{1, j1 - j0, s.m, s.n, s.k};
+    long off_a = i * j.sa[0] + j0 * j.sa[1], off_b = i * j.sb[0] + j0 * j.sb[1], off_c = i * j.sc[0] + j0 * j.sc[1];
+    gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, reinterpret_cast<float*>(j.c) + off_c, j.sc,
+              j.alpha, j.beta, j.bf16);
+    return;
+  }
+  long tiles = p.mblocks * p.nblocks;
+  long e = piece / tiles, t = piece % tiles;
+  long i = e / s.b1, jj = e % s.b1;
+  long mb = t / p.nblocks, nb = t % p.nblocks;
+  long m0 = mb * p.mt, n0 = nb * p.nt;
+  long m = s.m - m0 < p.mt ? s.m - m0 : p.mt, n = s.n - n0 < p.nt ? s.n - n0 : p.nt;
+  GemmShape sub{1, 1, m, n, s.k};
+  long off_a = i * j.sa[0] + jj * j.sa[1] + m0 * j.sa[2];
+  long off_b = i * j.sb[0] + jj * j.sb[1] + n0 * j.sb[3];
+  long off_c = i * j.sc[0] + jj * j.sc[1] + m0 * j.sc[2] + n0 * j.sc[3];
+  gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, reinterpret_cast<float*>(j.c) + off_c, j.sc,
+            j.alpha, j.beta, j.bf16);
+}
+
+}  // namespace
+
+void gemm_single(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
+                 float alpha, float beta, bool bf16) {
+  if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0 || s.k == 0) return;
+  gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
+}
+
+void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
+                  float alpha, float beta, bool bf16) {
+  if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0) return;
+  if (s.k == 0) {
+    // oneDNN rejects K = 0; C = beta * C is all that is left.
+    for (long i = 0; i < s.b0; i++)
+      for (long j = 0; j < s.b1; j++)
+        for (long r = 0; r < s.m; r++)
+          for (long q = 0; q < s.n; q++) {
+            float* p = c + i * c_strides[0] + j * c_strides[1] + r * c_strides[2] + q * c_strides[3];
+            *p = beta == 0.0f ? 0.0f : beta * *p;
+          }
+    return;
+  }
+  double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
+  if (flops < cavmae_gemm_min_flops()) {
+    gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
+    return;
+  }
+  // Pieces run through the kernels' pool (dynamic claiming: a thread the OS has not scheduled
+  // yet simply takes none), each on one oneDNN thread. OpenMP's static split instead waited at
+  // its barrier for a descheduled thread: on a busy 2-core machine a 2-thread GEMM ran at half
+  // the 1-thread speed.
+  Plan p = make_plan(s);
+  size_t es = bf16 ? 2 : 4;
+  Job job{&s, &p, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
+          es, es, a.s, b.s, c_strides, alpha, beta, bf16};
+  cavmae_parallel_for(p.pieces, cavmae_threads(), run_piece, &job);
+}
+
 std::string gemm_impl_name(const GemmShape& s, bool transA, bool transB, bool bf16) {
   long sa[4] = {0, s.m * s.k, transA ? 1 : s.k, transA ? s.m : 1};
   long sb[4] = {0, s.k * s.n, transB ? 1 : s.n, transB ? s.k : 1};
   long sc[4] = {0, s.m * s.n, s.n, 1};
   try {
-    ThreadScope scope(gemm_threads_for(s));
+    ThreadScope scope(1);  // every piece runs on one oneDNN thread (gemm_strided)
     auto pd = make_pd(state(), s, sa, sb, sc, 1.0f, 0.0f, bf16);
     return pd.impl_info_str();
   } catch (const std::exception&) {

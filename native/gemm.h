@@ -25,6 +25,11 @@ struct GemmShape {
 void gemm_strided(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
                   float alpha, float beta, bool bf16);
 
+// One strided GEMM on the calling thread only (a single-threaded, cached oneDNN primitive). For
+// callers that already run in parallel pieces (attention).
+void gemm_single(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
+                 float alpha, float beta, bool bf16);
+
 // The Kernels-API matmul / matmulBatched (dense matrices `stride` elements apart; see api.ts).
 // bf16: A and B are rounded to bf16 into per-thread scratch first.
 void matmul_batched(const float* a, const float* b, float* c, long batch, long m, long n, long k, bool transA,

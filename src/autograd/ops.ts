@@ -86,6 +86,8 @@ export function gelu(tp: Tape, x: Tensor): Tensor {
   return y;
 }
 
+const NO_SCRATCH = new Float32Array(0);
+
 /**
  * Multi-head self-attention core (timm 0.4.5): qkv [B,T,3C] → [B,T,C] (heads concatenated,
  * before the output projection). Saves the probabilities [B,H,T,T] for backward.
@@ -104,9 +106,11 @@ export function attention(tp: Tape, qkv: Tensor, heads: number, scale?: number):
   k.attentionForward(y.data, att, qkv.data, B, T, C, heads, s, tp.bf16);
   if (tp.needsGrad(qkv)) {
     tp.record('attention', y, () => {
-      const scratch = tp.pool.alloc(B * heads * T * T);
+      // The native kernel works one head at a time in per-thread scratch and needs none of
+      // this [B,H,T,T] buffer; the TypeScript reference does.
+      const scratch = k.name === 'native' ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
       k.attentionBackward(tp.gradOf(qkv), scratch, y.grad!, qkv.data, att, B, T, C, heads, s, tp.bf16);
-      tp.pool.release(scratch);
+      if (scratch !== NO_SCRATCH) tp.pool.release(scratch);
     });
   } else {
     tp.pool.release(att);

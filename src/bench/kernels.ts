@@ -126,11 +126,11 @@ const ROWS = 1024;
 const COLS = 768;
 
 /** Seconds from a high-resolution timer. */
-function now(): number {
+export function now(): number {
   return Number(process.hrtime.bigint()) / 1e9;
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const h = s.length >> 1;
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
@@ -140,7 +140,11 @@ function median(xs: number[]): number {
  * Times `fn`: calibrates how many calls make a batch of ~`batchSeconds`, then runs `batches`
  * batches; returns seconds per call of the best and of the median batch.
  */
-export function timeCalls(fn: () => void, batchSeconds: number, batches: number): { best: number; median: number } {
+export function timeCalls(
+  fn: () => void,
+  batchSeconds: number,
+  batches: number,
+): { best: number; median: number } {
   fn(); // first call: primitive creation, page faults
   let iters = 1;
   for (;;) {
@@ -162,7 +166,7 @@ export function timeCalls(fn: () => void, batchSeconds: number, batches: number)
   return { best: Math.min(...per), median: median(per) };
 }
 
-function randomFill(x: Float32Array, seed: number, scale = 1): Float32Array {
+export function randomFill(x: Float32Array, seed: number, scale = 1): Float32Array {
   let s = seed >>> 0 || 1;
   for (let i = 0; i < x.length; i++) {
     s ^= s << 13;
@@ -173,7 +177,7 @@ function randomFill(x: Float32Array, seed: number, scale = 1): Float32Array {
   return x;
 }
 
-function cpuInfo(): { model: string; flags: string[]; cache: Record<string, string> } {
+export function cpuInfo(): { model: string; flags: string[]; cache: Record<string, string> } {
   let model = cpus()[0]?.model ?? 'unknown';
   let flags: string[] = [];
   const cache: Record<string, string> = {};
@@ -188,7 +192,11 @@ function cpuInfo(): { model: string; flags: string[]; cache: Record<string, stri
   } catch {
     // not Linux: the model from os.cpus() is all there is
   }
-  for (const [level, idx] of [['L1d', 0], ['L2', 2], ['L3', 3]] as const) {
+  for (const [level, idx] of [
+    ['L1d', 0],
+    ['L2', 2],
+    ['L3', 3],
+  ] as const) {
     try {
       cache[level] = readFileSync(`/sys/devices/system/cpu/cpu0/cache/index${idx}/size`, 'utf8').trim();
     } catch {
@@ -198,7 +206,7 @@ function cpuInfo(): { model: string; flags: string[]; cache: Record<string, stri
   return { model, flags, cache };
 }
 
-function envVariables(): Record<string, string> {
+export function envVariables(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && /^(OPENBLAS_|OMP_|GOMP_|KMP_|ONEDNN_|DNNL_|MKL_|CAVMAE_)/.test(k)) out[k] = v;
@@ -207,7 +215,7 @@ function envVariables(): Record<string, string> {
 }
 
 /** Keeps 2 threads busy with GEMM for `seconds` (the VM ramps the second core up under load). */
-function warmUp(K: Kernels, threads: number, seconds: number): void {
+export function warmUp(K: Kernels, threads: number, seconds: number): void {
   const m = 512;
   const a = randomFill(new Float32Array(m * m), 1);
   const b = randomFill(new Float32Array(m * m), 2);
@@ -217,7 +225,7 @@ function warmUp(K: Kernels, threads: number, seconds: number): void {
   while (now() < end) K.matmul(a, b, c, m, m, m, false, false, 1, 0, false);
 }
 
-interface Shape {
+export interface Shape {
   m: number;
   k: number;
   n: number;
@@ -230,7 +238,15 @@ function gemmShapes(quick: boolean): Shape[] {
   return out;
 }
 
-function benchGemm(K: Kernels, s: Shape, trans: Trans, dtype: Dtype, threads: number, batchSeconds: number, batches: number) {
+export function benchGemm(
+  K: Kernels,
+  s: Shape,
+  trans: Trans,
+  dtype: Dtype,
+  threads: number,
+  batchSeconds: number,
+  batches: number,
+) {
   const a = randomFill(new Float32Array(s.m * s.k), 11);
   const b = randomFill(new Float32Array(s.k * s.n), 12);
   const c = new Float32Array(s.m * s.n);
@@ -288,24 +304,90 @@ function kernelCases(K: Kernels): KernelCase[] {
   K.f32ToBf16(u16, x, n);
   const F = 4;
   const cases: KernelCase[] = [
-    { kernel: 'layerNormForward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.layerNormForward(out, mean, rstd, x, w, b, r, c, 1e-6) },
-    { kernel: 'layerNormBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.layerNormBackward(dinp, dw, db, y, x, w, mean, rstd, r, c) },
+    {
+      kernel: 'layerNormForward',
+      shape,
+      dtype: 'fp32',
+      bytes: 2 * F * n,
+      run: () => K.layerNormForward(out, mean, rstd, x, w, b, r, c, 1e-6),
+    },
+    {
+      kernel: 'layerNormBackward',
+      shape,
+      dtype: 'fp32',
+      bytes: 4 * F * n,
+      run: () => K.layerNormBackward(dinp, dw, db, y, x, w, mean, rstd, r, c),
+    },
     { kernel: 'geluForward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.geluForward(out, x, n) },
-    { kernel: 'geluBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.geluBackward(dinp, x, y, n) },
-    { kernel: 'softmaxForward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.softmaxForward(out, x, r, c, 0.125) },
-    { kernel: 'softmaxBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.softmaxBackward(dinp, probs, y, r, c, 0.125) },
+    {
+      kernel: 'geluBackward',
+      shape,
+      dtype: 'fp32',
+      bytes: 4 * F * n,
+      run: () => K.geluBackward(dinp, x, y, n),
+    },
+    {
+      kernel: 'softmaxForward',
+      shape,
+      dtype: 'fp32',
+      bytes: 2 * F * n,
+      run: () => K.softmaxForward(out, x, r, c, 0.125),
+    },
+    {
+      kernel: 'softmaxBackward',
+      shape,
+      dtype: 'fp32',
+      bytes: 4 * F * n,
+      run: () => K.softmaxBackward(dinp, probs, y, r, c, 0.125),
+    },
     { kernel: 'biasAdd', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.biasAdd(out, b, r, c) },
     { kernel: 'biasBackward', shape, dtype: 'fp32', bytes: F * n, run: () => K.biasBackward(db, y, r, c) },
     { kernel: 'add', shape, dtype: 'fp32', bytes: 3 * F * n, run: () => K.add(out, x, y, n) },
     { kernel: 'axpy', shape, dtype: 'fp32', bytes: 3 * F * n, run: () => K.axpy(dinp, x, 1e-3, n) },
-    { kernel: 'gatherRows', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.gatherRows(out, x, perm, r, c) },
-    { kernel: 'scatterAddRows', shape, dtype: 'fp32', bytes: 3 * F * n, run: () => K.scatterAddRows(dinp, y, perm, r, c) },
+    {
+      kernel: 'gatherRows',
+      shape,
+      dtype: 'fp32',
+      bytes: 2 * F * n,
+      run: () => K.gatherRows(out, x, perm, r, c),
+    },
+    {
+      kernel: 'scatterAddRows',
+      shape,
+      dtype: 'fp32',
+      bytes: 3 * F * n,
+      run: () => K.scatterAddRows(dinp, y, perm, r, c),
+    },
     { kernel: 'meanPool', shape, dtype: 'fp32', bytes: F * n, run: () => K.meanPool(pooled, x, 1, r, c) },
-    { kernel: 'meanPoolBackward', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.meanPoolBackward(dinp, pooled, 1, r, c) },
-    { kernel: 'l2Normalize', shape, dtype: 'fp32', bytes: 2 * F * n, run: () => K.l2Normalize(out, norms, x, r, c, 1e-12) },
-    { kernel: 'l2NormalizeBackward', shape, dtype: 'fp32', bytes: 4 * F * n, run: () => K.l2NormalizeBackward(dinp, y, unit, norms, r, c, 1e-12) },
+    {
+      kernel: 'meanPoolBackward',
+      shape,
+      dtype: 'fp32',
+      bytes: 2 * F * n,
+      run: () => K.meanPoolBackward(dinp, pooled, 1, r, c),
+    },
+    {
+      kernel: 'l2Normalize',
+      shape,
+      dtype: 'fp32',
+      bytes: 2 * F * n,
+      run: () => K.l2Normalize(out, norms, x, r, c, 1e-12),
+    },
+    {
+      kernel: 'l2NormalizeBackward',
+      shape,
+      dtype: 'fp32',
+      bytes: 4 * F * n,
+      run: () => K.l2NormalizeBackward(dinp, y, unit, norms, r, c, 1e-12),
+    },
     // Adam over n parameters: reads p, g, m, v; writes p, m, v.
-    { kernel: 'adamUpdate', shape: `${n}`, dtype: 'fp32', bytes: 7 * F * n, run: () => K.adamUpdate(out, y, pm, pv, n, 1e-4, 0.9, 0.999, 1e-8, 0.05, 10, true) },
+    {
+      kernel: 'adamUpdate',
+      shape: `${n}`,
+      dtype: 'fp32',
+      bytes: 7 * F * n,
+      run: () => K.adamUpdate(out, y, pm, pv, n, 1e-4, 0.9, 0.999, 1e-8, 0.05, 10, true),
+    },
     { kernel: 'f32ToBf16', shape, dtype: 'bf16', bytes: 6 * n, run: () => K.f32ToBf16(u16, x, n) },
     { kernel: 'bf16ToF32', shape, dtype: 'bf16', bytes: 6 * n, run: () => K.bf16ToF32(out, u16, n) },
   ];
@@ -325,15 +407,34 @@ function kernelCases(K: Kernels): KernelCase[] {
     const bf16 = dtype === 'bf16';
     const ashape = `B${B} T${T} C${C} H${H}`;
     cases.push(
-      { kernel: 'attentionForward', shape: ashape, dtype, bytes: 0, flop: flopFwd, run: () => K.attentionForward(aout, att, qkv, B, T, C, H, 0.125, bf16) },
-      { kernel: 'attentionBackward', shape: ashape, dtype, bytes: 0, flop: 2 * flopFwd, run: () => K.attentionBackward(dqkv, scratch, dout, qkv, att, B, T, C, H, 0.125, bf16) },
+      {
+        kernel: 'attentionForward',
+        shape: ashape,
+        dtype,
+        bytes: 0,
+        flop: flopFwd,
+        run: () => K.attentionForward(aout, att, qkv, B, T, C, H, 0.125, bf16),
+      },
+      {
+        kernel: 'attentionBackward',
+        shape: ashape,
+        dtype,
+        bytes: 0,
+        flop: 2 * flopFwd,
+        run: () => K.attentionBackward(dqkv, scratch, dout, qkv, att, B, T, C, H, 0.125, bf16),
+      },
     );
   }
   return cases;
 }
 
 /** Copy bandwidth (GB/s, bytes read + written) of the [1024 x 768] working set. */
-function measureBandwidth(K: Kernels, threads: number, batchSeconds: number, batches: number): { gbps: number; bytes: number } {
+function measureBandwidth(
+  K: Kernels,
+  threads: number,
+  batchSeconds: number,
+  batches: number,
+): { gbps: number; bytes: number } {
   const n = ROWS * COLS;
   const src = randomFill(new Float32Array(n), 9);
   const dst = new Float32Array(n);
@@ -353,8 +454,16 @@ function measureOverhead(K: Kernels): { call: string; args: number; us: number }
     { call: 'getThreads()', args: 0, fn: () => K.getThreads() },
     { call: 'add(n=1)', args: 4, fn: () => K.add(one, one, one, 1) },
     { call: 'f32ToBf16(n=1)', args: 3, fn: () => K.f32ToBf16(u16, one, 1) },
-    { call: 'adamUpdate(n=1)', args: 12, fn: () => K.adamUpdate(one, one, one, one, 1, 0, 0.9, 0.999, 1e-8, 0, 1, false) },
-    { call: 'matmul(1x1x1)', args: 11, fn: () => K.matmul(one, one, one, 1, 1, 1, false, false, 1, 0, false) },
+    {
+      call: 'adamUpdate(n=1)',
+      args: 12,
+      fn: () => K.adamUpdate(one, one, one, one, 1, 0, 0.9, 0.999, 1e-8, 0, 1, false),
+    },
+    {
+      call: 'matmul(1x1x1)',
+      args: 11,
+      fn: () => K.matmul(one, one, one, 1, 1, 1, false, false, 1, 0, false),
+    },
   ];
   K.setThreads(1);
   return cases.map(({ call, args, fn }) => ({ call, args, us: timeCalls(fn, 0.05, 5).best * 1e6 }));
@@ -367,7 +476,9 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
   const nat = loadNativeKernels();
   const cpu = cpuInfo();
   const maxThreads = Math.max(1, cpus().length);
-  const threads = [...new Set((opts.threads ?? [1, 2]).map((t) => Math.min(t, maxThreads)))].sort((a, b) => a - b);
+  const threads = [...new Set((opts.threads ?? [1, 2]).map((t) => Math.min(t, maxThreads)))].sort(
+    (a, b) => a - b,
+  );
   const defaultThreads = K.getThreads();
   const isNative = K.name === 'native';
   // The TypeScript GEMM runs at ~1 GFLOP/s: only the quick shape is feasible there.
@@ -399,7 +510,14 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
     const gemmImpl: Record<string, string> = {};
     for (const dtype of DTYPES) {
       for (const trans of TRANS) {
-        gemmImpl[`${dtype} ${trans}`] = nat.kernels.gemmInfo(1024, 3072, 768, trans === 'TN', trans === 'NT', dtype === 'bf16');
+        gemmImpl[`${dtype} ${trans}`] = nat.kernels.gemmInfo(
+          1024,
+          3072,
+          768,
+          trans === 'TN',
+          trans === 'NT',
+          dtype === 'bf16',
+        );
       }
     }
     env.native = {
@@ -426,7 +544,9 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
           for (const t of [...threads].reverse()) {
             const r = benchGemm(K, s, trans, dtype, t, batchSeconds, batches);
             gemm.push({ m: s.m, k: s.k, n: s.n, trans, dtype, threads: t, ...r, utilisation: 0 });
-            log(`gemm ${s.m}x${s.k}x${s.n} ${trans} ${dtype} ${t}T: ${r.gflops.toFixed(1)} GFLOP/s (median ${r.gflopsMedian.toFixed(1)})`);
+            log(
+              `gemm ${s.m}x${s.k}x${s.n} ${trans} ${dtype} ${t}T: ${r.gflops.toFixed(1)} GFLOP/s (median ${r.gflopsMedian.toFixed(1)})`,
+            );
           }
         }
       }
@@ -489,8 +609,12 @@ function t2s(t: number): string {
 export function formatKernelReport(r: BenchReport): string {
   const lines: string[] = [];
   const e = r.env;
-  lines.push(`cavmae kernel benchmark (${e.backend}${e.native ? `: kernels ${e.native.isa}, oneDNN ${e.native.dnnlVersion} ${e.native.dnnlIsa}` : ''})`);
-  lines.push(`cpu: ${e.cpuModel}, ${e.logicalCpus} logical CPUs; node ${e.node}; load ${e.loadavgStart.join(' ')} -> ${(e.loadavgEnd ?? []).join(' ')}`);
+  lines.push(
+    `cavmae kernel benchmark (${e.backend}${e.native ? `: kernels ${e.native.isa}, oneDNN ${e.native.dnnlVersion} ${e.native.dnnlIsa}` : ''})`,
+  );
+  lines.push(
+    `cpu: ${e.cpuModel}, ${e.logicalCpus} logical CPUs; node ${e.node}; load ${e.loadavgStart.join(' ')} -> ${(e.loadavgEnd ?? []).join(' ')}`,
+  );
   lines.push(`peak GEMM: fp32 ${r.peak.fp32.toFixed(1)} GFLOP/s, bf16 ${r.peak.bf16.toFixed(1)} GFLOP/s`);
   lines.push('');
   lines.push('GEMM (m x k x n)           trans dtype threads   GFLOP/s  median  util');
@@ -501,16 +625,21 @@ export function formatKernelReport(r: BenchReport): string {
     );
   }
   lines.push('');
-  lines.push(`copy bandwidth: ${r.bandwidth.map((b) => `${b.gbps.toFixed(1)} GB/s (${t2s(b.threads)})`).join(', ')}`);
+  lines.push(
+    `copy bandwidth: ${r.bandwidth.map((b) => `${b.gbps.toFixed(1)} GB/s (${t2s(b.threads)})`).join(', ')}`,
+  );
   lines.push('kernel                shape               dtype threads        us    GB/s  x bound');
   for (const k of r.kernels) {
-    const tail = k.ratio !== undefined ? k.ratio.toFixed(2).padStart(8) : `${k.gflops!.toFixed(1)} GFLOP/s`.padStart(8);
+    const tail =
+      k.ratio !== undefined ? k.ratio.toFixed(2).padStart(8) : `${k.gflops!.toFixed(1)} GFLOP/s`.padStart(8);
     lines.push(
       `${k.kernel.padEnd(21)} ${k.shape.padEnd(19)} ${k.dtype.padEnd(5)} ${String(k.threads).padStart(7)} ` +
         `${k.us.toFixed(1).padStart(9)} ${k.gbps.toFixed(1).padStart(7)} ${tail}`,
     );
   }
   lines.push('');
-  lines.push(`JS -> native call overhead: ${r.overhead.map((o) => `${o.call} ${o.us.toFixed(3)} us`).join(', ')}`);
+  lines.push(
+    `JS -> native call overhead: ${r.overhead.map((o) => `${o.call} ${o.us.toFixed(3)} us`).join(', ')}`,
+  );
   return lines.join('\n');
 }

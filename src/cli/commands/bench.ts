@@ -3,13 +3,21 @@
  * stdout is one JSON object on one line ({ env, peak, gemm, kernels, bandwidth, overhead });
  * progress goes to stderr. Without it, a readable table.
  *
- * Extension point: other suites (issue 6's `--model-bench`) add their flags here and branch in
- * the action before the kernel suite, each behind its own lazy import.
+ * `cavmae bench --model-bench [--json] [--preset base] [--batch 8] [--dtype fp32|bf16]
+ * [--reps 3] [--tasks embed,pretrain,ft] [--threads 2]`: the whole model on the PyTorch peer's
+ * workload (src/bench/model.ts); with --json the last line of stdout is the JSON report.
  */
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
 interface Flags {
+  modelBench?: boolean;
+  preset?: string;
+  batch?: number;
+  dtype?: string;
+  reps?: number;
+  tasks?: string;
+  warmup?: number;
   json?: boolean;
   quick?: boolean;
   threads?: number[];
@@ -25,18 +33,78 @@ function threadList(v: string): number[] {
   return list;
 }
 
+function intArg(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n))
+      throw new UserError(`${name} must be a whole number, got '${v}'`);
+    return n;
+  };
+}
+
+function secondsArg(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !(n >= 0 && n <= 600))
+    throw new UserError(`--warmup must be a number of seconds in [0, 600], got '${v}'`);
+  return n;
+}
+
 export function register(program: Command): void {
   program
     .command('bench')
-    .description('measure kernel speed: GEMM GFLOP/s of the ViT-B shapes, other kernels vs memory bandwidth, call overhead')
+    .description(
+      'measure kernel speed: GEMM GFLOP/s of the ViT-B shapes, other kernels vs memory bandwidth, call overhead',
+    )
     .option('--json', 'print one JSON object (env, peak, gemm, kernels, bandwidth, overhead) on stdout')
     .option('--quick', 'a few-second smoke run: one GEMM shape, short warm-up')
     .option('--threads <list>', 'thread counts to measure, e.g. 1,2 (default 1,2)', threadList)
     .option('--out <file>', 'also write the JSON report to this file')
     .option('--no-progress', 'no progress lines on stderr')
+    .option(
+      '--model-bench',
+      "benchmark the whole model on the PyTorch peer's workload instead (embedding, pretraining step, fine-tuning forward)",
+    )
+    .option('--preset <name>', 'model bench: CAV-MAE preset (default base)')
+    .option('--batch <n>', 'model bench: batch size (default 8)', intArg('--batch'))
+    .option('--dtype <dtype>', 'model bench: fp32 or bf16 (default fp32)')
+    .option(
+      '--reps <n>',
+      'model bench: timed repetitions per task, median reported (default 3)',
+      intArg('--reps'),
+    )
+    .option('--tasks <list>', 'model bench: comma-separated subset of embed,pretrain,ft (default all)')
+    .option(
+      '--warmup <seconds>',
+      'model bench: seconds of GEMM load before measuring (default 4)',
+      secondsArg,
+    )
     .action(async (flags: Flags) => {
+      const log =
+        flags.progress === false ? undefined : (line: string) => process.stderr.write(`bench: ${line}\n`);
+      if (flags.modelBench) {
+        const { runModelBench, formatModelReport } = await import('../../bench/model.js');
+        if (flags.threads && flags.threads.length !== 1)
+          throw new UserError('--threads takes one number with --model-bench');
+        const report = await runModelBench({
+          preset: flags.preset,
+          batch: flags.batch,
+          dtype: flags.dtype as 'fp32' | undefined,
+          reps: flags.reps,
+          tasks: flags.tasks?.split(',').map((t) => t.trim()) as ('embed' | 'pretrain' | 'ft')[] | undefined,
+          threads: flags.threads?.[0],
+          warmupSeconds: flags.warmup,
+          log,
+        });
+        if (flags.out) {
+          const { writeFileAtomic } = await import('../../io/atomic.js');
+          writeFileAtomic(flags.out, `${JSON.stringify(report, null, 2)}\n`);
+        }
+        process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${formatModelReport(report)}\n`);
+        return;
+      }
+      for (const f of ['preset', 'batch', 'dtype', 'reps', 'tasks', 'warmup'] as const)
+        if (flags[f] !== undefined) throw new UserError(`--${f} needs --model-bench`);
       const { runKernelBench, formatKernelReport } = await import('../../bench/kernels.js');
-      const log = flags.progress === false ? undefined : (line: string) => process.stderr.write(`bench: ${line}\n`);
       const report = await runKernelBench({ quick: flags.quick, threads: flags.threads, log });
       if (flags.out) {
         const { writeFileAtomic } = await import('../../io/atomic.js');

@@ -1,0 +1,96 @@
+/**
+ * The model benchmark: its FLOP model against the FLOPs the model really executes (counted by
+ * instrumenting the GEMM and attention kernels), and the report contract on a tiny run.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { kernels, useKernels, type Kernels } from '../../src/kernels/index.js';
+import { modelFlops, runModelBench, checkModelBenchOptions } from '../../src/bench/model.js';
+import { CAVMAE } from '../../src/models/cavmae.js';
+import { CAVMAEFT } from '../../src/models/cavmae-ft.js';
+import { presetConfig } from '../../src/models/config.js';
+import { Tape } from '../../src/autograd/tape.js';
+import { Rng, Tensor } from '../../src/tensor/index.js';
+import { UserError } from '../../src/util/errors.js';
+
+/** Runs fn with kernels that count GEMM and attention FLOPs; returns the count. */
+function countFlops(fn: () => void): number {
+  const base = kernels();
+  let flops = 0;
+  const counting: Kernels = Object.assign(Object.create(null), base, {
+    matmul(...a: Parameters<Kernels['matmul']>) {
+      flops += 2 * a[3] * a[4] * a[5];
+      return base.matmul(...a);
+    },
+    matmulBatched(...a: Parameters<Kernels['matmulBatched']>) {
+      flops += 2 * a[3] * a[4] * a[5] * a[6];
+      return base.matmulBatched(...a);
+    },
+    attentionForward(...a: Parameters<Kernels['attentionForward']>) {
+      flops += 4 * a[3] * a[4] * a[4] * a[5];
+      return base.attentionForward(...a);
+    },
+    attentionBackward(...a: Parameters<Kernels['attentionBackward']>) {
+      flops += 8 * a[5] * a[6] * a[6] * a[7];
+      return base.attentionBackward(...a);
+    },
+  });
+  useKernels(counting);
+  try {
+    fn();
+  } finally {
+    useKernels(base);
+  }
+  return flops;
+}
+
+test('modelFlops equals the GEMM + attention FLOPs the tiny model executes (embed, pretrain, ft)', () => {
+  const cfg = presetConfig('tiny');
+  const B = 3;
+  const rng = new Rng(0);
+  const audio = new Tensor([B, cfg.audio_length, 128]);
+  const image = new Tensor([B, 3, cfg.img_size, cfg.img_size]);
+  rng.fillNormal(audio.data, 0, 1);
+  rng.fillNormal(image.data, 0, 1);
+  const model = CAVMAE.create(cfg, { seed: 0 });
+  const embed = countFlops(() => model.forwardFeat(new Tape({ grad: false }), { audio, image }));
+  assert.equal(embed, modelFlops(cfg, 'embed', B).forward);
+  let fwd = 0;
+  const total = countFlops(() => {
+    const tp = new Tape();
+    fwd = countFlops(() => void model.forward(tp, { audio, image }, { rng }));
+    // countFlops nests: the inner call restored the outer counter's kernels
+    tp.backward(model.forward(tp, { audio, image }, { rng }).loss);
+  });
+  const expect = modelFlops(cfg, 'pretrain', B);
+  assert.equal(fwd, expect.forward);
+  assert.equal(total - expect.forward, expect.forward + expect.backward);
+  const ftCfg = presetConfig('tiny', { label_dim: 527, model: 'cavmae-ft' });
+  const ft = CAVMAEFT.create(ftCfg, { seed: 0 });
+  const ftFlops = countFlops(() => ft.forward(new Tape({ grad: false }), { audio, image }, 'multimodal'));
+  assert.equal(ftFlops, modelFlops(ftCfg, 'ft', B).forward);
+  // The base figures quoted in docs/performance.md (and the issue): ~132 and ~234 GFLOP.
+  const base = presetConfig('base');
+  assert.ok(Math.abs(modelFlops(base, 'embed', 1).forward / 1e9 - 132) < 1.5);
+  const pb = modelFlops(base, 'pretrain', 8);
+  assert.ok(Math.abs((pb.forward + pb.backward) / 8 / 1e9 - 234) < 2);
+});
+
+test('runModelBench on the tiny preset reports every figure of the contract', async () => {
+  const r = await runModelBench({ preset: 'tiny', batch: 2, reps: 1, warmupSeconds: 0, measurePeak: false });
+  for (const k of ['embed_clips_per_s', 'pretrain_samples_per_s', 'ft_clips_per_s', 'peak_rss_mb'] as const) {
+    assert.ok(Number.isFinite(r[k]) && (r[k] as number) > 0, `${k} = ${r[k]}`);
+  }
+  assert.equal(r.batch, 2);
+  assert.equal(r.dtype, 'fp32');
+  assert.ok(r.pretrain_phases && r.pretrain_phases.backward > 0);
+  assert.ok(r.env.cpuModel.length > 0 && r.env.loadavgStart.length === 3);
+  assert.deepEqual(Object.keys(r.mfu), []); // no peak measured, no MFU
+  assert.ok(r.gflop_per_item.embed! > 0);
+});
+
+test('bad model-bench options are one-line user errors', () => {
+  assert.throws(() => checkModelBenchOptions({ batch: 0 }), UserError);
+  assert.throws(() => checkModelBenchOptions({ dtype: 'fp16' as 'fp32' }), /--dtype must be one of/);
+  assert.throws(() => checkModelBenchOptions({ tasks: ['train' as 'embed'] }), /unknown task 'train'/);
+});
