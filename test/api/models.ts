@@ -4,7 +4,7 @@
  * fixture (.pth and .safetensors).
  */
 import { join } from 'node:path';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { CAVMAE, CAVMAEFT, presetConfig, saveModel, type AnyModel } from '../../src/models/index.js';
 import { fixture } from '../helpers.js';
 
@@ -23,14 +23,9 @@ export interface TestModels {
   labelCsv: string;
 }
 
-/**
- * saveModel, avoiding header lengths whose first byte is 0x80: src/io/checkpoint.ts detectFormat
- * takes such a safetensors file for a legacy pickle (reported to the io owner). A metadata pad
- * key changes the length.
- */
+/** saveModel with string metadata pairs. */
 export function saveForTest(path: string, model: AnyModel, extra: Record<string, string> = {}): void {
   saveModel(path, model, { extra });
-  if (readFileSync(path)[0] === 0x80) saveModel(path, model, { extra: { ...extra, 'test.pad': 'x' } });
 }
 
 export function writeTestModels(dir: string, opts: { normPixLoss?: boolean } = {}): TestModels {
