@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { CavMae, rankBySimilarity } from '../../src/api/cavmae.js';
+import { Tape } from '../../src/autograd/tape.js';
+import { CAVMAE, presetConfig } from '../../src/models/index.js';
 import { computeFbank, decodeAudio } from '../../src/audio/index.js';
 import { loadDataset } from '../../src/data/datafile.js';
 import { createLoader } from '../../src/data/loader.js';
@@ -442,5 +444,39 @@ test('rankBySimilarity equals a brute-force cosine sort', () => {
     got.map((g) => g.score),
     brute.slice(0, 7).map((b) => b.score),
     { atol: 1e-6, what: 'scores' },
+  );
+});
+
+test('per-modality tokens equal forwardFeat for every variant; one-modality models reconstruct their modality', async () => {
+  const audio = randomArray(128 * 128, 11);
+  const image = randomArray(3 * 64 * 64, 12);
+  for (const variant of ['cavmae', 'av-mae', 'vanilla-av-mae', 'cav', 'audio-mae', 'visual-mae']) {
+    const model = CAVMAE.create(
+      presetConfig('tiny', {
+        variant,
+        ...(variant === 'vanilla-av-mae' ? { modality_specific_depth: 0 } : {}),
+      }),
+      { seed: 3 },
+    );
+    const m = CavMae.fromModel(model, { name: variant });
+    const ref = model.forwardFeat(new Tape({ grad: false }), {
+      audio: model.dims.hasAudio ? new Tensor([1, 128, 128], audio) : undefined,
+      image: model.dims.hasVideo ? new Tensor([1, 3, 64, 64], image) : undefined,
+    });
+    if (model.dims.hasAudio)
+      assert.deepEqual(m.tokens('a', audio, 1), ref.audioTokens!.data, `${variant} audio tokens`);
+    if (model.dims.hasVideo)
+      assert.deepEqual(m.tokens('v', image, 1), ref.videoTokens!.data, `${variant} visual tokens`);
+    assert.equal(m.capabilities.reconstruct, variant !== 'cav');
+    assert.equal(m.capabilities.localize, model.dims.hasAudio && model.dims.hasVideo);
+  }
+  const audioMae = CavMae.fromModel(
+    CAVMAE.create(presetConfig('tiny', { variant: 'audio-mae' }), { seed: 3 }),
+  );
+  const r = await audioMae.reconstruct({ audio: { fbank: audio, normalized: true } });
+  assert.deepEqual([typeof r.mseAudio, r.mseVisual, r.predV], ['number', undefined, undefined]);
+  await assert.rejects(
+    audioMae.embedImage(image),
+    (e: Error) => e instanceof UserError && /no visual encoder/.test(e.message),
   );
 });
