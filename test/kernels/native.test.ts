@@ -22,7 +22,9 @@ import { assertClose, maxAbs, randomArray, rng } from '../helpers.js';
 
 const load = loadNativeKernels();
 const N: NativeKernels | undefined = load.ok ? load.kernels : undefined;
-const skip = load.ok ? false : `native addon not available (${load.error}); build it with 'npm run build:native'`;
+const skip = load.ok
+  ? false
+  : `native addon not available (${load.error}); build it with 'npm run build:native'`;
 
 /** fp32 unit roundoff. */
 const U = 2 ** -24;
@@ -42,11 +44,19 @@ function withThreads(fn: (threads: number) => void): void {
 }
 
 /** Asserts |actual_i - ref_i| <= bound_i for every element (a per-element error bound). */
-function assertWithin(actual: ArrayLike<number>, ref: ArrayLike<number>, bound: ArrayLike<number>, what: string): void {
+function assertWithin(
+  actual: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  bound: ArrayLike<number>,
+  what: string,
+): void {
   assert.equal(actual.length, ref.length, `${what}: length`);
   for (let i = 0; i < ref.length; i++) {
     const d = Math.abs(actual[i] - ref[i]);
-    if (!(d <= bound[i])) assert.fail(`${what}[${i}]: ${actual[i]} vs ${ref[i]}, |diff| ${d.toExponential(3)} > bound ${bound[i].toExponential(3)}`);
+    if (!(d <= bound[i]))
+      assert.fail(
+        `${what}[${i}]: ${actual[i]} vs ${ref[i]}, |diff| ${d.toExponential(3)} > bound ${bound[i].toExponential(3)}`,
+      );
   }
 }
 
@@ -91,53 +101,97 @@ const TRANS: [boolean, boolean][] = [
  * values are exact in fp32: only the fp32 accumulation differs.
  */
 function gemmBound(
-  absA: Float32Array, absB: Float32Array, c0: Float32Array, m: number, n: number, k: number,
-  ta: boolean, tb: boolean, alpha: number, beta: number, bf16: boolean,
+  absA: Float32Array,
+  absB: Float32Array,
+  c0: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  ta: boolean,
+  tb: boolean,
+  alpha: number,
+  beta: number,
+  bf16: boolean,
 ): Float64Array {
   const mag = new Float32Array(m * n);
   R.matmul(absA, absB, mag, m, n, k, ta, tb, 1, 0, bf16);
   const g = ((k + 3) * U) / (1 - (k + 3) * U);
   const out = new Float64Array(m * n);
-  for (let i = 0; i < m * n; i++) out[i] = g * (Math.abs(alpha) * mag[i] * (1 + 1e-6) + Math.abs(beta * c0[i])) + 1e-30;
+  for (let i = 0; i < m * n; i++)
+    out[i] = g * (Math.abs(alpha) * mag[i] * (1 + 1e-6) + Math.abs(beta * c0[i])) + 1e-30;
   return out;
 }
 
-test('matmul: every transpose, fp32 and bf16, alpha/beta, 1 and 2 threads vs reference (gamma_k |A||B| bound)', { skip }, () => {
-  withThreads(() => {
-    let seed = 1;
-    for (const [m, n, k] of GEMM_SHAPES) {
-      for (const [ta, tb] of TRANS) {
-        for (const bf16 of [false, true]) {
-          for (const [alpha, beta] of [[1, 0], [0.5, 1], [2, -0.75]]) {
-            const a = randomArray(m * k, seed++);
-            const b = randomArray(k * n, seed++);
-            const c0 = beta === 0 ? new Float32Array(m * n).fill(NaN) : randomArray(m * n, seed++);
-            const ref = Float32Array.from(c0);
-            R.matmul(a, b, ref, m, n, k, ta, tb, alpha, beta, bf16);
-            const c = Float32Array.from(c0);
-            N!.matmul(a, b, c, m, n, k, ta, tb, alpha, beta, bf16);
-            const bound = gemmBound(absOf(a), absOf(b), beta === 0 ? new Float32Array(m * n) : c0, m, n, k, ta, tb, alpha, beta, bf16);
-            assertWithin(c, ref, bound, `matmul ${m}x${n}x${k} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} ${bf16 ? 'bf16' : 'fp32'} a=${alpha} b=${beta}`);
+test(
+  'matmul: every transpose, fp32 and bf16, alpha/beta, 1 and 2 threads vs reference (gamma_k |A||B| bound)',
+  { skip },
+  () => {
+    withThreads(() => {
+      let seed = 1;
+      for (const [m, n, k] of GEMM_SHAPES) {
+        for (const [ta, tb] of TRANS) {
+          for (const bf16 of [false, true]) {
+            for (const [alpha, beta] of [
+              [1, 0],
+              [0.5, 1],
+              [2, -0.75],
+            ]) {
+              const a = randomArray(m * k, seed++);
+              const b = randomArray(k * n, seed++);
+              const c0 = beta === 0 ? new Float32Array(m * n).fill(NaN) : randomArray(m * n, seed++);
+              const ref = Float32Array.from(c0);
+              R.matmul(a, b, ref, m, n, k, ta, tb, alpha, beta, bf16);
+              const c = Float32Array.from(c0);
+              N!.matmul(a, b, c, m, n, k, ta, tb, alpha, beta, bf16);
+              const bound = gemmBound(
+                absOf(a),
+                absOf(b),
+                beta === 0 ? new Float32Array(m * n) : c0,
+                m,
+                n,
+                k,
+                ta,
+                tb,
+                alpha,
+                beta,
+                bf16,
+              );
+              assertWithin(
+                c,
+                ref,
+                bound,
+                `matmul ${m}x${n}x${k} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} ${bf16 ? 'bf16' : 'fp32'} a=${alpha} b=${beta}`,
+              );
+            }
           }
         }
       }
-    }
-  });
-});
+    });
+  },
+);
 
-test('matmul: bf16 result stays within bf16 input rounding of the fp32 product (2^-8 |A||B|)', { skip }, () => {
-  // Each bf16 input carries <= 2^-9 relative rounding, so a product <= 2^-8 (+ 2^-18).
-  const [m, n, k] = [40, 36, 200];
-  const a = randomArray(m * k, 11);
-  const b = randomArray(k * n, 12);
-  const ref = new Float32Array(m * n);
-  R.matmul(a, b, ref, m, n, k, false, false, 1, 0, false);
-  const c = new Float32Array(m * n);
-  N!.matmul(a, b, c, m, n, k, false, false, 1, 0, true);
-  const mag = new Float32Array(m * n);
-  R.matmul(absOf(a), absOf(b), mag, m, n, k, false, false, 1, 0, false);
-  assertWithin(c, ref, mag.map((x) => x * (2 ** -8 + 2 ** -17 + k * U)), 'bf16 vs fp32');
-});
+test(
+  'matmul: bf16 result stays within bf16 input rounding of the fp32 product (2^-8 |A||B|)',
+  { skip },
+  () => {
+    // Each bf16 input carries <= 2^-9 relative rounding, so a product <= 2^-8 (+ 2^-18).
+    const [m, n, k] = [40, 36, 200];
+    const a = randomArray(m * k, 11);
+    const b = randomArray(k * n, 12);
+    const ref = new Float32Array(m * n);
+    R.matmul(a, b, ref, m, n, k, false, false, 1, 0, false);
+    const c = new Float32Array(m * n);
+    N!.matmul(a, b, c, m, n, k, false, false, 1, 0, true);
+    const mag = new Float32Array(m * n);
+    R.matmul(absOf(a), absOf(b), mag, m, n, k, false, false, 1, 0, false);
+    assertWithin(
+      c,
+      ref,
+      mag.map((x) => x * (2 ** -8 + 2 ** -17 + k * U)),
+      'bf16 vs fp32',
+    );
+  },
+);
 
 test('matmul: k = 0 gives beta * C, and m = 0 / n = 0 touch nothing', { skip }, () => {
   const c = Float32Array.from([1, 2, 3, 4, 5, 6]);
@@ -150,46 +204,55 @@ test('matmul: k = 0 gives beta * C, and m = 0 / n = 0 touch nothing', { skip }, 
   assert.deepEqual(Array.from(untouched), [7]);
 });
 
-test('matmulBatched: gaps between matrices, broadcast (stride 0), transposes, bf16 (gamma_k bound)', { skip }, () => {
-  withThreads(() => {
-    let seed = 100;
-    const cases: [number, number, number, number, number, number, number][] = [
-      // batch, m, n, k, extra gap A, extra gap B, extra gap C
-      [3, 5, 7, 9, 0, 0, 0],
-      [4, 17, 33, 16, 3, 5, 1],
-      [2, 64, 64, 64, 0, 7, 0],
-      [12, 40, 40, 64, 0, 0, 0],
-    ];
-    for (const [batch, m, n, k, ga, gb, gc] of cases) {
-      for (const [ta, tb] of TRANS) {
-        for (const bf16 of [false, true]) {
-          for (const broadcastB of [false, true]) {
-            const sa = m * k + ga;
-            const sb = broadcastB ? 0 : k * n + gb;
-            const sc = m * n + gc;
-            const a = randomArray(sa * batch, seed++);
-            const b = randomArray(broadcastB ? k * n : sb * batch, seed++);
-            const c0 = randomArray(sc * batch, seed++);
-            const ref = Float32Array.from(c0);
-            R.matmulBatched(a, b, ref, batch, m, n, k, ta, tb, sa, sb, sc, 1.5, 1, bf16);
-            const c = Float32Array.from(c0);
-            N!.matmulBatched(a, b, c, batch, m, n, k, ta, tb, sa, sb, sc, 1.5, 1, bf16);
-            const bound = new Float64Array(c.length);
-            for (let i = 0; i < batch; i++) {
-              const ai = a.subarray(i * sa, i * sa + m * k);
-              const bi = b.subarray(i * sb, i * sb + k * n);
-              const ci = c0.subarray(i * sc, i * sc + m * n);
-              bound.set(gemmBound(absOf(ai), absOf(bi), ci, m, n, k, ta, tb, 1.5, 1, bf16), i * sc);
-              // The gaps must be left exactly as they were.
-              for (let j = i * sc + m * n; j < (i + 1) * sc; j++) bound[j] = 0;
+test(
+  'matmulBatched: gaps between matrices, broadcast (stride 0), transposes, bf16 (gamma_k bound)',
+  { skip },
+  () => {
+    withThreads(() => {
+      let seed = 100;
+      const cases: [number, number, number, number, number, number, number][] = [
+        // batch, m, n, k, extra gap A, extra gap B, extra gap C
+        [3, 5, 7, 9, 0, 0, 0],
+        [4, 17, 33, 16, 3, 5, 1],
+        [2, 64, 64, 64, 0, 7, 0],
+        [12, 40, 40, 64, 0, 0, 0],
+      ];
+      for (const [batch, m, n, k, ga, gb, gc] of cases) {
+        for (const [ta, tb] of TRANS) {
+          for (const bf16 of [false, true]) {
+            for (const broadcastB of [false, true]) {
+              const sa = m * k + ga;
+              const sb = broadcastB ? 0 : k * n + gb;
+              const sc = m * n + gc;
+              const a = randomArray(sa * batch, seed++);
+              const b = randomArray(broadcastB ? k * n : sb * batch, seed++);
+              const c0 = randomArray(sc * batch, seed++);
+              const ref = Float32Array.from(c0);
+              R.matmulBatched(a, b, ref, batch, m, n, k, ta, tb, sa, sb, sc, 1.5, 1, bf16);
+              const c = Float32Array.from(c0);
+              N!.matmulBatched(a, b, c, batch, m, n, k, ta, tb, sa, sb, sc, 1.5, 1, bf16);
+              const bound = new Float64Array(c.length);
+              for (let i = 0; i < batch; i++) {
+                const ai = a.subarray(i * sa, i * sa + m * k);
+                const bi = b.subarray(i * sb, i * sb + k * n);
+                const ci = c0.subarray(i * sc, i * sc + m * n);
+                bound.set(gemmBound(absOf(ai), absOf(bi), ci, m, n, k, ta, tb, 1.5, 1, bf16), i * sc);
+                // The gaps must be left exactly as they were.
+                for (let j = i * sc + m * n; j < (i + 1) * sc; j++) bound[j] = 0;
+              }
+              assertWithin(
+                c,
+                ref,
+                bound,
+                `matmulBatched b=${batch} ${m}x${n}x${k} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} ${bf16 ? 'bf16' : 'fp32'} bcastB=${broadcastB}`,
+              );
             }
-            assertWithin(c, ref, bound, `matmulBatched b=${batch} ${m}x${n}x${k} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} ${bf16 ? 'bf16' : 'fp32'} bcastB=${broadcastB}`);
           }
         }
       }
-    }
-  });
-});
+    });
+  },
+);
 
 // ---------------------------------------------------------------- attention
 
@@ -352,7 +415,10 @@ test('softmaxForward/Backward vs reference, negative and large scales, in place'
         const d = Float32Array.from(d0);
         N!.softmaxBackward(d, ref, dout, rows, cols, scale);
         // |scale * p * (dout - p.dout)| <= 2|scale| p; the dot carries cols u.
-        assertClose(d, dR, { atol: (cols + 4) * U * Math.abs(scale) * 2 + 2 * U, what: `softmax backward ${rows}x${cols}` });
+        assertClose(d, dR, {
+          atol: (cols + 4) * U * Math.abs(scale) * 2 + 2 * U,
+          what: `softmax backward ${rows}x${cols}`,
+        });
       }
     }
   });
@@ -364,7 +430,10 @@ test('softmaxForward: -Infinity entries get probability 0', { skip }, () => {
   N!.softmaxForward(out, x, 1, 4, 1);
   assert.equal(out[1], 0);
   assert.equal(out[3], 0);
-  assertClose(out, [1 / (1 + Math.E), 0, Math.E / (1 + Math.E), 0], { atol: 2 * U, what: 'softmax with -inf' });
+  assertClose(out, [1 / (1 + Math.E), 0, Math.E / (1 + Math.E), 0], {
+    atol: 2 * U,
+    what: 'softmax with -inf',
+  });
 });
 
 // ---------------------------------------------------------------- bias, add, axpy
@@ -412,46 +481,55 @@ test('biasAdd, biasBackward, add (aliased too), axpy vs reference', { skip }, ()
 
 // ---------------------------------------------------------------- gather / scatter / pooling
 
-test('gatherRows and scatterAddRows (repeated indices) are exact; mean pooling vs reference', { skip }, () => {
-  withThreads(() => {
-    let seed = 1100;
-    for (const [rows, cols] of ROW_SHAPES) {
-      const inp = randomArray(rows * cols, seed++);
-      const r = rng(seed++);
-      const nIndex = Math.max(1, Math.floor(rows * 1.5));
-      const index = Int32Array.from({ length: nIndex }, () => Math.floor(r() * rows));
-      const gR = new Float32Array(nIndex * cols);
-      R.gatherRows(gR, inp, index, nIndex, cols);
-      const g = new Float32Array(nIndex * cols);
-      N!.gatherRows(g, inp, index, nIndex, cols);
-      assert.deepEqual(g, gR, `gatherRows ${rows}x${cols}`);
+test(
+  'gatherRows and scatterAddRows (repeated indices) are exact; mean pooling vs reference',
+  { skip },
+  () => {
+    withThreads(() => {
+      let seed = 1100;
+      for (const [rows, cols] of ROW_SHAPES) {
+        const inp = randomArray(rows * cols, seed++);
+        const r = rng(seed++);
+        const nIndex = Math.max(1, Math.floor(rows * 1.5));
+        const index = Int32Array.from({ length: nIndex }, () => Math.floor(r() * rows));
+        const gR = new Float32Array(nIndex * cols);
+        R.gatherRows(gR, inp, index, nIndex, cols);
+        const g = new Float32Array(nIndex * cols);
+        N!.gatherRows(g, inp, index, nIndex, cols);
+        assert.deepEqual(g, gR, `gatherRows ${rows}x${cols}`);
 
-      const out0 = randomArray(rows * cols, seed++);
-      const sR = Float32Array.from(out0);
-      R.scatterAddRows(sR, g, index, nIndex, cols);
-      const s = Float32Array.from(out0);
-      N!.scatterAddRows(s, g, index, nIndex, cols);
-      // Same fp32 additions in the same order (index order) on both sides.
-      assert.deepEqual(s, sR, `scatterAddRows ${rows}x${cols}`);
-    }
-    for (const [B, T, D] of [[1, 1, 1], [2, 3, 17], [3, 196, 768], [5, 101, 130]]) {
-      const inp = randomArray(B * T * D, seed++);
-      const pR = new Float32Array(B * D);
-      R.meanPool(pR, inp, B, T, D);
-      const p = new Float32Array(B * D);
-      N!.meanPool(p, inp, B, T, D);
-      // fp32 sum of T terms <= 1, then * (1/T): <= (T + 2) u on a mean of magnitude <= 1.
-      assertClose(p, pR, { atol: (T + 2) * U, what: `meanPool ${B}x${T}x${D}` });
-      const dout = randomArray(B * D, seed++);
-      const d0 = randomArray(B * T * D, seed++);
-      const dR = Float32Array.from(d0);
-      R.meanPoolBackward(dR, dout, B, T, D);
-      const d = Float32Array.from(d0);
-      N!.meanPoolBackward(d, dout, B, T, D);
-      assertClose(d, dR, { atol: 3 * U, what: `meanPoolBackward ${B}x${T}x${D}` });
-    }
-  });
-});
+        const out0 = randomArray(rows * cols, seed++);
+        const sR = Float32Array.from(out0);
+        R.scatterAddRows(sR, g, index, nIndex, cols);
+        const s = Float32Array.from(out0);
+        N!.scatterAddRows(s, g, index, nIndex, cols);
+        // Same fp32 additions in the same order (index order) on both sides.
+        assert.deepEqual(s, sR, `scatterAddRows ${rows}x${cols}`);
+      }
+      for (const [B, T, D] of [
+        [1, 1, 1],
+        [2, 3, 17],
+        [3, 196, 768],
+        [5, 101, 130],
+      ]) {
+        const inp = randomArray(B * T * D, seed++);
+        const pR = new Float32Array(B * D);
+        R.meanPool(pR, inp, B, T, D);
+        const p = new Float32Array(B * D);
+        N!.meanPool(p, inp, B, T, D);
+        // fp32 sum of T terms <= 1, then * (1/T): <= (T + 2) u on a mean of magnitude <= 1.
+        assertClose(p, pR, { atol: (T + 2) * U, what: `meanPool ${B}x${T}x${D}` });
+        const dout = randomArray(B * D, seed++);
+        const d0 = randomArray(B * T * D, seed++);
+        const dR = Float32Array.from(d0);
+        R.meanPoolBackward(dR, dout, B, T, D);
+        const d = Float32Array.from(d0);
+        N!.meanPoolBackward(d, dout, B, T, D);
+        assertClose(d, dR, { atol: 3 * U, what: `meanPoolBackward ${B}x${T}x${D}` });
+      }
+    });
+  },
+);
 
 // ---------------------------------------------------------------- L2 normalisation
 
@@ -490,39 +568,59 @@ test('l2Normalize/Backward vs reference, including rows below eps', { skip }, ()
 
 // ---------------------------------------------------------------- Adam
 
-test('adamUpdate: Adam and AdamW match the reference (same fp32 operation order) over steps', { skip }, () => {
-  withThreads(() => {
-    for (const n of [1, 13, 100_001]) {
-      for (const decoupled of [false, true]) {
-        for (const wd of [0, 0.05]) {
-          const p0 = randomArray(n, n + 1);
-          const [pR, mR, vR] = [Float32Array.from(p0), new Float32Array(n), new Float32Array(n)];
-          const [p, m, v] = [Float32Array.from(p0), new Float32Array(n), new Float32Array(n)];
-          for (let step = 1; step <= 3; step++) {
-            const g = randomArray(n, 10 * step + n, 0.1);
-            R.adamUpdate(pR, g, mR, vR, n, 1e-3, 0.9, 0.999, 1e-8, wd, step, decoupled);
-            N!.adamUpdate(p, g, m, v, n, 1e-3, 0.9, 0.999, 1e-8, wd, step, decoupled);
+test(
+  'adamUpdate: Adam and AdamW match the reference (same fp32 operation order) over steps',
+  { skip },
+  () => {
+    withThreads(() => {
+      for (const n of [1, 13, 100_001]) {
+        for (const decoupled of [false, true]) {
+          for (const wd of [0, 0.05]) {
+            const p0 = randomArray(n, n + 1);
+            const [pR, mR, vR] = [Float32Array.from(p0), new Float32Array(n), new Float32Array(n)];
+            const [p, m, v] = [Float32Array.from(p0), new Float32Array(n), new Float32Array(n)];
+            for (let step = 1; step <= 3; step++) {
+              const g = randomArray(n, 10 * step + n, 0.1);
+              R.adamUpdate(pR, g, mR, vR, n, 1e-3, 0.9, 0.999, 1e-8, wd, step, decoupled);
+              N!.adamUpdate(p, g, m, v, n, 1e-3, 0.9, 0.999, 1e-8, wd, step, decoupled);
+            }
+            // Every operation is the same fp32 operation as the reference's; the reference
+            // emulates FMA by rounding a float64 a + b*c once, which can double-round in rare
+            // cases: allow 1 ulp.
+            const what = `adam n=${n} decoupled=${decoupled} wd=${wd}`;
+            assertClose(m, mR, { rtol: 2 * U, what: `${what} m` });
+            assertClose(v, vR, { rtol: 2 * U, what: `${what} v` });
+            assertClose(p, pR, { rtol: 2 * U, what: `${what} param` });
           }
-          // Every operation is the same fp32 operation as the reference's; the reference
-          // emulates FMA by rounding a float64 a + b*c once, which can double-round in rare
-          // cases: allow 1 ulp.
-          const what = `adam n=${n} decoupled=${decoupled} wd=${wd}`;
-          assertClose(m, mR, { rtol: 2 * U, what: `${what} m` });
-          assertClose(v, vR, { rtol: 2 * U, what: `${what} v` });
-          assertClose(p, pR, { rtol: 2 * U, what: `${what} param` });
         }
       }
-    }
-  });
-});
+    });
+  },
+);
 
 // ---------------------------------------------------------------- bf16
 
 test('f32ToBf16 / bf16ToF32 are bit-exact: ties to even, NaN, Inf, overflow, denormals', { skip }, () => {
   withThreads(() => {
     const special = [
-      0, -0, 1, -1, 1.00390625, 1.01171875, 1.0078125, 3.3895313892515355e38, 3.4e38, Infinity, -Infinity, NaN,
-      -NaN, 1e-40, -1e-45, 1.1754943508222875e-38, 0.1, 65504,
+      0,
+      -0,
+      1,
+      -1,
+      1.00390625,
+      1.01171875,
+      1.0078125,
+      3.3895313892515355e38,
+      3.4e38,
+      Infinity,
+      -Infinity,
+      NaN,
+      -NaN,
+      1e-40,
+      -1e-45,
+      1.1754943508222875e-38,
+      0.1,
+      65504,
     ];
     const n = 70_017;
     const x = randomArray(n, 1500, 1000);
@@ -546,51 +644,61 @@ test('f32ToBf16 / bf16ToF32 are bit-exact: ties to even, NaN, Inf, overflow, den
 
 // ---------------------------------------------------------------- threading
 
-test('hand-written kernels give bit-identical results with 1 and 2 threads (chunking is size-based)', { skip }, () => {
-  const rows = 700;
-  const cols = 300; // 210k elements: above the 256 KiB threshold, so 2 threads really split
-  const n = rows * cols;
-  const x = randomArray(n, 2001, 3);
-  const y = randomArray(n, 2002);
-  const w = randomArray(cols, 2003);
-  const b = randomArray(cols, 2004);
-  const index = Int32Array.from({ length: rows }, (_, i) => (i * 37) % rows);
-  const run = (): Float32Array[] => {
-    const r: Float32Array[] = [];
-    const push = (len: number, f: (o: Float32Array) => void) => {
-      const o = Float32Array.from(randomArray(len, 2005));
-      f(o);
-      r.push(o);
+test(
+  'hand-written kernels give bit-identical results with 1 and 2 threads (chunking is size-based)',
+  { skip },
+  () => {
+    const rows = 700;
+    const cols = 300; // 210k elements: above the 256 KiB threshold, so 2 threads really split
+    const n = rows * cols;
+    const x = randomArray(n, 2001, 3);
+    const y = randomArray(n, 2002);
+    const w = randomArray(cols, 2003);
+    const b = randomArray(cols, 2004);
+    const index = Int32Array.from({ length: rows }, (_, i) => (i * 37) % rows);
+    const run = (): Float32Array[] => {
+      const r: Float32Array[] = [];
+      const push = (len: number, f: (o: Float32Array) => void) => {
+        const o = Float32Array.from(randomArray(len, 2005));
+        f(o);
+        r.push(o);
+      };
+      const mean = new Float32Array(rows);
+      const rstd = new Float32Array(rows);
+      push(n, (o) => N!.layerNormForward(o, mean, rstd, x, w, b, rows, cols, 1e-6));
+      const dw = new Float32Array(cols);
+      const db = new Float32Array(cols);
+      push(n, (o) => N!.layerNormBackward(o, dw, db, y, x, w, mean, rstd, rows, cols));
+      r.push(dw, db);
+      push(n, (o) => N!.geluForward(o, x, n));
+      push(n, (o) => N!.geluBackward(o, x, y, n));
+      push(n, (o) => N!.softmaxForward(o, x, rows, cols, 0.3));
+      push(n, (o) => N!.softmaxBackward(o, y, x, rows, cols, 0.3));
+      push(cols, (o) => N!.biasBackward(o, x, rows, cols));
+      push(n, (o) => N!.scatterAddRows(o, y, index, rows, cols));
+      push(cols, (o) => N!.meanPool(o, x, 1, rows, cols));
+      const norms = new Float32Array(rows);
+      push(n, (o) => N!.l2Normalize(o, norms, x, rows, cols, 1e-12));
+      push(n, (o) =>
+        N!.adamUpdate(o, y, Float32Array.from(x), x.map(Math.abs), n, 1e-3, 0.9, 0.999, 1e-8, 0.1, 3, true),
+      );
+      return r;
     };
-    const mean = new Float32Array(rows);
-    const rstd = new Float32Array(rows);
-    push(n, (o) => N!.layerNormForward(o, mean, rstd, x, w, b, rows, cols, 1e-6));
-    const dw = new Float32Array(cols);
-    const db = new Float32Array(cols);
-    push(n, (o) => N!.layerNormBackward(o, dw, db, y, x, w, mean, rstd, rows, cols));
-    r.push(dw, db);
-    push(n, (o) => N!.geluForward(o, x, n));
-    push(n, (o) => N!.geluBackward(o, x, y, n));
-    push(n, (o) => N!.softmaxForward(o, x, rows, cols, 0.3));
-    push(n, (o) => N!.softmaxBackward(o, y, x, rows, cols, 0.3));
-    push(cols, (o) => N!.biasBackward(o, x, rows, cols));
-    push(n, (o) => N!.scatterAddRows(o, y, index, rows, cols));
-    push(cols, (o) => N!.meanPool(o, x, 1, rows, cols));
-    const norms = new Float32Array(rows);
-    push(n, (o) => N!.l2Normalize(o, norms, x, rows, cols, 1e-12));
-    push(n, (o) => N!.adamUpdate(o, y, Float32Array.from(x), x.map(Math.abs), n, 1e-3, 0.9, 0.999, 1e-8, 0.1, 3, true));
-    return r;
-  };
-  const results: Float32Array[][] = [];
-  withThreads(() => results.push(run()));
-  for (let i = 0; i < results[0].length; i++) assert.deepEqual(results[1][i], results[0][i], `output ${i}: 2 threads vs 1`);
-});
+    const results: Float32Array[][] = [];
+    withThreads(() => results.push(run()));
+    for (let i = 0; i < results[0].length; i++)
+      assert.deepEqual(results[1][i], results[0][i], `output ${i}: 2 threads vs 1`);
+  },
+);
 
-test('kernels called from several worker threads at once give the same results (pool shared safely)', { skip }, async () => {
-  const { Worker } = await import('node:worker_threads');
-  // Each thread (this one and three workers) runs the same kernel sequence many times; the pool
-  // serves one caller at a time and the others run serially, so all results must agree.
-  const code = `
+test(
+  'kernels called from several worker threads at once give the same results (pool shared safely)',
+  { skip },
+  async () => {
+    const { Worker } = await import('node:worker_threads');
+    // Each thread (this one and three workers) runs the same kernel sequence many times; the pool
+    // serves one caller at a time and the others run serially, so all results must agree.
+    const code = `
     const { parentPort, workerData } = require('node:worker_threads');
     const K = require(workerData.path);
     const n = 300000, rows = 600, cols = 500;
@@ -605,34 +713,47 @@ test('kernels called from several worker threads at once give the same results (
     let h = 0;
     for (const a of [g, s, c]) for (let i = 0; i < a.length; i += 7) h = (h * 31 + Math.round(a[i] * 1e4)) % 1000000007;
     parentPort.postMessage(h);`;
-  const path = (await import('../../src/kernels/native.js')).addonPath();
-  const results = await Promise.all(
-    [0, 1, 2, 3].map(
-      () =>
-        new Promise<number>((resolve, reject) => {
-          const wk = new Worker(code, { eval: true, workerData: { path } });
-          wk.once('message', resolve);
-          wk.once('error', reject);
-        }),
-    ),
-  );
-  assert.equal(new Set(results).size, 1, `all threads agree: ${results.join(', ')}`);
-});
+    const path = (await import('../../src/kernels/native.js')).addonPath();
+    const results = await Promise.all(
+      [0, 1, 2, 3].map(
+        () =>
+          new Promise<number>((resolve, reject) => {
+            const wk = new Worker(code, { eval: true, workerData: { path } });
+            wk.once('message', resolve);
+            wk.once('error', reject);
+          }),
+      ),
+    );
+    assert.equal(new Set(results).size, 1, `all threads agree: ${results.join(', ')}`);
+  },
+);
 
 // ---------------------------------------------------------------- validation
 
 test('bad arguments throw TypeError/RangeError naming the kernel, never read out of bounds', { skip }, () => {
   const f = new Float32Array(4);
-  assert.throws(() => N!.add(f, f, f, 5), (e: Error) => e instanceof RangeError && /add: out has 4 elements/.test(e.message));
+  assert.throws(
+    () => N!.add(f, f, f, 5),
+    (e: Error) => e instanceof RangeError && /add: out has 4 elements/.test(e.message),
+  );
   assert.throws(() => N!.add(f, f, new Float64Array(4) as unknown as Float32Array, 4), TypeError);
   assert.throws(() => N!.add(f, f, f, -1), RangeError);
   assert.throws(() => N!.add(f, f, f, 1.5), RangeError);
   assert.throws(() => N!.add(f, f, f, NaN), RangeError);
   assert.throws(() => (N!.add as unknown as (...a: unknown[]) => void)(f, f), TypeError);
-  assert.throws(() => N!.matmul(f, f, f, 2, 2, 3, false, false, 1, 0, false), /matmul: a has 4 elements, the sizes need 6/);
-  assert.throws(() => N!.matmulBatched(f, f, f, 2, 2, 2, 1, false, false, 2, 2, 4, 1, 0, false), /matmulBatched: c/);
+  assert.throws(
+    () => N!.matmul(f, f, f, 2, 2, 3, false, false, 1, 0, false),
+    /matmul: a has 4 elements, the sizes need 6/,
+  );
+  assert.throws(
+    () => N!.matmulBatched(f, f, f, 2, 2, 2, 1, false, false, 2, 2, 4, 1, 0, false),
+    /matmulBatched: c/,
+  );
   assert.throws(() => N!.attentionForward(f, f, f, 1, 1, 3, 2, 1, false), /multiple of H/);
-  assert.throws(() => N!.gatherRows(f, f, Int32Array.from([0, 2]), 2, 2), (e: Error) => e instanceof RangeError && /index\[1\] = 2/.test(e.message));
+  assert.throws(
+    () => N!.gatherRows(f, f, Int32Array.from([0, 2]), 2, 2),
+    (e: Error) => e instanceof RangeError && /index\[1\] = 2/.test(e.message),
+  );
   assert.throws(() => N!.scatterAddRows(f, f, Int32Array.from([-1]), 1, 2), RangeError);
   assert.throws(() => N!.f32ToBf16(new Int16Array(4) as unknown as Uint16Array, f, 4), TypeError);
   assert.throws(() => N!.adamUpdate(f, f, f, f, 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0, false), /step/);
@@ -655,27 +776,46 @@ test('setThreads/getThreads round-trip', { skip }, () => {
 
 // ---------------------------------------------------------------- benchmark report
 
-test('the kernel benchmark report has the contract shape (env, gemm entries, kernels, overhead)', { skip }, async () => {
-  // Tiny timing budget: this checks the report, not speed (speed lives in `cavmae bench`).
-  const { runKernelBench } = await import('../../src/bench/kernels.js');
-  const r = await runKernelBench({ quick: true, kernels: N!, threads: [1, 2], batchSeconds: 0.002, batches: 1, warmupSeconds: 0 });
-  assert.equal(r.env.backend, 'native');
-  assert.ok(r.env.cpuFlags.length > 0 && typeof r.env.cpuModel === 'string');
-  assert.match(r.env.native!.dnnlVersion, /^\d+\.\d+\.\d+$/);
-  assert.ok(Object.values(r.env.native!.gemmImpl).every((s) => s.length > 0));
-  assert.equal(r.gemm.length, 3 * 2 * 2); // NN/NT/TN x fp32/bf16 x 1,2 threads at 1024x768x3072
-  for (const g of r.gemm) {
-    assert.deepEqual(Object.keys(g).slice(0, 7), ['m', 'k', 'n', 'trans', 'dtype', 'threads', 'gflops']);
-    assert.ok(['NN', 'NT', 'TN'].includes(g.trans) && ['fp32', 'bf16'].includes(g.dtype));
-    assert.ok(g.gflops > 0 && g.utilisation > 0 && g.utilisation <= 1);
-  }
-  assert.ok(r.peak.fp32 > 0 && r.peak.bf16 > 0);
-  const names = new Set(r.kernels.map((k) => k.kernel));
-  for (const k of ['layerNormForward', 'geluBackward', 'softmaxForward', 'adamUpdate', 'attentionBackward', 'f32ToBf16']) assert.ok(names.has(k), k);
-  assert.ok(r.kernels.every((k) => k.us > 0 && (k.ratio === undefined || k.ratio > 0)));
-  assert.ok(r.overhead.length > 0 && r.bandwidth.length === 2);
-  assert.ok(JSON.parse(JSON.stringify(r)));
-});
+test(
+  'the kernel benchmark report has the contract shape (env, gemm entries, kernels, overhead)',
+  { skip },
+  async () => {
+    // Tiny timing budget: this checks the report, not speed (speed lives in `cavmae bench`).
+    const { runKernelBench } = await import('../../src/bench/kernels.js');
+    const r = await runKernelBench({
+      quick: true,
+      kernels: N!,
+      threads: [1, 2],
+      batchSeconds: 0.002,
+      batches: 1,
+      warmupSeconds: 0,
+    });
+    assert.equal(r.env.backend, 'native');
+    assert.ok(r.env.cpuFlags.length > 0 && typeof r.env.cpuModel === 'string');
+    assert.match(r.env.native!.dnnlVersion, /^\d+\.\d+\.\d+$/);
+    assert.ok(Object.values(r.env.native!.gemmImpl).every((s) => s.length > 0));
+    assert.equal(r.gemm.length, 3 * 2 * 2); // NN/NT/TN x fp32/bf16 x 1,2 threads at 1024x768x3072
+    for (const g of r.gemm) {
+      assert.deepEqual(Object.keys(g).slice(0, 7), ['m', 'k', 'n', 'trans', 'dtype', 'threads', 'gflops']);
+      assert.ok(['NN', 'NT', 'TN'].includes(g.trans) && ['fp32', 'bf16'].includes(g.dtype));
+      assert.ok(g.gflops > 0 && g.utilisation > 0 && g.utilisation <= 1);
+    }
+    assert.ok(r.peak.fp32 > 0 && r.peak.bf16 > 0);
+    const names = new Set(r.kernels.map((k) => k.kernel));
+    for (const k of [
+      'layerNormForward',
+      'geluBackward',
+      'softmaxForward',
+      'adamUpdate',
+      'attentionBackward',
+      'f32ToBf16',
+    ])
+      assert.ok(names.has(k), k);
+    assert.ok(r.kernels.every((k) => k.us > 0 && (k.ratio === undefined || k.ratio > 0)));
+    assert.ok(r.overhead.length > 0 && r.bandwidth.length === 2);
+    assert.ok(JSON.parse(JSON.stringify(r)));
+  },
+);
 
 // ---------------------------------------------------------------- child processes
 
@@ -684,7 +824,10 @@ const underTsx = here.endsWith('.ts');
 const kernelsIndex = new URL(`../../src/kernels/index.${underTsx ? 'ts' : 'js'}`, import.meta.url).href;
 const nodeArgs = underTsx ? ['--import', 'tsx'] : [];
 
-function runChild(script: string, env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+function runChild(
+  script: string,
+  env: Record<string, string>,
+): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
     env: { ...process.env, CAVMAE_KERNELS: '', CAVMAE_QUIET_FALLBACK: '', ...env },
     encoding: 'utf8',
@@ -703,7 +846,10 @@ test('a bogus CAVMAE_NATIVE_PATH falls back to the TypeScript kernels with one c
       `const k = m.kernels(); const o = new Float32Array(2);` +
       `k.add(o, Float32Array.from([1, 2]), Float32Array.from([3, 4]), 2);` +
       `console.log(JSON.stringify({ name: k.name, out: Array.from(o) }));`;
-    for (const [path, reason] of [[join(dir, 'missing.node'), /addon not built/], [notAnAddon, /addon failed to load/]] as const) {
+    for (const [path, reason] of [
+      [join(dir, 'missing.node'), /addon not built/],
+      [notAnAddon, /addon failed to load/],
+    ] as const) {
       const r = runChild(script, { CAVMAE_NATIVE_PATH: path });
       assert.equal(r.status, 0, `child failed: ${r.stderr}`);
       assert.deepEqual(JSON.parse(r.stdout.trim()), { name: 'ts', out: [4, 6] });
@@ -717,12 +863,15 @@ test('a bogus CAVMAE_NATIVE_PATH falls back to the TypeScript kernels with one c
   }
 });
 
-test('the AVX2 copy of the kernels matches the AVX-512 copy (child with CAVMAE_NATIVE_ISA=avx2)', { skip: skip || (N?.info().isa !== 'avx512' ? 'this CPU already runs the AVX2 kernels' : false) }, () => {
-  // The child computes every hand-written kernel on awkward sizes with the AVX2 copy and prints
-  // the results; the parent compares with its own (AVX-512) results. Same algorithms, but
-  // different vector widths change the order of row sums (a few ulp) and erf uses a different
-  // table per ISA.
-  const script = `
+test(
+  'the AVX2 copy of the kernels matches the AVX-512 copy (child with CAVMAE_NATIVE_ISA=avx2)',
+  { skip: skip || (N?.info().isa !== 'avx512' ? 'this CPU already runs the AVX2 kernels' : false) },
+  () => {
+    // The child computes every hand-written kernel on awkward sizes with the AVX2 copy and prints
+    // the results; the parent compares with its own (AVX-512) results. Same algorithms, but
+    // different vector widths change the order of row sums (a few ulp) and erf uses a different
+    // table per ISA.
+    const script = `
     const { loadNativeKernels } = await import(${JSON.stringify(new URL(`../../src/kernels/native.${underTsx ? 'ts' : 'js'}`, import.meta.url).href)});
     const { randomArray } = await import(${JSON.stringify(new URL(`../helpers.${underTsx ? 'ts' : 'js'}`, import.meta.url).href)});
     const K = loadNativeKernels().kernels;
@@ -742,26 +891,27 @@ test('the AVX2 copy of the kernels matches the AVX-512 copy (child with CAVMAE_N
     const h = new Uint16Array(n); K.f32ToBf16(h, x, n); res.bf16 = Array.from(h);
     const pool = new Float32Array(cols); K.meanPool(pool, x, 1, rows, cols); res.pool = Array.from(pool);
     console.log(JSON.stringify(res));`;
-  const child = runChild(script, { CAVMAE_NATIVE_ISA: 'avx2' });
-  assert.equal(child.status, 0, child.stderr);
-  const theirs = JSON.parse(child.stdout.trim()) as Record<string, number[] | string>;
-  assert.equal(theirs.isa, 'avx2');
-  // The same computation here, with the AVX-512 kernels.
-  const mine = runChild(script, {});
-  const ours = JSON.parse(mine.stdout.trim()) as Record<string, number[] | string>;
-  assert.equal(ours.isa, 'avx512');
-  for (const key of Object.keys(ours)) {
-    if (key === 'isa') continue;
-    const a = theirs[key] as number[];
-    const r = ours[key] as number[];
-    if (key === 'bf16' || key === 'adam') {
-      assert.deepEqual(a, r, `${key}: same fp32 operations on both ISAs, identical results`);
-    } else if (key === 'gelu' || key === 'geluB') {
-      // Different erf tables (16 x degree 5 vs 8 x degree 7), each within 8e-8 of erf.
-      assertClose(a, r, { atol: 4e-7, what: `${key} avx2 vs avx512` });
-    } else {
-      // Row sums in a different lane order: 103-term fp32 sums, <= 110 u relative of O(1-4) values.
-      assertClose(a, r, { rtol: 110 * U, atol: 110 * U * maxAbs(r), what: `${key} avx2 vs avx512` });
+    const child = runChild(script, { CAVMAE_NATIVE_ISA: 'avx2' });
+    assert.equal(child.status, 0, child.stderr);
+    const theirs = JSON.parse(child.stdout.trim()) as Record<string, number[] | string>;
+    assert.equal(theirs.isa, 'avx2');
+    // The same computation here, with the AVX-512 kernels.
+    const mine = runChild(script, {});
+    const ours = JSON.parse(mine.stdout.trim()) as Record<string, number[] | string>;
+    assert.equal(ours.isa, 'avx512');
+    for (const key of Object.keys(ours)) {
+      if (key === 'isa') continue;
+      const a = theirs[key] as number[];
+      const r = ours[key] as number[];
+      if (key === 'bf16' || key === 'adam') {
+        assert.deepEqual(a, r, `${key}: same fp32 operations on both ISAs, identical results`);
+      } else if (key === 'gelu' || key === 'geluB') {
+        // Different erf tables (16 x degree 5 vs 8 x degree 7), each within 8e-8 of erf.
+        assertClose(a, r, { atol: 4e-7, what: `${key} avx2 vs avx512` });
+      } else {
+        // Row sums in a different lane order: 103-term fp32 sums, <= 110 u relative of O(1-4) values.
+        assertClose(a, r, { rtol: 110 * U, atol: 110 * U * maxAbs(r), what: `${key} avx2 vs avx512` });
+      }
     }
-  }
-});
+  },
+);
