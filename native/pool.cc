@@ -42,7 +42,6 @@ class Pool {
       done_.store(0, std::memory_order_relaxed);
       uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
       next_.store(gen << 32, std::memory_order_relaxed);
-      parked_.store(false, std::memory_order_relaxed);
       // seq_cst store then load (and the worker's locked increment then load): neither side can
       // miss the other, so a worker never sleeps through a job it should have been woken for.
       generation_.store(gen, std::memory_order_seq_cst);
@@ -62,8 +61,6 @@ class Pool {
     }
     for (long i = 0; i < nchunks; i++) fn(ctx, i);
   }
-
-  void park() { parked_.store(true, std::memory_order_relaxed); }
 
  private:
   // Claims and runs chunks of job `gen` until none are left.
@@ -106,7 +103,6 @@ class Pool {
     for (int i = 0;; i++) {
       uint64_t g = generation_.load(std::memory_order_acquire);
       if (g != seen) return g;
-      if (parked_.load(std::memory_order_relaxed)) break;
       _mm_pause();
       if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
     }
@@ -119,7 +115,6 @@ class Pool {
 
   std::vector<std::thread> workers_;
   std::atomic<bool> busy_{false};
-  std::atomic<bool> parked_{false};
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> next_{0};
   std::atomic<long> done_{0};
@@ -151,8 +146,6 @@ thread_local int tl_threads = 0;
 extern "C" void cavmae_parallel_for(long nchunks, int nt, cavmae_chunk_fn fn, void* ctx) {
   pool().run(nchunks, nt, fn, ctx);
 }
-
-extern "C" void cavmae_pool_park() { pool().park(); }
 
 extern "C" int cavmae_threads() {
   if (tl_threads == 0) tl_threads = default_threads();

@@ -6,16 +6,14 @@
 // has not scheduled yet simply claims nothing: the caller never waits for a thread that never
 // started, which matters on a 2-core machine shared with data-loading threads or other
 // processes (OpenMP's static split plus join barrier waited a whole time slice there; see
-// docs/kernels.md). Workers spin briefly after a job, then sleep; cavmae_pool_park() sends them
-// to sleep at once (called before oneDNN starts its own OpenMP threads, so the two pools do not
-// spin against each other). Only one caller uses the pool at a time; a concurrent caller (another
-// JS worker thread) runs its chunks serially instead of waiting.
+// docs/kernels.md). Workers spin briefly after a job, then sleep. Only one caller uses the pool
+// at a time; a concurrent caller (another JS worker thread, or a kernel called from inside a
+// chunk) runs its chunks serially instead of waiting.
 #pragma once
 
 extern "C" {
 typedef void (*cavmae_chunk_fn)(void* ctx, long chunk);
 void cavmae_parallel_for(long nchunks, int nt, cavmae_chunk_fn fn, void* ctx);
-void cavmae_pool_park();
 // Threads the calling JS thread asked for (setThreads), default: the number of processors.
 int cavmae_threads();
 void cavmae_set_threads(int n);
