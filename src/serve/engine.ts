@@ -146,7 +146,7 @@ export function searchIndex(index: MediaIndex, kind: MediaKind, embedding: Media
 }
 
 /** Largest file `embedderFromEngine` reads into memory. */
-export const MAX_EMBED_FILE_BYTES = 2 << 30;
+export const MAX_EMBED_FILE_BYTES = 2 * 1024 ** 3; // 2 GiB (2 << 30 overflows int32 to a negative number)
 
 /** Adapts an engine to the index's `MediaEmbedder` (used by `cavmae index add`). */
 export function embedderFromEngine(engine: Engine): MediaEmbedder {
