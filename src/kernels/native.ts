@@ -43,11 +43,34 @@ export type NativeLoad = { ok: true; kernels: NativeKernels } | { ok: false; err
 
 /** Every function the addon must export (the Kernels interface plus the diagnostics). */
 export const NATIVE_FUNCTIONS = [
-  'setThreads', 'getThreads', 'matmul', 'matmulBatched', 'layerNormForward', 'layerNormBackward',
-  'geluForward', 'geluBackward', 'softmaxForward', 'softmaxBackward', 'biasAdd', 'biasBackward', 'add',
-  'axpy', 'attentionForward', 'attentionBackward', 'gatherRows', 'scatterAddRows', 'meanPool',
-  'meanPoolBackward', 'l2Normalize', 'l2NormalizeBackward', 'adamUpdate', 'f32ToBf16', 'bf16ToF32',
-  'info', 'gemmInfo', 'copy',
+  'setThreads',
+  'getThreads',
+  'matmul',
+  'matmulBatched',
+  'layerNormForward',
+  'layerNormBackward',
+  'geluForward',
+  'geluBackward',
+  'softmaxForward',
+  'softmaxBackward',
+  'biasAdd',
+  'biasBackward',
+  'add',
+  'axpy',
+  'attentionForward',
+  'attentionBackward',
+  'gatherRows',
+  'scatterAddRows',
+  'meanPool',
+  'meanPoolBackward',
+  'l2Normalize',
+  'l2NormalizeBackward',
+  'adamUpdate',
+  'f32ToBf16',
+  'bf16ToF32',
+  'info',
+  'gemmInfo',
+  'copy',
 ] as const;
 
 let cached: NativeLoad | undefined;
@@ -63,7 +86,9 @@ function packageRoot(): string {
 }
 
 export function addonPath(): string {
-  return process.env.CAVMAE_NATIVE_PATH ?? join(packageRoot(), 'native', 'build', 'Release', 'cavmae_native.node');
+  return (
+    process.env.CAVMAE_NATIVE_PATH ?? join(packageRoot(), 'native', 'build', 'Release', 'cavmae_native.node')
+  );
 }
 
 export function loadNativeKernels(): NativeLoad {
@@ -78,10 +103,16 @@ export function loadNativeKernels(): NativeLoad {
     const addon = require(path) as Record<string, unknown>;
     const missing = NATIVE_FUNCTIONS.filter((f) => typeof addon[f] !== 'function');
     cached = missing.length
-      ? { ok: false, error: `addon at ${path} is out of date (missing ${missing.join(', ')}); rebuild it with 'npm run build:native'` }
+      ? {
+          ok: false,
+          error: `addon at ${path} is out of date (missing ${missing.join(', ')}); rebuild it with 'npm run build:native'`,
+        }
       : { ok: true, kernels: wrapAddon(addon) };
   } catch (e) {
-    cached = { ok: false, error: `addon failed to load: ${String((e as Error)?.message ?? e).split('\n')[0]}` };
+    cached = {
+      ok: false,
+      error: `addon failed to load: ${String((e as Error)?.message ?? e).split('\n')[0]}`,
+    };
   }
   return cached;
 }
