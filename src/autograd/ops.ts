@@ -66,6 +66,8 @@ export function layerNorm(tp: Tape, x: Tensor, w: Tensor, b: Tensor, eps = 1e-5)
       const dw = w.requiresGrad ? tp.gradOf(w) : tp.pool.alloc(C);
       const db = b.requiresGrad ? tp.gradOf(b) : tp.pool.alloc(C);
       k.layerNormBackward(dx, dw, db, y.grad!, x.data, w.data, mean, rstd, rows, C);
+      tp.pool.release(mean);
+      tp.pool.release(rstd);
       if (!x.requiresGrad) tp.pool.release(dx);
       if (!w.requiresGrad) tp.pool.release(dw);
       if (!b.requiresGrad) tp.pool.release(db);
@@ -111,6 +113,7 @@ export function attention(tp: Tape, qkv: Tensor, heads: number, scale?: number):
       const scratch = k.name === 'native' ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
       k.attentionBackward(tp.gradOf(qkv), scratch, y.grad!, qkv.data, att, B, T, C, heads, s, tp.bf16);
       if (scratch !== NO_SCRATCH) tp.pool.release(scratch);
+      tp.pool.release(att); // the probabilities are this closure's alone, and it runs once
     });
   } else {
     tp.pool.release(att);

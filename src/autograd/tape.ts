@@ -5,8 +5,10 @@
  * - Every op (./ops.ts) computes its output with kernels(), and when gradients are enabled and
  *   some input requires grad, records ONE closure that reads `out.grad` and ACCUMULATES into the
  *   gradients of its inputs (kernels +=). Saved buffers are captured by the closure.
- * - `backward(loss)` seeds d(loss) = 1 and runs the closures in reverse. A closure whose output
- *   received no gradient is skipped.
+ * - `backward(loss)` seeds d(loss) = 1 and runs the closures in reverse, once per tape. A closure
+ *   whose output received no gradient is skipped. The gradient of an activation is recycled into
+ *   the pool as soon as its producer's closure has consumed it (after backward, only parameters,
+ *   the loss and leaf inputs carry a `grad`); ops may likewise release what they saved.
  * - Gradient buffers of activations come from the pool, zeroed, on first use (`gradOf`);
  *   parameters already carry their view into the ParamArena's flat gradient buffer.
  * - The forward context carries the precision switch: `bf16` makes every GEMM (linear,
@@ -43,6 +45,7 @@ export class Tape {
    */
   readonly paramsWithGrad = new Set<Param>();
   private nodes: Node[] = [];
+  private backwardRun = false;
 
   constructor(opts: TapeOptions = {}) {
     this.gradEnabled = opts.grad ?? true;
@@ -117,15 +120,28 @@ export class Tape {
       if (loss.size !== 1) throw new ShapeError(`backward(): ${loss} is not a scalar; pass a seed gradient`);
       g[0] += 1;
     }
+    if (this.backwardRun) throw new Error('backward() already ran on this tape: call reset() before the next step');
+    this.backwardRun = true;
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const node = this.nodes[i];
-      if (node.out.grad) node.backward();
+      const out = node.out;
+      if (!out.grad) continue;
+      node.backward();
+      // Every consumer of `out` was recorded after its producer, so its closure has already
+      // added into out.grad: nothing reads that buffer again. Recycling it here keeps the live
+      // gradient buffers to about one layer's worth instead of one per activation of the step
+      // (peak memory ~ activations, not activations + their gradients). Parameters keep theirs.
+      if (out !== loss && !(out instanceof Param)) {
+        this.pool.release(out.grad);
+        out.grad = null;
+      }
     }
   }
 
   /** Forgets the graph and recycles every pooled buffer (tensors made so far become invalid). */
   reset(): void {
     this.nodes = [];
+    this.backwardRun = false;
     this.paramsWithGrad.clear();
     this.pool.reset();
   }
