@@ -105,6 +105,11 @@ class Args {
   }
 
   Napi::Env env() const { return Napi::Env(env_); }
+  napi_value raw(size_t i) const { return argv_[i]; }
+
+  [[noreturn]] void type_error(const std::string& msg) const {
+    throw Napi::TypeError::New(env_, std::string(fn_) + ": " + msg);
+  }
 
   [[noreturn]] void range_error(const std::string& msg) const {
     throw Napi::RangeError::New(env_, std::string(fn_) + ": " + msg);
@@ -178,6 +183,49 @@ napi_value Matmul(Args& a) {
   const float* B = a.f32(1, "b", (double)k * n);
   float* C = a.f32(2, "c", (double)m * n);
   return guarded([&] { matmul_batched(A, B, C, 1, m, n, k, ta, tb, 0, 0, 0, alpha, beta, bf16); });
+}
+
+// A Float32Array, or (when bf16 is allowed) a Uint16Array of bf16 values, of at least `need` elements.
+const void* f32_or_bf16(Args& a, size_t i, const char* name, double need, bool allow_bf16, bool* is_bf16) {
+  napi_typedarray_type t;
+  size_t len;
+  void* data;
+  napi_env env = a.env();
+  bool ok = napi_get_typedarray_info(env, a.raw(i), &t, &len, &data, nullptr, nullptr) == napi_ok;
+  if (ok && t == napi_uint16_array && !allow_bf16) a.type_error(std::string(name) + " is a Uint16Array (bf16) but bf16 is false");
+  if (!ok || (t != napi_float32_array && t != napi_uint16_array))
+    a.type_error(std::string(name) + " must be a Float32Array (or a Uint16Array of bf16 values)");
+  if ((double)len < need) a.range_error(std::string(name) + " has " + std::to_string(len) + " elements, the sizes need " + std::to_string((long long)need));
+  *is_bf16 = t == napi_uint16_array;
+  return data;
+}
+
+// A Float32Array of at least `need` elements, or null/undefined (returns nullptr).
+float* optional_f32(Args& a, size_t i, const char* name, double need) {
+  napi_valuetype vt;
+  napi_typeof(a.env(), a.raw(i), &vt);
+  if (vt == napi_null || vt == napi_undefined) return nullptr;
+  return a.f32(i, name, need);
+}
+
+napi_value GemmEx(Args& a) {
+  a.expect("gemmEx", 14);
+  long m = a.size(3, "m"), n = a.size(4, "n"), k = a.size(5, "k");
+  bool ta = a.boolean(6, "transA"), tb = a.boolean(7, "transB");
+  float alpha = (float)a.number(8, "alpha"), beta = (float)a.number(9, "beta");
+  bool bf16 = a.boolean(10, "bf16");
+  long kind = a.size(12, "epilogue");
+  if (kind > 2) a.range_error("epilogue must be 0 (none), 1 (GELU) or 2 (add)");
+  bool a16, b16;
+  const void* A = f32_or_bf16(a, 0, "a", (double)m * k, bf16, &a16);
+  const void* B = f32_or_bf16(a, 1, "b", (double)k * n, bf16, &b16);
+  float* C = a.f32(2, "c", (double)m * n);
+  const float* bias = optional_f32(a, 11, "bias", (double)n);
+  float* aux = optional_f32(a, 13, "aux", (double)m * n);
+  if (kind == 2 && !aux) a.range_error("epilogue 2 (add) needs aux");
+  GemmEpilogue epi{bias, (int)kind, aux, n};
+  bool any = bias || kind != 0;
+  return guarded([&] { matmul_ex(A, a16, B, b16, C, m, n, k, ta, tb, alpha, beta, bf16, any ? &epi : nullptr); });
 }
 
 double span(long batch, long stride, double per) { return batch == 0 || per == 0 ? 0 : (batch - 1) * (double)stride + per; }
@@ -528,6 +576,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"getThreads", entry<GetThreads>},
       {"matmul", entry<Matmul>},
       {"matmulBatched", entry<MatmulBatched>},
+      {"gemmEx", entry<GemmEx>},
       {"layerNormForward", entry<LayerNormForward>},
       {"layerNormBackward", entry<LayerNormBackward>},
       {"geluForward", entry<GeluForward>},

@@ -239,6 +239,7 @@ Plan make_plan(const GemmShape& s) {
 struct Job {
   const GemmShape* s;
   const Plan* p;
+  const GemmEpilogue* epi;
   const char *a, *b;
   char* c;
   size_t ea, eb;  // element sizes of A and B
@@ -271,8 +272,13 @@ void run_piece(void* ctx, long piece) {
   long off_a = i * j.sa[0] + jj * j.sa[1] + m0 * j.sa[2];
   long off_b = i * j.sb[0] + jj * j.sb[1] + n0 * j.sb[3];
   long off_c = i * j.sc[0] + jj * j.sc[1] + m0 * j.sc[2] + n0 * j.sc[3];
-  gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, reinterpret_cast<float*>(j.c) + off_c, j.sc,
-            j.alpha, j.beta, j.bf16);
+  float* ct = reinterpret_cast<float*>(j.c) + off_c;
+  gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
+  if (j.epi) {
+    const GemmEpilogue& e = *j.epi;
+    select_kernels().gemm_epilogue(ct, j.sc[2], m, n, e.bias ? e.bias + n0 : nullptr, e.kind,
+                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux);
+  }
 }
 
 }  // namespace
@@ -284,7 +290,9 @@ void gemm_single(const GemmShape& s, const MatView& a, const MatView& b, float* 
 }
 
 void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, bool bf16) {
+                  float alpha, float beta, bool bf16, const GemmEpilogue* epi) {
+  if (epi && (s.b0 * s.b1 != 1 || c_strides[3] != 1))
+    throw std::invalid_argument("gemm epilogue needs one row-major output matrix");
   if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0) return;
   if (s.k == 0) {
     // oneDNN rejects K = 0; C = beta * C is all that is left.
@@ -295,11 +303,13 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
             float* p = c + i * c_strides[0] + j * c_strides[1] + r * c_strides[2] + q * c_strides[3];
             *p = beta == 0.0f ? 0.0f : beta * *p;
           }
+    if (epi) select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux);
     return;
   }
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
   if (flops < cavmae_gemm_min_flops()) {
     gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
+    if (epi) select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux);
     return;
   }
   // Pieces run through the kernels' pool (dynamic claiming: a thread the OS has not scheduled
@@ -308,7 +318,7 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   // the 1-thread speed.
   Plan p = make_plan(s);
   size_t es = bf16 ? 2 : 4;
-  Job job{&s, &p, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
+  Job job{&s, &p, epi, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
           es, es, a.s, b.s, c_strides, alpha, beta, bf16};
   cavmae_parallel_for(p.pieces, cavmae_threads(), run_piece, &job);
 }
@@ -354,6 +364,28 @@ void gemm_clear_cache() { state().cache.clear(); }
 // Elements spanned by `batch` matrices of `per` elements placed `stride` apart.
 static size_t span_of(long batch, long stride, long per) {
   return batch == 0 || per == 0 ? 0 : (size_t)((batch - 1) * stride + per);
+}
+
+void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c, long m, long n, long k, bool transA,
+               bool transB, float alpha, float beta, bool bf16, const GemmEpilogue* epi) {
+  if (m == 0 || n == 0) return;
+  const KernelTable& kt = select_kernels();
+  const void* pa = a;
+  const void* pb = b;
+  if (bf16 && k > 0 && !a_bf16) {
+    uint16_t* a16 = reinterpret_cast<uint16_t*>(cavmae_scratch(1, ((size_t)m * k + 1) / 2));
+    kt.f32_to_bf16(a16, static_cast<const float*>(a), m * k);
+    pa = a16;
+  }
+  if (bf16 && k > 0 && !b_bf16) {
+    uint16_t* b16 = reinterpret_cast<uint16_t*>(cavmae_scratch(2, ((size_t)k * n + 1) / 2));
+    kt.f32_to_bf16(b16, static_cast<const float*>(b), k * n);
+    pb = b16;
+  }
+  MatView va{pa, {0, 0, transA ? 1 : k, transA ? m : 1}};
+  MatView vb{pb, {0, 0, transB ? 1 : n, transB ? k : 1}};
+  long sc[4] = {0, 0, n, 1};
+  gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, alpha, beta, bf16, epi);
 }
 
 void matmul_batched(const float* a, const float* b, float* c, long batch, long m, long n, long k, bool transA,

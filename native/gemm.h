@@ -22,8 +22,17 @@ struct GemmShape {
   long b0, b1, m, n, k;
 };
 
+// What to do to each output tile right after it is computed (one row-major output matrix only):
+// c += bias (per column, if bias); kind 1: aux = c (if aux), c = gelu(c); kind 2: c = aux + c.
+struct GemmEpilogue {
+  const float* bias;
+  int kind;  // 0 none, 1 GELU, 2 add
+  float* aux;
+  long ldaux;
+};
+
 void gemm_strided(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, bool bf16);
+                  float alpha, float beta, bool bf16, const GemmEpilogue* epi = nullptr);
 
 // One strided GEMM on the calling thread only (a single-threaded, cached oneDNN primitive). For
 // callers that already run in parallel pieces (attention).
@@ -34,6 +43,11 @@ void gemm_single(const GemmShape& shape, const MatView& a, const MatView& b, flo
 // bf16: A and B are rounded to bf16 into per-thread scratch first.
 void matmul_batched(const float* a, const float* b, float* c, long batch, long m, long n, long k, bool transA,
                     bool transB, long strideA, long strideB, long strideC, float alpha, float beta, bool bf16);
+
+// The fused linear layer: C [m,n] = alpha op(A) op(B) + beta C, then the epilogue. A or B may
+// already be bf16 (a_bf16 / b_bf16: only with bf16); fp32 inputs are rounded to bf16 first when bf16.
+void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c, long m, long n, long k, bool transA,
+               bool transB, float alpha, float beta, bool bf16, const GemmEpilogue* epi);
 
 // Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).
 int gemm_threads_for(const GemmShape& shape);

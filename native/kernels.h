@@ -49,6 +49,9 @@ struct KernelTable {
   void (*bf16_to_f32)(float* out, const uint16_t* inp, long n);
   // Memory probe for the benchmark: dst = src (streams n floats in and out), threaded like the kernels.
   void (*copy)(float* dst, const float* src, long n);
+  // Bias, GELU or residual add applied to one GEMM output tile (see kernels_impl.h).
+  void (*gemm_epilogue)(float* c, long ldc, long rows, long cols, const float* bias, int kind, float* aux,
+                        long ldaux);
 };
 
 extern "C" const KernelTable* cavmae_kernels_avx2();

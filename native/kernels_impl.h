@@ -437,6 +437,31 @@ void adam_update(float* param, const float* grad, float* m, float* v, long n, co
   });
 }
 
+// ---------------- GEMM epilogue (on one output tile, calling thread only) ----------------
+
+// c[r, :] += bias; then kind 1 (GELU): pre[r, :] = c[r, :] (if pre), c = gelu(c); kind 2 (add):
+// c = aux[r, :] + c. Exactly the operations (and roundings) of biasAdd, geluForward and add done
+// one after the other, but while the tile is still in cache. Row strides ldc / ldaux.
+void gemm_epilogue(float* c, long ldc, long rows, long cols, const float* bias, int kind, float* aux, long ldaux) {
+  const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
+  for (long r = 0; r < rows; r++) {
+    float* y = c + r * ldc;
+    float* x = aux ? aux + r * ldaux : nullptr;
+    for (long j = 0; j < cols; j += W) {
+      long w = cols - j < W ? cols - j : W;
+      V v = ld(y + j, w);
+      if (bias) v = S::add(v, ld(bias + j, w));
+      if (kind == 1) {
+        if (x) st(x + j, v, w);
+        v = S::mul(S::mul(half, v), S::add(one, verf(S::mul(v, rsqrt2))));
+      } else if (kind == 2) {
+        v = S::add(ld(x + j, w), v);
+      }
+      st(y + j, v, w);
+    }
+  }
+}
+
 // ---------------- bf16 ----------------
 
 void f32_to_bf16(uint16_t* out, const float* inp, long n) {
@@ -469,6 +494,7 @@ const KernelTable kTable = {
     f32_to_bf16,
     bf16_to_f32,
     copy,
+    gemm_epilogue,
 };
 
 }  // namespace

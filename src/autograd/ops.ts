@@ -19,30 +19,95 @@ import {
   type Shape,
 } from '../tensor/tensor.js';
 import type { Tape } from './tape.js';
+import { EPILOGUE_ADD, EPILOGUE_GELU, EPILOGUE_NONE, fused, takesBf16Operands } from '../kernels/fused.js';
+import { Param } from '../tensor/arena.js';
 
 // ---------------------------------------------------------------------------------------------
 // Dense layers
 
-/** y = x·Wᵀ + b, x [..., in], W [out, in] (any shape whose first axis is `out`), b [out]. */
-export function linear(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+/**
+ * The weight as a GEMM operand: in bf16 mode on the native backend, a parameter's bf16 copy
+ * (rounded once per step); otherwise its values (the GEMM rounds them itself).
+ */
+function weightOperand(tp: Tape, w: Tensor): Float32Array | Uint16Array {
+  return tp.bf16 && w instanceof Param && takesBf16Operands(kernels()) ? tp.bf16Param(w) : w.data;
+}
+
+function checkLinear(op: string, x: Tensor, w: Tensor, b: Tensor | null): { nIn: number; nOut: number } {
   const nOut = w.shape[0];
   const nIn = x.lastDim;
-  if (w.size !== nOut * nIn)
-    throw new ShapeError(`linear: weight ${shapeStr(w.shape)} does not map ${nIn} inputs`);
-  if (b) expectShape('linear', 'bias', b, [nOut]);
+  if (w.size !== nOut * nIn) throw new ShapeError(`${op}: weight ${shapeStr(w.shape)} does not map ${nIn} inputs`);
+  if (b) expectShape(op, 'bias', b, [nOut]);
+  return { nIn, nOut };
+}
+
+/** The backward of y = x·Wᵀ + b given dy [rows, out]. */
+function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Float32Array): void {
+  const { nIn, nOut } = checkLinear('linear', x, w, b);
+  const rows = x.rows;
+  const k = kernels();
+  // dx [rows, in] (+)= dy [rows, out] · W [out, in]
+  if (x.requiresGrad) {
+    const { grad, beta } = tp.gradForWrite(x);
+    fused(k).gemmEx(dy, weightOperand(tp, w), grad, rows, nIn, nOut, false, false, 1, beta, tp.bf16, null, EPILOGUE_NONE, null);
+  }
+  // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
+  if (w.requiresGrad) k.matmul(dy, x.data, tp.gradOf(w), nOut, nIn, rows, true, false, 1, 1, tp.bf16);
+  if (b && b.requiresGrad) k.biasBackward(tp.gradOf(b), dy, rows, nOut);
+}
+
+/** y = x·Wᵀ + b, x [..., in], W [out, in] (any shape whose first axis is `out`), b [out]. */
+export function linear(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const { nIn, nOut } = checkLinear('linear', x, w, b);
   const rows = x.rows;
   const y = tp.empty([...x.shape.slice(0, -1), nOut]);
-  const k = kernels();
-  k.matmul(x.data, w.data, y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16);
-  if (b) k.biasAdd(y.data, b.data, rows, nOut);
-  if (tp.needsGrad(x, w, b)) {
-    tp.record('linear', y, () => {
+  // The bias is added to each output tile as it is produced (no separate pass).
+  fused(kernels()).gemmEx(x.data, weightOperand(tp, w), y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_NONE, null);
+  if (tp.needsGrad(x, w, b)) tp.record('linear', y, () => linearBackward(tp, x, w, b, y.grad!));
+  return y;
+}
+
+/**
+ * gelu(x·Wᵀ + b) in one pass (the MLP's fc1 + GELU): bias and GELU are applied to each output
+ * tile while it is in cache. With gradients, the pre-activation is kept for GELU's backward.
+ */
+export function linearGelu(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const { nIn, nOut } = checkLinear('linearGelu', x, w, b);
+  const rows = x.rows;
+  const shape = [...x.shape.slice(0, -1), nOut];
+  const y = tp.empty(shape);
+  const grad = tp.needsGrad(x, w, b);
+  const pre = grad ? tp.pool.alloc(rows * nOut) : null;
+  fused(kernels()).gemmEx(x.data, weightOperand(tp, w), y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_GELU, pre);
+  if (grad) {
+    tp.record('linearGelu', y, () => {
+      const dpre = tp.pool.zeros(rows * nOut);
+      kernels().geluBackward(dpre, pre!, y.grad!, rows * nOut);
+      linearBackward(tp, x, w, b, dpre);
+      tp.pool.release(dpre);
+      tp.pool.release(pre!);
+    });
+  }
+  return y;
+}
+
+/**
+ * residual + (x·Wᵀ + b) in one pass (the attention projection and fc2 with the block's skip
+ * connection): bias and residual are added to each output tile while it is in cache.
+ */
+export function linearAdd(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, residual: Tensor): Tensor {
+  const { nIn, nOut } = checkLinear('linearAdd', x, w, b);
+  const rows = x.rows;
+  const shape = [...x.shape.slice(0, -1), nOut];
+  if (!sameShape(residual.shape, shape))
+    throw new ShapeError(`linearAdd: residual ${shapeStr(residual.shape)} for output ${shapeStr(shape)}`);
+  const y = tp.empty(shape);
+  fused(kernels()).gemmEx(x.data, weightOperand(tp, w), y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_ADD, residual.data);
+  if (tp.needsGrad(x, w, b, residual)) {
+    tp.record('linearAdd', y, () => {
       const dy = y.grad!;
-      // dx [rows, in] += dy [rows, out] · W [out, in]
-      if (x.requiresGrad) k.matmul(dy, w.data, tp.gradOf(x), rows, nIn, nOut, false, false, 1, 1, tp.bf16);
-      // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
-      if (w.requiresGrad) k.matmul(dy, x.data, tp.gradOf(w), nOut, nIn, rows, true, false, 1, 1, tp.bf16);
-      if (b && b.requiresGrad) k.biasBackward(tp.gradOf(b), dy, rows, nOut);
+      if (residual.requiresGrad) kernels().axpy(tp.gradOf(residual), dy, 1, residual.size);
+      if (tp.needsGrad(x, w, b)) linearBackward(tp, x, w, b, dy);
     });
   }
   return y;

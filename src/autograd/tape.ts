@@ -15,6 +15,7 @@
  *   attention) round its inputs to bf16 with fp32 accumulation; everything else stays fp32.
  * - `reset()` drops the recorded closures and recycles the pool: call it once per step.
  */
+import { kernels } from '../kernels/index.js';
 import { Param } from '../tensor/arena.js';
 import { ActivationPool } from '../tensor/pool.js';
 import { Tensor, ShapeError, type Shape } from '../tensor/tensor.js';
@@ -27,6 +28,10 @@ export interface TapeOptions {
   /** Reuse an existing pool (a training loop keeps one across steps). */
   pool?: ActivationPool;
 }
+
+/** bf16 copies of parameters, refreshed once per tape step (see Tape.bf16Param). */
+const bf16Copies = new WeakMap<Float32Array, { buf: Uint16Array; stamp: number }>();
+let stampCounter = 0;
 
 interface Node {
   out: Tensor;
@@ -46,6 +51,8 @@ export class Tape {
   readonly paramsWithGrad = new Set<Param>();
   private nodes: Node[] = [];
   private backwardRun = false;
+  /** Identifies this step: parameters cannot change between its forward and its backward. */
+  private stamp = ++stampCounter;
 
   constructor(opts: TapeOptions = {}) {
     this.gradEnabled = opts.grad ?? true;
@@ -74,6 +81,36 @@ export class Tape {
       throw new ShapeError(`constant: ${values.length} values for shape [${shape.join(',')}]`);
     t.data.set(values);
     return t;
+  }
+
+  /**
+   * The bf16 rounding of a parameter's values (for bf16 GEMMs), converted on first use in this
+   * step and shared by every GEMM that reads the parameter until reset(): a weight is rounded
+   * once per step, not once per forward and backward GEMM. The buffer is kept across steps
+   * (refreshed, never reallocated) for as long as the parameter lives.
+   */
+  bf16Param(p: Param): Uint16Array {
+    let e = bf16Copies.get(p.data);
+    if (!e) {
+      e = { buf: new Uint16Array(p.size), stamp: 0 };
+      bf16Copies.set(p.data, e);
+    }
+    if (e.stamp !== this.stamp) {
+      kernels().f32ToBf16(e.buf, p.data, p.size);
+      e.stamp = this.stamp;
+    }
+    return e.buf;
+  }
+
+  /**
+   * A gradient buffer for `t` that a kernel is about to write: when `t` has none yet, a fresh
+   * buffer with undefined contents and beta 0 (the kernel overwrites it, no zero-fill pass);
+   * otherwise the existing one and beta 1 (accumulate). Only for kernels that write every element.
+   */
+  gradForWrite(t: Tensor): { grad: Float32Array; beta: 0 | 1 } {
+    if (t instanceof Param || t.grad) return { grad: this.gradOf(t), beta: 1 };
+    t.grad = this.pool.alloc(t.size);
+    return { grad: t.grad, beta: 0 };
   }
 
   /** True when an op over these inputs must record a backward closure. */
@@ -142,6 +179,7 @@ export class Tape {
   reset(): void {
     this.nodes = [];
     this.backwardRun = false;
+    this.stamp = ++stampCounter;
     this.paramsWithGrad.clear();
     this.pool.reset();
   }

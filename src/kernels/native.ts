@@ -3,8 +3,8 @@
  * a missing shared library (libdnnl), an ABI mismatch or an out-of-date build (a function of
  * the Kernels interface missing) becomes { ok: false, error }.
  *
- * The addon exports exactly the functions of `Kernels` (api.ts) plus three diagnostics used by
- * the benchmark: info(), gemmInfo() and copy().
+ * The addon exports exactly the functions of `Kernels` (api.ts), the fused kernels of fused.ts
+ * (gemmEx), plus three diagnostics used by the benchmark: info(), gemmInfo() and copy().
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';

@@ -24,9 +24,12 @@ export class Attention {
     this.scale = (dim / heads) ** -0.5;
   }
 
-  forward(tp: Tape, x: Tensor): Tensor {
+  /** proj(attention(qkv(x))), plus `residual` when given (the block's skip connection, fused into proj). */
+  forward(tp: Tape, x: Tensor, residual?: Tensor): Tensor {
     const qkv = this.qkv.forward(tp, x); // [B, T, 3d]
     const y = ops.attention(tp, qkv, this.heads, this.scale); // [B, T, d]
-    return this.proj.forward(tp, y);
+    return residual
+      ? ops.linearAdd(tp, y, this.proj.weight, this.proj.bias, residual)
+      : this.proj.forward(tp, y);
   }
 }

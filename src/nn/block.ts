@@ -5,7 +5,6 @@
  * blocks only ever use the first pair, but all six norms exist so checkpoint keys match.
  * Registration order = the official state-dict order.
  */
-import * as ops from '../autograd/ops.js';
 import type { Tape } from '../autograd/tape.js';
 import type { ParamBuilder } from '../tensor/arena.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -39,8 +38,9 @@ export class Block {
   forward(tp: Tape, x: Tensor, modality?: Modality): Tensor {
     const n1 = modality === 'a' ? this.norm1_a : modality === 'v' ? this.norm1_v : this.norm1;
     const n2 = modality === 'a' ? this.norm2_a : modality === 'v' ? this.norm2_v : this.norm2;
-    x = ops.add(tp, x, this.attn.forward(tp, n1.forward(tp, x)));
-    return ops.add(tp, x, this.mlp.forward(tp, n2.forward(tp, x)));
+    // The residual adds are fused into the output projections (attn.proj, mlp.fc2).
+    x = this.attn.forward(tp, n1.forward(tp, x), x); // x + attn(norm1(x))
+    return this.mlp.forward(tp, n2.forward(tp, x), x); // x + mlp(norm2(x))
   }
 }
 

@@ -14,7 +14,11 @@ export class Mlp {
     this.fc2 = new Linear(pb.scope('fc2'), hidden, dim);
   }
 
-  forward(tp: Tape, x: Tensor): Tensor {
-    return this.fc2.forward(tp, ops.gelu(tp, this.fc1.forward(tp, x)));
+  /** fc2(gelu(fc1(x))), plus `residual` when given (the block's skip connection, fused into fc2). */
+  forward(tp: Tape, x: Tensor, residual?: Tensor): Tensor {
+    const h = ops.linearGelu(tp, x, this.fc1.weight, this.fc1.bias); // [..., hidden]
+    return residual
+      ? ops.linearAdd(tp, h, this.fc2.weight, this.fc2.bias, residual)
+      : this.fc2.forward(tp, h);
   }
 }

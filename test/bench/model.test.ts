@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { kernels, useKernels, type Kernels } from '../../src/kernels/index.js';
+import type { FusedKernels } from '../../src/kernels/fused.js';
 import { modelFlops, runModelBench, checkModelBenchOptions } from '../../src/bench/model.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
 import { CAVMAEFT } from '../../src/models/cavmae-ft.js';
@@ -35,6 +36,14 @@ function countFlops(fn: () => void): number {
       return base.attentionBackward(...a);
     },
   });
+  // The fused linear GEMM of the native addon (the TypeScript path composes it from matmul).
+  const baseGemmEx = (base as unknown as Partial<FusedKernels>).gemmEx;
+  if (baseGemmEx) {
+    (counting as unknown as FusedKernels).gemmEx = (...a: Parameters<FusedKernels['gemmEx']>) => {
+      flops += 2 * a[3] * a[4] * a[5];
+      return baseGemmEx(...a);
+    };
+  }
   useKernels(counting);
   try {
     fn();

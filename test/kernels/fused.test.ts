@@ -1,0 +1,146 @@
+/**
+ * Fused kernels (src/kernels/fused.ts) and the fused linear ops: the native gemmEx must give
+ * exactly (bit for bit) what matmul + biasAdd + geluForward / add give, tile epilogue or not,
+ * with 1 and 2 threads, fp32 and bf16, with the weight passed as fp32 or already rounded to bf16.
+ * The fused ops (linearGelu, linearAdd) are checked by finite differences and against the
+ * unfused op sequence (values and every gradient identical).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadNativeKernels } from '../../src/kernels/native.js';
+import { tsKernels } from '../../src/kernels/ts/index.js';
+import { composedFused, fused, EPILOGUE_ADD, EPILOGUE_GELU, EPILOGUE_NONE, type Epilogue } from '../../src/kernels/fused.js';
+import { kernels, useKernels, type Kernels } from '../../src/kernels/index.js';
+import * as ops from '../../src/autograd/ops.js';
+import { Tape } from '../../src/autograd/tape.js';
+import { Param, ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { randomArray } from '../helpers.js';
+import { checkGradients, leaf } from '../autograd/fd.js';
+
+const load = loadNativeKernels();
+const skip = load.ok ? false : `native addon not available (${load.error})`;
+
+test('native gemmEx is bit-identical to matmul + biasAdd + GELU / add (tiles, threads, bf16)', { skip }, () => {
+  const N = load.ok ? load.kernels : (undefined as never);
+  const ref = composedFused(N);
+  const F = fused(N);
+  assert.notEqual(F, ref, 'the addon provides its own gemmEx');
+  const saved = N.getThreads();
+  try {
+    // [m, n, k]: below the GEMM threading threshold, and two that are cut into tiles (m > 256, n > 1024).
+    for (const [m, n, k] of [[5, 7, 3], [300, 1100, 40], [513, 200, 64]]) {
+      const x = randomArray(m * k, 1, 2);
+      const w = randomArray(n * k, 2, 0.5);
+      const bias = randomArray(n, 3);
+      const res = randomArray(m * n, 4);
+      for (const threads of [1, 2]) {
+        N.setThreads(threads);
+        for (const bf16 of [false, true]) {
+          const w16 = new Uint16Array(n * k);
+          N.f32ToBf16(w16, w, n * k);
+          for (const epi of [EPILOGUE_NONE, EPILOGUE_GELU, EPILOGUE_ADD] as Epilogue[]) {
+            for (const withBias of [false, true]) {
+              const b = withBias ? bias : null;
+              const want = new Float32Array(m * n);
+              const wantAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+              ref.gemmEx(x, w, want, m, n, k, false, true, 1, 0, bf16, b, epi, epi === EPILOGUE_NONE ? null : wantAux);
+              for (const wOperand of bf16 ? [w, w16] : [w]) {
+                const got = new Float32Array(m * n).fill(NaN);
+                const gotAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+                F.gemmEx(x, wOperand, got, m, n, k, false, true, 1, 0, bf16, b, epi, epi === EPILOGUE_NONE ? null : gotAux);
+                const what = `${m}x${n}x${k} threads ${threads} ${bf16 ? 'bf16' : 'fp32'}${wOperand === w16 ? ' (bf16 weight)' : ''} epilogue ${epi} bias ${withBias}`;
+                assert.deepEqual(got, want, what);
+                if (epi === EPILOGUE_GELU) assert.deepEqual(gotAux, wantAux, `${what}: pre-activation`);
+              }
+            }
+          }
+        }
+        // beta = 1 accumulates (the backward's input gradient), NN layout.
+        const c0 = randomArray(m * n, 5);
+        const got = Float32Array.from(c0);
+        const want = Float32Array.from(c0);
+        const wt = randomArray(k * n, 6);
+        F.gemmEx(x, wt, got, m, n, k, false, false, 1, 1, false, null, EPILOGUE_NONE, null);
+        N.matmul(x, wt, want, m, n, k, false, false, 1, 1, false);
+        assert.deepEqual(got, want, `${m}x${n}x${k} beta 1`);
+      }
+    }
+  } finally {
+    N.setThreads(saved);
+  }
+});
+
+test('gemmEx validates its arguments', { skip }, () => {
+  const N = load.ok ? load.kernels : (undefined as never);
+  const F = fused(N);
+  const a = new Float32Array(6);
+  const c = new Float32Array(4);
+  assert.throws(() => F.gemmEx(new Uint16Array(6), a, c, 2, 2, 3, false, true, 1, 0, false, null, 0, null), /bf16 is false/);
+  assert.throws(() => F.gemmEx(a, a, c, 2, 2, 3, false, true, 1, 0, false, null, EPILOGUE_ADD, null), /needs aux/);
+  assert.throws(() => F.gemmEx(a, a, c, 2, 2, 3, false, true, 1, 0, false, new Float32Array(1), 0, null), /bias has 1 elements/);
+  assert.throws(() => F.gemmEx(a, a, c, 2, 2, 3, false, true, 1, 0, false, null, 3 as Epilogue, null), /epilogue must be/);
+});
+
+/** Runs fn with the given kernels as the dispatch, restoring the previous ones. */
+function withKernels<T>(k: Kernels, fn: () => T): T {
+  const before = kernels();
+  useKernels(k);
+  try {
+    return fn();
+  } finally {
+    useKernels(before);
+  }
+}
+
+test('linearGelu and linearAdd: gradients by finite differences (TypeScript kernels)', () => {
+  withKernels(tsKernels, () => {
+    const x = leaf([2, 3, 4], 11);
+    const w = leaf([5, 4], 12, 0.5);
+    const b = leaf([5], 13);
+    const r = leaf([2, 3, 5], 14);
+    checkGradients('linearGelu', [x, w, b], (tp, [x, w, b]) => ops.linearGelu(tp, x, w, b));
+    checkGradients('linearGelu no bias', [x, w], (tp, [x, w]) => ops.linearGelu(tp, x, w, null));
+    checkGradients('linearAdd', [x, w, b, r], (tp, [x, w, b, r]) => ops.linearAdd(tp, x, w, b, r));
+  });
+});
+
+test('fused ops give exactly the unfused values and gradients, fp32 and bf16 (bf16 weights cached per step)', () => {
+  const pb = ParamBuilder.root();
+  const w1 = pb.param('w1', [300, 96], () => undefined);
+  const b1 = pb.param('b1', [300], () => undefined);
+  const w2 = pb.param('w2', [96, 300], () => undefined);
+  const b2 = pb.param('b2', [96], () => undefined);
+  const arena = new ParamArena(pb.params);
+  arena.data.set(randomArray(arena.size, 21, 0.3));
+  const x0 = randomArray(40 * 96, 22);
+  const run = (fusedOps: boolean, bf16: boolean): Float32Array[] => {
+    arena.zeroGrad();
+    const tp = new Tape({ bf16 });
+    const x = new Tensor([40, 96], Float32Array.from(x0), true);
+    let y: Tensor;
+    if (fusedOps) {
+      const h = ops.linearGelu(tp, x, w1, b1);
+      y = ops.linearAdd(tp, h, w2, b2, x);
+    } else {
+      const h = ops.gelu(tp, ops.linear(tp, x, w1, b1));
+      y = ops.add(tp, x, ops.linear(tp, h, w2, b2));
+    }
+    const out = Float32Array.from(y.data);
+    tp.backward(y, randomArray(y.size, 23));
+    return [out, Float32Array.from(x.grad!), ...[w1, b1, w2, b2].map((p: Param) => Float32Array.from(p.grad!))];
+  };
+  for (const bf16 of [false, true]) {
+    const a = run(false, bf16);
+    const f = run(true, bf16);
+    const names = ['y', 'dx', 'dw1', 'db1', 'dw2', 'db2'];
+    a.forEach((v, i) => assert.deepEqual(f[i], v, `${bf16 ? 'bf16' : 'fp32'} ${names[i]}`));
+  }
+  // A parameter changed between steps is re-rounded in the next step (bf16 copies refresh per tape).
+  const tp = new Tape({ bf16: true });
+  const before = Uint16Array.from(tp.bf16Param(w1));
+  w1.data[0] += 1;
+  assert.deepEqual(tp.bf16Param(w1), before, 'same step: the copy is reused');
+  tp.reset();
+  assert.notEqual(tp.bf16Param(w1)[0], before[0], 'next step: refreshed');
+});
