@@ -23,7 +23,7 @@
 
 // ---- per-thread scratch shared by the kernels (see kernels.h) ----
 extern "C" float* cavmae_scratch(int slot, size_t floats) {
-  thread_local std::vector<float> slots[8];
+  thread_local std::vector<float> slots[12];
   std::vector<float>& s = slots[slot];
   if (s.size() < floats) s.resize(floats);
   return s.data();
@@ -376,7 +376,9 @@ napi_value AttentionForward(Args& a) {
   bool bf16 = a.boolean(8, "bf16");
   check_heads(a, C, H);
   float* out = a.f32(0, "out", (double)B * T * C);
-  float* att = a.f32(1, "att", (double)B * H * T * T);
+  // An empty att: the probabilities are not kept (the backward recomputes them).
+  float* att = a.f32(1, "att", 0);
+  att = a.length(1) == 0 && B * H * T > 0 ? nullptr : a.f32(1, "att", (double)B * H * T * T);
   const float* qkv = a.f32(2, "qkv", 3.0 * B * T * C);
   return guarded([&] { attention_forward(out, att, qkv, B, T, C, H, scale, bf16); });
 }
@@ -393,7 +395,8 @@ napi_value AttentionBackward(Args& a) {
   float* scratch = a.f32(1, "scratch", 0);
   const float* dout = a.f32(2, "dout", (double)B * T * C);
   const float* qkv = a.f32(3, "qkv", 3.0 * B * T * C);
-  const float* att = a.f32(4, "att", (double)B * H * T * T);
+  const float* att = a.f32(4, "att", 0);
+  att = a.length(4) == 0 && B * H * T > 0 ? nullptr : a.f32(4, "att", (double)B * H * T * T);
   return guarded([&] { attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, H, scale, bf16); });
 }
 

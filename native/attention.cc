@@ -9,8 +9,13 @@
 // GEMMs: forward pieces are (sample, head, block of <= 256 query rows), so the block's scores
 // stay in the core's L2 between q·kᵀ, the softmax and att·v; backward pieces are (sample, head),
 // and the gradient of the scores lives in a per-thread [T, T] scratch: backward needs
-// O(threads * T²) extra memory instead of O(B * H * T²). The saved probabilities att
-// [B, H, T, T] are what backward needs (the peer saves the same softmax output).
+// O(threads * T²) extra memory instead of O(B * H * T²).
+//
+// The probabilities att [B, H, T, T] are either kept by the forward for the backward (`att`
+// given), or not kept at all (`att` null): the backward then recomputes each head's from q and k
+// (bit-identical, one extra q·kᵀ per head, ~2% of a pretraining step) and the forward writes them
+// only to per-thread scratch. The peer keeps them (B·H·T² floats per layer, 2 GB of a base
+// pretraining step at batch 8).
 #include "attention.h"
 
 #include "gemm.h"
@@ -62,7 +67,8 @@ void forward_piece(void* ctx, long piece) {
   const char* q = base + (size_t)r0 * 3 * f.C * es;
   const char* k = base + (size_t)f.C * es;
   const char* v = base + (size_t)2 * f.C * es;
-  float* att = f.att + ((size_t)bh * f.T + r0) * f.T;  // [rows, T]
+  // [rows, T]: the caller's buffer when the probabilities are kept for backward, else scratch.
+  float* att = f.att ? f.att + ((size_t)bh * f.T + r0) * f.T : cavmae_scratch(8, (size_t)rows * f.T);
   long ld_att[4] = {0, 0, f.T, 1};
   // scores = q · kᵀ  [rows, T]; the scale is applied inside the softmax.
   gemm_single(GemmShape{1, 1, rows, f.T, f.hd}, mat(q, 3 * f.C), mat_t(k, 3 * f.C), att, ld_att, 1.0f, 0.0f, f.bf16);
@@ -76,7 +82,8 @@ void forward_piece(void* ctx, long piece) {
 
 struct Bwd {
   float* dqkv;
-  const float* att;
+  const float* att;  // saved probabilities, or nullptr: recompute them
+  long rb;
   const void* x;  // qkv or its bf16 copy
   const void* g;  // dout or its bf16 copy
   long B, T, C, H, hd;
@@ -97,9 +104,24 @@ void backward_piece(void* ctx, long bh) {
   float* dq = w.dqkv + (size_t)b * T * 3 * C + (size_t)h * hd;
   float* dk = dq + C;
   float* dv = dq + 2 * C;
-  const float* att = w.att + (size_t)bh * T * T;
   long ld_qkv[4] = {0, 0, 3 * C, 1};
   long ld_tt[4] = {0, 0, T, 1};
+  const float* att;
+  if (w.att) {
+    att = w.att + (size_t)bh * T * T;
+  } else {
+    // Recompute this head's probabilities exactly as the forward did: the same row blocks, the
+    // same single-threaded GEMM shapes on the same (rounded) inputs, so they are bit-identical
+    // to the forward's. Costs one q·kᵀ GEMM per head; saves B·H·T² floats per layer.
+    float* p = cavmae_scratch(9, (size_t)T * T);
+    for (long r0 = 0; r0 < T; r0 += w.rb) {
+      long rows = lmin(T, r0 + w.rb) - r0;
+      gemm_single(GemmShape{1, 1, rows, T, hd}, mat(q + (size_t)r0 * 3 * C * es, 3 * C), mat_t(k, 3 * C),
+                  p + (size_t)r0 * T, ld_tt, 1.0f, 0.0f, w.bf16);
+      kt.softmax_forward(p + (size_t)r0 * T, p + (size_t)r0 * T, rows, T, w.scale);
+    }
+    att = p;
+  }
   const void* p = w.bf16 ? static_cast<const void*>(to_bf16(att, (size_t)T * T, 4)) : att;
   // dv += attᵀ · dout  [T, hd]
   gemm_single(GemmShape{1, 1, T, hd, T}, mat_t(p, T), mat(dout, C), dv, ld_qkv, 1.0f, 1.0f, w.bf16);
@@ -132,6 +154,6 @@ void attention_backward(float* dqkv, float* /*scratch*/, const float* dout, cons
   if (B == 0 || T == 0 || C == 0) return;
   const void* x = bf16 ? static_cast<const void*>(to_bf16(qkv, (size_t)B * T * 3 * C, 3)) : qkv;
   const void* g = bf16 ? static_cast<const void*>(to_bf16(dout, (size_t)B * T * C, 7)) : dout;
-  Bwd w{dqkv, att, x, g, B, T, C, H, C / H, scale, bf16};
+  Bwd w{dqkv, att, row_block(T), x, g, B, T, C, H, C / H, scale, bf16};
   cavmae_parallel_for(B * H, cavmae_threads(), backward_piece, &w);
 }

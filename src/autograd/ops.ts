@@ -168,19 +168,23 @@ export function attention(tp: Tape, qkv: Tensor, heads: number, scale?: number):
   }
   const s = scale ?? (C / heads) ** -0.5;
   const y = tp.empty([B, T, C]);
-  const att = tp.pool.alloc(B * heads * T * T);
   const k = kernels();
+  // The native kernels keep no probabilities (backward recomputes them per head, bit-identical)
+  // and need no backward scratch: attention costs O(threads·T²) memory instead of O(B·H·T²)
+  // per layer. The TypeScript reference keeps both [B,H,T,T] buffers.
+  const native = k.name === 'native';
+  const att = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
   k.attentionForward(y.data, att, qkv.data, B, T, C, heads, s, tp.bf16);
   if (tp.needsGrad(qkv)) {
     tp.record('attention', y, () => {
-      // The native kernel works one head at a time in per-thread scratch and needs none of
-      // this [B,H,T,T] buffer; the TypeScript reference does.
-      const scratch = k.name === 'native' ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
+      const scratch = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
       k.attentionBackward(tp.gradOf(qkv), scratch, y.grad!, qkv.data, att, B, T, C, heads, s, tp.bf16);
-      if (scratch !== NO_SCRATCH) tp.pool.release(scratch);
-      tp.pool.release(att); // the probabilities are this closure's alone, and it runs once
+      if (!native) {
+        tp.pool.release(scratch);
+        tp.pool.release(att); // this closure's alone, and it runs once
+      }
     });
-  } else {
+  } else if (!native) {
     tp.pool.release(att);
   }
   return y;

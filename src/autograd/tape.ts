@@ -33,6 +33,8 @@ export interface TapeOptions {
 const bf16Copies = new WeakMap<Float32Array, { buf: Uint16Array; stamp: number }>();
 let stampCounter = 0;
 
+const inferencePool = new ActivationPool(false);
+
 interface Node {
   out: Tensor;
   backward: () => void;
@@ -57,7 +59,10 @@ export class Tape {
   constructor(opts: TapeOptions = {}) {
     this.gradEnabled = opts.grad ?? true;
     this.bf16 = opts.bf16 ?? false;
-    this.pool = opts.pool ?? new ActivationPool(this.gradEnabled);
+    // Inference tapes share one non-tracking pool: what their ops release (dead intermediates)
+    // is reused by the next forward pass, so repeated inference reaches a steady state without
+    // allocating; buffers they hand out (outputs) stay the caller's.
+    this.pool = opts.pool ?? (this.gradEnabled ? new ActivationPool(true) : inferencePool);
   }
 
   /** An activation tensor backed by a pool buffer (contents undefined). */

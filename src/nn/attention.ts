@@ -28,8 +28,11 @@ export class Attention {
   forward(tp: Tape, x: Tensor, residual?: Tensor): Tensor {
     const qkv = this.qkv.forward(tp, x); // [B, T, 3d]
     const y = ops.attention(tp, qkv, this.heads, this.scale); // [B, T, d]
-    return residual
+    if (!tp.gradEnabled) tp.pool.release(qkv.data); // inference: dead now
+    const out = residual
       ? ops.linearAdd(tp, y, this.proj.weight, this.proj.bias, residual)
       : this.proj.forward(tp, y);
+    if (!tp.gradEnabled) tp.pool.release(y.data);
+    return out;
   }
 }

@@ -39,8 +39,17 @@ export class Block {
     const n1 = modality === 'a' ? this.norm1_a : modality === 'v' ? this.norm1_v : this.norm1;
     const n2 = modality === 'a' ? this.norm2_a : modality === 'v' ? this.norm2_v : this.norm2;
     // The residual adds are fused into the output projections (attn.proj, mlp.fc2).
-    x = this.attn.forward(tp, n1.forward(tp, x), x); // x + attn(norm1(x))
-    return this.mlp.forward(tp, n2.forward(tp, x), x); // x + mlp(norm2(x))
+    const h1 = n1.forward(tp, x);
+    const x1 = this.attn.forward(tp, h1, x); // x + attn(norm1(x))
+    if (!tp.gradEnabled) tp.pool.release(h1.data);
+    const h2 = n2.forward(tp, x1);
+    const out = this.mlp.forward(tp, h2, x1); // x1 + mlp(norm2(x1))
+    if (!tp.gradEnabled) {
+      // Inference: this block's intermediates are dead; the next block reuses their memory.
+      tp.pool.release(h2.data);
+      tp.pool.release(x1.data);
+    }
+    return out;
   }
 }
 

@@ -17,8 +17,10 @@ export class Mlp {
   /** fc2(gelu(fc1(x))), plus `residual` when given (the block's skip connection, fused into fc2). */
   forward(tp: Tape, x: Tensor, residual?: Tensor): Tensor {
     const h = ops.linearGelu(tp, x, this.fc1.weight, this.fc1.bias); // [..., hidden]
-    return residual
+    const out = residual
       ? ops.linearAdd(tp, h, this.fc2.weight, this.fc2.bias, residual)
       : this.fc2.forward(tp, h);
+    if (!tp.gradEnabled) tp.pool.release(h.data); // inference: dead now
+    return out;
   }
 }

@@ -144,3 +144,34 @@ test('fused ops give exactly the unfused values and gradients, fp32 and bf16 (bf
   tp.reset();
   assert.notEqual(tp.bf16Param(w1)[0], before[0], 'next step: refreshed');
 });
+
+test('native attention without kept probabilities: same output, backward recomputes them bit-identically', { skip }, () => {
+  const N = load.ok ? load.kernels : (undefined as never);
+  const saved = N.getThreads();
+  try {
+    // T = 300 > 256: the forward works in two row blocks, which the recomputation must repeat.
+    for (const [B, T, C, H] of [[2, 300, 48, 3], [1, 17, 8, 2]]) {
+      const qkv = randomArray(B * T * 3 * C, 31, 1.5);
+      const dout = randomArray(B * T * C, 32);
+      for (const threads of [1, 2]) {
+        N.setThreads(threads);
+        for (const bf16 of [false, true]) {
+          const what = `B${B} T${T} C${C} H${H} ${threads} threads ${bf16 ? 'bf16' : 'fp32'}`;
+          const att = new Float32Array(B * H * T * T);
+          const out1 = new Float32Array(B * T * C);
+          const out2 = new Float32Array(B * T * C);
+          N.attentionForward(out1, att, qkv, B, T, C, H, 0.3, bf16);
+          N.attentionForward(out2, new Float32Array(0), qkv, B, T, C, H, 0.3, bf16);
+          assert.deepEqual(out2, out1, `${what}: forward`);
+          const d1 = new Float32Array(B * T * 3 * C);
+          const d2 = new Float32Array(B * T * 3 * C);
+          N.attentionBackward(d1, new Float32Array(B * H * T * T), dout, qkv, att, B, T, C, H, 0.3, bf16);
+          N.attentionBackward(d2, new Float32Array(0), dout, qkv, new Float32Array(0), B, T, C, H, 0.3, bf16);
+          assert.deepEqual(d2, d1, `${what}: backward`);
+        }
+      }
+    }
+  } finally {
+    N.setThreads(saved);
+  }
+});
