@@ -1,0 +1,375 @@
+/**
+ * The training loop shared by `pretrain` and `finetune`, and the run-folder plumbing around it.
+ *
+ * Design contract:
+ * - A run is a folder: model.safetensors (final weights; config + preprocessing constants in the
+ *   metadata), checkpoints/ (checkpointer.ts), log.jsonl (logger.ts), plots/ (plots.ts),
+ *   run.json (the resolved options) and result.json (the final report).
+ * - Every random draw of a step is a pure function of (seed, position): the loader derives each
+ *   sample from (seed, epoch, position in the epoch) and the masking noise of micro-batch m of
+ *   optimizer step s comes from `stepRng(seed, s, m)`. A checkpoint therefore only has to hold
+ *   the parameters, Adam's moments and step count, and (epoch, batchInEpoch, globalStep): a
+ *   resumed run replays the same batches and masks and ends with bit-identical weights.
+ * - Checkpoints are written only at optimizer-step boundaries (never between the micro-batches
+ *   of an accumulated step), at the end of every epoch (after its evaluation) and every N steps,
+ *   and when the run stops early (--max-steps, --max-minutes, SIGINT/SIGTERM).
+ * - The epoch in progress is `epoch`; batches per epoch = the loader's numBatches (drop_last);
+ *   optimizer steps per epoch = ceil(batches / accum), the last group of an epoch may be smaller
+ *   and is averaged over its own size.
+ */
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Tape } from '../autograd/tape.js';
+import { DEFAULT_PREPROCESS, saveCheckpoint, type PreprocessConstants } from '../io/checkpoint.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import type { WritableTensor } from '../io/safetensors.js';
+import { configToJson, officialClassName, type AnyModel, type CavmaeConfig } from '../models/index.js';
+import { hashWords } from '../data/rng.js';
+import type { Batch, DataLoader } from '../data/loader.js';
+import { AUDIO_NORM } from '../audio/index.js';
+import { Rng } from '../tensor/rng.js';
+import { UserError } from '../util/errors.js';
+import { Checkpointer, type LoadedCheckpoint, type TrainState } from './checkpointer.js';
+import { JsonlLogger, readJsonl, type LogRecord } from './logger.js';
+import { Adam, type ParamGroup } from './optim.js';
+import { trainingPlots } from './plots.js';
+import { Progress, formatDuration } from './progress.js';
+import type { LrSchedule } from './schedule.js';
+
+export const MODEL_FILE = 'model.safetensors';
+export const LOG_FILE = 'log.jsonl';
+export const PLOTS_DIR = 'plots';
+export const RUN_FILE = 'run.json';
+export const RESULT_FILE = 'result.json';
+
+/** Paths of a run folder. */
+export interface RunFolder {
+  dir: string;
+  model: string;
+  log: string;
+  plots: string;
+  runJson: string;
+  result: string;
+}
+
+export function runFolder(dir: string): RunFolder {
+  const d = resolve(dir);
+  return { dir: d, model: join(d, MODEL_FILE), log: join(d, LOG_FILE), plots: join(d, PLOTS_DIR), runJson: join(d, RUN_FILE), result: join(d, RESULT_FILE) };
+}
+
+/**
+ * Opens a run folder for a new run or a resumed one. Without `resume`, a folder that already
+ * holds checkpoints is refused (so a typo never overwrites a run); with `resume` and no
+ * checkpoint, the run starts from scratch (and says so).
+ */
+export function openRun(
+  dir: string,
+  resume: boolean,
+  log: (m: string) => void,
+  policy: { checkpointEvery?: number; keepCheckpoints?: number } = {},
+): { folder: RunFolder; checkpointer: Checkpointer; resumed?: LoadedCheckpoint } {
+  const every = policy.checkpointEvery ?? 0;
+  const keep = policy.keepCheckpoints ?? 3;
+  if (!(Number.isInteger(every) && every >= 0)) throw new UserError(`--checkpoint-every must be an integer >= 0, got ${every}`);
+  if (!(Number.isInteger(keep) && keep >= 1)) throw new UserError(`--keep-checkpoints must be an integer >= 1, got ${keep}`);
+  const folder = runFolder(dir);
+  mkdirSync(folder.dir, { recursive: true });
+  const checkpointer = new Checkpointer(folder.dir, { log, everySteps: every, keepLast: keep, everyEpoch: true });
+  const hasCheckpoints = existsSync(checkpointer.dir) && readdirSync(checkpointer.dir).some((f) => f.endsWith('.safetensors'));
+  if (!resume) {
+    if (hasCheckpoints) throw new UserError(`${folder.dir}: already holds a run (checkpoints/); pass --resume to continue it, or choose another --out`);
+    return { folder, checkpointer };
+  }
+  const resumed = checkpointer.loadLatest();
+  if (!resumed) log(`${folder.dir}: no checkpoint to resume from; starting a new run`);
+  return { folder, checkpointer, resumed };
+}
+
+/**
+ * Options that define the computation of a run. On --resume they must equal the stored ones
+ * (a resumed run must be the same run); budget and I/O options may change.
+ */
+export function checkSameRun(stored: Record<string, unknown>, given: Record<string, unknown>, what: string): void {
+  const diffs: string[] = [];
+  const keys = new Set([...Object.keys(stored), ...Object.keys(given)]);
+  for (const k of keys) {
+    const a = JSON.stringify(stored[k] ?? null);
+    const b = JSON.stringify(given[k] ?? null);
+    if (a !== b) diffs.push(`${k}: checkpoint ${a}, now ${b}`);
+  }
+  if (diffs.length) {
+    throw new UserError(`${what}: --resume with different training options (${diffs.slice(0, 4).join('; ')}${diffs.length > 4 ? '; ...' : ''}); resume with the original options or start a new --out`);
+  }
+}
+
+/** Keeps only log records up to the resumed step (the abandoned tail is replayed). */
+export function truncateLogAfter(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readJsonl(path).filter((r) => typeof r.step !== 'number' || r.step <= step);
+  writeFileAtomic(path, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+}
+
+/** The masking generator of micro-batch `micro` of optimizer step `step` (pure function). */
+export function stepRng(seed: number, step: number, micro: number, tag = 0x6d61736b): Rng {
+  return new Rng(hashWords(seed, step, micro, tag));
+}
+
+/** Preprocessing constants of a model (stored with the weights so inference uses the same). */
+export function preprocessFor(config: CavmaeConfig, audioNorm = AUDIO_NORM): PreprocessConstants {
+  return {
+    audio: { ...DEFAULT_PREPROCESS.audio, targetLength: config.audio_length, mean: audioNorm.mean, std: audioNorm.std },
+    image: { ...DEFAULT_PREPROCESS.image, size: config.img_size },
+  };
+}
+
+/** Writes a model's weights with its config and preprocessing constants (atomic). */
+export function writeModelFile(path: string, model: AnyModel, extra: Record<string, string> = {}, audioNorm = AUDIO_NORM): void {
+  const tensors = new Map<string, WritableTensor>();
+  for (const p of model.arena.params) tensors.set(p.name, { dtype: 'F32', shape: p.shape, data: p.data });
+  saveCheckpoint(path, tensors, {
+    config: configToJson(model.config),
+    preprocess: preprocessFor(model.config, audioNorm),
+    extra: { class: officialClassName(model.config), ...extra },
+  });
+}
+
+/** One Adam group per list of (offset, length) ranges: everything trainable in one group. */
+export function allTrainableGroup(model: AnyModel): ParamGroup[] {
+  return [{ name: 'base', ranges: model.arena.trainableRanges().map((r) => [r.offset, r.size] as const), lrScale: 1, requiresGrad: true }];
+}
+
+export interface OptimHyper {
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
+  decoupled?: boolean;
+}
+
+export function makeAdam(model: AnyModel, groups: ParamGroup[], h: OptimHyper): Adam {
+  return new Adam(model.arena.data, model.arena.grad, groups, { beta1: h.beta1, beta2: h.beta2, weightDecay: h.weightDecay, decoupled: h.decoupled ?? false });
+}
+
+/** Restores parameters and optimizer state from a training checkpoint. */
+export function restoreCheckpoint(ck: LoadedCheckpoint, model: AnyModel, optimizer: Adam): void {
+  model.arena.load(ck.params, ck.path);
+  if (!ck.optimizer) throw new UserError(`${ck.path}: holds no optimizer state; cannot resume exactly`);
+  optimizer.loadState(ck.optimizer);
+}
+
+/** SIGINT / SIGTERM ask the loop to stop after the current step; a second signal exits now. */
+export class StopFlag {
+  requested: string | undefined;
+  private readonly handler = (sig: NodeJS.Signals): void => {
+    if (this.requested) process.exit(130);
+    this.requested = sig;
+    process.stderr.write(`\ncavmae: ${sig}: stopping after this step and saving a checkpoint (again to abort)\n`);
+  };
+
+  install(): this {
+    process.on('SIGINT', this.handler);
+    process.on('SIGTERM', this.handler);
+    return this;
+  }
+
+  remove(): void {
+    process.off('SIGINT', this.handler);
+    process.off('SIGTERM', this.handler);
+  }
+}
+
+export type StopReason = 'epochs' | 'max-steps' | 'max-minutes' | 'signal';
+
+export interface MicroContext {
+  /** Optimizer steps done before this one (= the step being computed, 0-based). */
+  step: number;
+  /** Index of this micro-batch within the step, and the number of micro-batches in the step. */
+  micro: number;
+  groupSize: number;
+  epoch: number;
+  tape: Tape;
+}
+
+export interface LoopSpec {
+  folder: RunFolder;
+  checkpointer: Checkpointer;
+  logger: JsonlLogger;
+  model: AnyModel;
+  optimizer: Adam;
+  schedule: LrSchedule;
+  loader: DataLoader;
+  epochs: number;
+  accum: number;
+  /** Stop when this many optimizer steps are done in total (resumed runs count earlier steps). */
+  maxSteps?: number;
+  /** Wall-clock budget of THIS process. */
+  maxMinutes?: number;
+  /** Where training stands (a resumed checkpoint, or zeros). */
+  start: { epoch: number; batchInEpoch: number; globalStep: number };
+  bf16: boolean;
+  /**
+   * Forward + backward of one micro-batch; the gradient must be scaled by 1/groupSize so that
+   * an accumulated step averages its micro-batches. Returns the scalars to log.
+   */
+  microStep(batch: Batch, ctx: MicroContext): Record<string, number>;
+  /** Evaluation at the end of an epoch (after its last step, before its checkpoint). */
+  endOfEpoch?(epoch: number, globalStep: number): Promise<Record<string, number> | undefined>;
+  /** JSON stored in every checkpoint next to the position (run options, history, ...). */
+  extraState(): Record<string, unknown>;
+  label: string;
+  samplesPerStep: number;
+  quiet?: boolean;
+  /** Seconds between plot refreshes (default 60; plots are also redrawn at each epoch end). */
+  plotEverySec?: number;
+  plotTitle?: string;
+}
+
+export interface LoopResult {
+  reason: StopReason;
+  epoch: number;
+  batchInEpoch: number;
+  globalStep: number;
+  stepsThisRun: number;
+  seconds: number;
+  /** Mean of each logged scalar over the last (up to) 20 steps. */
+  recent: Record<string, number>;
+}
+
+export function stepsPerEpoch(loader: DataLoader, accum: number): number {
+  return Math.ceil(loader.numBatches / accum);
+}
+
+/** The training loop: epochs of accumulated optimizer steps with checkpoints, logs, progress and plots. */
+export async function trainLoop(spec: LoopSpec): Promise<LoopResult> {
+  const { loader, optimizer, model, checkpointer, logger, accum } = spec;
+  const nb = loader.numBatches;
+  if (nb === 0) throw new UserError(`${loader.dataset.path}: ${loader.size} samples make no full batch of ${loader.batchSize}; lower --batch-size`);
+  if (!(Number.isInteger(accum) && accum >= 1)) throw new UserError(`--accum must be a positive integer, got ${accum}`);
+  const spe = stepsPerEpoch(loader, accum);
+  const planned = Math.min(spec.epochs * spe, spec.maxSteps ?? Infinity);
+  let { epoch, batchInEpoch, globalStep } = spec.start;
+  const t0 = performance.now();
+  const deadline = spec.maxMinutes !== undefined ? t0 + spec.maxMinutes * 60_000 : Infinity;
+  const stop = new StopFlag().install();
+  const progress = spec.quiet ? undefined : new Progress({ total: planned, start: globalStep, label: spec.label, samplesPerStep: spec.samplesPerStep * accum });
+  const tape = new Tape({ bf16: spec.bf16 });
+  const recentWindow: Record<string, number>[] = [];
+  let lastPlot = performance.now();
+  const plotEvery = (spec.plotEverySec ?? 60) * 1000;
+  let stepsThisRun = 0;
+  let reason: StopReason = 'epochs';
+  // A resumed run starts exactly at its checkpoint: no need to write it again.
+  let savedAt = spec.start.globalStep > 0 ? spec.start.globalStep : -1;
+
+  const save = (): void => {
+    checkpointer.save({
+      params: model.arena.stateDict(),
+      optimizer: { ...optimizer.state(), hyper: { beta1: optimizer.beta1, beta2: optimizer.beta2, eps: optimizer.eps, weightDecay: optimizer.weightDecay } },
+      state: { epoch, batchInEpoch, globalStep, rng: { scheme: 'derived from (seed, epoch, position) and (seed, step, micro-batch)' }, ...spec.extraState() } as TrainState,
+      modelConfig: configToJson(model.config),
+    });
+    savedAt = globalStep;
+  };
+  const refreshPlots = (): void => {
+    try {
+      trainingPlots(readJsonl(spec.folder.log), spec.folder.plots, spec.plotTitle ?? spec.label);
+    } catch (e) {
+      process.stderr.write(`cavmae: warning: plots not updated: ${(e as Error).message}\n`);
+    }
+    lastPlot = performance.now();
+  };
+  const outOfBudget = (): StopReason | undefined => {
+    if (stop.requested) return 'signal';
+    if (spec.maxSteps !== undefined && globalStep >= spec.maxSteps) return 'max-steps';
+    if (performance.now() >= deadline) return 'max-minutes';
+    return undefined;
+  };
+
+  try {
+    reason = outOfBudget() ?? 'epochs';
+    while (reason === 'epochs' && epoch < spec.epochs) {
+      let stopped: StopReason | undefined;
+      if (batchInEpoch < nb) {
+        let sums: Record<string, number> = {};
+        let micro = 0;
+        let groupSize = Math.min(accum, nb - batchInEpoch);
+        optimizer.zeroGrad();
+        for await (const batch of loader.batches(epoch, batchInEpoch)) {
+          const scalars = spec.microStep(batch, { step: globalStep, micro, groupSize, epoch, tape });
+          tape.reset();
+          for (const [k, v] of Object.entries(scalars)) sums[k] = (sums[k] ?? 0) + v / groupSize;
+          micro++;
+          if (micro < groupSize) continue;
+          // One optimizer step over the accumulated gradient.
+          if (!Object.values(sums).every(Number.isFinite)) {
+            throw new UserError(`training diverged at step ${globalStep + 1} (non-finite loss: ${JSON.stringify(sums)}); lower --lr (the last checkpoint is intact)`);
+          }
+          const lr = spec.schedule.lr(epoch, globalStep);
+          optimizer.step(lr);
+          optimizer.zeroGrad();
+          globalStep++;
+          stepsThisRun++;
+          batchInEpoch += groupSize;
+          logger.log({ kind: 'train', step: globalStep, epoch, lr, ...sums });
+          recentWindow.push(sums);
+          if (recentWindow.length > 20) recentWindow.shift();
+          progress?.update(globalStep, pickDisplay(sums));
+          sums = {};
+          micro = 0;
+          groupSize = Math.min(accum, nb - batchInEpoch);
+          if (batchInEpoch >= nb) break; // end of epoch: evaluated and saved below
+          if (checkpointer.due(globalStep, false)) save();
+          if (performance.now() - lastPlot > plotEvery) refreshPlots();
+          stopped = outOfBudget();
+          if (stopped) break;
+        }
+      }
+      if (stopped) {
+        reason = stopped;
+        break;
+      }
+      // The epoch is complete: evaluate, then checkpoint the start of the next one.
+      await runEndOfEpoch(spec, logger, epoch, globalStep);
+      epoch++;
+      batchInEpoch = 0;
+      refreshPlots();
+      if (checkpointer.due(globalStep, true)) save();
+      reason = outOfBudget() ?? 'epochs';
+    }
+    if (savedAt !== globalStep) save();
+  } finally {
+    stop.remove();
+    progress?.stop();
+  }
+  refreshPlots();
+  const recent: Record<string, number> = {};
+  for (const r of recentWindow) for (const [k, v] of Object.entries(r)) recent[k] = (recent[k] ?? 0) + v / recentWindow.length;
+  return { reason, epoch, batchInEpoch, globalStep, stepsThisRun, seconds: (performance.now() - t0) / 1000, recent };
+}
+
+async function runEndOfEpoch(spec: LoopSpec, logger: JsonlLogger, epoch: number, step: number): Promise<void> {
+  if (!spec.endOfEpoch) return;
+  const metrics = await spec.endOfEpoch(epoch, step);
+  if (metrics && Object.keys(metrics).length) logger.log({ kind: 'eval', step, epoch, ...metrics });
+}
+
+/** The few scalars shown on the progress line. */
+function pickDisplay(s: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of ['loss', 'loss_mae_a', 'loss_mae_v', 'loss_c', 'c_acc', 'acc']) if (k in s) out[k] = s[k];
+  return out;
+}
+
+export function stopMessage(r: LoopResult, planned: number): string {
+  const why: Record<StopReason, string> = {
+    epochs: 'all epochs done',
+    'max-steps': 'reached --max-steps',
+    'max-minutes': 'reached --max-minutes',
+    signal: 'interrupted',
+  };
+  return `${why[r.reason]} at step ${r.globalStep}/${planned} (${r.stepsThisRun} steps in ${formatDuration(r.seconds)} this run)`;
+}
+
+/** Log records of a run (for reports). */
+export function runRecords(folder: RunFolder): LogRecord[] {
+  return existsSync(folder.log) ? readJsonl(folder.log) : [];
+}
