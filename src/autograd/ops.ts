@@ -113,6 +113,124 @@ export function linearAdd(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, resi
   return y;
 }
 
+/**
+ * linear(layerNorm(x)) (the block's norm1 + qkv), keeping only x's statistics: the normalised
+ * activations are recomputed in backward (one LayerNorm pass, bit-identical) instead of being
+ * held from forward to backward. Same values and gradients as layerNorm then linear.
+ */
+export function layerNormLinear(
+  tp: Tape, x: Tensor, lnW: Tensor, lnB: Tensor, eps: number, w: Tensor, b: Tensor | null,
+): Tensor {
+  const C = x.lastDim;
+  expectShape('layerNormLinear', 'LayerNorm weight', lnW, [C]);
+  expectShape('layerNormLinear', 'LayerNorm bias', lnB, [C]);
+  const { nOut } = checkLinear('layerNormLinear', x, w, b);
+  const rows = x.rows;
+  const k = kernels();
+  const n = tp.pool.alloc(rows * C);
+  const mean = tp.pool.alloc(rows);
+  const rstd = tp.pool.alloc(rows);
+  k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+  const y = tp.empty([...x.shape.slice(0, -1), nOut]);
+  fused(k).gemmEx(n, weightOperand(tp, w), y.data, rows, nOut, C, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_NONE, null);
+  tp.pool.release(n);
+  if (!tp.needsGrad(x, lnW, lnB, w, b)) {
+    tp.pool.release(mean);
+    tp.pool.release(rstd);
+    return y;
+  }
+  tp.record('layerNormLinear', y, () => {
+    const nt = new Tensor(x.shape, tp.pool.alloc(rows * C), x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad);
+    k.layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps); // recompute
+    linearBackward(tp, nt, w, b, y.grad!);
+    if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
+    tp.pool.release(nt.data);
+    if (nt.grad) tp.pool.release(nt.grad);
+    tp.pool.release(mean);
+    tp.pool.release(rstd);
+  });
+  return y;
+}
+
+/**
+ * residual + fc2(gelu(fc1(layerNorm(x)))) (the block's norm2 + MLP + skip connection), keeping
+ * only x's statistics and fc1's pre-activation: the normalised input and the GELU output are
+ * recomputed in backward (bit-identical) instead of being held, 5 of the block's 16 saved
+ * activation widths. Same values and gradients as the op sequence.
+ */
+export function layerNormMlp(
+  tp: Tape, x: Tensor, lnW: Tensor, lnB: Tensor, eps: number,
+  w1: Tensor, b1: Tensor | null, w2: Tensor, b2: Tensor | null, residual: Tensor,
+): Tensor {
+  const C = x.lastDim;
+  expectShape('layerNormMlp', 'LayerNorm weight', lnW, [C]);
+  expectShape('layerNormMlp', 'LayerNorm bias', lnB, [C]);
+  const hid = checkLinear('layerNormMlp', x, w1, b1).nOut;
+  const { nOut } = checkLinear('layerNormMlp', new Tensor([1, hid], null), w2, b2);
+  const shape = [...x.shape.slice(0, -1), nOut];
+  if (!sameShape(residual.shape, shape))
+    throw new ShapeError(`layerNormMlp: residual ${shapeStr(residual.shape)} for output ${shapeStr(shape)}`);
+  const rows = x.rows;
+  const k = kernels();
+  const f = fused(k);
+  const grad = tp.needsGrad(x, lnW, lnB, w1, b1, w2, b2, residual);
+  const n = tp.pool.alloc(rows * C);
+  const mean = tp.pool.alloc(rows);
+  const rstd = tp.pool.alloc(rows);
+  k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+  const h = tp.pool.alloc(rows * hid);
+  const pre = grad ? tp.pool.alloc(rows * hid) : null;
+  f.gemmEx(n, weightOperand(tp, w1), h, rows, hid, C, false, true, 1, 0, tp.bf16, b1 ? b1.data : null, EPILOGUE_GELU, pre);
+  tp.pool.release(n);
+  const y = tp.empty(shape);
+  f.gemmEx(h, weightOperand(tp, w2), y.data, rows, nOut, hid, false, true, 1, 0, tp.bf16, b2 ? b2.data : null, EPILOGUE_ADD, residual.data);
+  tp.pool.release(h);
+  if (!grad) {
+    tp.pool.release(mean);
+    tp.pool.release(rstd);
+    return y;
+  }
+  tp.record('layerNormMlp', y, () => {
+    const dy = y.grad!;
+    if (residual.requiresGrad) k.axpy(tp.gradOf(residual), dy, 1, residual.size);
+    const inputGrad = x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad;
+    const nt = new Tensor([rows, C], tp.pool.alloc(rows * C), inputGrad);
+    k.layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps); // recompute
+    const ht = new Tensor([rows, hid], tp.pool.alloc(rows * hid), true);
+    k.geluForward(ht.data, pre!, rows * hid); // recompute (the epilogue's exact GELU)
+    linearBackward(tp, ht, w2, b2, dy); // dW2, db2, and dh into ht.grad
+    tp.pool.release(ht.data);
+    const dpre = tp.pool.zeros(rows * hid);
+    k.geluBackward(dpre, pre!, ht.grad!, rows * hid);
+    tp.pool.release(ht.grad!);
+    tp.pool.release(pre!);
+    linearBackward(tp, nt, w1, b1, dpre);
+    tp.pool.release(dpre);
+    if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
+    tp.pool.release(nt.data);
+    if (nt.grad) tp.pool.release(nt.grad);
+    tp.pool.release(mean);
+    tp.pool.release(rstd);
+  });
+  return y;
+}
+
+/** LayerNorm backward from dy into the gradients of x, weight and bias (those that need one). */
+function layerNormBackwardInto(
+  tp: Tape, x: Tensor, w: Tensor, b: Tensor, dy: Float32Array, mean: Float32Array, rstd: Float32Array,
+): void {
+  const C = x.lastDim;
+  const rows = x.rows;
+  // The kernel produces all three gradients; unneeded ones go to scratch.
+  const dx = x.requiresGrad ? tp.gradOf(x) : tp.pool.alloc(x.size);
+  const dw = w.requiresGrad ? tp.gradOf(w) : tp.pool.alloc(C);
+  const db = b.requiresGrad ? tp.gradOf(b) : tp.pool.alloc(C);
+  kernels().layerNormBackward(dx, dw, db, dy, x.data, w.data, mean, rstd, rows, C);
+  if (!x.requiresGrad) tp.pool.release(dx);
+  if (!w.requiresGrad) tp.pool.release(dw);
+  if (!b.requiresGrad) tp.pool.release(db);
+}
+
 /** LayerNorm over the last axis (PyTorch default eps 1e-5), elementwise affine. */
 export function layerNorm(tp: Tape, x: Tensor, w: Tensor, b: Tensor, eps = 1e-5): Tensor {
   const C = x.lastDim;

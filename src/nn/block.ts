@@ -5,6 +5,7 @@
  * blocks only ever use the first pair, but all six norms exist so checkpoint keys match.
  * Registration order = the official state-dict order.
  */
+import * as ops from '../autograd/ops.js';
 import type { Tape } from '../autograd/tape.js';
 import type { ParamBuilder } from '../tensor/arena.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -38,17 +39,19 @@ export class Block {
   forward(tp: Tape, x: Tensor, modality?: Modality): Tensor {
     const n1 = modality === 'a' ? this.norm1_a : modality === 'v' ? this.norm1_v : this.norm1;
     const n2 = modality === 'a' ? this.norm2_a : modality === 'v' ? this.norm2_v : this.norm2;
-    // The residual adds are fused into the output projections (attn.proj, mlp.fc2).
-    const h1 = n1.forward(tp, x);
-    const x1 = this.attn.forward(tp, h1, x); // x + attn(norm1(x))
-    if (!tp.gradEnabled) tp.pool.release(h1.data);
-    const h2 = n2.forward(tp, x1);
-    const out = this.mlp.forward(tp, h2, x1); // x1 + mlp(norm2(x1))
-    if (!tp.gradEnabled) {
-      // Inference: this block's intermediates are dead; the next block reuses their memory.
-      tp.pool.release(h2.data);
-      tp.pool.release(x1.data);
-    }
+    const { attn, mlp } = this;
+    // x + attn(norm1(x)): norm1 + qkv in one op (the normalised x is recomputed in backward),
+    // the residual add fused into the output projection.
+    const qkv = ops.layerNormLinear(tp, x, n1.weight, n1.bias, n1.eps, attn.qkv.weight, attn.qkv.bias); // [B, T, 3D]
+    const y = ops.attention(tp, qkv, attn.heads, attn.scale); // [B, T, D]
+    if (!tp.gradEnabled) tp.pool.release(qkv.data);
+    const x1 = ops.linearAdd(tp, y, attn.proj.weight, attn.proj.bias, x);
+    if (!tp.gradEnabled) tp.pool.release(y.data);
+    // x1 + mlp(norm2(x1)) in one op: only fc1's pre-activation is kept for backward.
+    const out = ops.layerNormMlp(
+      tp, x1, n2.weight, n2.bias, n2.eps, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias, x1,
+    );
+    if (!tp.gradEnabled) tp.pool.release(x1.data); // inference: dead now, the next block reuses it
     return out;
   }
 }

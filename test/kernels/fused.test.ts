@@ -175,3 +175,53 @@ test('native attention without kept probabilities: same output, backward recompu
     N.setThreads(saved);
   }
 });
+
+test('layerNormLinear and layerNormMlp (recomputing LayerNorm and GELU in backward): finite differences and exactly the op sequence', () => {
+  withKernels(tsKernels, () => {
+    const x = leaf([2, 3, 4], 41);
+    const g = leaf([4], 42);
+    const be = leaf([4], 43);
+    const w = leaf([5, 4], 44, 0.5);
+    const b = leaf([5], 45);
+    checkGradients('layerNormLinear', [x, g, be, w, b], (tp, [x, g, be, w, b]) => ops.layerNormLinear(tp, x, g, be, 1e-5, w, b));
+    const w1 = leaf([6, 4], 46, 0.5);
+    const b1 = leaf([6], 47);
+    const w2 = leaf([4, 6], 48, 0.5);
+    const b2 = leaf([4], 49);
+    checkGradients('layerNormMlp', [x, g, be, w1, b1, w2, b2], (tp, [x, g, be, w1, b1, w2, b2]) =>
+      ops.layerNormMlp(tp, x, g, be, 1e-5, w1, b1, w2, b2, x),
+    );
+  });
+  const pb = ParamBuilder.root();
+  const shapes: Record<string, number[]> = { g1: [96], e1: [96], wq: [288, 96], bq: [288], g2: [96], e2: [96], w1: [384, 96], b1: [384], w2: [96, 384], b2: [96] };
+  const P: Record<string, Param> = {};
+  for (const [name, shape] of Object.entries(shapes)) P[name] = pb.param(name, shape, () => undefined);
+  const arena = new ParamArena(pb.params);
+  arena.data.set(randomArray(arena.size, 51, 0.3));
+  const x0 = randomArray(2 * 70 * 96, 52);
+  const run = (recompute: boolean, bf16: boolean): Float32Array[] => {
+    arena.zeroGrad();
+    const tp = new Tape({ bf16 });
+    const x = new Tensor([2, 70, 96], Float32Array.from(x0), true);
+    let q: Tensor;
+    let y: Tensor;
+    if (recompute) {
+      q = ops.layerNormLinear(tp, x, P.g1, P.e1, 1e-5, P.wq, P.bq);
+      y = ops.layerNormMlp(tp, x, P.g2, P.e2, 1e-5, P.w1, P.b1, P.w2, P.b2, x);
+    } else {
+      q = ops.linear(tp, ops.layerNorm(tp, x, P.g1, P.e1), P.wq, P.bq);
+      y = ops.add(tp, x, ops.linear(tp, ops.gelu(tp, ops.linear(tp, ops.layerNorm(tp, x, P.g2, P.e2), P.w1, P.b1)), P.w2, P.b2));
+    }
+    const loss = ops.weightedSum(tp, [[ops.meanTokens(tp, q), 1]]);
+    const tot = ops.concat(tp, [ops.reshape(tp, loss, [2, 1, 288]), ops.reshape(tp, ops.meanTokens(tp, y), [2, 1, 96])], 2);
+    const outs = [Float32Array.from(q.data), Float32Array.from(y.data)];
+    tp.backward(tot, randomArray(tot.size, 53));
+    return [...outs, Float32Array.from(x.grad!), ...Object.values(P).map((p) => Float32Array.from(p.grad!))];
+  };
+  for (const bf16 of [false, true]) {
+    const a = run(false, bf16);
+    const f = run(true, bf16);
+    const names = ['q', 'y', 'dx', ...Object.keys(P).map((k) => `d${k}`)];
+    a.forEach((v, i) => assert.deepEqual(f[i], v, `${bf16 ? 'bf16' : 'fp32'} ${names[i]}`));
+  }
+});
