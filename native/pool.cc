@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -56,7 +57,16 @@ class Pool {
         if (++spins < 4000) _mm_pause();
         else sched_yield();
       }
+      // A chunk that threw (oneDNN error, bad_alloc) is rethrown here, on the caller, after every
+      // other chunk has finished: a worker thread must never unwind out of its loop.
+      std::exception_ptr error;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        error = error_;
+        error_ = nullptr;
+      }
       busy_.store(false, std::memory_order_release);
+      if (error) std::rethrow_exception(error);
       return;
     }
     for (long i = 0; i < nchunks; i++) fn(ctx, i);
@@ -69,7 +79,12 @@ class Pool {
     for (;;) {
       if ((v >> 32) != gen || (long)(v & 0xffffffffu) >= nchunks) return;
       if (next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        fn(ctx, (long)(v & 0xffffffffu));
+        try {
+          fn(ctx, (long)(v & 0xffffffffu));
+        } catch (...) {
+          std::lock_guard<std::mutex> lk(mu_);
+          if (!error_) error_ = std::current_exception();
+        }
         done_.fetch_add(1, std::memory_order_release);
         v = next_.load(std::memory_order_relaxed);
       }
@@ -125,6 +140,7 @@ class Pool {
   std::atomic<int> sleepers_{0};
   std::mutex mu_;
   std::condition_variable cv_;
+  std::exception_ptr error_;  // first exception thrown by a chunk of the current job (under mu_)
 };
 
 Pool& pool() {

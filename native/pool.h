@@ -2,7 +2,7 @@
 //
 // Contract: cavmae_parallel_for(nchunks, nt, fn, ctx) runs fn(ctx, i) once for every chunk
 // i in [0, nchunks) on the calling thread plus up to nt - 1 pool workers, and returns when all
-// chunks are done. Chunks are claimed dynamically (a tagged counter), so a worker that the OS
+// chunks are done; if a chunk throws, the first exception is rethrown on the caller afterwards. Chunks are claimed dynamically (a tagged counter), so a worker that the OS
 // has not scheduled yet simply claims nothing: the caller never waits for a thread that never
 // started, which matters on a 2-core machine shared with data-loading threads or other
 // processes (OpenMP's static split plus join barrier waited a whole time slice there; see
