@@ -126,6 +126,7 @@ class Args {
       case napi_float32_array: return "Float32Array";
       case napi_uint16_array: return "Uint16Array";
       case napi_int32_array: return "Int32Array";
+      case napi_int8_array: return "Int8Array";
       default: return "typed array";
     }
   }
@@ -226,6 +227,33 @@ napi_value GemmEx(Args& a) {
   GemmEpilogue epi{bias, (int)kind, aux, n};
   bool any = bias || kind != 0;
   return guarded([&] { matmul_ex(A, a16, B, b16, C, m, n, k, ta, tb, alpha, beta, bf16, any ? &epi : nullptr); });
+}
+
+napi_value QuantizeWeightsInt8(Args& a) {
+  a.expect("quantizeWeightsInt8", 6);
+  long n = a.size(1, "n"), k = a.size(2, "k");
+  const float* w = a.f32(0, "w", (double)n * k);
+  int8_t* wq = static_cast<int8_t*>(a.array(3, "wq", napi_int8_array, (double)n * k));
+  float* scale = a.f32(4, "scale", (double)n);
+  int32_t* comp = static_cast<int32_t*>(a.array(5, "comp", napi_int32_array, (double)n));
+  quantize_weights(w, n, k, wq, scale, comp);
+  return nullptr;
+}
+
+napi_value GemmInt8(Args& a) {
+  a.expect("gemmInt8", 11);
+  long m = a.size(5, "m"), n = a.size(6, "n"), k = a.size(7, "k");
+  long kind = a.size(9, "epilogue");
+  if (kind > 2) a.range_error("epilogue must be 0 (none), 1 (GELU) or 2 (add)");
+  const float* x = a.f32(0, "x", (double)m * k);
+  const int8_t* wq = static_cast<const int8_t*>(a.array(1, "wq", napi_int8_array, (double)n * k));
+  const float* ws = a.f32(2, "wScale", (double)n);
+  const int32_t* wc = static_cast<const int32_t*>(a.array(3, "wComp", napi_int32_array, (double)n));
+  float* c = a.f32(4, "c", (double)m * n);
+  const float* bias = optional_f32(a, 8, "bias", (double)n);
+  float* aux = optional_f32(a, 10, "aux", (double)m * n);
+  if (kind == 2 && !aux) a.range_error("epilogue 2 (add) needs aux");
+  return guarded([&] { matmul_int8(x, wq, ws, wc, c, m, n, k, bias, (int)kind, aux); });
 }
 
 double span(long batch, long stride, double per) { return batch == 0 || per == 0 ? 0 : (batch - 1) * (double)stride + per; }
@@ -580,6 +608,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"matmul", entry<Matmul>},
       {"matmulBatched", entry<MatmulBatched>},
       {"gemmEx", entry<GemmEx>},
+      {"gemmInt8", entry<GemmInt8>},
+      {"quantizeWeightsInt8", entry<QuantizeWeightsInt8>},
       {"layerNormForward", entry<LayerNormForward>},
       {"layerNormBackward", entry<LayerNormBackward>},
       {"geluForward", entry<GeluForward>},

@@ -84,11 +84,13 @@ void canon_strides(const GemmShape& s, const long in[4], long out[4]) {
 }
 
 dnnl::matmul::primitive_desc make_pd(ThreadState& st, const GemmShape& s, const long sa[4], const long sb[4],
-                                     const long sc[4], float alpha, float beta, bool bf16) {
-  auto in_dt = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
-  auto a_md = make_desc(s, s.m, s.k, sa, in_dt);
-  auto b_md = make_desc(s, s.k, s.n, sb, in_dt);
-  auto c_md = make_desc(s, s.m, s.n, sc, memory::data_type::f32);
+                                     const long sc[4], float alpha, float beta, int dt) {
+  // dt: kF32, kBf16 (fp32 accumulation and result), kInt8 (u8 x s8 -> s32 sums).
+  auto a_dt = dt == kInt8 ? memory::data_type::u8 : dt == kBf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  auto b_dt = dt == kInt8 ? memory::data_type::s8 : a_dt;
+  auto a_md = make_desc(s, s.m, s.k, sa, a_dt);
+  auto b_md = make_desc(s, s.k, s.n, sb, b_dt);
+  auto c_md = make_desc(s, s.m, s.n, sc, dt == kInt8 ? memory::data_type::s32 : memory::data_type::f32);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
@@ -126,7 +128,7 @@ namespace {
 
 // One strided GEMM on the calling thread through a cached single-threaded primitive.
 void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const void* pb, const long sb_in[4],
-               float* c, const long sc_in[4], float alpha, float beta, bool bf16) {
+               float* c, const long sc_in[4], float alpha, float beta, int bf16) {
   ThreadState& st = state();
   Key key;
   memset(&key, 0, sizeof(key));
@@ -245,7 +247,7 @@ struct Job {
   size_t ea, eb;  // element sizes of A and B
   const long *sa, *sb, *sc;
   float alpha, beta;
-  bool bf16;
+  int bf16;  // the GEMM type (kF32, kBf16, kInt8)
 };
 
 void run_piece(void* ctx, long piece) {
@@ -277,20 +279,22 @@ void run_piece(void* ctx, long piece) {
   if (j.epi) {
     const GemmEpilogue& e = *j.epi;
     select_kernels().gemm_epilogue(ct, j.sc[2], m, n, e.bias ? e.bias + n0 : nullptr, e.kind,
-                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux);
+                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux,
+                                   e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
+                                   e.col_comp ? e.col_comp + n0 : nullptr);
   }
 }
 
 }  // namespace
 
 void gemm_single(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                 float alpha, float beta, bool bf16) {
+                 float alpha, float beta, int bf16) {
   if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0 || s.k == 0) return;
   gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
 }
 
 void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, bool bf16, const GemmEpilogue* epi) {
+                  float alpha, float beta, int bf16, const GemmEpilogue* epi) {
   if (epi && (s.b0 * s.b1 != 1 || c_strides[3] != 1))
     throw std::invalid_argument("gemm epilogue needs one row-major output matrix");
   if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0) return;
@@ -303,13 +307,17 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
             float* p = c + i * c_strides[0] + j * c_strides[1] + r * c_strides[2] + q * c_strides[3];
             *p = beta == 0.0f ? 0.0f : beta * *p;
           }
-    if (epi) select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux);
+    if (epi)
+      select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux,
+                                     epi->row_scale, epi->col_scale, epi->col_comp);
     return;
   }
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
   if (flops < cavmae_gemm_min_flops()) {
     gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
-    if (epi) select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux);
+    if (epi)
+      select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux,
+                                     epi->row_scale, epi->col_scale, epi->col_comp);
     return;
   }
   // Pieces run through the kernels' pool (dynamic claiming: a thread the OS has not scheduled
@@ -317,7 +325,7 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   // its barrier for a descheduled thread: on a busy 2-core machine a 2-thread GEMM ran at half
   // the 1-thread speed.
   Plan p = make_plan(s);
-  size_t es = bf16 ? 2 : 4;
+  size_t es = bf16 == kInt8 ? 1 : bf16 == kBf16 ? 2 : 4;
   Job job{&s, &p, epi, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
           es, es, a.s, b.s, c_strides, alpha, beta, bf16};
   cavmae_parallel_for(p.pieces, cavmae_threads(), run_piece, &job);
@@ -386,6 +394,31 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
   MatView vb{pb, {0, 0, transB ? 1 : n, transB ? k : 1}};
   long sc[4] = {0, 0, n, 1};
   gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, alpha, beta, bf16, epi);
+}
+
+void matmul_int8(const float* x, const int8_t* wq, const float* w_scale, const int32_t* w_comp, float* c, long m, long n,
+                 long k, const float* bias, int kind, float* aux) {
+  if (m == 0 || n == 0) return;
+  const KernelTable& kt = select_kernels();
+  // Activations per row to u8 with their scales, in the calling thread's scratch (read by every piece).
+  uint8_t* xq = reinterpret_cast<uint8_t*>(cavmae_scratch(10, ((size_t)m * k + 3) / 4));
+  float* x_scale = cavmae_scratch(11, (size_t)m);
+  kt.quantize_rows_u8(xq, x_scale, x, m, k);
+  MatView va{xq, {0, 0, k, 1}};
+  MatView vb{wq, {0, 0, 1, k}};  // weights [n, k] read as [k, n]
+  long sc[4] = {0, 0, n, 1};
+  GemmEpilogue epi{bias, kind, aux, n, x_scale, w_scale, w_comp};
+  if (k == 0) {
+    // No products: every sum is 0 (the k = 0 path writes fp32 zeros, which are int32 zeros too).
+    memset(c, 0, sizeof(float) * (size_t)m * n);
+    kt.gemm_epilogue(c, n, m, n, bias, kind, aux, n, x_scale, w_scale, w_comp);
+    return;
+  }
+  gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, 1.0f, 0.0f, kInt8, &epi);
+}
+
+void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, int32_t* comp) {
+  select_kernels().quantize_weights_s8(wq, scale, comp, w, n, k);
 }
 
 void matmul_batched(const float* a, const float* b, float* c, long batch, long m, long n, long k, bool transA,

@@ -29,15 +29,22 @@ struct GemmEpilogue {
   int kind;  // 0 none, 1 GELU, 2 add
   float* aux;
   long ldaux;
+  // int8 GEMMs (C holds int32 sums): C = (acc - col_comp) * row_scale * col_scale first.
+  const float* row_scale = nullptr;
+  const float* col_scale = nullptr;
+  const int32_t* col_comp = nullptr;
 };
 
+// GEMM input types (the `bf16` argument of the functions below also takes kInt8).
+constexpr int kF32 = 0, kBf16 = 1, kInt8 = 2;
+
 void gemm_strided(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, bool bf16, const GemmEpilogue* epi = nullptr);
+                  float alpha, float beta, int bf16, const GemmEpilogue* epi = nullptr);
 
 // One strided GEMM on the calling thread only (a single-threaded, cached oneDNN primitive). For
 // callers that already run in parallel pieces (attention).
 void gemm_single(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                 float alpha, float beta, bool bf16);
+                 float alpha, float beta, int bf16);
 
 // The Kernels-API matmul / matmulBatched (dense matrices `stride` elements apart; see api.ts).
 // bf16: A and B are rounded to bf16 into per-thread scratch first.
@@ -48,6 +55,13 @@ void matmul_batched(const float* a, const float* b, float* c, long batch, long m
 // already be bf16 (a_bf16 / b_bf16: only with bf16); fp32 inputs are rounded to bf16 first when bf16.
 void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c, long m, long n, long k, bool transA,
                bool transB, float alpha, float beta, bool bf16, const GemmEpilogue* epi);
+
+// int8 linear layer: C [m,n] = x [m,k] · Wᵀ with x quantised per row (symmetric, to u8 + 128) and
+// W [n,k] quantised per output channel (quantize_weights: s8, scales, +128 compensation); int32
+// sums (AVX512-VNNI through oneDNN) dequantised per tile, then bias and the epilogue (kind, aux).
+void matmul_int8(const float* x, const int8_t* wq, const float* w_scale, const int32_t* w_comp, float* c, long m, long n,
+                 long k, const float* bias, int kind, float* aux);
+void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, int32_t* comp);
 
 // Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).
 int gemm_threads_for(const GemmShape& shape);

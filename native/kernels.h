@@ -49,9 +49,13 @@ struct KernelTable {
   void (*bf16_to_f32)(float* out, const uint16_t* inp, long n);
   // Memory probe for the benchmark: dst = src (streams n floats in and out), threaded like the kernels.
   void (*copy)(float* dst, const float* src, long n);
-  // Bias, GELU or residual add applied to one GEMM output tile (see kernels_impl.h).
+  // int8 dequantisation, bias, GELU or residual add applied to one GEMM output tile (kernels_impl.h).
   void (*gemm_epilogue)(float* c, long ldc, long rows, long cols, const float* bias, int kind, float* aux,
-                        long ldaux);
+                        long ldaux, const float* row_scale, const float* col_scale, const int32_t* col_comp);
+  // int8: activations per row to u8 (+128) with scales; weights per output row to s8 with scales and
+  // the +128 compensation (see kernels_impl.h).
+  void (*quantize_rows_u8)(uint8_t* q, float* scale, const float* x, long rows, long cols);
+  void (*quantize_weights_s8)(int8_t* q, float* scale, int32_t* comp, const float* w, long rows, long cols);
 };
 
 extern "C" const KernelTable* cavmae_kernels_avx2();

@@ -439,17 +439,27 @@ void adam_update(float* param, const float* grad, float* m, float* v, long n, co
 
 // ---------------- GEMM epilogue (on one output tile, calling thread only) ----------------
 
-// c[r, :] += bias; then kind 1 (GELU): pre[r, :] = c[r, :] (if pre), c = gelu(c); kind 2 (add):
-// c = aux[r, :] + c. Exactly the operations (and roundings) of biasAdd, geluForward and add done
-// one after the other, but while the tile is still in cache. Row strides ldc / ldaux.
-void gemm_epilogue(float* c, long ldc, long rows, long cols, const float* bias, int kind, float* aux, long ldaux) {
+// int8 GEMMs first (row_scale given): c holds the int32 sums of u8 (x/scale + 128) x s8 weight
+// products; c = (float)(acc - comp[col]) * row_scale[r] * col_scale[col]. Then c[r, :] += bias;
+// then kind 1 (GELU): pre[r, :] = c[r, :] (if pre), c = gelu(c); kind 2 (add): c = aux[r, :] + c.
+// Exactly the operations (and roundings) of biasAdd, geluForward and add done one after the
+// other, but while the tile is still in cache. Row strides ldc / ldaux.
+void gemm_epilogue(float* c, long ldc, long rows, long cols, const float* bias, int kind, float* aux, long ldaux,
+                   const float* row_scale, const float* col_scale, const int32_t* col_comp) {
   const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
   for (long r = 0; r < rows; r++) {
     float* y = c + r * ldc;
     float* x = aux ? aux + r * ldaux : nullptr;
+    const V rs = S::set1(row_scale ? row_scale[r] : 1.0f);
     for (long j = 0; j < cols; j += W) {
       long w = cols - j < W ? cols - j : W;
-      V v = ld(y + j, w);
+      V v;
+      if (row_scale) {
+        v = S::cvt_diff_i32(reinterpret_cast<const int32_t*>(y + j), col_comp + j, w);
+        v = S::mul(S::mul(v, rs), ld(col_scale + j, w));
+      } else {
+        v = ld(y + j, w);
+      }
       if (bias) v = S::add(v, ld(bias + j, w));
       if (kind == 1) {
         if (x) st(x + j, v, w);
@@ -460,6 +470,45 @@ void gemm_epilogue(float* c, long ldc, long rows, long cols, const float* bias, 
       st(y + j, v, w);
     }
   }
+}
+
+// ---------------- int8 quantisation ----------------
+
+// Per row: scale = max|x| / 127, q = round_to_nearest_even(x * (127 / max|x|)) in [-127, 127]
+// (all zeros for a zero row, scale 0). Shared by activations (stored + 128 as u8, the operand
+// VNNI multiplies) and weights (s8, with comp = 128 * the row sum of q, which removes the +128
+// of the activations from the int32 sums).
+template <class Out>
+inline void quantize_row(Out* q, float* scale, const float* x, long cols, int offset) {
+  V mx = S::zero();
+  for (long c = 0; c < cols; c += W) mx = S::max(mx, S::abs(ld(x + c, lmin(W, cols - c))));
+  float m = S::hmax(mx);
+  *scale = m / 127.0f;
+  const V inv = S::set1(m > 0 ? 127.0f / m : 0.0f), lo = S::set1(-127.0f), hi = S::set1(127.0f);
+  float tmp[W];
+  for (long c = 0; c < cols; c += W) {
+    long w = lmin(W, cols - c);
+    V v = S::min(S::max(S::roundn(S::mul(ld(x + c, w), inv)), lo), hi);
+    S::store(tmp, v);
+    for (long i = 0; i < w; i++) q[c + i] = (Out)((int)tmp[i] + offset);
+  }
+}
+
+void quantize_rows_u8(uint8_t* q, float* scale, const float* x, long rows, long cols) {
+  for_rows(rows, 5.0 * cols, [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) quantize_row(q + r * cols, scale + r, x + r * cols, cols, 128);
+  });
+}
+
+void quantize_weights_s8(int8_t* q, float* scale, int32_t* comp, const float* w, long rows, long cols) {
+  for_rows(rows, 5.0 * cols, [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) {
+      quantize_row(q + r * cols, scale + r, w + r * cols, cols, 0);
+      int32_t sum = 0;
+      for (long c = 0; c < cols; c++) sum += q[r * cols + c];
+      comp[r] = 128 * sum;
+    }
+  });
 }
 
 // ---------------- bf16 ----------------
@@ -495,6 +544,8 @@ const KernelTable kTable = {
     bf16_to_f32,
     copy,
     gemm_epilogue,
+    quantize_rows_u8,
+    quantize_weights_s8,
 };
 
 }  // namespace

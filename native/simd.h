@@ -66,6 +66,12 @@ struct Simd {
     I e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
     return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
   }
+  // (float)(a[i] - b[i]) for n <= W int32 pairs (int8 GEMM dequantisation).
+  static inline F cvt_diff_i32(const int32_t* a, const int32_t* b, long n) {
+    I x = n == W ? _mm512_loadu_si512(a) : _mm512_maskz_loadu_epi32(mask(n), a);
+    I y = n == W ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi32(mask(n), b);
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(x, y));
+  }
   // fp32 -> bf16 round-to-nearest-even on the bit pattern (exact, NaN stays NaN, denormals kept).
   static inline void to_bf16(uint16_t* dst, const float* src, long n) {
     const I one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
@@ -122,6 +128,12 @@ struct Simd {
   static inline F sqrt(F a) { return _mm256_sqrt_ps(a); }
   static inline F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static inline F roundn(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // (float)(a[i] - b[i]) for n <= W int32 pairs (int8 GEMM dequantisation).
+  static inline F cvt_diff_i32(const int32_t* a, const int32_t* b, long n) {
+    I x = _mm256_maskload_epi32(a, mask(n));
+    I y = _mm256_maskload_epi32(b, mask(n));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(x, y));
+  }
   static inline float hsum(F a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

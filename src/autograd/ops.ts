@@ -19,7 +19,7 @@ import {
   type Shape,
 } from '../tensor/tensor.js';
 import type { Tape } from './tape.js';
-import { EPILOGUE_ADD, EPILOGUE_GELU, EPILOGUE_NONE, fused, takesBf16Operands } from '../kernels/fused.js';
+import { EPILOGUE_ADD, EPILOGUE_GELU, EPILOGUE_NONE, fused, takesBf16Operands, type Epilogue } from '../kernels/fused.js';
 import { Param } from '../tensor/arena.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -31,6 +31,23 @@ import { Param } from '../tensor/arena.js';
  */
 function weightOperand(tp: Tape, w: Tensor): Float32Array | Uint16Array {
   return tp.bf16 && w instanceof Param && takesBf16Operands(kernels()) ? tp.bf16Param(w) : w.data;
+}
+
+/**
+ * y = x·Wᵀ + b followed by the epilogue, in the tape's precision: fp32, bf16 GEMM inputs, or
+ * (inference) int8 with per-output-channel weight scales and per-row activation scales.
+ */
+function linearInto(
+  tp: Tape, x: Float32Array, w: Tensor, b: Tensor | null, y: Float32Array,
+  rows: number, nOut: number, nIn: number, epilogue: Epilogue, aux: Float32Array | null,
+): void {
+  const f = fused(kernels());
+  if (tp.int8 && w instanceof Param) {
+    const q = tp.int8Param(w);
+    f.gemmInt8(x, q.q, q.scale, q.comp, y, rows, nOut, nIn, b ? b.data : null, epilogue, aux);
+    return;
+  }
+  f.gemmEx(x, weightOperand(tp, w), y, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, epilogue, aux);
 }
 
 function checkLinear(op: string, x: Tensor, w: Tensor, b: Tensor | null): { nIn: number; nOut: number } {
@@ -62,7 +79,7 @@ export function linear(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null): Tensor
   const rows = x.rows;
   const y = tp.empty([...x.shape.slice(0, -1), nOut]);
   // The bias is added to each output tile as it is produced (no separate pass).
-  fused(kernels()).gemmEx(x.data, weightOperand(tp, w), y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_NONE, null);
+  linearInto(tp, x.data, w, b, y.data, rows, nOut, nIn, EPILOGUE_NONE, null);
   if (tp.needsGrad(x, w, b)) tp.record('linear', y, () => linearBackward(tp, x, w, b, y.grad!));
   return y;
 }
@@ -78,7 +95,7 @@ export function linearGelu(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null): Te
   const y = tp.empty(shape);
   const grad = tp.needsGrad(x, w, b);
   const pre = grad ? tp.pool.alloc(rows * nOut) : null;
-  fused(kernels()).gemmEx(x.data, weightOperand(tp, w), y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_GELU, pre);
+  linearInto(tp, x.data, w, b, y.data, rows, nOut, nIn, EPILOGUE_GELU, pre);
   if (grad) {
     tp.record('linearGelu', y, () => {
       const dpre = tp.pool.zeros(rows * nOut);
@@ -102,7 +119,7 @@ export function linearAdd(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, resi
   if (!sameShape(residual.shape, shape))
     throw new ShapeError(`linearAdd: residual ${shapeStr(residual.shape)} for output ${shapeStr(shape)}`);
   const y = tp.empty(shape);
-  fused(kernels()).gemmEx(x.data, weightOperand(tp, w), y.data, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_ADD, residual.data);
+  linearInto(tp, x.data, w, b, y.data, rows, nOut, nIn, EPILOGUE_ADD, residual.data);
   if (tp.needsGrad(x, w, b, residual)) {
     tp.record('linearAdd', y, () => {
       const dy = y.grad!;
@@ -132,7 +149,7 @@ export function layerNormLinear(
   const rstd = tp.pool.alloc(rows);
   k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
   const y = tp.empty([...x.shape.slice(0, -1), nOut]);
-  fused(k).gemmEx(n, weightOperand(tp, w), y.data, rows, nOut, C, false, true, 1, 0, tp.bf16, b ? b.data : null, EPILOGUE_NONE, null);
+  linearInto(tp, n, w, b, y.data, rows, nOut, C, EPILOGUE_NONE, null);
   tp.pool.release(n);
   if (!tp.needsGrad(x, lnW, lnB, w, b)) {
     tp.pool.release(mean);
@@ -180,10 +197,10 @@ export function layerNormMlp(
   k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
   const h = tp.pool.alloc(rows * hid);
   const pre = grad ? tp.pool.alloc(rows * hid) : null;
-  f.gemmEx(n, weightOperand(tp, w1), h, rows, hid, C, false, true, 1, 0, tp.bf16, b1 ? b1.data : null, EPILOGUE_GELU, pre);
+  linearInto(tp, n, w1, b1, h, rows, hid, C, EPILOGUE_GELU, pre);
   tp.pool.release(n);
   const y = tp.empty(shape);
-  f.gemmEx(h, weightOperand(tp, w2), y.data, rows, nOut, hid, false, true, 1, 0, tp.bf16, b2 ? b2.data : null, EPILOGUE_ADD, residual.data);
+  linearInto(tp, h, w2, b2, y.data, rows, nOut, hid, EPILOGUE_ADD, residual.data);
   tp.pool.release(h);
   if (!grad) {
     tp.pool.release(mean);
@@ -292,7 +309,8 @@ export function attention(tp: Tape, qkv: Tensor, heads: number, scale?: number):
   // per layer. The TypeScript reference keeps both [B,H,T,T] buffers.
   const native = k.name === 'native';
   const att = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
-  k.attentionForward(y.data, att, qkv.data, B, T, C, heads, s, tp.bf16);
+  // int8 inference runs the attention GEMMs in bf16 (only the linear layers are int8).
+  k.attentionForward(y.data, att, qkv.data, B, T, C, heads, s, tp.bf16 || tp.int8);
   if (tp.needsGrad(qkv)) {
     tp.record('attention', y, () => {
       const scratch = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);

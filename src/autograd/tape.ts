@@ -16,6 +16,7 @@
  * - `reset()` drops the recorded closures and recycles the pool: call it once per step.
  */
 import { kernels } from '../kernels/index.js';
+import { fused } from '../kernels/fused.js';
 import { Param } from '../tensor/arena.js';
 import { ActivationPool } from '../tensor/pool.js';
 import { Tensor, ShapeError, type Shape } from '../tensor/tensor.js';
@@ -25,12 +26,25 @@ export interface TapeOptions {
   grad?: boolean;
   /** bf16 GEMM inputs, fp32 accumulation (default false). */
   bf16?: boolean;
+  /**
+   * Inference only (needs grad: false): linear layers in int8 (weights per output channel,
+   * activations per row, exact int32 sums), attention GEMMs in bf16 (default false).
+   */
+  int8?: boolean;
   /** Reuse an existing pool (a training loop keeps one across steps). */
   pool?: ActivationPool;
 }
 
 /** bf16 copies of parameters, refreshed once per tape step (see Tape.bf16Param). */
 const bf16Copies = new WeakMap<Float32Array, { buf: Uint16Array; stamp: number }>();
+/** int8 quantisations of parameters, refreshed once per tape step (see Tape.int8Param). */
+export interface Int8Param {
+  q: Int8Array;
+  scale: Float32Array;
+  comp: Int32Array;
+  stamp: number;
+}
+const int8Copies = new WeakMap<Float32Array, Int8Param>();
 let stampCounter = 0;
 
 const inferencePool = new ActivationPool(false);
@@ -45,6 +59,7 @@ export class Tape {
   readonly pool: ActivationPool;
   readonly gradEnabled: boolean;
   bf16: boolean;
+  readonly int8: boolean;
   /**
    * Parameters that received a gradient in backward (PyTorch: `p.grad is not None`). Adam in
    * PyTorch skips the others entirely (no weight decay, no moment update): an optimiser over
@@ -59,6 +74,8 @@ export class Tape {
   constructor(opts: TapeOptions = {}) {
     this.gradEnabled = opts.grad ?? true;
     this.bf16 = opts.bf16 ?? false;
+    this.int8 = opts.int8 ?? false;
+    if (this.int8 && this.gradEnabled) throw new Error('int8 is for inference: create the tape with grad: false');
     // Inference tapes share one non-tracking pool: what their ops release (dead intermediates)
     // is reused by the next forward pass, so repeated inference reaches a steady state without
     // allocating; buffers they hand out (outputs) stay the caller's.
@@ -105,6 +122,26 @@ export class Tape {
       e.stamp = this.stamp;
     }
     return e.buf;
+  }
+
+  /**
+   * The int8 quantisation of a weight [out, in] (per output channel: s8 values, scales and the
+   * activation-offset compensation), computed on first use in this step, refreshed (never
+   * reallocated) in later steps.
+   */
+  int8Param(p: Param): Int8Param {
+    const n = p.shape[0];
+    const k = p.size / n;
+    let e = int8Copies.get(p.data);
+    if (!e) {
+      e = { q: new Int8Array(p.size), scale: new Float32Array(n), comp: new Int32Array(n), stamp: 0 };
+      int8Copies.set(p.data, e);
+    }
+    if (e.stamp !== this.stamp) {
+      fused(kernels()).quantizeWeightsInt8(p.data, n, k, e.q, e.scale, e.comp);
+      e.stamp = this.stamp;
+    }
+    return e;
   }
 
   /**

@@ -20,8 +20,8 @@
  * (this VM hands out the second core only under sustained load).
  *
  * dtype: fp32; bf16 (every GEMM input rounded to bf16, fp32 accumulation: the counterpart of
- * the peer's autocast); int8 (embed and ft only: weights quantised per output channel, see
- * docs/performance.md). MFU = model FLOPs / time / peak, with the peak of the GEMM type the
+ * the peer's autocast); int8 (embed and ft only: linear layers in int8 with weights quantised
+ * per output channel and activations per row, attention in bf16; docs/performance.md). MFU = model FLOPs / time / peak, with the peak of the GEMM type the
  * dtype runs on (int8 against the int8 peak).
  */
 import { loadavg, cpus } from 'node:os';
@@ -38,12 +38,13 @@ import { CAVMAEFT } from '../models/cavmae-ft.js';
 import { modelDims, presetConfig, type CavmaeConfig } from '../models/config.js';
 import { lenKeep } from '../models/masking.js';
 import { UserError } from '../util/errors.js';
-import { benchGemm, cpuInfo, envVariables, median, now, warmUp } from './kernels.js';
+import { benchGemm, cpuInfo, envVariables, median, now, randomFill, timeCalls, warmUp } from './kernels.js';
+import { EPILOGUE_NONE, fused } from '../kernels/fused.js';
 
 export type ModelTask = 'embed' | 'pretrain' | 'ft';
-export type ModelDtype = 'fp32' | 'bf16';
+export type ModelDtype = 'fp32' | 'bf16' | 'int8';
 export const MODEL_TASKS: readonly ModelTask[] = ['embed', 'pretrain', 'ft'];
-export const MODEL_DTYPES: readonly ModelDtype[] = ['fp32', 'bf16'];
+export const MODEL_DTYPES: readonly ModelDtype[] = ['fp32', 'bf16', 'int8'];
 
 export interface ModelBenchOptions {
   /** A CAV-MAE pretraining preset (default 'base'); the fine-tuning model uses its encoder with 527 classes. */
@@ -88,7 +89,7 @@ export interface ModelBenchReport {
   /** gflops / peak of the dtype's GEMM (0..1). */
   mfu: Partial<Record<ModelTask | 'pretrain_forward' | 'pretrain_backward', number>>;
   /** Best 2-thread GEMM GFLOP/s measured in this process per GEMM type (1024x768x3072, NN and NT). */
-  peak_gflops: Partial<Record<'fp32' | 'bf16', number>>;
+  peak_gflops: Partial<Record<ModelDtype, number>>;
   /** Seconds per call: every timed repetition, and for pretraining its phases (medians). */
   seconds: Partial<Record<ModelTask, number[]>>;
   pretrain_phases?: { forward: number; backward: number; optimizer: number };
@@ -178,6 +179,24 @@ export function modelFlops(cfg: CavmaeConfig, task: ModelTask, B: number): Model
 // ---------------------------------------------------------------------------------------------
 // The benchmark
 
+/** Best GOP/s of the int8 linear layer (activation quantisation included) at 1024x768x3072. */
+function int8Peak(K: Kernels, threads: number, batchSeconds: number): number {
+  const f = fused(K);
+  const m = 1024;
+  const k = 768;
+  const n = 3072;
+  const x = randomFill(new Float32Array(m * k), 21);
+  const w = randomFill(new Float32Array(n * k), 22);
+  const wq = new Int8Array(n * k);
+  const ws = new Float32Array(n);
+  const wc = new Int32Array(n);
+  f.quantizeWeightsInt8(w, n, k, wq, ws, wc);
+  const c = new Float32Array(m * n);
+  K.setThreads(threads);
+  const t = timeCalls(() => f.gemmInt8(x, wq, ws, wc, c, m, n, k, null, EPILOGUE_NONE, null), batchSeconds, 3);
+  return (2 * m * n * k) / t.best / 1e9;
+}
+
 function timeit(fn: () => void, reps: number): number[] {
   fn(); // warm-up: primitive creation, pool growth, page faults
   const out: number[] = [];
@@ -263,6 +282,9 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
   const threads = Math.min(opts.threads ?? 2, Math.max(1, cpus().length));
   const warmupSeconds = opts.warmupSeconds ?? (K.name === 'native' ? 4 : 0);
   const bf16 = dtype === 'bf16';
+  const int8 = dtype === 'int8';
+  if (int8 && tasks.includes('pretrain') && opts.tasks !== undefined)
+    throw new UserError('--dtype int8 is for inference (embed, ft): training runs in fp32 or bf16');
   const seed = opts.seed ?? 0;
   const savedThreads = K.getThreads();
   const env = makeEnv(K, warmupSeconds);
@@ -300,6 +322,10 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
         report.peak_gflops[dt] = round(best, 1);
         log(`GEMM peak ${dt} (${threads} threads): ${best.toFixed(1)} GFLOP/s`);
       }
+      if (int8) {
+        report.peak_gflops.int8 = round(int8Peak(K, threads, K.name === 'native' ? 0.2 : 0.02), 1);
+        log(`GEMM peak int8 (${threads} threads, with per-row activation quantisation): ${report.peak_gflops.int8} GOP/s`);
+      }
       K.setThreads(threads);
     }
     const rng = new Rng(seed + 1);
@@ -310,7 +336,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     rng.fillNormal(audio.data, 0, 1);
     rng.fillNormal(image.data, 0, 1);
     const batch = { audio, image };
-    const peak = report.peak_gflops[bf16 ? 'bf16' : 'fp32'];
+    const peak = report.peak_gflops[dtype];
     const record = (task: ModelTask | 'pretrain_forward' | 'pretrain_backward', flop: number, seconds: number): void => {
       const g = flop / seconds / 1e9;
       report.gflops[task] = round(g, 1);
@@ -318,15 +344,16 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     };
 
     let model: CAVMAE | undefined;
-    if (tasks.includes('embed') || tasks.includes('pretrain')) {
-      model = CAVMAE.create(cfg, { seed, grad: tasks.includes('pretrain') });
+    const runPretrain = tasks.includes('pretrain') && !int8;
+    if (tasks.includes('embed') || runPretrain) {
+      model = CAVMAE.create(cfg, { seed, grad: runPretrain });
       report.params.pretrain = model.arena.size;
     }
 
     if (tasks.includes('embed')) {
       const pool = new ActivationPool();
       const embed = (): void => {
-        const tp = new Tape({ grad: false, bf16, pool });
+        const tp = new Tape({ grad: false, bf16, int8, pool });
         const f = model!.forwardFeat(tp, batch);
         ops.meanTokens(tp, f.audioTokens!);
         ops.meanTokens(tp, f.videoTokens!);
@@ -345,7 +372,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       log(`embed: ${report.embed_clips_per_s} clips/s (${report.gflops.embed} GFLOP/s)`);
     }
 
-    if (tasks.includes('pretrain')) {
+    if (runPretrain) {
       const m = model!;
       const arena = m.arena;
       const pool = new ActivationPool();
@@ -401,7 +428,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       report.params.ft = ft.arena.size;
       const pool = new ActivationPool();
       const forwardFt = (): void => {
-        const tp = new Tape({ grad: false, bf16, pool });
+        const tp = new Tape({ grad: false, bf16, int8, pool });
         ft.forward(tp, batch, 'multimodal');
         tp.reset();
       };

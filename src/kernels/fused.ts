@@ -9,6 +9,8 @@
  *   unfused results are bit-identical (tested).
  * - A and B may be given already rounded to bf16 (`Uint16Array`, only with bf16 = true): a
  *   weight used by several GEMMs of a step is converted once.
+ * - `gemmInt8` is the int8 linear layer (weights per output channel, activations per row,
+ *   symmetric, exact int32 sums); the reference emulates it exactly with float64 sums.
  * - `fused(k)` returns the addon's implementation when `k` is the native backend, otherwise the
  *   composition of the `Kernels` calls below (the reference, and the TypeScript fallback).
  */
@@ -20,6 +22,22 @@ export const EPILOGUE_ADD = 2;
 export type Epilogue = typeof EPILOGUE_NONE | typeof EPILOGUE_GELU | typeof EPILOGUE_ADD;
 
 export interface FusedKernels {
+  /**
+   * int8 weights: per output row n of w [n,k], scale[n] = max|w[n,:]| / 127,
+   * wq = round-half-even(w · (127 / max|w[n,:]|)) in [-127, 127], comp[n] = 128 · Σ_k wq[n,k].
+   */
+  quantizeWeightsInt8(w: F32, n: number, k: number, wq: Int8Array, scale: F32, comp: Int32Array): void;
+  /**
+   * int8 linear layer: x [m,k] is quantised per row the same way (scale_x[m]), the products
+   * summed exactly in int32, c = (float)Σ xq·wq · scale_x[m] · scale[n], then bias and the
+   * epilogue as gemmEx (aux: GELU pre-activation or residual). AVX512-VNNI via oneDNN natively.
+   */
+  gemmInt8(
+    x: F32, wq: Int8Array, wScale: F32, wComp: Int32Array, c: F32,
+    m: number, n: number, k: number,
+    bias: F32 | null, epilogue: Epilogue, aux: F32 | null,
+  ): void;
+
   /**
    * C [m,n] = alpha op(A) op(B) + beta C (+ bias per column), then:
    * epilogue 1 (GELU): aux = C (when aux is given), C = gelu(C); 2 (add): C = aux + C (aux [m,n]).
@@ -33,7 +51,22 @@ export interface FusedKernels {
   ): void;
 }
 
-/** The composition of plain kernels that defines gemmEx. */
+/** Round half to even (the native conversion's rounding). */
+function rne(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** One row's int8 quantisation in float32 arithmetic, as the native kernel: returns the scale. */
+function quantizeRow(x: ArrayLike<number>, off: number, cols: number, q: Int8Array | Float32Array, qOff: number): number {
+  let m = 0;
+  for (let c = 0; c < cols; c++) m = Math.max(m, Math.abs(x[off + c]));
+  const inv = m > 0 ? Math.fround(127 / m) : 0;
+  for (let c = 0; c < cols; c++) q[qOff + c] = Math.min(127, Math.max(-127, rne(Math.fround(x[off + c] * inv))));
+  return Math.fround(m / 127);
+}
+
+/** The composition of plain kernels that defines gemmEx and gemmInt8. */
 export function composedFused(k: Kernels): FusedKernels {
   const f32Of = (x: F32 | BF16, n: number): F32 => {
     if (x instanceof Float32Array) return x;
@@ -41,27 +74,50 @@ export function composedFused(k: Kernels): FusedKernels {
     k.bf16ToF32(out, x, n);
     return out;
   };
+  const epilogueOf = (c: F32, m: number, n: number, bias: F32 | null, epilogue: Epilogue, aux: F32 | null): void => {
+    if (epilogue === EPILOGUE_ADD && !aux) throw new RangeError('epilogue 2 (add) needs aux');
+    if (bias) k.biasAdd(c, bias, m, n);
+    if (epilogue === EPILOGUE_GELU) {
+      if (aux) aux.set(c.subarray(0, m * n));
+      k.geluForward(c, c, m * n);
+    } else if (epilogue === EPILOGUE_ADD) {
+      k.add(c, aux!, c, m * n);
+    }
+  };
   return {
+    quantizeWeightsInt8(w, n, kk, wq, scale, comp) {
+      for (let r = 0; r < n; r++) {
+        scale[r] = quantizeRow(w, r * kk, kk, wq, r * kk);
+        let sum = 0;
+        for (let c = 0; c < kk; c++) sum += wq[r * kk + c];
+        comp[r] = 128 * sum;
+      }
+    },
+    gemmInt8(x, wq, wScale, wComp, c, m, n, kk, bias, epilogue, aux) {
+      const xq = new Float32Array(m * kk);
+      const xs = new Float32Array(m);
+      for (let r = 0; r < m; r++) xs[r] = quantizeRow(x, r * kk, kk, xq, r * kk);
+      // The integer sums are exact in the reference's float64 accumulation, then rounded to fp32
+      // once (as the native int32 -> fp32 conversion).
+      k.matmul(xq, Float32Array.from(wq), c, m, n, kk, false, true, 1, 0, false);
+      for (let r = 0; r < m; r++)
+        for (let j = 0; j < n; j++) c[r * n + j] = Math.fround(Math.fround(c[r * n + j] * xs[r]) * wScale[j]);
+      epilogueOf(c, m, n, bias, epilogue, aux);
+    },
     gemmEx(a, b, c, m, n, kk, transA, transB, alpha, beta, bf16, bias, epilogue, aux) {
       if ((!(a instanceof Float32Array) || !(b instanceof Float32Array)) && !bf16)
         throw new TypeError('gemmEx: bf16 (Uint16Array) inputs need bf16 = true');
-      if (epilogue === EPILOGUE_ADD && !aux) throw new RangeError('gemmEx: epilogue 2 (add) needs aux');
       // bf16 values are exact in fp32, and matmul's bf16 rounding leaves them unchanged.
       k.matmul(f32Of(a, m * kk), f32Of(b, kk * n), c, m, n, kk, transA, transB, alpha, beta, bf16);
-      if (bias) k.biasAdd(c, bias, m, n);
-      if (epilogue === EPILOGUE_GELU) {
-        if (aux) aux.set(c.subarray(0, m * n));
-        k.geluForward(c, c, m * n);
-      } else if (epilogue === EPILOGUE_ADD) {
-        k.add(c, aux!, c, m * n);
-      }
+      epilogueOf(c, m, n, bias, epilogue, aux);
     },
   };
 }
 
 /** True when `fused(k)` takes bf16 (Uint16Array) operands without converting them back to fp32. */
 export function takesBf16Operands(k: Kernels): boolean {
-  return k.name === 'native' && typeof (k as Partial<FusedKernels>).gemmEx === 'function';
+  const f = k as Partial<FusedKernels>;
+  return k.name === 'native' && typeof f.gemmEx === 'function' && typeof f.gemmInt8 === 'function';
 }
 
 const cache = new WeakMap<Kernels, FusedKernels>();

@@ -4,7 +4,7 @@
  * the Kernels interface missing) becomes { ok: false, error }.
  *
  * The addon exports exactly the functions of `Kernels` (api.ts), the fused kernels of fused.ts
- * (gemmEx), plus three diagnostics used by the benchmark: info(), gemmInfo() and copy().
+ * (gemmEx, gemmInt8, quantizeWeightsInt8), plus three diagnostics used by the benchmark: info(), gemmInfo() and copy().
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';

@@ -225,3 +225,72 @@ test('layerNormLinear and layerNormMlp (recomputing LayerNorm and GELU in backwa
     a.forEach((v, i) => assert.deepEqual(f[i], v, `${bf16 ? 'bf16' : 'fp32'} ${names[i]}`));
   }
 });
+
+test('native int8 GEMM and weight quantisation equal the exact reference bit for bit (tiles, threads, epilogues)', { skip }, () => {
+  const N = load.ok ? load.kernels : (undefined as never);
+  const F = fused(N);
+  // The reference's float64 GEMM gives the int32 sums exactly; bias/GELU/add are the addon's
+  // own kernels (the TypeScript GELU's erf differs in the last bits, tested elsewhere).
+  const R = composedFused(Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels);
+  const saved = N.getThreads();
+  try {
+    for (const [m, n, k] of [[3, 5, 7], [300, 1100, 96], [70, 300, 200]]) {
+      const w = randomArray(n * k, 61, 0.2);
+      w.fill(0, 0, k); // a zero row: scale 0, all-zero output column
+      const x = randomArray(m * k, 62, 3);
+      x[5] = 40; // an outlier in row 0
+      const wq = new Int8Array(n * k);
+      const ws = new Float32Array(n);
+      const wc = new Int32Array(n);
+      F.quantizeWeightsInt8(w, n, k, wq, ws, wc);
+      const rq = new Int8Array(n * k);
+      const rs = new Float32Array(n);
+      const rc = new Int32Array(n);
+      R.quantizeWeightsInt8(w, n, k, rq, rs, rc);
+      assert.deepEqual(wq, rq, `${n}x${k} quantised weights`);
+      assert.deepEqual(ws, rs, `${n}x${k} weight scales`);
+      assert.deepEqual(wc, rc, `${n}x${k} compensation`);
+      const bias = randomArray(n, 63);
+      const res = randomArray(m * n, 64);
+      for (const threads of [1, 2]) {
+        N.setThreads(threads);
+        for (const epi of [EPILOGUE_NONE, EPILOGUE_GELU, EPILOGUE_ADD] as Epilogue[]) {
+          const want = new Float32Array(m * n);
+          const wantAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+          R.gemmInt8(x, rq, rs, rc, want, m, n, k, bias, epi, epi === EPILOGUE_NONE ? null : wantAux);
+          const got = new Float32Array(m * n).fill(NaN);
+          const gotAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+          F.gemmInt8(x, wq, ws, wc, got, m, n, k, bias, epi, epi === EPILOGUE_NONE ? null : gotAux);
+          assert.deepEqual(got, want, `${m}x${n}x${k} ${threads} threads epilogue ${epi}`);
+          if (epi === EPILOGUE_GELU) assert.deepEqual(gotAux, wantAux, 'pre-activation');
+        }
+      }
+      // Against the fp32 product: per-row and per-channel scales bound the error by
+      // (|x|max/254)·Σ|w| + (|w|max/254)·Σ|x| per element (half a quantisation step on each side).
+      const fp = new Float32Array(m * n);
+      tsKernels.matmul(x, w, fp, m, n, k, false, true, 1, 0, false);
+      const q8 = new Float32Array(m * n);
+      F.gemmInt8(x, wq, ws, wc, q8, m, n, k, null, EPILOGUE_NONE, null);
+      for (let r = 0; r < m; r++) {
+        let xm = 0;
+        let xs = 0;
+        for (let c = 0; c < k; c++) {
+          xm = Math.max(xm, Math.abs(x[r * k + c]));
+          xs += Math.abs(x[r * k + c]);
+        }
+        for (let j = 0; j < n; j++) {
+          let wm = 0;
+          let wsum = 0;
+          for (let c = 0; c < k; c++) {
+            wm = Math.max(wm, Math.abs(w[j * k + c]));
+            wsum += Math.abs(w[j * k + c]);
+          }
+          const bound = (xm / 254) * wsum + (wm / 254) * xs + 1e-6;
+          assert.ok(Math.abs(q8[r * n + j] - fp[r * n + j]) <= bound, `${m}x${n}x${k} [${r},${j}] int8 error within the quantisation bound`);
+        }
+      }
+    }
+  } finally {
+    N.setThreads(saved);
+  }
+});

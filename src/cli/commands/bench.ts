@@ -3,7 +3,7 @@
  * stdout is one JSON object on one line ({ env, peak, gemm, kernels, bandwidth, overhead });
  * progress goes to stderr. Without it, a readable table.
  *
- * `cavmae bench --model-bench [--json] [--preset base] [--batch 8] [--dtype fp32|bf16]
+ * `cavmae bench --model-bench [--json] [--preset base] [--batch 8] [--dtype fp32|bf16|int8]
  * [--reps 3] [--tasks embed,pretrain,ft] [--threads 2]`: the whole model on the PyTorch peer's
  * workload (src/bench/model.ts); with --json the last line of stdout is the JSON report.
  */
@@ -66,7 +66,7 @@ export function register(program: Command): void {
     )
     .option('--preset <name>', 'model bench: CAV-MAE preset (default base)')
     .option('--batch <n>', 'model bench: batch size (default 8)', intArg('--batch'))
-    .option('--dtype <dtype>', 'model bench: fp32 or bf16 (default fp32)')
+    .option('--dtype <dtype>', 'model bench: fp32, bf16 or int8 (inference tasks only) (default fp32)')
     .option(
       '--reps <n>',
       'model bench: timed repetitions per task, median reported (default 3)',
@@ -88,7 +88,7 @@ export function register(program: Command): void {
         const report = await runModelBench({
           preset: flags.preset,
           batch: flags.batch,
-          dtype: flags.dtype as 'fp32' | undefined,
+          dtype: flags.dtype as 'fp32' | 'bf16' | 'int8' | undefined,
           reps: flags.reps,
           tasks: flags.tasks?.split(',').map((t) => t.trim()) as ('embed' | 'pretrain' | 'ft')[] | undefined,
           threads: flags.threads?.[0],
