@@ -6,10 +6,11 @@
 // copy in either direction, and `out` [B, T, C] is written through row stride C.
 //
 // Work is cut into pieces run by the kernels' pool, each on one thread with single-threaded
-// GEMMs: forward pieces are (sample, head, block of <= 256 query rows), so the block's scores
+// GEMMs: forward pieces are (sample, head, block of <= 128 query rows), so the block's scores
 // stay in the core's L2 between q·kᵀ, the softmax and att·v; backward pieces are (sample, head),
-// and the gradient of the scores lives in a per-thread [T, T] scratch: backward needs
-// O(threads * T²) extra memory instead of O(B * H * T²).
+// walking the same row blocks (dk and dv accumulate over them), with the scores' gradient in a
+// per-thread [128, T] scratch: backward needs O(threads * 128 * T) extra memory instead of
+// O(B * H * T²).
 //
 // The probabilities att [B, H, T, T] are either kept by the forward for the backward (`att`
 // given), or not kept at all (`att` null): the backward then recomputes each head's from q and k
@@ -26,10 +27,11 @@ namespace {
 
 long lmin(long a, long b) { return a < b ? a : b; }
 
-// Query rows per forward piece: all of them up to 256, else equal blocks of <= 256 (multiples of 16).
+// Query rows per block: all of them up to 128, else equal blocks of <= 128 (multiples of 16), so
+// a block's scores and their gradient (2 x 128 x T floats: 725 KB at T = 708) stay in L2.
 long row_block(long T) {
-  if (T <= 256) return T;
-  long parts = (T + 255) / 256;
+  if (T <= 128) return T;
+  long parts = (T + 127) / 128;
   long b = ((T + parts - 1) / parts + 15) / 16 * 16;
   return b < T ? b : T;
 }
@@ -106,36 +108,40 @@ void backward_piece(void* ctx, long bh) {
   float* dv = dq + 2 * C;
   long ld_qkv[4] = {0, 0, 3 * C, 1};
   long ld_tt[4] = {0, 0, T, 1};
-  const float* att;
-  if (w.att) {
-    att = w.att + (size_t)bh * T * T;
-  } else {
-    // Recompute this head's probabilities exactly as the forward did: the same row blocks, the
-    // same single-threaded GEMM shapes on the same (rounded) inputs, so they are bit-identical
-    // to the forward's. Costs one q·kᵀ GEMM per head; saves B·H·T² floats per layer.
-    float* p = cavmae_scratch(9, (size_t)T * T);
-    for (long r0 = 0; r0 < T; r0 += w.rb) {
-      long rows = lmin(T, r0 + w.rb) - r0;
-      gemm_single(GemmShape{1, 1, rows, T, hd}, mat(q + (size_t)r0 * 3 * C * es, 3 * C), mat_t(k, 3 * C),
-                  p + (size_t)r0 * T, ld_tt, 1.0f, 0.0f, w.bf16);
-      kt.softmax_forward(p + (size_t)r0 * T, p + (size_t)r0 * T, rows, T, w.scale);
+  float* datt = cavmae_scratch(5, (size_t)w.rb * T);
+  // One block of query rows at a time: its probabilities and their gradient stay in cache.
+  for (long r0 = 0; r0 < T; r0 += w.rb) {
+    long rows = lmin(T, r0 + w.rb) - r0;
+    const float* att;
+    if (w.att) {
+      att = w.att + ((size_t)bh * T + r0) * T;
+    } else {
+      // Recompute the block's probabilities exactly as the forward did (the same row block,
+      // the same single-threaded GEMM shape on the same rounded inputs): bit-identical. Costs
+      // one q·kᵀ per block; saves B·H·T² floats per layer.
+      float* p = cavmae_scratch(9, (size_t)w.rb * T);
+      gemm_single(GemmShape{1, 1, rows, T, hd}, mat(q + (size_t)r0 * 3 * C * es, 3 * C), mat_t(k, 3 * C), p, ld_tt,
+                  1.0f, 0.0f, w.bf16);
+      kt.softmax_forward(p, p, rows, T, w.scale);
+      att = p;
     }
-    att = p;
+    const void* p = w.bf16 ? static_cast<const void*>(to_bf16(att, (size_t)rows * T, 4)) : att;
+    const char* g = dout + (size_t)r0 * C * es;
+    // dv += att_blkᵀ · dout_blk  [T, hd], summed over the block's rows
+    gemm_single(GemmShape{1, 1, T, hd, rows}, mat_t(p, T), mat(g, C), dv, ld_qkv, 1.0f, 1.0f, w.bf16);
+    // datt_blk = dout_blk · vᵀ  [rows, T]
+    gemm_single(GemmShape{1, 1, rows, T, hd}, mat(g, C), mat_t(v, 3 * C), datt, ld_tt, 1.0f, 0.0f, w.bf16);
+    // d(q·kᵀ) unscaled = att * (datt - rowsum(datt * att)), in place; the scale is the alpha of
+    // the next two GEMMs, so in bf16 it is the unscaled gradient that gets rounded (the
+    // reference's order).
+    kt.softmax_backward(datt, att, datt, rows, T, 1.0f, false);
+    const void* d = w.bf16 ? static_cast<const void*>(to_bf16(datt, (size_t)rows * T, 6)) : datt;
+    // dq_blk += scale * dlogits_blk · k ; dk += scale * dlogits_blkᵀ · q_blk
+    gemm_single(GemmShape{1, 1, rows, hd, T}, mat(d, T), mat(k, 3 * C), dq + (size_t)r0 * 3 * C, ld_qkv, w.scale, 1.0f,
+                w.bf16);
+    gemm_single(GemmShape{1, 1, T, hd, rows}, mat_t(d, T), mat(q + (size_t)r0 * 3 * C * es, 3 * C), dk, ld_qkv,
+                w.scale, 1.0f, w.bf16);
   }
-  const void* p = w.bf16 ? static_cast<const void*>(to_bf16(att, (size_t)T * T, 4)) : att;
-  // dv += attᵀ · dout  [T, hd]
-  gemm_single(GemmShape{1, 1, T, hd, T}, mat_t(p, T), mat(dout, C), dv, ld_qkv, 1.0f, 1.0f, w.bf16);
-  // datt = dout · vᵀ  [T, T], in this thread's scratch
-  float* datt = cavmae_scratch(5, (size_t)T * T);
-  gemm_single(GemmShape{1, 1, T, T, hd}, mat(dout, C), mat_t(v, 3 * C), datt, ld_tt, 1.0f, 0.0f, w.bf16);
-  // d(q·kᵀ) unscaled = att * (datt - rowsum(datt * att)), in place; the scale is the alpha of
-  // the next two GEMMs, so in bf16 it is the unscaled gradient that gets rounded (the
-  // reference's order).
-  kt.softmax_backward(datt, att, datt, T, T, 1.0f, false);
-  const void* d = w.bf16 ? static_cast<const void*>(to_bf16(datt, (size_t)T * T, 6)) : datt;
-  // dq += scale * dlogits · k ; dk += scale * dlogitsᵀ · q
-  gemm_single(GemmShape{1, 1, T, hd, T}, mat(d, T), mat(k, 3 * C), dq, ld_qkv, w.scale, 1.0f, w.bf16);
-  gemm_single(GemmShape{1, 1, T, hd, T}, mat_t(d, T), mat(q, 3 * C), dk, ld_qkv, w.scale, 1.0f, w.bf16);
 }
 
 }  // namespace
