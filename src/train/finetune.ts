@@ -20,6 +20,8 @@
  *   without --wa), then the final evaluation with 10-frame probability aggregation; the weights
  *   go to model.safetensors with the label names, loss and mode in the metadata, the aggregated
  *   probabilities and targets to predictions.safetensors (readable by `cavmae eval --pred`).
+ * - CAV-MAE Sync classifiers (a Sync --config / --init, or kind 'cavmae-sync-ft') train on
+ *   whole clips of 16 (segment, frame) pairs: src/train/sync-finetune.ts.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -27,7 +29,7 @@ import * as ops from '../autograd/ops.js';
 import { loadStateDict } from '../io/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { CAVMAEFT, FT_MODES, HEAD_PARAM_PREFIX, buildModel, loadInto, resolveModelConfig, type CavmaeConfig, type FtMode } from '../models/index.js';
+import { CAVMAEFT, FT_MODES, HEAD_PARAM_PREFIX, buildModel, loadInto, resolveModelConfig, type AnyModel, type CavmaeConfig, type FtMode } from '../models/index.js';
 import { buildLabelMap, computeSampleWeights, loadDataset, loadLabelCsv, readWeights, resolveLabels, type Dataset, type LabelMap } from '../data/datafile.js';
 import { createLoader } from '../data/loader.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -59,6 +61,8 @@ export interface FinetuneOptions {
   init?: string;
   /** Model config for a from-scratch run (preset or JSON), or to override the checkpoint's. */
   config?: string | Record<string, unknown>;
+  /** The classifier: CAVMAEFT, or the CAV-MAE Sync one (default: a Sync --config or --init picks Sync; src/train/sync-finetune.ts). */
+  kind?: 'cavmae-ft' | 'cavmae-sync-ft';
   labelCsv?: string;
   mode?: string;
   lr?: number;
@@ -155,7 +159,7 @@ interface EpochRecord {
 const num = (v: number | undefined, d: number): number => (v === undefined ? d : v);
 
 /** The label index: the CSV, else the labels of train + val in natural order. */
-function labelIndex(o: FinetuneOptions, train: Dataset, val: Dataset): LabelMap {
+export function labelIndex(o: FinetuneOptions, train: Dataset, val: Dataset): LabelMap {
   const map = o.labelCsv ? loadLabelCsv(o.labelCsv) : buildLabelMap(train, val);
   if (map.numLabels === 0) throw fileError(train.path, 'no item has a label; fine-tuning needs labelled data (and --label-csv)');
   return map;
@@ -168,6 +172,8 @@ function finetuneModelConfig(o: FinetuneOptions, K: number, init: ReturnType<typ
 }
 
 export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
+  const sync = await import('./sync-finetune.js'); // imported lazily: it builds on this module
+  if (sync.wantsSyncFinetune(o)) return sync.syncFinetune(o);
   const log = o.log ?? ((m: string) => process.stderr.write(`cavmae: ${m}\n`));
   const { folder, checkpointer, resumed } = openRun(o.out, o.resume ?? false, log, o);
   const train = loadDataset(o.data);
@@ -399,7 +405,7 @@ function validateRunConfig(rc: FinetuneRunConfig): void {
 }
 
 /** Share of rows whose argmax logit is the argmax of the (soft) target. */
-function batchAccuracy(logits: Float32Array, target: Float32Array, B: number, K: number): number {
+export function batchAccuracy(logits: Float32Array, target: Float32Array, B: number, K: number): number {
   let hit = 0;
   for (let b = 0; b < B; b++) {
     let bl = 0;
@@ -417,7 +423,7 @@ function batchAccuracy(logits: Float32Array, target: Float32Array, B: number, K:
  * Weight averaging as the reference: every tensor summed in float32 in epoch order, then divided
  * by the number of checkpoints (an element-wise mean, not an ensemble).
  */
-export function averageInto(model: CAVMAEFT, files: string[]): void {
+export function averageInto(model: Pick<AnyModel, 'arena'>, files: string[]): void {
   const sum = new Float32Array(model.arena.size);
   for (const f of files) {
     const { tensors } = loadStateDict(f);

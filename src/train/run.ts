@@ -189,6 +189,9 @@ export interface MicroContext {
   tape: Tape;
 }
 
+/** What the loop needs of a loader (DataLoader, or the CAV-MAE Sync clip loader). */
+export type BatchSource = Pick<DataLoader, 'dataset' | 'size' | 'batchSize' | 'numBatches' | 'batches'>;
+
 export interface LoopSpec {
   folder: RunFolder;
   checkpointer: Checkpointer;
@@ -196,7 +199,7 @@ export interface LoopSpec {
   model: AnyModel;
   optimizer: Adam;
   schedule: LrSchedule;
-  loader: DataLoader;
+  loader: BatchSource;
   epochs: number;
   accum: number;
   /** Stop when this many optimizer steps are done in total (resumed runs count earlier steps). */
@@ -234,7 +237,7 @@ export interface LoopResult {
   recent: Record<string, number>;
 }
 
-export function stepsPerEpoch(loader: DataLoader, accum: number): number {
+export function stepsPerEpoch(loader: Pick<DataLoader, 'numBatches'>, accum: number): number {
   return Math.ceil(loader.numBatches / accum);
 }
 

@@ -4,6 +4,7 @@
  * without --init); src/train/finetune.ts does the work.
  */
 import type { Command } from 'commander';
+import { UserError } from '../../util/errors.js';
 import { number } from './pretrain.js';
 
 interface Flags {
@@ -12,6 +13,7 @@ interface Flags {
   out: string;
   init?: string;
   config?: string;
+  kind?: string;
   labelCsv?: string;
   mode?: string;
   lr?: number;
@@ -61,6 +63,7 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'run folder')
     .option('--init <ckpt>', 'pretrained CAVMAE or fine-tuned CAVMAEFT weights')
     .option('--config <preset|json>', 'model config (required without --init: training from scratch)')
+    .option('--kind <k>', 'classifier: cavmae-ft | cavmae-sync-ft (CAV-MAE Sync: self-attention over the 16 pair features of a clip; default: Sync when --config or --init is a Sync model)')
     .option('--label-csv <file>', 'class index (index,mid,display_name); default: the labels found in --data and --val')
     .option('--mode <m>', 'multimodal | audioonly | videoonly (default multimodal)')
     .option('--lr <x>', 'base learning rate (default 5e-5)', number('--lr'))
@@ -99,10 +102,14 @@ export function register(program: Command): void {
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--workers <n>', 'data loader threads (default 2)', number('--workers', { int: true, min: 0 }))
     .option('--quiet', 'no progress display')
-    .action(async (f: Flags) => {
+    .action(async (f: Flags, cmd: Command) => {
+      if (f.kind !== undefined && f.kind !== 'cavmae-ft' && f.kind !== 'cavmae-sync-ft') throw new UserError(`--kind must be cavmae-ft or cavmae-sync-ft, got '${f.kind}'`);
       const { finetune } = await import('../../train/finetune.js');
       const r = await finetune({
         ...f,
+        kind: f.kind as 'cavmae-ft' | 'cavmae-sync-ft' | undefined,
+        // Only an explicit --no-noise counts (the Sync classifier refuses augmentation it lacks).
+        noise: cmd.getOptionValueSource('noise') === 'cli' ? f.noise : undefined,
         balanced: f.bal,
         loss: f.loss as 'bce' | 'ce' | 'auto' | undefined,
         schedule: f.schedule as 'multistep' | 'cosine' | 'constant' | undefined,
