@@ -140,7 +140,8 @@ function peerAvailable(o) {
 function main() {
   const o = parseArgs(process.argv.slice(2));
   if (!existsSync(join(root, 'dist', 'src', 'cli', 'main.js'))) fail("not built: run 'npm run build' (or npm run bench:compare)");
-  const peerMissing = peerAvailable(o);
+  // torch_bench.py always runs the base configuration: other presets are measured on our side only.
+  const peerMissing = o.preset !== 'base' ? `torch_bench.py runs the base configuration only, not '${o.preset}'` : peerAvailable(o);
   if (peerMissing) process.stderr.write(`bench-compare: PyTorch peer unavailable (${peerMissing}); measuring ours only\n`);
   const results = []; // { run, side, dtype, task, value, rss, json }
   const log = (s) => process.stderr.write(`bench-compare: ${s}\n`);
