@@ -12,6 +12,8 @@
 // (ours first on odd runs, the peer first on even runs) so that neither side always gets the
 // machine right after the other's load. The peer's fp32 runs with OMP_WAIT_POLICY=PASSIVE (its
 // fastest fp32 setting with OpenBLAS here; see docs/performance.md); `--peer-env none` disables it.
+// Our int8 inference (embed, ft) is measured too and compared with the peer's best mode
+// (`--no-int8` skips it); "best vs best" is over fp32 and bf16 only.
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync, renameSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -33,6 +35,7 @@ function parseArgs(argv) {
     out: undefined,
     warmup: 4,
     peerEnv: 'passive-fp32',
+    int8: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -56,6 +59,7 @@ function parseArgs(argv) {
     else if (a === '--out') o.out = v();
     else if (a === '--warmup') o.warmup = Number(v());
     else if (a === '--peer-env') o.peerEnv = v();
+    else if (a === '--no-int8') o.int8 = false;
     else if (a === '-h' || a === '--help') {
       process.stdout.write(`${readUsage()}\n`);
       process.exit(0);
@@ -67,7 +71,7 @@ function parseArgs(argv) {
 }
 
 function readUsage() {
-  return 'usage: node scripts/bench-compare.mjs [--runs 5] [--batch 8] [--preset base] [--reps 3] [--dtypes fp32,bf16] [--tasks embed,pretrain,ft] [--python /usr/bin/python3] [--peer DIR] [--out FILE] [--warmup 4] [--peer-env passive-fp32|none]';
+  return 'usage: node scripts/bench-compare.mjs [--runs 5] [--batch 8] [--preset base] [--reps 3] [--dtypes fp32,bf16] [--tasks embed,pretrain,ft] [--python /usr/bin/python3] [--peer DIR] [--out FILE] [--warmup 4] [--peer-env passive-fp32|none] [--no-int8]';
 }
 
 function fail(msg) {
@@ -147,6 +151,19 @@ function main() {
   const log = (s) => process.stderr.write(`bench-compare: ${s}\n`);
   const loadStart = loadavg();
   for (let i = 1; i <= o.runs; i++) {
+    if (o.int8) {
+      // Our int8 inference (no PyTorch counterpart in torch_bench.py): compared with the peer's best.
+      for (const task of o.tasks.filter((t) => t !== 'pretrain')) {
+        const r = ours(o, 'int8', task);
+        if (r.error) {
+          log(`run ${i} ours int8 ${task}: ${r.error}`);
+          results.push({ run: i, side: 'ours', dtype: 'int8', task, value: NaN, rss: NaN, error: r.error });
+        } else {
+          results.push({ run: i, side: 'ours', dtype: 'int8', task, value: r.json[KEY[task]], rss: r.json.peak_rss_mb, mfu: r.json.mfu?.[task], load: loadavg()[0], json: r.json });
+          log(`run ${i}/${o.runs} ours int8 ${task.padEnd(8)} ${fmt(r.json[KEY[task]], 3)} /s, peak RSS ${fmt(r.json.peak_rss_mb, 0)} MB (${r.seconds.toFixed(0)} s)`);
+        }
+      }
+    }
     for (const dtype of o.dtypes) {
       for (const task of o.tasks) {
         const sides = peerMissing ? ['ours'] : i % 2 === 1 ? ['ours', 'peer'] : ['peer', 'ours'];
@@ -174,9 +191,11 @@ function main() {
   for (const task of o.tasks) {
     const modes = [...o.dtypes.map((d) => [d, d, d])];
     if (o.dtypes.length > 1) modes.push(['best vs best', 'best', 'best']);
-    for (const [label] of modes) {
+    if (o.int8 && task !== 'pretrain') modes.push(['int8 vs PyTorch best', 'int8', 'best']);
+    for (const [label, oursMode, peerMode] of modes) {
       const pick = (side, run) => {
-        if (label !== 'best vs best') return get(side, label, task, run);
+        const mode = side === 'ours' ? oursMode : peerMode;
+        if (mode !== 'best') return get(side, mode, task, run);
         const c = o.dtypes.map((d) => get(side, d, task, run)).filter((r) => r && Number.isFinite(r.value));
         return c.sort((a, b) => b.value - a.value)[0];
       };
@@ -196,8 +215,8 @@ function main() {
         oursRss: spread(oursR),
         peerRss: spread(peerR),
         oursMfu: spread(mfu),
-        oursModes: label === 'best vs best' ? runs.map((r) => pick('ours', r)?.dtype) : undefined,
-        peerModes: label === 'best vs best' ? runs.map((r) => pick('peer', r)?.dtype) : undefined,
+        oursModes: oursMode === 'best' ? runs.map((r) => pick('ours', r)?.dtype) : undefined,
+        peerModes: peerMode === 'best' ? runs.map((r) => pick('peer', r)?.dtype) : undefined,
       };
       summary.rows.push(row);
       lines.push(

@@ -53,7 +53,7 @@ async function main() {
   const { pretrain } = await import(dist('train/pretrain.js'));
   const { finetune } = await import(dist('train/finetune.js'));
   const { loadInferenceModel, poolNormalize, retrievalFromEmbeddings } = await import(dist('eval/embed.js'));
-  const { buildLabelMap, resolveLabels } = await import(dist('data/datafile.js'));
+  const { loadLabelCsv, resolveLabels } = await import(dist('data/datafile.js'));
   const { Tape } = await import(dist('autograd/tape.js'));
   const { Tensor } = await import(dist('tensor/tensor.js'));
   let recipe = FALLBACK_RECIPE;
@@ -70,25 +70,33 @@ async function main() {
   const train = loadDataset(data.train);
   const test = loadDataset(data.test);
   const steps = o.steps ?? (o.ci ? recipe.pretrain.ciSteps : recipe.pretrain.steps);
-  const probeSteps = o.probeSteps ?? (o.ci ? recipe.probe.ciSteps : recipe.probe.steps);
   const r = recipe.pretrain;
+  // The recipe has changed shape over time: read both forms.
+  const probeRecipe = recipe.classifier ?? recipe.probe;
+  const probeMode = probeRecipe.mode ?? 'multimodal';
+  const probeSteps = o.probeSteps ?? (o.ci ? probeRecipe.ciSteps : probeRecipe.steps);
+  const { readConfigArg } = await import(dist('models/registry.js')).catch(() => ({}));
+  const modelConfig = recipe.model
+    ? { ...(readConfigArg ? readConfigArg(recipe.model.preset) : {}), ...recipe.model.overrides }
+    : r.config;
+  const masks = r.maskRatio !== undefined ? { maskRatio: r.maskRatio } : { maskRatioA: r.maskRatioA, maskRatioV: r.maskRatioV };
 
   const runPretrain = async (name, seed, bf16) => {
     const spe = Math.floor(train.items.length / r.batchSize);
     const t0 = Date.now();
     const res = await pretrain({
-      data: data.train, config: r.config, out: join(o.out, name), lr: r.lr, batchSize: r.batchSize,
+      data: data.train, config: modelConfig, out: join(o.out, name), lr: r.lr, batchSize: r.batchSize,
       epochs: Math.max(1, Math.ceil(steps / spe)), schedule: r.schedule, warmupSteps: r.warmupSteps,
-      minLrRatio: r.minLrRatio, contrastWeight: r.contrastWeight, maskRatioA: r.maskRatioA, maskRatioV: r.maskRatioV,
+      minLrRatio: r.minLrRatio, contrastWeight: r.contrastWeight, ...masks,
       noise: r.noise, maxSteps: steps, checkpointEvery: 50, seed, bf16, resume: true, quiet: true, log: (m) => log(`${name}: ${m}`),
     });
     return { model: res.model, steps: res.loop.globalStep, seconds: (Date.now() - t0) / 1000, train: res.loop.recent };
   };
   const runProbe = async (name, init, seed, bf16) => {
-    const p = recipe.probe;
+    const p = probeRecipe;
     const spe = Math.floor(train.items.length / p.batchSize);
     const res = await finetune({
-      data: data.train, val: data.test, out: join(o.out, name), init, labelCsv: data.labels, freezeBase: true,
+      data: data.train, val: data.test, out: join(o.out, name), init, labelCsv: data.labels, freezeBase: true, mode: probeMode,
       lr: p.lr, headLr: p.headLr, batchSize: p.batchSize, epochs: Math.max(1, Math.ceil(probeSteps / spe)),
       schedule: 'cosine', warmupSteps: 10, loss: 'ce', mixup: 0, labelSmooth: 0, freqm: 0, timem: 0, noise: false,
       wa: false, maxSteps: probeSteps, seed, bf16, resume: true, quiet: true, log: (m) => log(`${name}: ${m}`),
@@ -100,7 +108,7 @@ async function main() {
   const embed = async (modelPath, precision) => {
     const m = loadInferenceModel(modelPath);
     const c = m.config;
-    const labelMap = buildLabelMap(test);
+    const labelMap = loadLabelCsv(data.labels); // the probe's class order
     const loader = createLoader(test, { batchSize: 50, train: false, shuffle: false, dropLast: false, targetLength: c.audio_length, imageSize: c.img_size, labelMap, audioMean: m.audioNorm.mean, audioStd: m.audioNorm.std, workers: 2 });
     const n = test.items.length;
     const D = c.embed_dim;
@@ -140,14 +148,14 @@ async function main() {
   const probeAccuracy = async (modelPath, precision) => {
     const m = loadInferenceModel(modelPath);
     const c = m.config;
-    const labelMap = buildLabelMap(test);
+    const labelMap = loadLabelCsv(data.labels); // the probe's class order
     const loader = createLoader(test, { batchSize: 50, train: false, shuffle: false, dropLast: false, targetLength: c.audio_length, imageSize: c.img_size, labelMap, audioMean: m.audioNorm.mean, audioStd: m.audioNorm.std, workers: 2 });
     let hit = 0;
     let n = 0;
     try {
       for await (const b of loader.batches(0, 0)) {
         const tp = new Tape({ grad: false, bf16: precision === 'bf16', int8: precision === 'int8' });
-        const logits = m.model.forward(tp, { audio: new Tensor([b.size, c.audio_length, 128], b.audio), image: new Tensor([b.size, 3, c.img_size, c.img_size], b.image) }, 'multimodal');
+        const logits = m.model.forward(tp, { audio: new Tensor([b.size, c.audio_length, 128], b.audio), image: new Tensor([b.size, 3, c.img_size, c.img_size], b.image) }, probeMode);
         const K = logits.shape[1];
         for (let i = 0; i < b.size; i++) {
           let best = 0;
@@ -166,7 +174,7 @@ async function main() {
     return hit / n;
   };
 
-  const result = { recipe: { steps, probeSteps, data: dataSpec }, training: [], inference: [] };
+  const result = { recipe: { steps, probeSteps, probeMode, model: modelConfig, data: dataSpec }, training: [], inference: [] };
   for (const seed of o.seeds) {
     for (const bf16 of [false, true]) {
       if (bf16 && seed !== o.seeds[0]) continue; // bf16 once; fp32 with every seed (the noise)
@@ -194,7 +202,7 @@ async function main() {
   }
   const f = (x) => (x === undefined ? '-' : x.toFixed(3));
   const lines = [];
-  lines.push(`Training precision (demo task, ${steps} pretraining steps, ${probeSteps} probe steps, ${dataSpec.n}/${dataSpec.testN} clips):`, '');
+  lines.push(`Training precision (demo task, ${steps} pretraining steps, ${probeSteps} ${probeMode} probe steps, ${dataSpec.n}/${dataSpec.testN} clips):`, '');
   lines.push('| run | A→V R@1 | V→A R@1 | A→V class@1 | V→A class@1 | linear probe acc |', '|---|---|---|---|---|---|');
   for (const t of result.training) lines.push(`| ${t.precision} seed ${t.seed} | ${f(t.retrieval.a2v_r1)} | ${f(t.retrieval.v2a_r1)} | ${f(t.retrieval.a2v_class1)} | ${f(t.retrieval.v2a_class1)} | ${f(t.probeAcc)} |`);
   lines.push('', `Inference precision (the fp32 model of seed ${o.seeds[0]}; chance class@1 ${f(ref.retrieval.chance_class1)}):`, '');
