@@ -92,8 +92,10 @@ export interface PretrainOptions {
   resume?: boolean;
   workers?: number;
   quiet?: boolean;
-  /** Zero-shot retrieval on --val at each epoch end (default true). */
+  /** Zero-shot retrieval on --val at each evaluation (default true). */
   evalRetrieval?: boolean;
+  /** Evaluate on --val every N epochs (default 1) and after the last epoch. */
+  evalEvery?: number;
   /** Messages (default: stderr). */
   log?: (msg: string) => void;
 }
@@ -260,6 +262,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const S = modelConfig.img_size;
   let lastEval: Record<string, number> | undefined;
   const planned = Math.min(rc.epochs * spe, o.maxSteps ?? Infinity);
+  const evalEvery = o.evalEvery ?? 1;
+  if (!(Number.isInteger(evalEvery) && evalEvery >= 1)) throw new UserError(`--eval-every must be a positive integer (epochs), got ${evalEvery}`);
   let loop: LoopResult;
   try {
     loop = await trainLoop({
@@ -287,7 +291,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
         return pretrainScalars(out);
       },
       endOfEpoch: val
-        ? async () => {
+        ? async (epoch) => {
+            if ((epoch + 1) % evalEvery !== 0 && epoch + 1 !== rc.epochs) return undefined;
             lastEval = await evaluatePretrain(model, val, { batchSize: rc.batchSize, seed: rc.seed, bf16: rc.bf16, retrieval: o.evalRetrieval ?? true, workers: o.workers });
             return lastEval;
           }
@@ -365,6 +370,9 @@ export async function evaluatePretrain(
     const labels = firstLabels(val, labelMap);
     const usable = labels && labels.every((l) => l >= 0) ? labels : undefined;
     const r = evaluateRetrieval({ data: e.audio!, n: e.n, dim: e.dim }, { data: e.video!, n: e.n, dim: e.dim }, { labels: usable });
+    // Mean pairwise cosine of each side: near 1 means the embeddings collapsed to one point.
+    out.a_mean_cos = meanPairwiseCosine(e.audio!, e.n, e.dim);
+    out.v_mean_cos = meanPairwiseCosine(e.video!, e.n, e.dim);
     for (const [dir, m] of [['a2v', r.audioToVideo], ['v2a', r.videoToAudio]] as const) {
       out[`${dir}_r1`] = m.r1;
       out[`${dir}_r5`] = m.r5;
@@ -373,4 +381,14 @@ export async function evaluatePretrain(
     }
   }
   return out;
+}
+
+/** Mean cosine over all pairs i != j of unit rows: (|sum of rows|^2 - n) / (n (n - 1)), O(n D). */
+export function meanPairwiseCosine(x: Float32Array, n: number, dim: number): number {
+  if (n < 2) return NaN;
+  const sum = new Float64Array(dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) sum[d] += x[i * dim + d];
+  let s2 = 0;
+  for (let d = 0; d < dim; d++) s2 += sum[d] * sum[d];
+  return (s2 - n) / (n * (n - 1));
 }

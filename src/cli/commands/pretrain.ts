@@ -56,6 +56,7 @@ interface Flags {
   workers?: number;
   quiet?: boolean;
   evalRetrieval: boolean;
+  evalEvery?: number;
 }
 
 export function register(program: Command): void {
@@ -100,6 +101,7 @@ export function register(program: Command): void {
     .option('--keep-checkpoints <n>', 'checkpoints kept (default 3)', number('--keep-checkpoints', { int: true, min: 1 }))
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--workers <n>', 'data loader threads (default 2)', number('--workers', { int: true, min: 0 }))
+    .option('--eval-every <e>', 'evaluate on --val every e epochs (default 1)', number('--eval-every', { int: true, min: 1 }))
     .option('--no-eval-retrieval', 'skip zero-shot retrieval in the per-epoch evaluation')
     .option('--quiet', 'no progress display')
     .action(async (f: Flags) => {
