@@ -1,4 +1,8 @@
-/** `cavmae make-demo-data --out D [--n N]`: the AV-digits demo set (train.json, test.json, labels.csv + media). */
+/**
+ * `cavmae make-demo-data --out D [--n N]`: the AV-digits demo set (train.json, test.json, labels.csv
+ * + media); `--sync`: the multi-digit set for CAV-MAE Sync (sync-train.json, sync-test.json: 10.24 s
+ * clips of spoken digits + 16 frames showing the digit spoken at each pair; src/data/sync-demo.ts).
+ */
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 
@@ -27,6 +31,8 @@ const list = (v: string): string[] =>
 
 interface Flags {
   out: string;
+  sync?: boolean;
+  digitsPerClip?: number;
   n: number;
   testN?: number;
   seed: number;
@@ -84,8 +90,12 @@ export function register(program: Command): void {
       28,
     )
     .option('--jobs <n>', 'examples made in parallel (each runs espeak-ng and sox)', int('--jobs', 1), 2)
+    .option('--sync', 'multi-digit clips for CAV-MAE Sync segment retrieval (default --n 500; --duration, --langs, --speed-*, --pitch-* do not apply)')
+    .option('--digits-per-clip <k>', 'with --sync: digits per 10.24 s clip, a divisor of 16 (default 8)', int('--digits-per-clip', 1))
     .option('--quiet', 'no progress bar')
-    .action(async (o: Flags) => {
+    .action(async (o: Flags, cmd: Command) => {
+      if (o.sync) return makeSyncSet(o, cmd);
+      if (o.digitsPerClip !== undefined) throw new UserError('--digits-per-clip applies to --sync only');
       const { makeDemoData } = await import('../../data/demo.js');
       let bar: import('cli-progress').SingleBar | undefined;
       if (!o.quiet && process.stderr.isTTY) {
@@ -132,4 +142,40 @@ export function register(program: Command): void {
           `  ${summary.train}\n  ${summary.test}\n  ${summary.labels}\n`,
       );
     });
+}
+
+/** `--sync`: the multi-digit AV-digits set (makeSyncDemoData). */
+async function makeSyncSet(o: Flags, cmd: Command): Promise<void> {
+  const given = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
+  const foreign = ['duration', 'langs', 'speedMin', 'speedMax', 'pitchMin', 'pitchMax'].filter(given);
+  if (foreign.length)
+    throw new UserError(
+      `--${foreign[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} does not apply to --sync (its clips are 10.24 s, English, speed 150-220 wpm and pitch 20-80 drawn per clip)`,
+    );
+  const { makeSyncDemoData } = await import('../../data/sync-demo.js');
+  const n = given('n') ? o.n : 500;
+  let shown = -1;
+  const s = await makeSyncDemoData({
+    out: o.out,
+    n,
+    testN: o.testN,
+    digitsPerClip: o.digitsPerClip,
+    seed: o.seed,
+    snrMin: o.snrMin,
+    snrMax: o.snrMax,
+    voices: o.voices,
+    imageSize: o.imageSize,
+    jobs: o.jobs,
+    onProgress: (done, total) => {
+      // One line per 10% on stderr (the generator is not resumable, so progress matters).
+      const tenth = Math.floor((10 * done) / total);
+      if (!o.quiet && tenth !== shown) {
+        shown = tenth;
+        process.stderr.write(`make-demo-data --sync: ${done}/${total} clips\n`);
+      }
+    },
+  });
+  process.stdout.write(
+    `AV-digits (multi-digit, Sync): ${s.trainCount} train + ${s.testCount} test clips (${s.seconds.toFixed(1)} s)\n  ${s.train}\n  ${s.test}\n`,
+  );
 }

@@ -1,0 +1,106 @@
+/**
+ * CAV-MAE Sync in `cavmae pretrain` (spec 8.2, 8.4, 8.5): the two training recipes as defaults,
+ * the Sync model config, IN-initial-style initialisation and the logged scalars. pretrain.ts
+ * calls these where a Sync run differs from a CAV-MAE run; everything else (run folder, loop,
+ * checkpoints, exact resume) is shared.
+ *
+ * Design contract:
+ * - A recipe only supplies defaults; every flag given explicitly wins. `cavmae` is the reference
+ *   AS-2M recipe, `sync` the Sync research recipe (SYNC_RECIPE): lr 2e-4, batch 512 pairs, 25
+ *   epochs, cosine per optimizer step with a linear warm-up over the first 10% of all steps down
+ *   to 0.1·lr, Adam (0.95, 0.999), wd 5e-7, λc 0.1, norm_pix_loss, no audio augmentation. The
+ *   default recipe follows the model: `sync` for `"model": "cavmae-sync"`, else `cavmae`.
+ * - Loss reduction: the Sync recipe averages the replicas' losses (`mean`) where CAV-MAE summed
+ *   them. A single process has one replica, and the model's losses are batch means (the
+ *   contrastive groups' NCE is their mean), so both recipes train on the mean here.
+ * - A Sync model trains on (segment, frame) pairs (src/data/sync.ts): one random pair per clip
+ *   and epoch, segment length = the config's audio_length, 16 pairs, no noise/mixup/SpecAugment
+ *   (asking for noise is an error).
+ * - `--init` of a Sync model goes through `loadSyncInit`: CAV-MAE / IN-initial weights with the
+ *   audio position tables recomputed for the segment grid, Sync tokens fresh.
+ */
+import { formatKeyReport } from '../io/checkpoint.js';
+import { SYNC_RECIPE, isSyncKind, loadSyncInit, type CAVMAESync, type PretrainOutput, type SyncPretrainOutput } from '../models/index.js';
+import { UserError } from '../util/errors.js';
+
+export type RecipeName = 'cavmae' | 'sync';
+export const RECIPE_NAMES: readonly RecipeName[] = ['cavmae', 'sync'];
+
+export interface PretrainDefaults {
+  lr: number;
+  batchSize: number;
+  epochs: number;
+  schedule: 'multistep' | 'cosine' | 'constant';
+  minLrRatio: number;
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
+  /** Noise + time-roll fbank augmentation. */
+  noise: boolean;
+  /** λc when neither the config nor --contrast-weight sets it (undefined: the config's default). */
+  contrastWeight?: number;
+  /** norm_pix_loss when the config does not set it. */
+  normPixLoss?: boolean;
+}
+
+export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
+  cavmae: { lr: 5e-5, batchSize: 48, epochs: 25, schedule: 'multistep', minLrRatio: 0.1, beta1: 0.95, beta2: 0.999, weightDecay: 5e-7, noise: true },
+  sync: {
+    lr: SYNC_RECIPE.lr,
+    batchSize: SYNC_RECIPE.batch_size,
+    epochs: SYNC_RECIPE.epochs,
+    schedule: SYNC_RECIPE.schedule,
+    minLrRatio: SYNC_RECIPE.min_lr_ratio,
+    beta1: SYNC_RECIPE.betas[0],
+    beta2: SYNC_RECIPE.betas[1],
+    weightDecay: SYNC_RECIPE.weight_decay,
+    noise: SYNC_RECIPE.audio_augmentation,
+    contrastWeight: SYNC_RECIPE.contrast_loss_weight,
+    normPixLoss: SYNC_RECIPE.norm_pix_loss,
+  },
+};
+
+/** The recipe of a run: the one asked for, else the model's own. */
+export function recipeFor(asked: string | undefined, modelKind: string): RecipeName {
+  if (asked === undefined) return isSyncKind(modelKind) ? 'sync' : 'cavmae';
+  if (!(RECIPE_NAMES as readonly string[]).includes(asked)) throw new UserError(`--recipe must be one of ${RECIPE_NAMES.join(', ')}, got "${asked}"`);
+  return asked as RecipeName;
+}
+
+/**
+ * Model-config side of a pretraining run (in place on the partial config): Sync models take no
+ * table-1 variant; the recipe fills λc and norm_pix_loss when neither the config nor a flag does.
+ */
+export function applyRecipeToConfig(
+  partial: Record<string, unknown>,
+  recipe: RecipeName,
+  o: { variant?: string; contrastWeight?: number; normPixLoss?: boolean },
+  where: string,
+): void {
+  if (isSyncKind(String(partial.model)) && o.variant !== undefined && o.variant !== 'cavmae')
+    throw new UserError(`--variant ${o.variant}: ${where} is a CAV-MAE Sync model, which has no table-1 variants`);
+  const d = PRETRAIN_RECIPES[recipe];
+  if (d.contrastWeight !== undefined && o.contrastWeight === undefined && partial.contrast_loss_weight === undefined) partial.contrast_loss_weight = d.contrastWeight;
+  if (d.normPixLoss !== undefined && o.normPixLoss === undefined && partial.norm_pix_loss === undefined) partial.norm_pix_loss = d.normPixLoss;
+}
+
+/** The noise setting of a run, refusing augmentation the Sync loader does not have. */
+export function noiseFor(asked: boolean | undefined, recipe: RecipeName, sync: boolean): boolean {
+  if (sync && asked === true) throw new UserError('noise augmentation: the CAV-MAE Sync loader has no audio augmentation (spec 8.2); leave it off');
+  return sync ? false : (asked ?? PRETRAIN_RECIPES[recipe].noise);
+}
+
+/** `--init` of a Sync model; returns the one-line report. */
+export function initSyncModel(model: CAVMAESync, path: string): string {
+  const r = loadSyncInit(model, path);
+  const first = formatKeyReport(r).split('\n')[0];
+  return `${first}${r.dropped.length ? `; recomputed for the ${model.dims.fRows} x ${model.dims.tCols} segment grid: ${r.dropped.join(', ')}` : ''}`;
+}
+
+/** The scalars of one Sync pretraining forward: the CAV-MAE ones plus the global/local NCE terms. */
+export function syncPretrainScalars(out: PretrainOutput & Partial<Pick<SyncPretrainOutput, 'lossCGlobal' | 'lossCLocal'>>): Record<string, number> {
+  const s: Record<string, number> = { loss: out.loss.item(), loss_mae_a: out.lossMaeA.item(), loss_mae_v: out.lossMaeV.item(), loss_c: out.lossC.item(), c_acc: out.cAcc };
+  if (out.lossCGlobal) s.loss_c_global = out.lossCGlobal.item();
+  if (out.lossCLocal) s.loss_c_local = out.lossCLocal.item();
+  return s;
+}
