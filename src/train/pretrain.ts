@@ -15,21 +15,27 @@
  *   so epochs are comparable) and zero-shot retrieval of the unmasked pooled embeddings in both
  *   directions (R@1/5/10, class-match@1 when labelled).
  * - Exact resumption: see run.ts.
+ * - CAV-MAE Sync (`"model": "cavmae-sync"`, e.g. the preset sync-tiny): (segment, frame) pairs
+ *   from the Sync loader, the Sync recipe as defaults (--recipe), --init through loadSyncInit,
+ *   and validation by clip-level (--strategy) and segment-level retrieval: src/train/sync-*.ts.
  */
 import { resolve } from 'node:path';
 import { Tape } from '../autograd/tape.js';
 import { loadStateDict, formatKeyReport } from '../io/checkpoint.js';
-import { buildModel, loadInto, readConfigArg, resolveConfig, CAVMAE, VARIANTS, type CavmaeConfig, type Variant } from '../models/index.js';
+import { buildModel, isSyncKind, loadInto, readConfigArg, resolveConfig, CAVMAE, CAVMAESync, VARIANTS, type CavmaeConfig, type Variant } from '../models/index.js';
 import { MASK_MODES, type MaskMode } from '../models/masking.js';
 import { buildLabelMap, loadDataset, type Dataset } from '../data/datafile.js';
 import { createLoader } from '../data/loader.js';
+import { syncLoaderOptions } from '../data/sync.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import { embedDataset, firstLabels } from '../eval/embed.js';
-import { evaluateRetrieval } from '../eval/retrieval.js';
+import { CLIP_STRATEGIES, evaluateRetrieval, type ClipStrategy } from '../eval/retrieval.js';
 import { JsonlLogger } from './logger.js';
 import { makeSchedule, type ScheduleConfig } from './schedule.js';
+import { PRETRAIN_RECIPES, applyRecipeToConfig, initSyncModel, noiseFor, recipeFor, syncPretrainScalars } from './sync-pretrain.js';
+import { evaluateSyncPretrain } from './sync-eval.js';
 import {
   allTrainableGroup,
   checkSameRun,
@@ -55,6 +61,14 @@ export interface PretrainOptions {
   config: string | Record<string, unknown>;
   out: string;
   variant?: Variant;
+  /**
+   * Defaults of the optimisation: 'cavmae' (the reference AS-2M recipe) or 'sync' (the CAV-MAE
+   * Sync recipe: lr 2e-4, batch 512, cosine with 10% warm-up to 0.1·lr, λc 0.1, no noise);
+   * default: 'sync' for a Sync model, else 'cavmae'. Explicit options win.
+   */
+  recipe?: string;
+  /** Sync models: clip similarity of the validation retrieval (default diagonal_mean). */
+  strategy?: string;
   /** Initial weights (e.g. an ImageNet MAE adapted with `cavmae adapt-mae`, or a CAV-MAE). */
   init?: string;
   lr?: number;
@@ -135,8 +149,10 @@ const num = (v: number | undefined, d: number): number => (v === undefined ? d :
 export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   const partial = { ...readConfigArg(o.config) };
   const where = typeof o.config === 'string' ? o.config : 'config';
-  if (partial.model === 'cavmae-ft' || partial.label_dim !== undefined) throw new UserError(`${where}: is a fine-tuning config; pretraining needs a CAVMAE config (e.g. the preset "tiny" or "base")`);
-  partial.model = 'cavmae';
+  if (partial.model === 'cavmae-ft' || partial.model === 'cavmae-sync-ft' || partial.label_dim !== undefined)
+    throw new UserError(`${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`);
+  if (!isSyncKind(String(partial.model))) partial.model = 'cavmae';
+  applyRecipeToConfig(partial, recipeFor(o.recipe, String(partial.model)), o, where);
   if (o.variant !== undefined) {
     if (!VARIANTS.includes(o.variant)) throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
     partial.variant = o.variant;
@@ -173,7 +189,9 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
     if (!(v > 0) || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw new UserError(`${what} must be a positive ${int ? 'integer' : 'number'}, got ${v}`);
     return v;
   };
-  const schedule = o.schedule ?? 'multistep';
+  const recipe = recipeFor(o.recipe, model.model);
+  const d = PRETRAIN_RECIPES[recipe];
+  const schedule = o.schedule ?? d.schedule;
   if (!['multistep', 'cosine', 'constant'].includes(schedule)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${schedule}"`);
   const warmup = o.warmupSteps;
   if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
@@ -184,22 +202,22 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
     model: { ...model },
     init: o.init ? resolve(o.init) : null,
     seed: num(o.seed, 0),
-    batchSize: positive(num(o.batchSize, 48), '--batch-size', true),
-    epochs: positive(num(o.epochs, 25), '--epochs', true),
+    batchSize: positive(num(o.batchSize, d.batchSize), '--batch-size', true),
+    epochs: positive(num(o.epochs, d.epochs), '--epochs', true),
     accum: positive(num(o.accum, 1), '--accum', true),
-    lr: positive(num(o.lr, 5e-5), '--lr'),
+    lr: positive(num(o.lr, d.lr), '--lr'),
     schedule: {
       kind: schedule,
       start: num(o.lrStart, 10),
       step: num(o.lrStep, 5),
       decay: num(o.lrDecay, 0.5),
       warmupSteps: warmup ?? null,
-      minLrRatio: num(o.minLrRatio, 0.1),
+      minLrRatio: num(o.minLrRatio, d.minLrRatio),
     },
-    beta1: num(o.beta1, 0.95),
-    beta2: num(o.beta2, 0.999),
-    weightDecay: num(o.weightDecay, 5e-7),
-    noise: o.noise ?? true,
+    beta1: num(o.beta1, d.beta1),
+    beta2: num(o.beta2, d.beta2),
+    weightDecay: num(o.weightDecay, d.weightDecay),
+    noise: noiseFor(o.noise, recipe, isSyncKind(model.model)),
     bf16: o.bf16 ?? false,
   };
 }
@@ -229,23 +247,24 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
   const train = loadDataset(rc.data);
   const val = rc.val ? loadDataset(rc.val) : undefined;
-  const model = buildModel(modelConfig, { seed: rc.seed }) as CAVMAE;
-  if (rc.init && !resumed) {
+  const model = buildModel(modelConfig, { seed: rc.seed }) as CAVMAE | CAVMAESync;
+  const strategy = o.strategy as ClipStrategy | undefined;
+  if (strategy !== undefined && (!(model instanceof CAVMAESync) || !CLIP_STRATEGIES.includes(strategy)))
+    throw new UserError(model instanceof CAVMAESync ? `--strategy must be one of ${CLIP_STRATEGIES.join(', ')}, got "${strategy}"` : '--strategy: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)');
+  if (rc.init && !resumed && model instanceof CAVMAESync) log(`initialised from ${rc.init}: ${initSyncModel(model, rc.init)}`);
+  else if (rc.init && !resumed) {
     const { tensors } = loadStateDict(rc.init);
     const report = loadInto(model, tensors, rc.init, { allowMissing: () => true });
     log(`initialised from ${rc.init}: ${formatKeyReport(report).split('\n')[0]}`);
   }
   const optimizer = makeAdam(model, allTrainableGroup(model), rc);
-  const loader = createLoader(train, {
-    batchSize: rc.batchSize,
-    train: true,
-    seed: rc.seed,
-    targetLength: modelConfig.audio_length,
-    imageSize: modelConfig.img_size,
-    noise: rc.noise,
-    labelMap: buildLabelMap(train),
-    workers: o.workers ?? 2,
-  });
+  const loaderBase = { batchSize: rc.batchSize, train: true, seed: rc.seed, imageSize: modelConfig.img_size, labelMap: buildLabelMap(train), workers: o.workers ?? 2 };
+  const loader = createLoader(
+    train,
+    model instanceof CAVMAESync
+      ? syncLoaderOptions(loaderBase, modelConfig.audio_length, model.config.total_frame) // one random (segment, frame) pair per clip
+      : { ...loaderBase, targetLength: modelConfig.audio_length, noise: rc.noise },
+  );
   const spe = stepsPerEpoch(loader, rc.accum);
   const schedule = makeSchedule(scheduleConfig(rc, spe));
   const start = { epoch: 0, batchInEpoch: 0, globalStep: 0 };
@@ -255,7 +274,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     truncateLogAfter(folder.log, start.globalStep);
     log(`resuming ${folder.dir} at step ${start.globalStep} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
   }
-  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, budget: { maxSteps: o.maxSteps ?? null, maxMinutes: o.maxMinutes ?? null } }, null, 1) + '\n');
+  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, recipe: recipeFor(o.recipe, modelConfig.model), budget: { maxSteps: o.maxSteps ?? null, maxMinutes: o.maxMinutes ?? null } }, null, 1) + '\n');
   const logger = new JsonlLogger(folder.log);
   if (!resumed) logger.log({ kind: 'info', step: 0, message: 'pretrain', params: model.arena.numTrainable, stepsPerEpoch: spe, batches: loader.numBatches });
   const T = modelConfig.audio_length;
@@ -288,11 +307,13 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
         const B = batch.size;
         const out = model.forward(ctx.tape, { audio: new Tensor([B, T, 128], batch.audio), image: new Tensor([B, 3, S, S], batch.image) }, { rng: stepRng(rc.seed, ctx.step, ctx.micro) });
         ctx.tape.backward(out.loss, Float32Array.of(1 / ctx.groupSize));
-        return pretrainScalars(out);
+        return model instanceof CAVMAESync ? syncPretrainScalars(out) : pretrainScalars(out);
       },
       endOfEpoch: val
         ? async (epoch) => {
             if ((epoch + 1) % evalEvery !== 0 && epoch + 1 !== rc.epochs) return undefined;
+            const evalOpts = { batchSize: rc.batchSize, seed: rc.seed, bf16: rc.bf16, retrieval: o.evalRetrieval ?? true, workers: o.workers };
+            if (model instanceof CAVMAESync) return (lastEval = await evaluateSyncPretrain(model, val, { ...evalOpts, strategy }));
             lastEval = await evaluatePretrain(model, val, { batchSize: rc.batchSize, seed: rc.seed, bf16: rc.bf16, retrieval: o.evalRetrieval ?? true, workers: o.workers });
             return lastEval;
           }

@@ -41,7 +41,7 @@ import {
 } from '../models/index.js';
 import { MAX_DATAFILE_BYTES, loadDataset, loadLabelCsv, resolveLabels, buildLabelMap, type Dataset, type LabelMap } from '../data/datafile.js';
 import { createLoader } from '../data/loader.js';
-import { SYNC_PAIRS, SYNC_SPECTROGRAM_ROWS, segmentBounds, syncClipBatches, syncLoaderOptions, type SyncClipFailure } from '../data/sync.js';
+import { SYNC_PAIRS, SYNC_SPECTROGRAM_ROWS, segmentBounds, syncClipBatches, syncLoaderOptions, type SyncClipBatch, type SyncClipFailure } from '../data/sync.js';
 import { CLIP_STRATEGIES, evaluateRetrieval, type ClipStrategy, type RetrievalMetrics } from '../eval/retrieval.js';
 import { chanceLevels, embedDataset, formatRetrieval, loadInferenceModel, readEmbeddings, retrievalFromEmbeddings, type RetrievalReport } from '../eval/embed.js';
 import { UserError, fileError } from '../util/errors.js';
@@ -69,6 +69,34 @@ export interface FeatureRunOptions {
   onBatch?: (done: number, total: number) => void;
   /** Unreadable clips (default: one warning line each on stderr). */
   onFailure?: (f: SyncClipFailure) => void;
+  /**
+   * Clips already decoded (`loadClipBatches`) with the geometry the model needs, used instead of
+   * reading the dataset again (evaluating many checkpoints on one set).
+   */
+  clips?: readonly SyncClipBatch[];
+}
+
+/** Every clip of a dataset decoded once, in batches (see FeatureRunOptions.clips). */
+export async function loadClipBatches(
+  dataset: Dataset,
+  o: { segmentLength: number; imageSize: number; pairs?: number; clipsPerBatch?: number; audioNorm?: { mean: number; std: number }; onFailure?: (f: SyncClipFailure) => void },
+): Promise<SyncClipBatch[]> {
+  const out: SyncClipBatch[] = [];
+  for await (const b of syncClipBatches(dataset, { segmentLength: o.segmentLength, pairs: o.pairs ?? SYNC_PAIRS, imageSize: o.imageSize, audioMean: o.audioNorm?.mean, audioStd: o.audioNorm?.std, clipsPerBatch: o.clipsPerBatch ?? 8, onFailure: o.onFailure }))
+    out.push(b);
+  return out;
+}
+
+/** The clip batches of a feature run: the preloaded ones (checked against the geometry) or the dataset's. */
+function clipSource(dataset: Dataset, geometry: { segmentLength: number; pairs: number; imageSize: number }, o: FeatureRunOptions, report: (f: SyncClipFailure) => void): AsyncIterable<SyncClipBatch> | readonly SyncClipBatch[] {
+  if (!o.clips) {
+    return syncClipBatches(dataset, { ...geometry, audioMean: o.audioNorm?.mean, audioStd: o.audioNorm?.std, clipsPerBatch: o.clipsPerBatch ?? 8, onFailure: report });
+  }
+  for (const b of o.clips) {
+    if (b.pairs !== geometry.pairs || b.audio.length !== b.n * b.pairs * geometry.segmentLength * MEL_BINS || b.image.length !== b.n * b.pairs * 3 * geometry.imageSize ** 2)
+      throw new UserError(`preloaded clips do not have the model's geometry (${geometry.pairs} pairs of ${geometry.segmentLength}-row segments and ${geometry.imageSize}-px frames)`);
+  }
+  return o.clips;
 }
 
 function collector(o: FeatureRunOptions): { failures: SyncClipFailure[]; report: (f: SyncClipFailure) => void } {
@@ -115,15 +143,7 @@ export async function syncDatasetFeatures(
   const video = new FeatureRows(F, D);
   const ids: string[] = [];
   const indices: number[] = [];
-  for await (const b of syncClipBatches(dataset, {
-    segmentLength: c.audio_length,
-    pairs: F,
-    imageSize: c.img_size,
-    audioMean: o.audioNorm?.mean,
-    audioStd: o.audioNorm?.std,
-    clipsPerBatch: o.clipsPerBatch ?? 8,
-    onFailure: report,
-  })) {
+  for await (const b of clipSource(dataset, { segmentLength: c.audio_length, pairs: F, imageSize: c.img_size }, o, report)) {
     const f = syncRetrievalFeatures(model, { audio: b.audio, image: b.image, n: b.n, frames: F }, { representation: o.representation, batchPairs: o.batchPairs, bf16: o.bf16 });
     audio.push(f.audio.data, b.n);
     video.push(f.video.data, b.n);
@@ -205,15 +225,7 @@ export async function cavmaeSegmentFeatures(
   const vRow = 3 * S * S;
   const aIn = new Float32Array(chunk * T * MEL_BINS);
   const noise = new Float32Array(chunk * N);
-  for await (const b of syncClipBatches(dataset, {
-    segmentLength: L,
-    pairs: F,
-    imageSize: S,
-    audioMean: o.audioNorm?.mean,
-    audioStd: o.audioNorm?.std,
-    clipsPerBatch: o.clipsPerBatch ?? 8,
-    onFailure: report,
-  })) {
+  for await (const b of clipSource(dataset, { segmentLength: L, pairs: F, imageSize: S }, o, report)) {
     const P = b.n * F;
     const outA = new Float32Array(P * D);
     const outV = new Float32Array(P * D);

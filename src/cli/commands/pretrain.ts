@@ -1,6 +1,7 @@
 /**
  * `cavmae pretrain --data F [--val F] --config P --out R`: CAV-MAE pretraining with the reference
- * recipe as defaults (src/train/pretrain.ts). Writes R/model.safetensors, R/checkpoints/,
+ * recipe as defaults (src/train/pretrain.ts); CAV-MAE Sync models (`--config sync-tiny`, any
+ * config with "model": "cavmae-sync") train on (segment, frame) pairs with the Sync recipe. Writes R/model.safetensors, R/checkpoints/,
  * R/log.jsonl, R/plots/, R/result.json; `--resume` continues exactly from the last checkpoint.
  */
 import type { Command } from 'commander';
@@ -22,6 +23,8 @@ interface Flags {
   config: string;
   out: string;
   variant?: string;
+  recipe?: string;
+  strategy?: string;
   init?: string;
   lr?: number;
   batchSize?: number;
@@ -68,8 +71,9 @@ export function register(program: Command): void {
     .requiredOption('--config <preset|json>', 'model config: a preset (tiny, base, ...) or a JSON file of the constructor arguments')
     .requiredOption('--out <dir>', 'run folder')
     .option('--variant <name>', 'cavmae | av-mae | cav | vanilla-av-mae | audio-mae | visual-mae (paper table 1)')
+    .option('--recipe <name>', 'defaults of the optimisation: cavmae (reference AS-2M) | sync (CAV-MAE Sync: lr 2e-4, batch 512, cosine per step with 10% warm-up to 0.1 lr, lambda_c 0.1, no noise); default: sync for Sync models, else cavmae')
     .option('--init <ckpt>', 'initial weights (.pth/.safetensors), e.g. an ImageNet MAE adapted with `cavmae adapt-mae`')
-    .option('--lr <x>', 'base learning rate (default 5e-5)', number('--lr'))
+    .option('--lr <x>', 'base learning rate (default 5e-5; Sync recipe 2e-4)', number('--lr'))
     .option('--batch-size <n>', 'samples per forward pass (default 48)', number('--batch-size', { int: true, min: 1 }))
     .option('--epochs <n>', 'epochs (default 25)', number('--epochs', { int: true, min: 1 }))
     .option('--schedule <kind>', 'multistep (reference: per epoch) | cosine (Sync: per step, warm-up) | constant (default multistep)')
@@ -102,12 +106,15 @@ export function register(program: Command): void {
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--workers <n>', 'data loader threads (default 2)', number('--workers', { int: true, min: 0 }))
     .option('--eval-every <e>', 'evaluate on --val every e epochs (default 1)', number('--eval-every', { int: true, min: 1 }))
+    .option('--strategy <s>', 'Sync models: clip similarity of the validation retrieval: diagonal_mean (default) | diagonal_max | mean | max')
     .option('--no-eval-retrieval', 'skip zero-shot retrieval in the per-epoch evaluation')
     .option('--quiet', 'no progress display')
-    .action(async (f: Flags) => {
+    .action(async (f: Flags, cmd: Command) => {
       const { pretrain } = await import('../../train/pretrain.js');
       const r = await pretrain({
         ...f,
+        // Only an explicit --no-noise counts: the default follows the recipe (Sync: no noise).
+        noise: cmd.getOptionValueSource('noise') === 'cli' ? f.noise : undefined,
         variant: f.variant as import('../../models/index.js').Variant | undefined,
         schedule: f.schedule as 'multistep' | 'cosine' | 'constant' | undefined,
       });
