@@ -55,8 +55,9 @@ test('retrieval errors: one line, exit code 1', async () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^cavmae: .*nope/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
-  r = cli(['retrieval', '--embeddings', 'x.safetensors', '--strategy', 'max']);
-  assert.match(r.stderr, /^cavmae: --strategy max: per-frame clip strategies need CAV-MAE Sync embeddings/);
+  r = cli(['retrieval', '--embeddings', join(tmp, 'missing.safetensors')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^cavmae: .*missing\.safetensors/);
   r = cli(['retrieval', '--data', 'x.json']);
   assert.match(r.stderr, /^cavmae: retrieval needs --model <checkpoint> and --data <datafile> \(or --embeddings <file>\)\n$/);
 });
