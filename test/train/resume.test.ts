@@ -33,7 +33,7 @@ function latestCheckpointStep(run: string): number {
   return new Checkpointer(run, { log: () => {} }).loadLatest()?.state.globalStep ?? 0;
 }
 
-test('SIGKILL at random moments + --resume = the uninterrupted run, bit for bit', { timeout: 240_000 }, async () => {
+test('SIGKILL at random moments + --resume = the uninterrupted run, bit for bit', { timeout: 240_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cavmae-resume-'));
   try {
     const set = await makeSyntheticSet(join(dir, 'data'), 24, 8);
@@ -51,7 +51,7 @@ test('SIGKILL at random moments + --resume = the uninterrupted run, bit for bit'
     const run = join(dir, 'killed');
     const random = rng(99);
     let kills = 0;
-    let resumedFrom: number[] = [];
+    const resumedFrom: number[] = [];
     for (let round = 0; round < 40; round++) {
       const before = latestCheckpointStep(run);
       const child = spawnCli([...args(run), '--resume']);
@@ -86,6 +86,7 @@ test('SIGKILL at random moments + --resume = the uninterrupted run, bit for bit'
       if (done === 0) break;
       assert.equal(done, null, `child failed: ${stderr}`);
     }
+    t.diagnostic(`${kills} SIGKILLs; resumed at steps ${resumedFrom.join(', ')} of ${totalSteps}`);
     assert.ok(kills >= 3, `only ${kills} kills landed during training`);
     assert.ok(resumedFrom.length >= 3, 'the run resumed from checkpoints');
     // Every step appears exactly once in the log (the abandoned tails were dropped on resume).
