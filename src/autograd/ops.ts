@@ -19,7 +19,14 @@ import {
   type Shape,
 } from '../tensor/tensor.js';
 import type { Tape } from './tape.js';
-import { EPILOGUE_ADD, EPILOGUE_GELU, EPILOGUE_NONE, fused, takesBf16Operands, type Epilogue } from '../kernels/fused.js';
+import {
+  EPILOGUE_ADD,
+  EPILOGUE_GELU,
+  EPILOGUE_NONE,
+  fused,
+  takesBf16Operands,
+  type Epilogue,
+} from '../kernels/fused.js';
 import { Param } from '../tensor/arena.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -38,8 +45,16 @@ function weightOperand(tp: Tape, w: Tensor): Float32Array | Uint16Array {
  * (inference) int8 with per-output-channel weight scales and per-row activation scales.
  */
 function linearInto(
-  tp: Tape, x: Float32Array, w: Tensor, b: Tensor | null, y: Float32Array,
-  rows: number, nOut: number, nIn: number, epilogue: Epilogue, aux: Float32Array | null,
+  tp: Tape,
+  x: Float32Array,
+  w: Tensor,
+  b: Tensor | null,
+  y: Float32Array,
+  rows: number,
+  nOut: number,
+  nIn: number,
+  epilogue: Epilogue,
+  aux: Float32Array | null,
 ): void {
   const f = fused(kernels());
   if (tp.int8 && w instanceof Param) {
@@ -47,13 +62,29 @@ function linearInto(
     f.gemmInt8(x, q.q, q.scale, q.comp, y, rows, nOut, nIn, b ? b.data : null, epilogue, aux);
     return;
   }
-  f.gemmEx(x, weightOperand(tp, w), y, rows, nOut, nIn, false, true, 1, 0, tp.bf16, b ? b.data : null, epilogue, aux);
+  f.gemmEx(
+    x,
+    weightOperand(tp, w),
+    y,
+    rows,
+    nOut,
+    nIn,
+    false,
+    true,
+    1,
+    0,
+    tp.bf16,
+    b ? b.data : null,
+    epilogue,
+    aux,
+  );
 }
 
 function checkLinear(op: string, x: Tensor, w: Tensor, b: Tensor | null): { nIn: number; nOut: number } {
   const nOut = w.shape[0];
   const nIn = x.lastDim;
-  if (w.size !== nOut * nIn) throw new ShapeError(`${op}: weight ${shapeStr(w.shape)} does not map ${nIn} inputs`);
+  if (w.size !== nOut * nIn)
+    throw new ShapeError(`${op}: weight ${shapeStr(w.shape)} does not map ${nIn} inputs`);
   if (b) expectShape(op, 'bias', b, [nOut]);
   return { nIn, nOut };
 }
@@ -66,7 +97,22 @@ function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Fl
   // dx [rows, in] (+)= dy [rows, out] · W [out, in]
   if (x.requiresGrad) {
     const { grad, beta } = tp.gradForWrite(x);
-    fused(k).gemmEx(dy, weightOperand(tp, w), grad, rows, nIn, nOut, false, false, 1, beta, tp.bf16, null, EPILOGUE_NONE, null);
+    fused(k).gemmEx(
+      dy,
+      weightOperand(tp, w),
+      grad,
+      rows,
+      nIn,
+      nOut,
+      false,
+      false,
+      1,
+      beta,
+      tp.bf16,
+      null,
+      EPILOGUE_NONE,
+      null,
+    );
   }
   // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
   if (w.requiresGrad) k.matmul(dy, x.data, tp.gradOf(w), nOut, nIn, rows, true, false, 1, 1, tp.bf16);
@@ -136,7 +182,13 @@ export function linearAdd(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, resi
  * held from forward to backward. Same values and gradients as layerNorm then linear.
  */
 export function layerNormLinear(
-  tp: Tape, x: Tensor, lnW: Tensor, lnB: Tensor, eps: number, w: Tensor, b: Tensor | null,
+  tp: Tape,
+  x: Tensor,
+  lnW: Tensor,
+  lnB: Tensor,
+  eps: number,
+  w: Tensor,
+  b: Tensor | null,
 ): Tensor {
   const C = x.lastDim;
   expectShape('layerNormLinear', 'LayerNorm weight', lnW, [C]);
@@ -157,7 +209,11 @@ export function layerNormLinear(
     return y;
   }
   tp.record('layerNormLinear', y, () => {
-    const nt = new Tensor(x.shape, tp.pool.alloc(rows * C), x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad);
+    const nt = new Tensor(
+      x.shape,
+      tp.pool.alloc(rows * C),
+      x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad,
+    );
     k.layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps); // recompute
     linearBackward(tp, nt, w, b, y.grad!);
     if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
@@ -176,8 +232,16 @@ export function layerNormLinear(
  * activation widths. Same values and gradients as the op sequence.
  */
 export function layerNormMlp(
-  tp: Tape, x: Tensor, lnW: Tensor, lnB: Tensor, eps: number,
-  w1: Tensor, b1: Tensor | null, w2: Tensor, b2: Tensor | null, residual: Tensor,
+  tp: Tape,
+  x: Tensor,
+  lnW: Tensor,
+  lnB: Tensor,
+  eps: number,
+  w1: Tensor,
+  b1: Tensor | null,
+  w2: Tensor,
+  b2: Tensor | null,
+  residual: Tensor,
 ): Tensor {
   const C = x.lastDim;
   expectShape('layerNormMlp', 'LayerNorm weight', lnW, [C]);
@@ -189,7 +253,6 @@ export function layerNormMlp(
     throw new ShapeError(`layerNormMlp: residual ${shapeStr(residual.shape)} for output ${shapeStr(shape)}`);
   const rows = x.rows;
   const k = kernels();
-  const f = fused(k);
   const grad = tp.needsGrad(x, lnW, lnB, w1, b1, w2, b2, residual);
   const n = tp.pool.alloc(rows * C);
   const mean = tp.pool.alloc(rows);
@@ -234,7 +297,13 @@ export function layerNormMlp(
 
 /** LayerNorm backward from dy into the gradients of x, weight and bias (those that need one). */
 function layerNormBackwardInto(
-  tp: Tape, x: Tensor, w: Tensor, b: Tensor, dy: Float32Array, mean: Float32Array, rstd: Float32Array,
+  tp: Tape,
+  x: Tensor,
+  w: Tensor,
+  b: Tensor,
+  dy: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
 ): void {
   const C = x.lastDim;
   const rows = x.rows;

@@ -75,7 +75,8 @@ export class Tape {
     this.gradEnabled = opts.grad ?? true;
     this.bf16 = opts.bf16 ?? false;
     this.int8 = opts.int8 ?? false;
-    if (this.int8 && this.gradEnabled) throw new Error('int8 is for inference: create the tape with grad: false');
+    if (this.int8 && this.gradEnabled)
+      throw new Error('int8 is for inference: create the tape with grad: false');
     // Inference tapes share one non-tracking pool: what their ops release (dead intermediates)
     // is reused by the next forward pass, so repeated inference reaches a steady state without
     // allocating; buffers they hand out (outputs) stay the caller's.
@@ -199,7 +200,8 @@ export class Tape {
       if (loss.size !== 1) throw new ShapeError(`backward(): ${loss} is not a scalar; pass a seed gradient`);
       g[0] += 1;
     }
-    if (this.backwardRun) throw new Error('backward() already ran on this tape: call reset() before the next step');
+    if (this.backwardRun)
+      throw new Error('backward() already ran on this tape: call reset() before the next step');
     this.backwardRun = true;
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const node = this.nodes[i];

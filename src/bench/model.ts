@@ -168,7 +168,10 @@ export function modelFlops(cfg: CavmaeConfig, task: ModelTask, B: number): Model
     sd * blockFlops(K, K, D, r) +
     contrastLayers * (blockFlops(Ka, Ka, D, r) + blockFlops(Kv, Kv, D, r));
   const dec =
-    2 * K * D * Dd + cfg.decoder_depth * blockFlops(L, L, Dd, r) + 2 * d.La * Dd * p2 + 2 * d.Lv * Dd * p2 * cfg.in_chans;
+    2 * K * D * Dd +
+    cfg.decoder_depth * blockFlops(L, L, Dd, r) +
+    2 * d.La * Dd * p2 +
+    2 * d.Lv * Dd * p2 * cfg.in_chans;
   const contrastive = 2 * B * B * D; // the similarity matrix a·vᵀ (negligible, counted for completeness)
   const forward = B * (patchA + patchV + enc + dec) + contrastive;
   // Attention backward = 2x forward; every linear 2x forward; patch embedding: weight gradient only.
@@ -193,7 +196,11 @@ function int8Peak(K: Kernels, threads: number, batchSeconds: number): number {
   f.quantizeWeightsInt8(w, n, k, wq, ws, wc);
   const c = new Float32Array(m * n);
   K.setThreads(threads);
-  const t = timeCalls(() => f.gemmInt8(x, wq, ws, wc, c, m, n, k, null, EPILOGUE_NONE, null), batchSeconds, 3);
+  const t = timeCalls(
+    () => f.gemmInt8(x, wq, ws, wc, c, m, n, k, null, EPILOGUE_NONE, null),
+    batchSeconds,
+    3,
+  );
   return (2 * m * n * k) / t.best / 1e9;
 }
 
@@ -237,7 +244,12 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
   if (!nat.ok) env.nativeError = nat.error;
   if (K.name === 'native' && nat.ok) {
     const info = nat.kernels.info();
-    env.native = { isa: info.isa, dnnlVersion: info.dnnlVersion, dnnlIsa: info.dnnlIsa, compiler: info.compiler };
+    env.native = {
+      isa: info.isa,
+      dnnlVersion: info.dnnlVersion,
+      dnnlIsa: info.dnnlIsa,
+      compiler: info.compiler,
+    };
   }
   return env;
 }
@@ -251,8 +263,12 @@ export function checkModelBenchOptions(opts: ModelBenchOptions): void {
   if (opts.dtype !== undefined && !MODEL_DTYPES.includes(opts.dtype))
     throw new UserError(`--dtype must be one of ${MODEL_DTYPES.join(', ')}, got '${opts.dtype}'`);
   for (const t of opts.tasks ?? [])
-    if (!MODEL_TASKS.includes(t)) throw new UserError(`--tasks: unknown task '${t}' (known: ${MODEL_TASKS.join(', ')})`);
-  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 256))
+    if (!MODEL_TASKS.includes(t))
+      throw new UserError(`--tasks: unknown task '${t}' (known: ${MODEL_TASKS.join(', ')})`);
+  if (
+    opts.threads !== undefined &&
+    !(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 256)
+  )
     throw new UserError(`--threads must be an integer between 1 and 256, got ${opts.threads}`);
 }
 
@@ -264,7 +280,9 @@ function pretrainConfig(preset: string): CavmaeConfig {
     throw new UserError(`--preset: ${(e as Error).message}`);
   }
   if (cfg.model !== 'cavmae')
-    throw new UserError(`--preset must name a CAV-MAE pretraining preset (e.g. base, tiny), got '${preset}' (${cfg.model})`);
+    throw new UserError(
+      `--preset must name a CAV-MAE pretraining preset (e.g. base, tiny), got '${preset}' (${cfg.model})`,
+    );
   return cfg;
 }
 
@@ -316,7 +334,15 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       for (const dt of bf16 ? (['fp32', 'bf16'] as const) : (['fp32'] as const)) {
         let best = 0;
         for (const trans of ['NN', 'NT'] as const) {
-          const r = benchGemm(K, { m: 1024, k: 768, n: 3072 }, trans, dt, threads, K.name === 'native' ? 0.2 : 0.02, 3);
+          const r = benchGemm(
+            K,
+            { m: 1024, k: 768, n: 3072 },
+            trans,
+            dt,
+            threads,
+            K.name === 'native' ? 0.2 : 0.02,
+            3,
+          );
           best = Math.max(best, r.gflops);
         }
         report.peak_gflops[dt] = round(best, 1);
@@ -324,7 +350,9 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       }
       if (int8) {
         report.peak_gflops.int8 = round(int8Peak(K, threads, K.name === 'native' ? 0.2 : 0.02), 1);
-        log(`GEMM peak int8 (${threads} threads, with per-row activation quantisation): ${report.peak_gflops.int8} GOP/s`);
+        log(
+          `GEMM peak int8 (${threads} threads, with per-row activation quantisation): ${report.peak_gflops.int8} GOP/s`,
+        );
       }
       K.setThreads(threads);
     }
@@ -337,7 +365,11 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     rng.fillNormal(image.data, 0, 1);
     const batch = { audio, image };
     const peak = report.peak_gflops[dtype];
-    const record = (task: ModelTask | 'pretrain_forward' | 'pretrain_backward', flop: number, seconds: number): void => {
+    const record = (
+      task: ModelTask | 'pretrain_forward' | 'pretrain_backward',
+      flop: number,
+      seconds: number,
+    ): void => {
       const g = flop / seconds / 1e9;
       report.gflops[task] = round(g, 1);
       if (peak) report.mfu[task] = round(g / peak, 3);
@@ -391,7 +423,20 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
         step++;
         for (const { offset: o, size: n } of arena.trainableRanges((p) => tp.paramsWithGrad.has(p))) {
           const v = (x: Float32Array): Float32Array => x.subarray(o, o + n);
-          K.adamUpdate(v(arena.data), v(arena.grad), v(adamM), v(adamV), n, 1e-4, 0.95, 0.999, 1e-8, 5e-7, step, false);
+          K.adamUpdate(
+            v(arena.data),
+            v(arena.grad),
+            v(adamM),
+            v(adamV),
+            n,
+            1e-4,
+            0.95,
+            0.999,
+            1e-8,
+            5e-7,
+            step,
+            false,
+          );
         }
         tp.reset();
         const t3 = now();
@@ -459,19 +504,25 @@ export function formatModelReport(r: ModelBenchReport): string {
     `cavmae model benchmark: preset ${r.preset}, batch ${r.batch}, ${r.dtype}, ${r.threads} threads, median of ${r.reps} (${e.backend}` +
       `${e.native ? `, oneDNN ${e.native.dnnlVersion} ${e.native.dnnlIsa}` : ''})`,
   );
-  lines.push(`cpu: ${e.cpuModel}, ${e.logicalCpus} logical CPUs; node ${e.node}; load ${e.loadavgStart.join(' ')} -> ${(e.loadavgEnd ?? []).join(' ')}`);
+  lines.push(
+    `cpu: ${e.cpuModel}, ${e.logicalCpus} logical CPUs; node ${e.node}; load ${e.loadavgStart.join(' ')} -> ${(e.loadavgEnd ?? []).join(' ')}`,
+  );
   const peaks = Object.entries(r.peak_gflops).map(([k, v]) => `${k} ${v} GFLOP/s`);
   if (peaks.length) lines.push(`GEMM peak measured: ${peaks.join(', ')}`);
   const row = (name: string, rate: number | undefined, unit: string, task: ModelTask): void => {
     if (rate === undefined) return;
     const mfu = r.mfu[task] !== undefined ? `, MFU ${(100 * r.mfu[task]!).toFixed(0)}%` : '';
-    lines.push(`${name.padEnd(22)} ${rate.toFixed(3).padStart(8)} ${unit}  (${r.gflop_per_item[task]} GFLOP each, ${r.gflops[task]} GFLOP/s${mfu})`);
+    lines.push(
+      `${name.padEnd(22)} ${rate.toFixed(3).padStart(8)} ${unit}  (${r.gflop_per_item[task]} GFLOP each, ${r.gflops[task]} GFLOP/s${mfu})`,
+    );
   };
   row('embedding', r.embed_clips_per_s, 'clips/s  ', 'embed');
   row('pretraining step', r.pretrain_samples_per_s, 'samples/s', 'pretrain');
   if (r.pretrain_phases) {
     const p = r.pretrain_phases;
-    lines.push(`${''.padEnd(22)} forward ${p.forward} s, backward ${p.backward} s, optimizer ${p.optimizer} s per step`);
+    lines.push(
+      `${''.padEnd(22)} forward ${p.forward} s, backward ${p.backward} s, optimizer ${p.optimizer} s per step`,
+    );
   }
   row('fine-tuning forward', r.ft_clips_per_s, 'clips/s  ', 'ft');
   lines.push(`peak RSS: ${r.peak_rss_mb} MB`);

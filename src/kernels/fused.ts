@@ -33,9 +33,17 @@ export interface FusedKernels {
    * epilogue as gemmEx (aux: GELU pre-activation or residual). AVX512-VNNI via oneDNN natively.
    */
   gemmInt8(
-    x: F32, wq: Int8Array, wScale: F32, wComp: Int32Array, c: F32,
-    m: number, n: number, k: number,
-    bias: F32 | null, epilogue: Epilogue, aux: F32 | null,
+    x: F32,
+    wq: Int8Array,
+    wScale: F32,
+    wComp: Int32Array,
+    c: F32,
+    m: number,
+    n: number,
+    k: number,
+    bias: F32 | null,
+    epilogue: Epilogue,
+    aux: F32 | null,
   ): void;
 
   /**
@@ -43,11 +51,20 @@ export interface FusedKernels {
    * epilogue 1 (GELU): aux = C (when aux is given), C = gelu(C); 2 (add): C = aux + C (aux [m,n]).
    */
   gemmEx(
-    a: F32 | BF16, b: F32 | BF16, c: F32,
-    m: number, n: number, k: number,
-    transA: boolean, transB: boolean,
-    alpha: number, beta: number, bf16: boolean,
-    bias: F32 | null, epilogue: Epilogue, aux: F32 | null,
+    a: F32 | BF16,
+    b: F32 | BF16,
+    c: F32,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    bf16: boolean,
+    bias: F32 | null,
+    epilogue: Epilogue,
+    aux: F32 | null,
   ): void;
 }
 
@@ -58,11 +75,18 @@ function rne(v: number): number {
 }
 
 /** One row's int8 quantisation in float32 arithmetic, as the native kernel: returns the scale. */
-function quantizeRow(x: ArrayLike<number>, off: number, cols: number, q: Int8Array | Float32Array, qOff: number): number {
+function quantizeRow(
+  x: ArrayLike<number>,
+  off: number,
+  cols: number,
+  q: Int8Array | Float32Array,
+  qOff: number,
+): number {
   let m = 0;
   for (let c = 0; c < cols; c++) m = Math.max(m, Math.abs(x[off + c]));
   const inv = m > 0 ? Math.fround(127 / m) : 0;
-  for (let c = 0; c < cols; c++) q[qOff + c] = Math.min(127, Math.max(-127, rne(Math.fround(x[off + c] * inv))));
+  for (let c = 0; c < cols; c++)
+    q[qOff + c] = Math.min(127, Math.max(-127, rne(Math.fround(x[off + c] * inv))));
   return Math.fround(m / 127);
 }
 
@@ -74,7 +98,14 @@ export function composedFused(k: Kernels): FusedKernels {
     k.bf16ToF32(out, x, n);
     return out;
   };
-  const epilogueOf = (c: F32, m: number, n: number, bias: F32 | null, epilogue: Epilogue, aux: F32 | null): void => {
+  const epilogueOf = (
+    c: F32,
+    m: number,
+    n: number,
+    bias: F32 | null,
+    epilogue: Epilogue,
+    aux: F32 | null,
+  ): void => {
     if (epilogue === EPILOGUE_ADD && !aux) throw new RangeError('epilogue 2 (add) needs aux');
     if (bias) k.biasAdd(c, bias, m, n);
     if (epilogue === EPILOGUE_GELU) {

@@ -49,7 +49,16 @@ export class Block {
     if (!tp.gradEnabled) tp.pool.release(y.data);
     // x1 + mlp(norm2(x1)) in one op: only fc1's pre-activation is kept for backward.
     const out = ops.layerNormMlp(
-      tp, x1, n2.weight, n2.bias, n2.eps, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias, x1,
+      tp,
+      x1,
+      n2.weight,
+      n2.bias,
+      n2.eps,
+      mlp.fc1.weight,
+      mlp.fc1.bias,
+      mlp.fc2.weight,
+      mlp.fc2.bias,
+      x1,
     );
     if (!tp.gradEnabled) tp.pool.release(x1.data); // inference: dead now, the next block reuses it
     return out;
