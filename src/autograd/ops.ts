@@ -94,11 +94,21 @@ function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Fl
   const { nIn, nOut } = checkLinear('linear', x, w, b);
   const rows = x.rows;
   const k = kernels();
+  const f = fused(k);
+  // In bf16 on the native backend, dy is rounded once and read by both GEMMs.
+  let g: Float32Array | Uint16Array = dy;
+  let gBuf: Float32Array | null = null;
+  if (tp.bf16 && takesBf16Operands(k) && x.requiresGrad && w.requiresGrad) {
+    const n = rows * nOut;
+    gBuf = tp.pool.alloc((n + 1) >> 1);
+    g = new Uint16Array(gBuf.buffer, gBuf.byteOffset, n);
+    k.f32ToBf16(g, dy, n);
+  }
   // dx [rows, in] (+)= dy [rows, out] · W [out, in]
   if (x.requiresGrad) {
     const { grad, beta } = tp.gradForWrite(x);
-    fused(k).gemmEx(
-      dy,
+    f.gemmEx(
+      g,
       weightOperand(tp, w),
       grad,
       rows,
@@ -115,8 +125,10 @@ function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Fl
     );
   }
   // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
-  if (w.requiresGrad) k.matmul(dy, x.data, tp.gradOf(w), nOut, nIn, rows, true, false, 1, 1, tp.bf16);
+  if (w.requiresGrad)
+    f.gemmEx(g, x.data, tp.gradOf(w), nOut, nIn, rows, true, false, 1, 1, tp.bf16, null, EPILOGUE_NONE, null);
   if (b && b.requiresGrad) k.biasBackward(tp.gradOf(b), dy, rows, nOut);
+  if (gBuf) tp.pool.release(gBuf);
 }
 
 /** y = x·Wᵀ + b, x [..., in], W [out, in] (any shape whose first axis is `out`), b [out]. */
