@@ -15,12 +15,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import {
   CONFIG_KEY,
+  DEFAULT_PREPROCESS,
   checkpointConfig,
   compareKeys,
   formatKeyReport,
   loadStateDict,
   saveCheckpoint,
   type KeyReport,
+  type PreprocessConstants,
 } from '../io/checkpoint.js';
 import type { WritableTensor } from '../io/safetensors.js';
 import { kernels } from '../kernels/index.js';
@@ -322,11 +324,30 @@ function preview(keys: string[], n = 8): string {
   return keys.slice(0, n).join(', ') + (keys.length > n ? `, ... (${keys.length - n} more)` : '');
 }
 
-/** Saves a model as safetensors with its config (atomic). bf16 storage halves the file. */
+/**
+ * The preprocessing a model's inputs need, from its config: the fbank length and image side the
+ * model was built for (the reference defaults otherwise). Sync models' `audio_length` is the
+ * segment length, which is what their loader takes as `targetLength` (src/data/sync.ts).
+ */
+export function preprocessForConfig(
+  config: { audio_length: number; img_size: number },
+  audioNorm: { mean: number; std: number } = DEFAULT_PREPROCESS.audio,
+): PreprocessConstants {
+  return {
+    audio: { ...DEFAULT_PREPROCESS.audio, targetLength: config.audio_length, mean: audioNorm.mean, std: audioNorm.std },
+    image: { ...DEFAULT_PREPROCESS.image, size: config.img_size },
+  };
+}
+
+/**
+ * Saves a model as safetensors with its config and preprocessing constants (atomic; by default
+ * the constants follow the config, so a 32 px / 112-frame model is not served 224 px / 1024
+ * frames). bf16 storage halves the file.
+ */
 export function saveModel(
   path: string,
   model: AnyModel,
-  opts: { dtype?: 'F32' | 'BF16'; extra?: Record<string, string> } = {},
+  opts: { dtype?: 'F32' | 'BF16'; extra?: Record<string, string>; preprocess?: PreprocessConstants } = {},
 ): void {
   const tensors = new Map<string, WritableTensor>();
   for (const p of model.arena.params) {
@@ -340,6 +361,7 @@ export function saveModel(
   }
   saveCheckpoint(path, tensors, {
     config: configToJson(model.config),
+    preprocess: opts.preprocess ?? preprocessForConfig(model.config),
     extra: { class: officialClassName(model.config), ...(opts.extra ?? {}) },
   });
 }

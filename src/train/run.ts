@@ -20,10 +20,10 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tape } from '../autograd/tape.js';
-import { DEFAULT_PREPROCESS, saveCheckpoint, type PreprocessConstants } from '../io/checkpoint.js';
+import { saveCheckpoint, type PreprocessConstants } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { WritableTensor } from '../io/safetensors.js';
-import { configToJson, officialClassName, type AnyModel, type CavmaeConfig } from '../models/index.js';
+import { configToJson, officialClassName, preprocessForConfig, type AnyModel, type CavmaeConfig } from '../models/index.js';
 import { hashWords } from '../data/rng.js';
 import type { Batch, DataLoader } from '../data/loader.js';
 import { AUDIO_NORM } from '../audio/index.js';
@@ -116,10 +116,7 @@ export function stepRng(seed: number, step: number, micro: number, tag = 0x6d617
 
 /** Preprocessing constants of a model (stored with the weights so inference uses the same). */
 export function preprocessFor(config: CavmaeConfig, audioNorm = AUDIO_NORM): PreprocessConstants {
-  return {
-    audio: { ...DEFAULT_PREPROCESS.audio, targetLength: config.audio_length, mean: audioNorm.mean, std: audioNorm.std },
-    image: { ...DEFAULT_PREPROCESS.image, size: config.img_size },
-  };
+  return preprocessForConfig(config, audioNorm);
 }
 
 /** Writes a model's weights with its config and preprocessing constants (atomic). */
