@@ -56,6 +56,10 @@ struct KernelTable {
   // the +128 compensation (see kernels_impl.h).
   void (*quantize_rows_u8)(uint8_t* q, float* scale, const float* x, long rows, long cols);
   void (*quantize_weights_s8)(int8_t* q, float* scale, int32_t* comp, const float* w, long rows, long cols);
+  // Hardware peak probe for the benchmark: `iters` rounds of independent register-only FMA chains
+  // (fp32 vfmadd, or bf16 vdpbf16ps: 0 when not compiled in) on the calling thread; returns flops.
+  double (*peak_fma_fp32)(long iters);
+  double (*peak_fma_bf16)(long iters);
 };
 
 extern "C" const KernelTable* cavmae_kernels_avx2();

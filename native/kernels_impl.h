@@ -70,41 +70,63 @@ inline void st(float* p, V v, long w) {
 
 // ---------------- LayerNorm ----------------
 
+// Prefetches a row of `cols` floats into L1 (and for writing when `write`): issued during a pass
+// that works on the current row in L1, so the next row's misses overlap this row's arithmetic
+// instead of stalling the first pass over it.
+inline void prefetch_row(const float* p, long cols, bool write) {
+  if (!p) return;
+  for (long c = 0; c < cols; c += 16) {
+    if (write) __builtin_prefetch(p + c, 1, 3);
+    else __builtin_prefetch(p + c, 0, 3);
+  }
+}
+
+// Two passes over the row for mean and variance (the row is in L1 after the first; exact
+// two-pass variance, no E[x^2] - m^2 cancellation), four accumulators each (a quarter of the
+// add/fma latency chain), then the normalisation. The next row is prefetched during the second pass.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, long rows, long cols, float eps) {
   for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
       float* y = out + r * cols;
-      V acc0 = S::zero(), acc1 = S::zero();
+      V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
       long c = 0;
-      for (; c + 2 * W <= cols; c += 2 * W) {
-        acc0 = S::add(acc0, S::load(x + c));
-        acc1 = S::add(acc1, S::load(x + c + W));
+      for (; c + 4 * W <= cols; c += 4 * W) {
+        a0 = S::add(a0, S::load(x + c));
+        a1 = S::add(a1, S::load(x + c + W));
+        a2 = S::add(a2, S::load(x + c + 2 * W));
+        a3 = S::add(a3, S::load(x + c + 3 * W));
       }
-      for (; c < cols; c += W) acc0 = S::add(acc0, ld(x + c, cols - c < W ? cols - c : W));
-      float m = S::hsum(S::add(acc0, acc1)) / (float)cols;
+      for (; c < cols; c += W) a0 = S::add(a0, ld(x + c, lmin(W, cols - c)));
+      float m = S::hsum(S::add(S::add(a0, a1), S::add(a2, a3))) / (float)cols;
       V vm = S::set1(m);
-      acc0 = S::zero();
-      acc1 = S::zero();
-      for (c = 0; c + 2 * W <= cols; c += 2 * W) {
+      a0 = a1 = a2 = a3 = S::zero();
+      if (r + 1 < r1) {
+        prefetch_row(x + cols, cols, false);
+        prefetch_row(y + cols, cols, true);
+      }
+      for (c = 0; c + 4 * W <= cols; c += 4 * W) {
         V d0 = S::sub(S::load(x + c), vm), d1 = S::sub(S::load(x + c + W), vm);
-        acc0 = S::fmadd(d0, d0, acc0);
-        acc1 = S::fmadd(d1, d1, acc1);
+        V d2 = S::sub(S::load(x + c + 2 * W), vm), d3 = S::sub(S::load(x + c + 3 * W), vm);
+        a0 = S::fmadd(d0, d0, a0);
+        a1 = S::fmadd(d1, d1, a1);
+        a2 = S::fmadd(d2, d2, a2);
+        a3 = S::fmadd(d3, d3, a3);
       }
       for (; c < cols; c += W) {
-        long w = cols - c < W ? cols - c : W;
+        long w = lmin(W, cols - c);
         V d = S::sub(ld(x + c, w), vm);
         if (w < W) d = S::keep(d, w);
-        acc0 = S::fmadd(d, d, acc0);
+        a0 = S::fmadd(d, d, a0);
       }
-      float var = S::hsum(S::add(acc0, acc1)) / (float)cols;
+      float var = S::hsum(S::add(S::add(a0, a1), S::add(a2, a3))) / (float)cols;
       float rs = 1.0f / sqrtf(var + eps);
       mean[r] = m;
       rstd[r] = rs;
       V vr = S::set1(rs);
       for (c = 0; c < cols; c += W) {
-        long w = cols - c < W ? cols - c : W;
+        long w = lmin(W, cols - c);
         V n = S::mul(S::sub(ld(x + c, w), vm), vr);
         st(y + c, S::fmadd(n, ld(weight + c, w), ld(bias + c, w)), w);
       }
@@ -116,7 +138,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* weight, const float* mean, const float* rstd, long rows, long cols) {
   // Rows are cut into a fixed number of groups (independent of the thread count); each group
   // sums its dweight/dbias contributions into its own partial row, and the partials are added
-  // in group order afterwards.
+  // in group order afterwards. Rows go in pairs through the second pass, so the partial rows are
+  // loaded and stored once per two rows (one row alone needs 6 loads + 3 stores per vector).
   const long groups = lmin(rows, 16);
   if (groups == 0) return;
   float* partial = cavmae_scratch(0, (size_t)groups * 2 * cols);  // [groups, 2, cols]: dweight, dbias
@@ -125,7 +148,46 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     float* pb = pw + cols;
     memset(pw, 0, sizeof(float) * 2 * cols);
     long r0 = rows * gi / groups, r1 = rows * (gi + 1) / groups;
-    for (long r = r0; r < r1; r++) {
+    long r = r0;
+    for (; r + 2 <= r1; r += 2) {
+      const float* x0 = inp + r * cols;
+      const float* x1 = x0 + cols;
+      const float* dy0 = dout + r * cols;
+      const float* dy1 = dy0 + cols;
+      float* dx0 = dinp + r * cols;
+      float* dx1 = dx0 + cols;
+      V vm0 = S::set1(mean[r]), vr0 = S::set1(rstd[r]);
+      V vm1 = S::set1(mean[r + 1]), vr1 = S::set1(rstd[r + 1]);
+      V a0 = S::zero(), a1 = S::zero(), b0 = S::zero(), b1 = S::zero();
+      for (long c = 0; c < cols; c += W) {
+        long w = lmin(W, cols - c);
+        V wc = ld(weight + c, w);
+        V n0 = S::mul(S::sub(ld(x0 + c, w), vm0), vr0);
+        V n1 = S::mul(S::sub(ld(x1 + c, w), vm1), vr1);
+        V dn0 = S::mul(wc, ld(dy0 + c, w));  // zero in dead lanes
+        V dn1 = S::mul(wc, ld(dy1 + c, w));
+        a0 = S::add(a0, dn0);
+        a1 = S::fmadd(dn0, n0, a1);
+        b0 = S::add(b0, dn1);
+        b1 = S::fmadd(dn1, n1, b1);
+      }
+      V dnm0 = S::set1(S::hsum(a0) / (float)cols), dnnm0 = S::set1(S::hsum(a1) / (float)cols);
+      V dnm1 = S::set1(S::hsum(b0) / (float)cols), dnnm1 = S::set1(S::hsum(b1) / (float)cols);
+      for (long c = 0; c < cols; c += W) {
+        long w = lmin(W, cols - c);
+        V wc = ld(weight + c, w);
+        V n0 = S::mul(S::sub(ld(x0 + c, w), vm0), vr0);
+        V n1 = S::mul(S::sub(ld(x1 + c, w), vm1), vr1);
+        V g0 = ld(dy0 + c, w), g1 = ld(dy1 + c, w);
+        st(pb + c, S::add(ld(pb + c, w), S::add(g0, g1)), w);
+        st(pw + c, S::fmadd(g1, n1, S::fmadd(g0, n0, ld(pw + c, w))), w);
+        V t0 = S::fnmadd(n0, dnnm0, S::sub(S::mul(wc, g0), dnm0));
+        V t1 = S::fnmadd(n1, dnnm1, S::sub(S::mul(wc, g1), dnm1));
+        st(dx0 + c, S::fmadd(t0, vr0, ld(dx0 + c, w)), w);
+        st(dx1 + c, S::fmadd(t1, vr1, ld(dx1 + c, w)), w);
+      }
+    }
+    for (; r < r1; r++) {
       const float* x = inp + r * cols;
       const float* dy = dout + r * cols;
       float* dx = dinp + r * cols;
@@ -167,54 +229,70 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // ---------------- GELU (exact, erf) ----------------
 
 void gelu_forward(float* out, const float* inp, long n) {
-  const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
-  for_range(n, 8.0, [&](long i, long w) {
-    V x = ld(inp + i, w);
-    V e = verf(S::mul(x, rsqrt2));
-    st(out + i, S::mul(S::mul(half, x), S::add(one, e)), w);
-  });
+  for_range(n, 8.0, [&](long i, long w) { st(out + i, vgelu(ld(inp + i, w)), w); });
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
-  const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
-  const V inv_sqrt_2pi = S::set1(0.39894228040143268f), mhalf = S::set1(-0.5f);
   for_range(n, 16.0, [&](long i, long w) {
-    V x = ld(inp + i, w);
-    V cdf = S::mul(half, S::add(one, verf(S::mul(x, rsqrt2))));
-    V pdf = S::mul(inv_sqrt_2pi, vexp(S::mul(mhalf, S::mul(x, x))));
-    V grad = S::fmadd(x, pdf, cdf);
+    V grad = vgelu_grad(ld(inp + i, w));
     st(dinp + i, S::fmadd(grad, ld(dout + i, w), ld(dinp + i, w)), w);
   });
 }
 
 // ---------------- softmax over rows ----------------
 
+// Max of the raw row (max(scale x) is scale max(x), or scale min(x) for a negative scale: one
+// operation per vector instead of two), then exp + sum writing the output, then the scaling while
+// the row is still in L1. Two accumulators per reduction halve its dependency chain.
+inline void softmax_row(float* y, const float* x, long cols, float scale, const V vs) {
+  V mx0, mx1;
+  long c = 0;
+  if (scale >= 0) {
+    mx0 = mx1 = S::set1(-__builtin_inff());
+    for (; c + 2 * W <= cols; c += 2 * W) {
+      mx0 = S::max(mx0, S::load(x + c));
+      mx1 = S::max(mx1, S::load(x + c + W));
+    }
+    for (; c < cols; c += W) mx0 = S::max(mx0, S::load_part_fill(x + c, lmin(W, cols - c), -__builtin_inff()));
+    mx0 = S::max(mx0, mx1);
+  } else {
+    mx0 = mx1 = S::set1(__builtin_inff());
+    for (; c + 2 * W <= cols; c += 2 * W) {
+      mx0 = S::min(mx0, S::load(x + c));
+      mx1 = S::min(mx1, S::load(x + c + W));
+    }
+    for (; c < cols; c += W) mx0 = S::min(mx0, S::load_part_fill(x + c, lmin(W, cols - c), __builtin_inff()));
+    mx0 = S::min(mx0, mx1);
+  }
+  float m = (scale >= 0 ? S::hmax(mx0) : S::hmin(mx0)) * scale;
+  V negmax = S::set1(-m);
+  V sum0 = S::zero(), sum1 = S::zero();
+  for (c = 0; c + 2 * W <= cols; c += 2 * W) {
+    V e0 = vexp_nonpos(S::fmadd(S::load(x + c), vs, negmax));
+    V e1 = vexp_nonpos(S::fmadd(S::load(x + c + W), vs, negmax));
+    sum0 = S::add(sum0, e0);
+    sum1 = S::add(sum1, e1);
+    S::store(y + c, e0);
+    S::store(y + c + W, e1);
+  }
+  for (; c < cols; c += W) {
+    long w = lmin(W, cols - c);
+    V e = vexp_nonpos(S::fmadd(ld(x + c, w), vs, negmax));
+    if (w < W) e = S::keep(e, w);
+    sum0 = S::add(sum0, e);
+    st(y + c, e, w);
+  }
+  V inv = S::set1(1.0f / S::hsum(S::add(sum0, sum1)));
+  for (c = 0; c < cols; c += W) {
+    long w = lmin(W, cols - c);
+    st(y + c, S::mul(ld(y + c, w), inv), w);
+  }
+}
+
 void softmax_forward(float* out, const float* inp, long rows, long cols, float scale) {
   const V vs = S::set1(scale);
   for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
-    for (long r = r0; r < r1; r++) {
-      const float* x = inp + r * cols;
-      float* y = out + r * cols;
-      V mx = S::set1(-__builtin_inff());
-      long c = 0;
-      for (; c + W <= cols; c += W) mx = S::max(mx, S::mul(S::load(x + c), vs));
-      // Dead lanes become -inf after scaling (a negative scale would turn a -inf fill into +inf).
-      if (c < cols) mx = S::max(mx, S::fill_tail(S::mul(S::load_part(x + c, cols - c), vs), cols - c, -__builtin_inff()));
-      V vmax = S::set1(S::hmax(mx));
-      V sum = S::zero();
-      for (c = 0; c < cols; c += W) {
-        long w = cols - c < W ? cols - c : W;
-        V e = vexp(S::fmadd(ld(x + c, w), vs, S::sub(S::zero(), vmax)));
-        if (w < W) e = S::keep(e, w);
-        sum = S::add(sum, e);
-        st(y + c, e, w);
-      }
-      V inv = S::set1(1.0f / S::hsum(sum));
-      for (c = 0; c < cols; c += W) {
-        long w = cols - c < W ? cols - c : W;
-        st(y + c, S::mul(ld(y + c, w), inv), w);
-      }
-    }
+    for (long r = r0; r < r1; r++) softmax_row(out + r * cols, inp + r * cols, cols, scale, vs);
   });
 }
 
@@ -255,31 +333,59 @@ void bias_add(float* x, const float* bias, long rows, long cols) {
   });
 }
 
-// Column sums: chunks are blocks of 8 vectors of columns; each walks every row keeping its
-// running sums in registers (no partial buffers, no race, same order for any thread count).
-void bias_backward(float* dbias, const float* dout, long rows, long cols) {
-  const long block = 8 * W;
-  parallel_for((cols + block - 1) / block, threads_for(4.0 * rows * cols), [&](long bi) {
-    long cb = bi * block, ce = lmin(cols, cb + block);
-    long nv = (ce - cb + W - 1) / W;
-    V acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = S::zero();
-    if (ce - cb == block) {
-      for (long r = 0; r < rows; r++) {
-        const float* g = dout + r * cols + cb;
-        for (int j = 0; j < 8; j++) acc[j] = S::add(acc[j], S::load(g + j * W));
-      }
-    } else {
-      for (long r = 0; r < rows; r++) {
-        const float* g = dout + r * cols + cb;
-        for (long j = 0; j < nv; j++) acc[j] = S::add(acc[j], ld(g + j * W, lmin(W, ce - cb - j * W)));
-      }
+// Column sums of a [rows, cols] matrix, in two steps: the rows are cut into a fixed number of
+// groups (independent of the thread count), each summed into its own partial row by sequential
+// sweeps over whole rows (four rows per sweep, the partial row stays in L1), then the partials are
+// added in group order. Whole-row streams replaced column blocks that walked every row with a
+// 3 KB stride (which the prefetchers served at about half the copy bandwidth). Same result with 1
+// or 2 threads. Returns the partials [groups, cols] (calling thread's scratch slot 0).
+inline void sum_rows_into(float* p, const float* x, long nrows, long cols) {
+  for (long c = 0; c < cols; c += W) st(p + c, S::zero(), lmin(W, cols - c));
+  long r = 0;
+  for (; r + 4 <= nrows; r += 4) {
+    const float* x0 = x + r * cols;
+    const float* x1 = x0 + cols;
+    const float* x2 = x1 + cols;
+    const float* x3 = x2 + cols;
+    long c = 0;
+    for (; c + W <= cols; c += W)
+      S::store(p + c, S::add(S::load(p + c), S::add(S::add(S::load(x0 + c), S::load(x1 + c)),
+                                                    S::add(S::load(x2 + c), S::load(x3 + c)))));
+    if (c < cols) {
+      long w = cols - c;
+      st(p + c, S::add(ld(p + c, w), S::add(S::add(ld(x0 + c, w), ld(x1 + c, w)), S::add(ld(x2 + c, w), ld(x3 + c, w)))), w);
     }
-    for (long j = 0; j < nv; j++) {
-      long w = lmin(W, ce - cb - j * W);
-      st(dbias + cb + j * W, S::add(ld(dbias + cb + j * W, w), acc[j]), w);
+  }
+  for (; r < nrows; r++) {
+    const float* x0 = x + r * cols;
+    for (long c = 0; c < cols; c += W) {
+      long w = lmin(W, cols - c);
+      st(p + c, S::add(ld(p + c, w), ld(x0 + c, w)), w);
     }
+  }
+}
+
+// Partial column sums of `batches` stacked [rows, cols] matrices: [batches, groups, cols].
+inline const float* column_partials(const float* x, long batches, long rows, long cols, long groups) {
+  float* partial = cavmae_scratch(0, (size_t)batches * groups * cols);
+  parallel_for(batches * groups, threads_for(4.0 * batches * rows * cols), [&](long j) {
+    long bi = j / groups, gi = j % groups;
+    long r0 = rows * gi / groups, r1 = rows * (gi + 1) / groups;
+    sum_rows_into(partial + (size_t)j * cols, x + ((size_t)bi * rows + r0) * cols, r1 - r0, cols);
   });
+  return partial;
+}
+
+void bias_backward(float* dbias, const float* dout, long rows, long cols) {
+  const long groups = lmin(rows, 16);
+  if (groups == 0) return;
+  const float* partial = column_partials(dout, 1, rows, cols, groups);
+  for (long c = 0; c < cols; c += W) {
+    long w = lmin(W, cols - c);
+    V s = S::zero();
+    for (long gi = 0; gi < groups; gi++) s = S::add(s, ld(partial + (size_t)gi * cols + c, w));
+    st(dbias + c, S::add(ld(dbias + c, w), s), w);
+  }
 }
 
 void add(float* out, const float* a, const float* b, long n) {
@@ -303,9 +409,33 @@ void gather_rows(float* out, const float* inp, const int32_t* index, long n_inde
   });
 }
 
-// Indices may repeat, so chunks are column blocks (each walks the whole index list in order),
-// not slices of the index list.
+// Indices may repeat. When they do not (un-shuffling a permutation, the usual case), every output
+// row receives exactly one addition, so chunks are slices of the index list walking whole rows
+// (sequential streams); otherwise chunks are column blocks that each walk the whole index list
+// in order, so repeated rows never race and the sum order is fixed. Both give the same result.
 void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
+  long max_index = -1;
+  for (long i = 0; i < n_index; i++) max_index = index[i] > max_index ? index[i] : max_index;
+  unsigned char* seen = reinterpret_cast<unsigned char*>(cavmae_scratch(0, (size_t)(max_index + 1) / 4 + 1));
+  memset(seen, 0, (size_t)max_index + 1);
+  bool unique = true;
+  for (long i = 0; i < n_index && unique; i++) {
+    if (seen[index[i]]) unique = false;
+    seen[index[i]] = 1;
+  }
+  if (unique) {
+    for_rows(n_index, 12.0 * cols, [&](long i0, long i1) {
+      for (long i = i0; i < i1; i++) {
+        float* y = out + (long)index[i] * cols;
+        const float* x = inp + i * cols;
+        for (long c = 0; c < cols; c += W) {
+          long w = lmin(W, cols - c);
+          st(y + c, S::add(ld(y + c, w), ld(x + c, w)), w);
+        }
+      }
+    });
+    return;
+  }
   const long block = 8 * W;
   parallel_for((cols + block - 1) / block, threads_for(12.0 * n_index * cols), [&](long bi) {
     long c0 = bi * block, c1 = lmin(cols, c0 + block);
@@ -322,23 +452,25 @@ void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n
 
 // ---------------- token mean-pooling ----------------
 
-// Chunks: (b, block of 8 vectors of columns), summing over t in registers.
+// Column sums per sample through column_partials (see bias_backward), then the mean.
 void mean_pool(float* out, const float* inp, long B, long T, long D) {
-  const float inv = 1.0f / (float)T;
-  const long block = 8 * W;
-  const long blocks = (D + block - 1) / block;
-  parallel_for(B * blocks, threads_for(4.0 * B * T * D), [&](long j) {
-    long b = j / blocks, cb = (j % blocks) * block;
-    long ce = lmin(D, cb + block);
-    long nv = (ce - cb + W - 1) / W;
-    V acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = S::zero();
-    for (long t = 0; t < T; t++) {
-      const float* x = inp + (b * T + t) * D + cb;
-      for (long k = 0; k < nv; k++) acc[k] = S::add(acc[k], ld(x + k * W, lmin(W, ce - cb - k * W)));
+  const long groups = lmin(T, 16);
+  if (B == 0 || D == 0) return;
+  if (groups == 0) {  // T = 0: the mean of nothing, 0/0 as the reference computes it
+    for (long i = 0; i < B * D; i++) out[i] = __builtin_nanf("");
+    return;
+  }
+  const V inv = S::set1(1.0f / (float)T);
+  const float* partial = column_partials(inp, B, T, D, groups);
+  for (long b = 0; b < B; b++) {
+    const float* p = partial + (size_t)b * groups * D;
+    for (long c = 0; c < D; c += W) {
+      long w = lmin(W, D - c);
+      V s = S::zero();
+      for (long gi = 0; gi < groups; gi++) s = S::add(s, ld(p + (size_t)gi * D + c, w));
+      st(out + b * D + c, S::mul(s, inv), w);
     }
-    for (long k = 0; k < nv; k++) st(out + b * D + cb + k * W, S::mul(acc[k], S::set1(inv)), lmin(W, ce - cb - k * W));
-  });
+  }
 }
 
 void mean_pool_backward(float* dinp, const float* dout, long B, long T, long D) {
@@ -357,22 +489,37 @@ void mean_pool_backward(float* dinp, const float* dout, long B, long T, long D) 
 
 // ---------------- L2 normalisation (F.normalize) ----------------
 
+// Sum of squares with four accumulators (a quarter of the fma latency chain), then one multiply
+// by the reciprocal instead of a vdivps per vector (<= 1.5 ulp instead of 0.5 on values <= 1).
+// The next row is prefetched during the second pass.
 void l2_normalize(float* out, float* norms, const float* inp, long rows, long cols, float eps) {
   for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
-      V acc = S::zero();
-      for (long c = 0; c < cols; c += W) {
-        long w = cols - c < W ? cols - c : W;
-        V v = ld(x + c, w);
-        acc = S::fmadd(v, v, acc);
+      float* y = out + r * cols;
+      V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
+      long c = 0;
+      for (; c + 4 * W <= cols; c += 4 * W) {
+        V v0 = S::load(x + c), v1 = S::load(x + c + W), v2 = S::load(x + c + 2 * W), v3 = S::load(x + c + 3 * W);
+        a0 = S::fmadd(v0, v0, a0);
+        a1 = S::fmadd(v1, v1, a1);
+        a2 = S::fmadd(v2, v2, a2);
+        a3 = S::fmadd(v3, v3, a3);
       }
-      float norm = sqrtf(S::hsum(acc));
+      for (; c < cols; c += W) {
+        V v = ld(x + c, lmin(W, cols - c));
+        a0 = S::fmadd(v, v, a0);
+      }
+      float norm = sqrtf(S::hsum(S::add(S::add(a0, a1), S::add(a2, a3))));
       norms[r] = norm;
-      V d = S::set1(norm > eps ? norm : eps);
-      for (long c = 0; c < cols; c += W) {
-        long w = cols - c < W ? cols - c : W;
-        st(out + r * cols + c, S::div(ld(x + c, w), d), w);
+      if (r + 1 < r1) {
+        prefetch_row(x + cols, cols, false);
+        prefetch_row(y + cols, cols, true);
+      }
+      V inv = S::set1(1.0f / (norm > eps ? norm : eps));
+      for (c = 0; c < cols; c += W) {
+        long w = lmin(W, cols - c);
+        st(y + c, S::mul(ld(x + c, w), inv), w);
       }
     }
   });
@@ -446,7 +593,6 @@ void adam_update(float* param, const float* grad, float* m, float* v, long n, co
 // other, but while the tile is still in cache. Row strides ldc / ldaux.
 void gemm_epilogue(float* c, long ldc, long rows, long cols, const float* bias, int kind, float* aux, long ldaux,
                    const float* row_scale, const float* col_scale, const int32_t* col_comp) {
-  const V half = S::set1(0.5f), one = S::set1(1.0f), rsqrt2 = S::set1(0.70710678118654752f);
   for (long r = 0; r < rows; r++) {
     float* y = c + r * ldc;
     float* x = aux ? aux + r * ldaux : nullptr;
@@ -463,7 +609,7 @@ void gemm_epilogue(float* c, long ldc, long rows, long cols, const float* bias, 
       if (bias) v = S::add(v, ld(bias + j, w));
       if (kind == 1) {
         if (x) st(x + j, v, w);
-        v = S::mul(S::mul(half, v), S::add(one, verf(S::mul(v, rsqrt2))));
+        v = vgelu(v);
       } else if (kind == 2) {
         v = S::add(ld(x + j, w), v);
       }
@@ -521,6 +667,48 @@ void bf16_to_f32(float* out, const uint16_t* inp, long n) {
   for_range(n, 6.0, [&](long i, long w) { S::from_bf16(out + i, inp + i, w); });
 }
 
+// ---------------- hardware peak probe (benchmark) ----------------
+
+// Runs `iters` rounds of 12 independent vector FMA chains (12 > latency x throughput on current
+// cores, so the FMA units, not the dependency chains, are the limit) and returns the flops done.
+double peak_fma_fp32(long iters) {
+  V acc[12];
+  for (int j = 0; j < 12; j++) acc[j] = S::set1(1.0f + 1e-7f * j);
+  const V a = S::set1(0.999999f), b = S::set1(1e-7f);
+  for (long i = 0; i < iters; i++) {
+    for (int j = 0; j < 12; j++) acc[j] = S::fmadd(acc[j], a, b);
+  }
+  V s = S::zero();
+  for (int j = 0; j < 12; j++) s = S::add(s, acc[j]);
+  alignas(64) float lanes[W];
+  S::store(lanes, s);
+  volatile float sink = lanes[0] + lanes[W - 1];
+  (void)sink;
+  return 2.0 * W * 12.0 * (double)iters;
+}
+
+#if defined(CAVMAE_SIMD_AVX512)
+// The same with vdpbf16ps (each lane: two bf16 products added to an fp32 accumulator: 4 flops).
+// Compiled for AVX512-BF16 on this function only; the caller checks the CPU has it.
+__attribute__((target("avx512bf16"))) double peak_fma_bf16(long iters) {
+  __m512 acc[12];
+  for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps(0.0f);
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x0001);
+  for (long i = 0; i < iters; i++) {
+    for (int j = 0; j < 12; j++) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 s = _mm512_setzero_ps();
+  for (int j = 0; j < 12; j++) s = _mm512_add_ps(s, acc[j]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  volatile float sink = lanes[0] + lanes[15];
+  (void)sink;
+  return 4.0 * 16 * 12.0 * (double)iters;
+}
+#else
+double peak_fma_bf16(long) { return 0.0; }
+#endif
+
 const KernelTable kTable = {
     Simd::name,
     layernorm_forward,
@@ -546,6 +734,8 @@ const KernelTable kTable = {
     gemm_epilogue,
     quantize_rows_u8,
     quantize_weights_s8,
+    peak_fma_fp32,
+    peak_fma_bf16,
 };
 
 }  // namespace

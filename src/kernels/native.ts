@@ -4,7 +4,8 @@
  * the Kernels interface missing) becomes { ok: false, error }.
  *
  * The addon exports exactly the functions of `Kernels` (api.ts), the fused kernels of fused.ts
- * (gemmEx, gemmInt8, quantizeWeightsInt8), plus three diagnostics used by the benchmark: info(), gemmInfo() and copy().
+ * (gemmEx, gemmInt8, quantizeWeightsInt8), plus diagnostics used by the benchmark: info(), gemmInfo(), copy()
+ * and the optional peakProbe().
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -35,6 +36,12 @@ export interface NativeDiagnostics {
   gemmInfo(m: number, n: number, k: number, transA: boolean, transB: boolean, bf16: boolean): string;
   /** dst = src over n floats, threaded like the kernels (the memory-bandwidth probe). */
   copy(dst: F32, src: F32, n: number): void;
+  /**
+   * Hardware peak probe (benchmark): kind 0 fp32 FMA GFLOP/s, 1 bf16 (vdpbf16ps; 0 without
+   * AVX512-BF16), on `threads` threads for about `ms` milliseconds; kind 2 a clock estimate in GHz.
+   * Optional: an addon built before it lacks it (not in NATIVE_FUNCTIONS, so it still loads).
+   */
+  peakProbe?(kind: number, threads: number, ms: number): number;
 }
 
 export type NativeKernels = Kernels & NativeDiagnostics;

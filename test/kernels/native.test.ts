@@ -352,12 +352,26 @@ test('geluForward/Backward vs reference (exact erf) over [-10, 10], in place too
     for (const n of [1, 7, 16, 1000, 100_003]) {
       const x = randomArray(n, n, 10);
       if (n > 10) x.set([0, -0, 1e-30, -1e-30, 3.9999, 4.0001, -5.5, 1e-8, -0.7, 0.99999], 0);
+      // The AVX-512 tables cut |x| at multiples of 0.4 up to 6.4 (the AVX2 erf table at multiples
+      // of 0.5 sqrt2): both sides of every cut, and the saturated tail.
+      if (n > 1000) {
+        const cuts: number[] = [];
+        for (let k = 1; k <= 16; k++) {
+          const c = Math.fround(0.4 * k);
+          for (const v of [c, Math.fround(c * (1 - 2 * U)), Math.fround(c * (1 + 2 * U))]) cuts.push(v, -v);
+        }
+        for (let k = 1; k <= 8; k++)
+          cuts.push(Math.fround(k * 0.5 * Math.SQRT2), -Math.fround(k * 0.5 * Math.SQRT2));
+        cuts.push(6.5, -6.5, 7.999, -7.999, 9.99, -9.99);
+        x.set(cuts, 10);
+      }
       const ref = new Float32Array(n);
       R.geluForward(ref, x, n);
       const out = new Float32Array(n);
       N!.geluForward(out, x, n);
-      // erf is a table of fitted polynomials (|err| <= 8e-8); gelu = 0.5 x (1 + erf) loses relative accuracy
-      // for x << 0 where the reference uses erfc: the absolute error there is <= |x| * 6e-8.
+      // Tables of fitted polynomials: AVX-512 evaluates gelu = x/2 + |x| P(|x|) with |P - erf(|x|/sqrt2)/2|
+      // <= 3.1e-8, AVX2 0.5 x (1 + erf) with |erf error| <= 8e-8. Both lose relative accuracy for x << 0,
+      // where the reference uses erfc: the absolute error there is <= |x| * 6e-8.
       const bound = ref.map((r, i) => 4 * U * Math.abs(r) + 1e-7 * Math.abs(x[i]) + 1e-37);
       assertWithin(out, ref, bound, `gelu n=${n}`);
       const inPlace = Float32Array.from(x);
@@ -370,7 +384,8 @@ test('geluForward/Backward vs reference (exact erf) over [-10, 10], in place too
       R.geluBackward(dR, x, dout, n);
       const d = Float32Array.from(d0);
       N!.geluBackward(d, x, dout, n);
-      // gelu'(x) in [-0.17, 1.13]: a few ulp of it, times |dout| <= 1, plus the += rounding.
+      // gelu'(x) in [-0.17, 1.13] (AVX-512: 1/2 + sign(x) Q(|x|), |Q error| <= 8.5e-8): a few ulp
+      // of it, times |dout| <= 1, plus the += rounding.
       assertClose(d, dR, { atol: 4e-7, what: `gelu backward n=${n}` });
     }
   });
@@ -505,12 +520,28 @@ test(
         N!.scatterAddRows(s, g, index, nIndex, cols);
         // Same fp32 additions in the same order (index order) on both sides.
         assert.deepEqual(s, sR, `scatterAddRows ${rows}x${cols}`);
+
+        // Unique indices (a shuffled subset of the rows): the native side takes its row-slice path.
+        const perm = Int32Array.from({ length: rows }, (_, i) => i);
+        for (let i = rows - 1; i > 0; i--) {
+          const j = Math.floor(r() * (i + 1));
+          [perm[i], perm[j]] = [perm[j], perm[i]];
+        }
+        const uniq = perm.subarray(0, Math.max(1, rows - (rows >> 2)));
+        const uR = Float32Array.from(out0);
+        R.scatterAddRows(uR, inp, uniq, uniq.length, cols);
+        const u = Float32Array.from(out0);
+        N!.scatterAddRows(u, inp, uniq, uniq.length, cols);
+        assert.deepEqual(u, uR, `scatterAddRows unique ${uniq.length} of ${rows}x${cols}`);
       }
       for (const [B, T, D] of [
         [1, 1, 1],
         [2, 3, 17],
         [3, 196, 768],
         [5, 101, 130],
+        [2, 5, 33],
+        [1, 18, 16],
+        [1, 1024, 768],
       ]) {
         const inp = randomArray(B * T * D, seed++);
         const pR = new Float32Array(B * D);
@@ -789,8 +820,16 @@ test(
       batchSeconds: 0.002,
       batches: 1,
       warmupSeconds: 0,
+      probeMs: 5,
     });
     assert.equal(r.env.backend, 'native');
+    const hw = r.peak.hardware!;
+    assert.ok(hw.fp32 > 0 && hw.bf16 >= 0 && hw.ghzEstimate > 0.1, JSON.stringify(hw));
+    assert.deepEqual(
+      hw.byThreads.map((h) => h.threads),
+      [1, 2],
+    );
+    assert.ok(r.gemm.every((g) => g.hardwareUtilisation! > 0));
     assert.ok(r.env.cpuFlags.length > 0 && typeof r.env.cpuModel === 'string');
     assert.match(r.env.native!.dnnlVersion, /^\d+\.\d+\.\d+$/);
     assert.ok(Object.values(r.env.native!.gemmImpl).every((s) => s.length > 0));
@@ -814,6 +853,20 @@ test(
     assert.ok(r.kernels.every((k) => k.us > 0 && (k.ratio === undefined || k.ratio > 0)));
     assert.ok(r.overhead.length > 0 && r.bandwidth.length === 2);
     assert.ok(JSON.parse(JSON.stringify(r)));
+
+    // --only: just the named parts.
+    const o = await runKernelBench({
+      only: ['add', 'meanPool'],
+      kernels: N!,
+      threads: [1],
+      batchSeconds: 0.002,
+      batches: 1,
+      warmupSeconds: 0,
+    });
+    assert.equal(o.gemm.length, 0);
+    assert.equal(o.peak.hardware, undefined);
+    assert.deepEqual(o.kernels.map((k) => k.kernel).sort(), ['add', 'meanPool']);
+    assert.ok(o.kernels.every((k) => k.ratio! > 0) && o.overhead.length === 0);
   },
 );
 

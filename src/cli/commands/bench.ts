@@ -1,5 +1,7 @@
 /**
- * `cavmae bench [--json] [--quick]`: the kernel benchmark (src/bench/kernels.ts). With --json,
+ * `cavmae bench [--json] [--quick] [--only <parts>] [--kernels-only]`: the kernel benchmark
+ * (src/bench/kernels.ts); --only measures a subset (gemm, peak, attention, overhead, elementwise,
+ * or kernel names), --kernels-only the memory-bound kernels alone (= --only elementwise). With --json,
  * stdout is one JSON object on one line ({ env, peak, gemm, kernels, bandwidth, overhead });
  * progress goes to stderr. Without it, a readable table.
  *
@@ -23,6 +25,15 @@ interface Flags {
   threads?: number[];
   out?: string;
   progress?: boolean;
+  only?: string[];
+  kernelsOnly?: boolean;
+}
+
+function partList(v: string): string[] {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 function threadList(v: string): number[] {
@@ -60,6 +71,12 @@ export function register(program: Command): void {
     .option('--threads <list>', 'thread counts to measure, e.g. 1,2 (default 1,2)', threadList)
     .option('--out <file>', 'also write the JSON report to this file')
     .option('--no-progress', 'no progress lines on stderr')
+    .option(
+      '--only <list>',
+      'measure only these parts: gemm, peak (hardware FMA probe), attention, overhead, elementwise, or kernel names (e.g. add,geluForward)',
+      partList,
+    )
+    .option('--kernels-only', 'measure only the memory-bound kernels (same as --only elementwise)')
     .option(
       '--model-bench',
       "benchmark the whole model on the PyTorch peer's workload instead (embedding, pretraining step, fine-tuning forward)",
@@ -104,8 +121,21 @@ export function register(program: Command): void {
       }
       for (const f of ['preset', 'batch', 'dtype', 'reps', 'tasks', 'warmup'] as const)
         if (flags[f] !== undefined) throw new UserError(`--${f} needs --model-bench`);
-      const { runKernelBench, formatKernelReport } = await import('../../bench/kernels.js');
-      const report = await runKernelBench({ quick: flags.quick, threads: flags.threads, log });
+      const { runKernelBench, formatKernelReport, BENCH_PARTS } = await import('../../bench/kernels.js');
+      const { NATIVE_FUNCTIONS } = await import('../../kernels/native.js');
+      const only = [...(flags.only ?? []), ...(flags.kernelsOnly ? ['elementwise'] : [])];
+      const known = new Set<string>([...BENCH_PARTS, ...NATIVE_FUNCTIONS]);
+      const unknown = only.filter((p) => !known.has(p));
+      if (unknown.length)
+        throw new UserError(
+          `--only: unknown part(s) ${unknown.join(', ')} (parts: ${BENCH_PARTS.join(', ')}, or kernel names)`,
+        );
+      const report = await runKernelBench({
+        quick: flags.quick,
+        threads: flags.threads,
+        only: only.length ? only : undefined,
+        log,
+      });
       if (flags.out) {
         const { writeFileAtomic } = await import('../../io/atomic.js');
         writeFileAtomic(flags.out, `${JSON.stringify(report, null, 2)}\n`);
