@@ -136,3 +136,15 @@ test('cavmae adapt-mae writes the adapted checkpoint and reports dropped keys', 
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--modality-specific-depth: "x" is not a non-negative integer/);
 });
+
+test('cavmae sync-experiment: bad --arms is one line and creates nothing; --help names the contract flags', () => {
+  const out = join(tmp, 'sync-exp-bad');
+  const r = cli(['sync-experiment', '--out', out, '--arms', 'sync,video']);
+  assert.notEqual(r.status, 0);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^cavmae: --arms: expected a list of "sync" and "clip", got "sync,video"\n$/);
+  assert.equal(existsSync(out), false);
+  const help = cli(['sync-experiment', '--help']);
+  assert.equal(help.status, 0);
+  for (const flag of ['--out', '--steps', '--arms', '--seed', '--markdown']) assert.ok(help.stdout.includes(flag), flag);
+});
