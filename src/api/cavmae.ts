@@ -23,7 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
-import { Tape } from '../autograd/tape.js';
+import { FrozenWeights, Tape } from '../autograd/tape.js';
 import { loadLabelCsv, type LabelMap } from '../data/datafile.js';
 import {
   heatOverlayPng,
@@ -299,6 +299,8 @@ export class CavMae {
   readonly labels?: LabelMap;
   private bf16: boolean;
   private cachedId?: string;
+  /** The weights are fixed once loaded (modelId assumes it too): bf16 copies made once. */
+  private readonly frozen = new FrozenWeights();
 
   readonly model: CAVMAE | CAVMAEFT;
 
@@ -435,7 +437,7 @@ export class CavMae {
   }
 
   private tape(): Tape {
-    return new Tape({ grad: false, bf16: this.bf16 });
+    return new Tape({ grad: false, bf16: this.bf16, frozen: this.frozen });
   }
 
   private requireModality(m: 'a' | 'v', what: string): void {

@@ -33,6 +33,12 @@ export interface TapeOptions {
   int8?: boolean;
   /** Reuse an existing pool (a training loop keeps one across steps). */
   pool?: ActivationPool;
+  /**
+   * Inference over weights that do not change (needs grad: false): tapes given the same
+   * FrozenWeights share the bf16 / int8 copies of the parameters instead of refreshing them per
+   * tape, which costs a pass over every weight per forward (~3% of a base embedding call).
+   */
+  frozen?: FrozenWeights;
 }
 
 /** bf16 copies of parameters, refreshed once per tape step (see Tape.bf16Param). */
@@ -48,6 +54,18 @@ const int8Copies = new WeakMap<Float32Array, Int8Param>();
 let stampCounter = 0;
 
 const inferencePool = new ActivationPool(false);
+
+/**
+ * A promise that the parameters stay as they are while tapes use it (a loaded model served for
+ * inference). Call `changed()` after any write to the weights; until then the tapes keep using
+ * the bf16 / int8 copies made from the old values.
+ */
+export class FrozenWeights {
+  stamp = ++stampCounter;
+  changed(): void {
+    this.stamp = ++stampCounter;
+  }
+}
 
 interface Node {
   out: Tensor;
@@ -70,6 +88,7 @@ export class Tape {
   private backwardRun = false;
   /** Identifies this step: parameters cannot change between its forward and its backward. */
   private stamp = ++stampCounter;
+  private readonly frozen?: FrozenWeights;
 
   constructor(opts: TapeOptions = {}) {
     this.gradEnabled = opts.grad ?? true;
@@ -77,6 +96,11 @@ export class Tape {
     this.int8 = opts.int8 ?? false;
     if (this.int8 && this.gradEnabled)
       throw new Error('int8 is for inference: create the tape with grad: false');
+    if (opts.frozen) {
+      if (this.gradEnabled) throw new Error('frozen weights are for inference: create the tape with grad: false');
+      this.frozen = opts.frozen;
+      this.stamp = opts.frozen.stamp;
+    }
     // Inference tapes share one non-tracking pool: what their ops release (dead intermediates)
     // is reused by the next forward pass, so repeated inference reaches a steady state without
     // allocating; buffers they hand out (outputs) stay the caller's.
@@ -223,7 +247,7 @@ export class Tape {
   reset(): void {
     this.nodes = [];
     this.backwardRun = false;
-    this.stamp = ++stampCounter;
+    this.stamp = this.frozen ? this.frozen.stamp : ++stampCounter;
     this.paramsWithGrad.clear();
     this.pool.reset();
   }

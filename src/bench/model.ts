@@ -28,7 +28,7 @@ import { loadavg, cpus } from 'node:os';
 import { kernels as selectKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { loadNativeKernels } from '../kernels/native.js';
-import { Tape } from '../autograd/tape.js';
+import { FrozenWeights, Tape } from '../autograd/tape.js';
 import * as ops from '../autograd/ops.js';
 import { ActivationPool } from '../tensor/pool.js';
 import { Rng } from '../tensor/rng.js';
@@ -384,8 +384,10 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
 
     if (tasks.includes('embed')) {
       const pool = new ActivationPool();
+      // Serving a loaded model: its bf16 / int8 weight copies are made once (as the API does).
+      const frozen = new FrozenWeights();
       const embed = (): void => {
-        const tp = new Tape({ grad: false, bf16, int8, pool });
+        const tp = new Tape({ grad: false, bf16, int8, pool, frozen });
         const f = model!.forwardFeat(tp, batch);
         ops.meanTokens(tp, f.audioTokens!);
         ops.meanTokens(tp, f.videoTokens!);
@@ -472,8 +474,9 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       const ft = CAVMAEFT.create(ftCfg, { seed, grad: false });
       report.params.ft = ft.arena.size;
       const pool = new ActivationPool();
+      const frozen = new FrozenWeights();
       const forwardFt = (): void => {
-        const tp = new Tape({ grad: false, bf16, int8, pool });
+        const tp = new Tape({ grad: false, bf16, int8, pool, frozen });
         ft.forward(tp, batch, 'multimodal');
         tp.reset();
       };

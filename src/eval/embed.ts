@@ -14,7 +14,7 @@
  *   "ids" (JSON list of the item ids, datafile order), "cavmae.kind" = "embeddings", the model
  *   path and the label names.
  */
-import { Tape } from '../autograd/tape.js';
+import { FrozenWeights, Tape } from '../autograd/tape.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors, type WritableTensor } from '../io/safetensors.js';
 import { withFile } from '../io/bytes.js';
 import { checkpointPreprocess, type PreprocessConstants } from '../io/checkpoint.js';
@@ -80,8 +80,8 @@ export function fineTuneMeta(metadata: Record<string, string>, what: string): { 
 }
 
 /** Pooled, L2-normalised embeddings of one batch: audio [B,D] / video [B,D]. */
-export function embedBatch(model: AnyModel, audio: Tensor | undefined, image: Tensor | undefined, opts: { bf16?: boolean } = {}): { audio?: Float32Array; video?: Float32Array } {
-  const tp = new Tape({ grad: false, bf16: opts.bf16 ?? false });
+export function embedBatch(model: AnyModel, audio: Tensor | undefined, image: Tensor | undefined, opts: { bf16?: boolean; frozen?: FrozenWeights } = {}): { audio?: Float32Array; video?: Float32Array } {
+  const tp = new Tape({ grad: false, bf16: opts.bf16 ?? false, frozen: opts.frozen });
   const feat = model instanceof CAVMAEFT ? model.forwardFeat(tp, { audio, image }, image ? 'av' : 'a') : (model as CAVMAE).forwardFeat(tp, { audio, image });
   return {
     audio: feat.audioTokens ? poolNormalize(feat.audioTokens) : undefined,
@@ -136,6 +136,8 @@ export async function embedDataset(model: AnyModel, dataset: Dataset, opts: Embe
   const hasAudio = model instanceof CAVMAEFT || c.variant !== 'visual-mae';
   const hasVideo = model instanceof CAVMAEFT || c.variant !== 'audio-mae';
   const labelMap = opts.labelMap ?? buildLabelMap(dataset);
+  // The weights do not change during one pass over the dataset: bf16 copies made once.
+  const frozen = new FrozenWeights();
   const loader = createLoader(dataset, {
     batchSize: opts.batchSize ?? 32,
     train: false,
@@ -159,7 +161,7 @@ export async function embedDataset(model: AnyModel, dataset: Dataset, opts: Embe
       const B = batch.size;
       const a = hasAudio ? new Tensor([B, c.audio_length, 128], batch.audio) : undefined;
       const v = hasVideo ? new Tensor([B, 3, c.img_size, c.img_size], batch.image) : undefined;
-      const e = embedBatch(model, a, v, { bf16: opts.bf16 });
+      const e = embedBatch(model, a, v, { bf16: opts.bf16, frozen });
       if (batch.indices.some((idx, i) => idx !== row + i)) {
         throw fileError(dataset.path, `entry ${row} could not be read and was replaced; embeddings need every entry (fix or remove the unreadable files)`);
       }

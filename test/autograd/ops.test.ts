@@ -277,3 +277,32 @@ test('a composite graph accumulates gradients through shared inputs', () => {
     );
   });
 });
+
+test('FrozenWeights: tapes share the bf16 weight copy until changed(); fresh tapes always see new weights', async () => {
+  const { FrozenWeights } = await import('../../src/autograd/tape.js');
+  const { Param, ParamArena } = await import('../../src/tensor/arena.js');
+  const w = new Param('w', [3, 5], false, (out) => out.set(randomArray(15, 21)));
+  const arena = new ParamArena([w], { grad: false });
+  w.data.set(randomArray(15, 22));
+  const bits = (v: number): number => (new Uint32Array(Float32Array.of(v).buffer)[0] >>> 16) & 0xffff;
+  const rounded = (): number[] => Array.from(w.data, (v) => bits(v));
+  const frozen = new FrozenWeights();
+  const first = Array.from(new Tape({ grad: false, bf16: true, frozen }).bf16Param(w));
+  // Round to nearest even can differ from truncation in the last bit: compare within 1 unit.
+  assertClose(Float64Array.from(first), Float64Array.from(rounded()), { atol: 1, what: 'bf16 copy' });
+  const old = first.slice();
+  w.data.set(randomArray(15, 23)); // weights written without changed(): the promise is broken
+  assert.deepEqual(Array.from(new Tape({ grad: false, bf16: true, frozen }).bf16Param(w)), old);
+  const tp = new Tape({ grad: false, bf16: true, frozen });
+  tp.reset(); // a reset keeps the frozen stamp
+  assert.deepEqual(Array.from(tp.bf16Param(w)), old);
+  // An ordinary tape refreshes the copy; and changed() makes frozen tapes refresh too.
+  const fresh = Array.from(new Tape({ grad: false, bf16: true }).bf16Param(w));
+  assert.notDeepEqual(fresh, old);
+  w.data.set(randomArray(15, 24));
+  frozen.changed();
+  const after = Array.from(new Tape({ grad: false, bf16: true, frozen }).bf16Param(w));
+  assertClose(Float64Array.from(after), Float64Array.from(rounded()), { atol: 1, what: 'bf16 copy after changed()' });
+  assert.throws(() => new Tape({ grad: true, frozen }), /inference/);
+  assert.equal(arena.params.length, 1);
+});
