@@ -35,6 +35,7 @@ import { loadDataset } from '../data/datafile.js';
 import { makeSyncDemoData } from '../data/sync-demo.js';
 import { loadInferenceModel } from '../eval/embed.js';
 import { UserError } from '../util/errors.js';
+import { DEMO_RECIPE, demoModelConfig } from './demo.js';
 import { readJsonl } from './logger.js';
 import { writeLinePlot, type Series } from './plots.js';
 import { pretrain } from './pretrain.js';
@@ -46,22 +47,15 @@ import { loadClipBatches, segmentRetrieval, type LevelRetrievalReport } from './
  * 3 + 1 layers, decoder 64 x 1, 32 px frames) and so is the recipe (lr 1e-3 cosine, λc 1, masking
  * 0.5, batch 64, bf16): one Sync training pair (a 1.28 s segment and its frame) is the demo's task.
  */
+// The demo's pretraining recipe without its demo-only knobs (CI step count, time cap, evaluation interval).
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the three are dropped on purpose
+const { ciSteps: _ciSteps, minutes: _minutes, evalSteps: _evalSteps, ...demoPretrain } = DEMO_RECIPE.pretrain;
+
 export const SYNC_EXPERIMENT = {
   /** 8 digits per 10.24 s clip: digit j is spoken around pairs 2j and 2j+1 and shown on both frames. */
   data: { n: 1000, testN: 100, digitsPerClip: 8, snrMin: 30, snrMax: 50, seed: 0 },
   /** 128 rows (1.28 s): each segment holds its pair's whole spoken digit (the demo's 128-row input). */
   segmentLength: 128,
-  model: {
-    img_size: 32,
-    embed_dim: 128,
-    modality_specific_depth: 3,
-    shared_depth: 1,
-    num_heads: 4,
-    decoder_embed_dim: 64,
-    decoder_depth: 1,
-    decoder_num_heads: 4,
-    norm_pix_loss: true,
-  },
   /** The Sync arm: segments of `segmentLength` rows, global tokens, 4 registers (the sync-tiny layout). */
   sync: {
     model: 'cavmae-sync',
@@ -73,19 +67,8 @@ export const SYNC_EXPERIMENT = {
   },
   /** The clip-level arm: the whole 1024-row clip, one frame per clip. */
   clip: { model: 'cavmae', audio_length: 1024 },
-  pretrain: {
-    batchSize: 64,
-    lr: 1e-3,
-    schedule: 'cosine' as const,
-    warmupSteps: 30,
-    minLrRatio: 0.1,
-    contrastWeight: 1,
-    maskRatio: 0.5,
-    noise: false,
-    bf16: true,
-    steps: 800,
-    checkpointEvery: 50,
-  },
+  /** The demo's recipe (DEMO_RECIPE.pretrain), with every checkpoint kept for the curves. */
+  pretrain: { ...demoPretrain, checkpointEvery: 50 },
   /** Checkpoints scored for the curves: every this many steps, and the final model. */
   pointEvery: 50,
 } as const;
@@ -369,7 +352,8 @@ export interface SyncExperimentOptions {
 
 /** The model config of an arm (see SYNC_EXPERIMENT). */
 export function experimentConfig(arm: ExperimentArm): Record<string, unknown> {
-  return { ...SYNC_EXPERIMENT.model, ...SYNC_EXPERIMENT[arm] };
+  // The demo's model (tiny preset at 32 px); each arm sets its kind and audio length.
+  return { ...demoModelConfig(), ...SYNC_EXPERIMENT[arm] };
 }
 
 /** Data of the experiment: existing manifests with the same parameters, else made now. */
