@@ -20,10 +20,8 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tape } from '../autograd/tape.js';
-import { saveCheckpoint, type PreprocessConstants } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import type { WritableTensor } from '../io/safetensors.js';
-import { configToJson, officialClassName, preprocessForConfig, type AnyModel, type CavmaeConfig } from '../models/index.js';
+import { configToJson, preprocessForConfig, saveModel, type AnyModel } from '../models/index.js';
 import { hashWords } from '../data/rng.js';
 import type { Batch, DataLoader } from '../data/loader.js';
 import { AUDIO_NORM } from '../audio/index.js';
@@ -114,20 +112,9 @@ export function stepRng(seed: number, step: number, micro: number, tag = 0x6d617
   return new Rng(hashWords(seed, step, micro, tag));
 }
 
-/** Preprocessing constants of a model (stored with the weights so inference uses the same). */
-export function preprocessFor(config: CavmaeConfig, audioNorm = AUDIO_NORM): PreprocessConstants {
-  return preprocessForConfig(config, audioNorm);
-}
-
-/** Writes a model's weights with its config and preprocessing constants (atomic). */
+/** Writes a model's weights with its config and the preprocessing (with this run's audio norm) it was trained on (atomic). */
 export function writeModelFile(path: string, model: AnyModel, extra: Record<string, string> = {}, audioNorm = AUDIO_NORM): void {
-  const tensors = new Map<string, WritableTensor>();
-  for (const p of model.arena.params) tensors.set(p.name, { dtype: 'F32', shape: p.shape, data: p.data });
-  saveCheckpoint(path, tensors, {
-    config: configToJson(model.config),
-    preprocess: preprocessFor(model.config, audioNorm),
-    extra: { class: officialClassName(model.config), ...extra },
-  });
+  saveModel(path, model, { extra, preprocess: preprocessForConfig(model.config, audioNorm) });
 }
 
 /** One Adam group per list of (offset, length) ranges: everything trainable in one group. */
