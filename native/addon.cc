@@ -24,7 +24,7 @@
 
 // ---- per-thread scratch shared by the kernels (see kernels.h) ----
 extern "C" float* cavmae_scratch(int slot, size_t floats) {
-  thread_local std::vector<float> slots[12];
+  thread_local std::vector<float> slots[17];
   std::vector<float>& s = slots[slot];
   if (s.size() < floats) s.resize(floats);
   return s.data();
@@ -202,12 +202,15 @@ const void* f32_or_bf16(Args& a, size_t i, const char* name, double need, bool a
   return data;
 }
 
-// A Float32Array of at least `need` elements, or null/undefined (returns nullptr).
-float* optional_f32(Args& a, size_t i, const char* name, double need) {
+bool is_nullish(Args& a, size_t i) {
   napi_valuetype vt;
   napi_typeof(a.env(), a.raw(i), &vt);
-  if (vt == napi_null || vt == napi_undefined) return nullptr;
-  return a.f32(i, name, need);
+  return vt == napi_null || vt == napi_undefined;
+}
+
+// A Float32Array of at least `need` elements, or null/undefined (returns nullptr).
+float* optional_f32(Args& a, size_t i, const char* name, double need) {
+  return is_nullish(a, i) ? nullptr : a.f32(i, name, need);
 }
 
 napi_value GemmEx(Args& a) {
@@ -221,12 +224,22 @@ napi_value GemmEx(Args& a) {
   bool a16, b16;
   const void* A = f32_or_bf16(a, 0, "a", (double)m * k, bf16, &a16);
   const void* B = f32_or_bf16(a, 1, "b", (double)k * n, bf16, &b16);
-  float* C = a.f32(2, "c", (double)m * n);
+  // out16 (optional): the result rounded to bf16 as well; with c null, only that.
+  uint16_t* out16 = is_nullish(a, 14) ? nullptr : a.u16(14, "out16", (double)m * n);
+  float* C = nullptr;
+  if (is_nullish(a, 2)) {
+    if (!out16) a.type_error("c is null: then out16 (a Uint16Array) must be given");
+    if (beta != 0.0f) a.range_error("c is null: beta must be 0");
+  } else {
+    C = a.f32(2, "c", (double)m * n);
+  }
   const float* bias = optional_f32(a, 11, "bias", (double)n);
   float* aux = optional_f32(a, 13, "aux", (double)m * n);
   if (kind == 2 && !aux) a.range_error("epilogue 2 (add) needs aux");
   GemmEpilogue epi{bias, (int)kind, aux, n};
-  bool any = bias || kind != 0;
+  epi.out16 = out16;
+  epi.ldout16 = n;
+  bool any = bias || kind != 0 || out16;
   return guarded([&] { matmul_ex(A, a16, B, b16, C, m, n, k, ta, tb, alpha, beta, bf16, any ? &epi : nullptr); });
 }
 

@@ -19,6 +19,7 @@
 // pretraining step at batch 8).
 #include "attention.h"
 
+#include "attention_bf16.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
@@ -82,6 +83,37 @@ void forward_piece(void* ctx, long piece) {
   gemm_single(GemmShape{1, 1, rows, f.hd, f.T}, mat(p, f.T), mat(v, 3 * f.C), o, ld_out, 1.0f, 0.0f, f.bf16);
 }
 
+// bf16 on AVX512-BF16: one piece per (sample, head). k and v are packed once for all of the
+// head's row blocks, straight from the fp32 qkv; each block's q is rounded on the way in.
+struct FwdBf16 {
+  float* out;
+  float* att;
+  const float* qkv;
+  long B, T, C, H, hd, rb;
+  float scale;
+};
+
+void forward_piece_bf16(void* ctx, long bh) {
+  const FwdBf16& f = *static_cast<const FwdBf16*>(ctx);
+  const KernelTable& kt = select_kernels();
+  long b = bh / f.H, h = bh % f.H, T = f.T, C = f.C, hd = f.hd;
+  const float* q = f.qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+  uint32_t* kp = reinterpret_cast<uint32_t*>(cavmae_scratch(12, (size_t)hd / 2 * attn_t16(T)));
+  uint32_t* vp = reinterpret_cast<uint32_t*>(cavmae_scratch(13, (size_t)attn_t2(T) / 2 * hd));
+  uint32_t* qb = reinterpret_cast<uint32_t*>(cavmae_scratch(14, (size_t)f.rb * hd / 2));
+  uint32_t* pb = reinterpret_cast<uint32_t*>(cavmae_scratch(15, (size_t)f.rb * attn_t2(T) / 2));
+  attn_pack_k_f32(kp, q + C, 3 * C, T, hd);
+  attn_pack_v_f32(vp, q + 2 * C, 3 * C, T, hd);
+  for (long r0 = 0; r0 < T; r0 += f.rb) {
+    long rows = lmin(T, r0 + f.rb) - r0;
+    float* att = f.att ? f.att + ((size_t)bh * T + r0) * T : cavmae_scratch(8, (size_t)rows * T);
+    attn_round_rows(qb, hd / 2, q + (size_t)r0 * 3 * C, 3 * C, rows, hd);
+    attn_scores(att, T, qb, hd / 2, kp, rows, T, hd);
+    kt.softmax_forward_bf16(att, reinterpret_cast<uint16_t*>(pb), attn_t2(T), att, rows, T, f.scale);
+    attn_pv(f.out + ((size_t)b * T + r0) * C + (size_t)h * hd, C, pb, attn_t2(T) / 2, vp, rows, T, hd);
+  }
+}
+
 struct Bwd {
   float* dqkv;
   const float* att;  // saved probabilities, or nullptr: recompute them
@@ -109,6 +141,14 @@ void backward_piece(void* ctx, long bh) {
   long ld_qkv[4] = {0, 0, 3 * C, 1};
   long ld_tt[4] = {0, 0, T, 1};
   float* datt = cavmae_scratch(5, (size_t)w.rb * T);
+  // The forward's bf16 path computed the scores with attention_bf16's kernels: recompute them the
+  // same way (k packed from the bf16 copy holds the same values as packed from fp32).
+  const bool fast = w.bf16 && attn_bf16_available() && attn_bf16_supports(hd);
+  uint32_t* kp = nullptr;
+  if (fast && !w.att) {
+    kp = reinterpret_cast<uint32_t*>(cavmae_scratch(12, (size_t)hd / 2 * attn_t16(T)));
+    attn_pack_k_bf16(kp, reinterpret_cast<const uint16_t*>(k), 3 * C, T, hd);
+  }
   // One block of query rows at a time: its probabilities and their gradient stay in cache.
   for (long r0 = 0; r0 < T; r0 += w.rb) {
     long rows = lmin(T, r0 + w.rb) - r0;
@@ -120,8 +160,11 @@ void backward_piece(void* ctx, long bh) {
       // the same single-threaded GEMM shape on the same rounded inputs): bit-identical. Costs
       // one q·kᵀ per block; saves B·H·T² floats per layer.
       float* p = cavmae_scratch(9, (size_t)w.rb * T);
-      gemm_single(GemmShape{1, 1, rows, T, hd}, mat(q + (size_t)r0 * 3 * C * es, 3 * C), mat_t(k, 3 * C), p, ld_tt,
-                  1.0f, 0.0f, w.bf16);
+      if (kp)
+        attn_scores(p, T, reinterpret_cast<const uint32_t*>(q + (size_t)r0 * 3 * C * es), 3 * C / 2, kp, rows, T, hd);
+      else
+        gemm_single(GemmShape{1, 1, rows, T, hd}, mat(q + (size_t)r0 * 3 * C * es, 3 * C), mat_t(k, 3 * C), p,
+                    ld_tt, 1.0f, 0.0f, w.bf16);
       kt.softmax_forward(p, p, rows, T, w.scale);
       att = p;
     }
@@ -149,6 +192,11 @@ void backward_piece(void* ctx, long bh) {
 void attention_forward(float* out, float* att, const float* qkv, long B, long T, long C, long H, float scale,
                        bool bf16) {
   if (B == 0 || T == 0 || C == 0) return;
+  if (bf16 && attn_bf16_available() && attn_bf16_supports(C / H)) {
+    FwdBf16 f{out, att, qkv, B, T, C, H, C / H, row_block(T), scale};
+    cavmae_parallel_for(B * H, cavmae_threads(), forward_piece_bf16, &f);
+    return;
+  }
   const void* src = bf16 ? static_cast<const void*>(to_bf16(qkv, (size_t)B * T * 3 * C, 3)) : qkv;
   long rb = row_block(T);
   Fwd f{out, att, qkv, src, B, T, C, H, C / H, rb, (T + rb - 1) / rb, scale, bf16};

@@ -250,6 +250,21 @@ struct Job {
   int bf16;  // the GEMM type (kF32, kBf16, kInt8)
 };
 
+// The epilogue of one output tile [m, n] at (m0, n0): bias, GELU / add / int8 scales, then the
+// bf16 copy.
+void apply_epilogue(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0, long m, long n) {
+  const KernelTable& kt = select_kernels();
+  if (e.bias || e.kind != 0 || e.row_scale)
+    kt.gemm_epilogue(ct, ldc, m, n, e.bias ? e.bias + n0 : nullptr, e.kind, e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr,
+                     e.ldaux, e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
+                     e.col_comp ? e.col_comp + n0 : nullptr);
+  if (e.out16)
+    for (long r = 0; r < m; r++) kt.f32_to_bf16(e.out16 + (m0 + r) * e.ldout16 + n0, ct + r * ldc, n);
+}
+
+// Per-thread fp32 tile for outputs that are only wanted in bf16 (c == nullptr).
+constexpr int kTileSlot = 16;
+
 void run_piece(void* ctx, long piece) {
   const Job& j = *static_cast<const Job*>(ctx);
   const GemmShape& s = *j.s;
@@ -274,15 +289,17 @@ void run_piece(void* ctx, long piece) {
   long off_a = i * j.sa[0] + jj * j.sa[1] + m0 * j.sa[2];
   long off_b = i * j.sb[0] + jj * j.sb[1] + n0 * j.sb[3];
   long off_c = i * j.sc[0] + jj * j.sc[1] + m0 * j.sc[2] + n0 * j.sc[3];
+  if (!j.c) {
+    // Only the bf16 copy is wanted: the fp32 tile stays in this thread's scratch.
+    float* ct = cavmae_scratch(kTileSlot, (size_t)m * n);
+    long st[4] = {0, 0, n, 1};
+    gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
+    apply_epilogue(*j.epi, ct, n, m0, n0, m, n);
+    return;
+  }
   float* ct = reinterpret_cast<float*>(j.c) + off_c;
   gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
-  if (j.epi) {
-    const GemmEpilogue& e = *j.epi;
-    select_kernels().gemm_epilogue(ct, j.sc[2], m, n, e.bias ? e.bias + n0 : nullptr, e.kind,
-                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux,
-                                   e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
-                                   e.col_comp ? e.col_comp + n0 : nullptr);
-  }
+  if (j.epi) apply_epilogue(*j.epi, ct, j.sc[2], m0, n0, m, n);
 }
 
 }  // namespace
@@ -297,7 +314,15 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
                   float alpha, float beta, int bf16, const GemmEpilogue* epi) {
   if (epi && (s.b0 * s.b1 != 1 || c_strides[3] != 1))
     throw std::invalid_argument("gemm epilogue needs one row-major output matrix");
+  if (!c && !(epi && epi->out16 && beta == 0.0f))
+    throw std::invalid_argument("gemm without an fp32 output needs the bf16 output and beta = 0");
   if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0) return;
+  long c_tmp[4] = {0, 0, s.n, 1};
+  if (!c && (s.k == 0 || 2.0 * s.m * s.n * s.k < cavmae_gemm_min_flops())) {
+    // Small (or empty) products in one piece: the whole fp32 result in scratch.
+    c = cavmae_scratch(kTileSlot, (size_t)s.m * s.n);
+    c_strides = c_tmp;
+  }
   if (s.k == 0) {
     // oneDNN rejects K = 0; C = beta * C is all that is left.
     for (long i = 0; i < s.b0; i++)
@@ -307,17 +332,13 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
             float* p = c + i * c_strides[0] + j * c_strides[1] + r * c_strides[2] + q * c_strides[3];
             *p = beta == 0.0f ? 0.0f : beta * *p;
           }
-    if (epi)
-      select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux,
-                                     epi->row_scale, epi->col_scale, epi->col_comp);
+    if (epi) apply_epilogue(*epi, c, c_strides[2], 0, 0, s.m, s.n);
     return;
   }
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
   if (flops < cavmae_gemm_min_flops()) {
     gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
-    if (epi)
-      select_kernels().gemm_epilogue(c, c_strides[2], s.m, s.n, epi->bias, epi->kind, epi->aux, epi->ldaux,
-                                     epi->row_scale, epi->col_scale, epi->col_comp);
+    if (epi) apply_epilogue(*epi, c, c_strides[2], 0, 0, s.m, s.n);
     return;
   }
   // Pieces run through the kernels' pool (dynamic claiming: a thread the OS has not scheduled

@@ -33,6 +33,11 @@ struct GemmEpilogue {
   const float* row_scale = nullptr;
   const float* col_scale = nullptr;
   const int32_t* col_comp = nullptr;
+  // Also the final values rounded to bf16 (the input of a following bf16 GEMM), written per tile
+  // while it is in cache. With c == nullptr only these are produced (each tile's fp32 values
+  // live in per-thread scratch; needs beta == 0).
+  uint16_t* out16 = nullptr;
+  long ldout16 = 0;
 };
 
 // GEMM input types (the `bf16` argument of the functions below also takes kInt8).

@@ -30,6 +30,10 @@ struct KernelTable {
   void (*gelu_forward)(float* out, const float* inp, long n);
   void (*gelu_backward)(float* dinp, const float* inp, const float* dout, long n);
   void (*softmax_forward)(float* out, const float* inp, long rows, long cols, float scale);
+  // softmax_forward, plus the bf16 rounding of every output row into p (row stride ldp elements,
+  // an odd row padded with one zero), in the same pass; out may alias inp.
+  void (*softmax_forward_bf16)(float* out, uint16_t* p, long ldp, const float* inp, long rows, long cols,
+                               float scale);
   // accumulate=true: dinp += ...; false: dinp = ... (dinp may then alias dout).
   void (*softmax_backward)(float* dinp, const float* out, const float* dout, long rows, long cols, float scale,
                            bool accumulate);

@@ -244,7 +244,9 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
 // Max of the raw row (max(scale x) is scale max(x), or scale min(x) for a negative scale: one
 // operation per vector instead of two), then exp + sum writing the output, then the scaling while
 // the row is still in L1. Two accumulators per reduction halve its dependency chain.
-inline void softmax_row(float* y, const float* x, long cols, float scale, const V vs) {
+// p16 (optional): also the bf16 rounding of the result (attention's probabilities for a bf16
+// GEMM), written in the same last pass; an odd row gets a zero after its last column.
+inline void softmax_row(float* y, const float* x, long cols, float scale, const V vs, uint16_t* p16 = nullptr) {
   V mx0, mx1;
   long c = 0;
   if (scale >= 0) {
@@ -283,6 +285,16 @@ inline void softmax_row(float* y, const float* x, long cols, float scale, const 
     st(y + c, e, w);
   }
   V inv = S::set1(1.0f / S::hsum(S::add(sum0, sum1)));
+  if (p16) {
+    for (c = 0; c < cols; c += W) {
+      long w = lmin(W, cols - c);
+      V v = S::mul(ld(y + c, w), inv);
+      st(y + c, v, w);
+      S::to_bf16(p16 + c, y + c, w);
+    }
+    if (cols & 1) p16[cols] = 0;
+    return;
+  }
   for (c = 0; c < cols; c += W) {
     long w = lmin(W, cols - c);
     st(y + c, S::mul(ld(y + c, w), inv), w);
@@ -293,6 +305,13 @@ void softmax_forward(float* out, const float* inp, long rows, long cols, float s
   const V vs = S::set1(scale);
   for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
     for (long r = r0; r < r1; r++) softmax_row(out + r * cols, inp + r * cols, cols, scale, vs);
+  });
+}
+
+void softmax_forward_bf16(float* out, uint16_t* p, long ldp, const float* inp, long rows, long cols, float scale) {
+  const V vs = S::set1(scale);
+  for_rows(rows, 10.0 * cols, [&](long r0, long r1) {
+    for (long r = r0; r < r1; r++) softmax_row(out + r * cols, inp + r * cols, cols, scale, vs, p + r * ldp);
   });
 }
 
@@ -716,6 +735,7 @@ const KernelTable kTable = {
     gelu_forward,
     gelu_backward,
     softmax_forward,
+    softmax_forward_bf16,
     softmax_backward,
     bias_add,
     bias_backward,

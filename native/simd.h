@@ -10,7 +10,12 @@
 // AVX-512 translation unit cannot leak an AVX-512 copy of a shared inline function into the
 // baseline code (the classic SIGILL-on-older-CPUs trap).
 #pragma once
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own `__Y = __Y` idiom once inlined
+// (GCC bug 105593, fixed in GCC 13); the warning is about the header, not our code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #include <stdint.h>
 
 #if defined(CAVMAE_SIMD_AVX512)

@@ -270,13 +270,55 @@ export function layerNormMlp(
   const mean = tp.pool.alloc(rows);
   const rstd = tp.pool.alloc(rows);
   k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
-  const h = tp.pool.alloc(rows * hid);
   const pre = grad ? tp.pool.alloc(rows * hid) : null;
-  linearInto(tp, n, w1, b1, h, rows, hid, C, EPILOGUE_GELU, pre);
-  tp.pool.release(n);
   const y = tp.empty(shape);
-  linearInto(tp, h, w2, b2, y.data, rows, nOut, hid, EPILOGUE_ADD, residual.data);
-  tp.pool.release(h);
+  if (tp.bf16 && !tp.int8 && takesBf16Operands(k)) {
+    // fc2 reads the hidden activations in bf16: fc1's epilogue writes them rounded, tile by
+    // tile, and never stores the fp32 values (the backward recomputes them from `pre`).
+    const h16 = tp.pool.alloc((rows * hid + 1) >> 1);
+    const h = new Uint16Array(h16.buffer, h16.byteOffset, rows * hid);
+    fused(k).gemmEx(
+      n,
+      weightOperand(tp, w1),
+      null,
+      rows,
+      hid,
+      C,
+      false,
+      true,
+      1,
+      0,
+      true,
+      b1 ? b1.data : null,
+      EPILOGUE_GELU,
+      pre,
+      h,
+    );
+    tp.pool.release(n);
+    fused(k).gemmEx(
+      h,
+      weightOperand(tp, w2),
+      y.data,
+      rows,
+      nOut,
+      hid,
+      false,
+      true,
+      1,
+      0,
+      true,
+      b2 ? b2.data : null,
+      EPILOGUE_ADD,
+      residual.data,
+    );
+    tp.pool.release(h16);
+  } else {
+    const h = tp.pool.alloc(rows * hid);
+    linearInto(tp, n, w1, b1, h, rows, hid, C, EPILOGUE_GELU, pre);
+    tp.pool.release(n);
+    linearInto(tp, h, w2, b2, y.data, rows, nOut, hid, EPILOGUE_ADD, residual.data);
+    tp.pool.release(h);
+  }
   if (!grad) {
     tp.pool.release(mean);
     tp.pool.release(rstd);

@@ -49,11 +49,14 @@ export interface FusedKernels {
   /**
    * C [m,n] = alpha op(A) op(B) + beta C (+ bias per column), then:
    * epilogue 1 (GELU): aux = C (when aux is given), C = gelu(C); 2 (add): C = aux + C (aux [m,n]).
+   * out16 [m,n] (optional): the final C rounded to bf16 as well (the operand of a following bf16
+   * GEMM, made while each tile is in cache). c may be null when out16 is given (then beta must
+   * be 0): only the bf16 result is produced.
    */
   gemmEx(
     a: F32 | BF16,
     b: F32 | BF16,
-    c: F32,
+    c: F32 | null,
     m: number,
     n: number,
     k: number,
@@ -65,6 +68,7 @@ export interface FusedKernels {
     bias: F32 | null,
     epilogue: Epilogue,
     aux: F32 | null,
+    out16?: BF16 | null,
   ): void;
 }
 
@@ -135,12 +139,16 @@ export function composedFused(k: Kernels): FusedKernels {
         for (let j = 0; j < n; j++) c[r * n + j] = Math.fround(Math.fround(c[r * n + j] * xs[r]) * wScale[j]);
       epilogueOf(c, m, n, bias, epilogue, aux);
     },
-    gemmEx(a, b, c, m, n, kk, transA, transB, alpha, beta, bf16, bias, epilogue, aux) {
+    gemmEx(a, b, c, m, n, kk, transA, transB, alpha, beta, bf16, bias, epilogue, aux, out16) {
       if ((!(a instanceof Float32Array) || !(b instanceof Float32Array)) && !bf16)
         throw new TypeError('gemmEx: bf16 (Uint16Array) inputs need bf16 = true');
+      if (!c && !out16) throw new TypeError('gemmEx: c is null: then out16 (a Uint16Array) must be given');
+      if (!c && beta !== 0) throw new RangeError('gemmEx: c is null: beta must be 0');
+      const cc = c ?? new Float32Array(m * n);
       // bf16 values are exact in fp32, and matmul's bf16 rounding leaves them unchanged.
-      k.matmul(f32Of(a, m * kk), f32Of(b, kk * n), c, m, n, kk, transA, transB, alpha, beta, bf16);
-      epilogueOf(c, m, n, bias, epilogue, aux);
+      k.matmul(f32Of(a, m * kk), f32Of(b, kk * n), cc, m, n, kk, transA, transB, alpha, beta, bf16);
+      epilogueOf(cc, m, n, bias, epilogue, aux);
+      if (out16) k.f32ToBf16(out16, cc, m * n);
     },
   };
 }

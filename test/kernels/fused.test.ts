@@ -97,6 +97,56 @@ test(
                   assert.deepEqual(got, want, what);
                   if (epi === EPILOGUE_GELU) assert.deepEqual(gotAux, wantAux, `${what}: pre-activation`);
                 }
+                // out16: the same values rounded to bf16, with the fp32 output kept or not (c null:
+                // the tiles live in scratch), the pre-activation still written.
+                const want16 = new Uint16Array(m * n);
+                N.f32ToBf16(want16, want, m * n);
+                for (const keepC of [true, false]) {
+                  const got = keepC ? new Float32Array(m * n).fill(NaN) : null;
+                  const got16 = new Uint16Array(m * n).fill(0xffff);
+                  const gotAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+                  F.gemmEx(
+                    x,
+                    w,
+                    got,
+                    m,
+                    n,
+                    k,
+                    false,
+                    true,
+                    1,
+                    0,
+                    bf16,
+                    b,
+                    epi,
+                    epi === EPILOGUE_NONE ? null : gotAux,
+                    got16,
+                  );
+                  const what = `${m}x${n}x${k} threads ${threads} ${bf16 ? 'bf16' : 'fp32'} epilogue ${epi} bias ${withBias} out16 (c ${keepC ? 'kept' : 'null'})`;
+                  assert.deepEqual(got16, want16, what);
+                  if (got) assert.deepEqual(got, want, `${what}: fp32`);
+                  if (epi === EPILOGUE_GELU) assert.deepEqual(gotAux, wantAux, `${what}: pre-activation`);
+                  // The composed reference does the same.
+                  const ref16 = new Uint16Array(m * n);
+                  ref.gemmEx(
+                    x,
+                    w,
+                    null,
+                    m,
+                    n,
+                    k,
+                    false,
+                    true,
+                    1,
+                    0,
+                    bf16,
+                    b,
+                    epi,
+                    epi === EPILOGUE_NONE ? null : Float32Array.from(wantAux),
+                    ref16,
+                  );
+                  assert.deepEqual(ref16, want16, `${what}: composed reference`);
+                }
               }
             }
           }
@@ -136,6 +186,15 @@ test('gemmEx validates its arguments', { skip }, () => {
   assert.throws(
     () => F.gemmEx(a, a, c, 2, 2, 3, false, true, 1, 0, false, null, 3 as Epilogue, null),
     /epilogue must be/,
+  );
+  assert.throws(() => F.gemmEx(a, a, null, 2, 2, 3, false, true, 1, 0, false, null, 0, null), /out16/);
+  assert.throws(
+    () => F.gemmEx(a, a, null, 2, 2, 3, false, true, 1, 1, false, null, 0, null, new Uint16Array(4)),
+    /beta must be 0/,
+  );
+  assert.throws(
+    () => F.gemmEx(a, a, c, 2, 2, 3, false, true, 1, 0, false, null, 0, null, new Uint16Array(3)),
+    /out16 has 3 elements/,
   );
 });
 

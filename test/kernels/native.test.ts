@@ -257,11 +257,17 @@ test(
 // ---------------------------------------------------------------- attention
 
 // [B, T, C, H]: power-of-4 head size (scale exact), odd T, hd = 5 (scale not a power of two), T = 1.
+// The bf16 kernels of attention_bf16.cc take hd = 16, 32, 48, 64 (others go through oneDNN): odd
+// T (a zero-padded last key pair), T not a multiple of 16 (a partial key vector) and row counts
+// that leave every remainder of their 6-row tiles.
 const ATT_SHAPES: [number, number, number, number][] = [
   [2, 37, 48, 3],
   [1, 50, 40, 8],
   [3, 1, 8, 2],
   [1, 130, 128, 2],
+  [2, 33, 64, 2],
+  [1, 197, 192, 4],
+  [1, 16, 64, 1],
 ];
 
 test('attentionForward/Backward vs reference, fp32 and bf16, 1 and 2 threads', { skip }, () => {
