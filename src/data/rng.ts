@@ -8,6 +8,7 @@
  * Distributions: uniform [0,1) with 53 random bits, integers without modulo bias, normal by
  * Box-Muller, Gamma by Marsaglia-Tsang (2000), Beta as X/(X+Y) of two Gammas.
  */
+import { Xoshiro128 } from '../tensor/rng.js';
 
 /** Mixes a 32-bit word (the finaliser of MurmurHash3 / SplitMix32). */
 function mix32(x: number): number {
@@ -28,43 +29,21 @@ export function hashWords(...words: number[]): number {
   return h;
 }
 
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-  private spareNormal: number | undefined;
-
+export class Rng extends Xoshiro128 {
   /** Seeds from one or more integer words (e.g. seed, epoch, position). */
   constructor(...seedWords: number[]) {
+    super();
     let h = hashWords(...(seedWords.length ? seedWords : [0]));
     const next = (): number => {
       h = (h + 0x9e3779b9) >>> 0;
       return mix32(h);
     };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1; // the all-zero state is a fixed point
+    this.setState(next(), next(), next(), next());
   }
 
   /** A generator for one (seed, epoch, position, ...) tuple. */
   static derive(...words: number[]): Rng {
     return new Rng(...words);
-  }
-
-  /** Next 32 random bits as an unsigned integer (xoshiro128**). */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
   }
 
   /** Uniform in [0, 1) with 53 random bits. */
@@ -92,21 +71,6 @@ export class Rng {
   /** Uniform integer in [lo, hi) (numpy.random.randint semantics). */
   intRange(lo: number, hi: number): number {
     return lo + this.int(hi - lo);
-  }
-
-  /** Standard normal (Box-Muller; the second value of each pair is kept for the next call). */
-  normal(): number {
-    if (this.spareNormal !== undefined) {
-      const z = this.spareNormal;
-      this.spareNormal = undefined;
-      return z;
-    }
-    let u = 0;
-    while (u === 0) u = this.uniform();
-    const v = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    this.spareNormal = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
   }
 
   /** Gamma(shape, 1) by Marsaglia & Tsang; shape < 1 via the boost Gamma(a+1)·U^(1/a). */
@@ -150,8 +114,4 @@ export class Rng {
     }
     return arr;
   }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

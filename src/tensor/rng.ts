@@ -6,28 +6,24 @@
  * The streams are our own: PyTorch's initial weights are not reproduced bit for bit (loading a
  * checkpoint is how one gets the reference's weights), only their distributions.
  */
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
+/**
+ * xoshiro128** (Blackman and Vigna), the generator behind both `Rng`s (this one and the data
+ * pipeline's, src/data/rng.ts): they differ in how they seed it and how many bits a uniform takes.
+ */
+export abstract class Xoshiro128 {
+  private s0 = 0;
+  private s1 = 0;
+  private s2 = 0;
+  private s3 = 0;
   private spareNormal: number | null = null;
 
-  constructor(seed: number) {
-    let x = seed >>> 0;
-    const next = (): number => {
-      // splitmix32
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+  /** The state words, in order; the all-zero state is a fixed point, so it becomes s0 = 1. */
+  protected setState(s0: number, s1: number, s2: number, s3: number): void {
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
+    if ((s0 | s1 | s2 | s3) === 0) this.s0 = 1;
   }
 
   /** 32 random bits as an unsigned integer. */
@@ -44,16 +40,9 @@ export class Rng {
   }
 
   /** Uniform in [0, 1). */
-  uniform(): number {
-    return this.nextU32() / 4294967296;
-  }
+  abstract uniform(): number;
 
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.uniform() * n);
-  }
-
-  /** Standard normal (Box-Muller, both values used). */
+  /** Standard normal (Box-Muller in float64; the second value of each pair is kept for the next call). */
   normal(): number {
     if (this.spareNormal !== null) {
       const v = this.spareNormal;
@@ -66,6 +55,32 @@ export class Rng {
     const r = Math.sqrt(-2 * Math.log(u));
     this.spareNormal = r * Math.sin(2 * Math.PI * v);
     return r * Math.cos(2 * Math.PI * v);
+  }
+}
+
+export class Rng extends Xoshiro128 {
+  constructor(seed: number) {
+    super();
+    let x = seed >>> 0;
+    const next = (): number => {
+      // splitmix32
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.setState(next(), next(), next(), next());
+  }
+
+  /** Uniform in [0, 1) with 32 random bits. */
+  uniform(): number {
+    return this.nextU32() / 4294967296;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.uniform() * n);
   }
 
   /** Fills `out` with U[lo, hi). */

@@ -16,6 +16,7 @@ import {
   EPILOGUE_GELU,
   EPILOGUE_NONE,
   type Epilogue,
+  type FusedKernels,
 } from '../../src/kernels/fused.js';
 import { kernels, useKernels, type Kernels } from '../../src/kernels/index.js';
 import * as ops from '../../src/autograd/ops.js';
@@ -56,31 +57,18 @@ test(
             for (const epi of [EPILOGUE_NONE, EPILOGUE_GELU, EPILOGUE_ADD] as Epilogue[]) {
               for (const withBias of [false, true]) {
                 const b = withBias ? bias : null;
-                const want = new Float32Array(m * n);
-                const wantAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
-                ref.gemmEx(
-                  x,
-                  w,
-                  want,
-                  m,
-                  n,
-                  k,
-                  false,
-                  true,
-                  1,
-                  0,
-                  bf16,
-                  b,
-                  epi,
-                  epi === EPILOGUE_NONE ? null : wantAux,
-                );
-                for (const wOperand of bf16 ? [w, w16] : [w]) {
-                  const got = new Float32Array(m * n).fill(NaN);
-                  const gotAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
-                  F.gemmEx(
+                // The linear layer's GEMM (x · wᵀ) with this case's bias and epilogue.
+                const linear = (
+                  f: FusedKernels,
+                  wOp: Float32Array | Uint16Array,
+                  c: Float32Array | null,
+                  aux: Float32Array,
+                  out16: Uint16Array | null = null,
+                ): void =>
+                  f.gemmEx(
                     x,
-                    wOperand,
-                    got,
+                    wOp,
+                    c,
                     m,
                     n,
                     k,
@@ -91,8 +79,16 @@ test(
                     bf16,
                     b,
                     epi,
-                    epi === EPILOGUE_NONE ? null : gotAux,
+                    epi === EPILOGUE_NONE ? null : aux,
+                    out16,
                   );
+                const want = new Float32Array(m * n);
+                const wantAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+                linear(ref, w, want, wantAux);
+                for (const wOperand of bf16 ? [w, w16] : [w]) {
+                  const got = new Float32Array(m * n).fill(NaN);
+                  const gotAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
+                  linear(F, wOperand, got, gotAux);
                   const what = `${m}x${n}x${k} threads ${threads} ${bf16 ? 'bf16' : 'fp32'}${wOperand === w16 ? ' (bf16 weight)' : ''} epilogue ${epi} bias ${withBias}`;
                   assert.deepEqual(got, want, what);
                   if (epi === EPILOGUE_GELU) assert.deepEqual(gotAux, wantAux, `${what}: pre-activation`);
@@ -105,46 +101,14 @@ test(
                   const got = keepC ? new Float32Array(m * n).fill(NaN) : null;
                   const got16 = new Uint16Array(m * n).fill(0xffff);
                   const gotAux = epi === EPILOGUE_ADD ? res : new Float32Array(m * n);
-                  F.gemmEx(
-                    x,
-                    w,
-                    got,
-                    m,
-                    n,
-                    k,
-                    false,
-                    true,
-                    1,
-                    0,
-                    bf16,
-                    b,
-                    epi,
-                    epi === EPILOGUE_NONE ? null : gotAux,
-                    got16,
-                  );
+                  linear(F, w, got, gotAux, got16);
                   const what = `${m}x${n}x${k} threads ${threads} ${bf16 ? 'bf16' : 'fp32'} epilogue ${epi} bias ${withBias} out16 (c ${keepC ? 'kept' : 'null'})`;
                   assert.deepEqual(got16, want16, what);
                   if (got) assert.deepEqual(got, want, `${what}: fp32`);
                   if (epi === EPILOGUE_GELU) assert.deepEqual(gotAux, wantAux, `${what}: pre-activation`);
                   // The composed reference does the same.
                   const ref16 = new Uint16Array(m * n);
-                  ref.gemmEx(
-                    x,
-                    w,
-                    null,
-                    m,
-                    n,
-                    k,
-                    false,
-                    true,
-                    1,
-                    0,
-                    bf16,
-                    b,
-                    epi,
-                    epi === EPILOGUE_NONE ? null : Float32Array.from(wantAux),
-                    ref16,
-                  );
+                  linear(ref, w, null, Float32Array.from(wantAux), ref16);
                   assert.deepEqual(ref16, want16, `${what}: composed reference`);
                 }
               }
