@@ -41,8 +41,10 @@ import {
   CAVMAEFT,
   configToJson,
   FT_MODES,
+  kindTraits,
   loadModel,
   MASK_MODES,
+  variantTraits,
   type AnyModel,
   type CavmaeConfig,
   type FtMode,
@@ -309,7 +311,7 @@ export class CavMae {
     readonly metadata: Record<string, string>,
     opts: { source: string; bf16?: boolean; labels?: LabelMap; audioNorm?: { mean: number; std: number } },
   ) {
-    if (!(model instanceof CAVMAE || model instanceof CAVMAEFT))
+    if (kindTraits(model.config).sync)
       throw fileError(
         opts.source,
         `is a ${model.config.model} model; this API serves CAV-MAE models (CAVMAE, CAVMAEFT); CAV-MAE Sync is not supported here yet`,
@@ -466,7 +468,7 @@ export class CavMae {
       enc.checkInputs(undefined, input, 'image', { audio: false, video: true });
     }
     // av-mae and vanilla-av-mae never train their modality LayerNorms: forward_feat uses the joint ones.
-    const joint = this.model instanceof CAVMAE && (c.variant === 'av-mae' || c.variant === 'vanilla-av-mae');
+    const joint = this.model instanceof CAVMAE && variantTraits(c).jointFeat;
     const emb = modality === 'a' ? enc.embedAudio(tp, input) : enc.embedVideo(tp, input); // [B, L, D]
     const out = enc.sharedStream(
       tp,
@@ -644,15 +646,15 @@ export class CavMae {
 
   /** The fine-tuning mode for the inputs present. */
   chooseMode(hasAudio: boolean, hasVisual: boolean, requested?: FtMode): FtMode {
-    const variant = this.config.variant;
+    const oneMode = variantTraits(this.config).ftMode;
     const stored = this.metadata[FINETUNE_METADATA.mode] as FtMode | undefined;
     let mode: FtMode;
     if (requested) {
       if (!FT_MODES.includes(requested))
         throw new UserError(`unknown mode "${requested}" (known: ${FT_MODES.join(', ')})`);
       mode = requested;
-    } else if (variant === 'audio-mae' || stored === 'audioonly') mode = 'audioonly';
-    else if (variant === 'visual-mae' || stored === 'videoonly') mode = 'videoonly';
+    } else if (oneMode === 'audioonly' || stored === 'audioonly') mode = 'audioonly';
+    else if (oneMode === 'videoonly' || stored === 'videoonly') mode = 'videoonly';
     else if (hasAudio && hasVisual) mode = 'multimodal';
     else if (hasAudio) mode = 'missingaudioonly';
     else mode = 'missingvideoonly';

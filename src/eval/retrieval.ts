@@ -262,8 +262,8 @@ export function evaluateRetrieval(
   };
 }
 
-/** Rows scaled to unit L2 norm (a copy); zero rows stay zero. */
-export function l2NormalizeRows(x: Float32Array, rows: number, dim: number): Float32Array {
+/** Rows scaled to unit L2 norm (a copy; float64 sums); zero rows stay zero. The one normalisation of every retrieval vector. */
+export function l2NormalizeRows(x: ArrayLike<number>, rows: number, dim: number): Float32Array {
   const out = new Float32Array(rows * dim);
   for (let r = 0; r < rows; r++) {
     let s = 0;

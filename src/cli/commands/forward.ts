@@ -1,7 +1,7 @@
 /**
  * `cavmae forward`: run a checkpoint on a safetensors file of inputs and write the named outputs
  * (the golden fixtures' names), optionally with parameter gradients. The contract golden tests
- * and PyTorch interop rely on; the work is done by src/models/forward-run.ts.
+ * and PyTorch interop rely on; the work is done by src/interop/forward-run.ts.
  */
 import type { Command } from 'commander';
 
@@ -66,7 +66,7 @@ export function register(program: Command): void {
       };
       if (flags.loss !== undefined && flags.loss !== 'bce' && flags.loss !== 'ce')
         throw new UserError(`--loss must be bce or ce, got "${flags.loss}"`);
-      const { runForward } = await import('../../models/forward-run.js');
+      const { runForward } = await import('../../interop/forward-run.js');
       const { writeSafetensors } = await import('../../io/safetensors.js');
       const r = runForward({
         model: flags.model,

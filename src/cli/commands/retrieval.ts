@@ -4,7 +4,7 @@
  * same from stored embeddings (`--embeddings E`, written by `cavmae embed`). CAV-MAE Sync models
  * compare clips by their 16 pair vectors (`--strategy`, default diagonal_mean); `--segments`
  * ranks every (segment, frame) pair on its own, for Sync and clip-level CAV-MAE models alike
- * (src/train/sync-eval.ts).
+ * (src/eval/retrieval-report.ts).
  */
 import type { Command } from 'commander';
 import { number } from './pretrain.js';
@@ -41,7 +41,7 @@ export function register(program: Command): void {
     .option('--bf16', 'bf16 GEMM inputs')
     .option('--json', 'print one JSON object')
     .action(async (f: Flags) => {
-      const { retrievalCommand, formatLevelRetrieval } = await import('../../train/sync-eval.js');
+      const { retrievalCommand, formatLevelRetrieval } = await import('../../eval/retrieval-report.js');
       const r = await retrievalCommand(f);
       process.stdout.write((f.json ? JSON.stringify(r) : formatLevelRetrieval(r)) + '\n');
     });

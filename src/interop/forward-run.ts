@@ -1,5 +1,6 @@
 /**
- * The `cavmae forward` contract as a library function: a checkpoint + a safetensors file of
+ * The golden-value harness: the `cavmae forward` contract as a library function, what the
+ * golden tests and the PyTorch interop (scripts/golden, ../shared/peer) run: a checkpoint + a safetensors file of
  * inputs → a map of named output tensors (the golden fixtures' names), optionally with the
  * gradients of the loss. Used by the CLI and by interop tests with PyTorch.
  *
@@ -20,16 +21,21 @@ import * as ops from '../autograd/ops.js';
 import { Tape } from '../autograd/tape.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { toFloat32 } from '../io/dtypes.js';
+import {
+  CAVMAE,
+  CAVMAEFT,
+  FT_MODES,
+  MASK_MODES,
+  kindTraits,
+  loadModel,
+  type AnyModel,
+  type CavmaeConfig,
+  type FtMode,
+  type MaskMode,
+} from '../models/index.js';
 import { Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UserError, fileError } from '../util/errors.js';
-import { CAVMAE } from './cavmae.js';
-import { CAVMAEFT, FT_MODES, type FtMode } from './cavmae-ft.js';
-import { MASK_MODES, type MaskMode } from './masking.js';
-import { loadModel, type AnyModel } from './registry.js';
-import type { CavmaeConfig } from './config.js';
-import { CAVMAESync } from './sync.js';
-import { CAVMAESyncFT } from './sync-ft.js';
 
 export type ForwardTask = 'pretrain' | 'feat' | 'ft';
 
@@ -70,8 +76,8 @@ const copy = (t: Tensor): OutTensor => ({ shape: [...t.shape], data: Float32Arra
 export function runForward(o: ForwardRunOptions): ForwardRunResult {
   const wantGrads = (o.grads?.length ?? 0) > 0;
   const { model, config, report } = loadModel(o.model, { config: o.config, grad: wantGrads });
-  const task: ForwardTask =
-    o.task ?? (model instanceof CAVMAEFT || model instanceof CAVMAESyncFT ? 'ft' : 'pretrain');
+  const kt = kindTraits(config);
+  const task: ForwardTask = o.task ?? (kt.task === 'finetune' ? 'ft' : 'pretrain');
   const inputs = readInputs(o.inputs);
   const batch = { audio: inputs.get('audio')?.tensor, image: inputs.get('image')?.tensor };
   const tp = new Tape({ grad: wantGrads, bf16: o.bf16 ?? false });
@@ -79,7 +85,7 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
   let loss: Tensor | undefined;
 
   if (task === 'pretrain') {
-    if (!(model instanceof CAVMAE) && !(model instanceof CAVMAESync))
+    if (!(model instanceof CAVMAE))
       throw new UserError(
         `${o.model}: --task pretrain needs a pretraining (CAVMAE) checkpoint; this one is a fine-tuning model`,
       );
@@ -109,35 +115,33 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
     if (r.maskV) out.set('mask_v', { shape: [r.maskV.B, r.maskV.L], data: r.maskV.mask });
     if (r.predA) out.set('pred_a', copy(r.predA));
     if (r.predV) out.set('pred_v', copy(r.predV));
-    if (model instanceof CAVMAESync) {
-      const s = r as ReturnType<CAVMAESync['forward']>;
-      if (s.clsA) out.set('cls_a', copy(s.clsA));
-      if (s.clsV) out.set('cls_v', copy(s.clsV));
-      if (s.lossCGlobal) out.set('loss_c_global', scalar(s.lossCGlobal.item()));
-      if (s.lossCLocal) out.set('loss_c_local', scalar(s.lossCLocal.item()));
+    if (kt.sync) {
+      // The Sync reference's extra outputs: the contrastive inputs and the two NCE terms.
+      if (r.clsA) out.set('cls_a', copy(r.clsA));
+      if (r.clsV) out.set('cls_v', copy(r.clsV));
+      if (r.lossCGlobal) out.set('loss_c_global', scalar(r.lossCGlobal.item()));
+      if (r.lossCLocal) out.set('loss_c_local', scalar(r.lossCLocal.item()));
     }
     loss = r.loss;
   } else if (task === 'feat') {
     let f;
-    if (model instanceof CAVMAESyncFT)
+    if (kt.head === 'aggregator')
       throw new UserError(
         `${o.model}: --task feat needs a pretraining model; a Sync fine-tuning model gives --task ft`,
       );
-    if (model instanceof CAVMAESync) {
-      if (o.mode !== undefined) throw new UserError('--mode does not apply to --task feat of a Sync model');
-      const s = model.forwardFeat(tp, batch);
-      if (s.clsA) out.set('cls_a', copy(s.clsA));
-      if (s.clsV) out.set('cls_v', copy(s.clsV));
-      f = s;
-    } else if (model instanceof CAVMAEFT) {
+    if (model instanceof CAVMAEFT) {
       const mode = o.mode ?? (batch.image ? 'av' : 'a');
       if (mode !== 'av' && mode !== 'a')
         throw new UserError(`--task feat of a fine-tuning model takes --mode av or a, got "${mode}"`);
       f = model.forwardFeat(tp, batch, mode);
     } else {
       if (o.mode !== undefined)
-        throw new UserError('--mode does not apply to --task feat of a pretraining model');
+        throw new UserError(
+          `--mode does not apply to --task feat of a ${kt.sync ? 'Sync' : 'pretraining'} model`,
+        );
       f = model.forwardFeat(tp, batch);
+      if (f.clsA) out.set('cls_a', copy(f.clsA));
+      if (f.clsV) out.set('cls_v', copy(f.clsV));
     }
     if (f.audioTokens) out.set('audio_tokens', copy(f.audioTokens));
     if (f.videoTokens) out.set('video_tokens', copy(f.videoTokens));
@@ -145,23 +149,23 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
       throw new UserError(
         '--grads needs a loss: use --task pretrain, or --task ft with "labels" in the inputs',
       );
-  } else if (task === 'ft' && model instanceof CAVMAESyncFT) {
-    if (o.mode !== undefined && o.mode !== model.mode)
-      throw new UserError(
-        `${o.model}: this Sync fine-tuning model reads "${model.mode}" (its config's "mode"); --mode ${o.mode} does not apply`,
-      );
-    const logits = model.forward(tp, batch);
-    out.set('logits', copy(logits));
-    loss = ftLoss(o, inputs, tp, logits, out, wantGrads);
   } else if (task === 'ft') {
     if (!(model instanceof CAVMAEFT)) {
       throw new UserError(
         `${o.model}: --task ft needs a fine-tuning (CAVMAEFT) checkpoint; convert a pretrained one by fine-tuning, or use --task pretrain / feat`,
       );
     }
-    const mode = (o.mode ?? 'multimodal') as FtMode;
-    if (!FT_MODES.includes(mode))
-      throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
+    let mode = model.mode;
+    if (kt.head === 'aggregator') {
+      if (o.mode !== undefined && o.mode !== model.mode)
+        throw new UserError(
+          `${o.model}: this Sync fine-tuning model reads "${model.mode}" (its config's "mode"); --mode ${o.mode} does not apply`,
+        );
+    } else {
+      mode = (o.mode ?? 'multimodal') as FtMode;
+      if (!FT_MODES.includes(mode))
+        throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
+    }
     const logits = model.forward(tp, batch, mode);
     out.set('logits', copy(logits));
     loss = ftLoss(o, inputs, tp, logits, out, wantGrads);
