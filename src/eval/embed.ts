@@ -236,7 +236,6 @@ export async function embedToFile(o: {
 // Retrieval reports moved to src/eval/retrieval-report.ts; kept here for the callers of the pooled report.
 export {
   chanceLevels,
-  formatRetrieval,
   retrievalFromEmbeddings,
   retrievalReport,
   type RetrievalReport,

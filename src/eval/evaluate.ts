@@ -4,8 +4,8 @@
  * (metrics.ts: mAP, mAUC, d', acc, per class).
  *
  * Design contract:
- * - Frame aggregation (spec 4.6): for frame = 0..9 the evaluation loader uses that frame (no
- *   augmentation, no drop_last), probabilities are averaged over the frames, metrics are computed
+ * - Frame aggregation (the reference's src/traintest_ft.py evaluates frame_use 0..9): for frame =
+ *   0..9 the evaluation loader uses that frame (no augmentation, no drop_last), probabilities are averaged over the frames, metrics are computed
  *   on the average; per-frame metrics are kept too. Audio-only models skip it (frame 5 only, the
  *   frames are not used). When every item's visual is a single still image all frames are the
  *   same picture, so one pass stands for all ten (identical numbers, a tenth of the work).

@@ -81,56 +81,16 @@ export function retrievalFromEmbeddings(e: Embeddings): RetrievalReport {
   };
 }
 
-/** `cavmae retrieval`: a model + datafile (or an embeddings file) → both directions. */
-export async function retrievalReport(o: {
-  model?: string;
-  data?: string;
-  embeddings?: string;
-  config?: string;
-  labelCsv?: string;
-  batchSize?: number;
-  workers?: number;
-  bf16?: boolean;
-}): Promise<RetrievalReport> {
-  let e: Embeddings;
-  if (o.embeddings) {
-    if (o.model || o.data)
-      throw new UserError('--embeddings replaces --model and --data; pass one or the other');
-    e = readEmbeddings(o.embeddings);
-  } else {
-    if (!o.model || !o.data)
-      throw new UserError(
-        'retrieval needs --model <checkpoint> and --data <datafile> (or --embeddings <file>)',
-      );
-    const m = loadInferenceModel(o.model, { config: o.config });
-    const dataset = loadDataset(o.data);
-    const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
-    e = await embedDataset(m.model, dataset, {
-      batchSize: o.batchSize,
-      workers: o.workers,
-      bf16: o.bf16,
-      labelMap,
-      audioNorm: m.audioNorm,
-    });
-  }
-  return retrievalFromEmbeddings(e);
-}
-
-export function formatRetrieval(r: RetrievalReport): string {
-  const p = (x: number) => x.toFixed(3);
-  const cls = r.chance.classMatchAt1 !== undefined;
-  const lines = [
-    `retrieval over ${r.n} clips (pooled ${r.dim}-d embeddings, cosine similarity; rank = number of candidates scoring strictly higher than the true pair)`,
-    `direction  R@1    R@5    R@10   MedR${cls ? '    class@1' : ''}`,
-  ];
-  const row = (name: string, m: RetrievalMetrics) =>
-    `${name.padEnd(9)}  ${p(m.r1)}  ${p(m.r5)}  ${p(m.r10)}  ${m.medianRank.toFixed(1).padStart(5)}${cls ? `   ${p(m.classMatchAt1!)}` : ''}`;
-  lines.push(row('A->V', r.audioToVideo), row('V->A', r.videoToAudio));
-  lines.push(
-    `${'chance'.padEnd(9)}  ${p(r.chance.r1)}  ${p(r.chance.r5)}  ${p(r.chance.r10)}  ${r.chance.medianRank.toFixed(1).padStart(5)}${cls ? `   ${p(r.chance.classMatchAt1!)}` : ''}`,
-  );
-  if (cls) lines.push("class@1: share of queries whose top-1 candidate has the query's label");
-  return lines.join('\n');
+/** The pooled report (one vector per clip) of a model + datafile, or of an embeddings file. */
+export async function retrievalReport(
+  o: Omit<RetrievalCommandOptions, 'strategy' | 'segments' | 'segmentLength'>,
+): Promise<RetrievalReport> {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the clip-level fields are dropped on purpose
+  const { level, clips, pairs, protocol, skipped, ...r } = await retrievalCommand({
+    ...o,
+    strategy: 'pooled',
+  });
+  return r as RetrievalReport;
 }
 
 /** Class index of every item when each has exactly one label (else undefined). */
@@ -368,24 +328,19 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
 }
 
 export function formatLevelRetrieval(r: LevelRetrievalReport): string {
-  if (r.level === 'clip' && r.pairs === 1) return formatRetrieval({ ...r, strategy: 'pooled' });
   const p = (x: number): string => x.toFixed(3);
   const cls = r.chance.classMatchAt1 !== undefined;
+  const rank = 'rank = number of candidates scoring strictly higher than the true pair';
   const what =
     r.level === 'segment'
       ? `${r.n} segments (${r.clips} clips x ${r.pairs} pairs, ${r.segmentLength}-row segments), pooled ${r.dim}-d cosine`
-      : r.pairs > 1
-        ? `${r.clips} clips (${r.pairs} pair vectors each, ${r.dim}-d, clip similarity ${r.strategy})`
-        : `${r.clips} clips (pooled ${r.dim}-d embeddings, cosine similarity)`;
-  const lines = [
-    `${r.level}-level retrieval over ${what}; rank = number of candidates scoring strictly higher than the true pair`,
-    `vectors: ${r.protocol}`,
-    `direction  R@1    R@5    R@10   MedR${cls ? '    class@1' : ''}`,
-  ];
-  const row = (
-    name: string,
-    m: { r1: number; r5: number; r10: number; medianRank: number; classMatchAt1?: number },
-  ): string =>
+      : `${r.clips} clips (${r.pairs} pair vectors each, ${r.dim}-d, clip similarity ${r.strategy})`;
+  const lines =
+    r.level === 'clip' && r.pairs === 1
+      ? [`retrieval over ${r.n} clips (pooled ${r.dim}-d embeddings, cosine similarity; ${rank})`]
+      : [`${r.level}-level retrieval over ${what}; ${rank}`, `vectors: ${r.protocol}`];
+  lines.push(`direction  R@1    R@5    R@10   MedR${cls ? '    class@1' : ''}`);
+  const row = (name: string, m: RetrievalReport['chance']): string =>
     `${name.padEnd(9)}  ${p(m.r1)}  ${p(m.r5)}  ${p(m.r10)}  ${m.medianRank.toFixed(1).padStart(5)}${cls ? `   ${p(m.classMatchAt1!)}` : ''}`;
   lines.push(row('A->V', r.audioToVideo), row('V->A', r.videoToAudio), row('chance', r.chance));
   if (cls)

@@ -77,6 +77,7 @@ import { ClipLoader } from './clip-loader.js';
 import { headAndBaseGroups } from './optim.js';
 import {
   checkSameRun,
+  commonRunConfig,
   finishRun,
   makeAdam,
   openRun,
@@ -85,41 +86,24 @@ import {
   writeModelFile,
   type LoopResult,
   type RunSchedule,
-  type ScheduleKind,
+  type TrainOptions,
 } from './run.js';
 
-export interface FinetuneOptions {
-  data: string;
+export interface FinetuneOptions extends TrainOptions {
   val: string;
-  out: string;
-  /** Pretrained or fine-tuned weights of either family; absent: from scratch with --config. */
-  init?: string;
   /** Model config for a from-scratch run (preset or JSON), or to override the checkpoint's. */
   config?: string | Record<string, unknown>;
   /** The classifier kind: cavmae-ft (mlp head) or cavmae-sync-ft (the Sync aggregator); default: the family of --config, else of --init. */
   kind?: 'cavmae-ft' | 'cavmae-sync-ft';
   labelCsv?: string;
   mode?: string;
-  lr?: number;
   headLr?: number;
-  batchSize?: number;
-  epochs?: number;
-  schedule?: ScheduleKind;
-  lrStart?: number;
-  lrStep?: number;
-  lrDecay?: number;
-  warmupSteps?: number;
-  minLrRatio?: number;
-  beta1?: number;
-  beta2?: number;
-  weightDecay?: number;
   loss?: 'bce' | 'ce' | 'auto';
   freezeBase?: boolean;
   mixup?: number;
   labelSmooth?: number;
   freqm?: number;
   timem?: number;
-  noise?: boolean;
   /** Balanced sampling: weights from the data (true) or from a weight file. */
   balanced?: boolean;
   weights?: string;
@@ -127,17 +111,6 @@ export interface FinetuneOptions {
   waStart?: number;
   waEnd?: number;
   frameAgg?: boolean;
-  accum?: number;
-  bf16?: boolean;
-  seed?: number;
-  maxSteps?: number;
-  maxMinutes?: number;
-  checkpointEvery?: number;
-  keepCheckpoints?: number;
-  resume?: boolean;
-  workers?: number;
-  quiet?: boolean;
-  log?: (msg: string) => void;
 }
 
 export interface FinetuneRunConfig {
@@ -434,23 +407,18 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     model: { ...modelConfig },
     labels: { mids: labelMap.mids, names: labelMap.names },
     mode,
-    seed: num(o.seed, 0),
-    batchSize: num(o.batchSize, 36),
-    epochs: num(o.epochs, 15),
-    accum: num(o.accum, 1),
-    lr: num(o.lr, 5e-5),
-    headLr: num(o.headLr, 100),
-    schedule: {
-      kind: o.schedule ?? 'multistep',
-      start: num(o.lrStart, 5),
-      step: num(o.lrStep, 1),
-      decay: num(o.lrDecay, 0.5),
-      warmupSteps: o.warmupSteps ?? null,
-      minLrRatio: num(o.minLrRatio, 0.1),
-    },
-    beta1: num(o.beta1, 0.95),
-    beta2: num(o.beta2, 0.999),
-    weightDecay: num(o.weightDecay, 5e-7),
+    ...commonRunConfig(o, {
+      lr: 5e-5,
+      batchSize: 36,
+      epochs: 15,
+      schedule: 'multistep',
+      multistep: [5, 1, 0.5],
+      minLrRatio: 0.1,
+      beta1: 0.95,
+      beta2: 0.999,
+      weightDecay: 5e-7,
+    }),
+    headLr: positive(num(o.headLr, 100), '--head-lr'),
     loss: lossKind,
     freezeBase: o.freezeBase ?? false,
     labelSmooth: num(o.labelSmooth, 0.1),
@@ -626,11 +594,6 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
 }
 
 function validateRunConfig(rc: FinetuneRunConfig): void {
-  positive(rc.batchSize, '--batch-size', true);
-  positive(rc.epochs, '--epochs', true);
-  positive(rc.accum, '--accum', true);
-  positive(rc.lr, '--lr');
-  positive(rc.headLr, '--head-lr');
   if (rc.mixup !== undefined && !(rc.mixup >= 0 && rc.mixup <= 1))
     throw new UserError(`--mixup must be a probability in [0, 1], got ${rc.mixup}`);
   if (!(rc.labelSmooth >= 0 && rc.labelSmooth < 1))

@@ -64,27 +64,25 @@ import { PRETRAIN_RECIPES, applyRecipeToConfig, noiseFor, recipeFor } from './re
 import {
   allTrainableGroup,
   checkSameRun,
+  commonRunConfig,
   finishRun,
   makeAdam,
   openRun,
-  positive,
   runRecords,
   runTraining,
   stepRng,
   writeModelFile,
   type LoopResult,
   type RunSchedule,
-  type ScheduleKind,
+  type TrainOptions,
 } from './run.js';
 
 export type { ScheduleKind } from './run.js';
 
-export interface PretrainOptions {
-  data: string;
+export interface PretrainOptions extends TrainOptions {
   val?: string;
   /** Preset name, JSON file, or config object. */
   config: string | Record<string, unknown>;
-  out: string;
   variant?: Variant;
   /**
    * Defaults of the optimisation: 'cavmae' (the reference AS-2M recipe) or 'sync' (the CAV-MAE
@@ -94,21 +92,6 @@ export interface PretrainOptions {
   recipe?: string;
   /** Sync models: clip similarity of the validation retrieval (default diagonal_mean). */
   strategy?: string;
-  /** Initial weights (e.g. an ImageNet MAE adapted with `cavmae adapt-mae`, or a CAV-MAE). */
-  init?: string;
-  lr?: number;
-  batchSize?: number;
-  epochs?: number;
-  schedule?: ScheduleKind;
-  lrStart?: number;
-  lrStep?: number;
-  lrDecay?: number;
-  /** Cosine: warm-up steps (default 10% of all steps) and final lr ratio (default 0.1). */
-  warmupSteps?: number;
-  minLrRatio?: number;
-  beta1?: number;
-  beta2?: number;
-  weightDecay?: number;
   contrastWeight?: number;
   maeWeight?: number;
   maskRatio?: number;
@@ -118,25 +101,10 @@ export interface PretrainOptions {
   bidirectional?: boolean;
   contrastiveGroups?: number;
   normPixLoss?: boolean;
-  accum?: number;
-  bf16?: boolean;
-  seed?: number;
-  /** Noise + time-roll augmentation of the fbank (reference pretraining: on). */
-  noise?: boolean;
-  maxSteps?: number;
-  maxMinutes?: number;
-  /** Checkpoint every N optimizer steps (0: only at epoch ends). */
-  checkpointEvery?: number;
-  keepCheckpoints?: number;
-  resume?: boolean;
-  workers?: number;
-  quiet?: boolean;
   /** Zero-shot retrieval on --val at each evaluation (default true). */
   evalRetrieval?: boolean;
   /** Evaluate on --val every N epochs (default 1) and after the last epoch. */
   evalEvery?: number;
-  /** Messages (default: stderr). */
-  log?: (msg: string) => void;
 }
 
 /** Everything that determines the computation (stored in checkpoints, compared on --resume). */
@@ -168,7 +136,6 @@ export interface PretrainResult {
   config: CavmaeConfig;
 }
 
-const num = (v: number | undefined, d: number): number => (v === undefined ? d : v);
 
 /** The model config: preset/file + variant + the loss and masking flags. */
 export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
@@ -222,34 +189,13 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
 export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): PretrainRunConfig {
   const recipe = recipeFor(o.recipe, model.model);
   const d = PRETRAIN_RECIPES[recipe];
-  const schedule = o.schedule ?? d.schedule;
-  if (!['multistep', 'cosine', 'constant'].includes(schedule))
-    throw new UserError(`--schedule must be multistep, cosine or constant, got "${schedule}"`);
-  const warmup = o.warmupSteps;
-  if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0))
-    throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
   return {
     task: 'pretrain',
     data: resolve(o.data),
     val: o.val ? resolve(o.val) : null,
     model: { ...model },
     init: o.init ? resolve(o.init) : null,
-    seed: num(o.seed, 0),
-    batchSize: positive(num(o.batchSize, d.batchSize), '--batch-size', true),
-    epochs: positive(num(o.epochs, d.epochs), '--epochs', true),
-    accum: positive(num(o.accum, 1), '--accum', true),
-    lr: positive(num(o.lr, d.lr), '--lr'),
-    schedule: {
-      kind: schedule,
-      start: num(o.lrStart, 10),
-      step: num(o.lrStep, 5),
-      decay: num(o.lrDecay, 0.5),
-      warmupSteps: warmup ?? null,
-      minLrRatio: num(o.minLrRatio, d.minLrRatio),
-    },
-    beta1: num(o.beta1, d.beta1),
-    beta2: num(o.beta2, d.beta2),
-    weightDecay: num(o.weightDecay, d.weightDecay),
+    ...commonRunConfig(o, { ...d, multistep: [10, 5, 0.5] }),
     noise: noiseFor(o.noise, recipe, kindTraits(model).sync),
     bf16: o.bf16 ?? false,
   };

@@ -364,6 +364,76 @@ export function runRecords(folder: RunFolder): LogRecord[] {
 
 export type ScheduleKind = 'multistep' | 'cosine' | 'constant';
 
+/** Options both training drivers take (the optimisation, the budget, the run folder). */
+export interface TrainOptions {
+  data: string;
+  out: string;
+  /** Initial weights (pretrain: e.g. an ImageNet MAE adapted with `cavmae adapt-mae`; finetune: a pretrained or fine-tuned model). */
+  init?: string;
+  lr?: number;
+  batchSize?: number;
+  epochs?: number;
+  schedule?: ScheduleKind;
+  lrStart?: number;
+  lrStep?: number;
+  lrDecay?: number;
+  /** Cosine: warm-up steps (default 10% of all steps) and final lr ratio (default 0.1). */
+  warmupSteps?: number;
+  minLrRatio?: number;
+  beta1?: number;
+  beta2?: number;
+  weightDecay?: number;
+  accum?: number;
+  bf16?: boolean;
+  seed?: number;
+  /** Noise + time-roll augmentation of the fbank. */
+  noise?: boolean;
+  maxSteps?: number;
+  maxMinutes?: number;
+  /** Checkpoint every N optimizer steps (0: only at epoch ends). */
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  resume?: boolean;
+  workers?: number;
+  quiet?: boolean;
+  /** Messages (default: stderr). */
+  log?: (msg: string) => void;
+}
+
+/** The defaults of the shared run options (a recipe's). */
+export interface RunDefaults {
+  lr: number;
+  batchSize: number;
+  epochs: number;
+  schedule: ScheduleKind;
+  /** MultiStepLR start / step / decay. */
+  multistep: [number, number, number];
+  minLrRatio: number;
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
+}
+
+/** The shared run options, resolved against the defaults and checked. */
+export function commonRunConfig(o: TrainOptions, d: RunDefaults) {
+  const num = (v: number | undefined, dv: number): number => (v === undefined ? dv : v);
+  const kind = o.schedule ?? d.schedule;
+  if (!['multistep', 'cosine', 'constant'].includes(kind)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${kind}"`);
+  const warmup = o.warmupSteps;
+  if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
+  return {
+    seed: num(o.seed, 0),
+    batchSize: positive(num(o.batchSize, d.batchSize), '--batch-size', true),
+    epochs: positive(num(o.epochs, d.epochs), '--epochs', true),
+    accum: positive(num(o.accum, 1), '--accum', true),
+    lr: positive(num(o.lr, d.lr), '--lr'),
+    schedule: { kind, start: num(o.lrStart, d.multistep[0]), step: num(o.lrStep, d.multistep[1]), decay: num(o.lrDecay, d.multistep[2]), warmupSteps: warmup ?? null, minLrRatio: num(o.minLrRatio, d.minLrRatio) } as RunSchedule,
+    beta1: num(o.beta1, d.beta1),
+    beta2: num(o.beta2, d.beta2),
+    weightDecay: num(o.weightDecay, d.weightDecay),
+  };
+}
+
 /** The schedule options a run stores (run.json) and resumes with. */
 export interface RunSchedule {
   kind: ScheduleKind;
