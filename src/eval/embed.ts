@@ -35,6 +35,7 @@ import {
 import { AUDIO_NORM } from '../audio/index.js';
 import { UserError, fileError } from '../util/errors.js';
 import { datasetFeatures } from './features.js';
+import { evaluateRetrieval, type RetrievalMetrics } from './retrieval.js';
 
 export interface Embeddings {
   n: number;
@@ -233,10 +234,90 @@ export async function embedToFile(o: {
   return e;
 }
 
-// Retrieval reports moved to src/eval/retrieval-report.ts; kept here for the callers of the pooled report.
-export {
-  chanceLevels,
-  retrievalFromEmbeddings,
-  retrievalReport,
-  type RetrievalReport,
-} from './retrieval-report.js';
+export interface RetrievalReport {
+  n: number;
+  dim: number;
+  strategy: 'pooled';
+  /** Ranks count only candidates scoring STRICTLY higher than the true pair (ties favour the pair). */
+  tieRule: 'strict';
+  chance: { r1: number; r5: number; r10: number; medianRank: number; classMatchAt1?: number };
+  audioToVideo: RetrievalMetrics;
+  videoToAudio: RetrievalMetrics;
+}
+
+/** Expected scores of a random ranking: R@k = k/N, median rank (N+1)/2, class-match Σ_c (n_c/N)². */
+export function chanceLevels(n: number, labels?: Int32Array): RetrievalReport['chance'] {
+  const out: RetrievalReport['chance'] = {
+    r1: Math.min(1, 1 / n),
+    r5: Math.min(1, 5 / n),
+    r10: Math.min(1, 10 / n),
+    medianRank: (n + 1) / 2,
+  };
+  if (labels) {
+    const counts = new Map<number, number>();
+    for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+    let p = 0;
+    for (const c of counts.values()) p += (c / n) ** 2;
+    out.classMatchAt1 = p;
+  }
+  return out;
+}
+
+/** Cross-modal retrieval in both directions from embeddings (class-match@1 when every item is labelled). */
+export function retrievalFromEmbeddings(e: Embeddings): RetrievalReport {
+  if (!e.audio || !e.video)
+    throw new UserError('retrieval needs both audio and video embeddings (this model has one modality)');
+  const labels = e.labels && e.labels.every((l) => l >= 0) ? e.labels : undefined;
+  const r = evaluateRetrieval(
+    { data: e.audio, n: e.n, dim: e.dim },
+    { data: e.video, n: e.n, dim: e.dim },
+    { labels },
+  );
+  return {
+    n: e.n,
+    dim: e.dim,
+    strategy: 'pooled',
+    tieRule: 'strict',
+    chance: chanceLevels(e.n, labels),
+    audioToVideo: r.audioToVideo,
+    videoToAudio: r.videoToAudio,
+  };
+}
+
+/**
+ * `cavmae retrieval` of one pooled vector per clip: an embeddings file, or a model (F = 1, given
+ * or loaded from `o.model`) run over a datafile.
+ */
+export async function retrievalReport(
+  o: {
+    model?: string;
+    data?: string;
+    embeddings?: string;
+    config?: string;
+    labelCsv?: string;
+    batchSize?: number;
+    workers?: number;
+    bf16?: boolean;
+  },
+  loaded?: InferenceModel,
+): Promise<RetrievalReport> {
+  if (o.embeddings) {
+    if (o.model || o.data)
+      throw new UserError('--embeddings replaces --model and --data; pass one or the other');
+    return retrievalFromEmbeddings(readEmbeddings(o.embeddings));
+  }
+  if (!o.model || !o.data)
+    throw new UserError(
+      'retrieval needs --model <checkpoint> and --data <datafile> (or --embeddings <file>)',
+    );
+  const m = loaded ?? loadInferenceModel(o.model, { config: o.config });
+  const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
+  const e = await embedDataset(m.model, loadDataset(o.data), {
+    batchSize: o.batchSize,
+    workers: o.workers,
+    bf16: o.bf16,
+    labelMap,
+    audioNorm: m.audioNorm,
+  });
+  return retrievalFromEmbeddings(e);
+}

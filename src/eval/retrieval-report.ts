@@ -21,7 +21,7 @@ import {
 import { SYNC_PAIRS } from '../data/sync.js';
 import { CAVMAEFT, kindTraits, type AnyModel, type CAVMAE } from '../models/index.js';
 import { UserError } from '../util/errors.js';
-import { embedDataset, loadInferenceModel, readEmbeddings, type Embeddings } from './embed.js';
+import { chanceLevels, loadInferenceModel, retrievalReport, type RetrievalReport } from './embed.js';
 import {
   datasetFeatures,
   type ClipFeatures,
@@ -30,68 +30,6 @@ import {
 } from './features.js';
 import { CLIP_STRATEGIES, evaluateRetrieval, type ClipStrategy, type RetrievalMetrics } from './retrieval.js';
 import { cavmaeSegmentFeatures, readPairLabels } from './segments.js';
-
-export interface RetrievalReport {
-  n: number;
-  dim: number;
-  strategy: 'pooled';
-  /** Ranks count only candidates scoring STRICTLY higher than the true pair (ties favour the pair). */
-  tieRule: 'strict';
-  chance: { r1: number; r5: number; r10: number; medianRank: number; classMatchAt1?: number };
-  audioToVideo: RetrievalMetrics;
-  videoToAudio: RetrievalMetrics;
-}
-
-/** Expected scores of a random ranking: R@k = k/N, median rank (N+1)/2, class-match Σ_c (n_c/N)². */
-export function chanceLevels(n: number, labels?: Int32Array): RetrievalReport['chance'] {
-  const out: RetrievalReport['chance'] = {
-    r1: Math.min(1, 1 / n),
-    r5: Math.min(1, 5 / n),
-    r10: Math.min(1, 10 / n),
-    medianRank: (n + 1) / 2,
-  };
-  if (labels) {
-    const counts = new Map<number, number>();
-    for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
-    let p = 0;
-    for (const c of counts.values()) p += (c / n) ** 2;
-    out.classMatchAt1 = p;
-  }
-  return out;
-}
-
-/** Cross-modal retrieval in both directions from embeddings (class-match@1 when every item is labelled). */
-export function retrievalFromEmbeddings(e: Embeddings): RetrievalReport {
-  if (!e.audio || !e.video)
-    throw new UserError('retrieval needs both audio and video embeddings (this model has one modality)');
-  const labels = e.labels && e.labels.every((l) => l >= 0) ? e.labels : undefined;
-  const r = evaluateRetrieval(
-    { data: e.audio, n: e.n, dim: e.dim },
-    { data: e.video, n: e.n, dim: e.dim },
-    { labels },
-  );
-  return {
-    n: e.n,
-    dim: e.dim,
-    strategy: 'pooled',
-    tieRule: 'strict',
-    chance: chanceLevels(e.n, labels),
-    audioToVideo: r.audioToVideo,
-    videoToAudio: r.videoToAudio,
-  };
-}
-
-/** The pooled report (one vector per clip) of a model + datafile, or of an embeddings file. */
-export async function retrievalReport(
-  o: Omit<RetrievalCommandOptions, 'strategy' | 'segments' | 'segmentLength'>,
-): Promise<RetrievalReport> {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the clip-level fields are dropped on purpose
-  const { level, clips, pairs, protocol, skipped, ...r } = await retrievalCommand({
-    ...o,
-    strategy: 'pooled',
-  });
-  return r as RetrievalReport;
-}
 
 /** Class index of every item when each has exactly one label (else undefined). */
 export function singleLabels(
@@ -267,7 +205,7 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
       throw new UserError(
         `--strategy ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; an embeddings file holds one pooled vector per clip (use --strategy pooled)`,
       );
-    return pooledAsLevel(retrievalFromEmbeddings(readEmbeddings(o.embeddings)));
+    return pooledAsLevel(await retrievalReport(o));
   }
   if (!o.model || !o.data)
     throw new UserError(
@@ -317,14 +255,7 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
     throw new UserError(
       `--strategy ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; CAV-MAE models give one pooled vector per clip (use --strategy pooled)`,
     );
-  const e = await embedDataset(model, dataset, {
-    batchSize: o.batchSize,
-    workers: o.workers,
-    bf16: o.bf16,
-    labelMap,
-    audioNorm: m.audioNorm,
-  });
-  return pooledAsLevel(retrievalFromEmbeddings(e));
+  return pooledAsLevel(await retrievalReport(o, m));
 }
 
 export function formatLevelRetrieval(r: LevelRetrievalReport): string {

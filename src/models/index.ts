@@ -1,6 +1,5 @@
 /** The CAV-MAE model family (CAV-MAE and CAV-MAE Sync): config schema and traits, presets, the pretraining and fine-tuning models, masking, loading and saving. */
 export * from './config.js';
-export * from './presets.js';
 export {
   CAVMAE,
   HEAD_AUDIO,

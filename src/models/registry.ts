@@ -38,12 +38,13 @@ import {
   VARIANT_TRAITS,
   configToJson,
   presetConfig,
+  presetNames,
+  presetPartial,
   resolveConfig,
   type CavmaeConfig,
   type ModelKind,
   type Variant,
 } from './config.js';
-import { presetNames, presetPartial } from './presets.js';
 
 export type AnyModel = CAVMAE | CAVMAEFT;
 

@@ -17,8 +17,14 @@ import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js
 import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
-import { kindTraits, presetConfig, resolveConfig, type CavmaeConfig } from '../../src/models/config.js';
-import { SYNC_PRESETS, presetNames } from '../../src/models/presets.js';
+import {
+  SYNC_PRESETS,
+  kindTraits,
+  presetConfig,
+  presetNames,
+  resolveConfig,
+  type CavmaeConfig,
+} from '../../src/models/config.js';
 import { sincosTable2d } from '../../src/models/pos-embed.js';
 import {
   buildModel,

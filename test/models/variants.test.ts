@@ -15,8 +15,13 @@ import { Rng } from '../../src/tensor/rng.js';
 import { ActivationPool } from '../../src/tensor/pool.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
 import { CAVMAEFT, FT_MODES } from '../../src/models/cavmae-ft.js';
-import { VARIANTS, presetConfig, resolveConfig, type CavmaeConfig } from '../../src/models/config.js';
-import { PRESETS } from '../../src/models/presets.js';
+import {
+  PRESETS,
+  VARIANTS,
+  presetConfig,
+  resolveConfig,
+  type CavmaeConfig,
+} from '../../src/models/config.js';
 import { buildModel, parameterShapes } from '../../src/models/registry.js';
 import { fixture, hasShared, maxAbs } from '../helpers.js';
 
