@@ -419,6 +419,17 @@ function validateSync(c: CavmaeConfig, bad: (msg: string) => UserError): void {
     throw bad(`the aggregator width ${width} is not divisible by "num_heads" ${c.num_heads}`);
 }
 
+/** The `tiny` CPU layout (see PRESETS.tiny): encoder, and decoder with norm_pix_loss. */
+const TINY_ENCODER = {
+  img_size: 64,
+  audio_length: 128,
+  embed_dim: 128,
+  modality_specific_depth: 3,
+  shared_depth: 1,
+  num_heads: 4,
+};
+const TINY_DECODER = { decoder_embed_dim: 64, decoder_depth: 1, decoder_num_heads: 4, norm_pix_loss: true };
+
 /** Presets. `base` is the paper's (recipe values: 1024 frames, norm_pix_loss True). */
 export const PRESETS: Record<string, Partial<CavmaeConfig>> = {
   base: { model: 'cavmae', norm_pix_loss: true },
@@ -428,29 +439,8 @@ export const PRESETS: Record<string, Partial<CavmaeConfig>> = {
    * shallower, wider encoder (3 modality-specific + 1 shared layer of width 128, 4 heads), a
    * 64-wide one-layer decoder, 64x64 images (16 patches) and 128 frames (1.28 s, 64 patches).
    */
-  tiny: {
-    model: 'cavmae',
-    img_size: 64,
-    audio_length: 128,
-    embed_dim: 128,
-    modality_specific_depth: 3,
-    shared_depth: 1,
-    num_heads: 4,
-    decoder_embed_dim: 64,
-    decoder_depth: 1,
-    decoder_num_heads: 4,
-    norm_pix_loss: true,
-  },
-  'tiny-ft': {
-    model: 'cavmae-ft',
-    img_size: 64,
-    audio_length: 128,
-    embed_dim: 128,
-    modality_specific_depth: 3,
-    shared_depth: 1,
-    num_heads: 4,
-    label_dim: 10,
-  },
+  tiny: { model: 'cavmae', ...TINY_ENCODER, ...TINY_DECODER },
+  'tiny-ft': { model: 'cavmae-ft', ...TINY_ENCODER, label_dim: 10 },
   /** The golden fixture ../shared/fixtures/model_small/cavmae_small. */
   'small-fixture': {
     model: 'cavmae',
@@ -515,16 +505,9 @@ export const SYNC_PRESETS: Record<string, Partial<CavmaeConfig>> = {
   },
   'sync-tiny': {
     model: 'cavmae-sync',
-    img_size: 64,
+    ...TINY_ENCODER,
     audio_length: 96,
-    embed_dim: 128,
-    modality_specific_depth: 3,
-    shared_depth: 1,
-    num_heads: 4,
-    decoder_embed_dim: 64,
-    decoder_depth: 1,
-    decoder_num_heads: 4,
-    norm_pix_loss: true,
+    ...TINY_DECODER,
     num_register_tokens: 4,
     cls_token: true,
     contrastive_heads: false,
@@ -533,12 +516,8 @@ export const SYNC_PRESETS: Record<string, Partial<CavmaeConfig>> = {
   },
   'sync-tiny-ft': {
     model: 'cavmae-sync-ft',
-    img_size: 64,
+    ...TINY_ENCODER,
     audio_length: 96,
-    embed_dim: 128,
-    modality_specific_depth: 3,
-    shared_depth: 1,
-    num_heads: 4,
     num_register_tokens: 4,
     cls_token: true,
     total_frame: 16,

@@ -565,23 +565,20 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     { data: rc.val, mode, loss: rc.loss, ...strategy.predictionsMeta(final) },
   );
   const { mAP, mAUC, dprime, acc } = final.stats;
-  const result = {
-    task: 'finetune',
-    ...(rc.kind ? { kind: rc.kind } : {}),
-    out: folder.dir,
-    model: folder.model,
-    stop: loop.reason,
-    steps: loop.globalStep,
+  finishRun(
+    folder,
+    loop,
     planned,
-    epochsDone: loop.epoch,
-    secondsThisRun: loop.seconds,
-    weights: chosen,
-    loss: rc.loss,
-    mode,
-    final: { mAP, mAUC, dprime, acc, ...strategy.finalSummary(final) },
-    history: track.history,
-  };
-  finishRun(folder, result, loop, planned, log);
+    log,
+    { task: 'finetune', ...(rc.kind ? { kind: rc.kind } : {}) },
+    {
+      weights: chosen,
+      loss: rc.loss,
+      mode,
+      final: { mAP, mAUC, dprime, acc, ...strategy.finalSummary(final) },
+      history: track.history,
+    },
+  );
   return {
     out: folder.dir,
     model: folder.model,

@@ -136,7 +136,6 @@ export interface PretrainResult {
   config: CavmaeConfig;
 }
 
-
 /** The model config: preset/file + variant + the loss and masking flags. */
 export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   const partial = { ...readConfigArg(o.config) };
@@ -308,24 +307,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     const evals = runRecords(folder).filter((r) => r.kind === 'eval');
     if (evals.length) lastEval = numericFields(evals[evals.length - 1]);
   }
-  finishRun(
-    folder,
-    {
-      task: 'pretrain',
-      out: folder.dir,
-      model: folder.model,
-      stop: loop.reason,
-      steps: loop.globalStep,
-      planned,
-      epochsDone: loop.epoch,
-      secondsThisRun: loop.seconds,
-      train: loop.recent,
-      eval: lastEval ?? null,
-    },
-    loop,
-    planned,
-    log,
-  );
+  finishRun(folder, loop, planned, log, { task: 'pretrain' }, { train: loop.recent, eval: lastEval ?? null });
   return { out: folder.dir, model: folder.model, loop, planned, lastEval, config: modelConfig };
 }
 

@@ -540,8 +540,16 @@ export async function runTraining(t: TrainingSpec): Promise<{ loop: LoopResult; 
   }
 }
 
-/** Writes result.json and logs the stop line. */
-export function finishRun(folder: RunFolder, result: Record<string, unknown>, loop: LoopResult, planned: number, log: (m: string) => void): void {
+/** Writes result.json (`head`, where the run stands, `tail`) and logs the stop line. */
+export function finishRun(
+  folder: RunFolder,
+  loop: LoopResult,
+  planned: number,
+  log: (m: string) => void,
+  head: Record<string, unknown>,
+  tail: Record<string, unknown>,
+): void {
+  const result = { ...head, out: folder.dir, model: folder.model, stop: loop.reason, steps: loop.globalStep, planned, epochsDone: loop.epoch, secondsThisRun: loop.seconds, ...tail };
   writeFileAtomic(folder.result, JSON.stringify(result, null, 1) + '\n');
   log(stopMessage(loop, planned));
 }
