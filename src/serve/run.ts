@@ -13,9 +13,9 @@ export interface ServeCommandOptions {
   port: number;
   token?: string;
   maxUploadMb: number;
-  maxDurationS: number;
+  maxDurationSec: number;
   concurrency: number;
-  queue: number;
+  queueLength: number;
   quiet?: boolean;
 }
 
@@ -32,8 +32,8 @@ export async function runServe(o: ServeCommandOptions, out: NodeJS.WritableStrea
   let server: RunningServer;
   try {
     server = await startServer({
-      engine, host: o.host, port: o.port, token, maxUploadMb: o.maxUploadMb, maxDurationSec: o.maxDurationS,
-      concurrency: o.concurrency, queueLength: o.queue,
+      engine, host: o.host, port: o.port, token, maxUploadMb: o.maxUploadMb, maxDurationSec: o.maxDurationSec,
+      concurrency: o.concurrency, queueLength: o.queueLength,
       log: o.quiet ? undefined : (line) => out.write(`${new Date().toISOString()} ${line}\n`),
     });
   } catch (e) {
