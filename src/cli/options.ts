@@ -35,6 +35,15 @@ export function pngOut(help: string, picture: string) {
   );
 }
 
+/** `--raw <file>`: extra outputs as .safetensors or .json. */
+export function rawOut(help: string) {
+  return custom('--raw <file>', help, (raw, flag) => {
+    if (!/\.(json|safetensors)$/i.test(raw))
+      throw new UserError(`${flag} ${raw}: use a .json or .safetensors file name`);
+    return raw;
+  });
+}
+
 /** The inputs of classify and reconstruct: a media FILE, or --audio and/or --image. */
 export const clipInputs = (image: string) => ({
   audio: str('--audio <file>', 'audio input (instead of FILE)'),

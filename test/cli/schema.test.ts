@@ -55,7 +55,16 @@ async function run(
 }
 
 test('values arrive under their API names, typed, with defaults; absent options are absent keys', async () => {
-  const { o, ctx, error } = await run(['a.wav', 'b.wav', '--model', 'm.pth', '--batch', '4', '--mask-ratio', '0.5']);
+  const { o, ctx, error } = await run([
+    'a.wav',
+    'b.wav',
+    '--model',
+    'm.pth',
+    '--batch',
+    '4',
+    '--mask-ratio',
+    '0.5',
+  ]);
   assert.equal(error, undefined);
   assert.deepEqual(o, {
     files: ['a.wav', 'b.wav'],
@@ -74,7 +83,10 @@ test('switches: negations, explicit-only negations and tristates', async () => {
   const a = await run(['x', '--model', 'm', '--no-thumbnails', '--no-noise', '--no-norm-pix-loss', '--json']);
   assert.deepEqual([a.o!.thumbnails, a.o!.noise, a.o!.normPixLoss, a.o!.json], [false, false, false, true]);
   const b = await run(['x', '--model', 'm', '--norm-pix-loss']);
-  assert.deepEqual([b.o!.thumbnails, b.o!.noise, b.o!.normPixLoss, b.o!.json], [true, undefined, true, undefined]);
+  assert.deepEqual(
+    [b.o!.thumbnails, b.o!.noise, b.o!.normPixLoss, b.o!.json],
+    [true, undefined, true, undefined],
+  );
 });
 
 test('parsers refuse bad values with one message naming the flag', async () => {
@@ -98,7 +110,9 @@ test('parsers refuse bad values with one message naming the flag', async () => {
 
 test('a library OptionError names the API options; through the command it names the flags', async () => {
   const fail = () => {
-    throw new OptionError((n) => `${n('maskRatio')} must be in (0, 1) and ${n('batchSize')} even; ${n('other')}`);
+    throw new OptionError(
+      (n) => `${n('maskRatio')} must be in (0, 1) and ${n('batchSize')} even; ${n('other')}`,
+    );
   };
   assert.throws(fail, /OptionError: maskRatio must be in \(0, 1\) and batchSize even; other$/);
   const { error } = await run(['x', '--model', 'm'], fail);

@@ -4,7 +4,7 @@
  * map over the image. Without --audio, --image must be a video with sound.
  */
 import type { Command } from 'commander';
-import { BF16, MODEL_CONFIG, pngOut, VIDEO_FRAME } from '../options.js';
+import { BF16, MODEL_CONFIG, pngOut, rawOut, VIDEO_FRAME } from '../options.js';
 import { defineCommand, flag, int, oneOf, str } from '../schema.js';
 
 const OPTIONS = {
@@ -18,10 +18,7 @@ const OPTIONS = {
   ),
   audio: str('--audio <file>', 'audio (or a video whose soundtrack is used)'),
   out: pngOut('overlay PNG (heat colours over the image)', 'overlay'),
-  raw: str(
-    '--raw <file>',
-    'also write the raw maps: .safetensors (map [gh,gw], heat [H,W], query [D]) or .json',
-  ),
+  raw: rawOut('also write the raw maps: .safetensors (map [gh,gw], heat [H,W], query [D]) or .json'),
   query: oneOf(
     '--query <q>',
     'audio query: column (the centre time column), mean (all audio tokens) or patchesmean (visual baseline)',

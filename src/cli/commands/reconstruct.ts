@@ -5,7 +5,7 @@
  * with the per-modality MSE over masked patches.
  */
 import type { Command } from 'commander';
-import { BF16, clipInput, clipInputs, MODEL_CONFIG, pngOut, VIDEO_FRAME } from '../options.js';
+import { BF16, clipInput, clipInputs, MODEL_CONFIG, pngOut, rawOut, VIDEO_FRAME } from '../options.js';
 import { defineCommand, flag, int, num, oneOf, optionalArgument, str } from '../schema.js';
 
 const RATIO = { min: 0, max: 1, exclusive: true };
@@ -29,8 +29,7 @@ const OPTIONS = {
   ),
   seed: int('--seed <n>', 'mask noise seed', { min: 0, default: 2 }),
   frame: VIDEO_FRAME,
-  raw: str(
-    '--raw <file>',
+  raw: rawOut(
     'also write predictions and masks: .safetensors (pred_a, pred_v, mask_a, mask_v, loss_mae_a, loss_mae_v) or .json',
   ),
   config: MODEL_CONFIG,
@@ -47,24 +46,14 @@ export function register(program: Command): void {
     async ({ file, model: path, out, raw, config, bf16, json, ...o }) => {
       const input = clipInput('reconstruct', file, o, '--audio and --image');
       const { CavMae } = await import('../../api/cavmae.js');
-      const { writePng, writeReconstructionRaw } = await import('../../api/outputs.js');
+      const { writePng, writeReconstructionRaw, reconstructionSummary } =
+        await import('../../api/outputs.js');
       const model = await CavMae.load(path, { config, bf16 });
       const r = await model.reconstruct(input, o);
       writePng(out, r.panelPng);
       if (raw) writeReconstructionRaw(raw, r);
       if (json) {
-        process.stdout.write(
-          JSON.stringify({
-            out,
-            raw: raw ?? null,
-            mseAudio: r.mseAudio ?? null,
-            mseVisual: r.mseVisual ?? null,
-            maskRatioA: r.maskRatioA,
-            maskRatioV: r.maskRatioV,
-            maskMode: r.maskMode,
-            normPixLoss: r.normPixLoss,
-          }) + '\n',
-        );
+        process.stdout.write(JSON.stringify({ out, raw: raw ?? null, ...reconstructionSummary(r) }) + '\n');
       } else {
         const f = (x?: number) => (x === undefined ? 'n/a' : x.toFixed(6));
         process.stdout.write(
