@@ -3,6 +3,8 @@
  * own, pooled by the token mean and L2-normalised (spec 5); audio, images, videos (per frame),
  * clips and whatever a media file holds.
  */
+import { poolNormalize } from '../eval/embed.js';
+import { Tensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import {
   audioFromMedia,
@@ -50,31 +52,17 @@ export interface VideoEmbedding {
   audio?: Embedding;
 }
 
-function mean2(tokens: Float32Array, B: number, L: number, D: number, b: number): Float32Array {
-  const acc = new Float64Array(D);
-  for (let l = 0; l < L; l++) {
-    const o = (b * L + l) * D;
-    for (let d = 0; d < D; d++) acc[d] += tokens[o + d];
-  }
-  let ss = 0;
-  for (let d = 0; d < D; d++) {
-    acc[d] /= L;
-    ss += acc[d] * acc[d];
-  }
-  const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
-  return Float32Array.from(acc, (x) => x * inv);
-}
-
 export class CavMaeEmbedding extends CavMaeModel {
   protected embeddings(modality: 'a' | 'v', x: Float32Array, B: number, keepTokens: boolean): Embedding[] {
     const t = this.tokens(modality, x, B); // [B, L, D]
     const grid = modality === 'a' ? this.audioGrid : this.visualGrid;
     const L = grid.rows * grid.cols;
     const D = this.dim;
+    const pooled = poolNormalize(new Tensor([B, L, D], t)); // [B, D]: token mean, unit L2 norm
     const out: Embedding[] = [];
     for (let b = 0; b < B; b++) {
       out.push({
-        pooled: mean2(t, B, L, D, b),
+        pooled: pooled.slice(b * D, (b + 1) * D),
         ...(keepTokens ? { tokens: t.slice(b * L * D, (b + 1) * L * D) } : {}),
         shape: [L, D],
         grid,

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { FrozenWeights, Tape } from '../autograd/tape.js';
 import type { LabelMap } from '../data/datafile.js';
+import { fineTuneMeta, FT_META } from '../eval/embed.js';
 import { checkpointPreprocess, DEFAULT_PREPROCESS } from '../io/checkpoint.js';
 import { CAVMAE, CAVMAEFT, configToJson, type AnyModel, type CavmaeConfig } from '../models/index.js';
 import { runBlocks } from '../nn/block.js';
@@ -31,11 +32,7 @@ import {
 } from './inputs.js';
 
 /** Metadata keys a fine-tuning run stores with its model. */
-export const FINETUNE_METADATA = {
-  labels: 'cavmae.labels',
-  loss: 'cavmae.ft_loss',
-  mode: 'cavmae.ft_mode',
-} as const;
+export const FINETUNE_METADATA = FT_META;
 
 export interface LoadOptions {
   /** bf16 GEMM inputs with fp32 accumulation (faster on CPUs with AVX-512 BF16). */
@@ -283,21 +280,7 @@ export function concat(parts: readonly Float32Array[]): Float32Array {
 
 /** Class names stored by a fine-tuning run ({"mids": [...], "names": [...]}), if any. */
 export function labelsFromMetadata(metadata: Record<string, string>, what: string): LabelMap | undefined {
-  const text = metadata[FINETUNE_METADATA.labels];
-  if (text === undefined) return undefined;
-  let v: { mids?: unknown; names?: unknown };
-  try {
-    v = JSON.parse(text) as typeof v;
-  } catch {
-    throw fileError(what, `metadata "${FINETUNE_METADATA.labels}" is not valid JSON`);
-  }
-  const ok = (x: unknown): x is string[] => Array.isArray(x) && x.every((s) => typeof s === 'string');
-  if (!ok(v.mids) || !ok(v.names) || v.mids.length !== v.names.length)
-    throw fileError(
-      what,
-      `metadata "${FINETUNE_METADATA.labels}" must hold equal-length "mids" and "names" lists`,
-    );
-  return { numLabels: v.mids.length, mids: v.mids, names: v.names, source: `${what} (stored labels)` };
+  return fineTuneMeta(metadata, what).labelMap;
 }
 
 /** sigmoid for BCE-trained (multi-label) models, softmax for CE-trained ones; sigmoid when unknown. */
