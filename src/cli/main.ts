@@ -37,7 +37,8 @@ export function reportError(e: unknown): number {
   return 2;
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** The whole command tree, every command registered (tests read its flags from here). */
+export async function buildProgram(): Promise<Command> {
   const program = new Command();
   program
     .name('cavmae')
@@ -46,6 +47,11 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError()
     .exitOverride();
   await loadCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = await buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (e) {

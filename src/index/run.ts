@@ -1,7 +1,7 @@
 /** What `cavmae index ...` and `cavmae search` do, kept out of the command files. */
 import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, UserError, fileError } from '../util/errors.js';
 import { Progress } from '../train/progress.js';
 import { addMedia, collectMediaFiles, type AddSummary } from './add.js';
 import { detectMedia } from './media.js';
@@ -22,7 +22,10 @@ export interface IndexAddOptions {
 }
 
 /** `cavmae index add`: resumable, with a progress display; Ctrl-C commits what was embedded. */
-export async function runIndexAdd(o: IndexAddOptions, err: NodeJS.WriteStream = process.stderr): Promise<AddSummary> {
+export async function runIndexAdd(
+  o: IndexAddOptions,
+  err: NodeJS.WriteStream = process.stderr,
+): Promise<AddSummary> {
   if (!existsSync(o.model)) throw fileError(o.model, 'model file not found');
   const files = collectMediaFiles(o.inputs, { exclude: [o.index] });
   if (files.length === 0) throw new UserError(`no media files found in ${o.inputs.join(', ')}`);
@@ -35,11 +38,20 @@ export async function runIndexAdd(o: IndexAddOptions, err: NodeJS.WriteStream = 
   process.once('SIGINT', onInt);
   try {
     const embedder = embedderFromEngine(engine);
-    const index = MediaIndex.openOrCreate(o.index, { modelId: embedder.modelId, modelName: embedder.modelName, dim: embedder.dim, modelPath: o.model });
+    const index = MediaIndex.openOrCreate(o.index, {
+      modelId: embedder.modelId,
+      modelName: embedder.modelName,
+      dim: embedder.dim,
+      modelPath: o.model,
+    });
     try {
-      const progress = o.progress === false ? undefined : new Progress({ total: files.length, label: 'index', stream: err });
+      const progress =
+        o.progress === false ? undefined : new Progress({ total: files.length, label: 'index', stream: err });
       const summary = await addMedia(index, files, embedder, {
-        batchSize: o.batch, thumbnails: o.thumbnails, force: o.force, signal: ac.signal,
+        batchSize: o.batch,
+        thumbnails: o.thumbnails,
+        force: o.force,
+        signal: ac.signal,
         onProgress: (p) => progress?.update(p.done, { added: p.added, skipped: p.skipped, failed: p.failed }),
       });
       progress?.stop();
@@ -79,19 +91,33 @@ export interface SearchCommandOptions {
 }
 
 /** `cavmae search`: embeds the query with the index's model (or --model) and searches. */
-export async function runSearch(o: SearchCommandOptions): Promise<{ query: string; kind: Modality; result: SearchResult }> {
+export async function runSearch(
+  o: SearchCommandOptions,
+): Promise<{ query: string; kind: Modality; result: SearchResult }> {
   const given = [o.audio, o.image, o.video].filter((x) => x !== undefined);
-  if (given.length !== 1) throw new UserError('give exactly one of --audio, --image, --video');
+  if (given.length !== 1)
+    throw new OptionError((n) => `give exactly one of ${n('audio')}, ${n('image')}, ${n('video')}`);
   const query = given[0]!;
   const expected: Modality = o.audio ? 'audio' : o.image ? 'image' : 'video';
   if (!existsSync(query) || !statSync(query).isFile()) throw fileError(query, 'file not found');
   const facts = await detectMedia(query);
-  const kindOk = expected === facts.modality || (expected === 'audio' && facts.modality === 'video' && facts.hasAudio) || (expected === 'image' && facts.modality === 'video');
-  if (!kindOk) throw fileError(query, `is ${facts.modality === 'image' ? 'an image' : facts.modality}, not ${expected === 'image' ? 'an image' : expected} (--${expected})`);
+  const kindOk =
+    expected === facts.modality ||
+    (expected === 'audio' && facts.modality === 'video' && facts.hasAudio) ||
+    (expected === 'image' && facts.modality === 'video');
+  if (!kindOk)
+    throw new OptionError(
+      (n) =>
+        `${query}: is ${facts.modality === 'image' ? 'an image' : facts.modality}, not ${expected === 'image' ? 'an image' : expected} (${n(expected)})`,
+    );
   const index = MediaIndex.open(o.index);
   const model = o.model ?? index.model.path;
-  if (!model) throw new UserError(`${o.index}: the index does not record its model file; pass --model`);
-  if (!existsSync(model)) throw fileError(model, `model file not found (the index was built with it; pass --model to use a copy)`);
+  if (!model)
+    throw new OptionError((n) => `${o.index}: the index does not record its model file; pass ${n('model')}`);
+  if (!existsSync(model))
+    throw new OptionError(
+      (n) => `${model}: model file not found (the index was built with it; pass ${n('model')} to use a copy)`,
+    );
   let engine: Engine | undefined;
   try {
     engine = await loadEngine(model);
@@ -99,8 +125,13 @@ export async function runSearch(o: SearchCommandOptions): Promise<{ query: strin
     index.checkIdentity({ modelId: info.modelId, modelName: info.modelName, dim: info.dim });
     // --audio on a video uses its soundtrack only, --image its picture only.
     const emb = await embedderFromEngine(engine).embedFile(query, expected === 'video' ? 'video' : expected);
-    const embedding = expected === 'audio' ? { audio: emb.audio } : expected === 'image' ? { visual: emb.visual } : emb;
-    return { query, kind: expected, result: searchIndex(index, expected, embedding, { k: o.k, mode: o.mode, approximate: o.approximate }) };
+    const embedding =
+      expected === 'audio' ? { audio: emb.audio } : expected === 'image' ? { visual: emb.visual } : emb;
+    return {
+      query,
+      kind: expected,
+      result: searchIndex(index, expected, embedding, { k: o.k, mode: o.mode, approximate: o.approximate }),
+    };
   } finally {
     await engine?.close?.();
   }
@@ -110,7 +141,11 @@ export function formatSearch(r: { query: string; result: SearchResult }): string
   const out: string[] = [];
   for (const list of r.result.lists) {
     out.push(`${basename(r.query)}: ${list.from} -> ${list.to}`);
-    list.hits.forEach((h, i) => out.push(`  ${String(i + 1).padStart(3)}  ${h.score.toFixed(4)}  ${h.entry.modality.padEnd(5)}  ${h.entry.path}`));
+    list.hits.forEach((h, i) =>
+      out.push(
+        `  ${String(i + 1).padStart(3)}  ${h.score.toFixed(4)}  ${h.entry.modality.padEnd(5)}  ${h.entry.path}`,
+      ),
+    );
   }
   if (out.length === 0) out.push('no results: the index has no embeddings this query can be compared with');
   return out.join('\n');
@@ -118,6 +153,7 @@ export function formatSearch(r: { query: string; result: SearchResult }): string
 
 export function indexDirOf(p: string): string {
   const dir = resolve(p);
-  if (!existsSync(join(dir, 'meta.json'))) throw fileError(dir, "no media index here (build one with 'cavmae index add')");
+  if (!existsSync(join(dir, 'meta.json')))
+    throw fileError(dir, "no media index here (build one with 'cavmae index add')");
   return dir;
 }

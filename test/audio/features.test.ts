@@ -203,9 +203,12 @@ test('cavmae features: bad input or flags -> non-zero exit, one line naming the 
     ],
     [
       ['features', junk, '--out', join(tmp, 'x.safetensors'), '--target-length', '0'],
-      /--target-length must be an integer >= 1/,
+      /--target-length must be a positive integer, got '0'/,
     ],
-    [['features', junk, '--out', join(tmp, 'x.safetensors'), '--frame', '10'], /--frame must be in 0\.\.9/],
+    [
+      ['features', junk, '--out', join(tmp, 'x.safetensors'), '--frame', '10'],
+      /--frame must be an integer in 0\.\.9, got '10'/,
+    ],
   ] as [string[], RegExp][]) {
     const r = cli(args);
     assert.notEqual(r.status, 0, `${args.join(' ')} should fail`);

@@ -5,128 +5,85 @@
  */
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
+import { progressBar } from '../progress-bar.js';
+import {
+  defineCommand,
+  flag,
+  flagName,
+  int,
+  list,
+  num,
+  str,
+  type Parsed,
+  type RunContext,
+} from '../schema.js';
 
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
-    return n;
-  };
-}
+const OPTIONS = {
+  out: str('--out <dir>', 'output folder', { required: true }),
+  n: int('--n <n>', 'training examples', { min: 1, default: 3000 }),
+  testN: int('--test-n <n>', 'test examples (default n/10, at least 10)', { min: 0 }),
+  seed: int('--seed <s>', 'random seed (example i depends only on seed, split and i)', {
+    min: 0,
+    default: 0,
+  }),
+  snrMin: num('--snr-min <db>', 'lowest speech-to-noise ratio (dB)', { default: 20 }),
+  snrMax: num('--snr-max <db>', 'highest speech-to-noise ratio (dB)', { default: 40 }),
+  duration: num('--duration <s>', 'clip length in seconds (the word is placed near the centre)', {
+    default: 1.0,
+  }),
+  voices: list(
+    '--voices <list>',
+    'comma-separated espeak-ng voice variants (default: all installed; every 5th goes to test)',
+  ),
+  langs: list(
+    '--langs <list>',
+    'comma-separated espeak-ng languages (the digit is spoken in each) (default: en)',
+  ),
+  speedMin: int('--speed-min <wpm>', 'slowest speech rate (words per minute)', { min: 80, default: 120 }),
+  speedMax: int('--speed-max <wpm>', 'fastest speech rate', { min: 80, default: 220 }),
+  pitchMin: int('--pitch-min <p>', 'lowest espeak-ng pitch (0-99)', { min: 0, default: 20 }),
+  pitchMax: int('--pitch-max <p>', 'highest espeak-ng pitch (0-99)', { min: 0, default: 80 }),
+  imageSize: int(
+    '--image-size <px>',
+    'stored image side (28 keeps the MNIST pixels; the image pipeline resizes)',
+    { min: 8, default: 28 },
+  ),
+  jobs: int('--jobs <n>', 'examples made in parallel (each runs espeak-ng and sox)', { min: 1, default: 2 }),
+  sync: flag(
+    '--sync',
+    'multi-digit clips for CAV-MAE Sync segment retrieval (default --n 500; --duration, --langs, --speed-*, --pitch-* do not apply)',
+  ),
+  digitsPerClip: int(
+    '--digits-per-clip <k>',
+    'with --sync: digits per 10.24 s clip, a divisor of 16 (default 8)',
+    {
+      min: 1,
+    },
+  ),
+  quiet: flag('--quiet', 'no progress bar'),
+};
 
-function num(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new UserError(`${name} must be a number, got '${v}'`);
-    return n;
-  };
-}
-
-const list = (v: string): string[] =>
-  v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-
-interface Flags {
-  out: string;
-  sync?: boolean;
-  digitsPerClip?: number;
-  n: number;
-  testN?: number;
-  seed: number;
-  snrMin: number;
-  snrMax: number;
-  duration: number;
-  voices?: string[];
-  langs?: string[];
-  speedMin: number;
-  speedMax: number;
-  pitchMin: number;
-  pitchMax: number;
-  imageSize: number;
-  jobs: number;
-  quiet?: boolean;
-}
+type Flags = Parsed<typeof OPTIONS>;
 
 export function register(program: Command): void {
-  program
-    .command('make-demo-data')
-    .description(
-      'make the AV-digits demo set: MNIST digit images paired with espeak-ng speech of the digit name (varied voices, speeds, pitches, noise); ' +
-        'writes <out>/train.json, <out>/test.json (manifests), <out>/labels.csv and the media; train/test split by voice and by MNIST image; resumable',
-    )
-    .requiredOption('--out <dir>', 'output folder')
-    .option('--n <n>', 'training examples', int('--n', 1), 3000)
-    .option('--test-n <n>', 'test examples (default n/10, at least 10)', int('--test-n', 0))
-    .option('--seed <s>', 'random seed (example i depends only on seed, split and i)', int('--seed', 0), 0)
-    .option('--snr-min <db>', 'lowest speech-to-noise ratio (dB)', num('--snr-min'), 20)
-    .option('--snr-max <db>', 'highest speech-to-noise ratio (dB)', num('--snr-max'), 40)
-    .option(
-      '--duration <s>',
-      'clip length in seconds (the word is placed near the centre)',
-      num('--duration'),
-      1.0,
-    )
-    .option(
-      '--voices <list>',
-      'comma-separated espeak-ng voice variants (default: all installed; every 5th goes to test)',
-      list,
-    )
-    .option(
-      '--langs <list>',
-      'comma-separated espeak-ng languages (the digit is spoken in each) (default: en)',
-      list,
-    )
-    .option('--speed-min <wpm>', 'slowest speech rate (words per minute)', int('--speed-min', 80), 120)
-    .option('--speed-max <wpm>', 'fastest speech rate', int('--speed-max', 80), 220)
-    .option('--pitch-min <p>', 'lowest espeak-ng pitch (0-99)', int('--pitch-min', 0), 20)
-    .option('--pitch-max <p>', 'highest espeak-ng pitch (0-99)', int('--pitch-max', 0), 80)
-    .option(
-      '--image-size <px>',
-      'stored image side (28 keeps the MNIST pixels; the image pipeline resizes)',
-      int('--image-size', 8),
-      28,
-    )
-    .option('--jobs <n>', 'examples made in parallel (each runs espeak-ng and sox)', int('--jobs', 1), 2)
-    .option('--sync', 'multi-digit clips for CAV-MAE Sync segment retrieval (default --n 500; --duration, --langs, --speed-*, --pitch-* do not apply)')
-    .option('--digits-per-clip <k>', 'with --sync: digits per 10.24 s clip, a divisor of 16 (default 8)', int('--digits-per-clip', 1))
-    .option('--quiet', 'no progress bar')
-    .action(async (o: Flags, cmd: Command) => {
-      if (o.sync) return makeSyncSet(o, cmd);
-      if (o.digitsPerClip !== undefined) throw new UserError('--digits-per-clip applies to --sync only');
+  defineCommand(
+    program,
+    'make-demo-data',
+    'make the AV-digits demo set: MNIST digit images paired with espeak-ng speech of the digit name (varied voices, speeds, pitches, noise); ' +
+      'writes <out>/train.json, <out>/test.json (manifests), <out>/labels.csv and the media; train/test split by voice and by MNIST image; resumable',
+    OPTIONS,
+    async ({ sync, digitsPerClip, quiet, ...o }, ctx) => {
+      if (sync) return makeSyncSet({ ...o, digitsPerClip, quiet }, ctx);
+      if (digitsPerClip !== undefined) throw new UserError('--digits-per-clip applies to --sync only');
       const { makeDemoData } = await import('../../data/demo.js');
-      let bar: import('cli-progress').SingleBar | undefined;
-      if (!o.quiet && process.stderr.isTTY) {
-        const { default: cliProgress } = await import('cli-progress');
-        bar = new cliProgress.SingleBar(
-          {
-            format: 'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}',
-            stream: process.stderr,
-            hideCursor: true,
-            etaBuffer: 50,
-          },
-          cliProgress.Presets.shades_classic,
-        );
-      }
+      const bar = await progressBar(
+        !quiet,
+        'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}',
+        { etaBuffer: 50 },
+      );
       let started = false;
       const summary = await makeDemoData({
-        out: o.out,
-        n: o.n,
-        testN: o.testN,
-        seed: o.seed,
-        snrMin: o.snrMin,
-        snrMax: o.snrMax,
-        duration: o.duration,
-        voices: o.voices,
-        langs: o.langs,
-        speedMin: o.speedMin,
-        speedMax: o.speedMax,
-        pitchMin: o.pitchMin,
-        pitchMax: o.pitchMax,
-        imageSize: o.imageSize,
-        jobs: o.jobs,
+        ...o,
         onProgress: (done, total) => {
           if (!bar) return;
           if (!started) {
@@ -141,23 +98,24 @@ export function register(program: Command): void {
           `(${summary.generated} made, ${summary.reused} reused, ${summary.seconds.toFixed(1)} s)\n` +
           `  ${summary.train}\n  ${summary.test}\n  ${summary.labels}\n`,
       );
-    });
+    },
+  );
 }
 
 /** `--sync`: the multi-digit AV-digits set (makeSyncDemoData). */
-async function makeSyncSet(o: Flags, cmd: Command): Promise<void> {
-  const given = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
-  const foreign = ['duration', 'langs', 'speedMin', 'speedMax', 'pitchMin', 'pitchMax'].filter(given);
+async function makeSyncSet(o: Omit<Flags, 'sync'>, ctx: RunContext): Promise<void> {
+  const foreign = (['duration', 'langs', 'speedMin', 'speedMax', 'pitchMin', 'pitchMax'] as const).filter(
+    ctx.given,
+  );
   if (foreign.length)
     throw new UserError(
-      `--${foreign[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} does not apply to --sync (its clips are 10.24 s, English, speed 150-220 wpm and pitch 20-80 drawn per clip)`,
+      `${flagName(OPTIONS[foreign[0]].flags)} does not apply to --sync (its clips are 10.24 s, English, speed 150-220 wpm and pitch 20-80 drawn per clip)`,
     );
   const { makeSyncDemoData } = await import('../../data/sync-demo.js');
-  const n = given('n') ? o.n : 500;
   let shown = -1;
   const s = await makeSyncDemoData({
     out: o.out,
-    n,
+    n: ctx.given('n') ? o.n : 500,
     testN: o.testN,
     digitsPerClip: o.digitsPerClip,
     seed: o.seed,
