@@ -150,8 +150,20 @@ test('the panel is a PNG with one row per modality', async () => {
 
   // Every text stays inside the picture at any tile size: the captions wrap, the titles shrink.
   for (const tile of [224, 128, 96]) {
-    const opts = { mseAudio: 0.9171, mseVisual: 0.4729, normPixLoss: true, maskRatioA: 0.75, maskRatioV: 0.75, maskMode: 'time-frequency', tile, title: 'a_rather_long_clip_name_0123456789.mp4' };
-    const { data, info } = await sharp(await composePanel(full, opts)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const opts = {
+      mseAudio: 0.9171,
+      mseVisual: 0.4729,
+      normPixLoss: true,
+      maskRatioA: 0.75,
+      maskRatioV: 0.75,
+      maskMode: 'time-frequency',
+      tile,
+      title: 'a_rather_long_clip_name_0123456789.mp4',
+    };
+    const { data, info } = await sharp(await composePanel(full, opts))
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     assert.equal(info.width, 12 + 3 * (tile + 12));
     const inked = (x: number) => {
       for (let y = 0; y < info.height; y++) if (data[(y * info.width + x) * 3] < 200) return true;
