@@ -24,7 +24,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CavMae } from '../../src/index.js';
 import { assertClose, fixture, repoRoot } from '../helpers.js';
 
@@ -145,6 +145,19 @@ function embed(
 function newProject(parent: string, name: string): string {
   const dir = join(parent, name);
   cpSync(join(parent, 'template'), dir, { recursive: true });
+  return dir;
+}
+
+/** A new project holding the dependencies as project `from` installed them (saves compiling
+ * hnswlib-node again), but not cavmae: it gets installed afresh. */
+function projectWithDependenciesOf(from: string, name: string): string {
+  const dir = newProject(dirname(from), name);
+  for (const dep of readdirSync(join(from, 'node_modules')))
+    if (dep !== 'cavmae' && dep !== '.package-lock.json')
+      cpSync(join(from, 'node_modules', dep), join(dir, 'node_modules', dep), {
+        recursive: true,
+        verbatimSymlinks: true,
+      });
   return dir;
 }
 
@@ -301,21 +314,25 @@ test(
       );
       assertClose(built.out.audio, hereAudio, { rtol: 1e-5, what: 'audio embedding (source build)' });
 
+      // -- C: install scripts not run (--ignore-scripts; pnpm's default): the loader finds the prebuilt itself
+      const c = projectWithDependenciesOf(a, 'c');
+      ok(run('npm', [...npmInstall, '--ignore-scripts'], c), 'npm install --ignore-scripts');
+      const unscripted = embed(c, run);
+      assert.equal(unscripted.out.kernels, 'native');
+      assert.equal(
+        unscripted.out.addon,
+        realpathSync(
+          join(c, 'node_modules', 'cavmae', 'prebuilds', 'linux-x64', 'cavmae_native.napi.glibc.node'),
+        ),
+      );
+
       // -- B: the same install where oneDNN's library is hidden
       const lib = oneDnnLibrary();
       const problem = hidingProblem(lib);
       if (problem) {
         t.diagnostic(`oneDNN-hidden install not run: ${problem}`);
       } else {
-        const b = newProject(tmp, 'b');
-        // The dependencies as A installed them (saves compiling hnswlib-node again); cavmae itself is
-        // installed afresh.
-        for (const name of readdirSync(join(a, 'node_modules')))
-          if (name !== 'cavmae' && name !== '.package-lock.json')
-            cpSync(join(a, 'node_modules', name), join(b, 'node_modules', name), {
-              recursive: true,
-              verbatimSymlinks: true,
-            });
+        const b = projectWithDependenciesOf(a, 'b');
         const hidden = runHidden(lib!, 'npm', npmInstall, b);
         timings.installWithoutOneDnn = hidden.seconds;
         ok(hidden, 'npm install without oneDNN');
