@@ -350,7 +350,7 @@ export async function composePanel(v: ReconstructionViews, o: PanelOptions = {})
   if (rows.length === 0) throw new UserError('nothing to draw: no modality has a reconstruction');
   if (o.normPixLoss)
     captionLines.push(
-      "norm_pix_loss model: predictions shown with the hidden patches' own mean and variance (not viewable otherwise)",
+      "norm_pix_loss: predictions drawn with each hidden patch's own mean and variance (they are normalised)",
     );
   const names = ['original', 'masked', 'reconstruction'];
   const width = pad + 3 * (tile + pad);
