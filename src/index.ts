@@ -108,3 +108,6 @@ export {
 } from './serve/index.js';
 
 export { UserError } from './util/errors.js';
+
+// Which compute kernels run (the native addon or the TypeScript reference) and why.
+export { kernelStatus, type KernelStatus } from './kernels/index.js';

@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UserError } from '../util/errors.js';
+import { packageVersion } from '../util/package.js';
 
 export interface CommandModule {
   register(program: Command): void;
@@ -43,7 +44,7 @@ export async function buildProgram(): Promise<Command> {
   program
     .name('cavmae')
     .description('Contrastive audio-visual masked autoencoders (CAV-MAE, CAV-MAE Sync) for Node.js')
-    .version('0.1.0')
+    .version(packageVersion())
     .showHelpAfterError()
     .exitOverride();
   await loadCommands(program);

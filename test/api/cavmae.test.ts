@@ -32,7 +32,7 @@ import {
   writeTestModels,
 } from './models.js';
 
-const noShared = !hasShared() && 'no ../shared fixtures';
+const noShared = !hasShared() && 'official fixtures missing';
 const noFfmpeg = !hasFfmpeg() && 'no ffmpeg';
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-api-'));
 const models = writeTestModels(tmp);

@@ -92,7 +92,7 @@ test('cavmae classify: frame-averaged scores with names, as the API computes the
 
 test(
   'cavmae localize on the converted .pth fixture: overlay PNG, raw maps, peak = argmax of the raw map',
-  { skip: (skip || (!hasShared() && 'no ../shared fixtures')) as string | false },
+  { skip: (skip || (!hasShared() && 'official fixtures missing')) as string | false },
   async () => {
     const md = await media();
     const out = join(tmp, 'heat.png');
@@ -169,7 +169,7 @@ test(
 
 test(
   "cavmae reconstruct on the .pth fixture: panel PNG; MSE printed = raw losses = the API's forward_inpaint loss",
-  { skip: (skip || (!hasShared() && 'no ../shared fixtures')) as string | false },
+  { skip: (skip || (!hasShared() && 'official fixtures missing')) as string | false },
   async () => {
     const md = await media();
     const out = join(tmp, 'panel.png');

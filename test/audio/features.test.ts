@@ -41,7 +41,7 @@ async function rejectsUserError(p: Promise<unknown>, re: RegExp): Promise<void> 
 
 test(
   'audio file: audio [1024,128] and audio_raw [999,128] match the official dataloader',
-  { skip: !shared && 'no ../shared' },
+  { skip: !shared && 'official fixtures missing' },
   async () => {
     const f = await extractMediaFeatures(fixture('audio', `${ID}.wav`));
     assert.equal(f.kind, 'audio');
@@ -69,7 +69,7 @@ test(
 
 test(
   'image file: image [3,224,224] as the reference eval transform (JPEG decoders may differ by 0.03)',
-  { skip: !shared && 'no ../shared' },
+  { skip: !shared && 'official fixtures missing' },
   async () => {
     const f = await extractMediaFeatures(fixture('image', 'frames', ID, 'frame_5.jpg'));
     assert.equal(f.kind, 'image');
@@ -170,7 +170,7 @@ function cli(args: string[]): { status: number | null; stdout: string; stderr: s
 
 test(
   'cavmae features writes audio, audio_raw (and image) as safetensors',
-  { skip: !shared && 'no ../shared' },
+  { skip: !shared && 'official fixtures missing' },
   () => {
     const out = join(tmp, 'f.safetensors');
     const r = cli(['features', fixture('audio', `${ID}.wav`), '--out', out, '--target-length', '1024']);
