@@ -21,14 +21,21 @@ export function register(program: Command): void {
     .description('embed media files (folders are walked) into the index; resumable: unchanged files are skipped')
     .argument('<inputs...>', 'media files and folders')
     .requiredOption('--model <file>', 'model checkpoint')
-    .requiredOption('--index <dir>', 'index folder (created when absent)')
-    .option('--batch <n>', 'items per commit', positiveInt('--batch'), 16)
+    .requiredOption('--index <dir>', 'index folder, or a LanceDB URI (created when absent)')
+    .option('--backend <name>', 'backend of a new index: embedded or lancedb (an existing one is recognised)')
+    .option('--queue <url>', 'redis://HOST:PORT/N: split the work into jobs for `cavmae worker` processes; this process commits their results')
+    .option('--batch <n>', 'items per commit (with --queue: files per job)', positiveInt('--batch'), 16)
+    .option('--attempts <n>', 'with --queue: attempts per job before its files are reported failed', positiveInt('--attempts'), 5)
     .option('--no-thumbnails', 'do not write thumbnails')
     .option('--force', 're-embed files even when unchanged')
     .option('--json', 'print the summary as JSON')
-    .action(async (inputs: string[], o: { model: string; index: string; batch: number; thumbnails: boolean; force?: boolean; json?: boolean }) => {
+    .action(async (inputs: string[], o: { model: string; index: string; backend?: string; queue?: string; batch: number; attempts: number; thumbnails: boolean; force?: boolean; json?: boolean }) => {
       const { runIndexAdd, formatAddSummary } = await import('../../index/run.js');
-      const s = await runIndexAdd({ inputs, model: o.model, index: o.index, batch: o.batch, thumbnails: o.thumbnails, force: !!o.force });
+      const { checkBackend } = await import('../../index/backend.js');
+      const s = await runIndexAdd({
+        inputs, model: o.model, index: o.index, batch: o.batch, thumbnails: o.thumbnails, force: !!o.force,
+        ...(o.backend ? { backend: checkBackend(o.backend) } : {}), ...(o.queue ? { queue: o.queue, attempts: o.attempts } : {}),
+      });
       process.stdout.write(o.json ? JSON.stringify(s) + '\n' : formatAddSummary(s, o.index) + '\n');
       if (s.failed.length > 0) process.exitCode = 1;
     });
@@ -39,12 +46,14 @@ export function register(program: Command): void {
     .requiredOption('--index <dir>', 'index folder')
     .option('--json', 'one JSON object per line')
     .action(async (o: { index: string; json?: boolean }) => {
-      const { MediaIndex } = await import('../../index/store.js');
+      const { openIndexReader } = await import('../../index/backend.js');
       const { indexDirOf } = await import('../../index/run.js');
-      for (const e of MediaIndex.open(indexDirOf(o.index)).list()) {
+      const idx = await openIndexReader(indexDirOf(o.index));
+      for (const e of idx.list()) {
         const streams = `${e.hasAudio ? 'a' : '-'}${e.hasVisual ? 'v' : '-'}`;
         process.stdout.write(o.json ? JSON.stringify(e) + '\n' : `${e.id}  ${e.modality.padEnd(5)} ${streams}  ${e.path}\n`);
       }
+      await idx.close();
     });
 
   index
@@ -52,9 +61,11 @@ export function register(program: Command): void {
     .description('model, counts and layout of the index')
     .requiredOption('--index <dir>', 'index folder')
     .action(async (o: { index: string }) => {
-      const { MediaIndex } = await import('../../index/store.js');
+      const { openIndexReader } = await import('../../index/backend.js');
       const { indexDirOf } = await import('../../index/run.js');
-      process.stdout.write(JSON.stringify(MediaIndex.open(indexDirOf(o.index)).stats(), null, 2) + '\n');
+      const idx = await openIndexReader(indexDirOf(o.index));
+      process.stdout.write(JSON.stringify({ backend: idx.backend, ...idx.stats() }, null, 2) + '\n');
+      await idx.close();
     });
 
   index
@@ -63,16 +74,10 @@ export function register(program: Command): void {
     .argument('<items...>', 'ids (16 hex digits) or paths')
     .requiredOption('--index <dir>', 'index folder')
     .action(async (items: string[], o: { index: string }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf, resolveIds } = await import('../../index/run.js');
-      const idx = MediaIndex.open(indexDirOf(o.index), { writable: true });
-      try {
-        const r = idx.remove(resolveIds(items));
-        process.stdout.write(`removed ${r.removed.length}; ${idx.count} items left\n`);
-        if (r.unknown.length) throw new UserError(`not in the index: ${r.unknown.join(', ')}`);
-      } finally {
-        idx.close();
-      }
+      const { indexDirOf, removeFromIndex } = await import('../../index/run.js');
+      const r = await removeFromIndex(indexDirOf(o.index), items);
+      process.stdout.write(`removed ${r.removed.length}; ${r.left} items left\n`);
+      if (r.unknown.length) throw new UserError(`not in the index: ${r.unknown.join(', ')}`);
     });
 
   index
@@ -80,33 +85,18 @@ export function register(program: Command): void {
     .description('rewrite the vectors without removed or replaced rows')
     .requiredOption('--index <dir>', 'index folder')
     .action(async (o: { index: string }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf } = await import('../../index/run.js');
-      const idx = MediaIndex.open(indexDirOf(o.index), { writable: true });
-      try {
-        const r = idx.compact();
-        process.stdout.write(`compacted ${r.before} rows to ${r.after}\n`);
-      } finally {
-        idx.close();
-      }
+      const { indexDirOf, compactIndex } = await import('../../index/run.js');
+      process.stdout.write(`${await compactIndex(indexDirOf(o.index))}\n`);
     });
 
   index
     .command('build-ann')
-    .description('build (or extend) the approximate-search graphs (HNSW) now instead of at the first --approximate search')
+    .description('build the approximate-search index now: HNSW graphs (embedded; else built at the first --approximate search) or LanceDB\'s vector index (IVF)')
     .requiredOption('--index <dir>', 'index folder')
     .option('--m <n>', 'graph degree', positiveInt('--m'), 16)
     .option('--ef-construction <n>', 'build beam width', positiveInt('--ef-construction'), 200)
     .action(async (o: { index: string; m: number; efConstruction: number }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf } = await import('../../index/run.js');
-      const idx = MediaIndex.open(indexDirOf(o.index));
-      const stats = idx.stats();
-      for (const space of ['audio', 'visual'] as const) {
-        if ((space === 'audio' ? stats.withAudio : stats.withVisual) === 0) continue;
-        const t0 = Date.now();
-        idx.ann(space, { m: o.m, efConstruction: o.efConstruction });
-        process.stdout.write(`${space}: graph over ${space === 'audio' ? stats.withAudio : stats.withVisual} items in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
-      }
+      const { indexDirOf, buildAnnIndex } = await import('../../index/run.js');
+      for (const line of await buildAnnIndex(indexDirOf(o.index), { m: o.m, efConstruction: o.efConstruction })) process.stdout.write(`${line}\n`);
     });
 }
