@@ -71,6 +71,12 @@ function inList(ids: Iterable<string>): string {
   return [...ids].map(lit).join(', ');
 }
 
+/** An Arrow vector cell (FixedSizeList<Float32>) as a Float32Array. */
+function vectorOf(v: unknown): Float32Array {
+  const arr = (v as { toArray?: () => unknown }).toArray?.() ?? v;
+  return arr instanceof Float32Array ? arr : Float32Array.from(arr as Iterable<number>);
+}
+
 function num(v: unknown): number {
   return typeof v === 'bigint' ? Number(v) : (v as number);
 }
@@ -297,7 +303,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     const e = this.entries.get(id);
     if (!e) return undefined;
     const rows = await this.tables[space].query().where(`id = ${lit(id)} AND seq = ${e.row}`).select(['vector']).toArray();
-    return rows[0] ? Float32Array.from(rows[0].vector as ArrayLike<number>) : undefined;
+    return rows[0] ? Float32Array.from(vectorOf(rows[0].vector)) : undefined;
   }
 
   // ---------------------------------------------------------------- writing
@@ -421,7 +427,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       if (cand.length >= want + Math.min(CANDIDATE_MARGIN, available - want) || rows.length < limit) {
         // Exact re-scoring with the embedded index's kernel; ties by seq (its row order).
         const x = new Float32Array(cand.length * dim); // [c, dim]
-        cand.forEach((r, j) => x.set(r.vector as ArrayLike<number>, j * dim));
+        cand.forEach((r, j) => x.set(vectorOf(r.vector), j * dim));
         const c = new TopKCollector(1, opts.k);
         collectInnerProduct(c, q, x, cand.length, dim, 0);
         const res = c.result()[0];

@@ -92,7 +92,7 @@ export function formatAddSummary(s: AddSummary, indexDir: string): string {
   ];
   const q = (s as Partial<QueuedAddSummary>).queue;
   if (q) {
-    lines.push(`queue ${q.url}: ${q.jobs} jobs in ${q.seconds.toFixed(1)} s; ${q.duplicates} redelivered results skipped, ${q.resubmitted} jobs resubmitted`);
+    lines.push(`queue ${q.url}: ${q.jobs} jobs in ${q.seconds.toFixed(1)} s; ${q.redelivered} redelivered (a worker died or stalled), ${q.duplicates} duplicate results skipped, ${q.resubmitted} jobs resubmitted`);
     for (const [w, c] of Object.entries(q.workers)) lines.push(`  worker ${w}: ${c.jobs} jobs, ${c.files} files, ${(c.ms / 1000).toFixed(1)} s embedding`);
     for (const r of q.refusals) lines.push(`  refused: ${r}`);
   }

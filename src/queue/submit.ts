@@ -61,6 +61,8 @@ export interface QueuedAddSummary extends AddSummary {
     resubmitted: number;
     /** Results skipped because their files were already committed (redelivered jobs). */
     duplicates: number;
+    /** Jobs that ran more than once before completing (a worker died or stalled on them). */
+    redelivered: number;
     /** Files and jobs per worker. */
     workers: Record<string, { jobs: number; files: number; ms: number }>;
     refusals: string[];
@@ -137,7 +139,7 @@ export async function queuedAdd(
     if (m !== redisDown) notice(`Redis at ${loc.display}: ${m}; retrying until it is back`);
     redisDown = m;
   });
-  const summary: QueuedAddSummary['queue'] = { url: loc.display, run, jobs: 0, resubmitted: 0, duplicates: 0, workers: {}, refusals: [], seconds: 0 };
+  const summary: QueuedAddSummary['queue'] = { url: loc.display, run, jobs: 0, resubmitted: 0, duplicates: 0, redelivered: 0, workers: {}, refusals: [], seconds: 0 };
   let added = 0;
   let interrupted = false;
   try {
@@ -230,6 +232,7 @@ export async function queuedAdd(
       w.jobs++;
       w.files += data.files.length;
       w.ms += result.ms;
+      if (job.attemptsStarted > 1 || job.stalledCounter > 0) summary.redelivered++;
       await job.remove();
       if (outstanding.delete(id)) {
         done += data.files.length;

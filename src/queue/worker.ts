@@ -52,6 +52,7 @@ export interface WorkerOptions {
 
 export type WorkerEvent =
   | { event: 'ready'; worker: string; queue: string; threads: number; model?: string }
+  | { event: 'start'; worker: string; job: string; files: number; attempt: number }
   | { event: 'job'; worker: string; job: string; files: number; failed: number; ms: number }
   | { event: 'refused'; worker: string; job: string; message: string }
   | { event: 'error'; worker: string; message: string };
@@ -138,6 +139,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       setImmediate(() => void stop());
       throw new WaitingError();
     }
+    log({ event: 'start', worker: name, job: String(job.id), files: data.files.length, attempt: job.attemptsStarted });
     const t0 = performance.now();
     const items: ResultItem[] = [];
     let failed = 0;
