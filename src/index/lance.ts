@@ -45,6 +45,8 @@ let modules: { lancedb: LanceModule; arrow: ArrowModule } | undefined;
 
 async function load(): Promise<{ lancedb: LanceModule; arrow: ArrowModule }> {
   if (!modules) {
+    // LanceDB's Rust log says "No existing dataset ... it will be created" for every new table.
+    process.env.LANCEDB_LOG ??= 'error';
     try {
       modules = { lancedb: await import('@lancedb/lancedb'), arrow: await import('apache-arrow') };
     } catch (e) {
