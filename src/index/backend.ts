@@ -6,7 +6,13 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
-import { MediaIndex, type IndexIdentity, type IndexStats, type IndexWriter, type SearchOptions } from './store.js';
+import {
+  MediaIndex,
+  type IndexIdentity,
+  type IndexStats,
+  type IndexWriter,
+  type SearchOptions,
+} from './store.js';
 import type { IndexEntry, SearchHit } from './types.js';
 
 export type IndexBackend = 'embedded' | 'lancedb';
@@ -30,7 +36,8 @@ export function existingBackend(location: string): IndexBackend | undefined {
 }
 
 export function checkBackend(name: string): IndexBackend {
-  if (!INDEX_BACKENDS.includes(name as IndexBackend)) throw new UserError(`--backend must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
+  if (!INDEX_BACKENDS.includes(name as IndexBackend))
+    throw new UserError(`--backend must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
   return name as IndexBackend;
 }
 
@@ -55,13 +62,21 @@ export interface SearchableIndex {
 
 function resolveBackend(location: string, backend?: IndexBackend): IndexBackend {
   const existing = existingBackend(location);
-  if (backend && existing && backend !== existing) throw new UserError(`${location}: holds a ${existing} index, not ${backend} (--backend)`);
-  if (backend === 'embedded' && isUri(location)) throw new UserError(`${location}: the embedded index is a local folder; use --backend lancedb for object storage`);
+  if (backend && existing && backend !== existing)
+    throw new UserError(`${location}: holds a ${existing} index, not ${backend} (--backend)`);
+  if (backend === 'embedded' && isUri(location))
+    throw new UserError(
+      `${location}: the embedded index is a local folder; use --backend lancedb for object storage`,
+    );
   return backend ?? existing ?? 'embedded';
 }
 
 /** Opens (creating when absent) an index for writing; refuses another model. */
-export async function openIndexWriter(location: string, identity: IndexIdentity, backend?: IndexBackend): Promise<OpenedIndexWriter> {
+export async function openIndexWriter(
+  location: string,
+  identity: IndexIdentity,
+  backend?: IndexBackend,
+): Promise<OpenedIndexWriter> {
   if (resolveBackend(location, backend) === 'embedded') return MediaIndex.openOrCreate(location, identity);
   const { LanceIndex } = await import('./lance.js');
   return LanceIndex.openOrCreate(location, identity);
@@ -70,7 +85,8 @@ export async function openIndexWriter(location: string, identity: IndexIdentity,
 /** Opens an existing index of either backend for reading and searching. */
 export async function openIndexReader(location: string): Promise<SearchableIndex> {
   const b = existingBackend(location);
-  if (!b) throw new UserError(`${resolve(location)}: no media index here (build one with 'cavmae index add')`);
+  if (!b)
+    throw new UserError(`${resolve(location)}: no media index here (build one with 'cavmae index add')`);
   if (b === 'embedded') {
     const idx = MediaIndex.open(location);
     return {

@@ -25,9 +25,23 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Connection, Table } from '@lancedb/lancedb';
 import { UserError, fileError } from '../util/errors.js';
-import { isUri, LANCE_META_TABLE, type IndexBackend, type OpenedIndexWriter, type SearchableIndex } from './backend.js';
+import {
+  isUri,
+  LANCE_META_TABLE,
+  type IndexBackend,
+  type OpenedIndexWriter,
+  type SearchableIndex,
+} from './backend.js';
 import { acquireWriteLock } from './lock.js';
-import { mediaId, normalizedCopy, thumbName, type IndexIdentity, type IndexStats, type PreparedItem, type SearchOptions } from './store.js';
+import {
+  mediaId,
+  normalizedCopy,
+  thumbName,
+  type IndexIdentity,
+  type IndexStats,
+  type PreparedItem,
+  type SearchOptions,
+} from './store.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
 import { MODALITIES, type EmbeddingSpace, type IndexEntry, type Modality, type SearchHit } from './types.js';
 
@@ -50,7 +64,9 @@ async function load(): Promise<{ lancedb: LanceModule; arrow: ArrowModule }> {
     try {
       modules = { lancedb: await import('@lancedb/lancedb'), arrow: await import('apache-arrow') };
     } catch (e) {
-      throw new UserError(`the LanceDB backend needs @lancedb/lancedb, which did not load (${(e as Error).message}); run 'npm ci'`);
+      throw new UserError(
+        `the LanceDB backend needs @lancedb/lancedb, which did not load (${(e as Error).message}); run 'npm ci'`,
+      );
     }
   }
   return modules;
@@ -112,7 +128,8 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   static async open(location: string): Promise<LanceIndex> {
     const { loc, db } = await LanceIndex.connect(location);
     const idx = new LanceIndex(loc, db);
-    if (!(await db.tableNames()).includes(LANCE_META_TABLE)) throw fileError(loc, 'no media index here (no cavmae_meta table)');
+    if (!(await db.tableNames()).includes(LANCE_META_TABLE))
+      throw fileError(loc, 'no media index here (no cavmae_meta table)');
     await idx.loadAll();
     return idx;
   }
@@ -133,37 +150,55 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       const names = await db.tableNames();
       if (!names.includes(LANCE_META_TABLE)) {
         if (!identity) throw fileError(loc, 'no media index here (no cavmae_meta table)');
-        if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= 65536)) throw new UserError(`index dimension must be an integer in 1..65536, got ${identity.dim}`);
+        if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= 65536))
+          throw new UserError(`index dimension must be an integer in 1..65536, got ${identity.dim}`);
         const { Schema, Field, Utf8, Int64, Float64, Bool, Binary, FixedSizeList, Float32 } = arrow;
-        const vec = () => new Schema([
-          new Field('id', new Utf8(), false),
-          new Field('seq', new Int64(), false),
-          new Field('vector', new FixedSizeList(identity.dim, new Field('item', new Float32(), true)), false),
-        ]);
+        const vec = () =>
+          new Schema([
+            new Field('id', new Utf8(), false),
+            new Field('seq', new Int64(), false),
+            new Field(
+              'vector',
+              new FixedSizeList(identity.dim, new Field('item', new Float32(), true)),
+              false,
+            ),
+          ]);
         await db.createEmptyTable(VECTORS.audio, vec(), { mode: 'overwrite' });
         await db.createEmptyTable(VECTORS.visual, vec(), { mode: 'overwrite' });
-        await db.createEmptyTable(ITEMS, new Schema([
-          new Field('id', new Utf8(), false),
-          new Field('seq', new Int64(), false),
-          new Field('path', new Utf8(), false),
-          new Field('modality', new Utf8(), false),
-          new Field('has_audio', new Bool(), false),
-          new Field('has_visual', new Bool(), false),
-          new Field('thumb', new Utf8(), true),
-          new Field('thumb_data', new Binary(), true),
-          new Field('mtime_ms', new Float64(), false),
-          new Field('size', new Float64(), false),
-          new Field('added_at', new Utf8(), false),
-          new Field('model', new Utf8(), false),
-          new Field('worker', new Utf8(), true),
-        ]), { mode: 'overwrite' });
+        await db.createEmptyTable(
+          ITEMS,
+          new Schema([
+            new Field('id', new Utf8(), false),
+            new Field('seq', new Int64(), false),
+            new Field('path', new Utf8(), false),
+            new Field('modality', new Utf8(), false),
+            new Field('has_audio', new Bool(), false),
+            new Field('has_visual', new Bool(), false),
+            new Field('thumb', new Utf8(), true),
+            new Field('thumb_data', new Binary(), true),
+            new Field('mtime_ms', new Float64(), false),
+            new Field('size', new Float64(), false),
+            new Field('added_at', new Utf8(), false),
+            new Field('model', new Utf8(), false),
+            new Field('worker', new Utf8(), true),
+          ]),
+          { mode: 'overwrite' },
+        );
         const meta: LanceMeta = {
-          format: LANCE_FORMAT, version: LANCE_VERSION,
-          model: { id: identity.modelId, name: identity.modelName, ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}) },
-          dim: identity.dim, createdAt: new Date().toISOString(),
+          format: LANCE_FORMAT,
+          version: LANCE_VERSION,
+          model: {
+            id: identity.modelId,
+            name: identity.modelName,
+            ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
+          },
+          dim: identity.dim,
+          createdAt: new Date().toISOString(),
         };
         // The meta table last: its presence marks a complete, usable index.
-        await db.createTable(LANCE_META_TABLE, [{ key: 'meta', value: JSON.stringify(meta) }], { mode: 'overwrite' });
+        await db.createTable(LANCE_META_TABLE, [{ key: 'meta', value: JSON.stringify(meta) }], {
+          mode: 'overwrite',
+        });
       }
       await idx.loadAll();
       if (identity) idx.checkIdentity(identity);
@@ -190,16 +225,38 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     } catch {
       /* reported below */
     }
-    if (meta.format !== LANCE_FORMAT) throw fileError(this.location, `not a cavmae LanceDB index (meta format ${JSON.stringify(meta.format)})`);
-    if (meta.version !== LANCE_VERSION) throw fileError(this.location, `LanceDB index version ${meta.version} is not supported (this build reads ${LANCE_VERSION})`);
+    if (meta.format !== LANCE_FORMAT)
+      throw fileError(
+        this.location,
+        `not a cavmae LanceDB index (meta format ${JSON.stringify(meta.format)})`,
+      );
+    if (meta.version !== LANCE_VERSION)
+      throw fileError(
+        this.location,
+        `LanceDB index version ${meta.version} is not supported (this build reads ${LANCE_VERSION})`,
+      );
     this.meta = meta as LanceMeta;
     await this.loadEntries();
   }
 
   /** The live entry of every id: its highest-seq items row. */
   private async loadEntries(): Promise<void> {
-    const rows = await this.tables.items.query()
-      .select(['id', 'seq', 'path', 'modality', 'has_audio', 'has_visual', 'thumb', 'mtime_ms', 'size', 'added_at', 'model', 'worker'])
+    const rows = await this.tables.items
+      .query()
+      .select([
+        'id',
+        'seq',
+        'path',
+        'modality',
+        'has_audio',
+        'has_visual',
+        'thumb',
+        'mtime_ms',
+        'size',
+        'added_at',
+        'model',
+        'worker',
+      ])
       .toArray();
     const entries = new Map<string, IndexEntry>();
     let next = 0;
@@ -208,16 +265,27 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       next = Math.max(next, seq + 1);
       const prev = entries.get(r.id);
       if (prev && prev.row > seq) continue;
-      if (!MODALITIES.includes(r.modality as Modality)) throw fileError(this.location, `item ${r.id}: unknown modality ${r.modality}`);
+      if (!MODALITIES.includes(r.modality as Modality))
+        throw fileError(this.location, `item ${r.id}: unknown modality ${r.modality}`);
       entries.set(r.id, {
-        id: r.id, row: seq, path: r.path, modality: r.modality, hasAudio: r.has_audio, hasVisual: r.has_visual,
-        ...(r.thumb ? { thumb: r.thumb } : {}), mtimeMs: r.mtime_ms, size: r.size, addedAt: r.added_at,
-        model: r.model, ...(r.worker ? { worker: r.worker } : {}),
+        id: r.id,
+        row: seq,
+        path: r.path,
+        modality: r.modality,
+        hasAudio: r.has_audio,
+        hasVisual: r.has_visual,
+        ...(r.thumb ? { thumb: r.thumb } : {}),
+        mtimeMs: r.mtime_ms,
+        size: r.size,
+        addedAt: r.added_at,
+        model: r.model,
+        ...(r.worker ? { worker: r.worker } : {}),
       });
     }
     // Vectors may be ahead of items (a commit cut short): never reuse their seq numbers.
     for (const space of SPACES) {
-      for (const r of await this.tables[space].query().select(['seq']).toArray()) next = Math.max(next, num(r.seq) + 1);
+      for (const r of await this.tables[space].query().select(['seq']).toArray())
+        next = Math.max(next, num(r.seq) + 1);
     }
     this.entries = entries;
     this.nextSeq = next;
@@ -226,15 +294,19 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   /** Deletes rows no live entry refers to (left by a crash or by a replaced item). */
   private async repair(): Promise<void> {
     const liveSeq = new Map([...this.entries.values()].map((e) => [e.id, e.row]));
-    const staleItems = (await this.tables.items.query().select(['id', 'seq']).toArray()).filter((r) => liveSeq.get(r.id) !== num(r.seq));
-    if (staleItems.length > 0) await this.tables.items.delete(`seq IN (${staleItems.map((r) => num(r.seq)).join(', ')})`);
+    const staleItems = (await this.tables.items.query().select(['id', 'seq']).toArray()).filter(
+      (r) => liveSeq.get(r.id) !== num(r.seq),
+    );
+    if (staleItems.length > 0)
+      await this.tables.items.delete(`seq IN (${staleItems.map((r) => num(r.seq)).join(', ')})`);
     for (const space of SPACES) {
       const rows = await this.tables[space].query().select(['id', 'seq']).toArray();
       const stale = rows.filter((r) => {
         const e = this.entries.get(r.id);
         return !e || e.row !== num(r.seq) || !(space === 'audio' ? e.hasAudio : e.hasVisual);
       });
-      if (stale.length > 0) await this.tables[space].delete(`seq IN (${stale.map((r) => num(r.seq)).join(', ')})`);
+      if (stale.length > 0)
+        await this.tables[space].delete(`seq IN (${stale.map((r) => num(r.seq)).join(', ')})`);
     }
   }
 
@@ -258,8 +330,16 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
 
   checkIdentity(identity: IndexIdentity): void {
     const m = this.meta.model;
-    if (m.id !== identity.modelId) throw fileError(this.location, `was built with model ${m.name} (${m.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`);
-    if (this.meta.dim !== identity.dim) throw fileError(this.location, `holds ${this.meta.dim}-dimensional embeddings, the model makes ${identity.dim}`);
+    if (m.id !== identity.modelId)
+      throw fileError(
+        this.location,
+        `was built with model ${m.name} (${m.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`,
+      );
+    if (this.meta.dim !== identity.dim)
+      throw fileError(
+        this.location,
+        `holds ${this.meta.dim}-dimensional embeddings, the model makes ${identity.dim}`,
+      );
   }
 
   get(id: string): IndexEntry | undefined {
@@ -286,8 +366,16 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       if (e.hasVisual) withVisual++;
     }
     return {
-      dir: this.location, model: this.model, dim: this.dim, count: this.entries.size, rows: this.nextSeq,
-      dead: this.nextSeq - this.entries.size, withAudio, withVisual, byModality, generation: 0,
+      dir: this.location,
+      model: this.model,
+      dim: this.dim,
+      count: this.entries.size,
+      rows: this.nextSeq,
+      dead: this.nextSeq - this.entries.size,
+      withAudio,
+      withVisual,
+      byModality,
+      generation: 0,
     };
   }
 
@@ -295,7 +383,11 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   async thumbnail(id: string): Promise<{ bytes: Uint8Array; ext: 'jpg' | 'png' } | undefined> {
     const e = this.entries.get(id);
     if (!e?.thumb) return undefined;
-    const rows = await this.tables.items.query().where(`id = ${lit(id)} AND seq = ${e.row}`).select(['thumb_data']).toArray();
+    const rows = await this.tables.items
+      .query()
+      .where(`id = ${lit(id)} AND seq = ${e.row}`)
+      .select(['thumb_data'])
+      .toArray();
     const data = rows[0]?.thumb_data as Uint8Array | null | undefined;
     return data ? { bytes: data, ext: e.thumb.endsWith('.png') ? 'png' : 'jpg' } : undefined;
   }
@@ -304,18 +396,26 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   async vector(space: EmbeddingSpace, id: string): Promise<Float32Array | undefined> {
     const e = this.entries.get(id);
     if (!e) return undefined;
-    const rows = await this.tables[space].query().where(`id = ${lit(id)} AND seq = ${e.row}`).select(['vector']).toArray();
+    const rows = await this.tables[space]
+      .query()
+      .where(`id = ${lit(id)} AND seq = ${e.row}`)
+      .select(['vector'])
+      .toArray();
     return rows[0] ? Float32Array.from(vectorOf(rows[0].vector)) : undefined;
   }
 
   // ---------------------------------------------------------------- writing
 
   async commit(items: readonly PreparedItem[]): Promise<IndexEntry[]> {
-    if (!this.release && !isUri(this.location)) throw new UserError(`${this.location}: index is open read-only`);
+    if (!this.release && !isUri(this.location))
+      throw new UserError(`${this.location}: index is open read-only`);
     if (items.length === 0) return [];
     const dim = this.meta.dim;
     const now = new Date().toISOString();
-    const vectors: Record<EmbeddingSpace, { id: string; seq: bigint; vector: number[] }[]> = { audio: [], visual: [] };
+    const vectors: Record<EmbeddingSpace, { id: string; seq: bigint; vector: number[] }[]> = {
+      audio: [],
+      visual: [],
+    };
     const rows: Record<string, unknown>[] = [];
     const entries: IndexEntry[] = [];
     const seen = new Set<string>();
@@ -324,25 +424,51 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       const id = mediaId(path);
       if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
       seen.add(id);
-      if (!MODALITIES.includes(it.modality)) throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
+      if (!MODALITIES.includes(it.modality))
+        throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
       const model = it.model ?? this.meta.model.id;
-      if (model !== this.meta.model.id) throw new UserError(`${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${this.meta.model.id.slice(0, 12)}'s embeddings`);
+      if (model !== this.meta.model.id)
+        throw new UserError(
+          `${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${this.meta.model.id.slice(0, 12)}'s embeddings`,
+        );
       const a = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
-      const v = it.embedding.visual ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`) : undefined;
+      const v = it.embedding.visual
+        ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`)
+        : undefined;
       if (!a && !v) throw new UserError(`${path}: no embedding to index`);
       const seq = this.nextSeq + entries.length;
       if (a) vectors.audio.push({ id, seq: BigInt(seq), vector: Array.from(a) });
       if (v) vectors.visual.push({ id, seq: BigInt(seq), vector: Array.from(v) });
       const thumb = it.thumbnail ? thumbName(id, it.thumbnail.ext) : undefined;
       const entry: IndexEntry = {
-        id, row: seq, path, modality: it.modality, hasAudio: !!a, hasVisual: !!v, ...(thumb ? { thumb } : {}),
-        mtimeMs: it.mtimeMs, size: it.size, addedAt: now, model, ...(it.worker ? { worker: it.worker } : {}),
+        id,
+        row: seq,
+        path,
+        modality: it.modality,
+        hasAudio: !!a,
+        hasVisual: !!v,
+        ...(thumb ? { thumb } : {}),
+        mtimeMs: it.mtimeMs,
+        size: it.size,
+        addedAt: now,
+        model,
+        ...(it.worker ? { worker: it.worker } : {}),
       };
       entries.push(entry);
       rows.push({
-        id, seq: BigInt(seq), path, modality: it.modality, has_audio: !!a, has_visual: !!v, thumb: thumb ?? null,
-        thumb_data: it.thumbnail ? Buffer.from(it.thumbnail.bytes) : null, mtime_ms: it.mtimeMs, size: it.size,
-        added_at: now, model, worker: it.worker ?? null,
+        id,
+        seq: BigInt(seq),
+        path,
+        modality: it.modality,
+        has_audio: !!a,
+        has_visual: !!v,
+        thumb: thumb ?? null,
+        thumb_data: it.thumbnail ? Buffer.from(it.thumbnail.bytes) : null,
+        mtime_ms: it.mtimeMs,
+        size: it.size,
+        added_at: now,
+        model,
+        worker: it.worker ?? null,
       });
     }
     // 1. vectors, 2. items (the commit point), 3. what they replace.
@@ -374,14 +500,18 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
 
   /** Compacts LanceDB's files and drops old versions (LanceDB's optimize). */
   async compact(): Promise<void> {
-    for (const t of [this.tables.items, this.tables.audio, this.tables.visual]) await t.optimize({ cleanupOlderThan: new Date() });
+    for (const t of [this.tables.items, this.tables.audio, this.tables.visual])
+      await t.optimize({ cleanupOlderThan: new Date() });
   }
 
   /**
    * Builds LanceDB's vector index on a space: IVF_PQ (dot product) for large tables, IVF_FLAT
    * below `pqMinRows` (PQ needs enough rows to train its codebooks).
    */
-  async buildAnn(space: EmbeddingSpace, opts: { partitions?: number; subVectors?: number; pqMinRows?: number } = {}): Promise<{ rows: number; kind: string }> {
+  async buildAnn(
+    space: EmbeddingSpace,
+    opts: { partitions?: number; subVectors?: number; pqMinRows?: number } = {},
+  ): Promise<{ rows: number; kind: string }> {
     const { lancedb } = await load();
     const t = this.tables[space];
     const rows = await t.countRows();
@@ -408,20 +538,29 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   /** Top-k items of one space for a query; see the contract for how scores are made. */
   async searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]> {
     const dim = this.meta.dim;
-    if (!SPACES.includes(opts.space)) throw new UserError(`unknown search space ${String(opts.space)} (audio or visual)`);
-    if (!(Number.isInteger(opts.k) && opts.k >= 1)) throw new UserError(`k must be a positive integer, got ${opts.k}`);
+    if (!SPACES.includes(opts.space))
+      throw new UserError(`unknown search space ${String(opts.space)} (audio or visual)`);
+    if (!(Number.isInteger(opts.k) && opts.k >= 1))
+      throw new UserError(`k must be a positive integer, got ${opts.k}`);
     const q = normalizedCopy(query, dim, 'query');
     const live = (id: string, seq: number) => {
       const e = this.entries.get(id);
       return !!e && e.row === seq && (opts.space === 'audio' ? e.hasAudio : e.hasVisual);
     };
-    const available = [...this.entries.values()].filter((e) => (opts.space === 'audio' ? e.hasAudio : e.hasVisual)).length;
+    const available = [...this.entries.values()].filter((e) =>
+      opts.space === 'audio' ? e.hasAudio : e.hasVisual,
+    ).length;
     const want = Math.min(opts.k, available);
     if (want === 0) return [];
     const table = this.tables[opts.space];
     let limit = opts.k + CANDIDATE_MARGIN;
     for (;;) {
-      let vq = table.vectorSearch(q).column('vector').distanceType('dot').limit(limit).select(['id', 'seq', 'vector', '_distance']);
+      let vq = table
+        .vectorSearch(q)
+        .column('vector')
+        .distanceType('dot')
+        .limit(limit)
+        .select(['id', 'seq', 'vector', '_distance']);
       if (opts.approximate) vq = vq.nprobes(Math.max(20, opts.ef ?? 20)).refineFactor(10);
       else vq = vq.bypassVectorIndex();
       const rows = await vq.toArray();

@@ -24,7 +24,10 @@ export function acquireWriteLock(dir: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lock, 'wx');
-      writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }) + '\n');
+      writeSync(
+        fd,
+        JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }) + '\n',
+      );
       fsyncSync(fd);
       closeSync(fd);
       let held = true;
@@ -41,7 +44,8 @@ export function acquireWriteLock(dir: string): () => void {
       process.on('exit', release);
       return release;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(lock, `cannot create the write lock (${(e as Error).message})`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw fileError(lock, `cannot create the write lock (${(e as Error).message})`);
     }
     let holder: { pid?: number; host?: string } = {};
     try {
@@ -49,8 +53,13 @@ export function acquireWriteLock(dir: string): () => void {
     } catch {
       /* empty or torn lock file: its writer died while creating it */
     }
-    const alive = typeof holder.pid === 'number' && (holder.host !== hostname() || isProcessAlive(holder.pid));
-    if (alive) throw fileError(dir, `is being written by process ${holder.pid}${holder.host && holder.host !== hostname() ? ` on ${holder.host}` : ''} (remove write.lock if that process is gone)`);
+    const alive =
+      typeof holder.pid === 'number' && (holder.host !== hostname() || isProcessAlive(holder.pid));
+    if (alive)
+      throw fileError(
+        dir,
+        `is being written by process ${holder.pid}${holder.host && holder.host !== hostname() ? ` on ${holder.host}` : ''} (remove write.lock if that process is gone)`,
+      );
     rmSync(lock, { force: true }); // stale: its process is gone
   }
   throw fileError(lock, 'cannot take the write lock');

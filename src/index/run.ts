@@ -27,6 +27,8 @@ export interface IndexAddOptions {
   queue?: string;
   /** Attempts per queued job. */
   attempts?: number;
+  /** Compute threads for embedding here (default one per core). */
+  threads?: number;
 }
 
 /** `cavmae index add`: resumable, with a progress display; Ctrl-C commits what was embedded. */
@@ -34,6 +36,7 @@ export async function runIndexAdd(o: IndexAddOptions, err: NodeJS.WriteStream = 
   if (!existsSync(o.model)) throw fileError(o.model, 'model file not found');
   const files = collectMediaFiles(o.inputs, { exclude: isUri(o.index) ? [] : [o.index] });
   if (files.length === 0) throw new UserError(`no media files found in ${o.inputs.join(', ')}`);
+  if (o.threads !== undefined) (await import('../kernels/index.js')).kernels().setThreads(o.threads);
   const engine = await loadEngine(o.model);
   const ac = new AbortController();
   const onInt = () => {

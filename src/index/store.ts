@@ -28,9 +28,9 @@
 import { createHash } from 'node:crypto';
 import {
   closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
-  rmSync, statSync, unlinkSync, writeFileSync, writeSync,
+  rmSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
-import { endianness, hostname } from 'node:os';
+import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { acquireWriteLock } from './lock.js';

@@ -12,10 +12,12 @@ export class PathMap {
   constructor(specs: readonly string[] = []) {
     this.rules = specs.map((spec) => {
       const eq = spec.indexOf('=');
-      if (eq <= 0 || eq === spec.length - 1) throw new UserError(`--map ${spec}: expected FROM=TO (two absolute path prefixes)`);
+      if (eq <= 0 || eq === spec.length - 1)
+        throw new UserError(`--map ${spec}: expected FROM=TO (two absolute path prefixes)`);
       const from = trimSlash(spec.slice(0, eq));
       const to = trimSlash(spec.slice(eq + 1));
-      if (!isAbsolute(from) || !isAbsolute(to)) throw new UserError(`--map ${spec}: both prefixes must be absolute paths`);
+      if (!isAbsolute(from) || !isAbsolute(to))
+        throw new UserError(`--map ${spec}: both prefixes must be absolute paths`);
       return { from, to };
     });
     this.rules.sort((a, b) => b.from.length - a.from.length);
@@ -25,7 +27,8 @@ export class PathMap {
   local(path: string): string {
     for (const r of this.rules) {
       if (path === r.from) return r.to;
-      const rest = r.from === '/' ? path : path.startsWith(`${r.from}/`) ? path.slice(r.from.length) : undefined;
+      const rest =
+        r.from === '/' ? path : path.startsWith(`${r.from}/`) ? path.slice(r.from.length) : undefined;
       if (rest !== undefined) return r.to === '/' ? rest : r.to + rest; // rest starts with '/'
     }
     return path;

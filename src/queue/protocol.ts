@@ -39,7 +39,13 @@ export interface EmbedJobData {
 }
 
 export type ResultItem =
-  | { ok: true; modality: Modality; audio?: string; visual?: string; thumb?: { ext: 'jpg' | 'png'; data: string } }
+  | {
+      ok: true;
+      modality: Modality;
+      audio?: string;
+      visual?: string;
+      thumb?: { ext: 'jpg' | 'png'; data: string };
+    }
   | { ok: false; error: string };
 
 export interface EmbedJobResult {
@@ -60,7 +66,8 @@ export function encodeVector(v: Float32Array): string {
 export function decodeVector(s: unknown, dim: number, what: string): Float32Array {
   if (typeof s !== 'string') throw new UserError(`${what}: embedding is not a base64 string`);
   const b = Buffer.from(s, 'base64');
-  if (b.byteLength !== dim * 4) throw new UserError(`${what}: embedding has ${b.byteLength / 4} values, the index holds ${dim}`);
+  if (b.byteLength !== dim * 4)
+    throw new UserError(`${what}: embedding has ${b.byteLength / 4} values, the index holds ${dim}`);
   const out = new Float32Array(dim);
   new Uint8Array(out.buffer).set(b);
   return out;
@@ -72,13 +79,28 @@ export function validateJobData(d: unknown): EmbedJobData {
     throw new UserError(`malformed job (${why})`);
   };
   if (!j || typeof j !== 'object') bad('not an object');
-  if (j.v !== PROTOCOL_VERSION) bad(`protocol version ${String(j.v)}, this worker speaks ${PROTOCOL_VERSION}`);
+  if (j.v !== PROTOCOL_VERSION)
+    bad(`protocol version ${String(j.v)}, this worker speaks ${PROTOCOL_VERSION}`);
   if (typeof j.run !== 'string' || typeof j.index !== 'string') bad('run');
   const m = j.model;
-  if (!m || typeof m.id !== 'string' || typeof m.name !== 'string' || typeof m.path !== 'string' || !Number.isInteger(m.dim)) bad('model');
+  if (
+    !m ||
+    typeof m.id !== 'string' ||
+    typeof m.name !== 'string' ||
+    typeof m.path !== 'string' ||
+    !Number.isInteger(m.dim)
+  )
+    bad('model');
   if (!Array.isArray(j.files) || j.files.length === 0 || j.files.length > 100_000) bad('files');
   for (const f of j.files!) {
-    if (!f || typeof f.path !== 'string' || !f.path.startsWith('/') || typeof f.mtimeMs !== 'number' || typeof f.size !== 'number') bad('file entry');
+    if (
+      !f ||
+      typeof f.path !== 'string' ||
+      !f.path.startsWith('/') ||
+      typeof f.mtimeMs !== 'number' ||
+      typeof f.size !== 'number'
+    )
+      bad('file entry');
   }
   return j as EmbedJobData;
 }
@@ -93,16 +115,24 @@ export interface DecodedItem {
 }
 
 /** Checks a job's result against its data and decodes the vectors and thumbnails. */
-export function decodeJobResult(data: EmbedJobData, r: unknown, what: string): { result: EmbedJobResult; items: DecodedItem[] } {
+export function decodeJobResult(
+  data: EmbedJobData,
+  r: unknown,
+  what: string,
+): { result: EmbedJobResult; items: DecodedItem[] } {
   const res = r as Partial<EmbedJobResult>;
-  if (!res || typeof res !== 'object' || res.v !== PROTOCOL_VERSION || !Array.isArray(res.items)) throw new UserError(`${what}: malformed result`);
-  if (res.items.length !== data.files.length) throw new UserError(`${what}: ${res.items.length} results for ${data.files.length} files`);
-  if (typeof res.worker !== 'string' || typeof res.model !== 'string') throw new UserError(`${what}: result does not name its worker and model`);
+  if (!res || typeof res !== 'object' || res.v !== PROTOCOL_VERSION || !Array.isArray(res.items))
+    throw new UserError(`${what}: malformed result`);
+  if (res.items.length !== data.files.length)
+    throw new UserError(`${what}: ${res.items.length} results for ${data.files.length} files`);
+  if (typeof res.worker !== 'string' || typeof res.model !== 'string')
+    throw new UserError(`${what}: result does not name its worker and model`);
   const items = res.items.map((it, i): DecodedItem => {
     const file = data.files[i];
     const w = `${what}: ${file.path}`;
     if (!it || typeof it !== 'object') throw new UserError(`${w}: malformed result item`);
-    if (!it.ok) return { file, ok: false, error: typeof it.error === 'string' ? it.error.slice(0, 2000) : 'failed' };
+    if (!it.ok)
+      return { file, ok: false, error: typeof it.error === 'string' ? it.error.slice(0, 2000) : 'failed' };
     if (!MODALITIES.includes(it.modality)) throw new UserError(`${w}: unknown modality`);
     const embedding: MediaEmbedding = {
       ...(it.audio !== undefined ? { audio: decodeVector(it.audio, data.model.dim, w) } : {}),
@@ -111,7 +141,8 @@ export function decodeJobResult(data: EmbedJobData, r: unknown, what: string): {
     let thumbnail: DecodedItem['thumbnail'];
     if (it.thumb) {
       const bytes = Buffer.from(String(it.thumb.data), 'base64');
-      if ((it.thumb.ext !== 'jpg' && it.thumb.ext !== 'png') || bytes.byteLength > MAX_THUMB_BYTES) throw new UserError(`${w}: bad thumbnail`);
+      if ((it.thumb.ext !== 'jpg' && it.thumb.ext !== 'png') || bytes.byteLength > MAX_THUMB_BYTES)
+        throw new UserError(`${w}: bad thumbnail`);
       thumbnail = { bytes, ext: it.thumb.ext };
     }
     return { file, ok: true, modality: it.modality, embedding, ...(thumbnail ? { thumbnail } : {}) };

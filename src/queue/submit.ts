@@ -30,7 +30,14 @@ import { failureMessage, type AddFailure, type AddSummary } from '../index/add.j
 import type { IndexWriter } from '../index/store.js';
 import { UserError } from '../util/errors.js';
 import { connectionOptions, parseQueueUrl, QUEUE_PREFIX } from './location.js';
-import { decodeJobResult, JOB_NAME, PROTOCOL_VERSION, validateJobData, type EmbedJobData, type JobFile } from './protocol.js';
+import {
+  decodeJobResult,
+  JOB_NAME,
+  PROTOCOL_VERSION,
+  validateJobData,
+  type EmbedJobData,
+  type JobFile,
+} from './protocol.js';
 import { refusalsKey } from './worker.js';
 
 export interface QueuedAddOptions {
@@ -47,7 +54,14 @@ export interface QueuedAddOptions {
   connectTimeoutSec?: number;
   signal?: AbortSignal;
   /** Committed files so far, and the queue's counts. */
-  onProgress?: (p: { done: number; total: number; committed: number; failed: number; waiting: number; active: number }) => void;
+  onProgress?: (p: {
+    done: number;
+    total: number;
+    committed: number;
+    failed: number;
+    waiting: number;
+    active: number;
+  }) => void;
   /** Notices for people: refusals, Redis trouble, resubmissions. */
   onNotice?: (message: string) => void;
 }
@@ -63,6 +77,8 @@ export interface QueuedAddSummary extends AddSummary {
     duplicates: number;
     /** Jobs that ran more than once before completing (a worker died or stalled on them). */
     redelivered: number;
+    /** Time the writer spent committing results (decode, index commit, job removal), ms. */
+    writerMs: number;
     /** Files and jobs per worker. */
     workers: Record<string, { jobs: number; files: number; ms: number }>;
     refusals: string[];
@@ -75,11 +91,19 @@ const STATES_PENDING = ['waiting', 'active', 'delayed', 'paused', 'prioritized',
 
 /** The run key: one index (on this host) with one model. */
 export function runKey(indexLocation: string, modelId: string): string {
-  return createHash('sha256').update(`${hostname()}\n${indexLocation}\n${modelId}`).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(`${hostname()}\n${indexLocation}\n${modelId}`)
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Finished jobs of one run (other runs may share the queue), oldest first, at most `limit`. */
-async function jobsOfRun(queue: Queue, state: 'completed' | 'failed', run: string, limit = 200): Promise<Job[]> {
+async function jobsOfRun(
+  queue: Queue,
+  state: 'completed' | 'failed',
+  run: string,
+  limit = 200,
+): Promise<Job[]> {
   const out: Job[] = [];
   const page = 500;
   for (let start = 0; out.length < limit; start += page) {
@@ -139,7 +163,18 @@ export async function queuedAdd(
     if (m !== redisDown) notice(`Redis at ${loc.display}: ${m}; retrying until it is back`);
     redisDown = m;
   });
-  const summary: QueuedAddSummary['queue'] = { url: loc.display, run, jobs: 0, resubmitted: 0, duplicates: 0, redelivered: 0, workers: {}, refusals: [], seconds: 0 };
+  const summary: QueuedAddSummary['queue'] = {
+    url: loc.display,
+    run,
+    jobs: 0,
+    resubmitted: 0,
+    duplicates: 0,
+    redelivered: 0,
+    writerMs: 0,
+    workers: {},
+    refusals: [],
+    seconds: 0,
+  };
   let added = 0;
   let interrupted = false;
   try {
@@ -148,7 +183,11 @@ export async function queuedAdd(
       await Promise.race([
         queue.waitUntilReady(),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new UserError(`cannot reach Redis at ${loc.display} (is redis-server running there?)`)), (o.connectTimeoutSec ?? 30) * 1000);
+          timer = setTimeout(
+            () =>
+              reject(new UserError(`cannot reach Redis at ${loc.display} (is redis-server running there?)`)),
+            (o.connectTimeoutSec ?? 30) * 1000,
+          );
         }),
       ]);
     } finally {
@@ -171,7 +210,12 @@ export async function queuedAdd(
     for (const d of outstanding.values()) for (const f of d.files) if (!todoPaths.has(f.path)) total++;
 
     const dataOf = (batch: JobFile[]): EmbedJobData => ({
-      v: PROTOCOL_VERSION, run, index: index.location, model, thumbnails: o.thumbnails ?? true, files: batch,
+      v: PROTOCOL_VERSION,
+      run,
+      index: index.location,
+      model,
+      thumbnails: o.thumbnails ?? true,
+      files: batch,
     });
     const jobOpts = (id: string) => ({
       jobId: id,
@@ -194,7 +238,15 @@ export async function queuedAdd(
     let done = 0;
     let committed = 0;
     const counts = { waiting: 0, active: 0 };
-    const progress = () => o.onProgress?.({ done, total, committed, failed: failed.length, waiting: counts.waiting, active: counts.active });
+    const progress = () =>
+      o.onProgress?.({
+        done,
+        total,
+        committed,
+        failed: failed.length,
+        waiting: counts.waiting,
+        active: counts.active,
+      });
     progress();
     const committedPaths = new Set<string>();
     const seenRefusals = new Set<string>();
@@ -202,10 +254,14 @@ export async function queuedAdd(
     let lastCounts = 0;
 
     const collect = async (job: Job): Promise<void> => {
+      const tc = performance.now();
       const id = String(job.id);
       const data = outstanding.get(id) ?? validateJobData(job.data);
       const { result, items } = decodeJobResult(data, job.returnvalue, `job ${id}`);
-      if (result.model !== model.id) throw new UserError(`job ${id}: embedded by model ${result.model.slice(0, 12)}, not the index's ${model.id.slice(0, 12)}`);
+      if (result.model !== model.id)
+        throw new UserError(
+          `job ${id}: embedded by model ${result.model.slice(0, 12)}, not the index's ${model.id.slice(0, 12)}`,
+        );
       const batch = [];
       let dup = 0;
       for (const it of items) {
@@ -220,8 +276,14 @@ export async function queuedAdd(
           continue;
         }
         batch.push({
-          path: key, modality: it.modality!, mtimeMs: it.file.mtimeMs, size: it.file.size, embedding: it.embedding!,
-          model: result.model, worker: result.worker, ...(it.thumbnail ? { thumbnail: it.thumbnail } : {}),
+          path: key,
+          modality: it.modality!,
+          mtimeMs: it.file.mtimeMs,
+          size: it.file.size,
+          embedding: it.embedding!,
+          model: result.model,
+          worker: result.worker,
+          ...(it.thumbnail ? { thumbnail: it.thumbnail } : {}),
         });
       }
       if (batch.length > 0) await index.commit(batch);
@@ -234,6 +296,7 @@ export async function queuedAdd(
       w.ms += result.ms;
       if (job.attemptsStarted > 1 || job.stalledCounter > 0) summary.redelivered++;
       await job.remove();
+      summary.writerMs += performance.now() - tc;
       if (outstanding.delete(id)) {
         done += data.files.length;
         committed += batch.length;
@@ -266,7 +329,8 @@ export async function queuedAdd(
           const id = String(job.id);
           const data = outstanding.get(id) ?? validateJobData(job.data);
           const why = `job ${job.id} failed ${job.attemptsMade} times: ${job.failedReason}`;
-          for (const f of data.files) if (!committedPaths.has(f.path)) failed.push({ path: f.path, error: why });
+          for (const f of data.files)
+            if (!committedPaths.has(f.path)) failed.push({ path: f.path, error: why });
           if (outstanding.delete(id)) done += data.files.length;
           await job.remove();
           busy = true;
@@ -298,8 +362,12 @@ export async function queuedAdd(
           const res = (await pipe.exec()) ?? [];
           const lost = ids.filter((_, i) => res[i]?.[1] === 0);
           if (lost.length > 0) {
-            notice(`${lost.length} job(s) missing from Redis (restarted without its data?): submitting them again`);
-            await queue.addBulk(lost.map((id) => ({ name: JOB_NAME, data: outstanding.get(id)!, opts: jobOpts(id) })));
+            notice(
+              `${lost.length} job(s) missing from Redis (restarted without its data?): submitting them again`,
+            );
+            await queue.addBulk(
+              lost.map((id) => ({ name: JOB_NAME, data: outstanding.get(id)!, opts: jobOpts(id) })),
+            );
             summary.resubmitted += lost.length;
           }
           redisDown = '';

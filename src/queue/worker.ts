@@ -26,7 +26,14 @@ import { loadEngine } from '../serve/load-engine.js';
 import { UserError, fileError } from '../util/errors.js';
 import { connectionOptions, parseQueueUrl, QUEUE_PREFIX } from './location.js';
 import { PathMap } from './paths.js';
-import { encodeVector, PROTOCOL_VERSION, validateJobData, type EmbedJobData, type EmbedJobResult, type ResultItem } from './protocol.js';
+import {
+  encodeVector,
+  PROTOCOL_VERSION,
+  validateJobData,
+  type EmbedJobData,
+  type EmbedJobResult,
+  type ResultItem,
+} from './protocol.js';
 
 /** Default BullMQ lock: a job whose worker stops renewing it for this long is redelivered. */
 export const DEFAULT_LOCK_MS = 30_000;
@@ -85,7 +92,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const name = o.name ?? `${hostname()}/${process.pid}`;
   const log = o.log ?? (() => {});
   if (o.threads !== undefined) {
-    if (!Number.isInteger(o.threads) || o.threads < 1) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
+    if (!Number.isInteger(o.threads) || o.threads < 1)
+      throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
     kernels().setThreads(o.threads);
   }
   let model: LoadedModel | undefined;
@@ -112,13 +120,22 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     const want = `${data.model.name} (${data.model.id.slice(0, 12)})`;
     if (o.model) {
       const m = model!;
-      if (m.id !== data.model.id) throw new Refusal(`worker ${name} refuses job for index ${data.index}: it needs model ${want}, this worker has ${m.name} (${m.id.slice(0, 12)}) from ${o.model}; start the worker with the index's model file`);
+      if (m.id !== data.model.id)
+        throw new Refusal(
+          `worker ${name} refuses job for index ${data.index}: it needs model ${want}, this worker has ${m.name} (${m.id.slice(0, 12)}) from ${o.model}; start the worker with the index's model file`,
+        );
       return m;
     }
     const local = paths.local(data.model.path);
-    if (!existsSync(local)) throw new Refusal(`worker ${name} refuses job for index ${data.index}: its model ${data.model.path}${local !== data.model.path ? ` (here ${local})` : ''} is not on this machine; pass --model or --map`);
+    if (!existsSync(local))
+      throw new Refusal(
+        `worker ${name} refuses job for index ${data.index}: its model ${data.model.path}${local !== data.model.path ? ` (here ${local})` : ''} is not on this machine; pass --model or --map`,
+      );
     const m = await load(local);
-    if (m.id !== data.model.id) throw new Refusal(`worker ${name} refuses job for index ${data.index}: ${local} is model ${m.name} (${m.id.slice(0, 12)}), the job needs ${want} (weights or config differ); copy the index's model file here or pass --model`);
+    if (m.id !== data.model.id)
+      throw new Refusal(
+        `worker ${name} refuses job for index ${data.index}: ${local} is model ${m.name} (${m.id.slice(0, 12)}), the job needs ${want} (weights or config differ); copy the index's model file here or pass --model`,
+      );
     return m;
   };
 
@@ -134,12 +151,20 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       // Back to the queue for another worker, without using an attempt; then this worker stops.
       await job.log(e.message);
       const client = await worker.client;
-      await client.hset(refusalsKey(loc.name), { [name]: JSON.stringify({ time: new Date().toISOString(), job: job.id, message: e.message }) });
+      await client.hset(refusalsKey(loc.name), {
+        [name]: JSON.stringify({ time: new Date().toISOString(), job: job.id, message: e.message }),
+      });
       await job.moveToWait(token);
       setImmediate(() => void stop());
       throw new WaitingError();
     }
-    log({ event: 'start', worker: name, job: String(job.id), files: data.files.length, attempt: job.attemptsStarted });
+    log({
+      event: 'start',
+      worker: name,
+      job: String(job.id),
+      files: data.files.length,
+      attempt: job.attemptsStarted,
+    });
     const t0 = performance.now();
     const items: ResultItem[] = [];
     let failed = 0;
@@ -147,16 +172,26 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       const local = paths.local(f.path);
       try {
         const st = statSync(local, { throwIfNoEntry: false });
-        if (!st) throw fileError(local, `file not found on this machine${local === f.path ? '' : ` (submitted as ${f.path})`}; check --map`);
+        if (!st)
+          throw fileError(
+            local,
+            `file not found on this machine${local === f.path ? '' : ` (submitted as ${f.path})`}; check --map`,
+          );
         if (!st.isFile()) throw fileError(local, 'not a regular file');
-        if (st.size !== f.size) throw fileError(local, `has ${st.size} bytes here but ${f.size} on the submitting machine (another or a changed file)`);
+        if (st.size !== f.size)
+          throw fileError(
+            local,
+            `has ${st.size} bytes here but ${f.size} on the submitting machine (another or a changed file)`,
+          );
         const p = await prepareMediaFile(local, m.embedder, { thumbnails: data.thumbnails });
         items.push({
           ok: true,
           modality: p.modality,
           ...(p.embedding.audio ? { audio: encodeVector(p.embedding.audio) } : {}),
           ...(p.embedding.visual ? { visual: encodeVector(p.embedding.visual) } : {}),
-          ...(p.thumbnail ? { thumb: { ext: p.thumbnail.ext, data: Buffer.from(p.thumbnail.bytes).toString('base64') } } : {}),
+          ...(p.thumbnail
+            ? { thumb: { ext: p.thumbnail.ext, data: Buffer.from(p.thumbnail.bytes).toString('base64') } }
+            : {}),
         });
       } catch (e) {
         failed++;
@@ -168,7 +203,14 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     summary.jobs++;
     summary.files += data.files.length;
     summary.failed += failed;
-    log({ event: 'job', worker: name, job: String(job.id), files: data.files.length, failed, ms: Math.round(ms) });
+    log({
+      event: 'job',
+      worker: name,
+      job: String(job.id),
+      files: data.files.length,
+      failed,
+      ms: Math.round(ms),
+    });
     if (o.maxJobs !== undefined && summary.jobs >= o.maxJobs) setImmediate(() => void stop());
     return { v: PROTOCOL_VERSION, worker: name, model: m.id, items, ms };
   };
@@ -200,7 +242,13 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   process.once('SIGTERM', onSignal);
   o.signal?.addEventListener('abort', onSignal, { once: true });
   try {
-    log({ event: 'ready', worker: name, queue: loc.display, threads: kernels().getThreads(), ...(model ? { model: model.id } : {}) });
+    log({
+      event: 'ready',
+      worker: name,
+      queue: loc.display,
+      threads: kernels().getThreads(),
+      ...(model ? { model: model.id } : {}),
+    });
     await worker.run();
     await stop();
   } finally {

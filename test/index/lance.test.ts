@@ -30,15 +30,31 @@ function items(n: number, seed: number, prefix = '/media/clip'): PreparedItem[] 
     };
     return {
       path: `${prefix}-${i}.${modality === 'audio' ? 'wav' : modality === 'image' ? 'png' : 'mp4'}`,
-      modality, mtimeMs: 1000 + i, size: 10 + i, embedding,
-      ...(i % 3 === 0 ? { thumbnail: { bytes: Buffer.from(`thumb ${seed} ${i}`), ext: i % 2 ? ('png' as const) : ('jpg' as const) } } : {}),
+      modality,
+      mtimeMs: 1000 + i,
+      size: 10 + i,
+      embedding,
+      ...(i % 3 === 0
+        ? {
+            thumbnail: {
+              bytes: Buffer.from(`thumb ${seed} ${i}`),
+              ext: i % 2 ? ('png' as const) : ('jpg' as const),
+            },
+          }
+        : {}),
     };
   });
 }
 
 function assertSameHits(a: SearchHit[], b: SearchHit[], what: string): void {
-  assert.deepEqual(a.map((h) => h.id), b.map((h) => h.id), `${what}: ids`);
-  a.forEach((h, i) => assert.ok(Math.abs(h.score - b[i].score) <= SCORE_TOL, `${what}: score ${h.score} vs ${b[i].score}`));
+  assert.deepEqual(
+    a.map((h) => h.id),
+    b.map((h) => h.id),
+    `${what}: ids`,
+  );
+  a.forEach((h, i) =>
+    assert.ok(Math.abs(h.score - b[i].score) <= SCORE_TOL, `${what}: score ${h.score} vs ${b[i].score}`),
+  );
 }
 
 test('LanceDB and embedded backends hold the same items and give equal search answers', async () => {
@@ -51,7 +67,10 @@ test('LanceDB and embedded backends hold the same items and give equal search an
       emb.commit(b);
       await lance.commit(b);
     }
-    const gone = emb.list().slice(5, 12).map((e) => e.id);
+    const gone = emb
+      .list()
+      .slice(5, 12)
+      .map((e) => e.id);
     emb.remove(gone);
     await lance.remove(gone);
     emb.close();
@@ -66,14 +85,24 @@ test('LanceDB and embedded backends hold the same items and give equal search an
     assert.equal(b.stats().count, a.stats().count);
     const strip = (e: { addedAt: string; row: number }) => ({ ...e, addedAt: '', row: 0 });
     assert.deepEqual(b.list().map(strip), a.list().map(strip), 'same entries in the same order');
-    for (const e of a.list()) if (e.thumb) assert.ok(Buffer.from((await b.thumbnail(e.id))!.bytes).equals(readFileSync(join(dir, "emb", e.thumb))), `${e.id} thumbnail`);
+    for (const e of a.list())
+      if (e.thumb)
+        assert.ok(
+          Buffer.from((await b.thumbnail(e.id))!.bytes).equals(readFileSync(join(dir, 'emb', e.thumb))),
+          `${e.id} thumbnail`,
+        );
     assert.equal(b.stats().withAudio, a.stats().withAudio);
 
     const r = rng(9);
     for (let qi = 0; qi < 12; qi++) {
       const q = randomArray(DIM, 5000 + qi);
       for (const space of ['audio', 'visual'] as EmbeddingSpace[]) {
-        for (const k of [1, 10, 500]) assertSameHits(await b.searchAsync(q, { space, k }), await a.searchAsync(q, { space, k }), `query ${qi} ${space} k=${k}`);
+        for (const k of [1, 10, 500])
+          assertSameHits(
+            await b.searchAsync(q, { space, k }),
+            await a.searchAsync(q, { space, k }),
+            `query ${qi} ${space} k=${k}`,
+          );
       }
       // A stored item as the query finds itself first with score 1.
       const e = a.list()[Math.floor(r() * a.list().length)];
@@ -98,19 +127,29 @@ test('LanceDB: a commit cut short leaves no trace after the next writer opens; o
     await w.commit(items(10, 1));
     await assert.rejects(LanceIndex.openOrCreate(loc, identity), /is being written by process/);
     // Vectors written, items never: what a crash between steps 1 and 2 of a commit leaves.
-    const tables = (w as unknown as { tables: Record<EmbeddingSpace, { add(rows: unknown[]): Promise<unknown> }> }).tables;
+    const tables = (
+      w as unknown as { tables: Record<EmbeddingSpace, { add(rows: unknown[]): Promise<unknown> }> }
+    ).tables;
     await tables.audio.add([{ id: 'ffffffffffffffff', seq: 99n, vector: Array.from(randomArray(DIM, 1)) }]);
     w.close();
     const again = await LanceIndex.openOrCreate(loc, identity);
     const q = randomArray(DIM, 77);
     const hits = await again.searchAsync(q, { space: 'audio', k: 50 });
     assert.ok(!hits.some((h) => h.id === 'ffffffffffffffff'));
-    assert.equal(await (again as unknown as { tables: Record<EmbeddingSpace, { countRows(): Promise<number> }> }).tables.audio.countRows(), again.stats().withAudio);
+    assert.equal(
+      await (
+        again as unknown as { tables: Record<EmbeddingSpace, { countRows(): Promise<number> }> }
+      ).tables.audio.countRows(),
+      again.stats().withAudio,
+    );
     // New commits never reuse the orphan's seq.
     const [e] = await again.commit(items(1, 5, '/media/late'));
     assert.ok(e.row > 99);
     again.close();
-    await assert.rejects(LanceIndex.openOrCreate(loc, { ...identity, modelId: 'sha256:other' }), /was built with model lance-test/);
+    await assert.rejects(
+      LanceIndex.openOrCreate(loc, { ...identity, modelId: 'sha256:other' }),
+      /was built with model lance-test/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -127,7 +166,13 @@ test("LanceDB's vector index (IVF_PQ): approximate answers carry exact scores, r
       const v = new Float32Array(DIM);
       const c = centres[i % 20];
       for (let d = 0; d < DIM; d++) v[d] = c[d] + 0.3 * (r() * 2 - 1);
-      return { path: `/media/img-${i}.png`, modality: 'image', mtimeMs: i, size: i, embedding: { visual: v } };
+      return {
+        path: `/media/img-${i}.png`,
+        modality: 'image',
+        mtimeMs: i,
+        size: i,
+        embedding: { visual: v },
+      };
     });
     for (let i = 0; i < batch.length; i += 1000) await lance.commit(batch.slice(i, i + 1000));
     const built = await lance.buildAnn('visual', { pqMinRows: 2000 });
@@ -140,10 +185,11 @@ test("LanceDB's vector index (IVF_PQ): approximate answers carry exact scores, r
       const exact = await lance.searchAsync(q, { space: 'visual', k: 10 });
       const approx = await lance.searchAsync(q, { space: 'visual', k: 10, approximate: true });
       const exactScore = new Map(exact.map((h) => [h.id, h.score]));
-      for (const h of approx) if (exactScore.has(h.id)) {
-        found++;
-        assert.ok(Math.abs(h.score - exactScore.get(h.id)!) <= SCORE_TOL);
-      }
+      for (const h of approx)
+        if (exactScore.has(h.id)) {
+          found++;
+          assert.ok(Math.abs(h.score - exactScore.get(h.id)!) <= SCORE_TOL);
+        }
     }
     assert.ok(found / (Q * 10) >= 0.9, `recall@10 ${found / (Q * 10)}`);
     lance.close();

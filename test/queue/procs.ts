@@ -63,11 +63,39 @@ export class TestRedis {
   }
 
   async startProcess(): Promise<void> {
-    const p = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--daemonize', 'no', '--protected-mode', 'yes', '--logfile', join(this.dir, 'redis.log')], { stdio: 'ignore' });
+    const p = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'yes',
+        '--logfile',
+        join(this.dir, 'redis.log'),
+      ],
+      { stdio: 'ignore' },
+    );
     children.add(p);
     this.proc = p;
-    const c = new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const c = new Redis({
+      port: this.port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     c.on('error', () => {});
     for (let i = 0; i < 100; i++) {
       try {
@@ -95,8 +123,14 @@ export class TestRedis {
 }
 
 /** Starts `node bin/cavmae.js ARGS`, tracked; stdout lines go to `onLine`. */
-export function cavmae(args: string[], onLine?: (line: string) => void): ChildProcess & { stderrText: () => string; stdoutText: () => string } {
-  const p = spawn(process.execPath, [join(repoRoot(), 'bin', 'cavmae.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } });
+export function cavmae(
+  args: string[],
+  onLine?: (line: string) => void,
+): ChildProcess & { stderrText: () => string; stdoutText: () => string } {
+  const p = spawn(process.execPath, [join(repoRoot(), 'bin', 'cavmae.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CI: '1' },
+  });
   children.add(p);
   let out = '';
   let err = '';

@@ -26,14 +26,15 @@ export function register(program: Command): void {
     .option('--queue <url>', 'redis://HOST:PORT/N: split the work into jobs for `cavmae worker` processes; this process commits their results')
     .option('--batch <n>', 'items per commit (with --queue: files per job)', positiveInt('--batch'), 16)
     .option('--attempts <n>', 'with --queue: attempts per job before its files are reported failed', positiveInt('--attempts'), 5)
+    .option('--threads <n>', 'compute threads for embedding in this process (default: one per core)', positiveInt('--threads'))
     .option('--no-thumbnails', 'do not write thumbnails')
     .option('--force', 're-embed files even when unchanged')
     .option('--json', 'print the summary as JSON')
-    .action(async (inputs: string[], o: { model: string; index: string; backend?: string; queue?: string; batch: number; attempts: number; thumbnails: boolean; force?: boolean; json?: boolean }) => {
+    .action(async (inputs: string[], o: { model: string; index: string; backend?: string; queue?: string; batch: number; attempts: number; threads?: number; thumbnails: boolean; force?: boolean; json?: boolean }) => {
       const { runIndexAdd, formatAddSummary } = await import('../../index/run.js');
       const { checkBackend } = await import('../../index/backend.js');
       const s = await runIndexAdd({
-        inputs, model: o.model, index: o.index, batch: o.batch, thumbnails: o.thumbnails, force: !!o.force,
+        inputs, model: o.model, index: o.index, batch: o.batch, thumbnails: o.thumbnails, force: !!o.force, threads: o.threads,
         ...(o.backend ? { backend: checkBackend(o.backend) } : {}), ...(o.queue ? { queue: o.queue, attempts: o.attempts } : {}),
       });
       process.stdout.write(o.json ? JSON.stringify(s) + '\n' : formatAddSummary(s, o.index) + '\n');
