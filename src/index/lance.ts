@@ -34,7 +34,10 @@ import {
 } from './backend.js';
 import { acquireWriteLock } from './lock.js';
 import {
-  mediaId,
+  checkModelIdentity,
+  checkedEntry,
+  countEntries,
+  isCurrentEntry,
   normalizedCopy,
   thumbName,
   type IndexIdentity,
@@ -329,17 +332,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   }
 
   checkIdentity(identity: IndexIdentity): void {
-    const m = this.meta.model;
-    if (m.id !== identity.modelId)
-      throw fileError(
-        this.location,
-        `was built with model ${m.name} (${m.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`,
-      );
-    if (this.meta.dim !== identity.dim)
-      throw fileError(
-        this.location,
-        `holds ${this.meta.dim}-dimensional embeddings, the model makes ${identity.dim}`,
-      );
+    checkModelIdentity(this.location, this.meta.model, this.meta.dim, identity);
   }
 
   get(id: string): IndexEntry | undefined {
@@ -352,19 +345,10 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   }
 
   isCurrent(path: string, mtimeMs: number, size: number): boolean {
-    const e = this.entries.get(mediaId(path));
-    return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
+    return isCurrentEntry(this.entries, path, mtimeMs, size);
   }
 
   stats(): IndexStats {
-    const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
-    let withAudio = 0;
-    let withVisual = 0;
-    for (const e of this.entries.values()) {
-      byModality[e.modality]++;
-      if (e.hasAudio) withAudio++;
-      if (e.hasVisual) withVisual++;
-    }
     return {
       dir: this.location,
       model: this.model,
@@ -372,9 +356,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       count: this.entries.size,
       rows: this.nextSeq,
       dead: this.nextSeq - this.entries.size,
-      withAudio,
-      withVisual,
-      byModality,
+      ...countEntries(this.entries.values()),
       generation: 0,
     };
   }
@@ -420,55 +402,27 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     const entries: IndexEntry[] = [];
     const seen = new Set<string>();
     for (const it of items) {
-      const path = resolve(it.path);
-      const id = mediaId(path);
-      if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
-      seen.add(id);
-      if (!MODALITIES.includes(it.modality))
-        throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
-      const model = it.model ?? this.meta.model.id;
-      if (model !== this.meta.model.id)
-        throw new UserError(
-          `${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${this.meta.model.id.slice(0, 12)}'s embeddings`,
-        );
-      const a = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
-      const v = it.embedding.visual
-        ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`)
-        : undefined;
-      if (!a && !v) throw new UserError(`${path}: no embedding to index`);
       const seq = this.nextSeq + entries.length;
-      if (a) vectors.audio.push({ id, seq: BigInt(seq), vector: Array.from(a) });
-      if (v) vectors.visual.push({ id, seq: BigInt(seq), vector: Array.from(v) });
-      const thumb = it.thumbnail ? thumbName(id, it.thumbnail.ext) : undefined;
-      const entry: IndexEntry = {
-        id,
-        row: seq,
-        path,
-        modality: it.modality,
-        hasAudio: !!a,
-        hasVisual: !!v,
-        ...(thumb ? { thumb } : {}),
-        mtimeMs: it.mtimeMs,
-        size: it.size,
-        addedAt: now,
-        model,
-        ...(it.worker ? { worker: it.worker } : {}),
-      };
+      const { entry: e, audio, visual } = checkedEntry(it, seq, now, dim, this.meta.model.id, seen);
+      const thumb = it.thumbnail ? thumbName(e.id, it.thumbnail.ext) : undefined;
+      const entry: IndexEntry = { ...e, ...(thumb ? { thumb } : {}) };
+      if (audio) vectors.audio.push({ id: e.id, seq: BigInt(seq), vector: Array.from(audio) });
+      if (visual) vectors.visual.push({ id: e.id, seq: BigInt(seq), vector: Array.from(visual) });
       entries.push(entry);
       rows.push({
-        id,
+        id: e.id,
         seq: BigInt(seq),
-        path,
-        modality: it.modality,
-        has_audio: !!a,
-        has_visual: !!v,
+        path: e.path,
+        modality: e.modality,
+        has_audio: e.hasAudio,
+        has_visual: e.hasVisual,
         thumb: thumb ?? null,
         thumb_data: it.thumbnail ? Buffer.from(it.thumbnail.bytes) : null,
-        mtime_ms: it.mtimeMs,
-        size: it.size,
+        mtime_ms: e.mtimeMs,
+        size: e.size,
         added_at: now,
-        model,
-        worker: it.worker ?? null,
+        model: e.model,
+        worker: e.worker ?? null,
       });
     }
     // 1. vectors, 2. items (the commit point), 3. what they replace.

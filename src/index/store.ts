@@ -145,6 +145,62 @@ export function mediaId(path: string): string {
 
 export const ID_PATTERN = /^[0-9a-f]{16}$/;
 
+/**
+ * The entry of an item to commit (both backends): path resolved, id, kind and model checked,
+ * embeddings checked and normalised, each id once per batch (`seen`).
+ */
+export function checkedEntry(
+  it: Omit<NewItem, 'thumb'>,
+  row: number,
+  addedAt: string,
+  dim: number,
+  indexModel: string,
+  seen: Set<string>,
+): { entry: IndexEntry; audio?: Float32Array; visual?: Float32Array } {
+  const path = resolve(it.path);
+  const id = mediaId(path);
+  if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
+  seen.add(id);
+  if (!MODALITIES.includes(it.modality)) throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
+  const model = it.model ?? indexModel;
+  if (model !== indexModel) throw new UserError(`${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${indexModel.slice(0, 12)}'s embeddings`);
+  const audio = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
+  const visual = it.embedding.visual ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`) : undefined;
+  if (!audio && !visual) throw new UserError(`${path}: no embedding to index`);
+  const entry: IndexEntry = {
+    id, row, path, modality: it.modality, hasAudio: !!audio, hasVisual: !!visual, mtimeMs: it.mtimeMs, size: it.size, addedAt,
+    model, ...(it.worker ? { worker: it.worker } : {}),
+  };
+  return { entry, ...(audio ? { audio } : {}), ...(visual ? { visual } : {}) };
+}
+
+/** Refuses an identity other than the index's (another model, or another width). */
+export function checkModelIdentity(location: string, model: { id: string; name: string }, dim: number, identity: IndexIdentity): void {
+  if (model.id !== identity.modelId) {
+    throw fileError(location, `was built with model ${model.name} (${model.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`);
+  }
+  if (dim !== identity.dim) throw fileError(location, `holds ${dim}-dimensional embeddings, the model makes ${identity.dim}`);
+}
+
+/** Whether `entries` holds `path` with this mtime and size (an unchanged, indexed file). */
+export function isCurrentEntry(entries: ReadonlyMap<string, IndexEntry>, path: string, mtimeMs: number, size: number): boolean {
+  const e = entries.get(mediaId(path));
+  return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
+}
+
+/** Counts for `stats()`: items with each embedding, items per kind. */
+export function countEntries(entries: Iterable<IndexEntry>): Pick<IndexStats, 'withAudio' | 'withVisual' | 'byModality'> {
+  const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
+  let withAudio = 0;
+  let withVisual = 0;
+  for (const e of entries) {
+    byModality[e.modality]++;
+    if (e.hasAudio) withAudio++;
+    if (e.hasVisual) withVisual++;
+  }
+  return { withAudio, withVisual, byModality };
+}
+
 function genDir(dir: string, gen: number): string {
   return join(dir, `g${gen}`);
 }
@@ -320,11 +376,7 @@ export class MediaIndex implements IndexWriter {
   }
 
   checkIdentity(identity: IndexIdentity): void {
-    const m = this.meta.model;
-    if (m.id !== identity.modelId) {
-      throw fileError(this.dir, `was built with model ${m.name} (${m.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index folder`);
-    }
-    if (this.meta.dim !== identity.dim) throw fileError(this.dir, `holds ${this.meta.dim}-dimensional embeddings, the model makes ${identity.dim}`);
+    checkModelIdentity(this.dir, this.meta.model, this.meta.dim, identity);
   }
 
   /** Releases the write lock (if held). The object stays readable. */
@@ -514,22 +566,13 @@ export class MediaIndex implements IndexWriter {
 
   /** An entry is up to date when its file still has the recorded mtime and size. */
   isCurrent(path: string, mtimeMs: number, size: number): boolean {
-    const e = this.entries.get(mediaId(path));
-    return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
+    return isCurrentEntry(this.entries, path, mtimeMs, size);
   }
 
   stats(): IndexStats {
-    const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
-    let withAudio = 0;
-    let withVisual = 0;
-    for (const e of this.entries.values()) {
-      byModality[e.modality]++;
-      if (e.hasAudio) withAudio++;
-      if (e.hasVisual) withVisual++;
-    }
     return {
       dir: this.dir, model: this.model, dim: this.dim, count: this.count, rows: this.rows, dead: this.rows - this.count,
-      withAudio, withVisual, byModality, generation: this.generation,
+      ...countEntries(this.entries.values()), generation: this.generation,
     };
   }
 
@@ -553,24 +596,11 @@ export class MediaIndex implements IndexWriter {
     };
     const seen = new Set<string>();
     items.forEach((it, i) => {
-      const path = resolve(it.path);
-      const id = mediaId(path);
-      if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
-      seen.add(id);
-      if (!MODALITIES.includes(it.modality)) throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
-      const a = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
-      const v = it.embedding.visual ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`) : undefined;
-      if (!a && !v) throw new UserError(`${path}: no embedding to index`);
-      if (a) vecs.audio.set(a, i * dim);
-      if (v) vecs.visual.set(v, i * dim);
-      if (it.thumb !== undefined && !/^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(it.thumb)) throw new UserError(`${path}: bad thumbnail path ${it.thumb}`);
-      const model = it.model ?? this.meta.model.id;
-      if (model !== this.meta.model.id) throw new UserError(`${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${this.meta.model.id.slice(0, 12)}'s embeddings`);
-      newEntries.push({
-        id, row: row0 + i, path, modality: it.modality, hasAudio: !!a, hasVisual: !!v,
-        ...(it.thumb ? { thumb: it.thumb } : {}), mtimeMs: it.mtimeMs, size: it.size, addedAt: now,
-        model, ...(it.worker ? { worker: it.worker } : {}),
-      });
+      if (it.thumb !== undefined && !/^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(it.thumb)) throw new UserError(`${it.path}: bad thumbnail path ${it.thumb}`);
+      const { entry, audio, visual } = checkedEntry(it, row0 + i, now, dim, this.meta.model.id, seen);
+      if (audio) vecs.audio.set(audio, i * dim);
+      if (visual) vecs.visual.set(visual, i * dim);
+      newEntries.push({ ...entry, ...(it.thumb ? { thumb: it.thumb } : {}) });
     });
 
     // 1. Vector rows past the committed end, per segment file, fsynced.
