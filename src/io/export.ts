@@ -20,47 +20,23 @@ import { compareKeys, keyReportIsClean } from './checkpoint.js';
 import { cavmaeFtLayout, cavmaeLayout } from './layouts.js';
 import { writePth } from './pth-write.js';
 
-/** Constructor arguments of each official class, by name (ours are the same names). */
+/** Constructor arguments of each official class, in its order (our config keys have the same names). */
+const ENCODER_ARGS = [
+  'img_size',
+  'audio_length',
+  'patch_size',
+  'in_chans',
+  'embed_dim',
+  'modality_specific_depth',
+  'num_heads',
+] as const;
+const DECODER_ARGS = ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads'] as const;
 const OFFICIAL_ARGS: Record<string, readonly (keyof CavmaeConfig)[]> = {
-  CAVMAE: [
-    'img_size',
-    'audio_length',
-    'patch_size',
-    'in_chans',
-    'embed_dim',
-    'modality_specific_depth',
-    'num_heads',
-    'decoder_embed_dim',
-    'decoder_depth',
-    'decoder_num_heads',
-    'mlp_ratio',
-    'norm_pix_loss',
-    'tr_pos',
-  ],
-  CAVMAEFT: [
-    'label_dim',
-    'img_size',
-    'audio_length',
-    'patch_size',
-    'in_chans',
-    'embed_dim',
-    'modality_specific_depth',
-    'num_heads',
-    'mlp_ratio',
-    'norm_pix_loss',
-    'tr_pos',
-  ],
+  CAVMAE: [...ENCODER_ARGS, ...DECODER_ARGS, 'mlp_ratio', 'norm_pix_loss', 'tr_pos'],
+  CAVMAEFT: ['label_dim', ...ENCODER_ARGS, 'mlp_ratio', 'norm_pix_loss', 'tr_pos'],
   CAVMAESync: [
-    'img_size',
-    'audio_length',
-    'patch_size',
-    'in_chans',
-    'embed_dim',
-    'modality_specific_depth',
-    'num_heads',
-    'decoder_embed_dim',
-    'decoder_depth',
-    'decoder_num_heads',
+    ...ENCODER_ARGS,
+    ...DECODER_ARGS,
     'num_register_tokens',
     'mlp_ratio',
     'norm_pix_loss',
