@@ -200,6 +200,10 @@ export async function queuedAdd(
     const covered = new Set<string>();
     for (const job of await queue.getJobs([...STATES_PENDING, 'completed', 'failed'])) {
       if (!job?.id || (job.data as Partial<EmbedJobData>)?.run !== run) continue;
+      if (await job.isFailed()) {
+        await job.remove(); // given up on last time: its files are submitted again below
+        continue;
+      }
       const data = validateJobData(job.data);
       outstanding.set(job.id, data);
       for (const f of data.files) covered.add(`${f.path}\0${f.mtimeMs}\0${f.size}`);

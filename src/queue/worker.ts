@@ -131,7 +131,14 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       throw new Refusal(
         `worker ${name} refuses job for index ${data.index}: its model ${data.model.path}${local !== data.model.path ? ` (here ${local})` : ''} is not on this machine; pass --model or --map`,
       );
-    const m = await load(local);
+    let m: LoadedModel;
+    try {
+      m = await load(local);
+    } catch (e) {
+      throw new Refusal(
+        `worker ${name} refuses job for index ${data.index}: cannot load its model ${local} (${(e as Error).message})`,
+      );
+    }
     if (m.id !== data.model.id)
       throw new Refusal(
         `worker ${name} refuses job for index ${data.index}: ${local} is model ${m.name} (${m.id.slice(0, 12)}), the job needs ${want} (weights or config differ); copy the index's model file here or pass --model`,
