@@ -27,7 +27,7 @@ import { resolve } from 'node:path';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { failureMessage, type AddFailure, type AddSummary } from '../index/add.js';
-import type { IndexWriter } from '../index/store.js';
+import type { IndexWriter, PreparedItem } from '../index/store.js';
 import { UserError } from '../util/errors.js';
 import { connectionOptions, parseQueueUrl, QUEUE_PREFIX } from './location.js';
 import {
@@ -257,54 +257,80 @@ export async function queuedAdd(
     let lastCheck = performance.now();
     let lastCounts = 0;
 
-    const collect = async (job: Job): Promise<void> => {
+    /**
+     * Commits the results of finished jobs in ONE index commit (one set of fsyncs however many
+     * jobs finished since the last round), then removes the jobs: exactly once, see the contract.
+     */
+    const collect = async (jobs: Job[]): Promise<void> => {
       const tc = performance.now();
-      const id = String(job.id);
-      const data = outstanding.get(id) ?? validateJobData(job.data);
-      const { result, items } = decodeJobResult(data, job.returnvalue, `job ${id}`);
-      if (result.model !== model.id)
-        throw new UserError(
-          `job ${id}: embedded by model ${result.model.slice(0, 12)}, not the index's ${model.id.slice(0, 12)}`,
-        );
-      const batch = [];
-      let dup = 0;
-      for (const it of items) {
-        const key = it.file.path;
-        if (!it.ok) {
-          failed.push({ path: key, error: it.error ?? 'failed' });
+      const batch: PreparedItem[] = [];
+      const inBatch = new Set<string>();
+      const taken: { job: Job; data: EmbedJobData; committed: number }[] = [];
+      for (const job of jobs) {
+        const id = String(job.id);
+        const data = outstanding.get(id) ?? validateJobData(job.data);
+        let decoded;
+        try {
+          decoded = decodeJobResult(data, job.returnvalue, `job ${id}`);
+          if (decoded.result.model !== model.id)
+            throw new UserError(
+              `job ${id}: embedded by model ${decoded.result.model.slice(0, 12)}, not the index's ${model.id.slice(0, 12)}`,
+            );
+        } catch (e) {
+          if (!(e instanceof UserError)) throw e;
+          // A malformed result: its files fail with the reason, the job is dropped.
+          for (const f of data.files) failed.push({ path: f.path, error: e.message });
+          taken.push({ job, data, committed: 0 });
           continue;
         }
-        // Exactly once: a file already committed (by this run or an earlier one) is not written again.
-        if (committedPaths.has(key) || (!o.force && index.isCurrent(key, it.file.mtimeMs, it.file.size))) {
-          dup++;
-          continue;
+        const { result, items } = decoded;
+        let committedHere = 0;
+        for (const it of items) {
+          const key = it.file.path;
+          if (!it.ok) {
+            failed.push({ path: key, error: it.error ?? 'failed' });
+            continue;
+          }
+          // Exactly once: a file already committed (by this run or an earlier one) is not written again.
+          if (
+            inBatch.has(key) ||
+            committedPaths.has(key) ||
+            (!o.force && index.isCurrent(key, it.file.mtimeMs, it.file.size))
+          ) {
+            summary.duplicates++;
+            continue;
+          }
+          inBatch.add(key);
+          committedHere++;
+          batch.push({
+            path: key,
+            modality: it.modality!,
+            mtimeMs: it.file.mtimeMs,
+            size: it.file.size,
+            embedding: it.embedding!,
+            model: result.model,
+            worker: result.worker,
+            ...(it.thumbnail ? { thumbnail: it.thumbnail } : {}),
+          });
         }
-        batch.push({
-          path: key,
-          modality: it.modality!,
-          mtimeMs: it.file.mtimeMs,
-          size: it.file.size,
-          embedding: it.embedding!,
-          model: result.model,
-          worker: result.worker,
-          ...(it.thumbnail ? { thumbnail: it.thumbnail } : {}),
-        });
+        const w = (summary.workers[result.worker] ??= { jobs: 0, files: 0, ms: 0 });
+        w.jobs++;
+        w.files += data.files.length;
+        w.ms += result.ms;
+        if (job.attemptsStarted > 1 || job.stalledCounter > 0) summary.redelivered++;
+        taken.push({ job, data, committed: committedHere });
       }
       if (batch.length > 0) await index.commit(batch);
       for (const b of batch) committedPaths.add(b.path);
       added += batch.length;
-      summary.duplicates += dup;
-      const w = (summary.workers[result.worker] ??= { jobs: 0, files: 0, ms: 0 });
-      w.jobs++;
-      w.files += data.files.length;
-      w.ms += result.ms;
-      if (job.attemptsStarted > 1 || job.stalledCounter > 0) summary.redelivered++;
-      await job.remove();
-      summary.writerMs += performance.now() - tc;
-      if (outstanding.delete(id)) {
-        done += data.files.length;
-        committed += batch.length;
+      await Promise.all(taken.map((t) => t.job.remove()));
+      for (const t of taken) {
+        if (outstanding.delete(String(t.job.id))) {
+          done += t.data.files.length;
+          committed += t.committed;
+        }
       }
+      summary.writerMs += performance.now() - tc;
     };
 
     while (outstanding.size > 0) {
@@ -314,19 +340,10 @@ export async function queuedAdd(
       }
       try {
         let busy = false;
-        for (const job of await jobsOfRun(queue, 'completed', run)) {
+        const finished = await jobsOfRun(queue, 'completed', run);
+        if (finished.length > 0) {
           busy = true;
-          try {
-            await collect(job);
-          } catch (e) {
-            if (!(e instanceof UserError)) throw e;
-            // A malformed result: count its files failed, drop the job.
-            const data = outstanding.get(String(job.id));
-            for (const f of data?.files ?? []) failed.push({ path: f.path, error: e.message });
-            if (data) done += data.files.length;
-            outstanding.delete(String(job.id));
-            await job.remove();
-          }
+          await collect(finished);
           progress();
         }
         for (const job of await jobsOfRun(queue, 'failed', run)) {
