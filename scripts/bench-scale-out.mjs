@@ -170,6 +170,9 @@ const result = {
   runs,
   medianSeconds: med,
   throughputRatio2v1: +(med.q1 / med.q2).toFixed(3),
+  steadyRatio2v1: +(
+    median(runs.q2.map((r) => r.steadyFilesPerSec)) / median(runs.q1.map((r) => r.steadyFilesPerSec))
+  ).toFixed(3),
   queueVsLocal1: +(med.local / med.q1).toFixed(3),
   overheadPerJobMs: +overheadPerJobMs.toFixed(1),
   writerMsPerJob,

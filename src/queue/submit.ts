@@ -77,6 +77,11 @@ export interface QueuedAddSummary extends AddSummary {
     duplicates: number;
     /** Jobs that ran more than once before completing (a worker died or stalled on them). */
     redelivered: number;
+    /**
+     * Files per second between the first and the last commit round: the rate once the workers
+     * are busy, without start-up (model loading, submission) and the last job's latency.
+     */
+    steadyFilesPerSec: number;
     /** Time the writer spent committing results (decode, index commit, job removal), ms. */
     writerMs: number;
     /** Files and jobs per worker. */
@@ -170,6 +175,7 @@ export async function queuedAdd(
     resubmitted: 0,
     duplicates: 0,
     redelivered: 0,
+    steadyFilesPerSec: 0,
     writerMs: 0,
     workers: {},
     refusals: [],
@@ -261,6 +267,7 @@ export async function queuedAdd(
      * Commits the results of finished jobs in ONE index commit (one set of fsyncs however many
      * jobs finished since the last round), then removes the jobs: exactly once, see the contract.
      */
+    let firstRound: { t: number; done: number } | undefined;
     const collect = async (jobs: Job[]): Promise<void> => {
       const tc = performance.now();
       const batch: PreparedItem[] = [];
@@ -331,6 +338,10 @@ export async function queuedAdd(
         }
       }
       summary.writerMs += performance.now() - tc;
+      const now = performance.now();
+      firstRound ??= { t: now, done };
+      if (done > firstRound.done)
+        summary.steadyFilesPerSec = ((done - firstRound.done) / (now - firstRound.t)) * 1000;
     };
 
     while (outstanding.size > 0) {

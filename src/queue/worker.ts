@@ -97,8 +97,9 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     kernels().setThreads(o.threads);
   }
   let model: LoadedModel | undefined;
-  const load = async (path: string): Promise<LoadedModel> => {
-    if (model?.path === path) return model;
+  const load = async (path: string, wantId?: string): Promise<LoadedModel> => {
+    // The cached model, unless the job wants another id (the file may have been replaced since).
+    if (model?.path === path && (wantId === undefined || model.id === wantId)) return model;
     await model?.engine.close?.();
     model = undefined;
     const engine = await loadEngine(path);
@@ -133,7 +134,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       );
     let m: LoadedModel;
     try {
-      m = await load(local);
+      m = await load(local, data.model.id);
     } catch (e) {
       throw new Refusal(
         `worker ${name} refuses job for index ${data.index}: cannot load its model ${local} (${(e as Error).message})`,
