@@ -134,6 +134,7 @@ for (let rep = 0; rep < reps; rep++) {
       ...(q
         ? {
             jobs: q.jobs,
+            steadyFilesPerSec: +q.steadyFilesPerSec.toFixed(3),
             writerMsPerJob: +(q.writerMs / q.jobs).toFixed(2),
             embedMsPerJob: +(Object.values(q.workers).reduce((s, w) => s + w.ms, 0) / q.jobs).toFixed(1),
           }
@@ -144,7 +145,11 @@ for (let rep = 0; rep < reps; rep++) {
 }
 redis.kill('SIGTERM');
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const med = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v.map((r) => r.seconds))]));
 const files = runs.local[0].files;
 const jobs = runs.q1[0].jobs;
