@@ -249,7 +249,7 @@ export async function buildAnnIndex(location: string, params: { m: number; efCon
       const n = space === 'audio' ? stats.withAudio : stats.withVisual;
       if (n === 0) continue;
       const t0 = Date.now();
-      const what = idx instanceof MediaIndex ? (idx.ann(space, params), 'HNSW graph') : (await idx.buildAnn(space)).kind;
+      const what = idx instanceof MediaIndex ? (idx.ann(space, params), 'graph') : `LanceDB ${(await idx.buildAnn(space)).kind} index`;
       lines.push(`${space}: ${what} over ${n} items in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
   } finally {
