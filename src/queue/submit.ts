@@ -375,9 +375,10 @@ export async function queuedAdd(
           counts.waiting = (c.waiting ?? 0) + (c.prioritized ?? 0);
           counts.active = c.active ?? 0;
           for (const [worker, json] of Object.entries(await client.hgetall(refusalsKey(loc.name)))) {
-            if (seenRefusals.has(`${worker}\0${json}`)) continue;
-            seenRefusals.add(`${worker}\0${json}`);
             const message = (JSON.parse(json) as { message?: string }).message ?? json;
+            // One line per worker and reason (a worker may refuse again while it stops).
+            if (seenRefusals.has(`${worker}\0${message}`)) continue;
+            seenRefusals.add(`${worker}\0${message}`);
             if (message.includes(index.location)) {
               summary.refusals.push(message);
               notice(message);

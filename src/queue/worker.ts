@@ -148,6 +148,11 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   };
 
   const processor = async (job: Job, token?: string): Promise<EmbedJobResult> => {
+    if (refusal) {
+      // Stopping after a refusal: a job taken meanwhile goes straight back.
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
     const data = validateJobData(job.data);
     let m: LoadedModel;
     try {
@@ -155,6 +160,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       refusal = e.message;
+      void worker.pause(true); // take no further job (the one in hand goes back below)
       log({ event: 'refused', worker: name, job: String(job.id), message: e.message });
       // Back to the queue for another worker, without using an attempt; then this worker stops.
       await job.log(e.message);
