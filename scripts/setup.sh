@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 # libdnnl-dev: oneDNN (GEMM for the native addon); ffmpeg: decoding every media container;
 # espeak-ng + sox: the AV-digits demo data; chromium: the browser test of the web page;
-# python3: node-gyp; g++/make: the addon build.
-APT_PACKAGES=(build-essential python3 libdnnl-dev ffmpeg espeak-ng sox chromium fonts-dejavu-core)
+# python3: node-gyp; g++/make: the addon build; redis-server: the job queue of distributed
+# indexing (tests start their own instance); python3-torch: the test that PyTorch loads
+# `cavmae export` output.
+APT_PACKAGES=(build-essential python3 libdnnl-dev ffmpeg espeak-ng sox chromium fonts-dejavu-core redis-server python3-torch)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -189,6 +189,13 @@ export function custom<T, O extends Presence<T> = Presence<T>>(
   return valueSpec(flags, help, parse, o);
 }
 
+/** A flag that may be given several times ('--map A=B --map C=D'): every value, in order. */
+export function repeated(flags: string, help: string): Spec<string[]> {
+  // commander hands an argument parser the value so far: accumulate instead of replacing.
+  const parse = (raw: string, previous?: string[]): string[] => [...(previous ?? []), raw];
+  return { flags, help, kind: 'option', parse: parse as (raw: string) => unknown, default: [] };
+}
+
 /** A switch: true when given, else undefined. */
 export function flag(flags: string, help: string): Spec<boolean | undefined> {
   return { flags, help, kind: 'option' };

@@ -1,35 +1,51 @@
 /**
- * `cavmae index add|list|remove|compact|stats|build-ann`: the embedded media index (src/index).
- * `add` needs the model (via the inference API); the others only read or rewrite the folder.
+ * `cavmae index add|list|remove|compact|stats|build-ann`: the media index (src/index; embedded
+ * folder or LanceDB). `add` needs the model (in this process, or `cavmae worker`s with --queue);
+ * the others only read or rewrite the index.
  */
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
 import { INDEX_DIR } from '../options.js';
-import { defineCommand, flag, int, negatable, str, variadicArgument } from '../schema.js';
+import { defineCommand, flag, int, negatable, oneOf, str, variadicArgument } from '../schema.js';
 
 const ADD = {
   inputs: variadicArgument('<inputs...>', 'media files and folders'),
   model: str('--model <file>', 'model checkpoint', { required: true }),
-  index: str('--index <dir>', 'index folder (created when absent)', { required: true }),
-  batch: int('--batch <n>', 'items per commit', { min: 1, default: 16 }),
+  index: str('--index <dir>', 'index folder, or a LanceDB URI (created when absent)', { required: true }),
+  backend: oneOf(
+    '--backend <name>',
+    'backend of a new index: embedded or lancedb (an existing one is recognised)',
+    ['embedded', 'lancedb'] as const,
+  ),
+  queue: str(
+    '--queue <url>',
+    'redis://HOST:PORT/N: split the work into jobs for `cavmae worker` processes; this process commits their results',
+  ),
+  batch: int('--batch <n>', 'items per commit (with --queue: files per job)', { min: 1, default: 16 }),
+  attempts: int('--attempts <n>', 'with --queue: attempts per job before its files are reported failed', {
+    min: 1,
+    default: 5,
+  }),
+  threads: int('--threads <n>', 'compute threads for embedding in this process (default: one per core)', {
+    min: 1,
+  }),
   thumbnails: negatable('--no-thumbnails', 'do not write thumbnails'),
   force: flag('--force', 're-embed files even when unchanged'),
   json: flag('--json', 'print the summary as JSON'),
 };
 
-/** Opens the index of `--index` (read-only unless `writable`), runs `f`, closes a writable one. */
-async function withIndex<T>(
-  dir: string,
-  writable: boolean,
-  f: (idx: import('../../index/store.js').MediaIndex) => T,
+/** Opens the index at `--index` (either backend) for reading, runs `f`, closes it. */
+async function withReader<T>(
+  location: string,
+  f: (idx: import('../../index/backend.js').SearchableIndex) => T,
 ): Promise<T> {
-  const { MediaIndex } = await import('../../index/store.js');
+  const { openIndexReader } = await import('../../index/backend.js');
   const { indexDirOf } = await import('../../index/run.js');
-  const idx = MediaIndex.open(indexDirOf(dir), { writable });
+  const idx = await openIndexReader(indexDirOf(location));
   try {
     return f(idx);
   } finally {
-    if (writable) idx.close();
+    await idx.close();
   }
 }
 
@@ -43,9 +59,14 @@ export function register(program: Command): void {
     'add',
     'embed media files (folders are walked) into the index; resumable: unchanged files are skipped',
     ADD,
-    async ({ json, ...o }) => {
+    async ({ json, backend, queue, attempts, ...o }) => {
       const { runIndexAdd, formatAddSummary } = await import('../../index/run.js');
-      const s = await runIndexAdd({ ...o, force: !!o.force });
+      const s = await runIndexAdd({
+        ...o,
+        force: !!o.force,
+        ...(backend ? { backend } : {}),
+        ...(queue ? { queue, attempts } : {}),
+      });
       process.stdout.write(json ? JSON.stringify(s) + '\n' : formatAddSummary(s, o.index) + '\n');
       if (s.failed.length > 0) process.exitCode = 1;
     },
@@ -57,7 +78,7 @@ export function register(program: Command): void {
     'list the indexed items',
     { index: INDEX_DIR, json: flag('--json', 'one JSON object per line') },
     (o) =>
-      withIndex(o.index, false, (idx) => {
+      withReader(o.index, (idx) => {
         for (const e of idx.list()) {
           const streams = `${e.hasAudio ? 'a' : '-'}${e.hasVisual ? 'v' : '-'}`;
           process.stdout.write(
@@ -68,8 +89,8 @@ export function register(program: Command): void {
   );
 
   defineCommand(index, 'stats', 'model, counts and layout of the index', { index: INDEX_DIR }, (o) =>
-    withIndex(o.index, false, (idx) => {
-      process.stdout.write(JSON.stringify(idx.stats(), null, 2) + '\n');
+    withReader(o.index, (idx) => {
+      process.stdout.write(JSON.stringify({ backend: idx.backend, ...idx.stats() }, null, 2) + '\n');
     }),
   );
 
@@ -79,12 +100,10 @@ export function register(program: Command): void {
     'remove items by id or by file path',
     { items: variadicArgument('<items...>', 'ids (16 hex digits) or paths'), index: INDEX_DIR },
     async (o) => {
-      const { resolveIds } = await import('../../index/run.js');
-      await withIndex(o.index, true, (idx) => {
-        const r = idx.remove(resolveIds(o.items));
-        process.stdout.write(`removed ${r.removed.length}; ${idx.count} items left\n`);
-        if (r.unknown.length) throw new UserError(`not in the index: ${r.unknown.join(', ')}`);
-      });
+      const { indexDirOf, removeFromIndex } = await import('../../index/run.js');
+      const r = await removeFromIndex(indexDirOf(o.index), o.items);
+      process.stdout.write(`removed ${r.removed.length}; ${r.left} items left\n`);
+      if (r.unknown.length) throw new UserError(`not in the index: ${r.unknown.join(', ')}`);
     },
   );
 
@@ -93,34 +112,25 @@ export function register(program: Command): void {
     'compact',
     'rewrite the vectors without removed or replaced rows',
     { index: INDEX_DIR },
-    (o) =>
-      withIndex(o.index, true, (idx) => {
-        const r = idx.compact();
-        process.stdout.write(`compacted ${r.before} rows to ${r.after}\n`);
-      }),
+    async (o) => {
+      const { indexDirOf, compactIndex } = await import('../../index/run.js');
+      process.stdout.write(`${await compactIndex(indexDirOf(o.index))}\n`);
+    },
   );
 
   defineCommand(
     index,
     'build-ann',
-    'build (or extend) the approximate-search graphs (HNSW) now instead of at the first --approximate search',
+    "build the approximate-search index now: HNSW graphs (embedded; else built at the first --approximate search) or LanceDB's vector index (IVF)",
     {
       index: INDEX_DIR,
       m: int('--m <n>', 'graph degree', { min: 1, default: 16 }),
       efConstruction: int('--ef-construction <n>', 'build beam width', { min: 1, default: 200 }),
     },
-    (o) =>
-      withIndex(o.index, false, (idx) => {
-        const stats = idx.stats();
-        for (const space of ['audio', 'visual'] as const) {
-          const items = space === 'audio' ? stats.withAudio : stats.withVisual;
-          if (items === 0) continue;
-          const t0 = Date.now();
-          idx.ann(space, { m: o.m, efConstruction: o.efConstruction });
-          process.stdout.write(
-            `${space}: graph over ${items} items in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
-          );
-        }
-      }),
+    async (o) => {
+      const { indexDirOf, buildAnnIndex } = await import('../../index/run.js');
+      const lines = await buildAnnIndex(indexDirOf(o.index), { m: o.m, efConstruction: o.efConstruction });
+      for (const line of lines) process.stdout.write(`${line}\n`);
+    },
   );
 }
