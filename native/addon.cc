@@ -1,6 +1,8 @@
 // N-API surface of the native kernels: exactly the functions of the `Kernels` interface in
 // src/kernels/api.ts (same names, same positional arguments), plus info(), gemmInfo(), copy()
-// and peakProbe() for the benchmark.
+// and peakProbe() for the benchmark. Bindings only: argument checking and the call; the
+// kernels live in gemm.cc, attention*.cc, kernels_impl.h, their scratch in scratch.cc and the
+// benchmark's probes in probe.cc.
 //
 // Contract: typed arrays are used in place (zero-copy); every argument is checked before any
 // memory is touched: a wrong type throws TypeError, a size that is not a non-negative integer or
@@ -12,23 +14,14 @@
 #include <omp.h>
 #include <stdint.h>
 
-#include <chrono>
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "attention.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
-
-// ---- per-thread scratch shared by the kernels (see kernels.h) ----
-extern "C" float* cavmae_scratch(int slot, size_t floats) {
-  thread_local std::vector<float> slots[17];
-  std::vector<float>& s = slots[slot];
-  if (s.size() < floats) s.resize(floats);
-  return s.data();
-}
+#include "probe.h"
 
 namespace {
 
@@ -601,35 +594,8 @@ napi_value GemmInfo(Args& a) {
   return Napi::String::New(a.env(), gemm_impl_name(s, ta, tb, bf16));
 }
 
-// peakProbe(kind, threads, ms): the machine's raw arithmetic peak, for the benchmark to state GEMM
-// rates against. kind 0: fp32 FMA GFLOP/s, kind 1: bf16 vdpbf16ps GFLOP/s (0 where the CPU or
-// the build lacks AVX512-BF16), both register-only FMA chains run as ~1 ms chunks on the pool with
-// `threads` threads for about `ms` milliseconds of wall time; kind 2: clock estimate in GHz from
-// a dependent chain of integer adds (one per cycle) on the calling thread.
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double clock_ghz(double ms) {
-  auto t0 = std::chrono::steady_clock::now();
-  long rounds = 0;
-  uint64_t x = 0;
-  do {
-#define CAVMAE_ADD8 "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-    for (int i = 0; i < 10000; i++)
-      __asm__ volatile(CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8
-                       : "+r"(x));
-#undef CAVMAE_ADD8
-    rounds++;
-  } while (seconds_since(t0) < ms / 1e3);
-  return 64.0 * 10000.0 * (double)rounds / seconds_since(t0) / 1e9;
-}
-
-struct ProbeJob {
-  double (*fn)(long);
-  long iters;
-};
-
+// peakProbe(kind, threads, ms): the machine's raw arithmetic peak for the benchmark (probe.h).
+// kind 0: fp32 FMA GFLOP/s, 1: bf16 vdpbf16ps GFLOP/s (0 without AVX512-BF16), 2: clock in GHz.
 napi_value PeakProbe(Args& a) {
   a.expect("peakProbe", 3);
   long kind = a.size(0, "kind"), threads = a.size(1, "threads");
@@ -637,32 +603,8 @@ napi_value PeakProbe(Args& a) {
   if (kind > 2) a.range_error("kind must be 0 (fp32), 1 (bf16) or 2 (clock)");
   if (threads < 1 || threads > 1024) a.range_error("threads must be between 1 and 1024");
   if (!(ms > 0 && ms <= 60000)) a.range_error("ms must be in (0, 60000]");
-  if (kind == 2) return Napi::Number::New(a.env(), clock_ghz(ms));
-  __builtin_cpu_init();
-  if (kind == 1 && !__builtin_cpu_supports("avx512bf16")) return Napi::Number::New(a.env(), 0.0);
-  ProbeJob job{kind == 1 ? K().peak_fma_bf16 : K().peak_fma_fp32, 1000};
-  // Calibrate chunks of ~1 ms on this thread.
-  for (;;) {
-    auto t0 = std::chrono::steady_clock::now();
-    job.fn(job.iters);
-    double dt = seconds_since(t0);
-    if (dt > 2e-4 || job.iters > (1L << 30)) {
-      job.iters = (long)((double)job.iters * 1e-3 / (dt > 1e-9 ? dt : 1e-9)) + 1;
-      break;
-    }
-    job.iters *= 4;
-  }
-  long nchunks = (long)(ms * (double)threads) + threads;
-  double per_round = job.fn(1);
-  auto t0 = std::chrono::steady_clock::now();
-  cavmae_parallel_for(
-      nchunks, (int)threads, [](void* ctx, long) {
-        auto* j = static_cast<ProbeJob*>(ctx);
-        j->fn(j->iters);
-      },
-      &job);
-  double dt = seconds_since(t0);
-  return Napi::Number::New(a.env(), per_round * (double)job.iters * (double)nchunks / dt / 1e9);
+  if (kind == 2) return Napi::Number::New(a.env(), probe_clock_ghz(ms));
+  return Napi::Number::New(a.env(), probe_peak_gflops((int)kind, (int)threads, ms));
 }
 
 // dst = src (n floats), threaded like the kernels: the memory-bandwidth probe.

@@ -9,6 +9,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "scratch.h"
 
 #include <omp.h>
 #include <string.h>
@@ -262,9 +263,6 @@ void apply_epilogue(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0
     for (long r = 0; r < m; r++) kt.f32_to_bf16(e.out16 + (m0 + r) * e.ldout16 + n0, ct + r * ldc, n);
 }
 
-// Per-thread fp32 tile for outputs that are only wanted in bf16 (c == nullptr).
-constexpr int kTileSlot = 16;
-
 void run_piece(void* ctx, long piece) {
   const Job& j = *static_cast<const Job*>(ctx);
   const GemmShape& s = *j.s;
@@ -291,7 +289,7 @@ void run_piece(void* ctx, long piece) {
   long off_c = i * j.sc[0] + jj * j.sc[1] + m0 * j.sc[2] + n0 * j.sc[3];
   if (!j.c) {
     // Only the bf16 copy is wanted: the fp32 tile stays in this thread's scratch.
-    float* ct = cavmae_scratch(kTileSlot, (size_t)m * n);
+    float* ct = scratch<float>(kScratchGemmTile, (size_t)m * n);
     long st[4] = {0, 0, n, 1};
     gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
     apply_epilogue(*j.epi, ct, n, m0, n0, m, n);
@@ -320,7 +318,7 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   long c_tmp[4] = {0, 0, s.n, 1};
   if (!c && (s.k == 0 || 2.0 * s.m * s.n * s.k < cavmae_gemm_min_flops())) {
     // Small (or empty) products in one piece: the whole fp32 result in scratch.
-    c = cavmae_scratch(kTileSlot, (size_t)s.m * s.n);
+    c = scratch<float>(kScratchGemmTile, (size_t)s.m * s.n);
     c_strides = c_tmp;
   }
   if (s.k == 0) {
@@ -402,12 +400,12 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
   const void* pa = a;
   const void* pb = b;
   if (bf16 && k > 0 && !a_bf16) {
-    uint16_t* a16 = reinterpret_cast<uint16_t*>(cavmae_scratch(1, ((size_t)m * k + 1) / 2));
+    uint16_t* a16 = scratch<uint16_t>(kScratchGemmA16, (size_t)m * k);
     kt.f32_to_bf16(a16, static_cast<const float*>(a), m * k);
     pa = a16;
   }
   if (bf16 && k > 0 && !b_bf16) {
-    uint16_t* b16 = reinterpret_cast<uint16_t*>(cavmae_scratch(2, ((size_t)k * n + 1) / 2));
+    uint16_t* b16 = scratch<uint16_t>(kScratchGemmB16, (size_t)k * n);
     kt.f32_to_bf16(b16, static_cast<const float*>(b), k * n);
     pb = b16;
   }
@@ -422,8 +420,8 @@ void matmul_int8(const float* x, const int8_t* wq, const float* w_scale, const i
   if (m == 0 || n == 0) return;
   const KernelTable& kt = select_kernels();
   // Activations per row to u8 with their scales, in the calling thread's scratch (read by every piece).
-  uint8_t* xq = reinterpret_cast<uint8_t*>(cavmae_scratch(10, ((size_t)m * k + 3) / 4));
-  float* x_scale = cavmae_scratch(11, (size_t)m);
+  uint8_t* xq = scratch<uint8_t>(kScratchInt8Rows, (size_t)m * k);
+  float* x_scale = scratch<float>(kScratchInt8RowScales, (size_t)m);
   kt.quantize_rows_u8(xq, x_scale, x, m, k);
   MatView va{xq, {0, 0, k, 1}};
   MatView vb{wq, {0, 0, 1, k}};  // weights [n, k] read as [k, n]
@@ -459,8 +457,8 @@ void matmul_batched(const float* a, const float* b, float* c, long batch, long m
   if (bf16 && k > 0) {
     const KernelTable& kt = select_kernels();
     size_t na = span_of(batch, strideA, m * k), nb = span_of(batch, strideB, k * n);
-    uint16_t* a16 = reinterpret_cast<uint16_t*>(cavmae_scratch(1, (na + 1) / 2));
-    uint16_t* b16 = reinterpret_cast<uint16_t*>(cavmae_scratch(2, (nb + 1) / 2));
+    uint16_t* a16 = scratch<uint16_t>(kScratchGemmA16, na);
+    uint16_t* b16 = scratch<uint16_t>(kScratchGemmB16, nb);
     kt.f32_to_bf16(a16, a, (long)na);
     kt.f32_to_bf16(b16, b, (long)nb);
     pa = a16;

@@ -69,9 +69,6 @@ struct KernelTable {
 extern "C" const KernelTable* cavmae_kernels_avx2();
 extern "C" const KernelTable* cavmae_kernels_avx512();  // nullptr if not compiled in
 
-// Per-calling-thread grow-only scratch (defined in addon.cc); slot picks one of a few buffers.
-extern "C" float* cavmae_scratch(int slot, size_t floats);
-
 // The table for this CPU (AVX-512 when available), chosen once.
 const KernelTable& select_kernels();
 

@@ -12,6 +12,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace {
@@ -142,7 +143,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   // loaded and stored once per two rows (one row alone needs 6 loads + 3 stores per vector).
   const long groups = lmin(rows, 16);
   if (groups == 0) return;
-  float* partial = cavmae_scratch(0, (size_t)groups * 2 * cols);  // [groups, 2, cols]: dweight, dbias
+  float* partial = scratch<float>(kScratchKernelPartials, (size_t)groups * 2 * cols);  // [groups, 2, cols]: dweight, dbias
   parallel_for(groups, threads_for(12.0 * rows * cols), [&](long gi) {
     float* pw = partial + (size_t)gi * 2 * cols;
     float* pb = pw + cols;
@@ -386,7 +387,7 @@ inline void sum_rows_into(float* p, const float* x, long nrows, long cols) {
 
 // Partial column sums of `batches` stacked [rows, cols] matrices: [batches, groups, cols].
 inline const float* column_partials(const float* x, long batches, long rows, long cols, long groups) {
-  float* partial = cavmae_scratch(0, (size_t)batches * groups * cols);
+  float* partial = scratch<float>(kScratchKernelPartials, (size_t)batches * groups * cols);
   parallel_for(batches * groups, threads_for(4.0 * batches * rows * cols), [&](long j) {
     long bi = j / groups, gi = j % groups;
     long r0 = rows * gi / groups, r1 = rows * (gi + 1) / groups;
@@ -435,7 +436,7 @@ void gather_rows(float* out, const float* inp, const int32_t* index, long n_inde
 void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
   long max_index = -1;
   for (long i = 0; i < n_index; i++) max_index = index[i] > max_index ? index[i] : max_index;
-  unsigned char* seen = reinterpret_cast<unsigned char*>(cavmae_scratch(0, (size_t)(max_index + 1) / 4 + 1));
+  unsigned char* seen = scratch<unsigned char>(kScratchKernelPartials, (size_t)max_index + 1);
   memset(seen, 0, (size_t)max_index + 1);
   bool unique = true;
   for (long i = 0; i < n_index && unique; i++) {
