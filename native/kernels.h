@@ -64,6 +64,8 @@ struct KernelTable {
   // (fp32 vfmadd, or bf16 vdpbf16ps: 0 when not compiled in) on the calling thread; returns flops.
   double (*peak_fma_fp32)(long iters);
   double (*peak_fma_bf16)(long iters);
+  // int8 vpdpbusd (AVX512-VNNI; 0 when not compiled in): ops (multiply and add = 2) per call.
+  double (*peak_fma_int8)(long iters);
 };
 
 extern "C" const KernelTable* cavmae_kernels_avx2();

@@ -39,8 +39,10 @@ double probe_clock_ghz(double ms) {
 double probe_peak_gflops(int kind, int threads, double ms) {
   __builtin_cpu_init();
   if (kind == 1 && !__builtin_cpu_supports("avx512bf16")) return 0.0;
+  if (kind == 3 && !__builtin_cpu_supports("avx512vnni")) return 0.0;
   const KernelTable& kt = select_kernels();
-  ProbeJob job{kind == 1 ? kt.peak_fma_bf16 : kt.peak_fma_fp32, 1000};
+  ProbeJob job{kind == 1 ? kt.peak_fma_bf16 : kind == 3 ? kt.peak_fma_int8 : kt.peak_fma_fp32, 1000};
+  if (job.fn(1) == 0.0) return 0.0;  // not compiled into this kernel table (AVX2)
   // Calibrate chunks of ~1 ms on this thread.
   for (;;) {
     auto t0 = std::chrono::steady_clock::now();

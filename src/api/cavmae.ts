@@ -84,6 +84,12 @@ export const FINETUNE_METADATA = {
 export interface LoadOptions {
   /** bf16 GEMM inputs with fp32 accumulation (faster on CPUs with AVX-512 BF16). */
   bf16?: boolean;
+  /**
+   * int8 inference: linear layers as u8 x s8 GEMMs (weights per output channel, activations per
+   * row; AVX512-VNNI), attention in bf16. The fastest mode; embeddings keep a cosine >= 0.9999 to
+   * fp32 (docs/performance.md, Precision). Takes precedence over bf16.
+   */
+  int8?: boolean;
   /** Explicit config (preset name, JSON file or object) for checkpoints without one. */
   config?: string | Record<string, unknown>;
   /** Extra config keys (e.g. { label_dim: 527 }). */
@@ -298,6 +304,7 @@ export class CavMae {
   readonly preprocessing: Preprocessing;
   readonly labels?: LabelMap;
   private bf16: boolean;
+  private int8: boolean;
   private cachedId?: string;
   /** The weights are fixed once loaded (modelId assumes it too): bf16 copies made once. */
   private readonly frozen = new FrozenWeights();
@@ -307,7 +314,13 @@ export class CavMae {
   private constructor(
     model: AnyModel,
     readonly metadata: Record<string, string>,
-    opts: { source: string; bf16?: boolean; labels?: LabelMap; audioNorm?: { mean: number; std: number } },
+    opts: {
+      source: string;
+      bf16?: boolean;
+      int8?: boolean;
+      labels?: LabelMap;
+      audioNorm?: { mean: number; std: number };
+    },
   ) {
     if (!(model instanceof CAVMAE || model instanceof CAVMAEFT))
       throw fileError(
@@ -317,6 +330,7 @@ export class CavMae {
     this.model = model;
     this.source = opts.source;
     this.bf16 = opts.bf16 ?? false;
+    this.int8 = opts.int8 ?? false;
     const c = model.config;
     const pre = checkpointPreprocess(metadata, opts.source) ?? DEFAULT_PREPROCESS;
     // Sizes are the model's own (a checkpoint's preprocess block may carry the defaults).
@@ -354,7 +368,13 @@ export class CavMae {
     let metadata: Record<string, string> = {};
     if (format === 'safetensors') metadata = withFile(path, (src) => readSafetensorsHeader(src)).metadata;
     const labels = opts.labels ? loadLabelCsv(opts.labels) : undefined;
-    return new CavMae(model, metadata, { source: path, bf16: opts.bf16, labels, audioNorm: opts.audioNorm });
+    return new CavMae(model, metadata, {
+      source: path,
+      bf16: opts.bf16,
+      int8: opts.int8,
+      labels,
+      audioNorm: opts.audioNorm,
+    });
   }
 
   /** Wraps a model already in memory (training loops, tests). */
@@ -364,6 +384,7 @@ export class CavMae {
       name?: string;
       metadata?: Record<string, string>;
       bf16?: boolean;
+      int8?: boolean;
       labels?: LabelMap;
       audioNorm?: { mean: number; std: number };
     } = {},
@@ -371,6 +392,7 @@ export class CavMae {
     return new CavMae(model, opts.metadata ?? {}, {
       source: opts.name ?? 'model',
       bf16: opts.bf16,
+      int8: opts.int8,
       labels: opts.labels,
       audioNorm: opts.audioNorm,
     });
@@ -437,7 +459,7 @@ export class CavMae {
   }
 
   private tape(): Tape {
-    return new Tape({ grad: false, bf16: this.bf16, frozen: this.frozen });
+    return new Tape({ grad: false, bf16: this.bf16, int8: this.int8, frozen: this.frozen });
   }
 
   private requireModality(m: 'a' | 'v', what: string): void {

@@ -38,7 +38,8 @@ export interface NativeDiagnostics {
   copy(dst: F32, src: F32, n: number): void;
   /**
    * Hardware peak probe (benchmark): kind 0 fp32 FMA GFLOP/s, 1 bf16 (vdpbf16ps; 0 without
-   * AVX512-BF16), on `threads` threads for about `ms` milliseconds; kind 2 a clock estimate in GHz.
+   * AVX512-BF16), 3 int8 GOP/s (vpdpbusd; 0 without AVX512-VNNI), on `threads` threads for about
+   * `ms` milliseconds; kind 2 a clock estimate in GHz.
    * Optional: an addon built before it lacks it (not in NATIVE_FUNCTIONS, so it still loads).
    */
   peakProbe?(kind: number, threads: number, ms: number): number;

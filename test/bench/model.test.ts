@@ -98,6 +98,38 @@ test('runModelBench on the tiny preset reports every figure of the contract', as
   assert.ok(r.gflop_per_item.embed! > 0);
 });
 
+test('the api task times CavMae.load to the first clip and then batch-1 latency (int8 through the API)', async () => {
+  const r = await runModelBench({
+    preset: 'tiny',
+    tasks: ['api'],
+    dtype: 'int8',
+    reps: 2,
+    warmupSeconds: 0,
+    measurePeak: false,
+  });
+  assert.ok(r.api, 'api figures reported');
+  assert.ok(r.api.load_first_embed_s > 0 && r.api.latency_s > 0);
+  assert.equal(r.api.latency_seconds.length, 2);
+  assert.deepEqual(r.seconds.api, r.api.latency_seconds);
+  assert.equal(r.embed_clips_per_s, undefined, 'only the api task ran');
+  assert.ok(r.gflop_per_item.api! > 0);
+});
+
+test('modelFlops splits out the attention FLOPs (int8 runs them in bf16)', () => {
+  const base = presetConfig('base');
+  for (const task of ['embed', 'ft', 'pretrain'] as const) {
+    const f = modelFlops(base, task, 2);
+    assert.ok(
+      f.attentionForward > 0 && f.attentionForward < 0.2 * f.forward,
+      `${task}: ${f.attentionForward}`,
+    );
+  }
+  // embed: 12 layers per modality, 4·T²·D per layer and clip (T = 512 audio, 196 visual tokens).
+  const expected = 12 * 4 * 768 * (512 * 512 + 196 * 196);
+  assert.equal(modelFlops(base, 'embed', 1).attentionForward, expected);
+  assert.equal(modelFlops(base, 'api', 1).forward, modelFlops(base, 'embed', 1).forward);
+});
+
 test('bad model-bench options are one-line user errors', () => {
   assert.throws(() => checkModelBenchOptions({ batch: 0 }), UserError);
   assert.throws(() => checkModelBenchOptions({ dtype: 'fp16' as 'fp32' }), /--dtype must be one of/);

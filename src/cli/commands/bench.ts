@@ -6,8 +6,10 @@
  * progress goes to stderr. Without it, a readable table.
  *
  * `cavmae bench --model-bench [--json] [--preset base] [--batch 8] [--dtype fp32|bf16|int8]
- * [--reps 3] [--tasks embed,pretrain,ft] [--threads 2]`: the whole model on the PyTorch peer's
- * workload (src/bench/model.ts); with --json the last line of stdout is the JSON report.
+ * [--reps 3] [--tasks embed,pretrain,ft,api] [--threads 2] [--model FILE]`: the whole model on the
+ * PyTorch peer's workload (src/bench/model.ts); `api` times CavMae.load of a checkpoint (--model,
+ * default the seeded preset model written to a temporary file) to the first clip's embeddings,
+ * then one clip at a time; with --json the last line of stdout is the JSON report.
  */
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
@@ -27,6 +29,8 @@ interface Flags {
   progress?: boolean;
   only?: string[];
   kernelsOnly?: boolean;
+  model?: string;
+  peak?: boolean;
 }
 
 function partList(v: string): string[] {
@@ -89,7 +93,18 @@ export function register(program: Command): void {
       'model bench: timed repetitions per task, median reported (default 3)',
       intArg('--reps'),
     )
-    .option('--tasks <list>', 'model bench: comma-separated subset of embed,pretrain,ft (default all)')
+    .option(
+      '--tasks <list>',
+      'model bench: comma-separated subset of embed,pretrain,ft,api (default embed,pretrain,ft); api: CavMae.load to the first clip, then batch-1 latency',
+    )
+    .option(
+      '--no-peak',
+      'model bench: skip the GEMM and hardware peak probes (no MFU; for cold-start timing)',
+    )
+    .option(
+      '--model <file>',
+      'model bench, api task: the checkpoint to load (default: the seeded preset model in a temporary file)',
+    )
     .option(
       '--warmup <seconds>',
       'model bench: seconds of GEMM load before measuring (default 4)',
@@ -107,7 +122,10 @@ export function register(program: Command): void {
           batch: flags.batch,
           dtype: flags.dtype as 'fp32' | 'bf16' | 'int8' | undefined,
           reps: flags.reps,
-          tasks: flags.tasks?.split(',').map((t) => t.trim()) as ('embed' | 'pretrain' | 'ft')[] | undefined,
+          tasks: flags.tasks?.split(',').map((t) => t.trim()) as
+            ('embed' | 'pretrain' | 'ft' | 'api')[] | undefined,
+          model: flags.model,
+          measurePeak: flags.peak,
           threads: flags.threads?.[0],
           warmupSeconds: flags.warmup,
           log,
@@ -119,7 +137,7 @@ export function register(program: Command): void {
         process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${formatModelReport(report)}\n`);
         return;
       }
-      for (const f of ['preset', 'batch', 'dtype', 'reps', 'tasks', 'warmup'] as const)
+      for (const f of ['preset', 'batch', 'dtype', 'reps', 'tasks', 'warmup', 'model'] as const)
         if (flags[f] !== undefined) throw new UserError(`--${f} needs --model-bench`);
       const { runKernelBench, formatKernelReport, BENCH_PARTS } = await import('../../bench/kernels.js');
       const { NATIVE_FUNCTIONS } = await import('../../kernels/native.js');
