@@ -80,6 +80,9 @@ class Args {
   uint16_t* u16(size_t i, const char* name, double need) const {
     return static_cast<uint16_t*>(array(i, name, napi_uint16_array, need));
   }
+  uint8_t* u8(size_t i, const char* name, double need) const {
+    return static_cast<uint8_t*>(array(i, name, napi_uint8_array, need));
+  }
   int32_t* i32(size_t i, const char* name, double need, size_t* len_out) const {
     napi_typedarray_type t;
     size_t len;
@@ -121,6 +124,7 @@ class Args {
       case napi_uint16_array: return "Uint16Array";
       case napi_int32_array: return "Int32Array";
       case napi_int8_array: return "Int8Array";
+      case napi_uint8_array: return "Uint8Array";
       default: return "typed array";
     }
   }
@@ -252,15 +256,21 @@ napi_value GemmInt8(Args& a) {
   long m = a.size(5, "m"), n = a.size(6, "n"), k = a.size(7, "k");
   long kind = a.size(9, "epilogue");
   if (kind > 2) a.range_error("epilogue must be 0 (none), 1 (GELU) or 2 (add)");
-  const float* x = a.f32(0, "x", (double)m * k);
+  // Optional (11, 12): x already quantised per row (u8 + 128, scales); then x may be null.
+  const uint8_t* xq = is_nullish(a, 11) ? nullptr : a.u8(11, "xq", (double)m * k);
+  const float* xs = xq ? a.f32(12, "xScale", (double)m) : nullptr;
+  const float* x = xq && is_nullish(a, 0) ? nullptr : a.f32(0, "x", (double)m * k);
   const int8_t* wq = static_cast<const int8_t*>(a.array(1, "wq", napi_int8_array, (double)n * k));
   const float* ws = a.f32(2, "wScale", (double)n);
   const int32_t* wc = static_cast<const int32_t*>(a.array(3, "wComp", napi_int32_array, (double)n));
-  float* c = a.f32(4, "c", (double)m * n);
+  // Optional (13, 14): the result quantised per row as well; then c may be null.
+  uint8_t* out8 = is_nullish(a, 13) ? nullptr : a.u8(13, "out8", (double)m * n);
+  float* out8s = out8 ? a.f32(14, "out8Scale", (double)m) : nullptr;
+  float* c = out8 && is_nullish(a, 4) ? nullptr : a.f32(4, "c", (double)m * n);
   const float* bias = optional_f32(a, 8, "bias", (double)n);
   float* aux = optional_f32(a, 10, "aux", (double)m * n);
   if (kind == 2 && !aux) a.range_error("epilogue 2 (add) needs aux");
-  return guarded([&] { matmul_int8(x, wq, ws, wc, c, m, n, k, bias, (int)kind, aux); });
+  return guarded([&] { matmul_int8(x, xq, xs, wq, ws, wc, c, m, n, k, bias, (int)kind, aux, out8, out8s); });
 }
 
 double span(long batch, long stride, double per) { return batch == 0 || per == 0 ? 0 : (batch - 1) * (double)stride + per; }
@@ -310,6 +320,24 @@ napi_value LayerNormBackward(Args& a) {
   const float* rstd = a.f32(7, "rstd", rows);
   if (rows > 0 && cols == 0) a.range_error("cols must be positive");
   return guarded([&] { K().layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, rows, cols); });
+}
+
+// layerNormForward with the output quantised per row to u8 (+128) and scales (int8 GEMM input).
+napi_value LayerNormForwardInt8(Args& a) {
+  a.expect("layerNormForwardInt8", 10);
+  long rows = a.size(7, "rows"), cols = a.size(8, "cols");
+  float eps = (float)a.number(9, "eps");
+  double rc = (double)rows * cols;
+  uint8_t* q = a.u8(0, "q", rc);
+  float* qs = a.f32(1, "qScale", rows);
+  float* mean = a.f32(2, "mean", rows);
+  float* rstd = a.f32(3, "rstd", rows);
+  const float* inp = a.f32(4, "inp", rc);
+  const float* w = a.f32(5, "weight", cols);
+  const float* b = a.f32(6, "bias", cols);
+  if (rows > 0 && cols == 0) a.range_error("cols must be positive");
+  K().layernorm_forward_u8(q, qs, mean, rstd, inp, w, b, rows, cols, eps);
+  return nullptr;
 }
 
 // ---------------- GELU ----------------
@@ -433,6 +461,18 @@ napi_value AttentionBackward(Args& a) {
   const float* att = a.f32(4, "att", 0);
   att = a.length(4) == 0 && B * H * T > 0 ? nullptr : a.f32(4, "att", (double)B * H * T * T);
   return guarded([&] { attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, H, scale, bf16); });
+}
+
+napi_value AttentionInference(Args& a) {
+  a.expect("attentionInference", 8);
+  long B = a.size(2, "B"), T = a.size(3, "T"), C = a.size(4, "C"), H = a.size(5, "H");
+  float scale = (float)a.number(6, "scale");
+  long precision = a.size(7, "precision");
+  if (precision > 2) a.range_error("precision must be 0 (fp32), 1 (bf16) or 2 (int8)");
+  check_heads(a, C, H);
+  float* out = a.f32(0, "out", (double)B * T * C);
+  const float* qkv = a.f32(1, "qkv", 3.0 * B * T * C);
+  return guarded([&] { attention_inference(out, qkv, B, T, C, H, scale, (int)precision); });
 }
 
 // ---------------- gather / scatter ----------------
@@ -581,6 +621,7 @@ napi_value Info(Args& a) {
   o.Set("procs", omp_get_num_procs());
   o.Set("parallelMinBytes", (double)cavmae_parallel_min_bytes());
   o.Set("gemmMinFlops", cavmae_gemm_min_flops());
+  o.Set("gemmThreading", gemm_threading_name());
   o.Set("compiler", "gcc " __VERSION__);
   return o;
 }
@@ -633,6 +674,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"quantizeWeightsInt8", entry<QuantizeWeightsInt8>},
       {"layerNormForward", entry<LayerNormForward>},
       {"layerNormBackward", entry<LayerNormBackward>},
+      {"layerNormForwardInt8", entry<LayerNormForwardInt8>},
       {"geluForward", entry<GeluForward>},
       {"geluBackward", entry<GeluBackward>},
       {"softmaxForward", entry<SoftmaxForward>},
@@ -643,6 +685,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"axpy", entry<Axpy>},
       {"attentionForward", entry<AttentionForward>},
       {"attentionBackward", entry<AttentionBackward>},
+      {"attentionInference", entry<AttentionInference>},
       {"gatherRows", entry<GatherRows>},
       {"scatterAddRows", entry<ScatterAddRows>},
       {"meanPool", entry<MeanPool>},

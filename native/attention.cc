@@ -20,6 +20,7 @@
 #include "attention.h"
 
 #include "attention_bf16.h"
+#include "attention_int8.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
@@ -112,6 +113,44 @@ void forward_piece_bf16(void* ctx, long bh) {
     attn_scores(att, T, qb, hd / 2, kp, rows, T, hd);
     kt.softmax_forward_bf16(att, reinterpret_cast<uint16_t*>(pb), attn_t2(T), att, rows, T, f.scale);
     attn_pv(f.out + ((size_t)b * T + r0) * C + (size_t)h * hd, C, pb, attn_t2(T) / 2, vp, rows, T, hd);
+  }
+}
+
+// int8 (inference) on AVX512-VNNI: one piece per (sample, head). k and v are quantised and packed
+// once for all of the head's row blocks; each block's q is quantised on the way in.
+struct FwdInt8 {
+  float* out;
+  const float* qkv;
+  long B, T, C, H, hd, rb;
+  float scale;
+};
+
+void forward_piece_int8(void* ctx, long bh) {
+  const FwdInt8& f = *static_cast<const FwdInt8*>(ctx);
+  const KernelTable& kt = select_kernels();
+  long b = bh / f.H, h = bh % f.H, T = f.T, C = f.C, hd = f.hd;
+  const long T16 = attn_t16(T), T4 = attn_t4(T);
+  const float* q = f.qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+  uint32_t* kp = scratch<uint32_t>(kScratchAttnKPacked, (size_t)hd / 4 * T16);
+  uint32_t* vp = scratch<uint32_t>(kScratchAttnVPacked, (size_t)T4 / 4 * hd);
+  uint32_t* qd = scratch<uint32_t>(kScratchAttnQRows, (size_t)f.rb * hd / 4);
+  uint8_t* pb = scratch<uint8_t>(kScratchAttnProbRows, (size_t)f.rb * T4);
+  float* s = scratch<float>(kScratchAttnScores, (size_t)f.rb * T);
+  // [sk: T16 | comp: T16 | sv: hd | sq: rb | rowsum: rb], 4 bytes each
+  float* aux = scratch<float>(kScratchAttnInt8Scales, (size_t)2 * T16 + hd + 2 * f.rb);
+  float* sk = aux;
+  int32_t* comp = reinterpret_cast<int32_t*>(aux + T16);
+  float* sv = aux + 2 * T16;
+  float* sq = sv + hd;
+  int32_t* rowsum = reinterpret_cast<int32_t*>(sq + f.rb);
+  attn8_pack_k(kp, sk, comp, q + C, 3 * C, T, hd);
+  attn8_pack_v(vp, sv, q + 2 * C, 3 * C, T, hd);
+  for (long r0 = 0; r0 < T; r0 += f.rb) {
+    long rows = lmin(T, r0 + f.rb) - r0;
+    attn8_quantize_q(qd, sq, q + (size_t)r0 * 3 * C, 3 * C, rows, hd);
+    attn8_scores(s, T, qd, sq, kp, sk, comp, rows, T, hd);
+    kt.softmax_rows_u8(s, T, pb, T4, rowsum, rows, T, f.scale);
+    attn8_pv(f.out + ((size_t)b * T + r0) * C + (size_t)h * hd, C, pb, T4, rowsum, vp, sv, rows, T, hd);
   }
 }
 
@@ -211,4 +250,14 @@ void attention_backward(float* dqkv, float* /*scratch*/, const float* dout, cons
   const void* g = bf16 ? static_cast<const void*>(to_bf16(dout, (size_t)B * T * C, kScratchAttnDout16)) : dout;
   Bwd w{dqkv, att, row_block(T), x, g, B, T, C, H, C / H, scale, bf16};
   cavmae_parallel_for(B * H, cavmae_threads(), backward_piece, &w);
+}
+
+void attention_inference(float* out, const float* qkv, long B, long T, long C, long H, float scale, int precision) {
+  if (B == 0 || T == 0 || C == 0) return;
+  if (precision == 2 && attn_int8_available() && attn_int8_supports(C / H)) {
+    FwdInt8 f{out, qkv, B, T, C, H, C / H, row_block(T), scale};
+    cavmae_parallel_for(B * H, cavmae_threads(), forward_piece_int8, &f);
+    return;
+  }
+  attention_forward(out, nullptr, qkv, B, T, C, H, scale, precision >= 1);
 }

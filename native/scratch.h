@@ -38,6 +38,11 @@ enum ScratchSlot : int {
   kScratchAttnProbRows,
   // gemm.cc: the fp32 tile of a GEMM whose output is wanted in bf16 only.
   kScratchGemmTile,
+  // attention.cc's int8 path: key scales and compensations, value scales, query scales and the
+  // probability row sums of one head (attention_int8.h).
+  kScratchAttnInt8Scales,
+  // kernels_impl.h: one fp32 row of a kernel whose output leaves in another form (LayerNorm to u8).
+  kScratchRowTemp,
   kScratchSlots
 };
 

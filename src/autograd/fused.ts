@@ -178,6 +178,43 @@ export function linearAdd(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, resi
   return y;
 }
 
+/** Rows quantised for an int8 GEMM (u8 = q + 128, per-row scales), in pool buffers. */
+interface Int8Rows {
+  q: Uint8Array;
+  scale: Float32Array;
+  buf: Float32Array;
+}
+
+function int8Rows(tp: Tape, rows: number, cols: number): Int8Rows {
+  const buf = tp.pool.alloc((rows * cols + 3) >> 2);
+  return { q: new Uint8Array(buf.buffer, buf.byteOffset, rows * cols), scale: tp.pool.alloc(rows), buf };
+}
+
+function releaseInt8Rows(tp: Tape, r: Int8Rows): void {
+  tp.pool.release(r.buf);
+  tp.pool.release(r.scale);
+}
+
+/**
+ * The end of a fused op's backward through its recomputed LayerNorm output `nt`: the LayerNorm
+ * gradients from nt.grad (when one arrived), then nt and the saved statistics go back to the pool.
+ */
+function finishLayerNormBackward(
+  tp: Tape,
+  x: Tensor,
+  lnW: Tensor,
+  lnB: Tensor,
+  nt: Tensor,
+  mean: Float32Array,
+  rstd: Float32Array,
+): void {
+  if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
+  tp.pool.release(nt.data);
+  if (nt.grad) tp.pool.release(nt.grad);
+  tp.pool.release(mean);
+  tp.pool.release(rstd);
+}
+
 /**
  * linear(layerNorm(x)) (the block's norm1 + qkv), keeping only x's statistics: the normalised
  * activations are recomputed in backward (one LayerNorm pass, bit-identical) instead of being
@@ -198,13 +235,37 @@ export function layerNormLinear(
   const { nOut } = checkLinear('layerNormLinear', x, w, b);
   const rows = x.rows;
   const k = kernels();
-  const n = tp.pool.alloc(rows * C);
   const mean = tp.pool.alloc(rows);
   const rstd = tp.pool.alloc(rows);
-  k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
   const y = tp.empty([...x.shape.slice(0, -1), nOut]);
-  linearInto(tp, n, w, b, y.data, rows, nOut, C, EPILOGUE_NONE, null);
-  tp.pool.release(n);
+  if (tp.int8 && w instanceof Param) {
+    // int8 inference: LayerNorm leaves its rows already quantised for the GEMM.
+    const f = fused(k);
+    const a = int8Rows(tp, rows, C);
+    f.layerNormForwardInt8(a.q, a.scale, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+    const p = tp.int8Param(w);
+    f.gemmInt8(
+      null,
+      p.q,
+      p.scale,
+      p.comp,
+      y.data,
+      rows,
+      nOut,
+      C,
+      b ? b.data : null,
+      EPILOGUE_NONE,
+      null,
+      a.q,
+      a.scale,
+    );
+    releaseInt8Rows(tp, a);
+  } else {
+    const n = tp.pool.alloc(rows * C);
+    k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+    linearInto(tp, n, w, b, y.data, rows, nOut, C, EPILOGUE_NONE, null);
+    tp.pool.release(n);
+  }
   if (!tp.needsGrad(x, lnW, lnB, w, b)) {
     tp.pool.release(mean);
     tp.pool.release(rstd);
@@ -218,11 +279,7 @@ export function layerNormLinear(
     );
     k.layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps); // recompute
     linearBackward(tp, nt, w, b, y.grad!);
-    if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
-    tp.pool.release(nt.data);
-    if (nt.grad) tp.pool.release(nt.grad);
-    tp.pool.release(mean);
-    tp.pool.release(rstd);
+    finishLayerNormBackward(tp, x, lnW, lnB, nt, mean, rstd);
   });
   return y;
 }
@@ -256,13 +313,56 @@ export function layerNormMlp(
   const rows = x.rows;
   const k = kernels();
   const grad = tp.needsGrad(x, lnW, lnB, w1, b1, w2, b2, residual);
-  const n = tp.pool.alloc(rows * C);
   const mean = tp.pool.alloc(rows);
   const rstd = tp.pool.alloc(rows);
-  k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
   const pre = grad ? tp.pool.alloc(rows * hid) : null;
   const y = tp.empty(shape);
-  if (tp.bf16 && !tp.int8 && takesBf16Operands(k)) {
+  if (tp.int8 && w1 instanceof Param && w2 instanceof Param) {
+    // int8 inference: LayerNorm leaves its rows quantised for fc1, and fc1's epilogue (GELU)
+    // quantises whole rows of the hidden activations for fc2: no fp32 copy of either.
+    const f = fused(k);
+    const a = int8Rows(tp, rows, C);
+    f.layerNormForwardInt8(a.q, a.scale, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+    const h = int8Rows(tp, rows, hid);
+    const p1 = tp.int8Param(w1);
+    f.gemmInt8(
+      null,
+      p1.q,
+      p1.scale,
+      p1.comp,
+      null,
+      rows,
+      hid,
+      C,
+      b1 ? b1.data : null,
+      EPILOGUE_GELU,
+      pre,
+      a.q,
+      a.scale,
+      h.q,
+      h.scale,
+    );
+    releaseInt8Rows(tp, a);
+    const p2 = tp.int8Param(w2);
+    f.gemmInt8(
+      null,
+      p2.q,
+      p2.scale,
+      p2.comp,
+      y.data,
+      rows,
+      nOut,
+      hid,
+      b2 ? b2.data : null,
+      EPILOGUE_ADD,
+      residual.data,
+      h.q,
+      h.scale,
+    );
+    releaseInt8Rows(tp, h);
+  } else if (tp.bf16 && !tp.int8 && takesBf16Operands(k)) {
+    const n = tp.pool.alloc(rows * C);
+    k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
     // fc2 reads the hidden activations in bf16: fc1's epilogue writes them rounded, tile by
     // tile, and never stores the fp32 values (the backward recomputes them from `pre`).
     const h16 = tp.pool.alloc((rows * hid + 1) >> 1);
@@ -303,6 +403,8 @@ export function layerNormMlp(
     );
     tp.pool.release(h16);
   } else {
+    const n = tp.pool.alloc(rows * C);
+    k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
     const h = tp.pool.alloc(rows * hid);
     linearInto(tp, n, w1, b1, h, rows, hid, C, EPILOGUE_GELU, pre);
     tp.pool.release(n);
@@ -330,11 +432,7 @@ export function layerNormMlp(
     tp.pool.release(pre!);
     linearBackward(tp, nt, w1, b1, dpre);
     tp.pool.release(dpre);
-    if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
-    tp.pool.release(nt.data);
-    if (nt.grad) tp.pool.release(nt.grad);
-    tp.pool.release(mean);
-    tp.pool.release(rstd);
+    finishLayerNormBackward(tp, x, lnW, lnB, nt, mean, rstd);
   });
   return y;
 }
@@ -355,24 +453,25 @@ export function attention(tp: Tape, qkv: Tensor, heads: number, scale?: number):
   const s = scale ?? (C / heads) ** -0.5;
   const y = tp.empty([B, T, C]);
   const k = kernels();
+  if (!tp.needsGrad(qkv)) {
+    // Inference: nothing is kept for a backward; int8 tapes run attention in int8 (VNNI).
+    const precision = tp.int8 ? 2 : tp.bf16 ? 1 : 0;
+    fused(k).attentionInference(y.data, qkv.data, B, T, C, heads, s, precision);
+    return y;
+  }
   // The native kernels keep no probabilities (backward recomputes them per head, bit-identical)
   // and need no backward scratch: attention costs O(threads·T²) memory instead of O(B·H·T²)
   // per layer. The TypeScript reference keeps both [B,H,T,T] buffers.
   const native = k.name === 'native';
   const att = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
-  // int8 inference runs the attention GEMMs in bf16 (only the linear layers are int8).
-  k.attentionForward(y.data, att, qkv.data, B, T, C, heads, s, tp.bf16 || tp.int8);
-  if (tp.needsGrad(qkv)) {
-    tp.record('attention', y, () => {
-      const scratch = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
-      k.attentionBackward(tp.gradOf(qkv), scratch, y.grad!, qkv.data, att, B, T, C, heads, s, tp.bf16);
-      if (!native) {
-        tp.pool.release(scratch);
-        tp.pool.release(att); // this closure's alone, and it runs once
-      }
-    });
-  } else if (!native) {
-    tp.pool.release(att);
-  }
+  k.attentionForward(y.data, att, qkv.data, B, T, C, heads, s, tp.bf16);
+  tp.record('attention', y, () => {
+    const scratch = native ? NO_SCRATCH : tp.pool.alloc(B * heads * T * T);
+    k.attentionBackward(tp.gradOf(qkv), scratch, y.grad!, qkv.data, att, B, T, C, heads, s, tp.bf16);
+    if (!native) {
+      tp.pool.release(scratch);
+      tp.pool.release(att); // this closure's alone, and it runs once
+    }
+  });
   return y;
 }

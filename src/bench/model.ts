@@ -151,7 +151,7 @@ export interface ModelBenchEnv {
   node: string;
   v8: string;
   platform: string;
-  native?: { isa: string; dnnlVersion: string; dnnlIsa: string; compiler: string };
+  native?: { isa: string; dnnlVersion: string; dnnlIsa: string; compiler: string; gemmThreading?: string };
   variables: Record<string, string>;
   loadavgStart: number[];
   loadavgEnd?: number[];
@@ -303,6 +303,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
       dnnlVersion: info.dnnlVersion,
       dnnlIsa: info.dnnlIsa,
       compiler: info.compiler,
+      gemmThreading: info.gemmThreading,
     };
   }
   return env;

@@ -27,6 +27,12 @@ export interface NativeInfo {
   procs: number;
   /** Kernels touching fewer bytes than this run on the calling thread only. */
   parallelMinBytes: number;
+  /**
+   * How large GEMMs use the threads, chosen per CPU: 'pieces' (single-threaded tiles on the
+   * kernels' pool) or 'onednn' (one call on oneDNN's threads: AMD Zen 5); CAVMAE_GEMM_THREADING
+   * overrides. Absent in addons built before the choice existed.
+   */
+  gemmThreading?: string;
   compiler: string;
 }
 

@@ -36,12 +36,23 @@ function countFlops(fn: () => void): number {
       return base.attentionBackward(...a);
     },
   });
-  // The fused linear GEMM of the native addon (the TypeScript path composes it from matmul).
-  const baseGemmEx = (base as unknown as Partial<FusedKernels>).gemmEx;
+  // The fused linear GEMM and inference attention of the native addon (the TypeScript path
+  // composes them from matmul and attentionForward).
+  const baseFused = base as unknown as Partial<FusedKernels>;
+  const baseGemmEx = baseFused.gemmEx;
   if (baseGemmEx) {
     (counting as unknown as FusedKernels).gemmEx = (...a: Parameters<FusedKernels['gemmEx']>) => {
       flops += 2 * a[3] * a[4] * a[5];
       return baseGemmEx(...a);
+    };
+  }
+  const baseAttention = baseFused.attentionInference;
+  if (baseAttention) {
+    (counting as unknown as FusedKernels).attentionInference = (
+      ...a: Parameters<FusedKernels['attentionInference']>
+    ) => {
+      flops += 4 * a[2] * a[3] * a[3] * a[4];
+      return baseAttention(...a);
     };
   }
   useKernels(counting);
