@@ -126,7 +126,7 @@ test('the api task times CavMae.load to the first clip and then batch-1 latency 
   assert.ok(r.gflop_per_item.api! > 0);
 });
 
-test('modelFlops splits out the attention FLOPs (int8 runs them in bf16)', () => {
+test('modelFlops splits out the attention FLOPs', () => {
   const base = presetConfig('base');
   for (const task of ['embed', 'ft', 'pretrain'] as const) {
     const f = modelFlops(base, task, 2);

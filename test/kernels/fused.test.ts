@@ -355,17 +355,24 @@ test('layerNormLinear and layerNormMlp (recomputing LayerNorm and GELU in backwa
   }
 });
 
+/**
+ * The int8 reference with exact sums: the TypeScript float64 GEMM gives the int32 sums exactly;
+ * bias/GELU/add are the addon's own kernels (the TypeScript GELU's erf differs in the last bits,
+ * tested elsewhere).
+ */
+function exactInt8Reference(N: Kernels): FusedKernels {
+  return composedFused(
+    Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels,
+  );
+}
+
 test(
   'native int8 GEMM and weight quantisation equal the exact reference bit for bit (tiles, threads, epilogues)',
   { skip },
   () => {
     const N = load.ok ? load.kernels : (undefined as never);
     const F = fused(N);
-    // The reference's float64 GEMM gives the int32 sums exactly; bias/GELU/add are the addon's
-    // own kernels (the TypeScript GELU's erf differs in the last bits, tested elsewhere).
-    const R = composedFused(
-      Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels,
-    );
+    const R = exactInt8Reference(N);
     const saved = N.getThreads();
     try {
       for (const [m, n, k] of [
@@ -556,9 +563,7 @@ test(
   () => {
     const N = load.ok ? load.kernels : (undefined as never);
     const F = fused(N);
-    const R = composedFused(
-      Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels,
-    );
+    const R = exactInt8Reference(N);
     const saved = N.getThreads();
     try {
       for (const [rows, C, hid] of [
