@@ -89,7 +89,7 @@ export interface ModelBenchOptions {
 export interface ModelFlops {
   forward: number;
   backward: number;
-  /** The part of `forward` in attention (q·kᵀ and att·v): bf16 GEMMs in int8 inference. */
+  /** The part of `forward` in attention (q·kᵀ and att·v), for profiles and per-part rates. */
   attentionForward: number;
 }
 
@@ -128,8 +128,8 @@ export interface ModelBenchReport {
    */
   hardware_peak_gflops?: Partial<Record<ModelDtype, number>>;
   /**
-   * Achieved model GFLOP/s / the hardware peak of the dtype (0..1). int8 runs the linear layers
-   * in int8 and attention in bf16: its peak is the time-weighted mix of the two.
+   * Achieved model GFLOP/s / the hardware peak of the dtype (0..1); int8 against the vpdpbusd
+   * peak (its linear layers and, with AVX512-VNNI, attention run in int8).
    */
   mfu_hardware?: Partial<Record<ModelTask, number>>;
   /** Bytes of the activation pool after the task (the arena of a step), MB. */
@@ -430,30 +430,18 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     const batch = { audio, image };
     const peak = report.peak_gflops[dtype];
     const hwPeak = report.hardware_peak_gflops;
-    /**
-     * The hardware peak for a workload of `flop` FLOPs of which `attention` run in attention: in
-     * int8 the linear layers run on the int8 peak and attention on the bf16 one, so the peak of
-     * the mix is the time-weighted one, flop / (linear / int8 peak + attention / bf16 peak).
-     */
-    const hardwarePeakFor = (flop: number, attention: number): number | undefined => {
-      if (!hwPeak) return undefined;
-      if (!int8) return hwPeak[dtype === 'bf16' ? 'bf16' : 'fp32'];
-      if (!hwPeak.int8 || !hwPeak.bf16) return undefined;
-      return flop / ((flop - attention) / hwPeak.int8 + attention / hwPeak.bf16);
-    };
+    /** The hardware peak of the dtype: int8 runs linear layers and attention in int8 (VNNI). */
+    const hardwarePeakFor = (): number | undefined =>
+      hwPeak ? hwPeak[int8 ? 'int8' : dtype === 'bf16' ? 'bf16' : 'fp32'] || undefined : undefined;
     const record = (
       task: ModelTask | 'pretrain_forward' | 'pretrain_backward',
       flop: number,
       seconds: number,
-      attention = 0,
     ): void => {
       const g = flop / seconds / 1e9;
       report.gflops[task] = round(g, 1);
       if (peak) report.mfu[task] = round(g / peak, 3);
-      const hp =
-        task === 'pretrain_forward' || task === 'pretrain_backward'
-          ? undefined
-          : hardwarePeakFor(flop, attention);
+      const hp = task === 'pretrain_forward' || task === 'pretrain_backward' ? undefined : hardwarePeakFor();
       if (hp) (report.mfu_hardware ??= {})[task as ModelTask] = round(g / hp, 3);
     };
 
@@ -493,7 +481,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
         report.seconds.api = report.api.latency_seconds;
         const fl = modelFlops(cfg, 'api', 1);
         report.gflop_per_item.api = round(fl.forward / 1e9, 2);
-        record('api', fl.forward, median(lat), fl.attentionForward);
+        record('api', fl.forward, median(lat));
         log(
           `api: load + first clip ${report.api.load_first_embed_s} s, then ${report.api.latency_s} s per clip`,
         );
@@ -527,7 +515,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       report.embed_clips_per_s = round(B / med);
       const fl = modelFlops(cfg, 'embed', B);
       report.gflop_per_item.embed = round(fl.forward / B / 1e9, 2);
-      record('embed', fl.forward, med, fl.attentionForward);
+      record('embed', fl.forward, med);
       report.activation_mb.embed = round(pool.allocatedBytes / 1e6, 1);
       pool.clear();
       log(`embed: ${report.embed_clips_per_s} clips/s (${report.gflops.embed} GFLOP/s)`);
@@ -614,7 +602,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       report.ft_clips_per_s = round(B / med);
       const fl = modelFlops(ftCfg, 'ft', B);
       report.gflop_per_item.ft = round(fl.forward / B / 1e9, 2);
-      record('ft', fl.forward, med, fl.attentionForward);
+      record('ft', fl.forward, med);
       report.activation_mb.ft = round(pool.allocatedBytes / 1e6, 1);
       log(`ft: ${report.ft_clips_per_s} clips/s (${report.gflops.ft} GFLOP/s)`);
     }
