@@ -232,6 +232,15 @@ function jobsOf(o, missing) {
 
 const SIDES = ['ours', 'torch', 'ort'];
 
+// Every result so far, written after each measurement (atomic), so a call cut short by its time
+// limit keeps what it measured (--merge reads such files too).
+function saveProgress(o, results, missing) {
+  if (!o.out) return;
+  const tmp = `${o.out}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify({ summary: { config: o, missing, partial: true }, results }, null, 2)}\n`);
+  renameSync(tmp, o.out);
+}
+
 function measure(o) {
   const missing = { torch: torchMissing(o), ort: ortMissing(o) };
   if (missing.torch) log(`PyTorch peer skipped (${missing.torch})`);
@@ -256,6 +265,7 @@ function measure(o) {
           const unit = task === 'latency' ? 's/clip' : '/s';
           log(`${label.padEnd(36)} ${fmt(r.value, 3)} ${unit}${r.cold !== undefined ? `, cold start ${fmt(r.cold, 2)} s` : ''}, peak RSS ${fmt(r.rss, 0)} MB (${r.seconds.toFixed(0)} s, load ${loadavg()[0].toFixed(2)})`);
           results.push({ run, ...j, value: r.value, cold: r.cold, rss: r.rss, mfu: r.mfu, mfuHw: r.mfuHw, load: loadavg()[0], json: r.json, coldJson: r.coldJson });
+          saveProgress(o, results, missing);
         }
       }
     }
