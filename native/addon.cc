@@ -1,6 +1,8 @@
 // N-API surface of the native kernels: exactly the functions of the `Kernels` interface in
 // src/kernels/api.ts (same names, same positional arguments), plus info(), gemmInfo(), copy()
-// and peakProbe() for the benchmark.
+// and peakProbe() for the benchmark. Bindings only: argument checking and the call; the
+// kernels live in gemm.cc, attention*.cc, kernels_impl.h, their scratch in scratch.cc and the
+// benchmark's probes in probe.cc.
 //
 // Contract: typed arrays are used in place (zero-copy); every argument is checked before any
 // memory is touched: a wrong type throws TypeError, a size that is not a non-negative integer or
@@ -12,23 +14,14 @@
 #include <omp.h>
 #include <stdint.h>
 
-#include <chrono>
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "attention.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
-
-// ---- per-thread scratch shared by the kernels (see kernels.h) ----
-extern "C" float* cavmae_scratch(int slot, size_t floats) {
-  thread_local std::vector<float> slots[17];
-  std::vector<float>& s = slots[slot];
-  if (s.size() < floats) s.resize(floats);
-  return s.data();
-}
+#include "probe.h"
 
 namespace {
 
@@ -87,6 +80,9 @@ class Args {
   uint16_t* u16(size_t i, const char* name, double need) const {
     return static_cast<uint16_t*>(array(i, name, napi_uint16_array, need));
   }
+  uint8_t* u8(size_t i, const char* name, double need) const {
+    return static_cast<uint8_t*>(array(i, name, napi_uint8_array, need));
+  }
   int32_t* i32(size_t i, const char* name, double need, size_t* len_out) const {
     napi_typedarray_type t;
     size_t len;
@@ -128,6 +124,7 @@ class Args {
       case napi_uint16_array: return "Uint16Array";
       case napi_int32_array: return "Int32Array";
       case napi_int8_array: return "Int8Array";
+      case napi_uint8_array: return "Uint8Array";
       default: return "typed array";
     }
   }
@@ -259,15 +256,21 @@ napi_value GemmInt8(Args& a) {
   long m = a.size(5, "m"), n = a.size(6, "n"), k = a.size(7, "k");
   long kind = a.size(9, "epilogue");
   if (kind > 2) a.range_error("epilogue must be 0 (none), 1 (GELU) or 2 (add)");
-  const float* x = a.f32(0, "x", (double)m * k);
+  // Optional (11, 12): x already quantised per row (u8 + 128, scales); then x may be null.
+  const uint8_t* xq = is_nullish(a, 11) ? nullptr : a.u8(11, "xq", (double)m * k);
+  const float* xs = xq ? a.f32(12, "xScale", (double)m) : nullptr;
+  const float* x = xq && is_nullish(a, 0) ? nullptr : a.f32(0, "x", (double)m * k);
   const int8_t* wq = static_cast<const int8_t*>(a.array(1, "wq", napi_int8_array, (double)n * k));
   const float* ws = a.f32(2, "wScale", (double)n);
   const int32_t* wc = static_cast<const int32_t*>(a.array(3, "wComp", napi_int32_array, (double)n));
-  float* c = a.f32(4, "c", (double)m * n);
+  // Optional (13, 14): the result quantised per row as well; then c may be null.
+  uint8_t* out8 = is_nullish(a, 13) ? nullptr : a.u8(13, "out8", (double)m * n);
+  float* out8s = out8 ? a.f32(14, "out8Scale", (double)m) : nullptr;
+  float* c = out8 && is_nullish(a, 4) ? nullptr : a.f32(4, "c", (double)m * n);
   const float* bias = optional_f32(a, 8, "bias", (double)n);
   float* aux = optional_f32(a, 10, "aux", (double)m * n);
   if (kind == 2 && !aux) a.range_error("epilogue 2 (add) needs aux");
-  return guarded([&] { matmul_int8(x, wq, ws, wc, c, m, n, k, bias, (int)kind, aux); });
+  return guarded([&] { matmul_int8(x, xq, xs, wq, ws, wc, c, m, n, k, bias, (int)kind, aux, out8, out8s); });
 }
 
 double span(long batch, long stride, double per) { return batch == 0 || per == 0 ? 0 : (batch - 1) * (double)stride + per; }
@@ -317,6 +320,24 @@ napi_value LayerNormBackward(Args& a) {
   const float* rstd = a.f32(7, "rstd", rows);
   if (rows > 0 && cols == 0) a.range_error("cols must be positive");
   return guarded([&] { K().layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, rows, cols); });
+}
+
+// layerNormForward with the output quantised per row to u8 (+128) and scales (int8 GEMM input).
+napi_value LayerNormForwardInt8(Args& a) {
+  a.expect("layerNormForwardInt8", 10);
+  long rows = a.size(7, "rows"), cols = a.size(8, "cols");
+  float eps = (float)a.number(9, "eps");
+  double rc = (double)rows * cols;
+  uint8_t* q = a.u8(0, "q", rc);
+  float* qs = a.f32(1, "qScale", rows);
+  float* mean = a.f32(2, "mean", rows);
+  float* rstd = a.f32(3, "rstd", rows);
+  const float* inp = a.f32(4, "inp", rc);
+  const float* w = a.f32(5, "weight", cols);
+  const float* b = a.f32(6, "bias", cols);
+  if (rows > 0 && cols == 0) a.range_error("cols must be positive");
+  K().layernorm_forward_u8(q, qs, mean, rstd, inp, w, b, rows, cols, eps);
+  return nullptr;
 }
 
 // ---------------- GELU ----------------
@@ -440,6 +461,18 @@ napi_value AttentionBackward(Args& a) {
   const float* att = a.f32(4, "att", 0);
   att = a.length(4) == 0 && B * H * T > 0 ? nullptr : a.f32(4, "att", (double)B * H * T * T);
   return guarded([&] { attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, H, scale, bf16); });
+}
+
+napi_value AttentionInference(Args& a) {
+  a.expect("attentionInference", 8);
+  long B = a.size(2, "B"), T = a.size(3, "T"), C = a.size(4, "C"), H = a.size(5, "H");
+  float scale = (float)a.number(6, "scale");
+  long precision = a.size(7, "precision");
+  if (precision > 2) a.range_error("precision must be 0 (fp32), 1 (bf16) or 2 (int8)");
+  check_heads(a, C, H);
+  float* out = a.f32(0, "out", (double)B * T * C);
+  const float* qkv = a.f32(1, "qkv", 3.0 * B * T * C);
+  return guarded([&] { attention_inference(out, qkv, B, T, C, H, scale, (int)precision); });
 }
 
 // ---------------- gather / scatter ----------------
@@ -588,6 +621,7 @@ napi_value Info(Args& a) {
   o.Set("procs", omp_get_num_procs());
   o.Set("parallelMinBytes", (double)cavmae_parallel_min_bytes());
   o.Set("gemmMinFlops", cavmae_gemm_min_flops());
+  o.Set("gemmThreading", gemm_threading_name());
   o.Set("compiler", "gcc " __VERSION__);
   return o;
 }
@@ -601,68 +635,18 @@ napi_value GemmInfo(Args& a) {
   return Napi::String::New(a.env(), gemm_impl_name(s, ta, tb, bf16));
 }
 
-// peakProbe(kind, threads, ms): the machine's raw arithmetic peak, for the benchmark to state GEMM
-// rates against. kind 0: fp32 FMA GFLOP/s, kind 1: bf16 vdpbf16ps GFLOP/s (0 where the CPU or
-// the build lacks AVX512-BF16), both register-only FMA chains run as ~1 ms chunks on the pool with
-// `threads` threads for about `ms` milliseconds of wall time; kind 2: clock estimate in GHz from
-// a dependent chain of integer adds (one per cycle) on the calling thread.
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double clock_ghz(double ms) {
-  auto t0 = std::chrono::steady_clock::now();
-  long rounds = 0;
-  uint64_t x = 0;
-  do {
-#define CAVMAE_ADD8 "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-    for (int i = 0; i < 10000; i++)
-      __asm__ volatile(CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8 CAVMAE_ADD8
-                       : "+r"(x));
-#undef CAVMAE_ADD8
-    rounds++;
-  } while (seconds_since(t0) < ms / 1e3);
-  return 64.0 * 10000.0 * (double)rounds / seconds_since(t0) / 1e9;
-}
-
-struct ProbeJob {
-  double (*fn)(long);
-  long iters;
-};
-
+// peakProbe(kind, threads, ms): the machine's raw arithmetic peak for the benchmark (probe.h).
+// kind 0: fp32 FMA GFLOP/s, 1: bf16 vdpbf16ps GFLOP/s (0 without AVX512-BF16), 2: clock in GHz,
+// 3: int8 vpdpbusd GOP/s (0 without AVX512-VNNI).
 napi_value PeakProbe(Args& a) {
   a.expect("peakProbe", 3);
   long kind = a.size(0, "kind"), threads = a.size(1, "threads");
   double ms = a.number(2, "ms");
-  if (kind > 2) a.range_error("kind must be 0 (fp32), 1 (bf16) or 2 (clock)");
+  if (kind > 3) a.range_error("kind must be 0 (fp32), 1 (bf16), 2 (clock) or 3 (int8)");
   if (threads < 1 || threads > 1024) a.range_error("threads must be between 1 and 1024");
   if (!(ms > 0 && ms <= 60000)) a.range_error("ms must be in (0, 60000]");
-  if (kind == 2) return Napi::Number::New(a.env(), clock_ghz(ms));
-  __builtin_cpu_init();
-  if (kind == 1 && !__builtin_cpu_supports("avx512bf16")) return Napi::Number::New(a.env(), 0.0);
-  ProbeJob job{kind == 1 ? K().peak_fma_bf16 : K().peak_fma_fp32, 1000};
-  // Calibrate chunks of ~1 ms on this thread.
-  for (;;) {
-    auto t0 = std::chrono::steady_clock::now();
-    job.fn(job.iters);
-    double dt = seconds_since(t0);
-    if (dt > 2e-4 || job.iters > (1L << 30)) {
-      job.iters = (long)((double)job.iters * 1e-3 / (dt > 1e-9 ? dt : 1e-9)) + 1;
-      break;
-    }
-    job.iters *= 4;
-  }
-  long nchunks = (long)(ms * (double)threads) + threads;
-  double per_round = job.fn(1);
-  auto t0 = std::chrono::steady_clock::now();
-  cavmae_parallel_for(
-      nchunks, (int)threads, [](void* ctx, long) {
-        auto* j = static_cast<ProbeJob*>(ctx);
-        j->fn(j->iters);
-      },
-      &job);
-  double dt = seconds_since(t0);
-  return Napi::Number::New(a.env(), per_round * (double)job.iters * (double)nchunks / dt / 1e9);
+  if (kind == 2) return Napi::Number::New(a.env(), probe_clock_ghz(ms));
+  return Napi::Number::New(a.env(), probe_peak_gflops((int)kind, (int)threads, ms));
 }
 
 // dst = src (n floats), threaded like the kernels: the memory-bandwidth probe.
@@ -690,6 +674,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"quantizeWeightsInt8", entry<QuantizeWeightsInt8>},
       {"layerNormForward", entry<LayerNormForward>},
       {"layerNormBackward", entry<LayerNormBackward>},
+      {"layerNormForwardInt8", entry<LayerNormForwardInt8>},
       {"geluForward", entry<GeluForward>},
       {"geluBackward", entry<GeluBackward>},
       {"softmaxForward", entry<SoftmaxForward>},
@@ -700,6 +685,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"axpy", entry<Axpy>},
       {"attentionForward", entry<AttentionForward>},
       {"attentionBackward", entry<AttentionBackward>},
+      {"attentionInference", entry<AttentionInference>},
       {"gatherRows", entry<GatherRows>},
       {"scatterAddRows", entry<ScatterAddRows>},
       {"meanPool", entry<MeanPool>},

@@ -9,8 +9,11 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "scratch.h"
 
+#include <cpuid.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <memory>
@@ -117,6 +120,27 @@ struct ThreadScope {
 
 }  // namespace
 
+GemmThreading gemm_threading() {
+  static const GemmThreading mode = [] {
+    const char* force = getenv("CAVMAE_GEMM_THREADING");
+    if (force && strcmp(force, "onednn") == 0) return GemmThreading::kOnednn;
+    if (force && strcmp(force, "pieces") == 0) return GemmThreading::kPieces;
+    // Per CPU: AMD family 26 (Zen 5, two 512-bit FMA pipes per core) gets oneDNN's own threading,
+    // where one whole-matrix call measured 428-499 fp32 / 945-993 bf16 GFLOP/s at 1024x768x3072 on
+    // 2 threads against 341 / 637 for the pieces (issue 16); elsewhere the pieces (docs/kernels.md).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return GemmThreading::kPieces;
+    const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return GemmThreading::kPieces;
+    unsigned family = (eax >> 8) & 0xf;
+    if (family == 0xf) family += (eax >> 20) & 0xff;
+    return amd && family == 26 ? GemmThreading::kOnednn : GemmThreading::kPieces;
+  }();
+  return mode;
+}
+
+const char* gemm_threading_name() { return gemm_threading() == GemmThreading::kOnednn ? "onednn" : "pieces"; }
+
 int gemm_threads_for(const GemmShape& s) {
   // Below ~4 MFLOP (e.g. 128x128x128 = 4.2 MFLOP) the second thread's start-up and the split of
   // a few tiles cost more than they save (measured; docs/kernels.md).
@@ -126,9 +150,9 @@ int gemm_threads_for(const GemmShape& s) {
 
 namespace {
 
-// One strided GEMM on the calling thread through a cached single-threaded primitive.
+// One strided GEMM through a cached primitive on `threads` OpenMP threads (1: the calling thread).
 void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const void* pb, const long sb_in[4],
-               float* c, const long sc_in[4], float alpha, float beta, int bf16) {
+               float* c, const long sc_in[4], float alpha, float beta, int bf16, int threads = 1) {
   ThreadState& st = state();
   Key key;
   memset(&key, 0, sizeof(key));
@@ -143,8 +167,8 @@ void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const vo
   memcpy(&key.alpha_bits, &alpha, 4);
   memcpy(&key.beta_bits, &beta, 4);
   key.bf16 = bf16;
-  key.threads = 1;
-  ThreadScope scope(1);
+  key.threads = threads;
+  ThreadScope scope(threads);
   auto it = st.cache.find(key);
   Entry* e;
   if (it == st.cache.end()) {
@@ -198,7 +222,28 @@ long block_of(long n, long most, long align) {
 constexpr long kMinPieces = 8;           // enough pieces that a late thread does not leave a long tail
 constexpr double kPieceMinFlops = 4e6;   // below this a piece costs more in call overhead than it computes
 
-Plan make_plan(const GemmShape& s) {
+// Largest piece: 256 rows x 1024 columns (measured on Zen 4, docs/kernels.md);
+// CAVMAE_GEMM_PIECE=ROWSxCOLS overrides (read once, for tuning).
+long piece_dim(int which) {
+  static const long dims[2] = {
+      [] {
+        const char* e = getenv("CAVMAE_GEMM_PIECE");
+        long r = e ? atol(e) : 0;
+        return r >= 16 ? r : 256L;
+      }(),
+      [] {
+        const char* e = getenv("CAVMAE_GEMM_PIECE");
+        const char* x = e ? strchr(e, 'x') : nullptr;
+        long c = x ? atol(x + 1) : 0;
+        return c >= 64 ? c : 1024L;
+      }(),
+  };
+  return dims[which];
+}
+long piece_rows() { return piece_dim(0); }
+long piece_cols() { return piece_dim(1); }
+
+Plan make_plan(const GemmShape& s, bool whole_rows) {
   Plan p{};
   long entries = s.b0 * s.b1;
   double per_entry = 2.0 * s.m * s.n * s.k;
@@ -222,11 +267,11 @@ Plan make_plan(const GemmShape& s) {
   }
   p.group = 1;
   p.groups_per_row = s.b1;
-  long mt = block_of(s.m, 256, 16);
-  long nt = block_of(s.n, 1024, 64);
+  long mt = block_of(s.m, piece_rows(), 16);
+  long nt = whole_rows ? s.n : block_of(s.n, piece_cols(), 64);
   auto count = [&](long a, long b) { return entries * div_up(s.m, a) * div_up(s.n, b); };
   while (count(mt, nt) < kMinPieces && 2.0 * mt * nt * s.k / 2 >= kPieceMinFlops) {
-    if (nt >= 2 * mt && nt > 128) nt = block_of(s.n, div_up(nt, 2), 64);
+    if (!whole_rows && nt >= 2 * mt && nt > 128) nt = block_of(s.n, div_up(nt, 2), 64);
     else if (mt > 32) mt = block_of(s.m, div_up(mt, 2), 16);
     else break;
   }
@@ -260,10 +305,22 @@ void apply_epilogue(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0
                      e.col_comp ? e.col_comp + n0 : nullptr);
   if (e.out16)
     for (long r = 0; r < m; r++) kt.f32_to_bf16(e.out16 + (m0 + r) * e.ldout16 + n0, ct + r * ldc, n);
+  if (e.out8)  // whole rows (n0 == 0): the plan keeps them in one tile
+    for (long r = 0; r < m; r++) kt.quantize_rows_u8(e.out8 + (m0 + r) * e.ldout8, e.out8_scale + m0 + r, ct + r * ldc, 1, n);
 }
 
-// Per-thread fp32 tile for outputs that are only wanted in bf16 (c == nullptr).
-constexpr int kTileSlot = 16;
+// The whole-matrix path (GemmThreading::kOnednn): the epilogue over row blocks of the finished C.
+struct EpilogueJob {
+  const GemmEpilogue* epi;
+  float* c;
+  long ldc, m, n, rows_per_chunk;
+};
+
+void run_epilogue_chunk(void* ctx, long chunk) {
+  const EpilogueJob& j = *static_cast<const EpilogueJob*>(ctx);
+  long r0 = chunk * j.rows_per_chunk, r1 = r0 + j.rows_per_chunk < j.m ? r0 + j.rows_per_chunk : j.m;
+  apply_epilogue(*j.epi, j.c + r0 * j.ldc, j.ldc, r0, 0, r1 - r0, j.n);
+}
 
 void run_piece(void* ctx, long piece) {
   const Job& j = *static_cast<const Job*>(ctx);
@@ -291,7 +348,7 @@ void run_piece(void* ctx, long piece) {
   long off_c = i * j.sc[0] + jj * j.sc[1] + m0 * j.sc[2] + n0 * j.sc[3];
   if (!j.c) {
     // Only the bf16 copy is wanted: the fp32 tile stays in this thread's scratch.
-    float* ct = cavmae_scratch(kTileSlot, (size_t)m * n);
+    float* ct = scratch<float>(kScratchGemmTile, (size_t)m * n);
     long st[4] = {0, 0, n, 1};
     gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
     apply_epilogue(*j.epi, ct, n, m0, n0, m, n);
@@ -314,13 +371,13 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
                   float alpha, float beta, int bf16, const GemmEpilogue* epi) {
   if (epi && (s.b0 * s.b1 != 1 || c_strides[3] != 1))
     throw std::invalid_argument("gemm epilogue needs one row-major output matrix");
-  if (!c && !(epi && epi->out16 && beta == 0.0f))
-    throw std::invalid_argument("gemm without an fp32 output needs the bf16 output and beta = 0");
+  if (!c && !(epi && (epi->out16 || epi->out8) && beta == 0.0f))
+    throw std::invalid_argument("gemm without an fp32 output needs the bf16 or int8 output and beta = 0");
   if (s.m == 0 || s.n == 0 || s.b0 == 0 || s.b1 == 0) return;
   long c_tmp[4] = {0, 0, s.n, 1};
   if (!c && (s.k == 0 || 2.0 * s.m * s.n * s.k < cavmae_gemm_min_flops())) {
     // Small (or empty) products in one piece: the whole fp32 result in scratch.
-    c = cavmae_scratch(kTileSlot, (size_t)s.m * s.n);
+    c = scratch<float>(kScratchGemmTile, (size_t)s.m * s.n);
     c_strides = c_tmp;
   }
   if (s.k == 0) {
@@ -341,11 +398,24 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
     if (epi) apply_epilogue(*epi, c, c_strides[2], 0, 0, s.m, s.n);
     return;
   }
+  if (s.b0 * s.b1 == 1 && cavmae_threads() > 1 && gemm_threading() == GemmThreading::kOnednn) {
+    // One oneDNN call on all threads (its own M x N split), then the epilogue by row blocks.
+    if (!c) {
+      c = scratch<float>(kScratchGemmTile, (size_t)s.m * s.n);
+      c_strides = c_tmp;
+    }
+    gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16, cavmae_threads());
+    if (epi) {
+      EpilogueJob ej{epi, c, c_strides[2], s.m, s.n, 64};
+      cavmae_parallel_for((s.m + 63) / 64, cavmae_threads(), run_epilogue_chunk, &ej);
+    }
+    return;
+  }
   // Pieces run through the kernels' pool (dynamic claiming: a thread the OS has not scheduled
   // yet simply takes none), each on one oneDNN thread. OpenMP's static split instead waited at
   // its barrier for a descheduled thread: on a busy 2-core machine a 2-thread GEMM ran at half
   // the 1-thread speed.
-  Plan p = make_plan(s);
+  Plan p = make_plan(s, epi && epi->out8);
   size_t es = bf16 == kInt8 ? 1 : bf16 == kBf16 ? 2 : 4;
   Job job{&s, &p, epi, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
           es, es, a.s, b.s, c_strides, alpha, beta, bf16};
@@ -402,12 +472,12 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
   const void* pa = a;
   const void* pb = b;
   if (bf16 && k > 0 && !a_bf16) {
-    uint16_t* a16 = reinterpret_cast<uint16_t*>(cavmae_scratch(1, ((size_t)m * k + 1) / 2));
+    uint16_t* a16 = scratch<uint16_t>(kScratchGemmA16, (size_t)m * k);
     kt.f32_to_bf16(a16, static_cast<const float*>(a), m * k);
     pa = a16;
   }
   if (bf16 && k > 0 && !b_bf16) {
-    uint16_t* b16 = reinterpret_cast<uint16_t*>(cavmae_scratch(2, ((size_t)k * n + 1) / 2));
+    uint16_t* b16 = scratch<uint16_t>(kScratchGemmB16, (size_t)k * n);
     kt.f32_to_bf16(b16, static_cast<const float*>(b), k * n);
     pb = b16;
   }
@@ -417,22 +487,33 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
   gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, alpha, beta, bf16, epi);
 }
 
-void matmul_int8(const float* x, const int8_t* wq, const float* w_scale, const int32_t* w_comp, float* c, long m, long n,
-                 long k, const float* bias, int kind, float* aux) {
+void matmul_int8(const float* x, const uint8_t* xq_in, const float* x_scale_in, const int8_t* wq, const float* w_scale,
+                 const int32_t* w_comp, float* c, long m, long n, long k, const float* bias, int kind, float* aux,
+                 uint8_t* out8, float* out8_scale) {
   if (m == 0 || n == 0) return;
   const KernelTable& kt = select_kernels();
-  // Activations per row to u8 with their scales, in the calling thread's scratch (read by every piece).
-  uint8_t* xq = reinterpret_cast<uint8_t*>(cavmae_scratch(10, ((size_t)m * k + 3) / 4));
-  float* x_scale = cavmae_scratch(11, (size_t)m);
-  kt.quantize_rows_u8(xq, x_scale, x, m, k);
+  const uint8_t* xq = xq_in;
+  const float* x_scale = x_scale_in;
+  if (!xq) {
+    // Activations per row to u8 with their scales, in the calling thread's scratch (read by every piece).
+    uint8_t* q = scratch<uint8_t>(kScratchInt8Rows, (size_t)m * k);
+    float* qs = scratch<float>(kScratchInt8RowScales, (size_t)m);
+    kt.quantize_rows_u8(q, qs, x, m, k);
+    xq = q;
+    x_scale = qs;
+  }
   MatView va{xq, {0, 0, k, 1}};
   MatView vb{wq, {0, 0, 1, k}};  // weights [n, k] read as [k, n]
   long sc[4] = {0, 0, n, 1};
   GemmEpilogue epi{bias, kind, aux, n, x_scale, w_scale, w_comp};
+  epi.out8 = out8;
+  epi.out8_scale = out8_scale;
+  epi.ldout8 = n;
   if (k == 0) {
+    if (!c) c = scratch<float>(kScratchGemmTile, (size_t)m * n);
     // No products: every sum is 0 (the k = 0 path writes fp32 zeros, which are int32 zeros too).
     memset(c, 0, sizeof(float) * (size_t)m * n);
-    kt.gemm_epilogue(c, n, m, n, bias, kind, aux, n, x_scale, w_scale, w_comp);
+    apply_epilogue(epi, c, n, 0, 0, m, n);
     return;
   }
   gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, 1.0f, 0.0f, kInt8, &epi);
@@ -459,8 +540,8 @@ void matmul_batched(const float* a, const float* b, float* c, long batch, long m
   if (bf16 && k > 0) {
     const KernelTable& kt = select_kernels();
     size_t na = span_of(batch, strideA, m * k), nb = span_of(batch, strideB, k * n);
-    uint16_t* a16 = reinterpret_cast<uint16_t*>(cavmae_scratch(1, (na + 1) / 2));
-    uint16_t* b16 = reinterpret_cast<uint16_t*>(cavmae_scratch(2, (nb + 1) / 2));
+    uint16_t* a16 = scratch<uint16_t>(kScratchGemmA16, na);
+    uint16_t* b16 = scratch<uint16_t>(kScratchGemmB16, nb);
     kt.f32_to_bf16(a16, a, (long)na);
     kt.f32_to_bf16(b16, b, (long)nb);
     pa = a16;

@@ -38,6 +38,12 @@ struct GemmEpilogue {
   // live in per-thread scratch; needs beta == 0).
   uint16_t* out16 = nullptr;
   long ldout16 = 0;
+  // Also the final values quantised per row to u8 (+128) with their scales (the input of a
+  // following int8 GEMM). Needs whole rows in one tile: such GEMMs are cut by rows only. With
+  // c == nullptr only these are produced (needs beta == 0).
+  uint8_t* out8 = nullptr;
+  float* out8_scale = nullptr;
+  long ldout8 = 0;
 };
 
 // GEMM input types (the `bf16` argument of the functions below also takes kInt8).
@@ -64,9 +70,21 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
 // int8 linear layer: C [m,n] = x [m,k] · Wᵀ with x quantised per row (symmetric, to u8 + 128) and
 // W [n,k] quantised per output channel (quantize_weights: s8, scales, +128 compensation); int32
 // sums (AVX512-VNNI through oneDNN) dequantised per tile, then bias and the epilogue (kind, aux).
-void matmul_int8(const float* x, const int8_t* wq, const float* w_scale, const int32_t* w_comp, float* c, long m, long n,
-                 long k, const float* bias, int kind, float* aux);
+// xq / x_scale (optional): x already quantised (then x is not read; LayerNorm or the previous
+// GEMM made them). out8 / out8_scale (optional): C quantised per row as well (c may then be null).
+void matmul_int8(const float* x, const uint8_t* xq, const float* x_scale, const int8_t* wq, const float* w_scale,
+                 const int32_t* w_comp, float* c, long m, long n, long k, const float* bias, int kind, float* aux,
+                 uint8_t* out8, float* out8_scale);
 void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, int32_t* comp);
+
+// How a large GEMM uses the threads: kPieces, cut by shape into single-threaded tiles claimed
+// from the kernels' pool (robust on a shared, busy machine; bit-identical for any thread count;
+// the epilogue runs per tile in cache), or kOnednn, one oneDNN call on its own OpenMP threads
+// (larger blocks per core; the epilogue in a second pass). Chosen per CPU at load (AMD family 26,
+// Zen 5: kOnednn; otherwise kPieces); CAVMAE_GEMM_THREADING=pieces|onednn overrides.
+enum class GemmThreading { kPieces, kOnednn };
+GemmThreading gemm_threading();
+const char* gemm_threading_name();
 
 // Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).
 int gemm_threads_for(const GemmShape& shape);

@@ -25,6 +25,10 @@ struct KernelTable {
   const char* isa;
   void (*layernorm_forward)(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                             const float* bias, long rows, long cols, float eps);
+  // layernorm_forward, the output quantised per row to u8 (+128) with scales (quantize_rows_u8 of
+  // it) instead of written in fp32: the input of an int8 GEMM.
+  void (*layernorm_forward_u8)(uint8_t* q, float* qscale, float* mean, float* rstd, const float* inp,
+                               const float* weight, const float* bias, long rows, long cols, float eps);
   void (*layernorm_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                              const float* weight, const float* mean, const float* rstd, long rows, long cols);
   void (*gelu_forward)(float* out, const float* inp, long n);
@@ -37,6 +41,10 @@ struct KernelTable {
   // accumulate=true: dinp += ...; false: dinp = ... (dinp may then alias dout).
   void (*softmax_backward)(float* dinp, const float* out, const float* dout, long rows, long cols, float scale,
                            bool accumulate);
+  // int8 attention's probabilities: u8 rne(255 exp(scale x - max)) per row and their sums
+  // (attention_int8.h), on the calling thread.
+  void (*softmax_rows_u8)(const float* x, long ldx, uint8_t* p, long ldp, int32_t* rowsum, long rows, long cols,
+                          float scale);
   void (*bias_add)(float* x, const float* bias, long rows, long cols);
   void (*bias_backward)(float* dbias, const float* dout, long rows, long cols);
   void (*add)(float* out, const float* a, const float* b, long n);
@@ -64,13 +72,12 @@ struct KernelTable {
   // (fp32 vfmadd, or bf16 vdpbf16ps: 0 when not compiled in) on the calling thread; returns flops.
   double (*peak_fma_fp32)(long iters);
   double (*peak_fma_bf16)(long iters);
+  // int8 vpdpbusd (AVX512-VNNI; 0 when not compiled in): ops (multiply and add = 2) per call.
+  double (*peak_fma_int8)(long iters);
 };
 
 extern "C" const KernelTable* cavmae_kernels_avx2();
 extern "C" const KernelTable* cavmae_kernels_avx512();  // nullptr if not compiled in
-
-// Per-calling-thread grow-only scratch (defined in addon.cc); slot picks one of a few buffers.
-extern "C" float* cavmae_scratch(int slot, size_t floats);
 
 // The table for this CPU (AVX-512 when available), chosen once.
 const KernelTable& select_kernels();

@@ -12,6 +12,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace {
@@ -84,12 +85,18 @@ inline void prefetch_row(const float* p, long cols, bool write) {
 // Two passes over the row for mean and variance (the row is in L1 after the first; exact
 // two-pass variance, no E[x^2] - m^2 cancellation), four accumulators each (a quarter of the
 // add/fma latency chain), then the normalisation. The next row is prefetched during the second pass.
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, long rows, long cols, float eps) {
+template <class Out>
+inline void quantize_row(Out* q, float* scale, const float* x, long cols, int offset);
+
+// With q: the rows go to a per-thread temporary row and leave quantised per row to u8 (+128)
+// with their scales (the input of an int8 GEMM, the same values as quantising `out`).
+void layernorm_impl(float* out, uint8_t* q, float* qscale, float* mean, float* rstd, const float* inp,
+                    const float* weight, const float* bias, long rows, long cols, float eps) {
   for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
+    float* row = q ? scratch<float>(kScratchRowTemp, (size_t)cols) : nullptr;
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
-      float* y = out + r * cols;
+      float* y = q ? row : out + r * cols;
       V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
       long c = 0;
       for (; c + 4 * W <= cols; c += 4 * W) {
@@ -104,7 +111,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
       a0 = a1 = a2 = a3 = S::zero();
       if (r + 1 < r1) {
         prefetch_row(x + cols, cols, false);
-        prefetch_row(y + cols, cols, true);
+        if (!q) prefetch_row(y + cols, cols, true);
       }
       for (c = 0; c + 4 * W <= cols; c += 4 * W) {
         V d0 = S::sub(S::load(x + c), vm), d1 = S::sub(S::load(x + c + W), vm);
@@ -130,8 +137,19 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
         V n = S::mul(S::sub(ld(x + c, w), vm), vr);
         st(y + c, S::fmadd(n, ld(weight + c, w), ld(bias + c, w)), w);
       }
+      if (q) quantize_row(q + r * cols, qscale + r, y, cols, 128);
     }
   });
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, long rows, long cols, float eps) {
+  layernorm_impl(out, nullptr, nullptr, mean, rstd, inp, weight, bias, rows, cols, eps);
+}
+
+void layernorm_forward_u8(uint8_t* q, float* qscale, float* mean, float* rstd, const float* inp,
+                          const float* weight, const float* bias, long rows, long cols, float eps) {
+  layernorm_impl(nullptr, q, qscale, mean, rstd, inp, weight, bias, rows, cols, eps);
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -142,7 +160,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   // loaded and stored once per two rows (one row alone needs 6 loads + 3 stores per vector).
   const long groups = lmin(rows, 16);
   if (groups == 0) return;
-  float* partial = cavmae_scratch(0, (size_t)groups * 2 * cols);  // [groups, 2, cols]: dweight, dbias
+  float* partial = scratch<float>(kScratchKernelPartials, (size_t)groups * 2 * cols);  // [groups, 2, cols]: dweight, dbias
   parallel_for(groups, threads_for(12.0 * rows * cols), [&](long gi) {
     float* pw = partial + (size_t)gi * 2 * cols;
     float* pb = pw + cols;
@@ -315,6 +333,46 @@ void softmax_forward_bf16(float* out, uint16_t* p, long ldp, const float* inp, l
   });
 }
 
+// int8 attention's probabilities (attention_int8.h): per row, e = exp(scale * x - max(scale * x))
+// in (0, 1] as u8 rne(255 e) into p (row stride ldp bytes, zero-padded from cols to ldp), and
+// the row's sum of those bytes. Runs on the calling thread (one attention piece).
+void softmax_rows_u8(const float* x, long ldx, uint8_t* p, long ldp, int32_t* rowsum, long rows, long cols,
+                     float scale) {
+  const V vs = S::set1(scale), k255 = S::set1(255.0f);
+  for (long r = 0; r < rows; r++) {
+    const float* xr = x + r * ldx;
+    uint8_t* pr = p + r * ldp;
+    V mx = S::set1(scale >= 0 ? -__builtin_inff() : __builtin_inff());
+    for (long c = 0; c < cols; c += W) {
+      V v = S::load_part_fill(xr + c, lmin(W, cols - c), scale >= 0 ? -__builtin_inff() : __builtin_inff());
+      mx = scale >= 0 ? S::max(mx, v) : S::min(mx, v);
+    }
+    const V negmax = S::set1(-(scale >= 0 ? S::hmax(mx) : S::hmin(mx)) * scale);
+    int32_t sum = 0;
+    long c = 0;
+#if defined(CAVMAE_SIMD_AVX512)
+    __m512i acc = _mm512_setzero_si512();
+    for (; c + W <= cols; c += W) {
+      const __m512i q = _mm512_cvtps_epi32(S::mul(vexp_nonpos(S::fmadd(S::load(xr + c), vs, negmax)), k255));
+      acc = _mm512_add_epi32(acc, q);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(pr + c), _mm512_cvtepi32_epi8(q));
+    }
+    sum = _mm512_reduce_add_epi32(acc);
+#endif
+    float tmp[W];
+    for (; c < cols; c += W) {
+      const long w = lmin(W, cols - c);
+      S::store(tmp, S::roundn(S::mul(vexp_nonpos(S::fmadd(ld(xr + c, w), vs, negmax)), k255)));
+      for (long i = 0; i < w; i++) {
+        pr[c + i] = (uint8_t)(int)tmp[i];
+        sum += (int)tmp[i];
+      }
+    }
+    for (c = cols; c < ldp; c++) pr[c] = 0;
+    rowsum[r] = sum;
+  }
+}
+
 void softmax_backward(float* dinp, const float* out, const float* dout, long rows, long cols, float scale,
                       bool accumulate) {
   const V vs = S::set1(scale);
@@ -386,7 +444,7 @@ inline void sum_rows_into(float* p, const float* x, long nrows, long cols) {
 
 // Partial column sums of `batches` stacked [rows, cols] matrices: [batches, groups, cols].
 inline const float* column_partials(const float* x, long batches, long rows, long cols, long groups) {
-  float* partial = cavmae_scratch(0, (size_t)batches * groups * cols);
+  float* partial = scratch<float>(kScratchKernelPartials, (size_t)batches * groups * cols);
   parallel_for(batches * groups, threads_for(4.0 * batches * rows * cols), [&](long j) {
     long bi = j / groups, gi = j % groups;
     long r0 = rows * gi / groups, r1 = rows * (gi + 1) / groups;
@@ -435,7 +493,7 @@ void gather_rows(float* out, const float* inp, const int32_t* index, long n_inde
 void scatter_add_rows(float* out, const float* inp, const int32_t* index, long n_index, long cols) {
   long max_index = -1;
   for (long i = 0; i < n_index; i++) max_index = index[i] > max_index ? index[i] : max_index;
-  unsigned char* seen = reinterpret_cast<unsigned char*>(cavmae_scratch(0, (size_t)(max_index + 1) / 4 + 1));
+  unsigned char* seen = scratch<unsigned char>(kScratchKernelPartials, (size_t)max_index + 1);
   memset(seen, 0, (size_t)max_index + 1);
   bool unique = true;
   for (long i = 0; i < n_index && unique; i++) {
@@ -650,8 +708,18 @@ inline void quantize_row(Out* q, float* scale, const float* x, long cols, int of
   float m = S::hmax(mx);
   *scale = m / 127.0f;
   const V inv = S::set1(m > 0 ? 127.0f / m : 0.0f), lo = S::set1(-127.0f), hi = S::set1(127.0f);
+  long c = 0;
+#if defined(CAVMAE_SIMD_AVX512)
+  // 16 values per step straight to bytes: the rounded values are exact integers in [-127, 127],
+  // so the conversion to int32 is exact and the byte truncation of (v + offset) is the value.
+  const __m512i off = _mm512_set1_epi32(offset);
+  for (; c + W <= cols; c += W) {
+    V v = S::min(S::max(S::roundn(S::mul(S::load(x + c), inv)), lo), hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), off)));
+  }
+#endif
   float tmp[W];
-  for (long c = 0; c < cols; c += W) {
+  for (; c < cols; c += W) {
     long w = lmin(W, cols - c);
     V v = S::min(S::max(S::roundn(S::mul(ld(x + c, w), inv)), lo), hi);
     S::store(tmp, v);
@@ -724,19 +792,40 @@ __attribute__((target("avx512bf16"))) double peak_fma_bf16(long iters) {
   (void)sink;
   return 4.0 * 16 * 12.0 * (double)iters;
 }
+
+// The same with vpdpbusd (each 32-bit lane: four u8 x s8 products added to an int32
+// accumulator: 8 ops), the int8 GEMMs' instruction. Compiled for AVX512-VNNI on this function only.
+__attribute__((target("avx512vnni"))) double peak_fma_int8(long iters) {
+  __m512i acc[12];
+  for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_epi32(j);
+  const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(1);
+  for (long i = 0; i < iters; i++) {
+    for (int j = 0; j < 12; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  }
+  __m512i s = _mm512_setzero_si512();
+  for (int j = 0; j < 12; j++) s = _mm512_add_epi32(s, acc[j]);
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  volatile int32_t sink = lanes[0] + lanes[15];
+  (void)sink;
+  return 8.0 * 16 * 12.0 * (double)iters;
+}
 #else
 double peak_fma_bf16(long) { return 0.0; }
+double peak_fma_int8(long) { return 0.0; }
 #endif
 
 const KernelTable kTable = {
     Simd::name,
     layernorm_forward,
+    layernorm_forward_u8,
     layernorm_backward,
     gelu_forward,
     gelu_backward,
     softmax_forward,
     softmax_forward_bf16,
     softmax_backward,
+    softmax_rows_u8,
     bias_add,
     bias_backward,
     add,
@@ -756,6 +845,7 @@ const KernelTable kTable = {
     quantize_weights_s8,
     peak_fma_fp32,
     peak_fma_bf16,
+    peak_fma_int8,
 };
 
 }  // namespace

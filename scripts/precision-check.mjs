@@ -9,6 +9,10 @@
 // Prints a markdown table (docs/performance.md) and writes every number to <out>/precision.json.
 //
 // usage: node scripts/precision-check.mjs [--out DIR] [--ci] [--seeds 0,1] [--steps N] [--probe-steps N]
+//                                         [--inference-only]
+// --inference-only: train only the fp32 model of the first seed (and its probe) and check the
+// inference precisions on it (for a change of the int8 or bf16 inference path). The int8
+// attention (AVX512-VNNI) can be switched back to bf16 with CAVMAE_ATTENTION=bf16 to compare.
 // Needs a build (npm run build) and espeak-ng/sox for the data (npm run setup). Resumable: runs
 // and data already in DIR are reused.
 import { existsSync, mkdirSync, writeFileSync, renameSync } from 'node:fs';
@@ -19,7 +23,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (p) => pathToFileURL(join(root, 'dist', 'src', p)).href;
 
 function parseArgs(argv) {
-  const o = { out: resolve('precision-check'), ci: false, seeds: [0, 1], steps: undefined, probeSteps: undefined };
+  const o = { out: resolve('precision-check'), ci: false, seeds: [0, 1], steps: undefined, probeSteps: undefined, inferenceOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => argv[++i];
@@ -28,6 +32,7 @@ function parseArgs(argv) {
     else if (a === '--seeds') o.seeds = v().split(',').map(Number);
     else if (a === '--steps') o.steps = Number(v());
     else if (a === '--probe-steps') o.probeSteps = Number(v());
+    else if (a === '--inference-only') o.inferenceOnly = true;
     else {
       process.stderr.write(`precision-check: unknown option '${a}'\n`);
       process.exit(1);
@@ -174,9 +179,9 @@ async function main() {
     return hit / n;
   };
 
-  const result = { recipe: { steps, probeSteps, probeMode, model: modelConfig, data: dataSpec }, training: [], inference: [] };
-  for (const seed of o.seeds) {
-    for (const bf16 of [false, true]) {
+  const result = { recipe: { steps, probeSteps, probeMode, model: modelConfig, data: dataSpec }, attention: process.env.CAVMAE_ATTENTION ?? 'default', training: [], inference: [] };
+  for (const seed of o.inferenceOnly ? o.seeds.slice(0, 1) : o.seeds) {
+    for (const bf16 of o.inferenceOnly ? [false] : [false, true]) {
       if (bf16 && seed !== o.seeds[0]) continue; // bf16 once; fp32 with every seed (the noise)
       const name = `pretrain-${bf16 ? 'bf16' : 'fp32'}-seed${seed}`;
       const pre = await runPretrain(name, seed, bf16);
@@ -210,7 +215,7 @@ async function main() {
   for (const i of result.inference)
     lines.push(`| ${i.precision} | ${i.cosAudio.min.toFixed(5)} / ${i.cosAudio.mean.toFixed(5)} | ${i.cosVideo.min.toFixed(5)} / ${i.cosVideo.mean.toFixed(5)} | ${f(i.retrieval.a2v_r1)} | ${f(i.retrieval.v2a_r1)} | ${f(i.retrieval.a2v_class1)} | ${f(i.retrieval.v2a_class1)} | ${f(i.probeAcc)} |`);
   process.stdout.write(`${lines.join('\n')}\n`);
-  const path = join(o.out, 'precision.json');
+  const path = join(o.out, process.env.CAVMAE_ATTENTION ? `precision-attention-${process.env.CAVMAE_ATTENTION}.json` : 'precision.json');
   writeFileSync(`${path}.tmp`, `${JSON.stringify(result, null, 2)}\n`);
   renameSync(`${path}.tmp`, path);
 }

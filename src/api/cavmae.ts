@@ -52,7 +52,13 @@ export class CavMae extends CavMaeReconstruction {
     let metadata: Record<string, string> = {};
     if (format === 'safetensors') metadata = withFile(path, (src) => readSafetensorsHeader(src)).metadata;
     const labels = opts.labels ? loadLabelCsv(opts.labels) : undefined;
-    return new CavMae(model, metadata, { source: path, bf16: opts.bf16, labels, audioNorm: opts.audioNorm });
+    return new CavMae(model, metadata, {
+      source: path,
+      bf16: opts.bf16,
+      int8: opts.int8,
+      labels,
+      audioNorm: opts.audioNorm,
+    });
   }
 
   /** Wraps a model already in memory (training loops, tests). */
@@ -62,6 +68,7 @@ export class CavMae extends CavMaeReconstruction {
       name?: string;
       metadata?: Record<string, string>;
       bf16?: boolean;
+      int8?: boolean;
       labels?: LabelMap;
       audioNorm?: { mean: number; std: number };
     } = {},
@@ -69,6 +76,7 @@ export class CavMae extends CavMaeReconstruction {
     return new CavMae(model, opts.metadata ?? {}, {
       source: opts.name ?? 'model',
       bf16: opts.bf16,
+      int8: opts.int8,
       labels: opts.labels,
       audioNorm: opts.audioNorm,
     });

@@ -45,6 +45,12 @@ export const FINETUNE_METADATA = FT_META;
 export interface LoadOptions {
   /** bf16 GEMM inputs with fp32 accumulation (faster on CPUs with AVX-512 BF16). */
   bf16?: boolean;
+  /**
+   * int8 inference: linear layers as u8 x s8 GEMMs (weights per output channel, activations per
+   * row; AVX512-VNNI), attention in int8 as well. The fastest mode; embeddings keep a cosine
+   * >= 0.9999 to fp32 (docs/performance.md, Precision). Takes precedence over bf16.
+   */
+  int8?: boolean;
   /** Explicit config (preset name, JSON file or object) for checkpoints without one. */
   config?: string | Record<string, unknown>;
   /** Extra config keys (e.g. { label_dim: 527 }). */
@@ -76,6 +82,7 @@ export class CavMaeModel {
   readonly preprocessing: Preprocessing;
   readonly labels?: LabelMap;
   private bf16: boolean;
+  private int8: boolean;
   private cachedId?: string;
   /** The weights are fixed once loaded (modelId assumes it too): bf16 copies made once. */
   private readonly frozen = new FrozenWeights();
@@ -85,7 +92,13 @@ export class CavMaeModel {
   protected constructor(
     model: AnyModel,
     readonly metadata: Record<string, string>,
-    opts: { source: string; bf16?: boolean; labels?: LabelMap; audioNorm?: { mean: number; std: number } },
+    opts: {
+      source: string;
+      bf16?: boolean;
+      int8?: boolean;
+      labels?: LabelMap;
+      audioNorm?: { mean: number; std: number };
+    },
   ) {
     if (kindTraits(model.config).sync)
       throw fileError(
@@ -95,6 +108,7 @@ export class CavMaeModel {
     this.model = model;
     this.source = opts.source;
     this.bf16 = opts.bf16 ?? false;
+    this.int8 = opts.int8 ?? false;
     const c = model.config;
     const pre = checkpointPreprocess(metadata, opts.source) ?? DEFAULT_PREPROCESS;
     // Sizes are the model's own (a checkpoint's preprocess block may carry the defaults).
@@ -183,7 +197,7 @@ export class CavMaeModel {
   }
 
   protected tape(): Tape {
-    return new Tape({ grad: false, bf16: this.bf16, frozen: this.frozen });
+    return new Tape({ grad: false, bf16: this.bf16, int8: this.int8, frozen: this.frozen });
   }
 
   protected requireModality(m: 'a' | 'v', what: string): void {

@@ -49,9 +49,11 @@ export interface HardwarePeak {
   /** At the largest thread count measured. */
   fp32: number;
   bf16: number;
+  /** int8 vpdpbusd GOP/s (0 without AVX512-VNNI or with an addon built before this probe). */
+  int8: number;
   /** Clock estimate from a dependent integer-add chain (one add per cycle), GHz, one thread. */
   ghzEstimate: number;
-  byThreads: { threads: number; fp32: number; bf16: number }[];
+  byThreads: { threads: number; fp32: number; bf16: number; int8: number }[];
 }
 
 export interface KernelResult {
@@ -201,12 +203,49 @@ export function randomFill(x: Float32Array, seed: number, scale = 1): Float32Arr
   return x;
 }
 
-export function cpuInfo(): { model: string; flags: string[]; cache: Record<string, string> } {
+/** The CPU's vendor, family and model numbers and, where known, its microarchitecture. */
+export interface CpuArch {
+  vendor: string;
+  family: number;
+  model: number;
+  /** e.g. 'Zen 4' (AMD family 25 models 0x10-0x1f, 0x60-0x7f, 0xa0-0xaf), 'Zen 5' (family 26). */
+  microarchitecture: string;
+}
+
+/** AMD's microarchitecture from family and model (the kernels' per-CPU choices key on it). */
+export function microarchitecture(vendor: string, family: number, model: number): string {
+  if (vendor !== 'AuthenticAMD')
+    return vendor === 'GenuineIntel' ? `Intel family ${family} model ${model}` : 'unknown';
+  if (family === 23) return model >= 0x30 ? 'Zen 2' : 'Zen / Zen+';
+  if (family === 25)
+    return (model >= 0x10 && model <= 0x1f) ||
+      (model >= 0x60 && model <= 0x7f) ||
+      (model >= 0xa0 && model <= 0xaf)
+      ? 'Zen 4'
+      : 'Zen 3';
+  if (family === 26) return 'Zen 5';
+  return `AMD family ${family}`;
+}
+
+export function cpuInfo(): { model: string; flags: string[]; cache: Record<string, string>; arch?: CpuArch } {
   let model = cpus()[0]?.model ?? 'unknown';
   let flags: string[] = [];
   const cache: Record<string, string> = {};
+  let arch: CpuArch | undefined;
   try {
     const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (name: string): string | undefined =>
+      new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(text)?.[1].trim();
+    const vendor = field('vendor_id');
+    const family = Number(field('cpu family'));
+    const modelNumber = Number(field('model'));
+    if (vendor && Number.isInteger(family) && Number.isInteger(modelNumber))
+      arch = {
+        vendor,
+        family,
+        model: modelNumber,
+        microarchitecture: microarchitecture(vendor, family, modelNumber),
+      };
     const modelLine = /^model name\s*:\s*(.*)$/m.exec(text);
     if (modelLine) model = modelLine[1].trim();
     const flagLine = /^flags\s*:\s*(.*)$/m.exec(text);
@@ -227,7 +266,7 @@ export function cpuInfo(): { model: string; flags: string[]; cache: Record<strin
       // no sysfs cache information
     }
   }
-  return { model, flags, cache };
+  return { model, flags, cache, arch };
 }
 
 export function envVariables(): Record<string, string> {
@@ -501,16 +540,26 @@ export const BENCH_PARTS = ['gemm', 'peak', 'attention', 'overhead', 'elementwis
  * largest thread count goes first, right after the multi-threaded warm-up: after a second of
  * single-threaded work this VM parks the second vCPU again.
  */
-function measureHardwarePeak(nat: NativeKernels, threads: number[], ms: number): HardwarePeak | undefined {
+export function measureHardwarePeak(
+  nat: NativeKernels,
+  threads: number[],
+  ms: number,
+): HardwarePeak | undefined {
   if (typeof nat.peakProbe !== 'function') return undefined; // an addon built before the probe
-  const best = (kind: number, t: number) => Math.max(...[0, 1, 2].map(() => nat.peakProbe!(kind, t, ms)));
+  const best = (kind: number, t: number): number => {
+    try {
+      return Math.max(...[0, 1, 2].map(() => nat.peakProbe!(kind, t, ms)));
+    } catch {
+      return 0; // an addon built before this kind of probe
+    }
+  };
   const byThreads = [...threads]
     .reverse()
-    .map((t) => ({ threads: t, fp32: best(0, t), bf16: best(1, t) }))
+    .map((t) => ({ threads: t, fp32: best(0, t), bf16: best(1, t), int8: best(3, t) }))
     .reverse();
   const top = byThreads[byThreads.length - 1];
   const ghzEstimate = Math.max(...[0, 1, 2].map(() => nat.peakProbe!(2, 1, Math.max(1, ms / 3))));
-  return { fp32: top.fp32, bf16: top.bf16, ghzEstimate, byThreads };
+  return { fp32: top.fp32, bf16: top.bf16, int8: top.int8, ghzEstimate, byThreads };
 }
 
 export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<BenchReport> {
@@ -592,7 +641,7 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
         peak.hardware = hw;
         for (const h of hw.byThreads)
           log(
-            `hardware FMA peak ${t2s(h.threads)}: fp32 ${h.fp32.toFixed(1)}, bf16 ${h.bf16.toFixed(1)} GFLOP/s`,
+            `hardware FMA peak ${t2s(h.threads)}: fp32 ${h.fp32.toFixed(1)}, bf16 ${h.bf16.toFixed(1)} GFLOP/s, int8 ${h.int8.toFixed(1)} GOP/s`,
           );
         log(`clock estimate: ${hw.ghzEstimate.toFixed(2)} GHz`);
       }
@@ -691,7 +740,10 @@ export function formatKernelReport(r: BenchReport): string {
     lines.push(
       `hardware FMA peak (register-only chains, ~${hw.ghzEstimate.toFixed(2)} GHz): ` +
         hw.byThreads
-          .map((h) => `${t2s(h.threads)} fp32 ${h.fp32.toFixed(1)} / bf16 ${h.bf16.toFixed(1)} GFLOP/s`)
+          .map(
+            (h) =>
+              `${t2s(h.threads)} fp32 ${h.fp32.toFixed(1)} / bf16 ${h.bf16.toFixed(1)} GFLOP/s / int8 ${h.int8.toFixed(1)} GOP/s`,
+          )
           .join(', '),
     );
   }

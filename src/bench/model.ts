@@ -24,7 +24,9 @@
  * per output channel and activations per row, attention in bf16; docs/performance.md). MFU = model FLOPs / time / peak, with the peak of the GEMM type the
  * dtype runs on (int8 against the int8 peak).
  */
-import { loadavg, cpus } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { kernels as selectKernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { loadNativeKernels } from '../kernels/native.js';
@@ -37,13 +39,27 @@ import { CAVMAE } from '../models/cavmae.js';
 import { CAVMAEFT } from '../models/cavmae-ft.js';
 import { modelDims, presetConfig, type CavmaeConfig } from '../models/config.js';
 import { lenKeep } from '../models/masking.js';
-import { OptionError } from '../util/errors.js';
-import { benchGemm, cpuInfo, envVariables, median, now, randomFill, timeCalls, warmUp } from './kernels.js';
+import { OptionError, UserError } from '../util/errors.js';
+import {
+  type CpuArch,
+  benchGemm,
+  cpuInfo,
+  envVariables,
+  measureHardwarePeak,
+  median,
+  now,
+  randomFill,
+  timeCalls,
+  warmUp,
+} from './kernels.js';
+import { saveModel } from '../models/registry.js';
 import { EPILOGUE_NONE, fused } from '../kernels/fused.js';
 
-export type ModelTask = 'embed' | 'pretrain' | 'ft';
+export type ModelTask = 'embed' | 'pretrain' | 'ft' | 'api';
 export type ModelDtype = 'fp32' | 'bf16' | 'int8';
-export const MODEL_TASKS: readonly ModelTask[] = ['embed', 'pretrain', 'ft'];
+/** Every task; `api` runs only when asked for. */
+export const MODEL_TASKS: readonly ModelTask[] = ['embed', 'pretrain', 'ft', 'api'];
+const DEFAULT_TASKS: readonly ModelTask[] = ['embed', 'pretrain', 'ft'];
 export const MODEL_DTYPES: readonly ModelDtype[] = ['fp32', 'bf16', 'int8'];
 
 export interface ModelBenchOptions {
@@ -62,12 +78,19 @@ export interface ModelBenchOptions {
   seed?: number;
   log?: (line: string) => void;
   kernels?: Kernels;
+  /**
+   * The `api` task's checkpoint: timed from `CavMae.load` of this file. Default: the preset's
+   * seeded random model written to a temporary file first (untimed, deleted after).
+   */
+  model?: string;
 }
 
 /** Model FLOPs of one batch (multiply-add = 2 FLOPs; GEMMs and attention only). */
 export interface ModelFlops {
   forward: number;
   backward: number;
+  /** The part of `forward` in attention (q·kᵀ and att·v), for profiles and per-part rates. */
+  attentionForward: number;
 }
 
 export interface ModelBenchReport {
@@ -93,6 +116,22 @@ export interface ModelBenchReport {
   /** Seconds per call: every timed repetition, and for pretraining its phases (medians). */
   seconds: Partial<Record<ModelTask, number[]>>;
   pretrain_phases?: { forward: number; backward: number; optimizer: number };
+  /**
+   * The `api` task, what `serve` and the library API do for one clip: seconds from
+   * `CavMae.load(file)` to the first clip's embeddings (audio and image, from tensors), and the
+   * median latency of one clip's embeddings after that (each of `reps` calls timed).
+   */
+  api?: { load_first_embed_s: number; latency_s: number; latency_seconds: number[]; checkpoint: string };
+  /**
+   * Hardware peak of this process's threads from the bench's probe (register-only vfmadd,
+   * vdpbf16ps, vpdpbusd chains), GFLOP/s (int8: GOP/s) per instruction type.
+   */
+  hardware_peak_gflops?: Partial<Record<ModelDtype, number>>;
+  /**
+   * Achieved model GFLOP/s / the hardware peak of the dtype (0..1); int8 against the vpdpbusd
+   * peak (its linear layers and, with AVX512-VNNI, attention run in int8).
+   */
+  mfu_hardware?: Partial<Record<ModelTask, number>>;
   /** Bytes of the activation pool after the task (the arena of a step), MB. */
   activation_mb: Partial<Record<ModelTask, number>>;
   params: { pretrain?: number; ft?: number };
@@ -104,13 +143,15 @@ export interface ModelBenchEnv {
   backend: 'native' | 'ts';
   nativeError?: string;
   cpuModel: string;
+  /** Vendor, family, model number and microarchitecture (e.g. AMD family 25 model 17, Zen 4). */
+  cpuArch?: CpuArch;
   cpuFlags: string[];
   logicalCpus: number;
   cache?: Record<string, string>;
   node: string;
   v8: string;
   platform: string;
-  native?: { isa: string; dnnlVersion: string; dnnlIsa: string; compiler: string };
+  native?: { isa: string; dnnlVersion: string; dnnlIsa: string; compiler: string; gemmThreading?: string };
   variables: Record<string, string>;
   loadavgStart: number[];
   loadavgEnd?: number[];
@@ -124,8 +165,12 @@ export interface ModelBenchEnv {
 function blockFlops(tokens: number, T: number, D: number, mlpRatio: number): number {
   const hidden = Math.trunc(D * mlpRatio);
   const linears = 2 * tokens * (D * 3 * D + D * D + D * hidden + hidden * D);
-  const attention = 4 * tokens * T * D; // q·kᵀ and att·v over all heads
-  return linears + attention;
+  return linears + attentionFlops(tokens, T, D);
+}
+
+/** q·kᵀ and att·v over all heads of one block (forward). */
+function attentionFlops(tokens: number, T: number, D: number): number {
+  return 4 * tokens * T * D;
 }
 
 /**
@@ -142,9 +187,10 @@ export function modelFlops(cfg: CavmaeConfig, task: ModelTask, B: number): Model
   const r = cfg.mlp_ratio;
   const patchA = 2 * d.La * p2 * D;
   const patchV = 2 * d.Lv * p2 * cfg.in_chans * D;
-  if (task === 'embed') {
+  if (task === 'embed' || task === 'api') {
     const f = patchA + patchV + (msd + sd) * (blockFlops(d.La, d.La, D, r) + blockFlops(d.Lv, d.Lv, D, r));
-    return { forward: B * f, backward: 0 };
+    const att = (msd + sd) * (attentionFlops(d.La, d.La, D) + attentionFlops(d.Lv, d.Lv, D));
+    return { forward: B * f, backward: 0, attentionForward: B * att };
   }
   if (task === 'ft') {
     const L = d.La + d.Lv;
@@ -154,7 +200,9 @@ export function modelFlops(cfg: CavmaeConfig, task: ModelTask, B: number): Model
       msd * (blockFlops(d.La, d.La, D, r) + blockFlops(d.Lv, d.Lv, D, r)) +
       sd * blockFlops(L, L, D, r) +
       2 * D * (cfg.label_dim ?? 527);
-    return { forward: B * f, backward: 0 };
+    const att =
+      msd * (attentionFlops(d.La, d.La, D) + attentionFlops(d.Lv, d.Lv, D)) + sd * attentionFlops(L, L, D);
+    return { forward: B * f, backward: 0, attentionForward: B * att };
   }
   const Ka = lenKeep(d.La, cfg.mask_ratio_a);
   const Kv = lenKeep(d.Lv, cfg.mask_ratio_v);
@@ -167,6 +215,10 @@ export function modelFlops(cfg: CavmaeConfig, task: ModelTask, B: number): Model
     msd * (blockFlops(Ka, Ka, D, r) + blockFlops(Kv, Kv, D, r)) +
     sd * blockFlops(K, K, D, r) +
     contrastLayers * (blockFlops(Ka, Ka, D, r) + blockFlops(Kv, Kv, D, r));
+  const encAttention =
+    msd * (attentionFlops(Ka, Ka, D) + attentionFlops(Kv, Kv, D)) +
+    sd * attentionFlops(K, K, D) +
+    contrastLayers * (attentionFlops(Ka, Ka, D) + attentionFlops(Kv, Kv, D));
   const dec =
     2 * K * D * Dd +
     cfg.decoder_depth * blockFlops(L, L, Dd, r) +
@@ -176,7 +228,8 @@ export function modelFlops(cfg: CavmaeConfig, task: ModelTask, B: number): Model
   const forward = B * (patchA + patchV + enc + dec) + contrastive;
   // Attention backward = 2x forward; every linear 2x forward; patch embedding: weight gradient only.
   const backward = 2 * forward - B * (patchA + patchV);
-  return { forward, backward };
+  const attentionForward = B * (encAttention + cfg.decoder_depth * attentionFlops(L, L, Dd));
+  return { forward, backward, attentionForward };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +284,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
     date: new Date().toISOString(),
     backend: K.name,
     cpuModel: cpu.model,
+    cpuArch: cpu.arch,
     cpuFlags: cpu.flags.filter((f) => /^(avx|amx|fma|f16c|sse4)/.test(f)),
     logicalCpus: cpus().length,
     cache: cpu.cache,
@@ -249,6 +303,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
       dnnlVersion: info.dnnlVersion,
       dnnlIsa: info.dnnlIsa,
       compiler: info.compiler,
+      gemmThreading: info.gemmThreading,
     };
   }
   return env;
@@ -298,7 +353,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
   const B = opts.batch ?? 8;
   const dtype = opts.dtype ?? 'fp32';
   const reps = opts.reps ?? 3;
-  const tasks = opts.tasks ?? MODEL_TASKS;
+  const tasks = opts.tasks ?? DEFAULT_TASKS;
   const K = opts.kernels ?? selectKernels();
   const threads = Math.min(opts.threads ?? 2, Math.max(1, cpus().length));
   const warmupSeconds = opts.warmupSeconds ?? (K.name === 'native' ? 4 : 0);
@@ -359,6 +414,15 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
           `GEMM peak int8 (${threads} threads, with per-row activation quantisation): ${report.peak_gflops.int8} GOP/s`,
         );
       }
+      const nat = loadNativeKernels();
+      const hw = K.name === 'native' && nat.ok ? measureHardwarePeak(nat.kernels, [threads], 200) : undefined;
+      if (hw) {
+        report.hardware_peak_gflops = { fp32: round(hw.fp32, 1), bf16: round(hw.bf16, 1) };
+        if (hw.int8 > 0) report.hardware_peak_gflops.int8 = round(hw.int8, 1);
+        log(
+          `hardware peak (${threads} threads): fp32 ${hw.fp32.toFixed(1)}, bf16 ${hw.bf16.toFixed(1)} GFLOP/s, int8 ${hw.int8.toFixed(1)} GOP/s`,
+        );
+      }
       K.setThreads(threads);
     }
     const rng = new Rng(seed + 1);
@@ -370,6 +434,10 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     rng.fillNormal(image.data, 0, 1);
     const batch = { audio, image };
     const peak = report.peak_gflops[dtype];
+    const hwPeak = report.hardware_peak_gflops;
+    /** The hardware peak of the dtype: int8 runs linear layers and attention in int8 (VNNI). */
+    const hardwarePeakFor = (): number | undefined =>
+      hwPeak ? hwPeak[int8 ? 'int8' : dtype === 'bf16' ? 'bf16' : 'fp32'] || undefined : undefined;
     const record = (
       task: ModelTask | 'pretrain_forward' | 'pretrain_backward',
       flop: number,
@@ -378,7 +446,54 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       const g = flop / seconds / 1e9;
       report.gflops[task] = round(g, 1);
       if (peak) report.mfu[task] = round(g / peak, 3);
+      const hp = task === 'pretrain_forward' || task === 'pretrain_backward' ? undefined : hardwarePeakFor();
+      if (hp) (report.mfu_hardware ??= {})[task as ModelTask] = round(g / hp, 3);
     };
+
+    if (tasks.includes('api')) {
+      // What serve and the library API do: load a checkpoint, embed one clip (audio and image,
+      // each its own batch-1 forward pass). Timed from CavMae.load to the first embeddings, then
+      // `reps` more clips one at a time.
+      const { CavMae } = await import('../api/cavmae.js');
+      let file = opts.model;
+      let tmp: string | undefined;
+      if (!file) {
+        tmp = mkdtempSync(join(tmpdir(), 'cavmae-bench-'));
+        file = join(tmp, `${preset}.safetensors`);
+        log(`api: writing the seeded ${preset} model to ${file} (untimed)...`);
+        saveModel(file, CAVMAE.create(cfg, { seed, grad: false }));
+      }
+      try {
+        const clipAudio = audio.data.slice(0, T * 128);
+        const clipImage = image.data.slice(0, 3 * S * S);
+        log(`api: CavMae.load + first clip, ${dtype}...`);
+        const t0 = now();
+        const api = await CavMae.load(file, { bf16, int8 });
+        await api.embedClip(clipAudio, clipImage);
+        const first = now() - t0;
+        const lat: number[] = [];
+        for (let i = 0; i < reps; i++) {
+          const t = now();
+          await api.embedClip(clipAudio, clipImage);
+          lat.push(now() - t);
+        }
+        report.api = {
+          load_first_embed_s: round(first),
+          latency_s: round(median(lat)),
+          latency_seconds: lat.map((x) => round(x)),
+          checkpoint: opts.model ?? `${preset} (seeded random, temporary file)`,
+        };
+        report.seconds.api = report.api.latency_seconds;
+        const fl = modelFlops(cfg, 'api', 1);
+        report.gflop_per_item.api = round(fl.forward / 1e9, 2);
+        record('api', fl.forward, median(lat));
+        log(
+          `api: load + first clip ${report.api.load_first_embed_s} s, then ${report.api.latency_s} s per clip`,
+        );
+      } finally {
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    }
 
     let model: CAVMAE | undefined;
     const runPretrain = tasks.includes('pretrain') && !int8;
@@ -403,9 +518,9 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       const med = median(s);
       report.seconds.embed = s.map((x) => round(x));
       report.embed_clips_per_s = round(B / med);
-      const fl = modelFlops(cfg, 'embed', B).forward;
-      report.gflop_per_item.embed = round(fl / B / 1e9, 2);
-      record('embed', fl, med);
+      const fl = modelFlops(cfg, 'embed', B);
+      report.gflop_per_item.embed = round(fl.forward / B / 1e9, 2);
+      record('embed', fl.forward, med);
       report.activation_mb.embed = round(pool.allocatedBytes / 1e6, 1);
       pool.clear();
       log(`embed: ${report.embed_clips_per_s} clips/s (${report.gflops.embed} GFLOP/s)`);
@@ -490,9 +605,9 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
       const med = median(s);
       report.seconds.ft = s.map((x) => round(x));
       report.ft_clips_per_s = round(B / med);
-      const fl = modelFlops(ftCfg, 'ft', B).forward;
-      report.gflop_per_item.ft = round(fl / B / 1e9, 2);
-      record('ft', fl, med);
+      const fl = modelFlops(ftCfg, 'ft', B);
+      report.gflop_per_item.ft = round(fl.forward / B / 1e9, 2);
+      record('ft', fl.forward, med);
       report.activation_mb.ft = round(pool.allocatedBytes / 1e6, 1);
       log(`ft: ${report.ft_clips_per_s} clips/s (${report.gflops.ft} GFLOP/s)`);
     }
@@ -533,6 +648,18 @@ export function formatModelReport(r: ModelBenchReport): string {
     );
   }
   row('fine-tuning forward', r.ft_clips_per_s, 'clips/s  ', 'ft');
+  if (r.api)
+    lines.push(
+      `${'API, one clip'.padEnd(22)} ${r.api.latency_s.toFixed(3).padStart(8)} s latency  (CavMae.load to the first clip: ${r.api.load_first_embed_s} s)`,
+    );
+  const hw = r.hardware_peak_gflops;
+  if (hw)
+    lines.push(
+      `hardware peak: fp32 ${hw.fp32} / bf16 ${hw.bf16} GFLOP/s${hw.int8 ? ` / int8 ${hw.int8} GOP/s` : ''}; MFU vs hardware: ` +
+        Object.entries(r.mfu_hardware ?? {})
+          .map(([t, v]) => `${t} ${(100 * v).toFixed(0)}%`)
+          .join(', '),
+    );
   lines.push(`peak RSS: ${r.peak_rss_mb} MB`);
   return lines.join('\n');
 }

@@ -21,6 +21,9 @@ export const EPILOGUE_GELU = 1;
 export const EPILOGUE_ADD = 2;
 export type Epilogue = typeof EPILOGUE_NONE | typeof EPILOGUE_GELU | typeof EPILOGUE_ADD;
 
+/** attentionInference's precision: 0 fp32, 1 bf16, 2 int8. */
+export type AttentionPrecision = 0 | 1 | 2;
+
 export interface FusedKernels {
   /**
    * int8 weights: per output row n of w [n,k], scale[n] = max|w[n,:]| / 127,
@@ -31,19 +34,62 @@ export interface FusedKernels {
    * int8 linear layer: x [m,k] is quantised per row the same way (scale_x[m]), the products
    * summed exactly in int32, c = (float)Σ xq·wq · scale_x[m] · scale[n], then bias and the
    * epilogue as gemmEx (aux: GELU pre-activation or residual). AVX512-VNNI via oneDNN natively.
+   * xq / xScale (optional): x already quantised per row (u8 = q + 128, as layerNormForwardInt8
+   * or a previous gemmInt8's out8 make them); x is then not read and may be null. out8 /
+   * out8Scale (optional): the final c quantised per row the same way as well (the next int8
+   * GEMM's input, made while each tile of whole rows is in cache); c may then be null.
    */
   gemmInt8(
-    x: F32,
+    x: F32 | null,
     wq: Int8Array,
     wScale: F32,
     wComp: Int32Array,
-    c: F32,
+    c: F32 | null,
     m: number,
     n: number,
     k: number,
     bias: F32 | null,
     epilogue: Epilogue,
     aux: F32 | null,
+    xq?: Uint8Array | null,
+    xScale?: F32 | null,
+    out8?: Uint8Array | null,
+    out8Scale?: F32 | null,
+  ): void;
+
+  /**
+   * layerNormForward (mean, rstd as it) with the output quantised per row to u8 (q + 128) with
+   * scales instead of written in fp32: the input of an int8 linear layer.
+   */
+  layerNormForwardInt8(
+    q: Uint8Array,
+    qScale: F32,
+    mean: F32,
+    rstd: F32,
+    inp: F32,
+    weight: F32,
+    bias: F32,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+
+  /**
+   * Inference attention (no backward follows): out [B,T,C] = attention(qkv [B,T,3C]) as
+   * `attentionForward` in precision 0 (fp32) or 1 (bf16), or 2: int8 — q and k quantised per
+   * row, v per head dimension, the probabilities as u8 of exp(s - max) normalised by their own
+   * sum (the scheme of `int8Attention` below; native: AVX512-VNNI, falling back to bf16 where
+   * the CPU lacks it or the head size is not a multiple of 16 up to 64).
+   */
+  attentionInference(
+    out: F32,
+    qkv: F32,
+    B: number,
+    T: number,
+    C: number,
+    H: number,
+    scale: number,
+    precision: AttentionPrecision,
   ): void;
 
   /**
@@ -94,7 +140,79 @@ function quantizeRow(
   return Math.fround(m / 127);
 }
 
-/** The composition of plain kernels that defines gemmEx and gemmInt8. */
+/**
+ * The int8 attention of one (sample, head), in float32 arithmetic as the native kernels
+ * (native/attention_int8.h): q rows u8 (+128), k rows s8 (per row), v s8 per head dimension,
+ * exact integer sums, probabilities u8 rne(255 exp(scale s - max)) normalised by their sum.
+ * The exp is Math.exp (the native one is a polynomial within a few ulp), so single
+ * probabilities may differ by one step of 1/255.
+ */
+function int8Attention(
+  out: F32,
+  qkv: F32,
+  b: number,
+  h: number,
+  T: number,
+  C: number,
+  hd: number,
+  scale: number,
+): void {
+  const base = b * T * 3 * C + h * hd;
+  const row = (j: number, part: number): number => base + j * 3 * C + part * C;
+  const qq = new Float32Array(T * hd);
+  const kq = new Float32Array(T * hd);
+  const sq = new Float32Array(T);
+  const sk = new Float32Array(T);
+  for (let j = 0; j < T; j++) {
+    sq[j] = quantizeRow(qkv, row(j, 0), hd, qq, j * hd);
+    sk[j] = quantizeRow(qkv, row(j, 1), hd, kq, j * hd);
+  }
+  // v per head dimension over the keys
+  const vq = new Float32Array(T * hd);
+  const sv = new Float32Array(hd);
+  for (let d = 0; d < hd; d++) {
+    let m = 0;
+    for (let j = 0; j < T; j++) m = Math.max(m, Math.abs(qkv[row(j, 2) + d]));
+    sv[d] = Math.fround(m / 127);
+    const inv = m > 0 ? Math.fround(127 / m) : 0;
+    for (let j = 0; j < T; j++)
+      vq[j * hd + d] = Math.min(127, Math.max(-127, rne(Math.fround(qkv[row(j, 2) + d] * inv))));
+  }
+  const s = new Float32Array(T);
+  const p = new Float32Array(T);
+  for (let i = 0; i < T; i++) {
+    let mx = -Infinity;
+    for (let j = 0; j < T; j++) {
+      let acc = 0;
+      for (let d = 0; d < hd; d++) acc += qq[i * hd + d] * kq[j * hd + d];
+      s[j] = Math.fround(Math.fround(acc * sq[i]) * sk[j]);
+      mx = Math.max(mx, s[j]);
+    }
+    const negmax = -Math.fround(mx * scale);
+    let sum = 0;
+    for (let j = 0; j < T; j++) {
+      p[j] = rne(Math.fround(Math.exp(Math.fround(s[j] * scale + negmax)) * 255));
+      sum += p[j];
+    }
+    const inv = Math.fround(1 / sum);
+    for (let d = 0; d < hd; d++) {
+      let acc = 0;
+      for (let j = 0; j < T; j++) acc += p[j] * vq[j * hd + d];
+      out[(b * T + i) * C + h * hd + d] = Math.fround(Math.fround(acc * sv[d]) * inv);
+    }
+  }
+}
+
+/** Rows of x [rows, cols] quantised as the int8 GEMM's activations: u8 = q + 128, per-row scales. */
+function quantizeRowsU8(x: F32, rows: number, cols: number, q: Uint8Array, scale: F32): void {
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    scale[r] = quantizeRow(x, r * cols, cols, row, 0);
+    for (let c = 0; c < cols; c++) q[r * cols + c] = row[c] + 128;
+  }
+}
+
+/** The composition of plain kernels that defines gemmEx, gemmInt8 and attentionInference. */
 export function composedFused(k: Kernels): FusedKernels {
   const f32Of = (x: F32 | BF16, n: number): F32 => {
     if (x instanceof Float32Array) return x;
@@ -128,16 +246,45 @@ export function composedFused(k: Kernels): FusedKernels {
         comp[r] = 128 * sum;
       }
     },
-    gemmInt8(x, wq, wScale, wComp, c, m, n, kk, bias, epilogue, aux) {
+    gemmInt8(x, wq, wScale, wComp, c, m, n, kk, bias, epilogue, aux, xq8, xScale, out8, out8Scale) {
       const xq = new Float32Array(m * kk);
-      const xs = new Float32Array(m);
-      for (let r = 0; r < m; r++) xs[r] = quantizeRow(x, r * kk, kk, xq, r * kk);
+      let xs: F32;
+      if (xq8) {
+        if (!xScale) throw new TypeError('gemmInt8: xq needs xScale');
+        for (let i = 0; i < m * kk; i++) xq[i] = xq8[i] - 128;
+        xs = xScale;
+      } else {
+        if (!x) throw new TypeError('gemmInt8: x is null: then xq and xScale must be given');
+        xs = new Float32Array(m);
+        for (let r = 0; r < m; r++) xs[r] = quantizeRow(x, r * kk, kk, xq, r * kk);
+      }
+      if (!c && !out8) throw new TypeError('gemmInt8: c is null: then out8 and out8Scale must be given');
+      const cc = c ?? new Float32Array(m * n);
       // The integer sums are exact in the reference's float64 accumulation, then rounded to fp32
       // once (as the native int32 -> fp32 conversion).
-      k.matmul(xq, Float32Array.from(wq), c, m, n, kk, false, true, 1, 0, false);
+      k.matmul(xq, Float32Array.from(wq), cc, m, n, kk, false, true, 1, 0, false);
       for (let r = 0; r < m; r++)
-        for (let j = 0; j < n; j++) c[r * n + j] = Math.fround(Math.fround(c[r * n + j] * xs[r]) * wScale[j]);
-      epilogueOf(c, m, n, bias, epilogue, aux);
+        for (let j = 0; j < n; j++)
+          cc[r * n + j] = Math.fround(Math.fround(cc[r * n + j] * xs[r]) * wScale[j]);
+      epilogueOf(cc, m, n, bias, epilogue, aux);
+      if (out8) {
+        if (!out8Scale) throw new TypeError('gemmInt8: out8 needs out8Scale');
+        quantizeRowsU8(cc, m, n, out8, out8Scale);
+      }
+    },
+    layerNormForwardInt8(q, qScale, mean, rstd, inp, weight, bias, rows, cols, eps) {
+      const y = new Float32Array(rows * cols);
+      k.layerNormForward(y, mean, rstd, inp, weight, bias, rows, cols, eps);
+      quantizeRowsU8(y, rows, cols, q, qScale);
+    },
+    attentionInference(out, qkv, B, T, C, H, scale, precision) {
+      if (precision !== 2) {
+        k.attentionForward(out, new Float32Array(B * H * T * T), qkv, B, T, C, H, scale, precision === 1);
+        return;
+      }
+      if (C % H !== 0) throw new RangeError(`attentionInference: C (${C}) must be a multiple of H (${H})`);
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < H; h++) int8Attention(out, qkv, b, h, T, C, C / H, scale);
     },
     gemmEx(a, b, c, m, n, kk, transA, transB, alpha, beta, bf16, bias, epilogue, aux, out16) {
       if ((!(a instanceof Float32Array) || !(b instanceof Float32Array)) && !bf16)
@@ -156,7 +303,13 @@ export function composedFused(k: Kernels): FusedKernels {
 /** True when `fused(k)` takes bf16 (Uint16Array) operands without converting them back to fp32. */
 export function takesBf16Operands(k: Kernels): boolean {
   const f = k as Partial<FusedKernels>;
-  return k.name === 'native' && typeof f.gemmEx === 'function' && typeof f.gemmInt8 === 'function';
+  return (
+    k.name === 'native' &&
+    typeof f.gemmEx === 'function' &&
+    typeof f.gemmInt8 === 'function' &&
+    typeof f.attentionInference === 'function' &&
+    typeof f.layerNormForwardInt8 === 'function'
+  );
 }
 
 const cache = new WeakMap<Kernels, FusedKernels>();

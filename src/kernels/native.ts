@@ -28,6 +28,12 @@ export interface NativeInfo {
   procs: number;
   /** Kernels touching fewer bytes than this run on the calling thread only. */
   parallelMinBytes: number;
+  /**
+   * How large GEMMs use the threads, chosen per CPU: 'pieces' (single-threaded tiles on the
+   * kernels' pool) or 'onednn' (one call on oneDNN's threads: AMD Zen 5); CAVMAE_GEMM_THREADING
+   * overrides. Absent in addons built before the choice existed.
+   */
+  gemmThreading?: string;
   compiler: string;
 }
 
@@ -39,7 +45,8 @@ export interface NativeDiagnostics {
   copy(dst: F32, src: F32, n: number): void;
   /**
    * Hardware peak probe (benchmark): kind 0 fp32 FMA GFLOP/s, 1 bf16 (vdpbf16ps; 0 without
-   * AVX512-BF16), on `threads` threads for about `ms` milliseconds; kind 2 a clock estimate in GHz.
+   * AVX512-BF16), 3 int8 GOP/s (vpdpbusd; 0 without AVX512-VNNI), on `threads` threads for about
+   * `ms` milliseconds; kind 2 a clock estimate in GHz.
    * Optional: an addon built before it lacks it (not in NATIVE_FUNCTIONS, so it still loads).
    */
   peakProbe?(kind: number, threads: number, ms: number): number;

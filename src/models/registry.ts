@@ -249,8 +249,17 @@ export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedMode
   const { tensors, metadata, format } = loadStateDict(path);
   const config = resolveModelConfig(path, tensors, metadata, opts);
   // Check shapes on the layout before allocating (a wrong --config may name a huge model).
-  checkShapes(compareKeys(parameterShapes(config), tensors), path);
-  const model = buildModel(config, { seed: opts.seed, grad: opts.grad ?? false });
+  const keys = compareKeys(parameterShapes(config), tensors);
+  checkShapes(keys, path);
+  // A checkpoint holding every parameter overwrites them all: the random initialisation would
+  // be thrown away (it was ~80% of CavMae.load for the base model). With any parameter missing
+  // (a fine-tuning head), the whole model is initialised as before, so the missing ones get the
+  // same values from the same random stream.
+  const model = buildModel(config, {
+    seed: opts.seed,
+    grad: opts.grad ?? false,
+    init: keys.missing.length > 0,
+  });
   const report = loadInto(model, tensors, path, opts);
   return { model, config, report, format, reportText: formatKeyReport(report) };
 }

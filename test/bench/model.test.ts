@@ -36,12 +36,23 @@ function countFlops(fn: () => void): number {
       return base.attentionBackward(...a);
     },
   });
-  // The fused linear GEMM of the native addon (the TypeScript path composes it from matmul).
-  const baseGemmEx = (base as unknown as Partial<FusedKernels>).gemmEx;
+  // The fused linear GEMM and inference attention of the native addon (the TypeScript path
+  // composes them from matmul and attentionForward).
+  const baseFused = base as unknown as Partial<FusedKernels>;
+  const baseGemmEx = baseFused.gemmEx;
   if (baseGemmEx) {
     (counting as unknown as FusedKernels).gemmEx = (...a: Parameters<FusedKernels['gemmEx']>) => {
       flops += 2 * a[3] * a[4] * a[5];
       return baseGemmEx(...a);
+    };
+  }
+  const baseAttention = baseFused.attentionInference;
+  if (baseAttention) {
+    (counting as unknown as FusedKernels).attentionInference = (
+      ...a: Parameters<FusedKernels['attentionInference']>
+    ) => {
+      flops += 4 * a[2] * a[3] * a[3] * a[4];
+      return baseAttention(...a);
     };
   }
   useKernels(counting);
@@ -96,6 +107,38 @@ test('runModelBench on the tiny preset reports every figure of the contract', as
   assert.ok(r.env.cpuModel.length > 0 && r.env.loadavgStart.length === 3);
   assert.deepEqual(Object.keys(r.mfu), []); // no peak measured, no MFU
   assert.ok(r.gflop_per_item.embed! > 0);
+});
+
+test('the api task times CavMae.load to the first clip and then batch-1 latency (int8 through the API)', async () => {
+  const r = await runModelBench({
+    preset: 'tiny',
+    tasks: ['api'],
+    dtype: 'int8',
+    reps: 2,
+    warmupSeconds: 0,
+    measurePeak: false,
+  });
+  assert.ok(r.api, 'api figures reported');
+  assert.ok(r.api.load_first_embed_s > 0 && r.api.latency_s > 0);
+  assert.equal(r.api.latency_seconds.length, 2);
+  assert.deepEqual(r.seconds.api, r.api.latency_seconds);
+  assert.equal(r.embed_clips_per_s, undefined, 'only the api task ran');
+  assert.ok(r.gflop_per_item.api! > 0);
+});
+
+test('modelFlops splits out the attention FLOPs', () => {
+  const base = presetConfig('base');
+  for (const task of ['embed', 'ft', 'pretrain'] as const) {
+    const f = modelFlops(base, task, 2);
+    assert.ok(
+      f.attentionForward > 0 && f.attentionForward < 0.2 * f.forward,
+      `${task}: ${f.attentionForward}`,
+    );
+  }
+  // embed: 12 layers per modality, 4·T²·D per layer and clip (T = 512 audio, 196 visual tokens).
+  const expected = 12 * 4 * 768 * (512 * 512 + 196 * 196);
+  assert.equal(modelFlops(base, 'embed', 1).attentionForward, expected);
+  assert.equal(modelFlops(base, 'api', 1).forward, modelFlops(base, 'embed', 1).forward);
 });
 
 test('bad model-bench options are one-line user errors', () => {

@@ -355,17 +355,24 @@ test('layerNormLinear and layerNormMlp (recomputing LayerNorm and GELU in backwa
   }
 });
 
+/**
+ * The int8 reference with exact sums: the TypeScript float64 GEMM gives the int32 sums exactly;
+ * bias/GELU/add are the addon's own kernels (the TypeScript GELU's erf differs in the last bits,
+ * tested elsewhere).
+ */
+function exactInt8Reference(N: Kernels): FusedKernels {
+  return composedFused(
+    Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels,
+  );
+}
+
 test(
   'native int8 GEMM and weight quantisation equal the exact reference bit for bit (tiles, threads, epilogues)',
   { skip },
   () => {
     const N = load.ok ? load.kernels : (undefined as never);
     const F = fused(N);
-    // The reference's float64 GEMM gives the int32 sums exactly; bias/GELU/add are the addon's
-    // own kernels (the TypeScript GELU's erf differs in the last bits, tested elsewhere).
-    const R = composedFused(
-      Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels,
-    );
+    const R = exactInt8Reference(N);
     const saved = N.getThreads();
     try {
       for (const [m, n, k] of [
@@ -431,6 +438,194 @@ test(
           }
         }
       }
+    } finally {
+      N.setThreads(saved);
+    }
+  },
+);
+
+test(
+  'native int8 attention (VNNI) against its TypeScript reference and fp32; fp32/bf16 inference equal attentionForward',
+  { skip },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    const F = fused(N);
+    const R = composedFused(N);
+    const saved = N.getThreads();
+    try {
+      // [B, T, C, H]: head sizes 64 and 16 (the int8 kernels), T off the 4/16/128 grids, one
+      // head size the kernels do not take (24: the bf16 path instead).
+      for (const [B, T, C, H] of [
+        [2, 37, 128, 2],
+        [1, 200, 64, 4],
+        [1, 5, 48, 2],
+      ]) {
+        const qkv = randomArray(B * T * 3 * C, 71 + T, 1.5);
+        const scale = (C / H) ** -0.5;
+        const fp = new Float32Array(B * T * C);
+        N.attentionForward(fp, new Float32Array(0), qkv, B, T, C, H, scale, false);
+        const bf = new Float32Array(B * T * C);
+        N.attentionForward(bf, new Float32Array(0), qkv, B, T, C, H, scale, true);
+        const ref = new Float32Array(B * T * C);
+        R.attentionInference(ref, qkv, B, T, C, H, scale, 2);
+        const vmax = Math.max(...qkv.map(Math.abs));
+        for (const threads of [1, 2]) {
+          N.setThreads(threads);
+          const what = `B${B} T${T} C${C} H${H}, ${threads} threads`;
+          for (const [precision, want] of [
+            [0, fp],
+            [1, bf],
+          ] as const) {
+            const got = new Float32Array(B * T * C).fill(NaN);
+            F.attentionInference(got, qkv, B, T, C, H, scale, precision);
+            assert.deepEqual(got, want, `${what}: precision ${precision} is attentionForward`);
+          }
+          const got = new Float32Array(B * T * C).fill(NaN);
+          F.attentionInference(got, qkv, B, T, C, H, scale, 2);
+          if ((C / H) % 16 !== 0) {
+            assert.deepEqual(got, bf, `${what}: head size ${C / H} falls back to bf16`);
+            continue;
+          }
+          // Against the reference: the exp differs in the last bits, so a probability may round
+          // to the neighbouring step of 1/255: outputs within 2e-3 of max|v|.
+          let errRef = 0;
+          let errFp = 0;
+          for (let i = 0; i < got.length; i++) {
+            errRef = Math.max(errRef, Math.abs(got[i] - ref[i]));
+            errFp = Math.max(errFp, Math.abs(got[i] - fp[i]));
+          }
+          assert.ok(errRef <= 2e-3 * vmax, `${what}: int8 vs its reference ${errRef} > ${2e-3 * vmax}`);
+          // Against fp32: q, k, v at 1/254 of their row (column) maxima and probabilities at
+          // 1/510 of the row's largest: within 3e-2 of max|v| on these inputs.
+          assert.ok(errFp <= 3e-2 * vmax, `${what}: int8 vs fp32 ${errFp} > ${3e-2 * vmax}`);
+        }
+      }
+      assert.throws(
+        () => F.attentionInference(new Float32Array(12), new Float32Array(36), 1, 2, 6, 4, 1, 2),
+        /multiple of H/,
+      );
+      assert.throws(
+        () => F.attentionInference(new Float32Array(12), new Float32Array(36), 1, 2, 6, 2, 1, 3 as 2),
+        /precision must be/,
+      );
+    } finally {
+      N.setThreads(saved);
+    }
+  },
+);
+
+test('int8 attention reference: uniform keys give the mean of the values; int8 tapes use it', () => {
+  const R = composedFused(tsKernels);
+  // All keys equal: every probability is 255/255, the output is the mean of the quantised values.
+  const B = 1;
+  const T = 4;
+  const C = 4;
+  const H = 1;
+  const qkv = new Float32Array(B * T * 3 * C);
+  for (let t = 0; t < T; t++) {
+    for (let d = 0; d < C; d++) {
+      qkv[t * 3 * C + d] = 0.5 + d; // q
+      qkv[t * 3 * C + C + d] = 1; // k: identical keys
+      qkv[t * 3 * C + 2 * C + d] = (t + 1) * (d % 2 === 0 ? 1 : -1); // v
+    }
+  }
+  const out = new Float32Array(B * T * C);
+  R.attentionInference(out, qkv, B, T, C, H, 0.5, 2);
+  for (let t = 0; t < T; t++)
+    for (let d = 0; d < C; d++) {
+      const want = (d % 2 === 0 ? 1 : -1) * 2.5; // mean of 1..4 (exact on the 127-step grid of max 4)
+      assert.ok(Math.abs(out[t * C + d] - want) < 4 / 127, `[${t},${d}] ${out[t * C + d]} vs ${want}`);
+    }
+  // ops.attention on an int8 tape goes through attentionInference with precision 2.
+  const saved = kernels();
+  const calls: number[] = [];
+  const spy: Kernels = Object.assign(Object.create(null), tsKernels, { name: 'ts' });
+  useKernels(spy);
+  try {
+    const orig = R.attentionInference;
+    const f = fused(spy);
+    f.attentionInference = (...a: Parameters<FusedKernels['attentionInference']>) => {
+      calls.push(a[7]);
+      orig(...a);
+    };
+    const tp = new Tape({ grad: false, int8: true });
+    const y = ops.attention(tp, new Tensor([B, T, 3 * C], qkv), H);
+    assert.equal(calls[0], 2);
+    for (let i = 0; i < out.length; i++) assert.equal(y.data[i], out[i]);
+  } finally {
+    useKernels(saved);
+  }
+});
+
+test(
+  'int8 operands: layerNormForwardInt8 and gemmInt8 with pre-quantised input / quantised output equal the unfused sequence bit for bit',
+  { skip },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    const F = fused(N);
+    const R = exactInt8Reference(N);
+    const saved = N.getThreads();
+    try {
+      for (const [rows, C, hid] of [
+        [5, 48, 96],
+        [300, 96, 400],
+      ]) {
+        const x = randomArray(rows * C, 81, 2);
+        const lnW = randomArray(C, 82);
+        const lnB = randomArray(C, 83);
+        const w1 = randomArray(hid * C, 84, 0.2);
+        const b1 = randomArray(hid, 85);
+        const w2 = randomArray(C * hid, 86, 0.2);
+        const b2 = randomArray(C, 87);
+        const res = randomArray(rows * C, 88);
+        const quant = (w: Float32Array, n: number, k: number) => {
+          const q = { q: new Int8Array(n * k), s: new Float32Array(n), c: new Int32Array(n) };
+          F.quantizeWeightsInt8(w, n, k, q.q, q.s, q.c);
+          return q;
+        };
+        const q1 = quant(w1, hid, C);
+        const q2 = quant(w2, C, hid);
+        // The unfused sequence: fp32 LayerNorm, each GEMM quantising its own fp32 input.
+        const n = new Float32Array(rows * C);
+        const mean = new Float32Array(rows);
+        const rstd = new Float32Array(rows);
+        N.layerNormForward(n, mean, rstd, x, lnW, lnB, rows, C, 1e-6);
+        const h = new Float32Array(rows * hid);
+        F.gemmInt8(n, q1.q, q1.s, q1.c, h, rows, hid, C, b1, EPILOGUE_GELU, null);
+        const want = new Float32Array(rows * C);
+        F.gemmInt8(h, q2.q, q2.s, q2.c, want, rows, C, hid, b2, EPILOGUE_ADD, res);
+        for (const threads of [1, 2]) {
+          N.setThreads(threads);
+          const what = `rows ${rows} C ${C} hidden ${hid}, ${threads} threads`;
+          for (const [name, K] of [
+            ['native', F],
+            ['reference', R],
+          ] as const) {
+            const a8 = new Uint8Array(rows * C);
+            const as = new Float32Array(rows);
+            const m2 = new Float32Array(rows);
+            const r2 = new Float32Array(rows);
+            K.layerNormForwardInt8(a8, as, m2, r2, x, lnW, lnB, rows, C, 1e-6);
+            assert.deepEqual(m2, mean, `${what} ${name}: mean`);
+            assert.deepEqual(r2, rstd, `${what} ${name}: rstd`);
+            const h8 = new Uint8Array(rows * hid);
+            const hs = new Float32Array(rows);
+            K.gemmInt8(null, q1.q, q1.s, q1.c, null, rows, hid, C, b1, EPILOGUE_GELU, null, a8, as, h8, hs);
+            const got = new Float32Array(rows * C).fill(NaN);
+            K.gemmInt8(null, q2.q, q2.s, q2.c, got, rows, C, hid, b2, EPILOGUE_ADD, res, h8, hs);
+            assert.deepEqual(got, want, `${what} ${name}: LayerNorm -> fc1 -> fc2 through int8 operands`);
+          }
+        }
+      }
+      const f = new Float32Array(8);
+      assert.throws(
+        () => F.gemmInt8(null, new Int8Array(4), f, new Int32Array(2), f, 2, 2, 2, null, EPILOGUE_NONE, null),
+        /x must be a Float32Array/,
+      );
+      assert.throws(
+        () => F.gemmInt8(f, new Int8Array(4), f, new Int32Array(2), null, 2, 2, 2, null, EPILOGUE_NONE, null),
+        /c must be a Float32Array/,
+      );
     } finally {
       N.setThreads(saved);
     }

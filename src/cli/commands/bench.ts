@@ -6,8 +6,10 @@
  * progress goes to stderr. Without it, a readable table.
  *
  * `cavmae bench --model-bench [--json] [--preset base] [--batch 8] [--dtype fp32|bf16|int8]
- * [--reps 3] [--tasks embed,pretrain,ft] [--threads 2]`: the whole model on the PyTorch peer's
- * workload (src/bench/model.ts); with --json the last line of stdout is the JSON report.
+ * [--reps 3] [--tasks embed,pretrain,ft,api] [--threads 2] [--model FILE]`: the whole model on the
+ * PyTorch peer's workload (src/bench/model.ts); `api` times CavMae.load of a checkpoint (--model,
+ * default the seeded preset model written to a temporary file) to the first clip's embeddings,
+ * then one clip at a time; with --json the last line of stdout is the JSON report.
  */
 import type { Command } from 'commander';
 import type { ModelDtype, ModelTask } from '../../bench/model.js';
@@ -35,7 +37,11 @@ const MODEL_BENCH = {
   reps: int('--reps <n>', 'model bench: timed repetitions per task, median reported (default 3)', { min: 0 }),
   tasks: list<ModelTask>(
     '--tasks <list>',
-    'model bench: comma-separated subset of embed,pretrain,ft (default all)',
+    'model bench: comma-separated subset of embed,pretrain,ft,api (default embed,pretrain,ft); api: CavMae.load to the first clip, then batch-1 latency',
+  ),
+  model: str(
+    '--model <file>',
+    'model bench, api task: the checkpoint to load (default: the seeded preset model in a temporary file)',
   ),
   warmupSeconds: num('--warmup <seconds>', 'model bench: seconds of GEMM load before measuring (default 4)', {
     min: 0,
@@ -61,6 +67,7 @@ const OPTIONS = {
     "benchmark the whole model on the PyTorch peer's workload instead (embedding, pretraining step, fine-tuning forward)",
   ),
   ...MODEL_BENCH,
+  peak: negatable('--no-peak', 'model bench: skip the GEMM and hardware peak probes (no MFU; for cold-start timing)'),
 };
 
 export function register(program: Command): void {
@@ -69,7 +76,7 @@ export function register(program: Command): void {
     'bench',
     'measure kernel speed: GEMM GFLOP/s of the ViT-B shapes, other kernels vs memory bandwidth, call overhead',
     OPTIONS,
-    async ({ json, quick, threads, out, progress, only, kernelsOnly, modelBench, ...model }) => {
+    async ({ json, quick, threads, out, progress, only, kernelsOnly, modelBench, peak, ...model }) => {
       const log = progress ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined;
       let report: object;
       let text: string;
@@ -77,11 +84,12 @@ export function register(program: Command): void {
         const { runModelBench, formatModelReport } = await import('../../bench/model.js');
         if (threads && threads.length !== 1)
           throw new UserError('--threads takes one number with --model-bench');
-        const r = await runModelBench({ ...model, threads: threads?.[0], log });
+        const r = await runModelBench({ ...model, measurePeak: peak, threads: threads?.[0], log });
         [report, text] = [r, formatModelReport(r)];
       } else {
         const given = Object.keys(model) as (keyof typeof MODEL_BENCH)[];
         if (given.length) throw new UserError(`${flagName(MODEL_BENCH[given[0]].flags)} needs --model-bench`);
+        if (!peak) throw new UserError('--no-peak needs --model-bench');
         const { runKernelBench, formatKernelReport, BENCH_PARTS } = await import('../../bench/kernels.js');
         const { NATIVE_FUNCTIONS } = await import('../../kernels/native.js');
         const parts = [...(only ?? []), ...(kernelsOnly ? ['elementwise'] : [])];
