@@ -105,13 +105,15 @@ export const PRESETS: Record<string, Partial<CavmaeConfig>> = {
   base: { model: 'cavmae', norm_pix_loss: true },
   'base-ft': { model: 'cavmae-ft', label_dim: 527 },
   /**
-   * tiny: what learned on two CPU cores (docs/model.md, ../shared/docs/learning-notes.md): a
-   * shallower, wider encoder (3 modality-specific + 1 shared layer of width 128, 4 heads), a
-   * 64-wide one-layer decoder, 64x64 images (16 patches) and 128 frames (1.28 s, 64 patches).
+   * tiny: what learned on two CPU cores (docs/model.md, docs/demo.md): a shallower, wider
+   * encoder (3 modality-specific + 1 shared layer of width 128, 4 heads), a 64-wide one-layer
+   * decoder, 32x32 images (4 patches: a random visual tower already tells MNIST digits apart at
+   * 32 px, far better than at 64 px) and 128 frames (1.28 s, 64 patches). Its pretraining recipe
+   * is `tiny` (src/train/sync-pretrain.ts).
    */
   tiny: {
     model: 'cavmae',
-    img_size: 64,
+    img_size: 32,
     audio_length: 128,
     embed_dim: 128,
     modality_specific_depth: 3,
@@ -124,7 +126,7 @@ export const PRESETS: Record<string, Partial<CavmaeConfig>> = {
   },
   'tiny-ft': {
     model: 'cavmae-ft',
-    img_size: 64,
+    img_size: 32,
     audio_length: 128,
     embed_dim: 128,
     modality_specific_depth: 3,

@@ -34,7 +34,7 @@ import { embedDataset, firstLabels } from '../eval/embed.js';
 import { CLIP_STRATEGIES, evaluateRetrieval, type ClipStrategy } from '../eval/retrieval.js';
 import { JsonlLogger } from './logger.js';
 import { makeSchedule, type ScheduleConfig } from './schedule.js';
-import { PRETRAIN_RECIPES, applyRecipeToConfig, initSyncModel, noiseFor, recipeFor, syncPretrainScalars } from './sync-pretrain.js';
+import { NO_AUGMENT, PRETRAIN_RECIPES, applyRecipeToConfig, initSyncModel, noiseFor, recipeFor, syncPretrainScalars, type PretrainAugment } from './sync-pretrain.js';
 import { evaluateSyncPretrain } from './sync-eval.js';
 import {
   allTrainableGroup,
@@ -98,6 +98,8 @@ export interface PretrainOptions {
   seed?: number;
   /** Noise + time-roll augmentation of the fbank (reference pretraining: on). */
   noise?: boolean;
+  /** Loader augmentation: mixup, SpecAugment, level, time shift (default: the recipe's; CAV-MAE models only). */
+  augment?: Partial<PretrainAugment>;
   maxSteps?: number;
   maxMinutes?: number;
   /** Checkpoint every N optimizer steps (0: only at epoch ends). */
@@ -131,6 +133,7 @@ export interface PretrainRunConfig {
   beta2: number;
   weightDecay: number;
   noise: boolean;
+  augment: PretrainAugment;
   bf16: boolean;
 }
 
@@ -152,7 +155,7 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   if (partial.model === 'cavmae-ft' || partial.model === 'cavmae-sync-ft' || partial.label_dim !== undefined)
     throw new UserError(`${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`);
   if (!isSyncKind(String(partial.model))) partial.model = 'cavmae';
-  applyRecipeToConfig(partial, recipeFor(o.recipe, String(partial.model)), o, where);
+  applyRecipeToConfig(partial, recipeFor(o.recipe, String(partial.model), o.config), o, where);
   if (o.variant !== undefined) {
     if (!VARIANTS.includes(o.variant)) throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
     partial.variant = o.variant;
@@ -189,11 +192,13 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
     if (!(v > 0) || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw new UserError(`${what} must be a positive ${int ? 'integer' : 'number'}, got ${v}`);
     return v;
   };
-  const recipe = recipeFor(o.recipe, model.model);
+  const recipe = recipeFor(o.recipe, model.model, o.config);
   const d = PRETRAIN_RECIPES[recipe];
+  const augment = { ...(d.augment ?? NO_AUGMENT), ...(o.augment ?? {}) };
+  if (isSyncKind(model.model) && Object.values(augment).some((v) => v !== 0)) throw new UserError('augmentation: the CAV-MAE Sync loader has no audio augmentation (spec 8.2); leave it off');
   const schedule = o.schedule ?? d.schedule;
   if (!['multistep', 'cosine', 'constant'].includes(schedule)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${schedule}"`);
-  const warmup = o.warmupSteps;
+  const warmup = o.warmupSteps ?? d.warmupSteps;
   if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
   return {
     task: 'pretrain',
@@ -218,7 +223,8 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
     beta2: num(o.beta2, d.beta2),
     weightDecay: num(o.weightDecay, d.weightDecay),
     noise: noiseFor(o.noise, recipe, isSyncKind(model.model)),
-    bf16: o.bf16 ?? false,
+    augment,
+    bf16: o.bf16 ?? d.bf16 ?? false,
   };
 }
 
@@ -263,7 +269,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     train,
     model instanceof CAVMAESync
       ? syncLoaderOptions(loaderBase, modelConfig.audio_length, model.config.total_frame) // one random (segment, frame) pair per clip
-      : { ...loaderBase, targetLength: modelConfig.audio_length, noise: rc.noise },
+      : { ...loaderBase, targetLength: modelConfig.audio_length, noise: rc.noise, ...rc.augment },
   );
   const spe = stepsPerEpoch(loader, rc.accum);
   const schedule = makeSchedule(scheduleConfig(rc, spe));
@@ -274,7 +280,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     truncateLogAfter(folder.log, start.globalStep);
     log(`resuming ${folder.dir} at step ${start.globalStep} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
   }
-  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, recipe: recipeFor(o.recipe, modelConfig.model), budget: { maxSteps: o.maxSteps ?? null, maxMinutes: o.maxMinutes ?? null } }, null, 1) + '\n');
+  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, recipe: recipeFor(o.recipe, modelConfig.model, o.config), budget: { maxSteps: o.maxSteps ?? null, maxMinutes: o.maxMinutes ?? null } }, null, 1) + '\n');
   const logger = new JsonlLogger(folder.log);
   if (!resumed) logger.log({ kind: 'info', step: 0, message: 'pretrain', params: model.arena.numTrainable, stepsPerEpoch: spe, batches: loader.numBatches });
   const T = modelConfig.audio_length;

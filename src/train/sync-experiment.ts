@@ -32,7 +32,7 @@ import { pathToFileURL } from 'node:url';
 import { writeFileAtomic } from '../io/atomic.js';
 import { CAVMAE, CAVMAESync } from '../models/index.js';
 import { loadDataset } from '../data/datafile.js';
-import { makeSyncDemoData } from '../data/sync-demo.js';
+import { makeSyncDemoData } from '../data/avdigits.js';
 import { loadInferenceModel } from '../eval/embed.js';
 import { UserError } from '../util/errors.js';
 import { DEMO_RECIPE, demoModelConfig } from './demo.js';
