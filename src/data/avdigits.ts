@@ -270,7 +270,7 @@ export async function resolveParams(o: AvDigitsOptions): Promise<AvDigitsParams>
     imageSize: pick('imageSize'),
   };
   if (layout === 'sequence' && o.duration !== undefined && o.duration !== p.duration)
-    throw new UserError(`--duration does not apply to the multi-digit set (its clips are ${p.duration} s)`);
+    throw new UserError(`--duration does not apply to --sync (the multi-digit clips are ${p.duration} s)`);
   if (layout === 'single' && p.digitsPerClip !== 1)
     throw new UserError('--digits-per-clip applies to the multi-digit set (--sync) only');
   checkNumber('seed', p.seed, 0, 2 ** 32 - 1, true);

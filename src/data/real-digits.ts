@@ -121,7 +121,7 @@ export const REAL_SOURCES: RealSource[] = [
     id: 'saytime',
     package: 'saytime',
     speaker: 'David C Dawson (male, English)',
-    channel: 'home recording, 8 kHz u-law',
+    channel: '8 kHz u-law recording',
     licence: 'GPL-2+ (sound files), per /usr/share/doc/saytime/copyright',
     decoder: 'ulaw8k',
     clips: [
@@ -140,8 +140,8 @@ export const REAL_SOURCES: RealSource[] = [
   {
     id: 'sphinx-numbers',
     package: 'pocketsphinx-testdata',
-    speaker: 'CMU Sphinx test speaker (male, US English), connected digits',
-    channel: 'lab recording, 16 kHz',
+    speaker: 'CMU Sphinx test speaker (male, F0 about 107 Hz), connected digits',
+    channel: '16 kHz recording',
     licence: 'BSD-2-Clause (CMU), per /usr/share/doc/pocketsphinx-testdata/copyright',
     decoder: 'raw16k',
     // "three three four six nine eight two"; "nine" (2.37-2.57 s) is left out: cut alone it is heard as "eight"
@@ -157,8 +157,8 @@ export const REAL_SOURCES: RealSource[] = [
   {
     id: 'tidigits-dhd',
     package: 'pocketsphinx-testdata',
-    speaker: 'TIDIGITS speaker dhd (adult), connected digits',
-    channel: 'lab recording (TIDIGITS), 16 kHz',
+    speaker: 'TIDIGITS speaker dhd (male, F0 about 130 Hz), connected digits',
+    channel: 'TIDIGITS studio recording, 16 kHz',
     licence: 'BSD-2-Clause (CMU), per /usr/share/doc/pocketsphinx-testdata/copyright',
     decoder: 'raw16k',
     // "two nine three four zero"; "two" and "nine" are left out: cut alone they are heard as other digits

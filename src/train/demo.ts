@@ -62,7 +62,7 @@ export const DEMO_RECIPE = {
     bf16: TINY.bf16 ?? true,
     /** The recipe's epochs on make-demo-data's 3000 clips. */
     steps: TINY.epochs * Math.floor(3000 / TINY.batchSize),
-    ciSteps: 400,
+    ciSteps: 1200,
     /** Wall-clock cap of the pretraining (minutes); the budget is counted in steps. */
     minutes: 12,
     /** Held-out evaluation about every this many steps (whole epochs). */

@@ -88,7 +88,7 @@ export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
   tiny: {
     lr: 1e-3,
     batchSize: 64,
-    epochs: 18,
+    epochs: 54,
     schedule: 'cosine',
     warmupSteps: 30,
     minLrRatio: 0.1,

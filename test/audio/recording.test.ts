@@ -53,9 +53,9 @@ test('drawing conditions: a pure function of the generator, inside the ranges, e
   const b = Array.from({ length: 400 }, (_, i) => drawRecording(Rng.derive(1, i), VARIED_RECORDING));
   assert.deepEqual(a, b);
   for (const c of a) {
-    assert.ok(c.snr_db >= 20 && c.snr_db <= 50);
-    assert.ok(c.peak_dbfs >= -30 && c.peak_dbfs <= -1);
-    assert.ok(c.clip_db === 0 || (c.clip_db >= 1 && c.clip_db <= 8));
+    assert.ok(c.snr_db >= 25 && c.snr_db <= 50);
+    assert.ok(c.peak_dbfs >= -20 && c.peak_dbfs <= -1);
+    assert.ok(c.clip_db === 0 || (c.clip_db >= 1 && c.clip_db <= 6));
     if (c.mic !== 'phone') assert.equal(c.codec, 'none');
     if (c.mic === 'laptop')
       assert.ok(c.band_hz![0] >= 80 && c.band_hz![1] <= 7500 && Math.abs(c.resonance!.db) <= 8);
@@ -76,7 +76,7 @@ test('drawing conditions: a pure function of the generator, inside the ranges, e
       `codec ${k}`,
     );
   const rooms = a.filter((c) => c.room).length;
-  assert.ok(rooms > 150 && rooms < 250, `about half in a room: ${rooms}`);
+  assert.ok(rooms > 80 && rooms < 160, `about 30 % in a room: ${rooms}`);
   const clean = Array.from({ length: 50 }, (_, i) => drawRecording(Rng.derive(2, i), CLEAN_RECORDING));
   assert.ok(
     clean.every(

@@ -96,8 +96,8 @@ export function register(program: Command): void {
       'random seed (example i depends only on seed, split and i) (default 0)',
       int('--seed', 0),
     )
-    .option('--snr-min <db>', 'lowest speech-to-noise ratio, dB (default 10; --sync 20)', num('--snr-min'))
-    .option('--snr-max <db>', 'highest speech-to-noise ratio, dB (default 40)', num('--snr-max'))
+    .option('--snr-min <db>', 'lowest speech-to-noise ratio, dB (default 25; --sync 20)', num('--snr-min'))
+    .option('--snr-max <db>', 'highest speech-to-noise ratio, dB (default 50; --sync 40)', num('--snr-max'))
     .option(
       '--duration <s>',
       'clip length in seconds, the word near the centre (default 1.0)',
