@@ -141,6 +141,8 @@ export interface DemoResult {
   classifiers: ClassifierSummary[];
   report: string;
   seconds: number;
+  /** Wall time of each stage, s (data, pretrain, retrieval, baseline, classifiers, report). */
+  stages: Record<string, number>;
   /** Synthetic retrieval class-match@1 (mean of both directions) clearly above chance: 2 x chance. */
   learned: boolean;
 }
@@ -308,6 +310,13 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     if (!(Number.isInteger(v) && v >= 1)) throw new UserError(`${name} must be a positive integer, got ${v}`);
   }
 
+  const stages: Record<string, number> = {};
+  let tStage = performance.now();
+  const stage = (name: string): void => {
+    const now = performance.now();
+    stages[name] = Math.round((now - tStage) / 100) / 10;
+    tStage = now;
+  };
   log(`1/5 AV-digits data in ${join(out, 'data')}`);
   const data = await makeDemoData({
     out: join(out, 'data'),
@@ -323,7 +332,9 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
 
   const planned = steps ?? Math.floor(data.trainCount / r.pretrain.batchSize) * PRETRAIN_RECIPES.tiny.epochs;
   log(`2/5 pretraining the tiny CAV-MAE: ${planned} steps${minutes ? `, at most ${minutes} min` : ''}`);
+  stage('data');
   const pre = await pretrain(pretrainArgs(join(out, 'pretrain'), data, o, steps, minutes));
+  stage('pretrain');
   const retrieval = await retrievalReport({
     model: pre.model,
     data: data.test,
@@ -331,6 +342,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     workers: o.workers,
   });
   const real = data.real ? await realTransfer(pre.model, data.real.path, data.labels, o.workers) : undefined;
+  stage('retrieval');
   const c3 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(3));
   log(
     `3/5 zero-shot retrieval, class-match@1 A->V / V->A: synthetic ${c3(retrieval.audioToVideo.classMatchAt1)} / ${c3(retrieval.videoToAudio.classMatchAt1)} (chance ${c3(retrieval.chance.classMatchAt1)})${real ? `, real speech ${c3(real.retrieval.audioToVideo.classMatchAt1)} / ${c3(real.retrieval.videoToAudio.classMatchAt1)} (chance ${c3(real.retrieval.chance.classMatchAt1)})` : ''}`,
@@ -355,6 +367,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     };
   }
 
+  if (o.baseline) stage('baseline');
   const kind = o.finetune ? 'fine-tuned' : 'linear probe';
   log(
     `4/5 spoken-digit classifiers (audio only, ${clsSteps} steps each): ${kind} on the pretrained audio encoder, and from scratch`,
@@ -385,6 +398,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     },
   ];
 
+  stage('classifiers');
   log('5/5 report');
   const report = await writeReport(out, {
     data,
@@ -394,8 +408,10 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     baseline,
     classifiers,
     ci,
+    stages,
     seconds: (performance.now() - t0) / 1000,
   });
+  stage('report');
   const chance = retrieval.chance.classMatchAt1 ?? 0.1;
   const mean =
     ((retrieval.audioToVideo.classMatchAt1 ?? 0) + (retrieval.videoToAudio.classMatchAt1 ?? 0)) / 2;
@@ -409,6 +425,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     classifiers,
     report,
     seconds: (performance.now() - t0) / 1000,
+    stages,
     learned: mean >= 2 * chance,
   };
 }
@@ -465,6 +482,11 @@ export function formatDemo(r: DemoResult): string {
     '',
     `verdict: ${r.learned ? 'LEARNED: retrieval is well above chance' : 'NOT LEARNED: retrieval is not clearly above chance (train longer: --steps, --minutes)'}`,
   );
+  lines.push(
+    `time: ${Object.entries(r.stages)
+      .map(([k, v]) => `${k} ${formatDuration(v)}`)
+      .join(', ')}`,
+  );
   lines.push(`report: ${join(r.report, 'index.html')}`);
   return lines.join('\n');
 }
@@ -477,6 +499,7 @@ interface ReportInput {
   baseline?: DemoResult['baseline'];
   classifiers: ClassifierSummary[];
   ci: boolean;
+  stages: Record<string, number>;
   seconds: number;
 }
 
@@ -550,6 +573,7 @@ async function writeReport(out: string, x: ReportInput): Promise<string> {
   const json = {
     ci: x.ci,
     seconds: x.seconds,
+    stageSeconds: x.stages,
     data: { train: x.data.trainCount, test: x.data.testCount, folder: x.data.out },
     pretrain: {
       steps: x.pre.loop.globalStep,
