@@ -440,12 +440,12 @@ export function formatDemo(r: DemoResult): string {
     v2a: number | undefined,
     chance: number | undefined,
     n: number,
-  ) => `  ${name.padEnd(34)} ${p(a2v).padEnd(14)} ${p(v2a).padEnd(14)} ${p(chance).padEnd(8)} ${n}`;
+  ) => `  ${name.padEnd(40)} ${p(a2v).padEnd(14)} ${p(v2a).padEnd(14)} ${p(chance).padEnd(8)} ${n}`;
   const lines = [
     `AV-digits demo (${formatDuration(r.seconds)}): tiny CAV-MAE pretrained for ${r.pretrain.loop.globalStep} steps on ${r.data.trainCount} synthetic clips`,
     '',
     'zero-shot retrieval, class-match@1 (the top-ranked candidate shows / says the same digit):',
-    `  ${'test set'.padEnd(34)} ${'audio->image'.padEnd(14)} ${'image->audio'.padEnd(14)} ${'chance'.padEnd(8)} pairs`,
+    `  ${'test set'.padEnd(40)} ${'audio->image'.padEnd(14)} ${'image->audio'.padEnd(14)} ${'chance'.padEnd(8)} pairs`,
     row(
       'synthetic (unseen writers, voices)',
       rr.audioToVideo.classMatchAt1,
