@@ -178,7 +178,8 @@ export function register(program: Command): void {
       let started = false;
       const s = await makeAvDigits({
         ...o,
-        layout: o.sync ? 'sequence' : 'single',
+        // --params of a multi-digit set rebuilds a multi-digit set without --sync
+        layout: o.sync ? 'sequence' : (o.params?.layout ?? 'single'),
         recording: o.recording as 'clean' | 'varied' | undefined,
         realTest: o.realTest ? 'auto' : false,
         onProgress: (done, total) => {
@@ -190,7 +191,7 @@ export function register(program: Command): void {
         },
       });
       bar?.stop();
-      const kind = o.sync ? 'AV-digits (multi-digit, Sync)' : 'AV-digits';
+      const kind = s.params.layout === 'sequence' ? 'AV-digits (multi-digit, Sync)' : 'AV-digits';
       const lines = [
         `${kind}: ${s.trainCount} train + ${s.testCount} test examples in ${s.out} (${s.generated} made, ${s.reused} reused, ${s.seconds.toFixed(1)} s)`,
         `  ${s.train}`,
