@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global process */
 // One run of the transfer study of docs/demo.md: make (or reuse) an AV-digits set, pretrain the
 // tiny CAV-MAE on it, and score zero-shot retrieval on the synthetic held-out split and on the
 // real-speech set (overall and per source). Needs a build (`npm run build`).
@@ -30,7 +31,9 @@ const rootAt = args.indexOf('--root');
 const root = resolve(rootAt >= 0 ? args.splice(rootAt, 2)[1] : 'transfer-study');
 const [name, dataDir, dataJson = '{}', preJson = '{}'] = args;
 if (!name || !dataDir) {
-  process.stderr.write('usage: node scripts/transfer-study.mjs NAME DATA_DIR [DATA_JSON|existing] [PRETRAIN_JSON] [--root DIR]\n');
+  process.stderr.write(
+    'usage: node scripts/transfer-study.mjs NAME DATA_DIR [DATA_JSON|existing] [PRETRAIN_JSON] [--root DIR]\n',
+  );
   process.exit(2);
 }
 const { makeDemoData } = await import(dist('data/avdigits.js'));
@@ -46,12 +49,27 @@ if (dataJson === 'existing') {
   const real = join(root, 'real', 'real-test.json');
   if (!existsSync(real)) await makeRealDigits({ out: join(root, 'real'), seed: 0 });
   const d = join(root, dataDir);
-  data = { train: join(d, 'train.json'), test: join(d, 'test.json'), labels: join(d, 'labels.csv'), real: { path: real } };
+  data = {
+    train: join(d, 'train.json'),
+    test: join(d, 'test.json'),
+    labels: join(d, 'labels.csv'),
+    real: { path: real },
+  };
 } else data = await makeDemoData({ out: join(root, dataDir), jobs: 2, ...JSON.parse(dataJson) });
 const dataSeconds = (Date.now() - t0) / 1000;
 const pre = JSON.parse(preJson);
 const t1 = Date.now();
-const res = await pretrain({ data: data.train, val: data.test, config: 'tiny', out: join(root, name), evalEvery: 4, checkpointEvery: 100, resume: true, quiet: true, ...pre });
+const res = await pretrain({
+  data: data.train,
+  val: data.test,
+  config: 'tiny',
+  out: join(root, name),
+  evalEvery: 4,
+  checkpointEvery: 100,
+  resume: true,
+  quiet: true,
+  ...pre,
+});
 const trainSeconds = (Date.now() - t1) / 1000;
 const syn = await retrievalReport({ model: res.model, data: data.test, labelCsv: data.labels });
 const real = await realTransfer(res.model, data.real.path, data.labels);
