@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/* global process */
+/* global process, URL */
 // One run of the transfer study of docs/demo.md: make (or reuse) an AV-digits set, pretrain the
 // tiny CAV-MAE on it, and score zero-shot retrieval on the synthetic held-out split and on the
 // real-speech set (overall and per source). Needs a build (`npm run build`).
