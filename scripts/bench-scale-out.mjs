@@ -65,7 +65,7 @@ async function freePort() {
   });
 }
 
-const { makeDemoData } = await import(join(ROOT, 'dist/src/data/demo.js'));
+const { makeDemoData } = await import(join(ROOT, 'dist/src/data/avdigits.js'));
 const data = join(work, `avdigits-${examples}`);
 await makeDemoData({ out: data, n: examples, testN: 0, jobs: 2 });
 const media = join(data, 'train');

@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libdnnl-dev: oneDNN (GEMM for the native addon); ffmpeg: decoding every media container;
-# espeak-ng + sox: the AV-digits demo data; chromium: the browser test of the web page;
-# python3: node-gyp; g++/make: the addon build; redis-server: the job queue of distributed
-# indexing (tests start their own instance); python3-torch: the test that PyTorch loads
-# `cavmae export` output.
-APT_PACKAGES=(build-essential python3 libdnnl-dev ffmpeg espeak-ng sox chromium fonts-dejavu-core redis-server python3-torch)
+# espeak-ng + flite + sox: the AV-digits demo data (speech engines, recording conditions);
+# asterisk-core-sounds-en-{wav,g722,gsm} + saytime + pocketsphinx-testdata: recordings of people
+# saying the digits, the held-out real-speech test set (src/data/real-digits.ts, docs/data.md);
+# chromium: the browser test of the web page; python3: node-gyp; g++/make: the addon build;
+# redis-server: the job queue of distributed indexing (tests start their own instance);
+# python3-torch: the test that PyTorch loads `cavmae export` output.
+APT_PACKAGES=(build-essential python3 libdnnl-dev ffmpeg espeak-ng flite sox chromium fonts-dejavu-core
+  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 asterisk-core-sounds-en-gsm saytime pocketsphinx-testdata
+  redis-server python3-torch)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

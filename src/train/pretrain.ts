@@ -60,7 +60,7 @@ import {
   type LevelRetrievalReport,
 } from '../eval/retrieval-report.js';
 import { readPairLabels } from '../eval/segments.js';
-import { PRETRAIN_RECIPES, applyRecipeToConfig, noiseFor, recipeFor } from './recipes.js';
+import { NO_AUGMENT, PRETRAIN_RECIPES, applyRecipeToConfig, noiseFor, recipeFor, type PretrainAugment } from './recipes.js';
 import {
   allTrainableGroup,
   checkSameRun,
@@ -80,6 +80,8 @@ import {
 export type { ScheduleKind } from './run.js';
 
 export interface PretrainOptions extends TrainOptions {
+  /** Loader augmentation: mixup, SpecAugment, level, time shift (default: the recipe's; CAV-MAE models only). */
+  augment?: Partial<PretrainAugment>;
   val?: string;
   /** Preset name, JSON file, or config object. */
   config: string | Record<string, unknown>;
@@ -124,6 +126,7 @@ export interface PretrainRunConfig {
   beta2: number;
   weightDecay: number;
   noise: boolean;
+  augment: PretrainAugment;
   bf16: boolean;
 }
 
@@ -148,7 +151,7 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
       `${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`,
     );
   partial.model = kt?.pretrainKind ?? 'cavmae';
-  applyRecipeToConfig(partial, recipeFor(o.recipe, partial.model as CavmaeConfig['model']), o, where);
+  applyRecipeToConfig(partial, recipeFor(o.recipe, partial.model as CavmaeConfig['model'], o.config), o, where);
   if (o.variant !== undefined) {
     if (!VARIANTS.includes(o.variant))
       throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
@@ -186,8 +189,11 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
 }
 
 export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): PretrainRunConfig {
-  const recipe = recipeFor(o.recipe, model.model);
+  const recipe = recipeFor(o.recipe, model.model, o.config);
   const d = PRETRAIN_RECIPES[recipe];
+  const augment = { ...(d.augment ?? NO_AUGMENT), ...(o.augment ?? {}) };
+  if (kindTraits(model).sync && Object.values(augment).some((v) => v !== 0))
+    throw new UserError('augmentation: the CAV-MAE Sync loader has no audio augmentation; leave it off');
   return {
     task: 'pretrain',
     data: resolve(o.data),
@@ -196,7 +202,8 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
     init: o.init ? resolve(o.init) : null,
     ...commonRunConfig(o, { ...d, multistep: [10, 5, 0.5] }),
     noise: noiseFor(o.noise, recipe, kindTraits(model).sync),
-    bf16: o.bf16 ?? false,
+    augment,
+    bf16: o.bf16 ?? d.bf16 ?? false,
   };
 }
 
@@ -206,8 +213,8 @@ const PRETRAIN_STRATEGY = {
     loaderOptions: (
       base: Omit<LoaderOptions, 'targetLength'>,
       c: CavmaeConfig,
-      noise: boolean,
-    ): LoaderOptions => ({ ...base, targetLength: c.audio_length, noise }),
+      rc: Pick<PretrainRunConfig, 'noise' | 'augment'>,
+    ): LoaderOptions => ({ ...base, targetLength: c.audio_length, noise: rc.noise, ...rc.augment }),
     init(model: CAVMAE, path: string): string {
       const report = loadInto(model, loadStateDict(path).tensors, path, { allowMissing: () => true });
       return formatKeyReport(report).split('\n')[0];
@@ -261,7 +268,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     labelMap: buildLabelMap(train),
     workers: o.workers ?? 2,
   };
-  const loader = createLoader(train, strategy.loaderOptions(base, modelConfig, rc.noise));
+  const loader = createLoader(train, strategy.loaderOptions(base, modelConfig, rc));
   const [T, S] = [modelConfig.audio_length, modelConfig.img_size];
   let lastEval: Record<string, number> | undefined;
   const evalEvery = o.evalEvery ?? 1;
@@ -270,7 +277,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const { loop, planned } = await runTraining({
     run,
     rc,
-    runJson: { recipe: recipeFor(o.recipe, modelConfig.model) },
+    runJson: { recipe: recipeFor(o.recipe, modelConfig.model, o.config) },
     budget: o,
     model,
     optimizer,
@@ -370,7 +377,7 @@ export async function evaluatePretrain(
         workers: o.workers ?? 2,
       },
       c,
-      false,
+      { noise: false, augment: NO_AUGMENT },
     ),
   );
   try {

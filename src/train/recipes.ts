@@ -35,8 +35,22 @@ export const SYNC_RECIPE = {
   audio_augmentation: false,
 } as const;
 
-export type RecipeName = 'cavmae' | 'sync';
-export const RECIPE_NAMES: readonly RecipeName[] = ['cavmae', 'sync'];
+export type RecipeName = 'cavmae' | 'sync' | 'tiny';
+export const RECIPE_NAMES: readonly RecipeName[] = ['cavmae', 'sync', 'tiny'];
+
+/** Loader augmentation of a CAV-MAE pretraining run (src/data/loader.ts); all off = the reference. */
+export interface PretrainAugment {
+  /** Probability of mixing a pair with another (waveforms and images, the same λ). */
+  mixup: number;
+  /** SpecAugment frequency and time mask widths (rows / bins). */
+  freqm: number;
+  timem: number;
+  /** Random level change, ±dB. */
+  gainDb: number;
+  /** Random time shift without wrap-around, ±rows. */
+  timeShift: number;
+}
+export const NO_AUGMENT: PretrainAugment = { mixup: 0, freqm: 0, timem: 0, gainDb: 0, timeShift: 0 };
 
 export interface PretrainDefaults {
   lr: number;
@@ -53,6 +67,14 @@ export interface PretrainDefaults {
   contrastWeight?: number;
   /** norm_pix_loss when the config does not set it. */
   normPixLoss?: boolean;
+  /** Masking ratio of both modalities when the config does not set it. */
+  maskRatio?: number;
+  /** Cosine warm-up steps (undefined: 10% of all steps). */
+  warmupSteps?: number;
+  /** bf16 GEMM inputs (default false). */
+  bf16?: boolean;
+  /** Loader augmentation (default none). */
+  augment?: PretrainAugment;
 }
 
 export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
@@ -80,10 +102,37 @@ export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
     contrastWeight: SYNC_RECIPE.contrast_loss_weight,
     normPixLoss: SYNC_RECIPE.norm_pix_loss,
   },
+  /**
+   * The `tiny` preset's recipe: what makes a from-scratch tiny CAV-MAE learn alignment on two CPU
+   * cores, and transfer from synthetic to real speech (docs/demo.md has the study). `cavmae demo`
+   * is this recipe on `cavmae make-demo-data`'s defaults.
+   */
+  tiny: {
+    lr: 1e-3,
+    batchSize: 64,
+    epochs: 54,
+    schedule: 'cosine',
+    warmupSteps: 30,
+    minLrRatio: 0.1,
+    beta1: 0.95,
+    beta2: 0.999,
+    weightDecay: 5e-7,
+    noise: false,
+    contrastWeight: 1,
+    normPixLoss: true,
+    maskRatio: 0.5,
+    bf16: true,
+    augment: { ...NO_AUGMENT },
+  },
 };
 
-/** The recipe of a run: the one asked for, else the model family's own. */
-export function recipeFor(asked: string | undefined, modelKind: ModelKind): RecipeName {
+/** Presets that bring their own recipe (the default when --recipe is not given). */
+const PRESET_RECIPES: Record<string, RecipeName> = { tiny: 'tiny' };
+
+/** The recipe of a run: the one asked for, else the preset's (`tiny`), else the model family's own. */
+export function recipeFor(asked: string | undefined, modelKind: ModelKind, config?: unknown): RecipeName {
+  if (asked === undefined && typeof config === 'string' && Object.hasOwn(PRESET_RECIPES, config))
+    return PRESET_RECIPES[config];
   if (asked === undefined) return kindTraits({ model: modelKind }).sync ? 'sync' : 'cavmae';
   if (!(RECIPE_NAMES as readonly string[]).includes(asked))
     throw new UserError(`--recipe must be one of ${RECIPE_NAMES.join(', ')}, got "${asked}"`);
@@ -97,7 +146,14 @@ export function recipeFor(asked: string | undefined, modelKind: ModelKind): Reci
 export function applyRecipeToConfig(
   partial: Record<string, unknown>,
   recipe: RecipeName,
-  o: { variant?: string; contrastWeight?: number; normPixLoss?: boolean },
+  o: {
+    variant?: string;
+    contrastWeight?: number;
+    normPixLoss?: boolean;
+    maskRatio?: number;
+    maskRatioA?: number;
+    maskRatioV?: number;
+  },
   where: string,
 ): void {
   if (
@@ -117,6 +173,10 @@ export function applyRecipeToConfig(
     partial.contrast_loss_weight = d.contrastWeight;
   if (d.normPixLoss !== undefined && o.normPixLoss === undefined && partial.norm_pix_loss === undefined)
     partial.norm_pix_loss = d.normPixLoss;
+  if (d.maskRatio !== undefined && o.maskRatio === undefined) {
+    if (o.maskRatioA === undefined && partial.mask_ratio_a === undefined) partial.mask_ratio_a = d.maskRatio;
+    if (o.maskRatioV === undefined && partial.mask_ratio_v === undefined) partial.mask_ratio_v = d.maskRatio;
+  }
 }
 
 /** The noise setting of a run, refusing augmentation the Sync loader does not have. */

@@ -412,6 +412,8 @@ export interface RunDefaults {
   beta1: number;
   beta2: number;
   weightDecay: number;
+  /** Cosine warm-up steps when --warmup-steps is not given (undefined: 10% of all steps). */
+  warmupSteps?: number;
 }
 
 /** The shared run options, resolved against the defaults and checked. */
@@ -419,7 +421,7 @@ export function commonRunConfig(o: TrainOptions, d: RunDefaults) {
   const num = (v: number | undefined, dv: number): number => (v === undefined ? dv : v);
   const kind = o.schedule ?? d.schedule;
   if (!['multistep', 'cosine', 'constant'].includes(kind)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${kind}"`);
-  const warmup = o.warmupSteps;
+  const warmup = o.warmupSteps ?? d.warmupSteps;
   if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
   return {
     seed: num(o.seed, 0),

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeDemoData } from '../../src/data/demo.js';
+import { makeDemoData } from '../../src/data/avdigits.js';
 import { MediaIndex } from '../../src/index/store.js';
 import { CAVMAE, presetConfig, saveModel } from '../../src/models/index.js';
 import { CavMae } from '../../src/api/cavmae.js';
@@ -50,7 +50,7 @@ let prepared:
 function prepare() {
   prepared ??= (async () => {
     const data = join(root, 'avdigits');
-    await makeDemoData({ out: data, n: 300, testN: 0, jobs: 2 });
+    await makeDemoData({ out: data, n: 300, testN: 0, jobs: 2, realTest: false });
     const media = join(data, 'train');
     const files = readdirSync(media)
       .filter((f) => /\.(wav|png)$/.test(f))

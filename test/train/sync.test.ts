@@ -54,11 +54,16 @@ test('recipes: a Sync model defaults to SYNC_RECIPE, explicit options win, --rec
   assert.equal(pretrainModelConfig(opts(official, { contrastWeight: 0.3 })).contrast_loss_weight, 0.3);
   const rc2 = pretrainRunConfig(mine, mc2);
   assert.deepEqual([rc2.lr, rc2.batchSize, rc2.schedule.kind], [1e-3, 8, 'constant']);
-  // A CAV-MAE model keeps the reference recipe unless asked; --recipe sync gives it the Sync defaults.
+  // The tiny preset brings its own recipe (the demo's); --recipe cavmae gives it the reference one,
+  // --recipe sync the Sync defaults.
   const tiny = pretrainModelConfig(opts('tiny'));
-  assert.equal(tiny.contrast_loss_weight, 0.01);
+  assert.deepEqual([tiny.contrast_loss_weight, tiny.mask_ratio_a, tiny.mask_ratio_v], [1, 0.5, 0.5]);
   const rcTiny = pretrainRunConfig(opts('tiny'), tiny);
-  assert.deepEqual([rcTiny.lr, rcTiny.batchSize, rcTiny.schedule.kind, rcTiny.noise], [5e-5, 48, 'multistep', true]);
+  assert.deepEqual([rcTiny.lr, rcTiny.batchSize, rcTiny.schedule.kind, rcTiny.noise, rcTiny.bf16], [1e-3, 64, 'cosine', false, true]);
+  const tinyRef = pretrainModelConfig(opts('tiny', { recipe: 'cavmae' }));
+  assert.deepEqual([tinyRef.contrast_loss_weight, tinyRef.mask_ratio_a], [0.01, 0.75]);
+  const rcTinyRef = pretrainRunConfig(opts('tiny', { recipe: 'cavmae' }), tinyRef);
+  assert.deepEqual([rcTinyRef.lr, rcTinyRef.batchSize, rcTinyRef.schedule.kind, rcTinyRef.noise], [5e-5, 48, 'multistep', true]);
   const tinySync = pretrainModelConfig(opts('tiny', { recipe: 'sync' }));
   assert.equal(tinySync.contrast_loss_weight, 0.1);
   assert.deepEqual([pretrainRunConfig(opts('tiny', { recipe: 'sync' }), tinySync).schedule.kind], ['cosine']);
@@ -67,7 +72,7 @@ test('recipes: a Sync model defaults to SYNC_RECIPE, explicit options win, --rec
   // Errors.
   assert.throws(() => pretrainRunConfig(opts('sync-tiny', { noise: true }), pretrainModelConfig(opts('sync-tiny'))), /the CAV-MAE Sync loader has no audio augmentation/);
   assert.throws(() => pretrainModelConfig(opts('sync-tiny', { variant: 'av-mae' })), /--variant av-mae: sync-tiny is a CAV-MAE Sync model/);
-  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { recipe: 'fast' })), /--recipe must be one of cavmae, sync, got "fast"/);
+  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { recipe: 'fast' })), /--recipe must be one of cavmae, sync, tiny, got "fast"/);
   assert.throws(() => pretrainModelConfig(opts('sync-tiny-ft')), /is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config/);
 });
 
