@@ -31,7 +31,7 @@
 // (doc, comment, docstring, string), so changes inside string literals can be reviewed.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, extname, join, posix, relative, resolve, sep } from 'node:path';
+import { extname, join, posix, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // ---- arguments ----------------------------------------------------------------------------------
@@ -307,12 +307,15 @@ function renderPlain(targets) {
 /** Markdown form: links relative to the file that holds them. */
 function renderMarkdown(targets, fromFile) {
   const dir = posix.dirname(fromFile);
+  let previous;
   return targets
     .map((t) => {
       const [file, anchor] = t.split('#');
       let rel = posix.relative(dir, file);
       if (rel === '') rel = posix.basename(file);
-      return `[${rel}#${anchor}](${rel}#${anchor})`;
+      const text = rel === previous ? `#${anchor}` : `${rel}#${anchor}`;
+      previous = rel;
+      return `[${text}](${rel}#${anchor})`;
     })
     .join(', ');
 }
@@ -359,32 +362,43 @@ function rewriteFile(relPath, text, map) {
   edits.sort((a, b) => a.start - b.start);
 
   // Markdown headings: take the citation out of the heading and put it under the heading.
-  const headingNotes = new Map(); // line end index -> links
+  // Notes are queued per heading line in source order and consumed in the same order below.
+  const headingNotes = [];
   if (markdown) {
+    let lastHeading = -1;
     for (const e of edits) {
       const lineStart = text.lastIndexOf('\n', e.start - 1) + 1;
       let lineEnd = text.indexOf('\n', e.start);
       if (lineEnd < 0) lineEnd = text.length;
       if (!/^#{1,6}\s/.test(text.slice(lineStart, lineEnd))) continue;
-      e.heading = { lineStart, lineEnd };
-      const notes = headingNotes.get(lineEnd) ?? [];
-      notes.push(e.text);
-      headingNotes.set(lineEnd, notes);
+      e.heading = true;
+      if (lineStart !== lastHeading) headingNotes.push([]);
+      lastHeading = lineStart;
+      headingNotes.at(-1).push(e.text);
       e.text = '\u0000';
     }
+  }
+
+  // A citation that spans a line break keeps the break: it moves in front of the replacement.
+  for (const e of edits) {
+    const brk = /\n[ \t]*(?:(?:\*|\/\/|#)[ \t]*)?/.exec(e.old);
+    if (!brk || e.heading) continue;
+    e.text = brk[0] + e.text;
+    e.trimBefore = true;
   }
 
   let out = '';
   let pos = 0;
   for (const e of edits) {
-    out += text.slice(pos, e.start) + e.text;
+    const before = text.slice(pos, e.start);
+    out += (e.trimBefore ? before.replace(/[ \t]+$/, '') : before) + e.text;
     pos = e.end;
     const w = where(e.start);
     changes.push({ ...w, old: e.old.replace(/\s+/g, ' '), new: e.heading ? '(moved under the heading)' : e.text.replace(/\s+/g, ' ') });
   }
   out += text.slice(pos);
 
-  if (headingNotes.size) {
+  if (headingNotes.length) {
     const lines = out.split('\n');
     const fixed = [];
     for (let i = 0; i < lines.length; i++) {
@@ -402,22 +416,44 @@ function rewriteFile(relPath, text, map) {
         .replace(/\(\s*\)/g, '')
         .replace(/\s+$/, '');
       fixed.push(line);
-      const notes = headingNotesFor(lines[i], headingNotes, out, lines, i);
+      const notes = headingNotes.shift();
       fixed.push('', `Reference notes: ${notes.join(', ')}.`);
       if (i + 1 < lines.length && lines[i + 1].trim() !== '') fixed.push('');
     }
     out = fixed.join('\n');
   }
-  return { out, changes, missing };
+  out = keepRulerWidths(text, out);
+  return { out, changes, missing, longLines: longLines(text, out) };
 }
 
-/** The notes collected for the heading on line i of the rewritten text. */
-function headingNotesFor(_line, headingNotes, _out, _lines, _i) {
-  // Headings are rewritten in order, so the notes are consumed in the same order.
-  const first = headingNotes.keys().next().value;
-  const notes = headingNotes.get(first);
-  headingNotes.delete(first);
-  return notes;
+/** A comment ruler ("# ---- title ------") that grew gives back the growth from its dashes. */
+function keepRulerWidths(before, after) {
+  const widths = new Map();
+  for (const line of before.split('\n')) {
+    const m = /^(.*?\S)\s*([-=]{5,})$/.exec(line);
+    if (m) widths.set(m[1].replace(/\([^)]*\)/g, '()').slice(0, 20), line.length);
+  }
+  return after
+    .split('\n')
+    .map((line) => {
+      const m = /^(.*?\S)(\s*)([-=]{5,})$/.exec(line);
+      if (!m) return line;
+      const width = widths.get(m[1].replace(/\([^)]*\)/g, '()').slice(0, 20));
+      if (width === undefined || line.length <= width) return line;
+      const keep = Math.max(4, m[3].length - (line.length - width));
+      return m[1] + m[2] + m[3].slice(0, keep);
+    })
+    .join('\n');
+}
+
+/** Lines of the rewritten text longer than 110 characters that were not that long before. */
+function longLines(before, after) {
+  const old = new Set(before.split('\n').filter((l) => l.length > 110));
+  const out = [];
+  after.split('\n').forEach((line, i) => {
+    if (line.length > 110 && !old.has(line)) out.push({ line: i + 1, length: line.length });
+  });
+  return out;
 }
 
 // ---- the tree -----------------------------------------------------------------------------------
@@ -506,6 +542,9 @@ function main() {
     .map(([k, n]) => `${n} ${k}`)
     .join(', ');
   console.log(`\n${count} citation(s) in ${results.length} file(s)${count ? ` (${kinds})` : ''}`);
+  const long = results.flatMap((r) => r.longLines.map((l) => `${r.rel}:${l.line} (${l.length})`));
+  if (long.length && !o.list)
+    console.log(`${long.length} rewritten line(s) now exceed 110 characters (rewrap by hand if wanted): ${long.join(', ')}`);
 
   let bad = false;
   if (allMissing.length) {
