@@ -29,6 +29,7 @@
 // strings, string literals, JSON) it becomes the plain path "docs/reference.md#masking", several
 // anchors of one file as "docs/reference.md#a, #b". Each change is labelled with where it sits
 // (doc, comment, docstring, string), so changes inside string literals can be reviewed.
+/* global process, console */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { extname, join, posix, relative, resolve, sep } from 'node:path';
@@ -45,7 +46,12 @@ function parseArgs(argv) {
     else if (a === '--dry-run') o.dryRun = true;
     else if (a === '--list') o.list = true;
     else if (a === '-h' || a === '--help') {
-      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 30).join('\n'));
+      console.log(
+        readFileSync(fileURLToPath(import.meta.url), 'utf8')
+          .split('\n')
+          .slice(1, 30)
+          .join('\n'),
+      );
       process.exit(0);
     } else fail(`unknown argument ${a} (see --help)`);
   }
@@ -87,7 +93,8 @@ function readMap(path) {
     const where = `${path}:${i + 1}`;
     if (cols.length < 2) fail(`${where}: expected "key<TAB>target[<TAB>official[<TAB>replacement]]"`);
     const targets = cols[1].trim().split(/\s+/).filter(Boolean);
-    for (const t of targets) if (!/^[^#\s]+#[a-z0-9-]+$/.test(t)) fail(`${where}: target "${t}" is not path#anchor`);
+    for (const t of targets)
+      if (!/^[^#\s]+#[a-z0-9-]+$/.test(t)) fail(`${where}: target "${t}" is not path#anchor`);
     const key = cols[0].trim();
     if (key.startsWith('text:')) {
       const phrase = key.slice(5).trim();
@@ -167,7 +174,8 @@ const CITATION = new RegExp(
   'gi',
 );
 // What must not remain once the tree is rewritten.
-const LEFTOVER = /\bspec(?:ification)?s?\s*(?:§|sections?\s+)?\s*\d|§\s?\d|reference-spec\b|\bthe spec\b|\bspec's\b/gi;
+const LEFTOVER =
+  /\bspec(?:ification)?s?\s*(?:§|sections?\s+)?\s*\d|§\s?\d|reference-spec\b|\bthe spec\b|\bspec's\b/gi;
 
 /** Splits a citation's list into items ("3.6", "3.6-3.12", "9.1 item 7") in source order. */
 function splitList(list) {
@@ -340,7 +348,13 @@ function rewriteFile(relPath, text, map) {
   for (const p of map.phrases) {
     for (const m of text.matchAll(p.re)) {
       const replacement = p.template.replace('{link}', render(p.targets));
-      edits.push({ start: m.index, end: m.index + m[0].length, text: replacement, old: m[0], targets: p.targets });
+      edits.push({
+        start: m.index,
+        end: m.index + m[0].length,
+        text: replacement,
+        old: m[0],
+        targets: p.targets,
+      });
     }
   }
   const taken = (s, e) => edits.some((x) => s < x.end && e > x.start);
@@ -375,7 +389,7 @@ function rewriteFile(relPath, text, map) {
       if (lineStart !== lastHeading) headingNotes.push([]);
       lastHeading = lineStart;
       headingNotes.at(-1).push(e.text);
-      e.text = '\u0000';
+      e.text = '\uE000';
     }
   }
 
@@ -394,7 +408,11 @@ function rewriteFile(relPath, text, map) {
     out += (e.trimBefore ? before.replace(/[ \t]+$/, '') : before) + e.text;
     pos = e.end;
     const w = where(e.start);
-    changes.push({ ...w, old: e.old.replace(/\s+/g, ' '), new: e.heading ? '(moved under the heading)' : e.text.replace(/\s+/g, ' ') });
+    changes.push({
+      ...w,
+      old: e.old.replace(/\s+/g, ' '),
+      new: e.heading ? '(moved under the heading)' : e.text.replace(/\s+/g, ' '),
+    });
   }
   out += text.slice(pos);
 
@@ -403,16 +421,16 @@ function rewriteFile(relPath, text, map) {
     const fixed = [];
     for (let i = 0; i < lines.length; i++) {
       let line = lines[i];
-      if (!line.includes('\u0000')) {
+      if (!line.includes('\uE000')) {
         fixed.push(line);
         continue;
       }
       // "(X)" alone, ", X" inside parentheses, "X; " / "X, " before other text.
       line = line
-        .replace(/\s*\(\s*(?:\u0000\s*(?:,|;|and)?\s*)+\)/g, '')
-        .replace(/\s*(?:,|;|and)\s*\u0000/g, '')
-        .replace(/\u0000\s*(?:,|;)\s*/g, '')
-        .replace(/\s*\u0000/g, '')
+        .replace(/\s*\(\s*(?:\uE000\s*(?:,|;|and)?\s*)+\)/g, '')
+        .replace(/\s*(?:,|;|and)\s*\uE000/g, '')
+        .replace(/\uE000\s*(?:,|;)\s*/g, '')
+        .replace(/\s*\uE000/g, '')
         .replace(/\(\s*\)/g, '')
         .replace(/\s+$/, '');
       fixed.push(line);
@@ -423,7 +441,16 @@ function rewriteFile(relPath, text, map) {
     out = fixed.join('\n');
   }
   out = keepRulerWidths(text, out);
-  return { out, changes, missing, longLines: longLines(text, out) };
+  if (!markdown) {
+    // Line numbers are unchanged outside Markdown (a moved line break stays one line break).
+    const oldLines = text.split('\n');
+    const newLines = out.split('\n');
+    for (const c of changes) {
+      const n = newLines[c.line - 1]?.length ?? 0;
+      if (n > 110 && (oldLines[c.line - 1]?.length ?? 0) <= 110) c.long = n;
+    }
+  }
+  return { out, changes, missing };
 }
 
 /** A comment ruler ("# ---- title ------") that grew gives back the growth from its dashes. */
@@ -446,21 +473,28 @@ function keepRulerWidths(before, after) {
     .join('\n');
 }
 
-/** Lines of the rewritten text longer than 110 characters that were not that long before. */
-function longLines(before, after) {
-  const old = new Set(before.split('\n').filter((l) => l.length > 110));
-  const out = [];
-  after.split('\n').forEach((line, i) => {
-    if (line.length > 110 && !old.has(line)) out.push({ line: i + 1, length: line.length });
-  });
-  return out;
-}
-
 // ---- the tree -----------------------------------------------------------------------------------
 
 const TEXT_EXT = new Set([
-  '.ts', '.mts', '.cts', '.js', '.mjs', '.cjs', '.py', '.md', '.json', '.sh', '.txt', '.cc', '.h', '.cpp',
-  '.yml', '.yaml', '.toml', '.html', '.css',
+  '.ts',
+  '.mts',
+  '.cts',
+  '.js',
+  '.mjs',
+  '.cjs',
+  '.py',
+  '.md',
+  '.json',
+  '.sh',
+  '.txt',
+  '.cc',
+  '.h',
+  '.cpp',
+  '.yml',
+  '.yaml',
+  '.toml',
+  '.html',
+  '.css',
 ]);
 const SKIP_DIRS = new Set(['.git', 'node_modules', 'dist', 'build', '.cache']);
 
@@ -483,7 +517,9 @@ function listFiles(root) {
     };
     walk('');
   }
-  return files.filter((f) => TEXT_EXT.has(extname(f).toLowerCase()) || /(^|\/)(README|DEVELOPERS)[^/]*$/.test(f));
+  return files.filter(
+    (f) => TEXT_EXT.has(extname(f).toLowerCase()) || /(^|\/)(README|DEVELOPERS)[^/]*$/.test(f),
+  );
 }
 
 function main() {
@@ -492,10 +528,14 @@ function main() {
   const targetErrors = checkTargets(o.root, map);
   if (targetErrors.length) {
     for (const e of targetErrors) console.error(e);
-    console.error(`rewrite-spec-citations: ${targetErrors.length} map target(s) do not resolve; nothing written`);
+    console.error(
+      `rewrite-spec-citations: ${targetErrors.length} map target(s) do not resolve; nothing written`,
+    );
     process.exit(1);
   }
-  const self = relative(o.root, fileURLToPath(import.meta.url)).split(sep).join('/');
+  const self = relative(o.root, fileURLToPath(import.meta.url))
+    .split(sep)
+    .join('/');
   const mapRel = relative(o.root, o.map).split(sep).join('/');
   const targetFiles = new Set(
     [...map.sections.values(), ...map.phrases].flatMap((e) => e.targets.map((t) => t.split('#')[0])),
@@ -532,7 +572,10 @@ function main() {
   } else {
     for (const r of results) {
       console.log(`${r.rel}`);
-      for (const c of r.changes) console.log(`  ${c.line} [${c.kind}] ${c.old}  ->  ${c.new}`);
+      for (const c of r.changes)
+        console.log(
+          `  ${c.line} [${c.kind}] ${c.old}  ->  ${c.new}${c.long ? `  [line now ${c.long} chars]` : ''}`,
+        );
     }
   }
   const count = results.reduce((n, r) => n + r.changes.length, 0);
@@ -542,15 +585,20 @@ function main() {
     .map(([k, n]) => `${n} ${k}`)
     .join(', ');
   console.log(`\n${count} citation(s) in ${results.length} file(s)${count ? ` (${kinds})` : ''}`);
-  const long = results.flatMap((r) => r.longLines.map((l) => `${r.rel}:${l.line} (${l.length})`));
-  if (long.length && !o.list)
-    console.log(`${long.length} rewritten line(s) now exceed 110 characters (rewrap by hand if wanted): ${long.join(', ')}`);
+  const long = new Set(
+    results.flatMap((r) => r.changes.filter((c) => c.long).map((c) => `${r.rel}:${c.line}`)),
+  );
+  if (long.size && !o.list)
+    console.log(
+      `${long.size} line(s) outside Markdown grew past 110 characters (marked above; rewrap by hand if wanted)`,
+    );
 
   let bad = false;
   if (allMissing.length) {
     bad = true;
     console.error(`\n${allMissing.length} citation(s) without a mapping:`);
-    for (const m of allMissing) console.error(`  ${m.file}:${m.line} [${m.kind}] "${m.citation}": no row for ${m.unknown.join(', ')}`);
+    for (const m of allMissing)
+      console.error(`  ${m.file}:${m.line} [${m.kind}] "${m.citation}": no row for ${m.unknown.join(', ')}`);
   }
   if (leftovers.length) {
     bad = true;
