@@ -229,64 +229,65 @@ function resolveList(list, map) {
 
 /** Per character: 'c' comment, 'd' docstring, 's' string literal, ' ' code; null = not classified. */
 function classify(text, ext) {
-  if (['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs', '.cc', '.h', '.cpp'].includes(ext)) return lexC(text);
-  if (ext === '.py') return lexPython(text);
-  if (['.sh', '.bash', '.yml', '.yaml', '.toml'].includes(ext)) return lexHash(text);
+  if (['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs', '.cc', '.h', '.cpp'].includes(ext))
+    return lex(text, {
+      line: ['//'],
+      blocks: [
+        ['/*', '*/', 'c'],
+        ['`', '`', 's'],
+      ],
+      quotes: ['"', "'"],
+    });
+  if (ext === '.py')
+    return lex(text, {
+      line: ['#'],
+      blocks: [
+        ['"""', '"""', 'd'],
+        ["'''", "'''", 'd'],
+      ],
+      quotes: ['"', "'"],
+    });
+  if (['.sh', '.bash', '.yml', '.yaml', '.toml'].includes(ext)) return lex(text, { line: ['#'] });
   return null;
 }
 
-function lexC(t) {
+/**
+ * Marks comments and strings well enough to label a change (regular expression literals and
+ * string prefixes are not recognised): line comments run to the end of the line, blocks to their
+ * closer, quotes to the closing quote on the same line; a backslash escapes the next character.
+ */
+function lex(t, { line = [], blocks = [], quotes = [] }) {
   const k = new Array(t.length).fill(' ');
+  const mark = (from, to, kind) => {
+    k.fill(kind, from, to);
+    return to;
+  };
+  const closeAt = (close, from, stopAtNewline) => {
+    let j = from;
+    while (j < t.length && !t.startsWith(close, j) && !(stopAtNewline && t[j] === '\n'))
+      j += t[j] === '\\' ? 2 : 1;
+    if (j < t.length && t[j] === '\n' && !t.startsWith(close, j)) return j; // unterminated on this line
+    return Math.min(j + close.length, t.length);
+  };
   let i = 0;
-  while (i < t.length) {
-    const c = t[i];
-    if (c === '/' && t[i + 1] === '/') {
-      while (i < t.length && t[i] !== '\n') k[i++] = 'c';
-    } else if (c === '/' && t[i + 1] === '*') {
-      const end = t.indexOf('*/', i + 2);
-      const stop = end < 0 ? t.length : end + 2;
-      while (i < stop) k[i++] = 'c';
-    } else if (c === '"' || c === "'" || c === '`') {
-      k[i++] = 's';
-      while (i < t.length && t[i] !== c) {
-        if (t[i] === '\\') k[i++] = 's';
-        if (c !== '`' && t[i] === '\n') break;
-        k[i++] = 's';
+  scan: while (i < t.length) {
+    for (const open of line)
+      if (t.startsWith(open, i)) {
+        const eol = t.indexOf('\n', i);
+        i = mark(i, eol < 0 ? t.length : eol, 'c');
+        continue scan;
       }
-      if (i < t.length) k[i++] = 's';
-    } else i++;
-  }
-  return k;
-}
-
-function lexPython(t) {
-  const k = new Array(t.length).fill(' ');
-  let i = 0;
-  while (i < t.length) {
-    const c = t[i];
-    if (c === '#') {
-      while (i < t.length && t[i] !== '\n') k[i++] = 'c';
-    } else if ((c === '"' || c === "'") && t.startsWith(c.repeat(3), i)) {
-      const q = c.repeat(3);
-      const end = t.indexOf(q, i + 3);
-      const stop = end < 0 ? t.length : end + 3;
-      while (i < stop) k[i++] = 'd';
-    } else if (c === '"' || c === "'") {
-      k[i++] = 's';
-      while (i < t.length && t[i] !== c && t[i] !== '\n') {
-        if (t[i] === '\\') k[i++] = 's';
-        k[i++] = 's';
+    for (const [open, close, kind] of blocks)
+      if (t.startsWith(open, i)) {
+        i = mark(i, closeAt(close, i + open.length, false), kind);
+        continue scan;
       }
-      if (i < t.length) k[i++] = 's';
-    } else i++;
-  }
-  return k;
-}
-
-function lexHash(t) {
-  const k = new Array(t.length).fill(' ');
-  for (let i = 0; i < t.length; i++) {
-    if (t[i] === '#' && (i === 0 || /\s/.test(t[i - 1]))) while (i < t.length && t[i] !== '\n') k[i++] = 'c';
+    for (const q of quotes)
+      if (t[i] === q) {
+        i = mark(i, closeAt(q, i + 1, true), 's');
+        continue scan;
+      }
+    i++;
   }
   return k;
 }
@@ -545,7 +546,13 @@ function main() {
   const allMissing = [];
   const leftovers = [];
   for (const rel of listFiles(o.root)) {
-    if (rel === self || rel === mapRel || targetFiles.has(rel)) continue;
+    if (
+      rel === self ||
+      posix.basename(rel) === posix.basename(self) ||
+      rel === mapRel ||
+      targetFiles.has(rel)
+    )
+      continue;
     const abs = join(o.root, rel);
     if (!existsSync(abs)) continue;
     const buf = readFileSync(abs);
