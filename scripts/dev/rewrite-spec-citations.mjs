@@ -227,28 +227,34 @@ function resolveList(list, map) {
 
 // ---- where a match sits -------------------------------------------------------------------------
 
+// Per language: extensions, line-comment starts, [open, close, kind] blocks, one-line quotes.
+const QUOTES = ['"', "'"];
+const SYNTAX = [
+  [
+    ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs', '.cc', '.h', '.cpp'],
+    ['//'],
+    [
+      ['/*', '*/', 'c'],
+      ['`', '`', 's'],
+    ],
+    QUOTES,
+  ],
+  [
+    ['.py'],
+    ['#'],
+    [
+      ['"""', '"""', 'd'],
+      ["'''", "'''", 'd'],
+    ],
+    QUOTES,
+  ],
+  [['.sh', '.bash', '.yml', '.yaml', '.toml'], ['#'], [], []],
+];
+
 /** Per character: 'c' comment, 'd' docstring, 's' string literal, ' ' code; null = not classified. */
 function classify(text, ext) {
-  if (['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs', '.cc', '.h', '.cpp'].includes(ext))
-    return lex(text, {
-      line: ['//'],
-      blocks: [
-        ['/*', '*/', 'c'],
-        ['`', '`', 's'],
-      ],
-      quotes: ['"', "'"],
-    });
-  if (ext === '.py')
-    return lex(text, {
-      line: ['#'],
-      blocks: [
-        ['"""', '"""', 'd'],
-        ["'''", "'''", 'd'],
-      ],
-      quotes: ['"', "'"],
-    });
-  if (['.sh', '.bash', '.yml', '.yaml', '.toml'].includes(ext)) return lex(text, { line: ['#'] });
-  return null;
+  const syntax = SYNTAX.find(([exts]) => exts.includes(ext));
+  return syntax ? lex(text, { line: syntax[1], blocks: syntax[2], quotes: syntax[3] }) : null;
 }
 
 /**
