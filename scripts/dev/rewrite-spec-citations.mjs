@@ -5,9 +5,10 @@
 // TSV map. Prints every change; with any citation the map cannot resolve it writes nothing and
 // exits 1. A one-off migration tool: delete it with the map once the tree is rewritten.
 //
-// Usage: node scripts/dev/rewrite-spec-citations.mjs --map spec-map.tsv [--root DIR] [--dry-run] [--list]
-//   --root DIR   tree to rewrite (default: the current directory); files from `git ls-files` when
-//                DIR is a git work tree, else every file under DIR
+// Usage: node scripts/dev/rewrite-spec-citations.mjs --map spec-map.tsv --root DIR [--dry-run] [--list]
+//   --root DIR   the tree to rewrite (required, so that no tree is rewritten by accident): its
+//                tracked and untracked, not ignored, files when DIR is a git work tree, else every
+//                file under DIR
 //   --dry-run    print the changes, write nothing
 //   --list       print every citation found with the sections it resolves to, write nothing
 //
@@ -37,8 +38,13 @@ import { fileURLToPath } from 'node:url';
 
 // ---- arguments ----------------------------------------------------------------------------------
 
+// The comment block at the top of this file, printed by --help.
+const HEADER_LINES = readFileSync(fileURLToPath(import.meta.url), 'utf8')
+  .split('\n')
+  .findIndex((l) => !l.startsWith('//') && !l.startsWith('#!'));
+
 function parseArgs(argv) {
-  const o = { map: undefined, root: process.cwd(), dryRun: false, list: false };
+  const o = { map: undefined, root: undefined, dryRun: false, list: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--map') o.map = argv[++i];
@@ -49,14 +55,14 @@ function parseArgs(argv) {
       console.log(
         readFileSync(fileURLToPath(import.meta.url), 'utf8')
           .split('\n')
-          .slice(1, 30)
+          .slice(1, HEADER_LINES)
           .join('\n'),
       );
       process.exit(0);
     } else fail(`unknown argument ${a} (see --help)`);
   }
   if (!o.map) fail('--map FILE is required');
-  if (o.root === undefined) fail('--root needs a directory');
+  if (!o.root) fail('--root DIR is required (the tree to rewrite)');
   o.root = resolve(o.root);
   o.map = resolve(o.map);
   if (!existsSync(o.map)) fail(`${o.map}: no such map file`);
@@ -508,7 +514,11 @@ const SKIP_DIRS = new Set(['.git', 'node_modules', 'dist', 'build', '.cache']);
 function listFiles(root) {
   let files;
   if (existsSync(join(root, '.git'))) {
-    files = execFileSync('git', ['-C', root, 'ls-files', '-z'], { encoding: 'utf8', maxBuffer: 1 << 28 })
+    files = execFileSync(
+      'git',
+      ['-C', root, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
+      { encoding: 'utf8', maxBuffer: 1 << 28 },
+    )
       .split('\0')
       .filter(Boolean);
   } else {
