@@ -50,7 +50,8 @@ export class ModelEngine implements Engine {
     this.infoCache = {
       modelId: cavmae.modelId,
       modelName: cavmae.name,
-      dim: cavmae.dim,
+      dim: cavmae.indexDim,
+      ...indexClip(cavmae),
       capabilities: { classify: caps.classify, localize: caps.localize, reconstruct: caps.reconstruct },
       ...(cavmae.isFineTuned
         ? { labels: cavmae.labels?.names ?? Array.from({ length: c.label_dim! }, (_, i) => `class ${i}`) }
@@ -69,6 +70,7 @@ export class ModelEngine implements Engine {
         modelId: this.infoCache.modelId,
         modelName: this.infoCache.modelName,
         dim: this.infoCache.dim,
+        ...indexClip(cavmae),
       });
   }
 
@@ -77,11 +79,7 @@ export class ModelEngine implements Engine {
   }
 
   async embed(input: MediaInput): Promise<MediaEmbedding> {
-    const e = await this.cavmae.embedMedia(source(input), { what: input.name });
-    return {
-      ...(e.audio ? { audio: e.audio.pooled } : {}),
-      ...(e.visual ? { visual: e.visual.pooled } : {}),
-    };
+    return searchVectors(this.cavmae, source(input), input.name);
   }
 
   async search(input: MediaInput, request: SearchRequest): Promise<SearchResult> {
@@ -125,20 +123,34 @@ export class ModelEngine implements Engine {
 }
 
 /**
- * The index's `MediaEmbedder` (src/index/add.ts) over a model: pooled embeddings of a file by
- * its content (the index keeps only the streams the file has).
+ * The vectors search compares for a media file (`CavMae.searchVector`): pooled embeddings, or a
+ * Sync model's clip vectors (F·D, its clip strategy).
+ */
+export async function searchVectors(cavmae: CavMae, input: MediaSource, what?: string): Promise<MediaEmbedding> {
+  const e = await cavmae.embedMedia(input, { what });
+  return {
+    ...(e.audio ? { audio: cavmae.searchVector(e.audio) } : {}),
+    ...(e.visual ? { visual: cavmae.searchVector(e.visual) } : {}),
+  };
+}
+
+/** What an index records of a Sync model's clip vectors (nothing for CAV-MAE). */
+export function indexClip(cavmae: CavMae): { clip?: { strategy: string; pairs: number } } {
+  return cavmae.isSync ? { clip: { strategy: cavmae.clipStrategy, pairs: cavmae.pairs } } : {};
+}
+
+/**
+ * The index's `MediaEmbedder` (src/index/add.ts) over a model: search vectors of a file by its
+ * content (the index keeps only the streams the file has).
  */
 export function mediaEmbedder(cavmae: CavMae): MediaEmbedder {
   return {
     modelId: cavmae.modelId,
     modelName: cavmae.name,
-    dim: cavmae.dim,
+    dim: cavmae.indexDim,
+    ...indexClip(cavmae),
     async embedFile(path: string, _modality: Modality): Promise<MediaEmbedding> {
-      const e = await cavmae.embedMedia(path);
-      return {
-        ...(e.audio ? { audio: e.audio.pooled } : {}),
-        ...(e.visual ? { visual: e.visual.pooled } : {}),
-      };
+      return searchVectors(cavmae, path);
     },
   };
 }

@@ -13,7 +13,7 @@ import {
   type IndexWriter,
   type SearchOptions,
 } from './store.js';
-import type { IndexEntry, SearchHit } from './types.js';
+import type { ClipVectors, IndexEntry, SearchHit } from './types.js';
 
 export type IndexBackend = 'embedded' | 'lancedb';
 export const INDEX_BACKENDS: readonly IndexBackend[] = ['embedded', 'lancedb'];
@@ -52,6 +52,8 @@ export interface SearchableIndex {
   readonly backend: IndexBackend;
   readonly model: { id: string; name: string; path?: string };
   readonly dim: number;
+  /** A Sync model's clip vectors (strategy, pairs), when the index holds them. */
+  readonly clip?: ClipVectors;
   checkIdentity(identity: IndexIdentity): void;
   stats(): IndexStats;
   list(): IndexEntry[];
@@ -94,6 +96,7 @@ export async function openIndexReader(location: string): Promise<SearchableIndex
       backend: 'embedded',
       model: idx.model,
       dim: idx.dim,
+      clip: idx.clip,
       checkIdentity: (i) => idx.checkIdentity(i),
       stats: () => idx.stats(),
       list: () => idx.list(),

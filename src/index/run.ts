@@ -65,6 +65,7 @@ export async function runIndexAdd(
       modelId: embedder.modelId,
       modelName: embedder.modelName,
       dim: embedder.dim,
+      ...(embedder.clip ? { clip: embedder.clip } : {}),
       modelPath: o.model,
     };
     const index = await openIndexWriter(o.index, identity, o.backend);

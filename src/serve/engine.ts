@@ -20,7 +20,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../util/errors.js';
 import type { MediaIndex } from '../index/store.js';
-import type { EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
+import type { ClipVectors, EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
 
 export type MediaKind = Modality;
 
@@ -45,8 +45,10 @@ export interface EngineInfo {
   /** Hash of the weights and config (the index records it). */
   modelId: string;
   modelName: string;
-  /** Embedding width. */
+  /** Embedding width (a CAV-MAE Sync model: F·D, its clip vectors). */
   dim: number;
+  /** A CAV-MAE Sync model's clip vectors: strategy and pairs per clip. */
+  clip?: ClipVectors;
   capabilities: EngineCapabilities;
   /** Class names of the classifier head, when there is one. */
   labels?: string[];
@@ -155,6 +157,7 @@ export function embedderFromEngine(engine: Engine): MediaEmbedder {
     modelId: info.modelId,
     modelName: info.modelName,
     dim: info.dim,
+    ...(info.clip ? { clip: info.clip } : {}),
     async embedFile(path: string, modality: Modality): Promise<MediaEmbedding> {
       const size = statSync(path).size;
       if (size > MAX_EMBED_FILE_BYTES) throw new UserError(`${path}: ${size} bytes is more than the ${MAX_EMBED_FILE_BYTES}-byte limit`);
