@@ -101,7 +101,13 @@ export class ModelEngine implements Engine {
       image === audio
         ? await this.cavmae.localize(source(image))
         : await this.cavmae.localize(source(image), source(audio));
-    return { heat: r.heat, width: r.width, height: r.height, overlayPng: r.overlayPng };
+    return {
+      heat: r.heat,
+      width: r.width,
+      height: r.height,
+      overlayPng: r.overlayPng,
+      ...(r.frames ? { frames: r.frames.map((f) => ({ frame: f.frame, overlayPng: f.overlayPng })) } : {}),
+    };
   }
 
   async reconstruct(

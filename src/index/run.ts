@@ -189,7 +189,12 @@ export async function runSearch(
   try {
     engine = await loadEngine(model);
     const info = engine.info();
-    index.checkIdentity({ modelId: info.modelId, modelName: info.modelName, dim: info.dim });
+    index.checkIdentity({
+      modelId: info.modelId,
+      modelName: info.modelName,
+      dim: info.dim,
+      ...(info.clip ? { clip: info.clip } : {}),
+    });
     // --audio on a video uses its soundtrack only, --image its picture only.
     const emb = await embedderFromEngine(engine).embedFile(query, expected === 'video' ? 'video' : expected);
     const embedding =

@@ -92,6 +92,8 @@ export interface LocalizeResult {
   height: number;
   /** The image with the heat map blended over it. */
   overlayPng: Uint8Array;
+  /** A CAV-MAE Sync model and a video: one overlay per (segment, frame) pair (the maps above: pair F/2). */
+  frames?: { frame: number; overlayPng: Uint8Array }[];
 }
 
 /** Audio masking of the reconstruction (spec 3.6); the visual side is always unstructured. */
