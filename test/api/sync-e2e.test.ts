@@ -16,6 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CavMae } from '../../src/api/cavmae.js';
 import { createModelEngine, searchVectors } from '../../src/api/engine.js';
 import { mediaId } from '../../src/index/index.js';
+import type { MediaEmbedding } from '../../src/index/types.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { startServer, type RunningServer } from '../../src/serve/index.js';
 import { hasFfmpeg } from '../index/test-media.js';
@@ -70,7 +71,7 @@ before(async () => {
   // Media files of the demo clips: videos (16 frames over 10.24 s + the speech), one sound, one picture.
   const dir = join(tmp, 'media');
   mkdirSync(dir);
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 3; i++) {
     const id = `avds_train_0000${i}`;
     const out = join(dir, `clip${i}.mp4`);
     ffmpeg([
@@ -99,10 +100,14 @@ interface Lists {
   lists: { from: string; to: string; hits: Hit[] }[];
 }
 
+let indexed: { id: string; e: MediaEmbedding }[] | undefined;
+
 /** The API's ranking: cosine of the search vectors, exact, highest first (ties by id order of the index). */
 async function apiSearch(api: CavMae, query: string, k: number): Promise<Map<string, Hit[]>> {
   const q = await searchVectors(api, query);
-  const items = await Promise.all(media.all.map(async (p) => ({ id: mediaId(p), e: await searchVectors(api, p) })));
+  // The indexed files' vectors, computed once (the model is fixed).
+  indexed ??= await Promise.all(media.all.map(async (p) => ({ id: mediaId(p), e: await searchVectors(api, p) })));
+  const items = indexed;
   const cos = (a: Float32Array, b: Float32Array): number => {
     let ab = 0;
     let aa = 0;
@@ -150,10 +155,11 @@ test('Sync model from `cavmae pretrain --recipe sync`: index add, search, embed,
     if (flag === '--audio') want.forEach((_, key) => key.startsWith('visual') && want.delete(key));
     if (flag === '--image') want.forEach((_, key) => key.startsWith('audio') && want.delete(key));
     sameHits(got, want, `search ${flag} ${basename(query)}`);
+    // An indexed video finds itself first in both same-modal lists (its own clip vectors).
+    if (flag === '--video')
+      for (const l of got.lists.filter((x) => x.from === x.to))
+        assert.equal(l.hits[0].id, mediaId(query), `${l.from}: itself first`);
   }
-  // A video finds itself first in both same-modal lists (its own clip vectors).
-  const self = JSON.parse(ok(['search', '--index', idx, '--video', media.videos[2], '--mode', 'same', '--json'])) as Lists;
-  for (const l of self.lists) assert.equal(l.hits[0].id, mediaId(media.videos[2]), `${l.from}: itself first`);
 
   // localize: one map per (segment, frame) pair of the video, the middle pair on --out.
   const out = join(tmp, 'loc.png');
@@ -194,7 +200,7 @@ test('Sync model from `cavmae pretrain --recipe sync`: index add, search, embed,
 
   // classify with the fine-tuned Sync model: the aggregator over the clip's 16 pairs.
   const apiFt = await CavMae.load(ft);
-  for (const v of media.videos.slice(0, 2)) {
+  for (const v of media.videos.slice(0, 1)) {
     const got = JSON.parse(ok(['classify', v, '--model', ft, '--top', '3', '--json'])) as {
       top: { index: number; name: string; score: number }[];
     };
@@ -224,9 +230,9 @@ test('Sync models through the server and the web page: search, localize per fram
     const info = (await (await fetch(new URL('/api/info', s.url))).json()) as any;
     assert.equal(info.engine.dim, 16 * 128);
     assert.deepEqual(info.engine.clip, { strategy: 'diagonal_mean', pairs: 16 });
-    const search = await post(s, '/api/search?k=6&mode=all', [['file', media.videos[3]]]);
+    const search = await post(s, '/api/search?k=6&mode=all', [['file', media.videos[2]]]);
     assert.equal(search.status, 200, JSON.stringify(search.json));
-    sameHits(search.json as Lists, await apiSearch(api, media.videos[3], 6), 'HTTP search');
+    sameHits(search.json as Lists, await apiSearch(api, media.videos[2], 6), 'HTTP search');
     const loc = await post(s, '/api/localize', [['file', media.videos[1]]]);
     assert.equal(loc.status, 200, JSON.stringify(loc.json));
     const apiLoc = await api.localize(media.videos[1]);
@@ -255,7 +261,7 @@ test('Sync models through the server and the web page: search, localize per fram
         page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
         await page.goto(s.url);
         await page.waitForFunction(() => /items/.test((globalThis as any).document.getElementById('fact-index').textContent));
-        await page.setInputFiles('#file-main', media.videos[3]);
+        await page.setInputFiles('#file-main', media.videos[2]);
         await page.waitForSelector('#section-localize:not([hidden]) #heatmap[data-rendered="true"]', { timeout: 60_000 });
         await page.waitForSelector('#frame-overlays:not([hidden]) img', { timeout: 60_000 });
         await page.waitForSelector('#section-reconstruct:not([hidden])', { timeout: 60_000 });
@@ -263,7 +269,6 @@ test('Sync models through the server and the web page: search, localize per fram
         const facts = await page.evaluate(() => {
           const doc = (globalThis as any).document;
           return {
-            firstIds: [...doc.querySelectorAll('#search-lists .list')].map((l: any) => l.querySelector('.card')?.getAttribute('data-id') ?? l.querySelector('.card a')?.getAttribute('href') ?? ''),
             cards: doc.querySelectorAll('#search-lists .card').length as number,
             frames: doc.querySelectorAll('#frame-overlays img').length as number,
             framesLoaded: [...doc.querySelectorAll('#frame-overlays img')].filter((i: any) => i.complete && i.naturalWidth > 0).length as number,
@@ -276,7 +281,7 @@ test('Sync models through the server and the web page: search, localize per fram
         assert.equal(facts.frames, 16, 'one overlay per frame');
         assert.equal(facts.framesLoaded, 16, 'frame overlays decoded');
         // The page lists what the API ranks first: the query video itself in the same-modal lists.
-        assert.match(facts.text, /clip3\.mp4/);
+        assert.match(facts.text, /clip2\.mp4/);
         assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
       } finally {
         await context.close();
