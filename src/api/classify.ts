@@ -79,7 +79,6 @@ export class CavMaeClassifier extends CavMaeEmbedding {
       );
     if (ft.head === 'aggregator') return this.classifyClip(ft, input, opts);
     const c = this.config;
-    const K = c.label_dim!;
     const clip = await this.resolveClip(input, {
       frames: opts.frames ?? [...Array(CLIP_FRAMES).keys()],
       needAudio: true,
@@ -119,11 +118,13 @@ export class CavMaeClassifier extends CavMaeEmbedding {
     const mode = ft.mode;
     if (opts.mode !== undefined && opts.mode !== mode)
       throw new OptionError(
-        (n) => `${n('mode')}: this fine-tuned CAV-MAE Sync model reads "${mode}" (its config's mode), not "${opts.mode}"`,
+        (n) =>
+          `${n('mode')}: this fine-tuned CAV-MAE Sync model reads "${mode}" (its config's mode), not "${opts.mode}"`,
       );
     if (opts.frames !== undefined)
       throw new OptionError(
-        (n) => `${n('frames')}: a fine-tuned CAV-MAE Sync model reads all ${this.pairs} (segment, frame) pairs of a clip`,
+        (n) =>
+          `${n('frames')}: a fine-tuned CAV-MAE Sync model reads all ${this.pairs} (segment, frame) pairs of a clip`,
       );
     const usesA = mode !== 'videoonly';
     const usesV = mode !== 'audioonly';
@@ -139,7 +140,10 @@ export class CavMaeClassifier extends CavMaeEmbedding {
       ? new Tensor([F, c.audio_length, MEL_BINS], repeat(clip.audio!, clip.audioPairs))
       : undefined;
     const image = usesV
-      ? new Tensor([F, 3, c.img_size, c.img_size], repeat(concat(clip.images.map((p) => p.image)), clip.images.length))
+      ? new Tensor(
+          [F, 3, c.img_size, c.img_size],
+          repeat(concat(clip.images.map((p) => p.image)), clip.images.length),
+        )
       : undefined;
     const tp = this.tape();
     const logits = ft.forward(tp, { audio, image }).data.slice(); // [1, K]

@@ -279,7 +279,12 @@ export class CavMaeEmbedding extends CavMaeModel {
             const frames = await this.syncFrames(m);
             out.visual = this.syncEmbedding('v', concat(frames.map((f) => f.image)), frames.length, keep);
           } else if (wantVisual)
-            out.visual = this.syncEmbedding('v', (await imageFromMedia(m, this.preprocessing)).image, 1, keep);
+            out.visual = this.syncEmbedding(
+              'v',
+              (await imageFromMedia(m, this.preprocessing)).image,
+              1,
+              keep,
+            );
           if (wantAudio) {
             const clip = (await audioFromMedia(m, this.clipPreprocessing)).audio; // [1024, 128]
             out.audio = this.syncEmbedding(

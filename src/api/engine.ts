@@ -132,7 +132,11 @@ export class ModelEngine implements Engine {
  * The vectors search compares for a media file (`CavMae.searchVector`): pooled embeddings, or a
  * Sync model's clip vectors (F·D, its clip strategy).
  */
-export async function searchVectors(cavmae: CavMae, input: MediaSource, what?: string): Promise<MediaEmbedding> {
+export async function searchVectors(
+  cavmae: CavMae,
+  input: MediaSource,
+  what?: string,
+): Promise<MediaEmbedding> {
   const e = await cavmae.embedMedia(input, { what });
   return {
     ...(e.audio ? { audio: cavmae.searchVector(e.audio) } : {}),

@@ -175,7 +175,19 @@ export class CavMaeLocalization extends CavMaeClassifier {
       });
     }
     const top = frames[P === 1 ? 0 : main];
-    const { frame: _frame, ...loc } = top;
-    return { ...loc, queryKind: query, ...(P > 1 ? { frames } : {}) };
+    return {
+      map: top.map,
+      gridHeight: top.gridHeight,
+      gridWidth: top.gridWidth,
+      heat: top.heat,
+      height: top.height,
+      width: top.width,
+      query: top.query,
+      peak: top.peak,
+      image: top.image,
+      overlayPng: top.overlayPng,
+      queryKind: query,
+      ...(P > 1 ? { frames } : {}),
+    };
   }
 }

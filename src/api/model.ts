@@ -272,7 +272,11 @@ export class CavMaeModel {
    * `tokens` the patch tokens [B, Lm, D] (global token and registers removed), `global` the
    * global tokens [B, D] (cls_token models only). Copies.
    */
-  syncFeatures(modality: 'a' | 'v', x: Float32Array, B: number): { tokens: Float32Array; global?: Float32Array } {
+  syncFeatures(
+    modality: 'a' | 'v',
+    x: Float32Array,
+    B: number,
+  ): { tokens: Float32Array; global?: Float32Array } {
     this.requireModality(modality, 'embedding');
     const c = this.config;
     const tp = this.tape();
@@ -323,7 +327,11 @@ export class CavMaeModel {
   }
 
   /** The F frames of a video a Sync model pairs with its segments (all, or `only` of them). */
-  protected async syncFrames(m: OpenedMedia, only?: readonly number[], displaySize?: number): Promise<PreparedImage[]> {
+  protected async syncFrames(
+    m: OpenedMedia,
+    only?: readonly number[],
+    displaySize?: number,
+  ): Promise<PreparedImage[]> {
     const F = this.pairs;
     return videoFrames(m, only ?? [...Array(F).keys()], this.preprocessing, displaySize, F);
   }
@@ -344,7 +352,8 @@ export class CavMaeModel {
         out.audio = cropAllSegments(clip, this.config.audio_length, this.pairs);
         out.audioPairs = this.pairs;
       }
-      if (opts.needVisual && m.kind === 'video') out.images = await this.syncFrames(m, undefined, opts.displaySize);
+      if (opts.needVisual && m.kind === 'video')
+        out.images = await this.syncFrames(m, undefined, opts.displaySize);
       else if (opts.needVisual && m.kind === 'image')
         out.images = [await imageFromMedia(m, this.preprocessing, MIDDLE_FRAME, opts.displaySize)];
       return out;
@@ -371,7 +380,10 @@ export class CavMaeModel {
             }).then((p) => ({ ...p, frame: k })),
           ),
         );
-      else out.images = [await prepareImage(img, this.preprocessing, { what: 'image', displaySize: opts.displaySize })];
+      else
+        out.images = [
+          await prepareImage(img, this.preprocessing, { what: 'image', displaySize: opts.displaySize }),
+        ];
     }
     return out;
   }

@@ -125,7 +125,9 @@ export function clipStrategyOf(
       `metadata "${CLIP_STRATEGY_METADATA}" must be one of ${CLIP_STRATEGIES.join(', ')}, got "${stored}"`,
     );
   if (asked !== undefined && !CLIP_STRATEGIES.includes(asked))
-    throw new OptionError((n) => `${n('strategy')} must be one of ${CLIP_STRATEGIES.join(', ')}, got "${asked}"`);
+    throw new OptionError(
+      (n) => `${n('strategy')} must be one of ${CLIP_STRATEGIES.join(', ')}, got "${asked}"`,
+    );
   return asked ?? (stored as ClipStrategy | undefined) ?? 'diagonal_mean';
 }
 
@@ -206,7 +208,10 @@ export function readEmbeddings(path: string): Embeddings {
     const t = tensors.get(name);
     if (!t) return undefined;
     if (t.dtype !== 'F32' || (t.shape.length !== 2 && t.shape.length !== 3))
-      throw fileError(path, `"${name}" must be F32 [N, D] or [N, F, D], got ${t.dtype} [${t.shape.join(', ')}]`);
+      throw fileError(
+        path,
+        `"${name}" must be F32 [N, D] or [N, F, D], got ${t.dtype} [${t.shape.join(', ')}]`,
+      );
     return { shape: t.shape, data: t.data as Float32Array };
   };
   const a = get('audio');

@@ -46,7 +46,14 @@ import {
   type SearchOptions,
 } from './store.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
-import { MODALITIES, type ClipVectors, type EmbeddingSpace, type IndexEntry, type Modality, type SearchHit } from './types.js';
+import {
+  MODALITIES,
+  type ClipVectors,
+  type EmbeddingSpace,
+  type IndexEntry,
+  type Modality,
+  type SearchHit,
+} from './types.js';
 
 export const LANCE_FORMAT = 'cavmae-media-index-lancedb';
 export const LANCE_VERSION = 1;

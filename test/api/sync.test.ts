@@ -32,12 +32,23 @@ test('Sync pretraining checkpoint: embeddings are the golden global tokens (cls)
     const La = 8 * 3;
     const Lv = 9;
     for (let b = 0; b < 3; b++) {
-      const a = await model.embedAudio({ fbank: rows(audio, b, 48 * 128), normalized: true }, { tokens: true });
+      const a = await model.embedAudio(
+        { fbank: rows(audio, b, 48 * 128), normalized: true },
+        { tokens: true },
+      );
       const v = await model.embedImage(rows(image, b, 3 * 48 * 48), { tokens: true });
       assert.equal(a.pairCount, 1);
       // Tokens: the contrastive stream's patch tokens (global token and registers removed), 1e-4 relative.
-      assertClose(a.tokens!, rows(io.get('feat.audio_tokens')!.data, b, La * D), { rtol: 1e-4, atol: 1e-5, what: `${name} audio tokens ${b}` });
-      assertClose(v.tokens!, rows(io.get('feat.video_tokens')!.data, b, Lv * D), { rtol: 1e-4, atol: 1e-5, what: `${name} video tokens ${b}` });
+      assertClose(a.tokens!, rows(io.get('feat.audio_tokens')!.data, b, La * D), {
+        rtol: 1e-4,
+        atol: 1e-5,
+        what: `${name} audio tokens ${b}`,
+      });
+      assertClose(v.tokens!, rows(io.get('feat.video_tokens')!.data, b, Lv * D), {
+        rtol: 1e-4,
+        atol: 1e-5,
+        what: `${name} video tokens ${b}`,
+      });
       let wantA: Float32Array;
       let wantV: Float32Array;
       if (name === 'cls_heads') {
@@ -109,7 +120,13 @@ test('Sync fine-tuned checkpoint: classify runs the aggregator on the clip pairs
     assert.ok(r.activation === 'softmax' ? Math.abs(sum - 1) < 1e-5 : true);
   }
   await assert.rejects(
-    model.classify({ audio: { fbank: rows(audio, 0, F * 32 * 128), normalized: true }, image: rows(image, 0, 3 * 3 * 32 * 32) }, { mode: 'audioonly' }),
+    model.classify(
+      {
+        audio: { fbank: rows(audio, 0, F * 32 * 128), normalized: true },
+        image: rows(image, 0, 3 * 3 * 32 * 32),
+      },
+      { mode: 'audioonly' },
+    ),
     /reads "multimodal"/,
   );
   await assert.rejects(

@@ -17,7 +17,9 @@ const OPTIONS = {
     '--label-csv <file>',
     'class index for the "labels" tensor (default: labels found in the data)',
   ),
-  batchSize: int('--batch-size <n>', 'clips per forward pass (default 32; Sync: pairs, default 32)', { min: 1 }),
+  batchSize: int('--batch-size <n>', 'clips per forward pass (default 32; Sync: pairs, default 32)', {
+    min: 1,
+  }),
   workers: WORKERS,
   bf16: BF16,
   quiet: QUIET,
