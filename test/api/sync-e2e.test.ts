@@ -266,6 +266,18 @@ test(
       what: 'embed file vs API segment vectors',
     });
 
+    // The file's pair vectors give the same ranks as the model run over the datafile (class-match
+    // aside: the file labels clips by their first label, the model run only single-label sets).
+    const ranks = (r: Record<string, unknown>): unknown[] =>
+      [r.strategy, r.audioToVideo, r.videoToAudio].map((m) =>
+        typeof m === 'object' ? { ...(m as object), classMatchAt1: undefined } : m,
+      );
+    const fromFile = JSON.parse(ok(['retrieval', '--embeddings', emb, '--json'])) as Record<string, unknown>;
+    const fromModel = JSON.parse(
+      ok(['retrieval', '--model', pre, '--data', join(tmp, 'data', 'sync-test.json'), '--json']),
+    ) as Record<string, unknown>;
+    assert.deepEqual(ranks(fromFile), ranks(fromModel));
+
     // classify with the fine-tuned Sync model: the aggregator over the clip's 16 pairs.
     const apiFt = await CavMae.load(ft);
     for (const v of media.videos.slice(0, 1)) {
