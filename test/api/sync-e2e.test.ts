@@ -8,23 +8,20 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- page-side code runs in the browser, typed without DOM lib */
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CavMae } from '../../src/api/cavmae.js';
 import { createModelEngine, searchVectors } from '../../src/api/engine.js';
 import { mediaId } from '../../src/index/index.js';
 import type { MediaEmbedding } from '../../src/index/types.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { startServer, type RunningServer } from '../../src/serve/index.js';
-import { hasFfmpeg } from '../index/test-media.js';
-import { assertClose, repoRoot } from '../helpers.js';
+import { ffmpeg, hasFfmpeg } from '../index/test-media.js';
+import { assertClose, repoRoot, runCavmae } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = hasFfmpeg() ? false : 'ffmpeg is not installed';
-const fromDist = fileURLToPath(import.meta.url).includes(join('dist', 'test'));
 
 let tmp = '';
 let pre = '';
@@ -37,27 +34,13 @@ const media: { videos: string[]; wav: string; png: string; all: string[] } = {
 };
 
 function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  let argv: string[];
-  if (fromDist) argv = [join(repoRoot(), 'bin', 'cavmae.js'), ...args];
-  else {
-    const runner = join(tmp, 'run-cli.mjs');
-    const main = pathToFileURL(join(repoRoot(), 'src', 'cli', 'main.ts')).href;
-    writeFileSync(runner, `const m = await import(${JSON.stringify(main)});\nawait m.main(process.argv);\n`);
-    argv = ['--import', 'tsx', runner, ...args];
-  }
-  const r = spawnSync(process.execPath, argv, { cwd: repoRoot(), encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCavmae(tmp, args, { timeoutMs: 120_000 });
 }
 
 function ok(args: string[]): string {
   const r = cli(args);
   assert.equal(r.status, 0, `cavmae ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
-}
-
-function ffmpeg(args: string[]): void {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
-  if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
 }
 
 before(async () => {
@@ -107,15 +90,7 @@ before(async () => {
       join(data, 'sync-train', id, 'frame_%02d.png'),
       '-i',
       join(data, 'sync-train', `${id}.wav`),
-      '-vf',
-      'scale=64:64',
-      '-c:v',
-      'libx264',
-      '-pix_fmt',
-      'yuv420p',
-      '-c:a',
-      'aac',
-      '-shortest',
+      ...'-vf scale=64:64 -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest'.split(' '),
       out,
     ]);
     media.videos.push(out);
