@@ -11,7 +11,7 @@
  * - Embeddings are pooled and L2-normalised (`dim` wide); a video yields both, an image the
  *   visual one, audio the audio one; a silent video no audio.
  */
-import { MediaIndex } from '../index/store.js';
+import { openIndexReader, type SearchableIndex } from '../index/backend.js';
 import type { MediaEmbedder, MediaEmbedding, Modality } from '../index/types.js';
 import type {
   ClassifyResult,
@@ -37,12 +37,12 @@ function source(input: MediaInput): MediaSource {
 }
 
 export class ModelEngine implements Engine {
-  readonly index?: MediaIndex;
+  readonly index?: SearchableIndex;
   private readonly infoCache: EngineInfo;
 
   constructor(
     readonly cavmae: CavMae,
-    index?: MediaIndex,
+    index?: SearchableIndex,
   ) {
     this.index = index;
     const caps = cavmae.capabilities;
@@ -124,7 +124,7 @@ export class ModelEngine implements Engine {
   }
 
   async close(): Promise<void> {
-    this.index?.close();
+    await this.index?.close();
   }
 }
 
@@ -176,11 +176,11 @@ export async function createModelEngine(
   opts: LoadOptions = {},
 ): Promise<ModelEngine> {
   const cavmae = await CavMae.load(modelPath, opts);
-  const index = indexPath ? MediaIndex.open(indexPath) : undefined;
+  const index = indexPath ? await openIndexReader(indexPath) : undefined;
   try {
     return new ModelEngine(cavmae, index);
   } catch (e) {
-    index?.close();
+    await index?.close();
     throw e;
   }
 }

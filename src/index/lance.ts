@@ -375,6 +375,21 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     };
   }
 
+  /** Reloads the entries when the items table has a new version (commits by a writer). */
+  async refresh(): Promise<void> {
+    const version = await this.tables.items.version();
+    if (version === this.itemsVersion) return;
+    await this.loadEntries();
+    this.itemsVersion = version;
+  }
+  private itemsVersion?: number;
+
+  /** An item's stored thumbnail bytes (SearchableIndex). */
+  async thumbnailOf(e: IndexEntry): Promise<{ bytes: Uint8Array } | undefined> {
+    const t = await this.thumbnail(e.id);
+    return t && { bytes: t.bytes };
+  }
+
   /** The stored thumbnail of an item. */
   async thumbnail(id: string): Promise<{ bytes: Uint8Array; ext: 'jpg' | 'png' } | undefined> {
     const e = this.entries.get(id);

@@ -19,7 +19,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../util/errors.js';
-import type { MediaIndex } from '../index/store.js';
+import type { SearchableIndex } from '../index/backend.js';
 import type { ClipVectors, EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
 
 export type MediaKind = Modality;
@@ -110,8 +110,8 @@ export interface ReconstructResult {
 
 export interface Engine {
   info(): EngineInfo;
-  /** The media index searched by `search` (and served by /media), when one was opened. */
-  readonly index?: MediaIndex;
+  /** The media index searched by `search` (and served by /media), when one was opened (either backend). */
+  readonly index?: SearchableIndex;
   embed(input: MediaInput): Promise<MediaEmbedding>;
   search(input: MediaInput, request: SearchRequest): Promise<SearchResult>;
   classify(input: MediaInput, opts: { top: number }): Promise<ClassifyResult>;
@@ -126,25 +126,28 @@ export interface Engine {
 export type CreateEngine = (modelPath: string, indexPath?: string) => Promise<Engine>;
 
 /**
- * The search every engine does: embed, then look the query's embeddings up in the index.
- * mode 'cross': audio -> visual and visual -> audio; 'same': audio -> audio, visual -> visual;
- * 'all' (default): both. Lists whose target space is empty are left out.
+ * The search every engine does: embed, then look the query's embeddings up in the index (either
+ * backend). mode 'cross': audio -> visual and visual -> audio; 'same': audio -> audio, visual ->
+ * visual; 'all' (default): both. Lists whose target space is empty are left out.
  */
-export function searchIndex(index: MediaIndex, kind: MediaKind, embedding: MediaEmbedding, request: SearchRequest): SearchResult {
+export async function searchIndex(
+  index: SearchableIndex,
+  kind: MediaKind,
+  embedding: MediaEmbedding,
+  request: SearchRequest,
+): Promise<SearchResult> {
   const mode = request.mode ?? 'all';
-  const lists: SearchList[] = [];
   const stats = index.stats();
-  const nonEmpty = (s: EmbeddingSpace) => (s === 'audio' ? stats.withAudio : stats.withVisual) > 0;
-  const pairs: [EmbeddingSpace, EmbeddingSpace][] = [];
+  const lists: SearchList[] = [];
   for (const from of ['audio', 'visual'] as const) {
     if (!embedding[from]) continue;
     const other: EmbeddingSpace = from === 'audio' ? 'visual' : 'audio';
-    if (mode !== 'same') pairs.push([from, other]);
-    if (mode !== 'cross') pairs.push([from, from]);
-  }
-  for (const [from, to] of pairs) {
-    if (!nonEmpty(to)) continue;
-    lists.push({ from, to, hits: index.search(embedding[from]!, { space: to, k: request.k, approximate: request.approximate }) });
+    const targets: EmbeddingSpace[] = [...(mode !== 'same' ? [other] : []), ...(mode !== 'cross' ? [from] : [])];
+    for (const to of targets) {
+      if ((to === 'audio' ? stats.withAudio : stats.withVisual) === 0) continue;
+      const hits = await index.searchAsync(embedding[from]!, { space: to, k: request.k, approximate: request.approximate });
+      lists.push({ from, to, hits });
+    }
   }
   return { query: { kind, hasAudio: !!embedding.audio, hasVisual: !!embedding.visual }, lists };
 }

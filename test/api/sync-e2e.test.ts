@@ -12,9 +12,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { CavMae } from '../../src/api/cavmae.js';
-import { createModelEngine, searchVectors } from '../../src/api/engine.js';
-import { mediaId } from '../../src/index/index.js';
-import type { MediaEmbedding } from '../../src/index/types.js';
+import { createModelEngine, indexClip, mediaEmbedder, searchVectors } from '../../src/api/engine.js';
+import { openIndexWriter } from '../../src/index/backend.js';
+import { addMedia, mediaId } from '../../src/index/index.js';
+import type { MediaEmbedder, MediaEmbedding } from '../../src/index/types.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { startServer, type RunningServer } from '../../src/serve/index.js';
 import { ffmpeg, hasFfmpeg } from '../index/test-media.js';
@@ -390,6 +391,35 @@ test(
     } finally {
       await s.close();
     }
+    // The same server over a LanceDB index of the same items (thumbnails served from the table).
+    await apiSearch(api, media.videos[0], 1); // fills `indexed`
+    const lance = join(tmp, 'lance');
+    const writer = await openIndexWriter(
+      lance,
+      { modelId: api.modelId, modelName: api.name, dim: api.indexDim, ...indexClip(api), modelPath: pre },
+      'lancedb',
+    );
+    const cached: MediaEmbedder = {
+      ...mediaEmbedder(api),
+      embedFile: async (path) => indexed!.find((it) => it.id === mediaId(path))!.e,
+    };
+    await addMedia(writer, media.all, cached);
+    await writer.close();
+    const sl = await startServer({ port: 0, engine: await createModelEngine(pre, lance) });
+    try {
+      const search = await post(sl, '/api/search?k=6&mode=all', [['file', media.videos[2]]]);
+      assert.equal(search.status, 200, JSON.stringify(search.json));
+      sameHits(search.json as Lists, await apiSearch(api, media.videos[2], 6), 'HTTP search, LanceDB index');
+      const hit = (search.json as Lists).lists[0].hits[0] as Hit & { thumb?: string };
+      assert.ok(hit.thumb, 'a thumbnail link');
+      const thumb = await fetch(new URL(hit.thumb!, sl.url));
+      assert.equal(thumb.status, 200);
+      assert.match(thumb.headers.get('content-type') ?? '', /^image\//);
+      assert.ok((await thumb.arrayBuffer()).byteLength > 100);
+    } finally {
+      await sl.close();
+    }
+
     const sft = await startServer({ port: 0, engine: await createModelEngine(ft) });
     try {
       const cls = await post(sft, '/api/classify?top=3', [['file', media.videos[2]]]);

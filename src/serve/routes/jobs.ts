@@ -175,7 +175,7 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
             };
           }
           case 'search': {
-            engine.index!.refresh();
+            await engine.index!.refresh();
             const r = await engine.search(toInput(inputs.single!), {
               k,
               mode,
