@@ -45,7 +45,7 @@ export {
 export type { LoadOptions, ClipInput, Capabilities } from './model.js';
 export type { Embedding, EmbedOptions, VideoEmbedding } from './embed.js';
 export type { ClassLabel, ClassifyOptions, Classification } from './classify.js';
-export type { LocalizeOptions, LocalizeResult } from './localize.js';
+export type { LocalizeOptions, LocalizeResult, LocalizedFrame } from './localize.js';
 export type { ReconstructOptions, Reconstruction } from './reconstruct.js';
 export { l2Normalize, rankBySimilarity, type RankedMatch } from './similarity.js';
 

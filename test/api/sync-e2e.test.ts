@@ -20,6 +20,7 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { startServer, type RunningServer } from '../../src/serve/index.js';
 import { ffmpeg, hasFfmpeg } from '../index/test-media.js';
 import { assertClose, repoRoot, runCavmae } from '../helpers.js';
+import { assertReconstructOverHttp, postFiles } from './http.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = hasFfmpeg() ? false : 'ffmpeg is not installed';
@@ -279,16 +280,7 @@ test(
   },
 );
 
-async function post(
-  s: RunningServer,
-  path: string,
-  files: [string, string][],
-): Promise<{ status: number; json: any }> {
-  const fd = new FormData();
-  for (const [field, p] of files) fd.append(field, new Blob([readFileSync(p)]), basename(p));
-  const res = await fetch(new URL(path, s.url), { method: 'POST', body: fd });
-  return { status: res.status, json: await res.json() };
-}
+const post = (s: RunningServer, path: string, files: [string, string][]) => postFiles<any>(s, path, files);
 
 test(
   'Sync models through the server and the web page: search, localize per frame, reconstruct, classify equal the API',
@@ -313,16 +305,7 @@ test(
       assertClose(loc.json.heat, apiLoc.heat, { atol: 1e-4, what: 'heat over HTTP' });
       assert.equal(loc.json.frames.length, 16);
       assert.match(loc.json.frames[15].overlay, /^data:image\/png;base64,/);
-      const rec = await post(s, '/api/reconstruct?ratio=0.5&mode=time', [
-        ['image', media.png],
-        ['audio', media.wav],
-      ]);
-      assert.equal(rec.status, 200, JSON.stringify(rec.json));
-      const apiRec = await api.reconstruct(
-        { image: media.png, audio: media.wav },
-        { maskRatio: 0.5, maskMode: 'time' },
-      );
-      assert.deepEqual([rec.json.mseAudio, rec.json.mseVisual], [apiRec.mseAudio, apiRec.mseVisual]);
+      await assertReconstructOverHttp(s, api, media.png, media.wav);
 
       if (existsSync(CHROMIUM)) {
         const { chromium } = await import('playwright-core');
