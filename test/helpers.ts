@@ -1,7 +1,8 @@
 /** Shared test utilities: where the repository and its golden fixtures are, and numeric comparisons. */
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import assert from 'node:assert/strict';
 
 /** Repository root (works from test/*.ts under tsx and from dist/test/*.js). */
@@ -80,4 +81,31 @@ export function assertClose(
   const d = maxAbsDiff(actual, ref);
   const bound = rtol * maxAbs(ref) + atol;
   assert.ok(d <= bound, `${what}: max|diff| = ${d.toExponential(3)} > ${bound.toExponential(3)} (rtol ${rtol}, atol ${atol})`);
+}
+
+/**
+ * Runs the `cavmae` CLI in a child process: bin/cavmae.js from dist, or the TypeScript entry
+ * through tsx (a runner module written into `tmp`).
+ */
+export function runCavmae(
+  tmp: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): { status: number | null; stdout: string; stderr: string } {
+  let argv: string[];
+  if (fileURLToPath(import.meta.url).includes(join('dist', 'test')))
+    argv = [join(repoRoot(), 'bin', 'cavmae.js'), ...args];
+  else {
+    const runner = join(tmp, 'run-cli.mjs');
+    const main = pathToFileURL(join(repoRoot(), 'src', 'cli', 'main.ts')).href;
+    writeFileSync(runner, `const m = await import(${JSON.stringify(main)});\nawait m.main(process.argv);\n`);
+    argv = ['--import', 'tsx', runner, ...args];
+  }
+  const r = spawnSync(process.execPath, argv, {
+    cwd: repoRoot(),
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 60_000,
+    env: opts.env ?? process.env,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

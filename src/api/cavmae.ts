@@ -1,7 +1,7 @@
 /**
- * `CavMae`: the typed inference API over one loaded checkpoint (pretrained CAVMAE or
- * fine-tuned CAVMAEFT): embed audio, images and videos, classify, retrieve, localise,
- * reconstruct.
+ * `CavMae`: the typed inference API over one loaded checkpoint of the model family (pretrained
+ * CAVMAE or fine-tuned CAVMAEFT, CAV-MAE or CAV-MAE Sync): embed audio, images and videos,
+ * classify, retrieve, localise, reconstruct.
  *
  * Design contract:
  * - `CavMae.load(path)` reads `.pth` or `.safetensors` (src/models/registry.ts) and takes the
@@ -20,19 +20,32 @@
  *   aggregation; audio-only modes use no frame). Class names from a label CSV or the checkpoint.
  * - Localisation (spec 6.2) and reconstruction (spec 6.1) are the pure functions of
  *   src/eval/localize.ts and src/eval/reconstruct.ts applied to this model's outputs.
+ * - CAV-MAE Sync (docs/sync.md, "Sync everywhere"): a clip is F = total_frame (segment, frame)
+ *   pairs: the clip's 1024-row fbank cut into F frame-aligned segments of audio_length rows and
+ *   F frames spread over the video (src/data/sync-segments.ts). Each segment and each frame is
+ *   embedded on its own by forward_feat (the contrastive stream: registers dropped, the global
+ *   token the pair vector with cls_token, else the patch-token mean), so an embedding carries
+ *   `pairs` [P, D]; clips compare by the model's clip strategy (`clipStrategy`,
+ *   `searchVector`). A fine-tuned Sync model classifies whole clips with its aggregator head.
  */
 import { loadLabelCsv, type LabelMap } from '../data/datafile.js';
 import { withFile } from '../io/bytes.js';
 import { readSafetensorsHeader } from '../io/safetensors.js';
 import { loadModel, type AnyModel } from '../models/index.js';
 import { CavMaeReconstruction } from './reconstruct.js';
+import type { ClipStrategy } from '../eval/retrieval.js';
 import type { LoadOptions } from './model.js';
 
-export { FINETUNE_METADATA, labelsFromMetadata, activationFromMetadata } from './model.js';
+export {
+  FINETUNE_METADATA,
+  CLIP_STRATEGY_METADATA,
+  labelsFromMetadata,
+  activationFromMetadata,
+} from './model.js';
 export type { LoadOptions, ClipInput, Capabilities } from './model.js';
 export type { Embedding, EmbedOptions, VideoEmbedding } from './embed.js';
 export type { ClassLabel, ClassifyOptions, Classification } from './classify.js';
-export type { LocalizeOptions, LocalizeResult } from './localize.js';
+export type { LocalizeOptions, LocalizeResult, LocalizedFrame } from './localize.js';
 export type { ReconstructOptions, Reconstruction } from './reconstruct.js';
 export { l2Normalize, rankBySimilarity, type RankedMatch } from './similarity.js';
 
@@ -58,6 +71,7 @@ export class CavMae extends CavMaeReconstruction {
       int8: opts.int8,
       labels,
       audioNorm: opts.audioNorm,
+      strategy: opts.strategy,
     });
   }
 
@@ -71,6 +85,7 @@ export class CavMae extends CavMaeReconstruction {
       int8?: boolean;
       labels?: LabelMap;
       audioNorm?: { mean: number; std: number };
+      strategy?: ClipStrategy;
     } = {},
   ): CavMae {
     return new CavMae(model, opts.metadata ?? {}, {
@@ -79,6 +94,7 @@ export class CavMae extends CavMaeReconstruction {
       int8: opts.int8,
       labels: opts.labels,
       audioNorm: opts.audioNorm,
+      strategy: opts.strategy,
     });
   }
 }

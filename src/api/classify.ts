@@ -1,7 +1,8 @@
 /**
  * Classification (a layer of `CavMae`, ./cavmae.ts) with a fine-tuned model: logits → sigmoid
  * (multi-label, BCE-trained) or softmax (CE) → for a video the probabilities averaged over its 10
- * reference frames (spec 4.6 frame aggregation; audio-only modes use no frame).
+ * reference frames (spec 4.6 frame aggregation; audio-only modes use no frame). A fine-tuned
+ * CAV-MAE Sync model classifies a whole clip of F (segment, frame) pairs with its aggregator.
  */
 import { CAVMAEFT, FT_MODES, variantTraits, type FtMode } from '../models/index.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -31,12 +32,12 @@ export interface ClassifyOptions {
 export interface Classification {
   /** [K] class probabilities (averaged over frames for a video). */
   probabilities: Float32Array;
-  /** [F, K] logits, one row per frame pass. */
+  /** [F, K] logits, one row per frame pass (a Sync model: [1, K], the aggregator's one row). */
   logits: Float32Array;
   top: ClassLabel[];
   activation: 'sigmoid' | 'softmax';
   mode: FtMode;
-  /** Video frame numbers averaged ([] when no video frame was used). */
+  /** Video frame numbers averaged (a Sync model: the F frames it read; [] when no video frame was used). */
   frames: number[];
 }
 
@@ -74,10 +75,10 @@ export class CavMaeClassifier extends CavMaeEmbedding {
     const ft = this.model;
     if (!(ft instanceof CAVMAEFT))
       throw new UserError(
-        `${this.name}: classification needs a fine-tuned model (CAVMAEFT with a classifier head); this is a pretrained CAVMAE`,
+        `${this.name}: classification needs a fine-tuned model (CAVMAEFT with a classifier head); this is a pretrained ${this.isSync ? 'CAV-MAE Sync model' : 'CAVMAE'}`,
       );
+    if (ft.head === 'aggregator') return this.classifyClip(ft, input, opts);
     const c = this.config;
-    const K = c.label_dim!;
     const clip = await this.resolveClip(input, {
       frames: opts.frames ?? [...Array(CLIP_FRAMES).keys()],
       needAudio: true,
@@ -100,6 +101,67 @@ export class CavMaeClassifier extends CavMaeEmbedding {
     const tp = this.tape();
     const logits = ft.forward(tp, { audio, image }, mode).data.slice(); // [F, K]
     tp.reset();
+    const frames = images.map((p) => p.frame).filter((f): f is number => f !== undefined);
+    return this.classification(logits, F, mode, frames, opts);
+  }
+
+  /**
+   * A fine-tuned Sync model: the aggregator head over the clip's F (segment, frame) pairs (as
+   * its fine-tuning evaluated whole clips): a video gives its F segments and F frames; an image
+   * stands for F equal frames; an audio clip gives its F segments. One logits row.
+   */
+  private async classifyClip(
+    ft: CAVMAEFT,
+    input: MediaSource | ClipInput,
+    opts: ClassifyOptions,
+  ): Promise<Classification> {
+    const mode = ft.mode;
+    if (opts.mode !== undefined && opts.mode !== mode)
+      throw new OptionError(
+        (n) =>
+          `${n('mode')}: this fine-tuned CAV-MAE Sync model reads "${mode}" (its config's mode), not "${opts.mode}"`,
+      );
+    if (opts.frames !== undefined)
+      throw new OptionError(
+        (n) =>
+          `${n('frames')}: a fine-tuned CAV-MAE Sync model reads all ${this.pairs} (segment, frame) pairs of a clip`,
+      );
+    const usesA = mode !== 'videoonly';
+    const usesV = mode !== 'audioonly';
+    const clip = await this.resolveSyncClip(input, { needAudio: usesA, needVisual: usesV });
+    if (usesA && !clip.audio)
+      throw new UserError(`mode ${mode} needs audio (an audio file, or a video with sound)`);
+    if (usesV && clip.images.length === 0) throw new UserError(`mode ${mode} needs an image or a video`);
+    const F = this.pairs;
+    const c = this.config;
+    const repeat = (x: Float32Array, n: number): Float32Array =>
+      n === F ? x : concat(Array.from({ length: F }, () => x)); // one pair stands for all F
+    const audio = usesA
+      ? new Tensor([F, c.audio_length, MEL_BINS], repeat(clip.audio!, clip.audioPairs))
+      : undefined;
+    const image = usesV
+      ? new Tensor(
+          [F, 3, c.img_size, c.img_size],
+          repeat(concat(clip.images.map((p) => p.image)), clip.images.length),
+        )
+      : undefined;
+    const tp = this.tape();
+    const logits = ft.forward(tp, { audio, image }).data.slice(); // [1, K]
+    tp.reset();
+    const frames = clip.images.length === F ? clip.images.map((p) => p.frame ?? 0) : [];
+    return this.classification(logits, 1, mode, usesV ? frames : [], opts);
+  }
+
+  /** Probabilities (averaged over `rows` logits rows), the top classes and the result record. */
+  private classification(
+    logits: Float32Array,
+    rows: number,
+    mode: FtMode,
+    frames: number[],
+    opts: ClassifyOptions,
+  ): Classification {
+    const F = rows;
+    const K = this.config.label_dim!;
     const activation = opts.activation ?? activationFromMetadata(this.metadata);
     const probabilities = new Float32Array(K);
     for (let f = 0; f < F; f++) {
@@ -127,7 +189,7 @@ export class CavMaeClassifier extends CavMaeEmbedding {
       top,
       activation,
       mode,
-      frames: images.map((p) => p.frame).filter((f): f is number => f !== undefined),
+      frames,
     };
   }
 }

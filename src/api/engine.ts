@@ -11,7 +11,7 @@
  * - Embeddings are pooled and L2-normalised (`dim` wide); a video yields both, an image the
  *   visual one, audio the audio one; a silent video no audio.
  */
-import { MediaIndex } from '../index/store.js';
+import { openIndexReader, type SearchableIndex } from '../index/backend.js';
 import type { MediaEmbedder, MediaEmbedding, Modality } from '../index/types.js';
 import type {
   ClassifyResult,
@@ -37,12 +37,12 @@ function source(input: MediaInput): MediaSource {
 }
 
 export class ModelEngine implements Engine {
-  readonly index?: MediaIndex;
+  readonly index?: SearchableIndex;
   private readonly infoCache: EngineInfo;
 
   constructor(
     readonly cavmae: CavMae,
-    index?: MediaIndex,
+    index?: SearchableIndex,
   ) {
     this.index = index;
     const caps = cavmae.capabilities;
@@ -50,7 +50,8 @@ export class ModelEngine implements Engine {
     this.infoCache = {
       modelId: cavmae.modelId,
       modelName: cavmae.name,
-      dim: cavmae.dim,
+      dim: cavmae.indexDim,
+      ...indexClip(cavmae),
       capabilities: { classify: caps.classify, localize: caps.localize, reconstruct: caps.reconstruct },
       ...(cavmae.isFineTuned
         ? { labels: cavmae.labels?.names ?? Array.from({ length: c.label_dim! }, (_, i) => `class ${i}`) }
@@ -69,6 +70,7 @@ export class ModelEngine implements Engine {
         modelId: this.infoCache.modelId,
         modelName: this.infoCache.modelName,
         dim: this.infoCache.dim,
+        ...indexClip(cavmae),
       });
   }
 
@@ -77,11 +79,7 @@ export class ModelEngine implements Engine {
   }
 
   async embed(input: MediaInput): Promise<MediaEmbedding> {
-    const e = await this.cavmae.embedMedia(source(input), { what: input.name });
-    return {
-      ...(e.audio ? { audio: e.audio.pooled } : {}),
-      ...(e.visual ? { visual: e.visual.pooled } : {}),
-    };
+    return searchVectors(this.cavmae, source(input), input.name);
   }
 
   async search(input: MediaInput, request: SearchRequest): Promise<SearchResult> {
@@ -103,7 +101,13 @@ export class ModelEngine implements Engine {
       image === audio
         ? await this.cavmae.localize(source(image))
         : await this.cavmae.localize(source(image), source(audio));
-    return { heat: r.heat, width: r.width, height: r.height, overlayPng: r.overlayPng };
+    return {
+      heat: r.heat,
+      width: r.width,
+      height: r.height,
+      overlayPng: r.overlayPng,
+      ...(r.frames ? { frames: r.frames.map((f) => ({ frame: f.frame, overlayPng: f.overlayPng })) } : {}),
+    };
   }
 
   async reconstruct(
@@ -120,25 +124,43 @@ export class ModelEngine implements Engine {
   }
 
   async close(): Promise<void> {
-    this.index?.close();
+    await this.index?.close();
   }
 }
 
 /**
- * The index's `MediaEmbedder` (src/index/add.ts) over a model: pooled embeddings of a file by
- * its content (the index keeps only the streams the file has).
+ * The vectors search compares for a media file (`CavMae.searchVector`): pooled embeddings, or a
+ * Sync model's clip vectors (F·D, its clip strategy).
+ */
+export async function searchVectors(
+  cavmae: CavMae,
+  input: MediaSource,
+  what?: string,
+): Promise<MediaEmbedding> {
+  const e = await cavmae.embedMedia(input, { what });
+  return {
+    ...(e.audio ? { audio: cavmae.searchVector(e.audio) } : {}),
+    ...(e.visual ? { visual: cavmae.searchVector(e.visual) } : {}),
+  };
+}
+
+/** What an index records of a Sync model's clip vectors (nothing for CAV-MAE). */
+export function indexClip(cavmae: CavMae): { clip?: { strategy: string; pairs: number } } {
+  return cavmae.isSync ? { clip: { strategy: cavmae.clipStrategy, pairs: cavmae.pairs } } : {};
+}
+
+/**
+ * The index's `MediaEmbedder` (src/index/add.ts) over a model: search vectors of a file by its
+ * content (the index keeps only the streams the file has).
  */
 export function mediaEmbedder(cavmae: CavMae): MediaEmbedder {
   return {
     modelId: cavmae.modelId,
     modelName: cavmae.name,
-    dim: cavmae.dim,
+    dim: cavmae.indexDim,
+    ...indexClip(cavmae),
     async embedFile(path: string, _modality: Modality): Promise<MediaEmbedding> {
-      const e = await cavmae.embedMedia(path);
-      return {
-        ...(e.audio ? { audio: e.audio.pooled } : {}),
-        ...(e.visual ? { visual: e.visual.pooled } : {}),
-      };
+      return searchVectors(cavmae, path);
     },
   };
 }
@@ -154,11 +176,11 @@ export async function createModelEngine(
   opts: LoadOptions = {},
 ): Promise<ModelEngine> {
   const cavmae = await CavMae.load(modelPath, opts);
-  const index = indexPath ? MediaIndex.open(indexPath) : undefined;
+  const index = indexPath ? await openIndexReader(indexPath) : undefined;
   try {
     return new ModelEngine(cavmae, index);
   } catch (e) {
-    index?.close();
+    await index?.close();
     throw e;
   }
 }

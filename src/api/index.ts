@@ -36,7 +36,14 @@ export {
   type FbankInput,
   type Preprocessing,
 } from './inputs.js';
-export { createEngine, createModelEngine, mediaEmbedder, ModelEngine } from './engine.js';
+export {
+  createEngine,
+  createModelEngine,
+  indexClip,
+  mediaEmbedder,
+  ModelEngine,
+  searchVectors,
+} from './engine.js';
 export {
   writePng,
   writeLocalizationRaw,

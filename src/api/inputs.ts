@@ -277,26 +277,28 @@ export interface PreparedImage {
   image: Float32Array;
   /** The picture the model saw (centre crop) at the display size. */
   display: RgbImage;
-  /** Frame number (of 10) when the image came from a video. */
+  /** Frame number (of 10; of F for a Sync model) when the image came from a video. */
   frame?: number;
 }
 
 /**
- * The 224×224 frames the reference extractor saves for frames `indices` (of 10) of a video,
- * turned into model inputs as the loader does.
+ * The 224×224 frames the reference extractor saves for frames `indices` (of `count`: 10 for
+ * CAV-MAE, a Sync model's F with its linspace scheme) of a video, turned into model inputs as
+ * the loader does.
  */
 export async function videoFrames(
   m: OpenedMedia,
   indices: readonly number[],
   p: Preprocessing,
   displaySize = DISPLAY_SIZE,
+  count = CLIP_FRAMES,
 ): Promise<PreparedImage[]> {
   if (!m.hasVideo || !m.path) throw new UserError(`${m.what}: has no video stream`);
   for (const i of indices)
-    if (!(Number.isInteger(i) && i >= 0 && i < CLIP_FRAMES))
-      throw new UserError(`${m.what}: frame numbers must be in 0..${CLIP_FRAMES - 1}, got ${i}`);
+    if (!(Number.isInteger(i) && i >= 0 && i < count))
+      throw new UserError(`${m.what}: frame numbers must be in 0..${count - 1}, got ${i}`);
   const sorted = [...new Set(indices)].sort((a, b) => a - b);
-  const set = await extractFrameSet(m.path, { count: CLIP_FRAMES, only: sorted }).catch((e: unknown) => {
+  const set = await extractFrameSet(m.path, { count, only: sorted }).catch((e: unknown) => {
     throw e instanceof UserError && m.path && m.what !== m.path
       ? new UserError(e.message.split(m.path).join(m.what))
       : e;

@@ -1,6 +1,7 @@
 /**
  * Localisation (a layer of `CavMae`, ./cavmae.ts): where in the picture the sound comes from,
  * the audio-to-patch cosine similarity of src/eval/localize.ts (spec 6.2) on this model's tokens.
+ * A CAV-MAE Sync model localises per (segment, frame) pair: a heat map per frame of a video.
  */
 import {
   heatOverlayPng,
@@ -9,6 +10,7 @@ import {
   type Localization,
   type UpsampleMode,
 } from '../eval/localize.js';
+import { evalPair } from '../data/sync-segments.js';
 import { OptionError, UserError } from '../util/errors.js';
 import type { RgbImage } from '../vision/image.js';
 import {
@@ -22,8 +24,10 @@ import {
   withMedia,
   type AudioInput,
   type ImageInput,
+  type MediaSource,
   type PreparedImage,
 } from './inputs.js';
+import { concat } from './model.js';
 import { CavMaeClassifier } from './classify.js';
 
 export interface LocalizeOptions {
@@ -36,7 +40,7 @@ export interface LocalizeOptions {
   size?: number;
   /** Overlay opacity of the heat colours (default 0.5). */
   alpha?: number;
-  /** Frame (of 10) when the image is a video (default 5). */
+  /** Frame (of 10; a Sync model: the pair of F) when the image is a video (default the middle one). */
   frame?: number;
 }
 
@@ -47,6 +51,19 @@ export interface LocalizeResult extends Localization {
   overlayPng: Uint8Array;
   query: Float32Array;
   queryKind: AudioQuery;
+  /**
+   * CAV-MAE Sync and a video: one map per (segment, frame) pair, frame k of the F with its own
+   * segment k; the top-level map is pair `frame` (default the middle pair, F/2).
+   */
+  frames?: LocalizedFrame[];
+}
+
+/** One frame's map (a Sync model localising a video). */
+export interface LocalizedFrame extends Localization {
+  /** Pair index k (frame k of the F, with segment k). */
+  frame: number;
+  image: RgbImage;
+  overlayPng: Uint8Array;
 }
 
 export class CavMaeLocalization extends CavMaeClassifier {
@@ -62,6 +79,7 @@ export class CavMaeLocalization extends CavMaeClassifier {
       throw new OptionError(
         (n) => `${n('size')} (of the heat map) must be an integer in 8..4096, got ${size}`,
       );
+    if (this.isSync) return this.localizePairs(image, audio, opts, size);
     let pictured: PreparedImage;
     let audioInput: Float32Array;
     if (audio === undefined) {
@@ -86,17 +104,90 @@ export class CavMaeLocalization extends CavMaeClassifier {
     const query = opts.query ?? 'column';
     const a = query === 'patchesmean' ? new Float32Array(0) : this.tokens('a', audioInput, 1); // [La, D]
     const v = this.tokens('v', pictured.image, 1); // [Lv, D]
-    const loc = localizeTokens(a, v, {
+    const loc = this.localizeOne(a, v, opts, size);
+    const overlayPng = await heatOverlayPng(pictured.display, loc.heat, opts.alpha ?? 0.5);
+    return { ...loc, image: pictured.display, overlayPng, queryKind: query };
+  }
+
+  private localizeOne(a: Float32Array, v: Float32Array, opts: LocalizeOptions, size: number): Localization {
+    return localizeTokens(a, v, {
       dim: this.dim,
       audioGrid: this.audioGrid,
       visualGrid: this.visualGrid,
-      query,
+      query: opts.query ?? 'column',
       column: opts.column,
       height: size,
       width: size,
       upsample: opts.upsample,
     });
-    const overlayPng = await heatOverlayPng(pictured.display, loc.heat, opts.alpha ?? 0.5);
-    return { ...loc, image: pictured.display, overlayPng, queryKind: query };
+  }
+
+  /**
+   * A Sync model: segment k against frame k (the pairs it was trained on). A video gives F maps
+   * (its frames with its own segments, or with the segments of `audio`); an image one map, with
+   * the middle segment of the audio clip (pair F/2).
+   */
+  private async localizePairs(
+    image: ImageInput,
+    audio: AudioInput | undefined,
+    opts: LocalizeOptions,
+    size: number,
+  ): Promise<LocalizeResult> {
+    if (audio === undefined && !isMediaSource(image))
+      throw new UserError('localize: give an audio input, or a video file whose soundtrack is the audio');
+    const clip = await this.resolveSyncClip(audio === undefined ? (image as MediaSource) : { image, audio }, {
+      needAudio: true,
+      needVisual: true,
+      displaySize: size,
+    });
+    if (!clip.audio)
+      throw new UserError(
+        `${typeof image === 'string' ? image : 'the video'}: the video has no sound; give an audio input`,
+      );
+    if (clip.images.length === 0) throw new UserError('localize: needs an image or a video');
+    const F = this.pairs;
+    const P = clip.images.length; // F frames of a video, or one picture
+    const main = opts.frame ?? evalPair(F);
+    if (!(Number.isInteger(main) && main >= 0 && main < F))
+      throw new OptionError((n) => `${n('frame')} must be a pair index in 0..${F - 1}, got ${main}`);
+    const query = opts.query ?? 'column';
+    const D = this.dim;
+    const La = this.audioGrid.rows * this.audioGrid.cols;
+    const Lv = this.visualGrid.rows * this.visualGrid.cols;
+    const a = query === 'patchesmean' ? undefined : this.tokens('a', clip.audio, clip.audioPairs); // [Pa, La, D]
+    const v = this.tokens('v', concat(clip.images.map((p) => p.image)), P); // [P, Lv, D]
+    const segmentOf = (k: number): number => (clip.audioPairs === 1 ? 0 : P === 1 ? main : k);
+    const frames: LocalizedFrame[] = [];
+    for (let k = 0; k < P; k++) {
+      const s = segmentOf(k);
+      const loc = this.localizeOne(
+        a ? a.subarray(s * La * D, (s + 1) * La * D) : new Float32Array(0),
+        v.subarray(k * Lv * D, (k + 1) * Lv * D),
+        opts,
+        size,
+      );
+      const display = clip.images[k].display;
+      frames.push({
+        ...loc,
+        frame: P === 1 ? main : k,
+        image: display,
+        overlayPng: await heatOverlayPng(display, loc.heat, opts.alpha ?? 0.5),
+      });
+    }
+    const top = frames[P === 1 ? 0 : main];
+    return {
+      map: top.map,
+      gridHeight: top.gridHeight,
+      gridWidth: top.gridWidth,
+      heat: top.heat,
+      height: top.height,
+      width: top.width,
+      query: top.query,
+      peak: top.peak,
+      image: top.image,
+      overlayPng: top.overlayPng,
+      queryKind: query,
+      ...(P > 1 ? { frames } : {}),
+    };
   }
 }

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { FrozenWeights, Tape } from '../autograd/tape.js';
 import type { LabelMap } from '../data/datafile.js';
-import { fineTuneMeta, FT_META } from '../eval/embed.js';
+import { clipStrategyOf, fineTuneMeta, FT_META } from '../eval/embed.js';
+import type { ClipStrategy } from '../eval/retrieval.js';
 import { checkpointPreprocess, DEFAULT_PREPROCESS } from '../io/checkpoint.js';
 import {
   CAVMAE,
@@ -37,7 +38,12 @@ import {
   type PreparedImage,
   type Preprocessing,
   audioFromMedia,
+  isFbankInput,
+  type OpenedMedia,
 } from './inputs.js';
+import { cropAllSegments, SYNC_SPECTROGRAM_ROWS } from '../data/sync-segments.js';
+
+export { CLIP_STRATEGY_METADATA } from '../eval/embed.js';
 
 /** Metadata keys a fine-tuning run stores with its model. */
 export const FINETUNE_METADATA = FT_META;
@@ -59,6 +65,8 @@ export interface LoadOptions {
   labels?: string;
   /** Fbank normalisation, overriding the checkpoint's. */
   audioNorm?: { mean: number; std: number };
+  /** Sync models: the clip strategy (default: the one the checkpoint records, else diagonal_mean). */
+  strategy?: ClipStrategy;
 }
 
 /** Inputs of a classification, a localisation or a reconstruction. */
@@ -88,6 +96,12 @@ export class CavMaeModel {
   private readonly frozen = new FrozenWeights();
 
   readonly model: CAVMAE | CAVMAEFT;
+  /**
+   * How two clips compare: 'pooled' (CAV-MAE: one vector per clip) or, for a Sync model, the
+   * clip strategy its pretraining validated with (metadata CLIP_STRATEGY_METADATA, default
+   * diagonal_mean: src/eval/retrieval.ts).
+   */
+  readonly clipStrategy: ClipStrategy | 'pooled';
 
   protected constructor(
     model: AnyModel,
@@ -98,13 +112,9 @@ export class CavMaeModel {
       int8?: boolean;
       labels?: LabelMap;
       audioNorm?: { mean: number; std: number };
+      strategy?: ClipStrategy;
     },
   ) {
-    if (kindTraits(model.config).sync)
-      throw fileError(
-        opts.source,
-        `is a ${model.config.model} model; this API serves CAV-MAE models (CAVMAE, CAVMAEFT); CAV-MAE Sync is not supported here yet`,
-      );
     this.model = model;
     this.source = opts.source;
     this.bf16 = opts.bf16 ?? false;
@@ -125,6 +135,7 @@ export class CavMaeModel {
         opts.source,
         `audio normalisation std must be positive, got ${this.preprocessing.audioStd}`,
       );
+    this.clipStrategy = kindTraits(c).sync ? clipStrategyOf(metadata, opts.source, opts.strategy) : 'pooled';
     if (model instanceof CAVMAEFT) {
       const K = c.label_dim!;
       const labels = opts.labels ?? labelsFromMetadata(metadata, opts.source);
@@ -149,6 +160,16 @@ export class CavMaeModel {
     return basename(this.source);
   }
 
+  /** A CAV-MAE Sync model: inputs are (segment, frame) pairs, `pairs` of them per clip. */
+  get isSync(): boolean {
+    return kindTraits(this.config).sync;
+  }
+
+  /** (Segment, frame) pairs per clip: total_frame for Sync, 1 for CAV-MAE. */
+  get pairs(): number {
+    return this.model.dims.framesPerClip;
+  }
+
   get isFineTuned(): boolean {
     return this.model instanceof CAVMAEFT;
   }
@@ -156,11 +177,13 @@ export class CavMaeModel {
   get capabilities(): Capabilities {
     const m = this.model;
     const { hasAudio, hasVideo } = m.encoder.dims;
+    // A Sync fine-tuning model gives clip logits only (its forward_feat is refused by the model).
+    const feats = !(m instanceof CAVMAEFT && m.head === 'aggregator');
     return {
-      embedAudio: hasAudio,
-      embedVisual: hasVideo,
+      embedAudio: hasAudio && feats,
+      embedVisual: hasVideo && feats,
       classify: m instanceof CAVMAEFT,
-      localize: hasAudio && hasVideo,
+      localize: hasAudio && hasVideo && feats,
       reconstruct: m instanceof CAVMAE && m.decoder !== undefined,
     };
   }
@@ -202,6 +225,10 @@ export class CavMaeModel {
 
   protected requireModality(m: 'a' | 'v', what: string): void {
     const d = this.model.encoder.dims;
+    if (this.model instanceof CAVMAEFT && this.model.head === 'aggregator')
+      throw new UserError(
+        `${this.name}: a fine-tuned CAV-MAE Sync model gives clip logits (classify), not token features (${what}); use its pretrained model`,
+      );
     if (m === 'a' && !d.hasAudio)
       throw new UserError(`${this.name}: a "${this.config.variant}" model has no audio encoder (${what})`);
     if (m === 'v' && !d.hasVideo)
@@ -214,6 +241,7 @@ export class CavMaeModel {
    */
   tokens(modality: 'a' | 'v', x: Float32Array, B: number): Float32Array {
     this.requireModality(modality, 'embedding');
+    if (this.isSync) return this.syncFeatures(modality, x, B).tokens;
     const c = this.config;
     const enc = this.model.encoder;
     const tp = this.tape();
@@ -238,6 +266,34 @@ export class CavMaeModel {
     return copy;
   }
 
+  /**
+   * A Sync model's forward_feat of B inputs of one modality (segments [B, L, 128] or frames
+   * [B, 3, S, S]), as the model computes it (src/models/cavmae.ts: the contrastive stream):
+   * `tokens` the patch tokens [B, Lm, D] (global token and registers removed), `global` the
+   * global tokens [B, D] (cls_token models only). Copies.
+   */
+  syncFeatures(
+    modality: 'a' | 'v',
+    x: Float32Array,
+    B: number,
+  ): { tokens: Float32Array; global?: Float32Array } {
+    this.requireModality(modality, 'embedding');
+    const c = this.config;
+    const tp = this.tape();
+    const f = (this.model as CAVMAE).forwardFeat(
+      tp,
+      modality === 'a'
+        ? { audio: new Tensor([B, c.audio_length, MEL_BINS], x) }
+        : { image: new Tensor([B, 3, c.img_size, c.img_size], x) },
+      modality,
+    );
+    const tokens = modality === 'a' ? f.audioTokens! : f.videoTokens!; // [B, Lm, D]
+    const global = modality === 'a' ? f.clsA : f.clsV; // [B, D]
+    const out = { tokens: tokens.data.slice(), global: global?.data.slice() };
+    tp.reset();
+    return out;
+  }
+
   /** The model's audio input [T, 128] for an audio input (decode, fbank, pad/crop, normalise). */
   async prepareAudio(input: AudioInput, what?: string): Promise<Float32Array> {
     return (await prepareAudio(input, this.preprocessing, what)).audio;
@@ -246,6 +302,90 @@ export class CavMaeModel {
   /** The model's image input [3, S, S] (an image, decoded pixels, a tensor, or a video's frame). */
   async prepareImage(input: ImageInput, opts: { frame?: number; what?: string } = {}): Promise<Float32Array> {
     return (await prepareImage(input, this.preprocessing, opts)).image;
+  }
+
+  /**
+   * A Sync model's audio: the clip's fbank padded or cut to the 1024-row spectrogram and cut into
+   * its F frame-aligned segments of audio_length rows (src/data/sync-segments.ts, as the
+   * retrieval clips of src/data/sync.ts), [F, L, 128]. A normalized fbank of exactly one
+   * segment ([L, 128]) is one pair, of F segments ([F, L, 128]) the F pairs as given; a
+   * normalized [1024, 128] clip gives its F segments.
+   */
+  async prepareSyncAudio(input: AudioInput, what?: string): Promise<{ audio: Float32Array; pairs: number }> {
+    const L = this.config.audio_length;
+    if (isFbankInput(input) && input.normalized && input.fbank.length === L * MEL_BINS)
+      return { audio: input.fbank, pairs: 1 };
+    if (isFbankInput(input) && input.normalized && input.fbank.length === this.pairs * L * MEL_BINS)
+      return { audio: input.fbank, pairs: this.pairs };
+    const clip = (await prepareAudio(input, this.clipPreprocessing, what)).audio; // [1024, 128]
+    return { audio: cropAllSegments(clip, L, this.pairs), pairs: this.pairs };
+  }
+
+  /** Preprocessing of a Sync model's whole-clip spectrogram (1024 rows, cut into segments). */
+  protected get clipPreprocessing(): Preprocessing {
+    return { ...this.preprocessing, audioLength: SYNC_SPECTROGRAM_ROWS };
+  }
+
+  /** The F frames of a video a Sync model pairs with its segments (all, or `only` of them). */
+  protected async syncFrames(
+    m: OpenedMedia,
+    only?: readonly number[],
+    displaySize?: number,
+  ): Promise<PreparedImage[]> {
+    const F = this.pairs;
+    return videoFrames(m, only ?? [...Array(F).keys()], this.preprocessing, displaySize, F);
+  }
+
+  /**
+   * Resolves a Sync clip (see SyncClip): a video gives its F segments and F frames, an audio file
+   * its F segments, an image one frame; `{audio, image}` each on its own (a video as the image
+   * gives its F frames, as does a [F, 3, S, S] tensor).
+   */
+  protected async resolveSyncClip(
+    input: MediaSource | ClipInput,
+    opts: { needAudio: boolean; needVisual: boolean; displaySize?: number },
+  ): Promise<SyncClip> {
+    const fromMedia = async (m: OpenedMedia, audio: boolean): Promise<SyncClip> => {
+      const out: SyncClip = { audioPairs: 0, images: [] };
+      if (audio && opts.needAudio && m.kind !== 'image' && m.hasAudio) {
+        const clip = (await audioFromMedia(m, this.clipPreprocessing)).audio;
+        out.audio = cropAllSegments(clip, this.config.audio_length, this.pairs);
+        out.audioPairs = this.pairs;
+      }
+      if (opts.needVisual && m.kind === 'video')
+        out.images = await this.syncFrames(m, undefined, opts.displaySize);
+      else if (opts.needVisual && m.kind === 'image')
+        out.images = [await imageFromMedia(m, this.preprocessing, MIDDLE_FRAME, opts.displaySize)];
+      return out;
+    };
+    if (isMediaSource(input)) return withMedia(input, (m) => fromMedia(m, true));
+    if (typeof input !== 'object' || input === null || ArrayBuffer.isView(input))
+      throw new UserError('expected a media file, its bytes, or { audio, image }');
+    const out: SyncClip = { audioPairs: 0, images: [] };
+    if (opts.needAudio && input.audio !== undefined) {
+      const a = await this.prepareSyncAudio(input.audio, 'audio');
+      [out.audio, out.audioPairs] = [a.audio, a.pairs];
+    }
+    if (opts.needVisual && input.image !== undefined) {
+      const img = input.image;
+      const frameSize = 3 * this.config.img_size ** 2;
+      if (isMediaSource(img)) out.images = (await withMedia(img, (m) => fromMedia(m, false))).images;
+      else if (img instanceof Float32Array && this.pairs > 1 && img.length === this.pairs * frameSize)
+        // F model-ready frames [F, 3, S, S], pair k's frame at row k.
+        out.images = await Promise.all(
+          Array.from({ length: this.pairs }, (_, k) =>
+            prepareImage(img.subarray(k * frameSize, (k + 1) * frameSize), this.preprocessing, {
+              what: 'image',
+              displaySize: opts.displaySize,
+            }).then((p) => ({ ...p, frame: k })),
+          ),
+        );
+      else
+        out.images = [
+          await prepareImage(img, this.preprocessing, { what: 'image', displaySize: opts.displaySize }),
+        ];
+    }
+    return out;
   }
 
   /**
@@ -286,6 +426,16 @@ export class CavMaeModel {
     }
     return { audio, images };
   }
+}
+
+/**
+ * A Sync model's clip, resolved: audio as `audioPairs` segments [P, L, 128] (P = F for a clip,
+ * 1 for one model-ready segment) and the frames (F of a video, one of an image).
+ */
+export interface SyncClip {
+  audio?: Float32Array;
+  audioPairs: number;
+  images: PreparedImage[];
 }
 
 /** The parts one after another. */

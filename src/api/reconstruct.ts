@@ -1,13 +1,15 @@
 /**
  * Reconstruction (a layer of `CavMae`, ./cavmae.ts): mask a clip, reconstruct it with the
  * decoder (forward_inpaint, spec 6.1) and draw the reference's 2x3 panel (src/eval/reconstruct.ts).
+ * A CAV-MAE Sync model reconstructs one (segment, frame) pair of the clip.
  */
 import { composePanel, reconstructionViews, type ReconstructionViews } from '../eval/reconstruct.js';
 import { CAVMAE, CAVMAEFT, MASK_MODES, type MaskMode } from '../models/index.js';
 import { Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
 import { OptionError, UserError } from '../util/errors.js';
-import { MEL_BINS, MIDDLE_FRAME, type MediaSource } from './inputs.js';
+import { evalPair } from '../data/sync-segments.js';
+import { MEL_BINS, MIDDLE_FRAME, type MediaSource, type PreparedImage } from './inputs.js';
 import { CavMaeLocalization } from './localize.js';
 import type { ClipInput } from './model.js';
 
@@ -23,7 +25,7 @@ export interface ReconstructOptions {
   /** Exact mask noise [La] / [Lv] (replay). */
   noiseA?: ArrayLike<number>;
   noiseV?: ArrayLike<number>;
-  /** Frame (of 10) when the input is a video (default 5). */
+  /** Frame (of 10) when the input is a video (default 5); a Sync model: the pair of F (default F/2). */
   frame?: number;
   /** Tile width of the panel in px (default 224). */
   tile?: number;
@@ -45,9 +47,35 @@ export interface Reconstruction {
   maskRatioA: number;
   maskRatioV: number;
   maskMode: MaskMode;
+  /** CAV-MAE Sync: the (segment, frame) pair reconstructed (of F). */
+  pair?: number;
 }
 
 export class CavMaeReconstruction extends CavMaeLocalization {
+  /**
+   * A Sync model's one (segment, frame) pair `pair` (default the middle one, F/2) of a clip: the
+   * segment of a clip's audio (or its only segment) and the frame of a video (or the picture).
+   */
+  private async syncPair(
+    input: MediaSource | ClipInput,
+    asked: number | undefined,
+    needAudio: boolean,
+    needVisual: boolean,
+  ): Promise<{ audio?: Float32Array; images: PreparedImage[]; pair: number }> {
+    const F = this.pairs;
+    const pair = asked ?? evalPair(F);
+    if (!(Number.isInteger(pair) && pair >= 0 && pair < F))
+      throw new OptionError((n) => `${n('frame')} must be a pair index in 0..${F - 1}, got ${pair}`);
+    const clip = await this.resolveSyncClip(input, { needAudio, needVisual });
+    const row = this.config.audio_length * MEL_BINS;
+    const k = clip.audioPairs === 1 ? 0 : pair;
+    return {
+      audio: clip.audio?.slice(k * row, (k + 1) * row),
+      images: clip.images.length > 1 ? [clip.images[pair]] : clip.images,
+      pair,
+    };
+  }
+
   /**
    * Masks and reconstructs a clip (forward_inpaint, spec 6.1) and draws the 2x3 panel. For a
    * full model both modalities are needed: a video with sound, or { audio, image }.
@@ -72,11 +100,13 @@ export class CavMaeReconstruction extends CavMaeLocalization {
       throw new OptionError(
         (n) => `${n('maskMode')} must be one of ${MASK_MODES.join(', ')}, got "${maskMode}"`,
       );
-    const clip = await this.resolveClip(input, {
-      frames: [opts.frame ?? MIDDLE_FRAME],
-      needAudio: hasAudio,
-      needVisual: hasVideo,
-    });
+    const clip: { audio?: Float32Array; images: PreparedImage[]; pair?: number } = this.isSync
+      ? await this.syncPair(input, opts.frame, hasAudio, hasVideo)
+      : await this.resolveClip(input, {
+          frames: [opts.frame ?? MIDDLE_FRAME],
+          needAudio: hasAudio,
+          needVisual: hasVideo,
+        });
     if (hasAudio && !clip.audio)
       throw new UserError('reconstruct: this model needs audio (an audio file, or a video with sound)');
     if (hasVideo && clip.images.length === 0)
@@ -129,6 +159,7 @@ export class CavMaeReconstruction extends CavMaeLocalization {
       title: opts.title,
     });
     return {
+      ...(clip.pair !== undefined ? { pair: clip.pair } : {}),
       panelPng,
       mseAudio,
       mseVisual,

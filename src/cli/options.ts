@@ -20,6 +20,12 @@ export const FFMPEG_TIMEOUT = int('--timeout <seconds>', 'time limit per ffmpeg 
   default: 120,
 });
 export const VIDEO_FRAME = int('--frame <i>', 'video frame 0-9 (default 5)', { min: 0, max: 9 });
+/** `--frame` of the commands that take Sync models too (the API checks the range per model). */
+export const CLIP_FRAME = int(
+  '--frame <i>',
+  'video frame 0-9 (default 5); a CAV-MAE Sync model: the (segment, frame) pair 0..F-1 (default F/2)',
+  { min: 0, max: 4095 },
+);
 
 /** `--out <file.png>`: a picture's path, named *.png. */
 export function pngOut(help: string, picture: string) {

@@ -7,7 +7,9 @@
  * - Row order is datafile order (an evaluation loader: no shuffle, no drop_last, middle frame 5
  *   of 10, no augmentation), so row i is the datafile's entry i; every entry must be readable.
  * - Single-modality variants (audio-mae, visual-mae) give one side only. Sync models give F pair
- *   vectors per clip and go through `cavmae retrieval` instead.
+ *   vectors per clip: `audio` / `video` are [N, F, D] (every pair row L2-normalised, the pair
+ *   features of src/eval/features.ts), with metadata "cavmae.frames" (F) and
+ *   "cavmae.clip_strategy" (how clips compare, src/eval/retrieval.ts).
  * - Preprocessing follows the checkpoint: audio_length and img_size from its config, the fbank
  *   normalisation from its "cavmae.preprocess" metadata when present (else AudioSet's).
  * - Output file (`writeEmbeddings`): safetensors with `audio` [N,D] and `video` [N,D] (F32),
@@ -33,13 +35,17 @@ import {
   type LabelMap,
 } from '../data/datafile.js';
 import { AUDIO_NORM } from '../audio/index.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, UserError, fileError } from '../util/errors.js';
 import { datasetFeatures } from './features.js';
-import { evaluateRetrieval, type RetrievalMetrics } from './retrieval.js';
+import { CLIP_STRATEGIES, evaluateRetrieval, type ClipStrategy, type RetrievalMetrics } from './retrieval.js';
 
 export interface Embeddings {
   n: number;
   dim: number;
+  /** Pair vectors per clip (CAV-MAE Sync: F; rows [n, frames, dim]); 1 or absent: one vector per clip. */
+  frames?: number;
+  /** How clips with frames > 1 compare (default diagonal_mean). */
+  strategy?: ClipStrategy;
   /** [n, dim], rows L2-normalised (undefined for a visual-only model). */
   audio?: Float32Array;
   /** [n, dim] (undefined for an audio-only model). */
@@ -103,6 +109,28 @@ export function fineTuneMeta(
   return { labelMap, loss: metadata[FT_META.loss], mode: metadata[FT_META.mode] };
 }
 
+/** Checkpoint metadata key of the clip strategy a Sync model was validated with (src/train/pretrain.ts). */
+export const CLIP_STRATEGY_METADATA = 'cavmae.clip_strategy';
+
+/** The clip strategy of a Sync model: the asked one, else the checkpoint's, else diagonal_mean. */
+export function clipStrategyOf(
+  metadata: Record<string, string>,
+  source: string,
+  asked?: ClipStrategy,
+): ClipStrategy {
+  const stored = metadata[CLIP_STRATEGY_METADATA];
+  if (stored !== undefined && !CLIP_STRATEGIES.includes(stored as ClipStrategy))
+    throw fileError(
+      source,
+      `metadata "${CLIP_STRATEGY_METADATA}" must be one of ${CLIP_STRATEGIES.join(', ')}, got "${stored}"`,
+    );
+  if (asked !== undefined && !CLIP_STRATEGIES.includes(asked))
+    throw new OptionError(
+      (n) => `${n('strategy')} must be one of ${CLIP_STRATEGIES.join(', ')}, got "${asked}"`,
+    );
+  return asked ?? (stored as ClipStrategy | undefined) ?? 'diagonal_mean';
+}
+
 export interface EmbedOptions {
   batchSize?: number;
   workers?: number;
@@ -121,21 +149,18 @@ export function firstLabels(dataset: Dataset, map: LabelMap): Int32Array | undef
   return Int32Array.from(idx, (l) => (l.length ? l[0] : -1));
 }
 
-/** Embeddings of every item of a dataset, in datafile order (one vector per clip: models with F = 1). */
+/** Embeddings of every item of a dataset, in datafile order (a Sync model: F pair vectors per clip). */
 export async function embedDataset(
   model: AnyModel,
   dataset: Dataset,
-  opts: EmbedOptions = {},
+  opts: EmbedOptions & { strategy?: ClipStrategy } = {},
 ): Promise<Embeddings> {
   const F = model.dims.framesPerClip;
-  if (F > 1)
-    throw new UserError(
-      `this CAV-MAE Sync model gives ${F} pair vectors per clip; an embeddings file holds one vector per clip (use cavmae retrieval)`,
-    );
   const labelMap = opts.labelMap ?? buildLabelMap(dataset);
   const f = await datasetFeatures(model, dataset, {
     ...opts,
-    clipsPerBatch: opts.batchSize ?? 32,
+    clipsPerBatch: F > 1 ? undefined : (opts.batchSize ?? 32),
+    batchPairs: F > 1 ? opts.batchSize : undefined,
     onFailure: () => {},
   });
   const n = dataset.items.length;
@@ -150,6 +175,7 @@ export async function embedDataset(
   return {
     n,
     dim: model.config.embed_dim,
+    ...(F > 1 ? { frames: F, strategy: opts.strategy ?? 'diagonal_mean' } : {}),
     audio: f.audio?.data,
     video: f.video?.data,
     ids: f.ids,
@@ -160,34 +186,42 @@ export async function embedDataset(
 
 export function writeEmbeddings(path: string, e: Embeddings, meta: Record<string, string> = {}): void {
   const t = new Map<string, WritableTensor>();
-  if (e.audio) t.set('audio', { dtype: 'F32', shape: [e.n, e.dim], data: e.audio });
-  if (e.video) t.set('video', { dtype: 'F32', shape: [e.n, e.dim], data: e.video });
+  const F = e.frames ?? 1;
+  const shape = F > 1 ? [e.n, F, e.dim] : [e.n, e.dim];
+  if (e.audio) t.set('audio', { dtype: 'F32', shape, data: e.audio });
+  if (e.video) t.set('video', { dtype: 'F32', shape, data: e.video });
   if (e.labels) t.set('labels', { dtype: 'I32', shape: [e.n], data: e.labels });
   const metadata: Record<string, string> = {
     'cavmae.kind': 'embeddings',
     ids: JSON.stringify(e.ids),
+    ...(F > 1 ? { 'cavmae.frames': String(F), [CLIP_STRATEGY_METADATA]: e.strategy ?? 'diagonal_mean' } : {}),
     ...meta,
   };
   if (e.labels && e.labelNames) metadata.label_names = JSON.stringify(e.labelNames);
   writeSafetensors(path, t, metadata);
 }
 
-/** Reads a file written by writeEmbeddings (or any safetensors with audio/video [N,D]). */
+/** Reads a file written by writeEmbeddings (or any safetensors with audio/video [N,D], or [N,F,D] pair vectors). */
 export function readEmbeddings(path: string): Embeddings {
   const { tensors, metadata } = readSafetensors(path);
   const get = (name: string): { shape: number[]; data: Float32Array } | undefined => {
     const t = tensors.get(name);
     if (!t) return undefined;
-    if (t.dtype !== 'F32' || t.shape.length !== 2)
-      throw fileError(path, `"${name}" must be F32 [N, D], got ${t.dtype} [${t.shape.join(', ')}]`);
+    if (t.dtype !== 'F32' || (t.shape.length !== 2 && t.shape.length !== 3))
+      throw fileError(
+        path,
+        `"${name}" must be F32 [N, D] or [N, F, D], got ${t.dtype} [${t.shape.join(', ')}]`,
+      );
     return { shape: t.shape, data: t.data as Float32Array };
   };
   const a = get('audio');
   const v = get('video');
   if (!a && !v) throw fileError(path, 'holds neither "audio" nor "video" embeddings');
-  const [n, dim] = (a ?? v)!.shape;
-  if (a && v && (a.shape[0] !== v.shape[0] || a.shape[1] !== v.shape[1]))
+  const shape = (a ?? v)!.shape;
+  const [n, frames, dim] = shape.length === 3 ? shape : [shape[0], 1, shape[1]];
+  if (a && v && a.shape.join() !== v.shape.join())
     throw fileError(path, `"audio" [${a.shape}] and "video" [${v.shape}] differ in shape`);
+  const strategy = frames > 1 ? clipStrategyOf(metadata, path) : undefined;
   let ids: string[] = [];
   if (metadata.ids !== undefined) {
     try {
@@ -204,7 +238,7 @@ export function readEmbeddings(path: string): Embeddings {
       throw fileError(path, `"labels" must be I32 [${n}]`);
     labels = l.data as Int32Array;
   }
-  return { n, dim, audio: a?.data, video: v?.data, ids, labels };
+  return { n, dim, ...(frames > 1 ? { frames, strategy } : {}), audio: a?.data, video: v?.data, ids, labels };
 }
 
 /** `cavmae embed`: model + datafile → embeddings file. */
@@ -223,6 +257,7 @@ export async function embedToFile(o: {
   const dataset = loadDataset(o.data);
   const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
   const e = await embedDataset(m.model, dataset, {
+    strategy: m.model.dims.framesPerClip > 1 ? clipStrategyOf(m.metadata, o.model) : undefined,
     batchSize: o.batchSize,
     workers: o.workers,
     bf16: o.bf16,
@@ -237,7 +272,7 @@ export async function embedToFile(o: {
 export interface RetrievalReport {
   n: number;
   dim: number;
-  strategy: 'pooled';
+  strategy: ClipStrategy | 'pooled';
   /** Ranks count only candidates scoring STRICTLY higher than the true pair (ties favour the pair). */
   tieRule: 'strict';
   chance: { r1: number; r5: number; r10: number; medianRank: number; classMatchAt1?: number };
@@ -268,15 +303,17 @@ export function retrievalFromEmbeddings(e: Embeddings): RetrievalReport {
   if (!e.audio || !e.video)
     throw new UserError('retrieval needs both audio and video embeddings (this model has one modality)');
   const labels = e.labels && e.labels.every((l) => l >= 0) ? e.labels : undefined;
+  const frames = e.frames ?? 1;
+  const strategy = frames > 1 ? (e.strategy ?? 'diagonal_mean') : undefined;
   const r = evaluateRetrieval(
-    { data: e.audio, n: e.n, dim: e.dim },
-    { data: e.video, n: e.n, dim: e.dim },
-    { labels },
+    { data: e.audio, n: e.n, dim: e.dim, frames },
+    { data: e.video, n: e.n, dim: e.dim, frames },
+    { labels, strategy },
   );
   return {
     n: e.n,
     dim: e.dim,
-    strategy: 'pooled',
+    strategy: strategy ?? 'pooled',
     tieRule: 'strict',
     chance: chanceLevels(e.n, labels),
     audioToVideo: r.audioToVideo,

@@ -21,7 +21,14 @@ import {
 import { SYNC_PAIRS } from '../data/sync.js';
 import { CAVMAEFT, kindTraits, type AnyModel, type CAVMAE } from '../models/index.js';
 import { UserError } from '../util/errors.js';
-import { chanceLevels, loadInferenceModel, retrievalReport, type RetrievalReport } from './embed.js';
+import {
+  chanceLevels,
+  loadInferenceModel,
+  readEmbeddings,
+  retrievalFromEmbeddings,
+  retrievalReport,
+  type RetrievalReport,
+} from './embed.js';
 import {
   datasetFeatures,
   type ClipFeatures,
@@ -201,11 +208,21 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
       throw new UserError(
         '--segments needs --model and --data (embeddings files hold one pooled vector per clip)',
       );
+    const e = readEmbeddings(o.embeddings);
+    if ((e.frames ?? 1) > 1) {
+      // A Sync model's file: F pair vectors per clip, compared by --strategy or the recorded one.
+      if (strategy === 'pooled')
+        throw new UserError(
+          `--strategy pooled: ${o.embeddings} holds ${e.frames} pair vectors per clip (CAV-MAE Sync); use a clip strategy (${CLIP_STRATEGIES.join(', ')})`,
+        );
+      const r = retrievalFromEmbeddings({ ...e, strategy: strategy ?? e.strategy });
+      return { level: 'clip', clips: r.n, pairs: e.frames!, protocol: SYNC_PROTOCOL, skipped: 0, ...r };
+    }
     if (perFrame)
       throw new UserError(
-        `--strategy ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; an embeddings file holds one pooled vector per clip (use --strategy pooled)`,
+        `--strategy ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; this embeddings file holds one pooled vector per clip (use --strategy pooled)`,
       );
-    return pooledAsLevel(await retrievalReport(o));
+    return pooledAsLevel(retrievalFromEmbeddings(e));
   }
   if (!o.model || !o.data)
     throw new UserError(

@@ -13,7 +13,7 @@ import {
   type IndexWriter,
   type SearchOptions,
 } from './store.js';
-import type { IndexEntry, SearchHit } from './types.js';
+import type { ClipVectors, IndexEntry, SearchHit } from './types.js';
 
 export type IndexBackend = 'embedded' | 'lancedb';
 export const INDEX_BACKENDS: readonly IndexBackend[] = ['embedded', 'lancedb'];
@@ -52,12 +52,41 @@ export interface SearchableIndex {
   readonly backend: IndexBackend;
   readonly model: { id: string; name: string; path?: string };
   readonly dim: number;
+  /** A Sync model's clip vectors (strategy, pairs), when the index holds them. */
+  readonly clip?: ClipVectors;
   checkIdentity(identity: IndexIdentity): void;
   stats(): IndexStats;
   list(): IndexEntry[];
   get(id: string): IndexEntry | undefined;
   searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]>;
+  /** Catches up with commits made since opening (a long-running reader: the server). */
+  refresh(): void | Promise<void>;
+  /** An item's thumbnail: a file of the embedded index, the stored bytes of LanceDB. */
+  thumbnailOf(entry: IndexEntry): Promise<{ path: string } | { bytes: Uint8Array } | undefined>;
   close(): void | Promise<void>;
+}
+
+/** The embedded index as a SearchableIndex. */
+export function searchableEmbedded(idx: MediaIndex): SearchableIndex {
+  return {
+    location: idx.location,
+    backend: 'embedded',
+    get model() {
+      return idx.model;
+    },
+    dim: idx.dim,
+    clip: idx.clip,
+    checkIdentity: (i) => idx.checkIdentity(i),
+    stats: () => idx.stats(),
+    list: () => idx.list(),
+    get: (id) => idx.get(id),
+    searchAsync: async (q, opts) => idx.search(q, opts),
+    refresh: () => {
+      idx.refresh();
+    },
+    thumbnailOf: async (e) => (e.thumb ? { path: join(idx.dir, e.thumb) } : undefined),
+    close: () => idx.close(),
+  };
 }
 
 function resolveBackend(location: string, backend?: IndexBackend): IndexBackend {
@@ -87,21 +116,7 @@ export async function openIndexReader(location: string): Promise<SearchableIndex
   const b = existingBackend(location);
   if (!b)
     throw new UserError(`${resolve(location)}: no media index here (build one with 'cavmae index add')`);
-  if (b === 'embedded') {
-    const idx = MediaIndex.open(location);
-    return {
-      location: idx.location,
-      backend: 'embedded',
-      model: idx.model,
-      dim: idx.dim,
-      checkIdentity: (i) => idx.checkIdentity(i),
-      stats: () => idx.stats(),
-      list: () => idx.list(),
-      get: (id) => idx.get(id),
-      searchAsync: async (q, opts) => idx.search(q, opts),
-      close: () => idx.close(),
-    };
-  }
+  if (b === 'embedded') return searchableEmbedded(MediaIndex.open(location));
   const { LanceIndex } = await import('./lance.js');
   return LanceIndex.open(location);
 }

@@ -46,7 +46,14 @@ import {
   type SearchOptions,
 } from './store.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
-import { MODALITIES, type EmbeddingSpace, type IndexEntry, type Modality, type SearchHit } from './types.js';
+import {
+  MODALITIES,
+  type ClipVectors,
+  type EmbeddingSpace,
+  type IndexEntry,
+  type Modality,
+  type SearchHit,
+} from './types.js';
 
 export const LANCE_FORMAT = 'cavmae-media-index-lancedb';
 export const LANCE_VERSION = 1;
@@ -80,6 +87,8 @@ interface LanceMeta {
   version: number;
   model: { id: string; name: string; path?: string };
   dim: number;
+  /** A CAV-MAE Sync model's clip vectors (strategy, pairs); absent for CAV-MAE. */
+  clip?: ClipVectors;
   createdAt: string;
 }
 
@@ -196,6 +205,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
             ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
           },
           dim: identity.dim,
+          ...(identity.clip ? { clip: identity.clip } : {}),
           createdAt: new Date().toISOString(),
         };
         // The meta table last: its presence marks a complete, usable index.
@@ -327,12 +337,16 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   get model(): { id: string; name: string; path?: string } {
     return { ...this.meta.model };
   }
+  /** A Sync model's clip vectors (strategy, pairs), when the index holds them. */
+  get clip(): ClipVectors | undefined {
+    return this.meta.clip && { ...this.meta.clip };
+  }
   get count(): number {
     return this.entries.size;
   }
 
   checkIdentity(identity: IndexIdentity): void {
-    checkModelIdentity(this.location, this.meta.model, this.meta.dim, identity);
+    checkModelIdentity(this.location, this.meta.model, this.meta.dim, identity, this.meta.clip);
   }
 
   get(id: string): IndexEntry | undefined {
@@ -359,6 +373,21 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       ...countEntries(this.entries.values()),
       generation: 0,
     };
+  }
+
+  /** Reloads the entries when the items table has a new version (commits by a writer). */
+  async refresh(): Promise<void> {
+    const version = await this.tables.items.version();
+    if (version === this.itemsVersion) return;
+    await this.loadEntries();
+    this.itemsVersion = version;
+  }
+  private itemsVersion?: number;
+
+  /** An item's stored thumbnail bytes (SearchableIndex). */
+  async thumbnailOf(e: IndexEntry): Promise<{ bytes: Uint8Array } | undefined> {
+    const t = await this.thumbnail(e.id);
+    return t && { bytes: t.bytes };
   }
 
   /** The stored thumbnail of an item. */

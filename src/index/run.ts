@@ -4,19 +4,12 @@ import { basename, resolve } from 'node:path';
 import { OptionError, UserError, fileError } from '../util/errors.js';
 import { Progress } from '../train/progress.js';
 import { addMedia, collectMediaFiles, type AddSummary } from './add.js';
-import {
-  existingBackend,
-  isUri,
-  openIndexReader,
-  openIndexWriter,
-  type IndexBackend,
-  type SearchableIndex,
-} from './backend.js';
+import { existingBackend, isUri, openIndexReader, openIndexWriter, type IndexBackend } from './backend.js';
 import { detectMedia } from './media.js';
 import { mediaId, ID_PATTERN } from './store.js';
-import type { EmbeddingSpace, MediaEmbedding, Modality } from './types.js';
-import type { Engine, SearchList, SearchMode, SearchResult } from '../serve/engine.js';
-import { embedderFromEngine } from '../serve/engine.js';
+import type { Modality } from './types.js';
+import type { Engine, SearchMode, SearchResult } from '../serve/engine.js';
+import { embedderFromEngine, searchIndex } from '../serve/engine.js';
 import { loadEngine } from '../serve/load-engine.js';
 import type { QueuedAddSummary } from '../queue/submit.js';
 
@@ -65,6 +58,7 @@ export async function runIndexAdd(
       modelId: embedder.modelId,
       modelName: embedder.modelName,
       dim: embedder.dim,
+      ...(embedder.clip ? { clip: embedder.clip } : {}),
       modelPath: o.model,
     };
     const index = await openIndexWriter(o.index, identity, o.backend);
@@ -188,7 +182,12 @@ export async function runSearch(
   try {
     engine = await loadEngine(model);
     const info = engine.info();
-    index.checkIdentity({ modelId: info.modelId, modelName: info.modelName, dim: info.dim });
+    index.checkIdentity({
+      modelId: info.modelId,
+      modelName: info.modelName,
+      dim: info.dim,
+      ...(info.clip ? { clip: info.clip } : {}),
+    });
     // --audio on a video uses its soundtrack only, --image its picture only.
     const emb = await embedderFromEngine(engine).embedFile(query, expected === 'video' ? 'video' : expected);
     const embedding =
@@ -208,42 +207,8 @@ export async function runSearch(
   }
 }
 
-/**
- * The search lists of either backend (serve/engine.ts's `searchIndex` for a SearchableIndex):
- * 'cross' audio -> visual and visual -> audio, 'same' audio -> audio and visual -> visual,
- * 'all' both; lists whose target space is empty are left out.
- */
-export async function searchLists(
-  index: SearchableIndex,
-  kind: Modality,
-  embedding: MediaEmbedding,
-  request: { k: number; mode?: SearchMode; approximate?: boolean },
-): Promise<SearchResult> {
-  const mode = request.mode ?? 'all';
-  const stats = index.stats();
-  const lists: SearchList[] = [];
-  for (const from of ['audio', 'visual'] as const) {
-    if (!embedding[from]) continue;
-    const other: EmbeddingSpace = from === 'audio' ? 'visual' : 'audio';
-    const targets: EmbeddingSpace[] = [
-      ...(mode !== 'same' ? [other] : []),
-      ...(mode !== 'cross' ? [from] : []),
-    ];
-    for (const to of targets) {
-      if ((to === 'audio' ? stats.withAudio : stats.withVisual) === 0) continue;
-      lists.push({
-        from,
-        to,
-        hits: await index.searchAsync(embedding[from]!, {
-          space: to,
-          k: request.k,
-          approximate: request.approximate,
-        }),
-      });
-    }
-  }
-  return { query: { kind, hasAudio: !!embedding.audio, hasVisual: !!embedding.visual }, lists };
-}
+/** The search lists of either backend (the server's search, serve/engine.ts). */
+export const searchLists = searchIndex;
 
 export function formatSearch(r: { query: string; result: SearchResult }): string {
   const out: string[] = [];

@@ -37,7 +37,7 @@ import { acquireWriteLock } from './lock.js';
 import { UserError, fileError } from '../util/errors.js';
 import { AnnIndex, type AnnParams } from './ann.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
-import { MODALITIES, type EmbeddingSpace, type IndexEntry, type MediaEmbedding, type Modality, type SearchHit } from './types.js';
+import { MODALITIES, type ClipVectors, type EmbeddingSpace, type IndexEntry, type MediaEmbedding, type Modality, type SearchHit } from './types.js';
 
 export const INDEX_FORMAT = 'cavmae-media-index';
 export const INDEX_VERSION = 1;
@@ -55,6 +55,8 @@ export interface IndexMeta {
   /** `path`: the model file the index was built with (absolute), so `search` can find it. */
   model: { id: string; name: string; path?: string };
   dim: number;
+  /** A CAV-MAE Sync model's clip vectors (strategy, pairs); absent for CAV-MAE. */
+  clip?: ClipVectors;
   segmentRows: number;
   generation: number;
   /** Committed vector rows (live and dead) in this generation. */
@@ -73,6 +75,8 @@ export interface IndexIdentity {
   dim: number;
   /** The model file, recorded when the index is created. */
   modelPath?: string;
+  /** A CAV-MAE Sync model's clip vectors (recorded when the index is created). */
+  clip?: ClipVectors;
 }
 
 /** An item to append: file facts and its embeddings (normalised copies are stored). */
@@ -175,11 +179,14 @@ export function checkedEntry(
 }
 
 /** Refuses an identity other than the index's (another model, or another width). */
-export function checkModelIdentity(location: string, model: { id: string; name: string }, dim: number, identity: IndexIdentity): void {
+export function checkModelIdentity(location: string, model: { id: string; name: string }, dim: number, identity: IndexIdentity, clip?: ClipVectors): void {
   if (model.id !== identity.modelId) {
     throw fileError(location, `was built with model ${model.name} (${model.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`);
   }
   if (dim !== identity.dim) throw fileError(location, `holds ${dim}-dimensional embeddings, the model makes ${identity.dim}`);
+  // Recorded by indexes of Sync models; an engine that does not say (a queue submitter's stand-in) is not judged.
+  if (clip && identity.clip && (clip.strategy !== identity.clip.strategy || clip.pairs !== identity.clip.pairs))
+    throw fileError(location, `holds clip vectors of ${clip.pairs} pairs compared by ${clip.strategy}, the model makes ${identity.clip.pairs} pairs compared by ${identity.clip.strategy}`);
 }
 
 /** Whether `entries` holds `path` with this mtime and size (an unchanged, indexed file). */
@@ -281,6 +288,7 @@ function validateMeta(m: unknown, path: string): IndexMeta {
   if (!int(meta.count, 0, meta.rows!)) bad('count');
   if (!meta.model || typeof meta.model.id !== 'string' || typeof meta.model.name !== 'string') bad('model');
   if (meta.model!.path !== undefined && typeof meta.model!.path !== 'string') bad('model.path');
+  if (meta.clip !== undefined && (typeof meta.clip !== 'object' || meta.clip === null || typeof meta.clip.strategy !== 'string' || !int(meta.clip.pairs, 1, 4096))) bad('clip');
   return meta as IndexMeta;
 }
 
@@ -337,7 +345,7 @@ export class MediaIndex implements IndexWriter {
     const meta: IndexMeta = {
       format: INDEX_FORMAT, version: INDEX_VERSION,
       model: { id: identity.modelId, name: identity.modelName, ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}) },
-      dim: identity.dim, segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
+      dim: identity.dim, ...(identity.clip ? { clip: identity.clip } : {}), segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
       generation: 0, rows: 0, manifestBytes: 0, count: 0, createdAt: now, updatedAt: now,
     };
     writeFileAtomic(join(abs, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
@@ -376,7 +384,7 @@ export class MediaIndex implements IndexWriter {
   }
 
   checkIdentity(identity: IndexIdentity): void {
-    checkModelIdentity(this.dir, this.meta.model, this.meta.dim, identity);
+    checkModelIdentity(this.dir, this.meta.model, this.meta.dim, identity, this.meta.clip);
   }
 
   /** Releases the write lock (if held). The object stays readable. */
@@ -537,6 +545,10 @@ export class MediaIndex implements IndexWriter {
   }
   get model(): { id: string; name: string; path?: string } {
     return { ...this.meta.model };
+  }
+  /** A Sync model's clip vectors (strategy, pairs), when the index holds them. */
+  get clip(): ClipVectors | undefined {
+    return this.meta.clip && { ...this.meta.clip };
   }
   get metadata(): IndexMeta {
     return { ...this.meta, model: { ...this.meta.model } };

@@ -21,10 +21,21 @@ export interface MediaEmbedder {
   readonly modelId: string;
   /** Human-readable model name (file name or preset). */
   readonly modelName: string;
-  /** Embedding width D. */
+  /** Embedding width D (a CAV-MAE Sync model: F·D, its clip vectors). */
   readonly dim: number;
+  /** A CAV-MAE Sync model's clip vectors: the clip strategy and pairs per clip (the index records them). */
+  readonly clip?: ClipVectors;
   /** Embeds one file; throws a UserError naming the file when it cannot be read. */
   embedFile(path: string, modality: Modality): Promise<MediaEmbedding>;
+}
+
+/**
+ * How a CAV-MAE Sync model's clip vectors are made: F (segment, frame) pair vectors compared by
+ * a clip strategy (src/eval/retrieval.ts), stored as one F·D vector (src/api/embed.ts searchVector).
+ */
+export interface ClipVectors {
+  strategy: string;
+  pairs: number;
 }
 
 /** One indexed item as the manifest records it. */

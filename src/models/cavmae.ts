@@ -402,17 +402,20 @@ export class CAVMAE {
    * modality's blocks → every shared layer with its LayerNorms → norm_a / norm_v; variants that
    * never train the modality LayerNorms (av-mae, vanilla-av-mae) use the joint ones and `norm`.
    * Sync ('contrastive'): the contrastive stream (global token and registers removed from the
-   * patch tokens; the global tokens returned with cls_token).
+   * patch tokens; the global tokens returned with cls_token). `only` runs one modality (the
+   * streams do not interact here): the inference API embeds audio and pictures on their own.
    */
-  forwardFeat(tp: Tape, batch: AVBatch): FeatOutput {
+  forwardFeat(tp: Tape, batch: AVBatch, only?: Modality): FeatOutput {
     const enc = this.encoder;
-    enc.checkInputs(batch.audio, batch.image);
+    const runs = (m: Modality): boolean =>
+      (m === 'a' ? this.dims.hasAudio : this.dims.hasVideo) && (only === undefined || only === m);
+    enc.checkInputs(batch.audio, batch.image, 'inputs', { audio: runs('a'), video: runs('v') });
     const contrastive = kindTraits(this.config).featStream === 'contrastive';
     const joint = variantTraits(this.config).jointFeat;
     const out: FeatOutput = {};
     for (const m of ['a', 'v'] as const) {
       const input = m === 'a' ? batch.audio : batch.image;
-      if (!(m === 'a' ? this.dims.hasAudio : this.dims.hasVideo)) continue;
+      if (!runs(m)) continue;
       const x = enc.modalityStream(tp, enc.embed(tp, input!, m), m, this.config.keep_register_tokens);
       const s: Stream = contrastive
         ? this.contrastStream(tp, x, m)

@@ -19,8 +19,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../util/errors.js';
-import type { MediaIndex } from '../index/store.js';
-import type { EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
+import type { SearchableIndex } from '../index/backend.js';
+import type { ClipVectors, EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
 
 export type MediaKind = Modality;
 
@@ -45,8 +45,10 @@ export interface EngineInfo {
   /** Hash of the weights and config (the index records it). */
   modelId: string;
   modelName: string;
-  /** Embedding width. */
+  /** Embedding width (a CAV-MAE Sync model: F·D, its clip vectors). */
   dim: number;
+  /** A CAV-MAE Sync model's clip vectors: strategy and pairs per clip. */
+  clip?: ClipVectors;
   capabilities: EngineCapabilities;
   /** Class names of the classifier head, when there is one. */
   labels?: string[];
@@ -90,6 +92,8 @@ export interface LocalizeResult {
   height: number;
   /** The image with the heat map blended over it. */
   overlayPng: Uint8Array;
+  /** A CAV-MAE Sync model and a video: one overlay per (segment, frame) pair (the maps above: pair F/2). */
+  frames?: { frame: number; overlayPng: Uint8Array }[];
 }
 
 /** Audio masking of the reconstruction (spec 3.6); the visual side is always unstructured. */
@@ -106,8 +110,8 @@ export interface ReconstructResult {
 
 export interface Engine {
   info(): EngineInfo;
-  /** The media index searched by `search` (and served by /media), when one was opened. */
-  readonly index?: MediaIndex;
+  /** The media index searched by `search` (and served by /media), when one was opened (either backend). */
+  readonly index?: SearchableIndex;
   embed(input: MediaInput): Promise<MediaEmbedding>;
   search(input: MediaInput, request: SearchRequest): Promise<SearchResult>;
   classify(input: MediaInput, opts: { top: number }): Promise<ClassifyResult>;
@@ -122,25 +126,28 @@ export interface Engine {
 export type CreateEngine = (modelPath: string, indexPath?: string) => Promise<Engine>;
 
 /**
- * The search every engine does: embed, then look the query's embeddings up in the index.
- * mode 'cross': audio -> visual and visual -> audio; 'same': audio -> audio, visual -> visual;
- * 'all' (default): both. Lists whose target space is empty are left out.
+ * The search every engine does: embed, then look the query's embeddings up in the index (either
+ * backend). mode 'cross': audio -> visual and visual -> audio; 'same': audio -> audio, visual ->
+ * visual; 'all' (default): both. Lists whose target space is empty are left out.
  */
-export function searchIndex(index: MediaIndex, kind: MediaKind, embedding: MediaEmbedding, request: SearchRequest): SearchResult {
+export async function searchIndex(
+  index: SearchableIndex,
+  kind: MediaKind,
+  embedding: MediaEmbedding,
+  request: SearchRequest,
+): Promise<SearchResult> {
   const mode = request.mode ?? 'all';
-  const lists: SearchList[] = [];
   const stats = index.stats();
-  const nonEmpty = (s: EmbeddingSpace) => (s === 'audio' ? stats.withAudio : stats.withVisual) > 0;
-  const pairs: [EmbeddingSpace, EmbeddingSpace][] = [];
+  const lists: SearchList[] = [];
   for (const from of ['audio', 'visual'] as const) {
     if (!embedding[from]) continue;
     const other: EmbeddingSpace = from === 'audio' ? 'visual' : 'audio';
-    if (mode !== 'same') pairs.push([from, other]);
-    if (mode !== 'cross') pairs.push([from, from]);
-  }
-  for (const [from, to] of pairs) {
-    if (!nonEmpty(to)) continue;
-    lists.push({ from, to, hits: index.search(embedding[from]!, { space: to, k: request.k, approximate: request.approximate }) });
+    const targets: EmbeddingSpace[] = [...(mode !== 'same' ? [other] : []), ...(mode !== 'cross' ? [from] : [])];
+    for (const to of targets) {
+      if ((to === 'audio' ? stats.withAudio : stats.withVisual) === 0) continue;
+      const hits = await index.searchAsync(embedding[from]!, { space: to, k: request.k, approximate: request.approximate });
+      lists.push({ from, to, hits });
+    }
   }
   return { query: { kind, hasAudio: !!embedding.audio, hasVisual: !!embedding.visual }, lists };
 }
@@ -155,6 +162,7 @@ export function embedderFromEngine(engine: Engine): MediaEmbedder {
     modelId: info.modelId,
     modelName: info.modelName,
     dim: info.dim,
+    ...(info.clip ? { clip: info.clip } : {}),
     async embedFile(path: string, modality: Modality): Promise<MediaEmbedding> {
       const size = statSync(path).size;
       if (size > MAX_EMBED_FILE_BYTES) throw new UserError(`${path}: ${size} bytes is more than the ${MAX_EMBED_FILE_BYTES}-byte limit`);

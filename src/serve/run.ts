@@ -1,7 +1,7 @@
 /** What `cavmae serve` does: load the engine, start the server, stop it cleanly on a signal. */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existingBackend } from '../index/backend.js';
 import { fileError } from '../util/errors.js';
 import { loadEngine } from './load-engine.js';
 import { isLoopback, startServer, type RunningServer } from './server.js';
@@ -24,7 +24,8 @@ export async function runServe(
   o: ServeCommandOptions,
   out: NodeJS.WritableStream = process.stderr,
 ): Promise<void> {
-  if (o.index && !existsSync(join(o.index, 'meta.json')))
+  // Either backend: the embedded folder (meta.json) or LanceDB (a folder or a URI).
+  if (o.index && !existingBackend(o.index))
     throw fileError(o.index, "no media index here (build one with 'cavmae index add')");
   if (!existsSync(o.model)) throw fileError(o.model, 'model file not found');
   let token = o.token;

@@ -309,7 +309,12 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
         }
       : undefined,
   });
-  writeModelFile(folder.model, model, { 'cavmae.task': 'pretrain', 'cavmae.steps': String(loop.globalStep) });
+  writeModelFile(folder.model, model, {
+    'cavmae.task': 'pretrain',
+    'cavmae.steps': String(loop.globalStep),
+    // The clip strategy retrieval was validated with: what the API and the index compare clips by.
+    ...(perPair ? { 'cavmae.clip_strategy': clipStrategy ?? 'diagonal_mean' } : {}),
+  });
   if (!lastEval) {
     const evals = runRecords(folder).filter((r) => r.kind === 'eval');
     if (evals.length) lastEval = numericFields(evals[evals.length - 1]);

@@ -2,9 +2,9 @@
 // answers equal the library API's results for the same files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CavMae } from '../../src/api/cavmae.js';
 import { createModelEngine, mediaEmbedder } from '../../src/api/engine.js';
 import { addMedia } from '../../src/index/add.js';
@@ -12,6 +12,7 @@ import { MediaIndex, mediaId } from '../../src/index/store.js';
 import { startServer, type RunningServer } from '../../src/serve/index.js';
 import { hasFfmpeg, makeTestMedia } from '../index/test-media.js';
 import { assertClose } from '../helpers.js';
+import { assertReconstructOverHttp, postFiles } from './http.js';
 import { writeTestModels } from './models.js';
 
 const skip = !hasFfmpeg() && 'no ffmpeg';
@@ -31,16 +32,7 @@ interface Answer {
   activation?: string;
 }
 
-async function post(
-  s: RunningServer,
-  path: string,
-  files: [string, string][],
-): Promise<{ status: number; json: Answer }> {
-  const fd = new FormData();
-  for (const [field, p] of files) fd.append(field, new Blob([readFileSync(p)]), basename(p));
-  const res = await fetch(new URL(path, s.url), { method: 'POST', body: fd });
-  return { status: res.status, json: (await res.json()) as Answer };
-}
+const post = (s: RunningServer, path: string, files: [string, string][]) => postFiles<Answer>(s, path, files);
 
 test(
   'serve with the model engine: info, embed, search, localize, reconstruct, classify',
@@ -91,16 +83,7 @@ test(
         what: 'heat over HTTP (rounded to 1e-4)',
       });
       assert.match(loc.json.overlay!, /^data:image\/png;base64,/);
-      const rec = await post(s, '/api/reconstruct?ratio=0.5&mode=time', [
-        ['image', md.png],
-        ['audio', md.wav],
-      ]);
-      assert.equal(rec.status, 200, JSON.stringify(rec.json));
-      const apiRec = await api.reconstruct(
-        { image: md.png, audio: md.wav },
-        { maskRatio: 0.5, maskMode: 'time' },
-      );
-      assert.deepEqual([rec.json.mseAudio, rec.json.mseVisual], [apiRec.mseAudio, apiRec.mseVisual]);
+      await assertReconstructOverHttp(s, api, md.png, md.wav);
       const cls = await post(s, '/api/classify', [['file', md.mp4]]);
       assert.equal(cls.status, 501, 'a pretrained model cannot classify');
       const bad = await post(s, '/api/localize', [

@@ -14,7 +14,7 @@ export function hasFfmpeg(): boolean {
   return spawnSync('ffmpeg', ['-version']).status === 0;
 }
 
-function ffmpeg(args: string[]): void {
+export function ffmpeg(args: string[]): void {
   const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
   if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed: ${r.stderr}`);
 }

@@ -6,29 +6,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { MediaIndex, mediaId } from '../../src/index/index.js';
-import { repoRoot } from '../helpers.js';
+import { repoRoot, runCavmae } from '../helpers.js';
 import { seededVector } from '../index/test-media.js';
 
 const fromDist = fileURLToPath(import.meta.url).includes(join('dist', 'test'));
 
 function cli(tmp: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  let argv: string[];
-  if (fromDist) argv = [join(repoRoot(), 'bin', 'cavmae.js'), ...args];
-  else {
-    const runner = join(tmp, 'run-cli.mjs');
-    const main = pathToFileURL(join(repoRoot(), 'src', 'cli', 'main.ts')).href;
-    writeFileSync(runner, `const m = await import(${JSON.stringify(main)});\nawait m.main(process.argv);\n`);
-    argv = ['--import', 'tsx', runner, ...args];
-  }
-  const r = spawnSync(process.execPath, argv, { cwd: repoRoot(), encoding: 'utf8', timeout: 60_000, env: { ...process.env, CAVMAE_QUIET_FALLBACK: '1' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCavmae(tmp, args, { env: { ...process.env, CAVMAE_QUIET_FALLBACK: '1' } });
 }
 
 function engineBuilt(): boolean {

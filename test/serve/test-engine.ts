@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { searchIndex, type ClassifyResult, type Engine, type EngineInfo, type LocalizeResult, type MaskMode, type MediaInput, type ReconstructResult, type SearchRequest, type SearchResult } from '../../src/serve/engine.js';
-import type { MediaEmbedding, MediaIndex } from '../../src/index/index.js';
+import { MediaIndex, type MediaEmbedding } from '../../src/index/index.js';
+import { searchableEmbedded, type SearchableIndex } from '../../src/index/backend.js';
 import { extractFrames, decodeImage } from '../../src/vision/index.js';
 import { UserError } from '../../src/util/errors.js';
 import { embedBytes, seededVector } from '../index/test-media.js';
@@ -15,7 +16,7 @@ export const TEST_LABELS = ['tone', 'noise', 'speech', 'music', 'silence', 'engi
 
 export interface TestEngineOptions {
   dim?: number;
-  index?: MediaIndex;
+  index?: MediaIndex | SearchableIndex;
   /** Simulated model time per job. */
   delayMs?: number;
   capabilities?: Partial<EngineInfo['capabilities']>;
@@ -24,7 +25,7 @@ export interface TestEngineOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class TestEngine implements Engine {
-  readonly index?: MediaIndex;
+  readonly index?: SearchableIndex;
   readonly dim: number;
   delayMs: number;
   calls = 0;
@@ -33,7 +34,7 @@ export class TestEngine implements Engine {
 
   constructor(opts: TestEngineOptions = {}) {
     this.dim = opts.dim ?? 16;
-    this.index = opts.index;
+    this.index = opts.index instanceof MediaIndex ? searchableEmbedded(opts.index) : opts.index;
     this.delayMs = opts.delayMs ?? 0;
     this.caps = { classify: true, localize: true, reconstruct: true, ...opts.capabilities };
   }

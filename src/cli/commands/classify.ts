@@ -2,6 +2,8 @@
  * `cavmae classify --model M (FILE | --audio A --image I) [--label-csv CSV] [--top K] [--json]`:
  * class scores of a fine-tuned model. A video is classified from its soundtrack and its 10
  * reference frames, probabilities averaged over the frames (the reference's frame aggregation).
+ * A fine-tuned CAV-MAE Sync model classifies the whole clip (its F segments and F frames) with
+ * its aggregator head.
  */
 import type { Command } from 'commander';
 import type { FtMode } from '../../models/index.js';

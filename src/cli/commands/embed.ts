@@ -1,7 +1,8 @@
 /**
  * `cavmae embed --model M --data F --out E`: pooled, L2-normalised `audio` [N,D] and `video`
  * [N,D] embeddings in datafile order, with the item ids (metadata "ids") and, for labelled
- * data, `labels` [N] (first label index).
+ * data, `labels` [N] (first label index). A CAV-MAE Sync model writes its F pair vectors per
+ * clip, [N,F,D], and the clip strategy (metadata "cavmae.clip_strategy").
  */
 import type { Command } from 'commander';
 import { BF16, MODEL_CONFIG, QUIET, WORKERS } from '../options.js';
@@ -16,7 +17,9 @@ const OPTIONS = {
     '--label-csv <file>',
     'class index for the "labels" tensor (default: labels found in the data)',
   ),
-  batchSize: int('--batch-size <n>', 'clips per forward pass (default 32)', { min: 1 }),
+  batchSize: int('--batch-size <n>', 'clips per forward pass (default 32; Sync: pairs, default 32)', {
+    min: 1,
+  }),
   workers: WORKERS,
   bf16: BF16,
   quiet: QUIET,
@@ -26,7 +29,7 @@ export function register(program: Command): void {
   defineCommand(
     program,
     'embed',
-    'write pooled, L2-normalised audio [N,D] and video [N,D] embeddings of a datafile (row order = datafile order) plus the item ids',
+    'write pooled, L2-normalised audio [N,D] and video [N,D] embeddings of a datafile (row order = datafile order) plus the item ids; a CAV-MAE Sync model: [N,F,D] pair vectors',
     OPTIONS,
     async (o) => {
       const { embedToFile } = await import('../../eval/embed.js');
@@ -41,10 +44,13 @@ export function register(program: Command): void {
         },
       });
       progress?.stop();
-      const sides = [e.audio ? `audio [${e.n}, ${e.dim}]` : '', e.video ? `video [${e.n}, ${e.dim}]` : '']
+      const shape = e.frames ? `${e.n}, ${e.frames}, ${e.dim}` : `${e.n}, ${e.dim}`;
+      const sides = [e.audio ? `audio [${shape}]` : '', e.video ? `video [${shape}]` : '']
         .filter(Boolean)
         .join(', ');
-      process.stdout.write(`${o.out}: ${sides}, ids${e.labels ? ', labels' : ''}\n`);
+      process.stdout.write(
+        `${o.out}: ${sides}${e.frames ? ` (pair vectors, clips compared by ${e.strategy})` : ''}, ids${e.labels ? ', labels' : ''}\n`,
+      );
     },
   );
 }

@@ -1,10 +1,12 @@
 /**
  * `cavmae localize --model M --image I [--audio A] --out heat.png [--raw map.safetensors|.json]`:
  * where in the picture the sound comes from (audio-to-patch similarity, spec 6.2), as a heat
- * map over the image. Without --audio, --image must be a video with sound.
+ * map over the image. Without --audio, --image must be a video with sound. A CAV-MAE Sync model
+ * localises each (segment, frame) pair of a video: --out shows the middle pair (or --frame), and
+ * every pair's overlay is written next to it as <out>-frameKK.png.
  */
 import type { Command } from 'commander';
-import { BF16, MODEL_CONFIG, pngOut, rawOut, VIDEO_FRAME } from '../options.js';
+import { BF16, CLIP_FRAME, MODEL_CONFIG, pngOut, rawOut } from '../options.js';
 import { defineCommand, flag, int, oneOf, str } from '../schema.js';
 
 const OPTIONS = {
@@ -33,7 +35,7 @@ const OPTIONS = {
     default: 'bilinear',
   }),
   size: int('--size <px>', 'side of the heat map and overlay', { min: 8, max: 4096, default: 224 }),
-  frame: VIDEO_FRAME,
+  frame: CLIP_FRAME,
   config: MODEL_CONFIG,
   bf16: BF16,
   json: flag('--json', 'print the peak and files as JSON'),
@@ -52,6 +54,12 @@ export function register(program: Command): void {
       const r = await model.localize(image, audio, o);
       writePng(out, r.overlayPng);
       if (raw) writeLocalizationRaw(raw, r);
+      // A Sync model and a video: one overlay per (segment, frame) pair next to --out.
+      const frameFiles = (r.frames ?? []).map((f) => {
+        const file = out.replace(/\.png$/i, `-frame${String(f.frame).padStart(2, '0')}.png`);
+        writePng(file, f.overlayPng);
+        return { frame: f.frame, file, peak: f.peak };
+      });
       const cy = ((r.peak.row + 0.5) * r.height) / r.gridHeight;
       const cx = ((r.peak.col + 0.5) * r.width) / r.gridWidth;
       if (json) {
@@ -63,6 +71,7 @@ export function register(program: Command): void {
             grid: [r.gridHeight, r.gridWidth],
             size: [r.height, r.width],
             peak: { ...r.peak, x: cx, y: cy },
+            ...(frameFiles.length ? { frames: frameFiles } : {}),
           }) + '\n',
         );
       } else {
@@ -70,6 +79,10 @@ export function register(program: Command): void {
           `${out}: ${r.width}x${r.height} heat map (${r.queryKind} query); strongest patch row ${r.peak.row}, column ${r.peak.col} of ${r.gridHeight}x${r.gridWidth} (centre x=${cx.toFixed(0)}, y=${cy.toFixed(0)}), cosine ${r.peak.score.toFixed(4)}\n`,
         );
         if (raw) process.stdout.write(`raw maps: ${raw}\n`);
+        if (frameFiles.length)
+          process.stdout.write(
+            `one map per (segment, frame) pair: ${frameFiles.length} overlays ${frameFiles[0].file} ... ${frameFiles[frameFiles.length - 1].file}\n`,
+          );
       }
     },
   );

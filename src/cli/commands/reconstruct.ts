@@ -5,7 +5,7 @@
  * with the per-modality MSE over masked patches.
  */
 import type { Command } from 'commander';
-import { BF16, clipInput, clipInputs, MODEL_CONFIG, pngOut, rawOut, VIDEO_FRAME } from '../options.js';
+import { BF16, CLIP_FRAME, clipInput, clipInputs, MODEL_CONFIG, pngOut, rawOut } from '../options.js';
 import { defineCommand, flag, int, num, oneOf, optionalArgument, str } from '../schema.js';
 
 const RATIO = { min: 0, max: 1, exclusive: true };
@@ -28,7 +28,7 @@ const OPTIONS = {
     { default: 'unstructured' },
   ),
   seed: int('--seed <n>', 'mask noise seed', { min: 0, default: 2 }),
-  frame: VIDEO_FRAME,
+  frame: CLIP_FRAME,
   raw: rawOut(
     'also write predictions and masks: .safetensors (pred_a, pred_v, mask_a, mask_v, loss_mae_a, loss_mae_v) or .json',
   ),
@@ -53,7 +53,14 @@ export function register(program: Command): void {
       writePng(out, r.panelPng);
       if (raw) writeReconstructionRaw(raw, r);
       if (json) {
-        process.stdout.write(JSON.stringify({ out, raw: raw ?? null, ...reconstructionSummary(r) }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            out,
+            raw: raw ?? null,
+            ...reconstructionSummary(r),
+            ...(r.pair !== undefined ? { pair: r.pair } : {}),
+          }) + '\n',
+        );
       } else {
         const f = (x?: number) => (x === undefined ? 'n/a' : x.toFixed(6));
         process.stdout.write(

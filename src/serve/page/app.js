@@ -177,6 +177,21 @@ function renderHeat(result) {
   ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
   canvas.dataset.rendered = 'true';
   $('overlay').src = result.overlay;
+  // A CAV-MAE Sync model localises each (segment, frame) pair of a video: one overlay per frame.
+  const strip = $('frame-overlays');
+  strip.replaceChildren(
+    ...(result.frames || []).map((f) => {
+      const fig = document.createElement('figure');
+      const img = document.createElement('img');
+      img.src = f.overlay;
+      img.alt = `Frame ${f.frame} with its audio segment's heat map`;
+      const cap = document.createElement('figcaption');
+      cap.textContent = `frame ${f.frame}`;
+      fig.append(img, cap);
+      return fig;
+    }),
+  );
+  strip.hidden = !(result.frames && result.frames.length);
   $('section-localize').hidden = false;
 }
 

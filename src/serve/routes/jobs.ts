@@ -175,7 +175,7 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
             };
           }
           case 'search': {
-            engine.index!.refresh();
+            await engine.index!.refresh();
             const r = await engine.search(toInput(inputs.single!), {
               k,
               mode,
@@ -201,6 +201,9 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
               height: r.height,
               heat: Array.from(r.heat, (v) => Math.round(v * 1e4) / 1e4),
               overlay: dataUrl(r.overlayPng),
+              ...(r.frames
+                ? { frames: r.frames.map((f) => ({ frame: f.frame, overlay: dataUrl(f.overlayPng) })) }
+                : {}),
             };
           }
           case 'reconstruct': {

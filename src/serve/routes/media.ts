@@ -4,7 +4,7 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { readHead, sniffBytes } from '../../index/media.js';
 import { ID_PATTERN } from '../../index/store.js';
 import { HttpError, SECURITY_HEADERS } from '../http.js';
@@ -73,6 +73,18 @@ async function serveFile(
   });
 }
 
+/** A small stored file (a LanceDB index's thumbnail) with the headers of `serveFile`. */
+function serveBytes(req: IncomingMessage, res: ServerResponse, bytes: Uint8Array, type: string): void {
+  res.writeHead(200, {
+    ...SECURITY_HEADERS,
+    'Content-Type': type,
+    'Content-Length': bytes.byteLength,
+    'Cache-Control': 'private, max-age=60',
+    'Content-Security-Policy': "default-src 'none'; sandbox",
+  });
+  res.end(req.method === 'HEAD' ? undefined : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
 export function mediaRoutes(ctx: ServerContext): RouteTable {
   const mediaTypes = new Map<string, string>(); // id -> sniffed Content-Type
   const handle = async (req: IncomingMessage, res: ServerResponse, parts: string[]): Promise<void> => {
@@ -81,14 +93,16 @@ export function mediaRoutes(ctx: ServerContext): RouteTable {
     const [id, sub] = parts;
     if (!ID_PATTERN.test(id ?? '') || parts.length > 2 || (sub !== undefined && sub !== 'thumb'))
       throw new HttpError(404, 'not_found', 'no such media');
-    index.refresh();
+    await index.refresh();
     const entry = index.get(id);
     if (!entry) throw new HttpError(404, 'not_found', 'no such media');
     if (sub === 'thumb') {
-      if (!entry.thumb) throw new HttpError(404, 'not_found', 'this item has no thumbnail');
       // entry.thumb matched thumbs/<16 hex>.(jpg|png) when the manifest was read.
-      const type = entry.thumb.endsWith('.png') ? 'image/png' : 'image/jpeg';
-      await serveFile(req, res, join(index.dir, entry.thumb), type);
+      const thumb = entry.thumb ? await index.thumbnailOf(entry) : undefined;
+      if (!thumb) throw new HttpError(404, 'not_found', 'this item has no thumbnail');
+      const type = entry.thumb!.endsWith('.png') ? 'image/png' : 'image/jpeg';
+      if ('path' in thumb) await serveFile(req, res, thumb.path, type);
+      else serveBytes(req, res, thumb.bytes, type); // LanceDB keeps thumbnails in its table
       return;
     }
     let type = mediaTypes.get(`${id}:${entry.row}`);

@@ -17,7 +17,7 @@ export function statusRoutes(ctx: ServerContext): RouteTable {
       method: 'GET',
       auth: true,
       handle: async (_req, res) => {
-        engine.index?.refresh();
+        await engine.index?.refresh();
         sendJson(res, 200, {
           engine: engine.info(),
           index: engine.index ? { ...engine.index.stats(), dir: undefined } : null,
