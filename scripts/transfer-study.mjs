@@ -13,16 +13,16 @@
 // Writes ROOT/NAME/ (the run) and ROOT/NAME.result.json. ROOT defaults to ./transfer-study.
 // --threads N: kernel threads of this run (default: all cores), e.g. 1 for two runs side by side.
 //
-// The rows of docs/demo.md's study (MOD = the `varied` recording ranges, the default):
-//   base54  base-data existing '{"epochs":54}'         (data made by the earlier generator: clean espeak-ng, en)
-//   vC      d_voices_clean '{"recording":"clean"}' '{}'
-//   vE      d_espeak_mod   '{"tts":{"espeak-ng":1}}' '{}'
-//   v1L     d_varied       '{"recording":WIDE}' '{"epochs":54}'   (WIDE: see docs/demo.md)
-//   vM18    d_moderate     '{}' '{"epochs":18}'
-//   vMaug   d_moderate     '{}' '{"augment":{"gainDb":10,"timeShift":10,"freqm":24,"timem":24}}'
-//   vMm03   d_moderate     '{}' '{"maskRatio":0.3}'
-//   vMm075  d_moderate     '{}' '{"maskRatio":0.75}'
-//   vMbig   d_moderate     '{}' '{"recipe":"tiny","config":{...tiny, "embed_dim":192,"num_heads":6,"modality_specific_depth":4}}'
+// The rows of docs/demo.md's study (d_moderate = make-demo-data's defaults, the recipe's data):
+//   base54    base-data   existing '{"epochs":54}'   (the earlier generator's clean espeak-ng `en` data)
+//   v1 / v1L  d_varied    '{"recording":WIDE}' '{"epochs":18}' / '{}'   (WIDE: see docs/demo.md)
+//   vM18      d_moderate  '{}' '{"epochs":18}'
+//   vMaug     d_moderate  existing '{"augment":{"gainDb":10,"timeShift":10,"freqm":24,"timem":24}}'
+//   vMaugmix  d_moderate  existing '{"augment":{"mixup":0.3,"freqm":24,"timem":24,"gainDb":10,"timeShift":10}}'
+//   vMsmall   d_moderate  existing '{"recipe":"tiny","config":{TINY,"embed_dim":96,"modality_specific_depth":2}}'
+//             (TINY: the `tiny` preset's entries; a config object brings no recipe, hence "recipe")
+//   vMm075    d_moderate  existing '{"maskRatio":0.75}'
+// (all with `--root runs`; the recipe row itself is the seed-0 demo.)
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
