@@ -48,7 +48,7 @@ import { buildLabelMap, loadDataset, type Dataset } from '../data/datafile.js';
 import { createLoader, type LoaderOptions } from '../data/loader.js';
 import { syncLoaderOptions } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { firstLabels } from '../eval/embed.js';
 import { datasetFeatures } from '../eval/features.js';
 import { CLIP_STRATEGIES, type ClipStrategy } from '../eval/retrieval.js';
@@ -60,7 +60,14 @@ import {
   type LevelRetrievalReport,
 } from '../eval/retrieval-report.js';
 import { readPairLabels } from '../eval/segments.js';
-import { NO_AUGMENT, PRETRAIN_RECIPES, applyRecipeToConfig, noiseFor, recipeFor, type PretrainAugment } from './recipes.js';
+import {
+  NO_AUGMENT,
+  PRETRAIN_RECIPES,
+  applyRecipeToConfig,
+  noiseFor,
+  recipeFor,
+  type PretrainAugment,
+} from './recipes.js';
 import {
   allTrainableGroup,
   checkSameRun,
@@ -151,7 +158,12 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
       `${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`,
     );
   partial.model = kt?.pretrainKind ?? 'cavmae';
-  applyRecipeToConfig(partial, recipeFor(o.recipe, partial.model as CavmaeConfig['model'], o.config), o, where);
+  applyRecipeToConfig(
+    partial,
+    recipeFor(o.recipe, partial.model as CavmaeConfig['model'], o.config),
+    o,
+    where,
+  );
   if (o.variant !== undefined) {
     if (!VARIANTS.includes(o.variant))
       throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
@@ -192,8 +204,12 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
   const recipe = recipeFor(o.recipe, model.model, o.config);
   const d = PRETRAIN_RECIPES[recipe];
   const augment = { ...(d.augment ?? NO_AUGMENT), ...(o.augment ?? {}) };
-  if (kindTraits(model).sync && Object.values(augment).some((v) => v !== 0))
-    throw new UserError('augmentation: the CAV-MAE Sync loader has no audio augmentation; leave it off');
+  const augmented = Object.entries(augment).filter(([, v]) => v !== 0);
+  if (kindTraits(model).sync && augmented.length > 0)
+    throw new OptionError(
+      (n) =>
+        `augmentation (${augmented.map(([k]) => n(k)).join(', ')}): the CAV-MAE Sync loader has no audio augmentation (src/data/sync.ts); leave it off`,
+    );
   return {
     task: 'pretrain',
     data: resolve(o.data),

@@ -1,7 +1,8 @@
 /**
  * `cavmae pretrain` on a small synthetic audio-visual set with a tiny model: the run folder,
  * logs, plots and metadata; the reference's lr schedules as logged; gradient accumulation;
- * determinism; --init and --max-steps 0; variants; errors (one line, exit code 1).
+ * determinism; --init and --max-steps 0; variants; loader augmentation flags; errors (one line,
+ * exit code 1).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { pretrain, type PretrainOptions } from '../../src/train/pretrain.js';
+import { NO_AUGMENT, PRETRAIN_RECIPES } from '../../src/train/recipes.js';
 import { readJsonl, type LogRecord } from '../../src/train/logger.js';
 import { multiStepLR, milestonesRange, cosineWarmup } from '../../src/train/schedule.js';
 import { assertClose } from '../helpers.js';
@@ -158,4 +160,32 @@ test('CLI: a finished run is not overwritten; --resume with other options is ref
   assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, 'one line, no stack trace');
   r = cli(['pretrain', '--data', set.train, '--config', set.config, '--out', join(tmp, 'z'), '--mask-mode', 'diagonal']);
   assert.match(r.stderr, /^cavmae: --mask-mode must be one of unstructured, time, freq, tf, got "diagonal"\n$/);
+});
+
+test('CLI: loader augmentation flags reach run.json over the recipe; a Sync model refuses them', async () => {
+  const set = await dataset();
+  const args = (out: string): string[] => ['pretrain', '--data', set.train, '--config', set.config, '--out', join(tmp, out), '--batch-size', '4', '--max-steps', '2', '--quiet', '--workers', '1'];
+  type RunJson = { recipe: string; augment: Record<string, number> };
+  const runJson = (out: string): RunJson => JSON.parse(readFileSync(join(tmp, out, 'run.json'), 'utf8')) as RunJson;
+  let r = cli([...args('aug'), '--recipe', 'tiny', '--mixup', '0.5', '--freqm', '4', '--timem', '6', '--gain-db', '3', '--time-shift', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  const aug = runJson('aug');
+  assert.deepEqual([aug.recipe, aug.augment], ['tiny', { mixup: 0.5, freqm: 4, timem: 6, gainDb: 3, timeShift: 2 }]);
+  // One flag: the others keep the recipe's values.
+  r = cli([...args('aug1'), '--recipe', 'tiny', '--timem', '5']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(runJson('aug1').augment, { ...PRETRAIN_RECIPES.tiny.augment, timem: 5 });
+  r = cli(args('aug0'));
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(runJson('aug0').augment, NO_AUGMENT);
+  // --resume with other augmentation is another run.
+  r = cli([...args('aug'), '--recipe', 'tiny', '--mixup', '0.25', '--freqm', '4', '--timem', '6', '--gain-db', '3', '--time-shift', '2', '--resume']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--resume with different training options \(augment/);
+  r = cli([...args('bad'), '--mixup', '1.5']);
+  assert.match(r.stderr, /^cavmae: --mixup must be a number in \[0, 1\], got '1\.5'\n$/);
+  r = cli(['pretrain', '--data', set.train, '--config', 'sync-tiny', '--out', join(tmp, 'sync-aug'), '--freqm', '4', '--gain-db', '2']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^cavmae: augmentation \(--freqm, --gain-db\): the CAV-MAE Sync loader has no audio augmentation .*; leave it off\n$/);
+  assert.equal(existsSync(join(tmp, 'sync-aug', 'checkpoints')), false, 'refused before training');
 });

@@ -51,6 +51,28 @@ const OPTIONS = {
     '--no-norm-pix-loss',
     'raw reconstruction targets (viewable reconstructions)',
   ),
+  // Loader augmentation (PretrainOptions.augment): each flag overrides the recipe's value
+  // (every recipe has it off); the CAV-MAE Sync loader has none and refuses them.
+  mixup: num(
+    '--mixup <p>',
+    "probability of mixing a pair with another (waveforms and images, the same lambda; default: the recipe's, 0)",
+    { min: 0, max: 1 },
+  ),
+  freqm: int('--freqm <n>', "SpecAugment frequency mask width in mel bins (default: the recipe's, 0)", {
+    min: 0,
+  }),
+  timem: int('--timem <n>', "SpecAugment time mask width in fbank rows (default: the recipe's, 0)", {
+    min: 0,
+  }),
+  gainDb: num('--gain-db <d>', "random level change, uniform in +-d dB (default: the recipe's, 0)", {
+    min: 0,
+    max: 60,
+  }),
+  timeShift: int(
+    '--time-shift <n>',
+    "random time shift without wrap-around, uniform in +-n fbank rows (default: the recipe's, 0)",
+    { min: 0 },
+  ),
   evalEvery: int('--eval-every <e>', 'evaluate on --val every e epochs (default 1)', { min: 1 }),
   strategy: str(
     '--strategy <s>',
@@ -66,9 +88,13 @@ export function register(program: Command): void {
     'pretrain',
     'self-supervised CAV-MAE pretraining (reference recipe by default); writes <out>/model.safetensors, checkpoints/, log.jsonl, plots/',
     OPTIONS,
-    async (o) => {
+    async ({ mixup, freqm, timem, gainDb, timeShift, ...o }) => {
       const { pretrain } = await import('../../train/pretrain.js');
-      const r = await pretrain(o);
+      // Only the flags given: the recipe supplies the rest.
+      const augment = Object.fromEntries(
+        Object.entries({ mixup, freqm, timem, gainDb, timeShift }).filter(([, v]) => v !== undefined),
+      );
+      const r = await pretrain({ ...o, augment });
       const lines = [`pretrain: ${r.loop.globalStep}/${r.planned} steps, model ${r.model}`];
       const t = r.loop.recent;
       if (Object.keys(t).length) lines.push(`  train (last steps): ${fmt(t)}`);
