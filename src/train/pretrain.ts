@@ -48,7 +48,7 @@ import { buildLabelMap, loadDataset, type Dataset } from '../data/datafile.js';
 import { createLoader, type LoaderOptions } from '../data/loader.js';
 import { syncLoaderOptions } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { firstLabels } from '../eval/embed.js';
 import { datasetFeatures } from '../eval/features.js';
 import { CLIP_STRATEGIES, type ClipStrategy } from '../eval/retrieval.js';
@@ -60,7 +60,14 @@ import {
   type LevelRetrievalReport,
 } from '../eval/retrieval-report.js';
 import { readPairLabels } from '../eval/segments.js';
-import { NO_AUGMENT, PRETRAIN_RECIPES, applyRecipeToConfig, noiseFor, recipeFor, type PretrainAugment } from './recipes.js';
+import {
+  NO_AUGMENT,
+  PRETRAIN_RECIPES,
+  applyRecipeToConfig,
+  noiseFor,
+  recipeFor,
+  type PretrainAugment,
+} from './recipes.js';
 import {
   allTrainableGroup,
   checkSameRun,
@@ -151,10 +158,17 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
       `${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`,
     );
   partial.model = kt?.pretrainKind ?? 'cavmae';
-  applyRecipeToConfig(partial, recipeFor(o.recipe, partial.model as CavmaeConfig['model'], o.config), o, where);
+  applyRecipeToConfig(
+    partial,
+    recipeFor(o.recipe, partial.model as CavmaeConfig['model'], o.config),
+    o,
+    where,
+  );
   if (o.variant !== undefined) {
     if (!VARIANTS.includes(o.variant))
-      throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
+      throw new OptionError(
+        (n) => `${n('variant')} must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`,
+      );
     partial.variant = o.variant;
   }
   const variant = (partial.variant ?? 'cavmae') as Variant;
@@ -170,7 +184,9 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   const noContrast = vt !== undefined && vt.contrastWeight === 0;
   if (o.contrastWeight !== undefined) {
     if (noContrast && o.contrastWeight !== 0)
-      throw new UserError(`--contrast-weight: variant "${variant}" has no contrastive term (λc = 0)`);
+      throw new OptionError(
+        (n) => `${n('contrastWeight')}: variant "${variant}" has no contrastive term (λc = 0)`,
+      );
     partial.contrast_loss_weight = o.contrastWeight;
   } else if (noContrast) partial.contrast_loss_weight = 0;
   if (o.maeWeight !== undefined) partial.mae_loss_weight = o.maeWeight;
@@ -179,7 +195,9 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   if (o.maskRatioV !== undefined) partial.mask_ratio_v = o.maskRatioV;
   if (o.maskMode !== undefined) {
     if (!MASK_MODES.includes(o.maskMode as MaskMode))
-      throw new UserError(`--mask-mode must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`);
+      throw new OptionError(
+        (n) => `${n('maskMode')} must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`,
+      );
     partial.mask_mode = o.maskMode;
   }
   if (o.bidirectional !== undefined) partial.bidirect_contrast = o.bidirectional;
@@ -253,10 +271,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const clipStrategy = o.strategy as ClipStrategy | undefined;
   const perPair = model.dims.framesPerClip > 1;
   if (clipStrategy !== undefined && (!perPair || !CLIP_STRATEGIES.includes(clipStrategy)))
-    throw new UserError(
+    throw new OptionError((n) =>
       perPair
-        ? `--strategy must be one of ${CLIP_STRATEGIES.join(', ')}, got "${clipStrategy}"`
-        : '--strategy: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)',
+        ? `${n('strategy')} must be one of ${CLIP_STRATEGIES.join(', ')}, got "${clipStrategy}"`
+        : `${n('strategy')}: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)`,
     );
   if (rc.init && !resumed) log(`initialised from ${rc.init}: ${strategy.init(model, rc.init)}`);
   const optimizer = makeAdam(model, allTrainableGroup(model), rc);
@@ -273,7 +291,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   let lastEval: Record<string, number> | undefined;
   const evalEvery = o.evalEvery ?? 1;
   if (!(Number.isInteger(evalEvery) && evalEvery >= 1))
-    throw new UserError(`--eval-every must be a positive integer (epochs), got ${evalEvery}`);
+    throw new OptionError((n) => `${n('evalEvery')} must be a positive integer (epochs), got ${evalEvery}`);
   const { loop, planned } = await runTraining({
     run,
     rc,
