@@ -39,7 +39,7 @@ import { CAVMAE } from '../models/cavmae.js';
 import { CAVMAEFT } from '../models/cavmae-ft.js';
 import { modelDims, presetConfig, type CavmaeConfig } from '../models/config.js';
 import { lenKeep } from '../models/masking.js';
-import { OptionError, UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 import {
   type CpuArch,
   benchGemm,
@@ -309,7 +309,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
   return env;
 }
 
-/** Checks options a person typed; throws a UserError naming the problem. */
+/** Checks options a person typed; throws an OptionError naming the problem. */
 export function checkModelBenchOptions(opts: ModelBenchOptions): void {
   if (opts.batch !== undefined && !(Number.isInteger(opts.batch) && opts.batch >= 1 && opts.batch <= 4096))
     throw new OptionError((n) => `${n('batch')} must be an integer between 1 and 4096, got ${opts.batch}`);
