@@ -74,6 +74,7 @@ import { OptionError, fileError } from '../util/errors.js';
 import { FT_META } from '../eval/embed.js';
 import { evaluateClassifier, type ClassifierEval, type ClassifierLoss } from '../eval/evaluate.js';
 import { ClipLoader } from './clip-loader.js';
+import { REFERENCE_ADAM } from './recipes.js';
 import { headAndBaseGroups } from './optim.js';
 import {
   checkSameRun,
@@ -84,8 +85,8 @@ import {
   positive,
   runTraining,
   writeModelFile,
+  type CommonRunConfig,
   type LoopResult,
-  type RunSchedule,
   type TrainOptions,
 } from './run.js';
 
@@ -113,7 +114,7 @@ export interface FinetuneOptions extends TrainOptions {
   frameAgg?: boolean;
 }
 
-export interface FinetuneRunConfig {
+export interface FinetuneRunConfig extends CommonRunConfig {
   task: 'finetune';
   /** Set for the Sync classifier only (runs of the CAV-MAE classifier keep the earlier run.json). */
   kind?: 'cavmae-sync-ft';
@@ -123,16 +124,7 @@ export interface FinetuneRunConfig {
   model: Record<string, unknown>;
   labels: { mids: string[]; names: string[] };
   mode: FtMode;
-  seed: number;
-  batchSize: number;
-  epochs: number;
-  accum: number;
-  lr: number;
   headLr: number;
-  schedule: RunSchedule;
-  beta1: number;
-  beta2: number;
-  weightDecay: number;
   loss: ClassifierLoss;
   freezeBase: boolean;
   labelSmooth: number;
@@ -421,10 +413,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       epochs: 15,
       schedule: 'multistep',
       multistep: [5, 1, 0.5],
-      minLrRatio: 0.1,
-      beta1: 0.95,
-      beta2: 0.999,
-      weightDecay: 5e-7,
+      ...REFERENCE_ADAM,
     }),
     headLr: positive(num(o.headLr, 100), 'headLr'),
     loss: lossKind,

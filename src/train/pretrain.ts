@@ -79,8 +79,8 @@ import {
   runTraining,
   stepRng,
   writeModelFile,
+  type CommonRunConfig,
   type LoopResult,
-  type RunSchedule,
   type TrainOptions,
 } from './run.js';
 
@@ -117,21 +117,12 @@ export interface PretrainOptions extends TrainOptions {
 }
 
 /** Everything that determines the computation (stored in checkpoints, compared on --resume). */
-export interface PretrainRunConfig {
+export interface PretrainRunConfig extends CommonRunConfig {
   task: 'pretrain';
   data: string;
   val: string | null;
   model: Record<string, unknown>;
   init: string | null;
-  seed: number;
-  batchSize: number;
-  epochs: number;
-  accum: number;
-  lr: number;
-  schedule: RunSchedule;
-  beta1: number;
-  beta2: number;
-  weightDecay: number;
   noise: boolean;
   augment: PretrainAugment;
   bf16: boolean;

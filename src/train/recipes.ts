@@ -77,16 +77,16 @@ export interface PretrainDefaults {
   augment?: PretrainAugment;
 }
 
+/** The reference's Adam (betas, L2 weight decay) and the cosine floor, shared by its recipes and fine-tuning. */
+export const REFERENCE_ADAM = { minLrRatio: 0.1, beta1: 0.95, beta2: 0.999, weightDecay: 5e-7 } as const;
+
 export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
   cavmae: {
     lr: 5e-5,
     batchSize: 48,
     epochs: 25,
     schedule: 'multistep',
-    minLrRatio: 0.1,
-    beta1: 0.95,
-    beta2: 0.999,
-    weightDecay: 5e-7,
+    ...REFERENCE_ADAM,
     noise: true,
   },
   sync: {
@@ -113,10 +113,7 @@ export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
     epochs: 54,
     schedule: 'cosine',
     warmupSteps: 30,
-    minLrRatio: 0.1,
-    beta1: 0.95,
-    beta2: 0.999,
-    weightDecay: 5e-7,
+    ...REFERENCE_ADAM,
     noise: false,
     contrastWeight: 1,
     normPixLoss: true,

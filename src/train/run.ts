@@ -504,6 +504,9 @@ export interface RunDefaults {
   warmupSteps?: number;
 }
 
+/** The run options every task stores (seed, batching, Adam, the lr schedule). */
+export type CommonRunConfig = ReturnType<typeof commonRunConfig>;
+
 /** The shared run options, resolved against the defaults and checked. */
 export function commonRunConfig(o: TrainOptions, d: RunDefaults) {
   const num = (v: number | undefined, dv: number): number => (v === undefined ? dv : v);
