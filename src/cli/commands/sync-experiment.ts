@@ -66,9 +66,10 @@ export function register(program: Command): void {
       let r;
       if (plotsOnly) r = m.redrawPlots(o.out);
       else if (runs.length) {
+        const parsed = runs.map(parseRun);
         if (!data) throw new UserError('--eval needs --data (the test manifest)');
         r = await m.evaluateExperiment({
-          runs: runs.map(parseRun),
+          runs: parsed,
           data,
           out: o.out,
           segmentLength,
