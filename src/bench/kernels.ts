@@ -76,17 +76,48 @@ export interface KernelResult {
   utilisation?: number;
 }
 
-export interface BenchEnv {
+/** The machine and process a benchmark ran on (both benchmarks' reports carry it). */
+export interface HostEnv {
   date: string;
   backend: 'native' | 'ts';
   nativeError?: string;
   cpuModel: string;
+  /** Vendor, family, model number and microarchitecture (e.g. AMD family 25 model 17, Zen 4). */
+  cpuArch?: CpuArch;
   cpuFlags: string[];
   logicalCpus: number;
   cache?: Record<string, string>;
   node: string;
   v8: string;
   platform: string;
+  /** OPENBLAS_*, OMP_*, GOMP_*, ONEDNN_*, DNNL_*, CAVMAE_* variables as set. */
+  variables: Record<string, string>;
+  loadavgStart: number[];
+  loadavgEnd?: number[];
+  warmupSeconds: number;
+}
+
+export function hostEnv(K: Kernels, warmupSeconds: number, nativeError?: string): HostEnv {
+  const cpu = cpuInfo();
+  return {
+    date: new Date().toISOString(),
+    backend: K.name,
+    ...(nativeError !== undefined ? { nativeError } : {}),
+    cpuModel: cpu.model,
+    cpuArch: cpu.arch,
+    cpuFlags: cpu.flags,
+    logicalCpus: Math.max(1, cpus().length),
+    cache: cpu.cache,
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${process.platform}-${process.arch}`,
+    variables: envVariables(),
+    loadavgStart: loadavg().map((x) => Math.round(x * 100) / 100),
+    warmupSeconds,
+  };
+}
+
+export interface BenchEnv extends HostEnv {
   /** Thread counts measured, and the backend's default. */
   threads: number[];
   defaultThreads: number;
@@ -100,12 +131,7 @@ export interface BenchEnv {
     /** oneDNN implementation per layout at 1024x768x3072, e.g. "brg:avx512_core_bf16". */
     gemmImpl: Record<string, string>;
   };
-  /** OPENBLAS_*, OMP_*, GOMP_*, ONEDNN_*, DNNL_*, CAVMAE_* variables as set. */
-  variables: Record<string, string>;
-  loadavgStart: number[];
-  loadavgEnd?: number[];
   quick: boolean;
-  warmupSeconds: number;
 }
 
 export interface BenchReport {
@@ -571,7 +597,6 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
   const quick = opts.quick ?? false;
   const K = opts.kernels ?? selectKernels();
   const nat = loadNativeKernels();
-  const cpu = cpuInfo();
   const maxThreads = Math.max(1, cpus().length);
   const threads = [...new Set((opts.threads ?? [1, 2]).map((t) => Math.min(t, maxThreads)))].sort(
     (a, b) => a - b,
@@ -585,23 +610,11 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
   const warmupSeconds = opts.warmupSeconds ?? (!isNative ? 0 : quick ? 1.5 : 4);
 
   const env: BenchEnv = {
-    date: new Date().toISOString(),
-    backend: K.name,
-    cpuModel: cpu.model,
-    cpuFlags: cpu.flags,
-    logicalCpus: maxThreads,
-    cache: cpu.cache,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${process.platform}-${process.arch}`,
+    ...hostEnv(K, warmupSeconds, nat.ok ? undefined : nat.error),
     threads,
     defaultThreads,
-    variables: envVariables(),
-    loadavgStart: loadavg().map((x) => Math.round(x * 100) / 100),
     quick: quickRun,
-    warmupSeconds,
   };
-  if (!nat.ok) env.nativeError = nat.error;
   if (isNative && nat.ok) {
     const info = nat.kernels.info();
     const gemmImpl: Record<string, string> = {};

@@ -39,12 +39,11 @@ import { CAVMAE } from '../models/cavmae.js';
 import { CAVMAEFT } from '../models/cavmae-ft.js';
 import { modelDims, presetConfig, type CavmaeConfig } from '../models/config.js';
 import { lenKeep } from '../models/masking.js';
-import { OptionError, UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 import {
-  type CpuArch,
+  type HostEnv,
   benchGemm,
-  cpuInfo,
-  envVariables,
+  hostEnv,
   measureHardwarePeak,
   median,
   now,
@@ -138,24 +137,8 @@ export interface ModelBenchReport {
   env: ModelBenchEnv;
 }
 
-export interface ModelBenchEnv {
-  date: string;
-  backend: 'native' | 'ts';
-  nativeError?: string;
-  cpuModel: string;
-  /** Vendor, family, model number and microarchitecture (e.g. AMD family 25 model 17, Zen 4). */
-  cpuArch?: CpuArch;
-  cpuFlags: string[];
-  logicalCpus: number;
-  cache?: Record<string, string>;
-  node: string;
-  v8: string;
-  platform: string;
+export interface ModelBenchEnv extends HostEnv {
   native?: { isa: string; dnnlVersion: string; dnnlIsa: string; compiler: string; gemmThreading?: string };
-  variables: Record<string, string>;
-  loadavgStart: number[];
-  loadavgEnd?: number[];
-  warmupSeconds: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,24 +261,9 @@ function rssMb(): number {
 }
 
 function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
-  const cpu = cpuInfo();
   const nat = loadNativeKernels();
-  const env: ModelBenchEnv = {
-    date: new Date().toISOString(),
-    backend: K.name,
-    cpuModel: cpu.model,
-    cpuArch: cpu.arch,
-    cpuFlags: cpu.flags.filter((f) => /^(avx|amx|fma|f16c|sse4)/.test(f)),
-    logicalCpus: cpus().length,
-    cache: cpu.cache,
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${process.platform}-${process.arch}`,
-    variables: envVariables(),
-    loadavgStart: loadavg().map((x) => round(x, 2)),
-    warmupSeconds,
-  };
-  if (!nat.ok) env.nativeError = nat.error;
+  const env: ModelBenchEnv = hostEnv(K, warmupSeconds, nat.ok ? undefined : nat.error);
+  env.cpuFlags = env.cpuFlags.filter((f) => /^(avx|amx|fma|f16c|sse4)/.test(f));
   if (K.name === 'native' && nat.ok) {
     const info = nat.kernels.info();
     env.native = {
@@ -309,7 +277,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
   return env;
 }
 
-/** Checks options a person typed; throws a UserError naming the problem. */
+/** Checks options a person typed; throws an OptionError naming the problem. */
 export function checkModelBenchOptions(opts: ModelBenchOptions): void {
   if (opts.batch !== undefined && !(Number.isInteger(opts.batch) && opts.batch >= 1 && opts.batch <= 4096))
     throw new OptionError((n) => `${n('batch')} must be an integer between 1 and 4096, got ${opts.batch}`);

@@ -325,6 +325,19 @@ export function retrievalFromEmbeddings(e: Embeddings): RetrievalReport {
  * `cavmae retrieval` of one pooled vector per clip: an embeddings file, or a model (F = 1, given
  * or loaded from `o.model`) run over a datafile.
  */
+/** A retrieval reads stored embeddings, or embeds a datafile with a model: exactly one of the two. */
+export function checkRetrievalSource(o: { model?: string; data?: string; embeddings?: string }): void {
+  if (o.embeddings && (o.model || o.data))
+    throw new OptionError(
+      (n) => `${n('embeddings')} replaces ${n('model')} and ${n('data')}; pass one or the other`,
+    );
+  if (!o.embeddings && (!o.model || !o.data))
+    throw new OptionError(
+      (n) =>
+        `retrieval needs ${n('model')} <checkpoint> and ${n('data')} <datafile> (or ${n('embeddings')} <file>)`,
+    );
+}
+
 export async function retrievalReport(
   o: {
     model?: string;
@@ -338,18 +351,11 @@ export async function retrievalReport(
   },
   loaded?: InferenceModel,
 ): Promise<RetrievalReport> {
-  if (o.embeddings) {
-    if (o.model || o.data)
-      throw new UserError('--embeddings replaces --model and --data; pass one or the other');
-    return retrievalFromEmbeddings(readEmbeddings(o.embeddings));
-  }
-  if (!o.model || !o.data)
-    throw new UserError(
-      'retrieval needs --model <checkpoint> and --data <datafile> (or --embeddings <file>)',
-    );
-  const m = loaded ?? loadInferenceModel(o.model, { config: o.config });
+  checkRetrievalSource(o);
+  if (o.embeddings) return retrievalFromEmbeddings(readEmbeddings(o.embeddings));
+  const m = loaded ?? loadInferenceModel(o.model!, { config: o.config });
   const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
-  const e = await embedDataset(m.model, loadDataset(o.data), {
+  const e = await embedDataset(m.model, loadDataset(o.data!), {
     batchSize: o.batchSize,
     workers: o.workers,
     bf16: o.bf16,

@@ -20,11 +20,18 @@ import { Tape } from '../autograd/tape.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { CAVMAEFT, FT_MODES, MEL_BINS, modeInputs, type FtMode } from '../models/index.js';
 import { labelVector } from '../data/augment.js';
-import { buildLabelMap, loadDataset, loadLabelCsv, resolveLabels, type Dataset, type LabelMap } from '../data/datafile.js';
+import {
+  buildLabelMap,
+  loadDataset,
+  loadLabelCsv,
+  resolveLabels,
+  type Dataset,
+  type LabelMap,
+} from '../data/datafile.js';
 import { createLoader } from '../data/loader.js';
 import { syncClipBatches } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, UserError, fileError } from '../util/errors.js';
 import { calculateStats, type ClassificationStats } from './metrics.js';
 import { fineTuneMeta, loadInferenceModel } from './embed.js';
 import type { PredictionReport } from './predictions.js';
@@ -67,7 +74,12 @@ export interface ClassifierEval {
 }
 
 /** Sigmoid or row-softmax of logits [N, K] (float64 internally). */
-export function toProbabilities(logits: Float32Array, N: number, K: number, loss: ClassifierLoss): Float32Array {
+export function toProbabilities(
+  logits: Float32Array,
+  N: number,
+  K: number,
+  loss: ClassifierLoss,
+): Float32Array {
   const out = new Float32Array(N * K);
   if (loss === 'bce') {
     for (let i = 0; i < N * K; i++) out[i] = 1 / (1 + Math.exp(-logits[i]));
@@ -84,7 +96,13 @@ export function toProbabilities(logits: Float32Array, N: number, K: number, loss
 }
 
 /** Mean BCE (over N·K) or mean soft-target CE (over N) of logits, as the training losses. */
-export function meanLoss(logits: Float32Array, target: Float32Array, N: number, K: number, loss: ClassifierLoss): number {
+export function meanLoss(
+  logits: Float32Array,
+  target: Float32Array,
+  N: number,
+  K: number,
+  loss: ClassifierLoss,
+): number {
   let s = 0;
   if (loss === 'bce') {
     for (let i = 0; i < N * K; i++) {
@@ -108,11 +126,23 @@ export function meanLoss(logits: Float32Array, target: Float32Array, N: number, 
 export async function classifierLogits(
   model: CAVMAEFT,
   dataset: Dataset,
-  o: { mode: FtMode; labelMap: LabelMap; frameUse: number; totalFrames: number; batchSize?: number; workers?: number; bf16?: boolean; audioNorm?: { mean: number; std: number } },
+  o: {
+    mode: FtMode;
+    labelMap: LabelMap;
+    frameUse: number;
+    totalFrames: number;
+    batchSize?: number;
+    workers?: number;
+    bf16?: boolean;
+    audioNorm?: { mean: number; std: number };
+  },
 ): Promise<{ logits: Float32Array; target: Float32Array }> {
   const c = model.config;
   const K = c.label_dim!;
-  if (o.labelMap.numLabels !== K) throw new UserError(`the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`);
+  if (o.labelMap.numLabels !== K)
+    throw new UserError(
+      `the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`,
+    );
   const loader = createLoader(dataset, {
     batchSize: o.batchSize ?? 32,
     train: false,
@@ -136,7 +166,8 @@ export async function classifierLogits(
   try {
     for await (const batch of loader.batches(0, 0)) {
       const B = batch.size;
-      if (batch.indices.some((idx, i) => idx !== row + i)) throw fileError(dataset.path, `entry ${row} could not be read; evaluation needs every entry`);
+      if (batch.indices.some((idx, i) => idx !== row + i))
+        throw fileError(dataset.path, `entry ${row} could not be read; evaluation needs every entry`);
       const tp = new Tape({ grad: false, bf16: o.bf16 ?? false });
       const out = model.forward(
         tp,
@@ -175,7 +206,14 @@ async function clipLogits(
   const logitRows: Float32Array[] = [];
   const targetRows: Float32Array[] = [];
   const ids: string[] = [];
-  for await (const b of syncClipBatches(dataset, { segmentLength: L, pairs: F, imageSize: S, audioMean: o.audioNorm?.mean, audioStd: o.audioNorm?.std, clipsPerBatch: o.clipsPerBatch ?? 8 })) {
+  for await (const b of syncClipBatches(dataset, {
+    segmentLength: L,
+    pairs: F,
+    imageSize: S,
+    audioMean: o.audioNorm?.mean,
+    audioStd: o.audioNorm?.std,
+    clipsPerBatch: o.clipsPerBatch ?? 8,
+  })) {
     const tp = new Tape({ grad: false, bf16: o.bf16 ?? false });
     const P = b.n * F;
     const audio = need.audio ? new Tensor([P, L, MEL_BINS], b.audio) : undefined;
@@ -198,39 +236,81 @@ async function clipLogits(
 }
 
 /** Evaluates a classifier on a dataset, with the reference's frame aggregation (mlp head) or on whole clips (aggregator). */
-export async function evaluateClassifier(model: CAVMAEFT, dataset: Dataset, o: ClassifierEvalOptions): Promise<ClassifierEval> {
+export async function evaluateClassifier(
+  model: CAVMAEFT,
+  dataset: Dataset,
+  o: ClassifierEvalOptions,
+): Promise<ClassifierEval> {
   const K = model.config.label_dim!;
-  if (o.labelMap.numLabels !== K) throw new UserError(`the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`);
+  if (o.labelMap.numLabels !== K)
+    throw new UserError(
+      `the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`,
+    );
   if (model.head === 'aggregator') {
     const r = await clipLogits(model, dataset, o);
     const N = r.ids.length;
     const probs = toProbabilities(r.logits, N, K, o.loss);
     const frames = Array.from({ length: model.dims.framesPerClip }, (_, k) => k);
-    return { N, K, probs, target: r.target, loss: meanLoss(r.logits, r.target, N, K, o.loss), frames, perFrame: [], stats: calculateStats(probs, r.target, N, K), ids: r.ids };
+    return {
+      N,
+      K,
+      probs,
+      target: r.target,
+      loss: meanLoss(r.logits, r.target, N, K, o.loss),
+      frames,
+      perFrame: [],
+      stats: calculateStats(probs, r.target, N, K),
+      ids: r.ids,
+    };
   }
   const mode = o.mode ?? 'multimodal';
-  if (!FT_MODES.includes(mode)) throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${mode}"`);
+  if (!FT_MODES.includes(mode))
+    throw new OptionError((n) => `${n('mode')} must be one of ${FT_MODES.join(', ')}, got "${mode}"`);
   const totalFrames = o.totalFrames ?? 10;
   const usesFrames = mode !== 'audioonly' && mode !== 'missingaudioonly';
   const agg = (o.frameAgg ?? true) && usesFrames;
-  const frames = agg ? Array.from({ length: totalFrames }, (_, f) => f) : [o.frameUse ?? Math.floor(totalFrames / 2)];
+  const frames = agg
+    ? Array.from({ length: totalFrames }, (_, f) => f)
+    : [o.frameUse ?? Math.floor(totalFrames / 2)];
   const passes = agg && stillImagesOnly(dataset) ? [frames[Math.floor(totalFrames / 2)]] : frames;
   const N = dataset.items.length;
   const sum = new Float64Array(N * K);
   let target: Float32Array = new Float32Array(0);
   const perPass: { stats: ClassificationStats; loss: number }[] = [];
   for (const f of passes) {
-    const r = await classifierLogits(model, dataset, { mode, labelMap: o.labelMap, frameUse: f, totalFrames, batchSize: o.batchSize, workers: o.workers, bf16: o.bf16, audioNorm: o.audioNorm });
+    const r = await classifierLogits(model, dataset, {
+      mode,
+      labelMap: o.labelMap,
+      frameUse: f,
+      totalFrames,
+      batchSize: o.batchSize,
+      workers: o.workers,
+      bf16: o.bf16,
+      audioNorm: o.audioNorm,
+    });
     const p = toProbabilities(r.logits, N, K, o.loss);
     for (let i = 0; i < N * K; i++) sum[i] += p[i];
     target = r.target;
-    perPass.push({ stats: calculateStats(p, r.target, N, K), loss: meanLoss(r.logits, r.target, N, K, o.loss) });
+    perPass.push({
+      stats: calculateStats(p, r.target, N, K),
+      loss: meanLoss(r.logits, r.target, N, K, o.loss),
+    });
   }
   const probs = Float32Array.from(sum, (s) => s / passes.length);
   // With still images every frame is the same pass: repeat its numbers for each frame.
   const perFrame = frames.map((_, i) => perPass[passes.length === frames.length ? i : 0].stats);
   const loss = perPass.reduce((s, x) => s + x.loss, 0) / perPass.length;
-  return { N, K, probs, target, loss, frames, perFrame, stats: calculateStats(probs, target, N, K), ids: dataset.items.map((it) => it.id) };
+  return {
+    N,
+    K,
+    probs,
+    target,
+    loss,
+    frames,
+    perFrame,
+    stats: calculateStats(probs, target, N, K),
+    ids: dataset.items.map((it) => it.id),
+  };
 }
 
 /** `cavmae eval --model M --data F`: the fine-tuned model's report on a datafile. */
@@ -245,14 +325,25 @@ export async function evaluateModelFile(o: {
   workers?: number;
   bf16?: boolean;
   predOut?: string;
-}): Promise<PredictionReport & { frames: number[]; perFrame: { frame: number; mAP: number; acc: number }[]; loss: ClassifierLoss; mode: FtMode }> {
+}): Promise<
+  PredictionReport & {
+    frames: number[];
+    perFrame: { frame: number; mAP: number; acc: number }[];
+    loss: ClassifierLoss;
+    mode: FtMode;
+  }
+> {
   const m = loadInferenceModel(o.model);
-  if (!(m.model instanceof CAVMAEFT)) throw new UserError(`${o.model}: is a pretraining model; classification needs a fine-tuned one (cavmae finetune)`);
+  if (!(m.model instanceof CAVMAEFT))
+    throw new UserError(
+      `${o.model}: is a pretraining model; classification needs a fine-tuned one (cavmae finetune)`,
+    );
   const dataset = loadDataset(o.data);
   const header = fineTuneMeta(m.metadata, o.model);
-  const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : header.labelMap ?? buildLabelMap(dataset);
+  const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : (header.labelMap ?? buildLabelMap(dataset));
   const lossText = o.loss ?? header.loss ?? 'bce';
-  if (lossText !== 'bce' && lossText !== 'ce') throw new UserError(`--loss must be bce or ce, got "${lossText}"`);
+  if (lossText !== 'bce' && lossText !== 'ce')
+    throw new OptionError((n) => `${n('loss')} must be bce or ce, got "${lossText}"`);
   const mode = (o.mode ?? header.mode ?? 'multimodal') as FtMode;
   const r = await evaluateClassifier(m.model, dataset, {
     mode,
@@ -265,10 +356,14 @@ export async function evaluateModelFile(o: {
     audioNorm: m.audioNorm,
   });
   if (o.predOut) {
-    writeSafetensors(o.predOut, new Map([
-      ['pred', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.probs }],
-      ['target', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.target }],
-    ]), { model: o.model, data: dataset.path, mode, loss: lossText });
+    writeSafetensors(
+      o.predOut,
+      new Map([
+        ['pred', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.probs }],
+        ['target', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.target }],
+      ]),
+      { model: o.model, data: dataset.path, mode, loss: lossText },
+    );
   }
   return {
     ...r.stats,

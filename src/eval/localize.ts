@@ -314,13 +314,6 @@ export function heatOverlay(image: RgbImage, heat: Float32Array, alpha = 0.5): R
   return { width, height, data: out };
 }
 
-/** The heat map alone as a jet-coloured image. */
-export function heatImage(heat: Float32Array, height: number, width: number): RgbImage {
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0; i < width * height; i++) data.set(jet(heat[i]), i * 3);
-  return { width, height, data };
-}
-
 export async function encodePng(img: RgbImage): Promise<Uint8Array> {
   const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
     .png()

@@ -42,15 +42,25 @@ export interface ClassificationStats {
 /**
  * All metrics for output [N,K] (logits or probabilities: AP/AUC are rank-based) and target [N,K].
  */
-export function calculateStats(output: ArrayLike<number>, target: ArrayLike<number>, N: number, K: number): ClassificationStats {
-  if (!(N > 0 && K > 0)) throw new UserError(`metrics: need at least one sample and one class (got N=${N}, K=${K})`);
+export function calculateStats(
+  output: ArrayLike<number>,
+  target: ArrayLike<number>,
+  N: number,
+  K: number,
+): ClassificationStats {
+  if (!(N > 0 && K > 0))
+    throw new UserError(`metrics: need at least one sample and one class (got N=${N}, K=${K})`);
   if (output.length !== N * K || target.length !== N * K) {
-    throw new UserError(`metrics: output (${output.length}) and target (${target.length}) must both hold N*K = ${N}*${K} values`);
+    throw new UserError(
+      `metrics: output (${output.length}) and target (${target.length}) must both hold N*K = ${N}*${K} values`,
+    );
   }
   for (let i = 0; i < N * K; i++) {
-    if (!Number.isFinite(output[i])) throw new UserError(`metrics: output [${Math.floor(i / K)}, ${i % K}] is not finite (${output[i]})`);
+    if (!Number.isFinite(output[i]))
+      throw new UserError(`metrics: output [${Math.floor(i / K)}, ${i % K}] is not finite (${output[i]})`);
     const t = target[i];
-    if (t !== 0 && t !== 1) throw new UserError(`metrics: target [${Math.floor(i / K)}, ${i % K}] = ${t}; targets must be 0 or 1`);
+    if (t !== 0 && t !== 1)
+      throw new UserError(`metrics: target [${Math.floor(i / K)}, ${i % K}] = ${t}; targets must be 0 or 1`);
   }
   const scores = new Float64Array(N);
   const labels = new Uint8Array(N);
@@ -120,14 +130,26 @@ export function binaryCurve(scores: ArrayLike<number>, labels: ArrayLike<number>
   let m = 0;
   while (ip >= 0 || ineg >= 0) {
     const t = ip < 0 ? neg[ineg] : ineg < 0 ? pos[ip] : Math.max(pos[ip], neg[ineg]);
-    while (ip >= 0 && pos[ip] === t) { tp++; ip--; }
-    while (ineg >= 0 && neg[ineg] === t) { fp++; ineg--; }
+    while (ip >= 0 && pos[ip] === t) {
+      tp++;
+      ip--;
+    }
+    while (ineg >= 0 && neg[ineg] === t) {
+      fp++;
+      ineg--;
+    }
     tps[m] = tp;
     fps[m] = fp;
     thresholds[m] = t;
     m++;
   }
-  return { tps: tps.subarray(0, m), fps: fps.subarray(0, m), thresholds: thresholds.subarray(0, m), totalPositives: nPos, totalNegatives: n - nPos };
+  return {
+    tps: tps.subarray(0, m),
+    fps: fps.subarray(0, m),
+    thresholds: thresholds.subarray(0, m),
+    totalPositives: nPos,
+    totalNegatives: n - nPos,
+  };
 }
 
 /**
@@ -196,7 +218,12 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
 }
 
 /** accuracy_score(argmax(target, 1), argmax(output, 1)); first maximum wins, NaN counts as maximal. */
-export function argmaxAccuracy(output: ArrayLike<number>, target: ArrayLike<number>, N: number, K: number): number {
+export function argmaxAccuracy(
+  output: ArrayLike<number>,
+  target: ArrayLike<number>,
+  N: number,
+  K: number,
+): number {
   let hits = 0;
   for (let i = 0; i < N; i++) if (argmaxRow(output, i * K, K) === argmaxRow(target, i * K, K)) hits++;
   return hits / N;
@@ -210,7 +237,10 @@ export function argmaxRow(x: ArrayLike<number>, off: number, K: number): number 
   for (let k = 1; k < K; k++) {
     const v = x[off + k];
     if (Number.isNaN(v)) return k;
-    if (v > bv) { bv = v; best = k; }
+    if (v > bv) {
+      bv = v;
+      best = k;
+    }
   }
   return best;
 }
@@ -224,6 +254,8 @@ export function dPrime(auc: number): number {
  * Inverse standard normal CDF, Wichura's AS241 (PPND16): relative accuracy about 1e-16 over
  * (0, 1). Returns -Inf at 0, +Inf at 1 and NaN outside [0, 1] (as scipy.stats.norm.ppf).
  */
+/* eslint-disable no-loss-of-precision -- AS241's coefficients digit for digit as published (each
+   literal still parses to the nearest double) */
 export function normalPpf(p: number): number {
   if (Number.isNaN(p) || p < 0 || p > 1) return NaN;
   if (p === 0) return -Infinity;
@@ -231,32 +263,83 @@ export function normalPpf(p: number): number {
   const q = p - 0.5;
   if (Math.abs(q) <= 0.425) {
     const r = 0.180625 - q * q;
-    return (q * (((((((r * 2509.0809287301226727 + 33430.575583588128105) * r + 67265.770927008700853) * r +
-      45921.953931549871457) * r + 13731.693765509461125) * r + 1971.5909503065514427) * r + 133.14166789178437745) * r +
-      3.387132872796366608)) /
+    return (
+      (q *
+        (((((((r * 2509.0809287301226727 + 33430.575583588128105) * r + 67265.770927008700853) * r +
+          45921.953931549871457) *
+          r +
+          13731.693765509461125) *
+          r +
+          1971.5909503065514427) *
+          r +
+          133.14166789178437745) *
+          r +
+          3.387132872796366608)) /
       (((((((r * 5226.495278852854561 + 28729.085735721942674) * r + 39307.89580009271061) * r +
-        21213.794301586595867) * r + 5394.1960214247511077) * r + 687.1870074920579083) * r + 42.313330701600911252) * r + 1);
+        21213.794301586595867) *
+        r +
+        5394.1960214247511077) *
+        r +
+        687.1870074920579083) *
+        r +
+        42.313330701600911252) *
+        r +
+        1)
+    );
   }
   let r = q < 0 ? p : 1 - p;
   r = Math.sqrt(-Math.log(r));
   let x: number;
   if (r <= 5) {
     r -= 1.6;
-    x = (((((((r * 7.7454501427834140764e-4 + 0.0227238449892691845833) * r + 0.24178072517745061177) * r +
-      1.27045825245236838258) * r + 3.64784832476320460504) * r + 5.7694972214606914055) * r + 4.6303378461565452959) * r +
-      1.42343711074968357734) /
+    x =
+      (((((((r * 7.7454501427834140764e-4 + 0.0227238449892691845833) * r + 0.24178072517745061177) * r +
+        1.27045825245236838258) *
+        r +
+        3.64784832476320460504) *
+        r +
+        5.7694972214606914055) *
+        r +
+        4.6303378461565452959) *
+        r +
+        1.42343711074968357734) /
       (((((((r * 1.05075007164441684324e-9 + 5.475938084995344946e-4) * r + 0.0151986665636164571966) * r +
-        0.14810397642748007459) * r + 0.68976733498510000455) * r + 1.6763848301838038494) * r + 2.05319162663775882187) * r + 1);
+        0.14810397642748007459) *
+        r +
+        0.68976733498510000455) *
+        r +
+        1.6763848301838038494) *
+        r +
+        2.05319162663775882187) *
+        r +
+        1);
   } else {
     r -= 5;
-    x = (((((((r * 2.01033439929228813265e-7 + 2.71155556874348757815e-5) * r + 0.0012426609473880784386) * r +
-      0.026532189526576123093) * r + 0.29656057182850489123) * r + 1.7848265399172913358) * r + 5.4637849111641143699) * r +
-      6.6579046435011037772) /
+    x =
+      (((((((r * 2.01033439929228813265e-7 + 2.71155556874348757815e-5) * r + 0.0012426609473880784386) * r +
+        0.026532189526576123093) *
+        r +
+        0.29656057182850489123) *
+        r +
+        1.7848265399172913358) *
+        r +
+        5.4637849111641143699) *
+        r +
+        6.6579046435011037772) /
       (((((((r * 2.04426310338993978564e-15 + 1.4215117583164458887e-7) * r + 1.8463183175100546818e-5) * r +
-        7.868691311456132591e-4) * r + 0.0148753612908506148525) * r + 0.13692988092273580531) * r + 0.59983220655588793769) * r + 1);
+        7.868691311456132591e-4) *
+        r +
+        0.0148753612908506148525) *
+        r +
+        0.13692988092273580531) *
+        r +
+        0.59983220655588793769) *
+        r +
+        1);
   }
   return q < 0 ? -x : x;
 }
+/* eslint-enable no-loss-of-precision */
 
 function mean(xs: readonly number[]): number {
   let s = 0;

@@ -31,9 +31,8 @@ import {
 import { Tensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import { IMAGENET_MEAN, IMAGENET_STD, type RgbImage } from '../vision/image.js';
+import { MEL_BINS } from '../models/config.js';
 import { encodePng } from './localize.js';
-
-export const MEL_BINS = 128;
 
 /** One clip's reconstruction inputs. Any modality may be absent (one-modality models). */
 export interface ReconstructionInput {

@@ -20,9 +20,10 @@ import {
 } from '../data/datafile.js';
 import { SYNC_PAIRS } from '../data/sync.js';
 import { CAVMAEFT, kindTraits, type AnyModel, type CAVMAE } from '../models/index.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import {
   chanceLevels,
+  checkRetrievalSource,
   loadInferenceModel,
   readEmbeddings,
   retrievalFromEmbeddings,
@@ -147,8 +148,8 @@ export async function segmentRetrieval(
   if (kindTraits(model.config).sync) {
     const L = model.config.audio_length;
     if (o.segmentLength !== undefined && o.segmentLength !== L)
-      throw new UserError(
-        `--segment-length ${o.segmentLength}: this Sync model was built for ${L}-row segments`,
+      throw new OptionError(
+        (n) => `${n('segmentLength')} ${o.segmentLength}: this Sync model was built for ${L}-row segments`,
       );
     const f = await datasetFeatures(model, dataset, o);
     return segmentLevelReport(f, readPairLabels(dataset, f.indices, f.audio!.frames), SYNC_PROTOCOL, L);
@@ -179,7 +180,9 @@ export interface RetrievalCommandOptions {
 function checkStrategy(s: string | undefined): ClipStrategy | 'pooled' | undefined {
   if (s === undefined || s === 'pooled' || (CLIP_STRATEGIES as readonly string[]).includes(s))
     return s as ClipStrategy | 'pooled' | undefined;
-  throw new UserError(`--strategy must be one of pooled, ${CLIP_STRATEGIES.join(', ')}; got "${s}"`);
+  throw new OptionError(
+    (n) => `${n('strategy')} must be one of pooled, ${CLIP_STRATEGIES.join(', ')}; got "${s}"`,
+  );
 }
 
 function pooledAsLevel(r: RetrievalReport): LevelRetrievalReport {
@@ -201,40 +204,38 @@ function pooledAsLevel(r: RetrievalReport): LevelRetrievalReport {
 export async function retrievalCommand(o: RetrievalCommandOptions): Promise<LevelRetrievalReport> {
   const strategy = checkStrategy(o.strategy);
   const perFrame = strategy !== undefined && strategy !== 'pooled';
+  checkRetrievalSource(o);
   if (o.embeddings) {
-    if (o.model || o.data)
-      throw new UserError('--embeddings replaces --model and --data; pass one or the other');
     if (o.segments)
-      throw new UserError(
-        '--segments needs --model and --data (embeddings files hold one pooled vector per clip)',
+      throw new OptionError(
+        (n) =>
+          `${n('segments')} needs ${n('model')} and ${n('data')} (embeddings files hold one pooled vector per clip)`,
       );
     const e = readEmbeddings(o.embeddings);
     if ((e.frames ?? 1) > 1) {
       // A Sync model's file: F pair vectors per clip, compared by --strategy or the recorded one.
       if (strategy === 'pooled')
-        throw new UserError(
-          `--strategy pooled: ${o.embeddings} holds ${e.frames} pair vectors per clip (CAV-MAE Sync); use a clip strategy (${CLIP_STRATEGIES.join(', ')})`,
+        throw new OptionError(
+          (n) =>
+            `${n('strategy')} pooled: ${o.embeddings} holds ${e.frames} pair vectors per clip (CAV-MAE Sync); use a clip strategy (${CLIP_STRATEGIES.join(', ')})`,
         );
       const r = retrievalFromEmbeddings({ ...e, strategy: strategy ?? e.strategy });
       return { level: 'clip', clips: r.n, pairs: e.frames!, protocol: SYNC_PROTOCOL, skipped: 0, ...r };
     }
     if (perFrame)
-      throw new UserError(
-        `--strategy ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; this embeddings file holds one pooled vector per clip (use --strategy pooled)`,
+      throw new OptionError(
+        (n) =>
+          `${n('strategy')} ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; an embeddings file holds one pooled vector per clip (use ${n('strategy')} pooled)`,
       );
     return pooledAsLevel(retrievalFromEmbeddings(e));
   }
-  if (!o.model || !o.data)
-    throw new UserError(
-      'retrieval needs --model <checkpoint> and --data <datafile> (or --embeddings <file>)',
-    );
-  const m = loadInferenceModel(o.model, { config: o.config });
+  const m = loadInferenceModel(o.model!, { config: o.config });
   const model: AnyModel = m.model;
   if (kindTraits(model.config).head === 'aggregator')
     throw new UserError(
       `${o.model}: is a CAV-MAE Sync fine-tuning (classification) model; retrieval needs the pretraining model (class CAVMAESync)`,
     );
-  const dataset = loadDataset(o.data);
+  const dataset = loadDataset(o.data!);
   const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
   const run: FeatureRunOptions = {
     bf16: o.bf16,
@@ -244,8 +245,9 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
   };
   if (o.segments) {
     if (perFrame)
-      throw new UserError(
-        `--strategy ${strategy}: segment-level retrieval compares single pairs (pooled cosine); leave --strategy out`,
+      throw new OptionError(
+        (n) =>
+          `${n('strategy')} ${strategy}: segment-level retrieval compares single pairs (pooled cosine); leave ${n('strategy')} out`,
       );
     if (model instanceof CAVMAEFT)
       throw new UserError(
@@ -253,12 +255,14 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
       );
     return segmentRetrieval(model, dataset, { ...run, segmentLength: o.segmentLength });
   }
-  if (o.segmentLength !== undefined) throw new UserError('--segment-length applies to --segments only');
+  if (o.segmentLength !== undefined)
+    throw new OptionError((n) => `${n('segmentLength')} applies to ${n('segments')} only`);
   const F = model.dims.framesPerClip;
   if (F > 1) {
     if (strategy === 'pooled')
-      throw new UserError(
-        `--strategy pooled: a CAV-MAE Sync model gives ${F} pair vectors per clip; use ${CLIP_STRATEGIES.join(', ')} (default diagonal_mean)`,
+      throw new OptionError(
+        (n) =>
+          `${n('strategy')} pooled: a CAV-MAE Sync model gives ${F} pair vectors per clip; use ${CLIP_STRATEGIES.join(', ')} (default diagonal_mean)`,
       );
     const f = await datasetFeatures(model, dataset, run);
     return clipLevelReport(
@@ -269,8 +273,9 @@ export async function retrievalCommand(o: RetrievalCommandOptions): Promise<Leve
     );
   }
   if (perFrame)
-    throw new UserError(
-      `--strategy ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; CAV-MAE models give one pooled vector per clip (use --strategy pooled)`,
+    throw new OptionError(
+      (n) =>
+        `${n('strategy')} ${strategy}: per-frame clip strategies need CAV-MAE Sync embeddings; CAV-MAE models give one pooled vector per clip (use ${n('strategy')} pooled)`,
     );
   return pooledAsLevel(await retrievalReport(o, m));
 }

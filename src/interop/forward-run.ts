@@ -35,7 +35,7 @@ import {
 } from '../models/index.js';
 import { Rng } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, fileError } from '../util/errors.js';
 
 export type ForwardTask = 'pretrain' | 'feat' | 'ft';
 
@@ -86,13 +86,18 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
 
   if (task === 'pretrain') {
     if (!(model instanceof CAVMAE))
-      throw new UserError(
-        `${o.model}: --task pretrain needs a pretraining (CAVMAE) checkpoint; this one is a fine-tuning model`,
+      throw new OptionError(
+        (n) =>
+          `${o.model}: ${n('task')} pretrain needs a pretraining (CAVMAE) checkpoint; this one is a fine-tuning model`,
       );
     if (o.mode !== undefined)
-      throw new UserError('--mode applies to --task ft (and feat of a fine-tuning model)');
+      throw new OptionError(
+        (n) => `${n('mode')} applies to ${n('task')} ft (and feat of a fine-tuning model)`,
+      );
     if (o.maskMode !== undefined && !MASK_MODES.includes(o.maskMode as MaskMode)) {
-      throw new UserError(`--mask-mode must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`);
+      throw new OptionError(
+        (n) => `${n('maskMode')} must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`,
+      );
     }
     const r = model.forward(tp, batch, {
       maskRatioA: o.maskRatio,
@@ -126,18 +131,22 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
   } else if (task === 'feat') {
     let f;
     if (kt.head === 'aggregator')
-      throw new UserError(
-        `${o.model}: --task feat needs a pretraining model; a Sync fine-tuning model gives --task ft`,
+      throw new OptionError(
+        (n) =>
+          `${o.model}: ${n('task')} feat needs a pretraining model; a Sync fine-tuning model gives ${n('task')} ft`,
       );
     if (model instanceof CAVMAEFT) {
       const mode = o.mode ?? (batch.image ? 'av' : 'a');
       if (mode !== 'av' && mode !== 'a')
-        throw new UserError(`--task feat of a fine-tuning model takes --mode av or a, got "${mode}"`);
+        throw new OptionError(
+          (n) => `${n('task')} feat of a fine-tuning model takes ${n('mode')} av or a, got "${mode}"`,
+        );
       f = model.forwardFeat(tp, batch, mode);
     } else {
       if (o.mode !== undefined)
-        throw new UserError(
-          `--mode does not apply to --task feat of a ${kt.sync ? 'Sync' : 'pretraining'} model`,
+        throw new OptionError(
+          (n) =>
+            `${n('mode')} does not apply to ${n('task')} feat of a ${kt.sync ? 'Sync' : 'pretraining'} model`,
         );
       f = model.forwardFeat(tp, batch);
       if (f.clsA) out.set('cls_a', copy(f.clsA));
@@ -146,31 +155,34 @@ export function runForward(o: ForwardRunOptions): ForwardRunResult {
     if (f.audioTokens) out.set('audio_tokens', copy(f.audioTokens));
     if (f.videoTokens) out.set('video_tokens', copy(f.videoTokens));
     if (wantGrads)
-      throw new UserError(
-        '--grads needs a loss: use --task pretrain, or --task ft with "labels" in the inputs',
+      throw new OptionError(
+        (n) =>
+          `${n('grads')} needs a loss: use ${n('task')} pretrain, or ${n('task')} ft with "labels" in the inputs`,
       );
   } else if (task === 'ft') {
     if (!(model instanceof CAVMAEFT)) {
-      throw new UserError(
-        `${o.model}: --task ft needs a fine-tuning (CAVMAEFT) checkpoint; convert a pretrained one by fine-tuning, or use --task pretrain / feat`,
+      throw new OptionError(
+        (n) =>
+          `${o.model}: ${n('task')} ft needs a fine-tuning (CAVMAEFT) checkpoint; convert a pretrained one by fine-tuning, or use ${n('task')} pretrain / feat`,
       );
     }
     let mode = model.mode;
     if (kt.head === 'aggregator') {
       if (o.mode !== undefined && o.mode !== model.mode)
-        throw new UserError(
-          `${o.model}: this Sync fine-tuning model reads "${model.mode}" (its config's "mode"); --mode ${o.mode} does not apply`,
+        throw new OptionError(
+          (n) =>
+            `${o.model}: this Sync fine-tuning model reads "${model.mode}" (its config's "mode"); ${n('mode')} ${o.mode} does not apply`,
         );
     } else {
       mode = (o.mode ?? 'multimodal') as FtMode;
       if (!FT_MODES.includes(mode))
-        throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
+        throw new OptionError((n) => `${n('mode')} must be one of ${FT_MODES.join(', ')}, got "${o.mode}"`);
     }
     const logits = model.forward(tp, batch, mode);
     out.set('logits', copy(logits));
     loss = ftLoss(o, inputs, tp, logits, out, wantGrads);
   } else {
-    throw new UserError(`--task must be pretrain, feat or ft, got "${task as string}"`);
+    throw new OptionError((n) => `${n('task')} must be pretrain, feat or ft, got "${task as string}"`);
   }
 
   if (wantGrads && loss) {
@@ -196,9 +208,9 @@ function ftLoss(
   const labels = inputs.get('labels');
   if (!labels) {
     if (wantGrads)
-      throw fileError(
-        o.inputs,
-        '--grads with --task ft needs a "labels" tensor [B, label_dim] in the inputs',
+      throw new OptionError(
+        (n) =>
+          `${o.inputs}: ${n('grads')} with ${n('task')} ft needs a "labels" tensor [B, label_dim] in the inputs`,
       );
     return undefined;
   }
@@ -217,11 +229,13 @@ function gradNames(model: AnyModel, requested: string[]): string[] {
     return model.arena.params.filter((p) => p.requiresGrad).map((p) => p.name);
   const unknown = requested.filter((n) => !model.arena.has(n));
   if (unknown.length)
-    throw new UserError(
-      `--grads: no parameter named ${unknown.join(', ')} (e.g. ${model.arena.names().slice(0, 3).join(', ')}; or "all")`,
+    throw new OptionError(
+      (n) =>
+        `${n('grads')}: no parameter named ${unknown.join(', ')} (e.g. ${model.arena.names().slice(0, 3).join(', ')}; or "all")`,
     );
   const frozen = requested.filter((n) => !model.arena.get(n).requiresGrad);
-  if (frozen.length) throw new UserError(`--grads: ${frozen.join(', ')} is fixed (requires no gradient)`);
+  if (frozen.length)
+    throw new OptionError((n) => `${n('grads')}: ${frozen.join(', ')} is fixed (requires no gradient)`);
   return requested;
 }
 

@@ -67,14 +67,6 @@ export function dtypeOfArray(data: ArrayBufferView): Dtype | undefined {
   return undefined;
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-export function bf16ToF32(bits: number): number {
-  u32Scratch[0] = bits << 16;
-  return f32Scratch[0];
-}
-
 export function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;

@@ -10,7 +10,7 @@
  * Nothing is read beyond what a caller asks for: `read(name)` loads one member.
  */
 import * as zlib from 'node:zlib';
-import { withFile, type ByteSource } from './bytes.js';
+import type { ByteSource } from './bytes.js';
 import { fileError } from '../util/errors.js';
 
 // Record signatures and fixed sizes (shared with the writer, ./zip-write.ts).
@@ -306,9 +306,4 @@ function decodeUtf8(bytes: Uint8Array, what: string): string {
   } catch {
     throw fileError(what, 'zip: an entry name is not valid UTF-8');
   }
-}
-
-/** Lists the members of a zip file (for tools and tests). */
-export function listZip(path: string): ZipEntry[] {
-  return withFile(path, (src) => [...new ZipArchive(src).entries.values()]);
 }

@@ -31,7 +31,7 @@
 import * as ops from '../autograd/ops.js';
 import type { Tape } from '../autograd/tape.js';
 import { Block, runBlocks, type Modality } from '../nn/block.js';
-import { normal, table } from '../nn/init.js';
+import { normal } from '../nn/init.js';
 import { LayerNorm } from '../nn/layer-norm.js';
 import { Linear } from '../nn/linear.js';
 import {
@@ -46,9 +46,8 @@ import { Rng } from '../tensor/rng.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import { MEL_BINS, kindTraits, variantTraits, type CavmaeConfig, type ModelDims } from './config.js';
-import { AVEncoder, torchStateDictOrder } from './encoder.js';
+import { AVEncoder, modalityEmbeddings, torchStateDictOrder } from './encoder.js';
 import { makeMasking, type Masking, type MaskMode, type StructuredChoice } from './masking.js';
-import { sincosTable2d } from './pos-embed.js';
 
 export interface AVBatch {
   /** Spectrogram [B, audio_length, 128] (time × mel); a Sync model's rows are one segment. */
@@ -159,23 +158,12 @@ class Decoder {
     const p2 = c.patch_size * c.patch_size;
     this.decoder_embed = new Linear(pb.scope('decoder_embed'), c.embed_dim, Dd);
     this.mask_token = pb.param('mask_token', [1, 1, Dd], normal(0.02));
-    if (d.hasAudio) this.decoder_modality_a = pb.param('decoder_modality_a', [1, 1, Dd], normal(0.02));
-    if (d.hasVideo) this.decoder_modality_v = pb.param('decoder_modality_v', [1, 1, Dd], normal(0.02));
-    const fixed = { requiresGrad: c.tr_pos };
-    if (d.hasAudio)
-      this.decoder_pos_embed_a = pb.param(
-        'decoder_pos_embed_a',
-        [1, d.La, Dd],
-        table(sincosTable2d(Dd, d.fRows, d.tCols)),
-        fixed,
-      );
-    if (d.hasVideo)
-      this.decoder_pos_embed_v = pb.param(
-        'decoder_pos_embed_v',
-        [1, d.Lv, Dd],
-        table(sincosTable2d(Dd, d.vGrid, d.vGrid)),
-        fixed,
-      );
+    ({
+      modality_a: this.decoder_modality_a,
+      modality_v: this.decoder_modality_v,
+      pos_embed_a: this.decoder_pos_embed_a,
+      pos_embed_v: this.decoder_pos_embed_v,
+    } = modalityEmbeddings(pb, 'decoder_', Dd, d, c.tr_pos));
     for (let i = 0; i < c.decoder_depth; i++)
       this.decoder_blocks.push(
         new Block(pb.scope('decoder_blocks').scope(i), Dd, c.decoder_num_heads, c.mlp_ratio),

@@ -531,9 +531,6 @@ export const SYNC_PRESETS: Record<string, Partial<CavmaeConfig>> = {
   },
 };
 
-/** Segment lengths (rows) the Sync code uses: 0.96 s (the research default) ... 10.24 s. */
-export const SYNC_SEGMENT_LENGTHS = [96, 192, 304, 416, 512, 624, 720, 1024] as const;
-
 export function presetNames(): string[] {
   return [...Object.keys(PRESETS), ...Object.keys(SYNC_PRESETS)];
 }

@@ -18,11 +18,39 @@ import { Block, runBlocks, type Modality } from '../nn/block.js';
 import { normal, table } from '../nn/init.js';
 import { LayerNorm } from '../nn/layer-norm.js';
 import { PatchEmbed } from '../nn/patch-embed.js';
-import type { Param, ParamBuilder } from '../tensor/arena.js';
+import type { InitFn, Param, ParamBuilder } from '../tensor/arena.js';
 import { Tensor, shapeStr } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import { MEL_BINS, modelDims, type CavmaeConfig, type ModelDims } from './config.js';
 import { sincosTable2d } from './pos-embed.js';
+
+/**
+ * The modality embeddings [1, 1, D] (N(0, 0.02)) and the fixed 2-D sin-cos position tables
+ * [1, L, D] (trained only with tr_pos) of the sides the model has, declared in this order as
+ * `${prefix}modality_a`, `_v`, `${prefix}pos_embed_a`, `_v`: the encoder's (prefix '') and the
+ * decoder's ('decoder_').
+ */
+export function modalityEmbeddings(
+  pb: ParamBuilder,
+  prefix: string,
+  D: number,
+  d: ModelDims,
+  trPos: boolean,
+) {
+  const pos = { requiresGrad: trPos };
+  const param = (name: string, shape: number[], init: InitFn, o?: typeof pos) =>
+    pb.param(prefix + name, shape, init, o);
+  return {
+    modality_a: d.hasAudio ? param('modality_a', [1, 1, D], normal(0.02)) : undefined,
+    modality_v: d.hasVideo ? param('modality_v', [1, 1, D], normal(0.02)) : undefined,
+    pos_embed_a: d.hasAudio
+      ? param('pos_embed_a', [1, d.La, D], table(sincosTable2d(D, d.fRows, d.tCols)), pos)
+      : undefined,
+    pos_embed_v: d.hasVideo
+      ? param('pos_embed_v', [1, d.Lv, D], table(sincosTable2d(D, d.vGrid, d.vGrid)), pos)
+      : undefined,
+  };
+}
 
 export class AVEncoder {
   readonly dims: ModelDims;
@@ -51,23 +79,12 @@ export class AVEncoder {
     if (d.hasAudio) this.patch_embed_a = new PatchEmbed(pb.scope('patch_embed_a'), 1, D, cfg.patch_size);
     if (d.hasVideo)
       this.patch_embed_v = new PatchEmbed(pb.scope('patch_embed_v'), cfg.in_chans, D, cfg.patch_size);
-    if (d.hasAudio) this.modality_a = pb.param('modality_a', [1, 1, D], normal(0.02));
-    if (d.hasVideo) this.modality_v = pb.param('modality_v', [1, 1, D], normal(0.02));
-    const trainablePos = { requiresGrad: cfg.tr_pos };
-    if (d.hasAudio)
-      this.pos_embed_a = pb.param(
-        'pos_embed_a',
-        [1, d.La, D],
-        table(sincosTable2d(D, d.fRows, d.tCols)),
-        trainablePos,
-      );
-    if (d.hasVideo)
-      this.pos_embed_v = pb.param(
-        'pos_embed_v',
-        [1, d.Lv, D],
-        table(sincosTable2d(D, d.vGrid, d.vGrid)),
-        trainablePos,
-      );
+    ({
+      modality_a: this.modality_a,
+      modality_v: this.modality_v,
+      pos_embed_a: this.pos_embed_a,
+      pos_embed_v: this.pos_embed_v,
+    } = modalityEmbeddings(pb, '', D, d, cfg.tr_pos));
     const block = (scope: string, i: number): Block =>
       new Block(pb.scope(scope).scope(i), D, cfg.num_heads, cfg.mlp_ratio);
     for (let i = 0; i < cfg.modality_specific_depth; i++)

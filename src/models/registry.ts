@@ -28,7 +28,7 @@ import {
 } from '../io/checkpoint.js';
 import type { WritableTensor } from '../io/safetensors.js';
 import { kernels } from '../kernels/index.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, UserError, fileError } from '../util/errors.js';
 import { CAVMAE, HEAD_AUDIO, HEAD_VISUAL, type CreateOptions } from './cavmae.js';
 import { CAVMAEFT, isHeadParam } from './cavmae-ft.js';
 import {
@@ -205,9 +205,9 @@ export function resolveModelConfig(
   if (!partial) {
     const inferred = inferConfigFromShapes(tensors);
     if (!inferred) {
-      throw fileError(
-        path,
-        'carries no model config and matches no preset; pass --config (a preset name or a JSON file of the constructor arguments)',
+      throw new OptionError(
+        (n) =>
+          `${path}: carries no model config and matches no preset; pass ${n('config')} (a preset name or a JSON file of the constructor arguments)`,
       );
     }
     partial = configToJson(inferred);
@@ -248,7 +248,7 @@ export function loadModel(path: string, opts?: LoadModelOptions): LoadedModel;
 export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedModel {
   const { tensors, metadata, format } = loadStateDict(path);
   const config = resolveModelConfig(path, tensors, metadata, opts);
-  // Check shapes on the layout before allocating (a wrong --config may name a huge model).
+  // Check shapes on the layout before allocating (a wrong config may name a huge model).
   const keys = compareKeys(parameterShapes(config), tensors);
   checkShapes(keys, path);
   // A checkpoint holding every parameter overwrites them all: the random initialisation would
@@ -280,9 +280,9 @@ export function loadInto(
   const allow = opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && isHeadParam(name));
   const badMissing = report.missing.filter((k) => opts.strict || !allow(k));
   if (badMissing.length > 0) {
-    throw fileError(
-      what,
-      `${badMissing.length} parameter(s) missing from the checkpoint (check --config): ${preview(badMissing)}`,
+    throw new OptionError(
+      (n) =>
+        `${what}: ${badMissing.length} parameter(s) missing from the checkpoint (check ${n('config')}): ${preview(badMissing)}`,
     );
   }
   if (opts.strict && report.unexpected.length > 0) {
@@ -296,9 +296,9 @@ function checkShapes(report: KeyReport, what: string): void {
   const m = report.shapeMismatch;
   if (m.length === 0) return;
   const s = (d: number[]): string => `[${d.join(',')}]`;
-  throw fileError(
-    what,
-    `does not fit the model config (check --config): ${m.length} size mismatch(es), e.g. ${m[0].key}: checkpoint ${s(m[0].got)}, model ${s(m[0].expected)}`,
+  throw new OptionError(
+    (n) =>
+      `${what}: does not fit the model config (check ${n('config')}): ${m.length} size mismatch(es), e.g. ${m[0].key}: checkpoint ${s(m[0].got)}, model ${s(m[0].expected)}`,
   );
 }
 

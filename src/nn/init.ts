@@ -10,11 +10,6 @@ export const zeros = (): InitFn => (out) => void out.fill(0);
 
 export const ones = (): InitFn => (out) => void out.fill(1);
 
-export const constant =
-  (value: number): InitFn =>
-  (out) =>
-    void out.fill(value);
-
 export const normal =
   (std: number, mean = 0): InitFn =>
   (out, rng) =>

@@ -3,7 +3,7 @@
  * TLS), N the Redis database number. Parsed once, checked with clear errors, and turned into
  * the connection options BullMQ and ioredis take.
  */
-import { UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 
 /** BullMQ key prefix: every key of ours in Redis starts with "cavmae:". */
 export const QUEUE_PREFIX = 'cavmae';
@@ -27,20 +27,26 @@ export function parseQueueUrl(url: string): QueueLocation {
   try {
     u = new URL(url);
   } catch {
-    throw new UserError(`--queue ${url}: not a URL (expected redis://HOST:PORT/N)`);
+    throw new OptionError((n) => `${n('queue')} ${url}: not a URL (expected redis://HOST:PORT/N)`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
-    throw new UserError(`--queue ${url}: the scheme must be redis:// or rediss://, got ${u.protocol}//`);
-  if (!u.hostname) throw new UserError(`--queue ${url}: no host`);
+    throw new OptionError(
+      (n) => `${n('queue')} ${url}: the scheme must be redis:// or rediss://, got ${u.protocol}//`,
+    );
+  if (!u.hostname) throw new OptionError((n) => `${n('queue')} ${url}: no host`);
   const port = u.port ? Number(u.port) : 6379;
   if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new UserError(`--queue ${url}: bad port ${u.port}`);
+    throw new OptionError((n) => `${n('queue')} ${url}: bad port ${u.port}`);
   const dbText = u.pathname.replace(/^\//, '') || '0';
   if (!/^\d{1,5}$/.test(dbText))
-    throw new UserError(`--queue ${url}: the path must be a database number (/0, /1, ...), got /${dbText}`);
+    throw new OptionError(
+      (n) => `${n('queue')} ${url}: the path must be a database number (/0, /1, ...), got /${dbText}`,
+    );
   const name = u.searchParams.get('queue') ?? DEFAULT_QUEUE_NAME;
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
-    throw new UserError(`--queue ${url}: queue name "${name}" must be 1-64 letters, digits, _ . -`);
+    throw new OptionError(
+      (n) => `${n('queue')} ${url}: queue name "${name}" must be 1-64 letters, digits, _ . -`,
+    );
   const hostPort = `${u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname}:${port}`;
   return {
     display: `${u.protocol}//${u.username ? `${decodeURIComponent(u.username)}@` : ''}${hostPort}/${dbText}${name !== DEFAULT_QUEUE_NAME ? `?queue=${name}` : ''}`,

@@ -4,7 +4,7 @@
  * matching prefix wins; prefixes match whole path segments only (/data/m does not map /data/media).
  */
 import { isAbsolute } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 
 export class PathMap {
   private readonly rules: { from: string; to: string }[];
@@ -13,11 +13,11 @@ export class PathMap {
     this.rules = specs.map((spec) => {
       const eq = spec.indexOf('=');
       if (eq <= 0 || eq === spec.length - 1)
-        throw new UserError(`--map ${spec}: expected FROM=TO (two absolute path prefixes)`);
+        throw new OptionError((n) => `${n('map')} ${spec}: expected FROM=TO (two absolute path prefixes)`);
       const from = trimSlash(spec.slice(0, eq));
       const to = trimSlash(spec.slice(eq + 1));
       if (!isAbsolute(from) || !isAbsolute(to))
-        throw new UserError(`--map ${spec}: both prefixes must be absolute paths`);
+        throw new OptionError((n) => `${n('map')} ${spec}: both prefixes must be absolute paths`);
       return { from, to };
     });
     this.rules.sort((a, b) => b.from.length - a.from.length);

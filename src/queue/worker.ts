@@ -23,7 +23,7 @@ import type { MediaEmbedder } from '../index/types.js';
 import type { Engine } from '../serve/engine.js';
 import { embedderFromEngine } from '../serve/engine.js';
 import { loadEngine } from '../serve/load-engine.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, UserError, fileError } from '../util/errors.js';
 import { connectionOptions, parseQueueUrl, QUEUE_PREFIX } from './location.js';
 import { PathMap } from './paths.js';
 import {
@@ -93,7 +93,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const log = o.log ?? (() => {});
   if (o.threads !== undefined) {
     if (!Number.isInteger(o.threads) || o.threads < 1)
-      throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
+      throw new OptionError((n) => `${n('threads')} must be a positive integer, got ${o.threads}`);
     kernels().setThreads(o.threads);
   }
   let model: LoadedModel | undefined;

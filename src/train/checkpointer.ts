@@ -94,18 +94,25 @@ export class Checkpointer {
   readonly everyEpoch: boolean;
   private readonly log: (msg: string) => void;
 
-  constructor(readonly runDir: string, opts: CheckpointerOptions = {}) {
+  constructor(
+    readonly runDir: string,
+    opts: CheckpointerOptions = {},
+  ) {
     this.dir = join(runDir, CHECKPOINT_DIR);
     this.keepLast = opts.keepLast ?? 3;
     this.everySteps = opts.everySteps ?? 0;
     this.everyEpoch = opts.everyEpoch ?? true;
     this.log = opts.log ?? ((m) => process.stderr.write(`cavmae: ${m}\n`));
-    if (!Number.isInteger(this.keepLast) || this.keepLast < 1) throw new UserError(`checkpoints: keepLast must be >= 1 (got ${this.keepLast})`);
+    if (!Number.isInteger(this.keepLast) || this.keepLast < 1)
+      throw new UserError(`checkpoints: keepLast must be >= 1 (got ${this.keepLast})`);
   }
 
   /** Whether the policy wants a checkpoint after `globalStep` steps (`endOfEpoch`: an epoch just finished). */
   due(globalStep: number, endOfEpoch: boolean): boolean {
-    return (endOfEpoch && this.everyEpoch) || (this.everySteps > 0 && globalStep > 0 && globalStep % this.everySteps === 0);
+    return (
+      (endOfEpoch && this.everyEpoch) ||
+      (this.everySteps > 0 && globalStep > 0 && globalStep % this.everySteps === 0)
+    );
   }
 
   /** Writes a checkpoint, then the latest pointer, then prunes; returns the checkpoint path. */
@@ -117,12 +124,19 @@ export class Checkpointer {
     const file = checkpointName(step);
     const path = join(this.dir, file);
     const tensors = new Map<string, WritableTensor>();
-    const entries: [string, ParamTensor][] = p.params instanceof Map ? [...p.params.entries()] : Object.entries(p.params as Record<string, ParamTensor>);
+    const entries: [string, ParamTensor][] =
+      p.params instanceof Map
+        ? [...p.params.entries()]
+        : Object.entries(p.params as Record<string, ParamTensor>);
     const paramIndex: [string, number][] = [];
     for (const [name, t] of entries) {
-      if (name === OPT_M || name === OPT_V) throw new Error(`checkpoints: parameter name '${name}' is reserved`);
+      if (name === OPT_M || name === OPT_V)
+        throw new Error(`checkpoints: parameter name '${name}' is reserved`);
       const n = t.shape.reduce((a: number, b: number) => a * b, 1);
-      if (n !== t.data.length) throw new Error(`checkpoints: parameter '${name}' has shape [${t.shape}] but ${t.data.length} values`);
+      if (n !== t.data.length)
+        throw new Error(
+          `checkpoints: parameter '${name}' has shape [${t.shape}] but ${t.data.length} values`,
+        );
       tensors.set(name, { dtype: 'F32', shape: [...t.shape], data: t.data });
       paramIndex.push([name, n]);
     }
@@ -166,14 +180,20 @@ export class Checkpointer {
     const files = this.list();
     const pointer = this.readPointer();
     const order = files.map((f) => f.file);
-    if (pointer && order.includes(pointer)) order.splice(order.indexOf(pointer), 1), order.unshift(pointer);
-    else if (pointer) this.log(`${join(this.dir, LATEST_FILE)} names ${pointer}, which does not exist; using the newest checkpoint file`);
+    if (pointer && order.includes(pointer)) {
+      order.splice(order.indexOf(pointer), 1);
+      order.unshift(pointer);
+    } else if (pointer)
+      this.log(
+        `${join(this.dir, LATEST_FILE)} names ${pointer}, which does not exist; using the newest checkpoint file`,
+      );
     const failures: string[] = [];
     for (const f of order) {
       const path = join(this.dir, f);
       try {
         const ck = loadCheckpoint(path);
-        if (failures.length) this.log(`resuming from ${path} (newer checkpoint unusable: ${failures.join('; ')})`);
+        if (failures.length)
+          this.log(`resuming from ${path} (newer checkpoint unusable: ${failures.join('; ')})`);
         return ck;
       } catch (e) {
         failures.push(`${f}: ${(e as Error).message}`);
@@ -246,22 +266,28 @@ export function checkpointName(step: number): string {
 /** Loads and validates one training checkpoint; UserError "<path>: <problem>" when it is not usable. */
 export function loadCheckpoint(path: string): LoadedCheckpoint {
   const { tensors, metadata } = readSafetensors(path);
-  if (metadata[KIND_KEY] !== KIND) throw fileError(path, 'not a cavmae training checkpoint (metadata cavmae.kind missing)');
-  let st: TrainState & { optimizer?: { stepCount: number; size: number; hyper?: Record<string, unknown> }; params?: [string, number][] };
+  if (metadata[KIND_KEY] !== KIND)
+    throw fileError(path, 'not a cavmae training checkpoint (metadata cavmae.kind missing)');
+  let st: TrainState & {
+    optimizer?: { stepCount: number; size: number; hyper?: Record<string, unknown> };
+    params?: [string, number][];
+  };
   try {
     st = JSON.parse(metadata[STATE_KEY] ?? '') as typeof st;
   } catch {
     throw fileError(path, 'training state metadata is not valid JSON');
   }
   for (const k of ['epoch', 'batchInEpoch', 'globalStep'] as const) {
-    if (!Number.isInteger(st[k]) || (st[k] as number) < 0) throw fileError(path, `training state has no valid ${k}`);
+    if (!Number.isInteger(st[k]) || (st[k] as number) < 0)
+      throw fileError(path, `training state has no valid ${k}`);
   }
   if (!Array.isArray(st.params)) throw fileError(path, 'training state lists no parameters');
   const params = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, n] of st.params) {
     const t = tensors.get(name);
     if (!t) throw fileError(path, `parameter '${name}' is missing`);
-    if (t.dtype !== 'F32' || t.data.length !== n) throw fileError(path, `parameter '${name}' should hold ${n} F32 values`);
+    if (t.dtype !== 'F32' || t.data.length !== n)
+      throw fileError(path, `parameter '${name}' should hold ${n} F32 values`);
     params.set(name, { shape: t.shape, data: t.data as Float32Array });
   }
   let optimizer: LoadedCheckpoint['optimizer'];
@@ -269,10 +295,25 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
     const m = tensors.get(OPT_M);
     const v = tensors.get(OPT_V);
     const size = st.optimizer.size;
-    if (!m || !v || m.dtype !== 'F32' || v.dtype !== 'F32' || m.data.length !== size || v.data.length !== size) {
-      throw fileError(path, `optimizer state incomplete (expected optimizer.m and optimizer.v of ${size} F32 values)`);
+    if (
+      !m ||
+      !v ||
+      m.dtype !== 'F32' ||
+      v.dtype !== 'F32' ||
+      m.data.length !== size ||
+      v.data.length !== size
+    ) {
+      throw fileError(
+        path,
+        `optimizer state incomplete (expected optimizer.m and optimizer.v of ${size} F32 values)`,
+      );
     }
-    optimizer = { m: m.data as Float32Array, v: v.data as Float32Array, stepCount: st.optimizer.stepCount, hyper: st.optimizer.hyper };
+    optimizer = {
+      m: m.data as Float32Array,
+      v: v.data as Float32Array,
+      stepCount: st.optimizer.stepCount,
+      hyper: st.optimizer.hyper,
+    };
   }
   let modelConfig: unknown;
   if (metadata[CONFIG_KEY] !== undefined) {

@@ -11,7 +11,7 @@ import { resolveLabels, type Dataset, type LabelMap } from '../data/datafile.js'
 import type { Batch } from '../data/loader.js';
 import { Rng } from '../data/rng.js';
 import { syncClipBatches, type SyncClipFailure } from '../data/sync.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, fileError } from '../util/errors.js';
 
 /** Clip batches for the training loop (the slice of DataLoader that trainLoop uses). */
 export class ClipLoader {
@@ -34,7 +34,9 @@ export class ClipLoader {
     },
   ) {
     if (!(Number.isInteger(o.batchSize) && o.batchSize >= 1))
-      throw new UserError(`--batch-size must be a positive integer (clips), got ${o.batchSize}`);
+      throw new OptionError(
+        (n) => `${n('batchSize')} must be a positive integer (clips), got ${o.batchSize}`,
+      );
     this.batchSize = o.batchSize;
     this.size = dataset.items.length;
     this.labels = resolveLabels(dataset, o.labelMap);

@@ -70,10 +70,11 @@ import {
 } from '../data/datafile.js';
 import { createLoader } from '../data/loader.js';
 import { Tensor } from '../tensor/tensor.js';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, fileError } from '../util/errors.js';
 import { FT_META } from '../eval/embed.js';
 import { evaluateClassifier, type ClassifierEval, type ClassifierLoss } from '../eval/evaluate.js';
 import { ClipLoader } from './clip-loader.js';
+import { REFERENCE_ADAM } from './recipes.js';
 import { headAndBaseGroups } from './optim.js';
 import {
   checkSameRun,
@@ -84,8 +85,8 @@ import {
   positive,
   runTraining,
   writeModelFile,
+  type CommonRunConfig,
   type LoopResult,
-  type RunSchedule,
   type TrainOptions,
 } from './run.js';
 
@@ -113,7 +114,7 @@ export interface FinetuneOptions extends TrainOptions {
   frameAgg?: boolean;
 }
 
-export interface FinetuneRunConfig {
+export interface FinetuneRunConfig extends CommonRunConfig {
   task: 'finetune';
   /** Set for the Sync classifier only (runs of the CAV-MAE classifier keep the earlier run.json). */
   kind?: 'cavmae-sync-ft';
@@ -123,16 +124,7 @@ export interface FinetuneRunConfig {
   model: Record<string, unknown>;
   labels: { mids: string[]; names: string[] };
   mode: FtMode;
-  seed: number;
-  batchSize: number;
-  epochs: number;
-  accum: number;
-  lr: number;
   headLr: number;
-  schedule: RunSchedule;
-  beta1: number;
-  beta2: number;
-  weightDecay: number;
   loss: ClassifierLoss;
   freezeBase: boolean;
   labelSmooth: number;
@@ -173,7 +165,9 @@ const num = (v: number | undefined, d: number): number => (v === undefined ? d :
 export function labelIndex(o: FinetuneOptions, train: Dataset, val: Dataset): LabelMap {
   const map = o.labelCsv ? loadLabelCsv(o.labelCsv) : buildLabelMap(train, val);
   if (map.numLabels === 0)
-    throw fileError(train.path, 'no item has a label; fine-tuning needs labelled data (and --label-csv)');
+    throw new OptionError(
+      (n) => `${train.path}: no item has a label; fine-tuning needs labelled data (and ${n('labelCsv')})`,
+    );
   return map;
 }
 
@@ -203,7 +197,9 @@ export function finetuneKind(
 ): 'cavmae-ft' | 'cavmae-sync-ft' {
   if (o.kind !== undefined) {
     if (o.kind !== 'cavmae-ft' && o.kind !== 'cavmae-sync-ft')
-      throw new UserError(`--kind must be cavmae-ft or cavmae-sync-ft, got "${o.kind as string}"`);
+      throw new OptionError(
+        (n) => `${n('kind')} must be cavmae-ft or cavmae-sync-ft, got "${o.kind as string}"`,
+      );
     return o.kind;
   }
   const family =
@@ -266,17 +262,18 @@ const FINETUNE_STRATEGY = {
   },
   aggregator: {
     runConfig(o: FinetuneOptions): Partial<FinetuneRunConfig> {
-      for (const [flag, given] of [
-        ['--mixup', o.mixup !== undefined && o.mixup !== 0],
-        ['--freqm', o.freqm !== undefined && o.freqm !== 0],
-        ['--timem', o.timem !== undefined && o.timem !== 0],
-        ['noise augmentation', o.noise === true],
-        ['--bal', o.balanced === true],
-        ['--weights', o.weights !== undefined],
+      for (const [option, given] of [
+        ['mixup', o.mixup !== undefined && o.mixup !== 0],
+        ['freqm', o.freqm !== undefined && o.freqm !== 0],
+        ['timem', o.timem !== undefined && o.timem !== 0],
+        ['noise', o.noise === true],
+        ['balanced', o.balanced === true],
+        ['weights', o.weights !== undefined],
       ] as const) {
         if (given)
-          throw new UserError(
-            `${flag}: the CAV-MAE Sync loader has no audio augmentation or balanced sampling (src/data/sync.ts); leave it out`,
+          throw new OptionError(
+            (n) =>
+              `${option === 'noise' ? 'noise augmentation' : n(option)}: the CAV-MAE Sync loader has no audio augmentation or balanced sampling (src/data/sync.ts); leave it out`,
           );
       }
       return { kind: 'cavmae-sync-ft' };
@@ -308,8 +305,9 @@ function finetuneModelConfig(
   init: ReturnType<typeof loadStateDict> | undefined,
 ): CavmaeConfig {
   if (!init && o.config === undefined)
-    throw new UserError(
-      'finetune: pass --init <pretrained model> (or --config <preset> to train from scratch)',
+    throw new OptionError(
+      (n) =>
+        `finetune: pass ${n('init')} <pretrained model> (or ${n('config')} <preset> to train from scratch)`,
     );
   const overrides: Record<string, unknown> = { label_dim: K };
   if (KIND_TRAITS[kind].sync) {
@@ -320,8 +318,9 @@ function finetuneModelConfig(
       o.config === undefined &&
       !KIND_TRAITS[(checkpointKind(o.init) as ModelKind | undefined) ?? 'cavmae']?.sync
     )
-      throw new UserError(
-        `${o.init}: is a CAV-MAE (not Sync) checkpoint; pass --config with the Sync layout (e.g. sync-tiny-ft) to fine-tune the Sync classifier from it`,
+      throw new OptionError(
+        (n) =>
+          `${o.init}: is a CAV-MAE (not Sync) checkpoint; pass ${n('config')} with the Sync layout (e.g. sync-tiny-ft) to fine-tune the Sync classifier from it`,
       );
   }
   return resolveModelConfig(o.init ?? 'config', init?.tensors ?? new Map(), init?.metadata ?? {}, {
@@ -387,8 +386,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   else {
     mode = (o.mode ?? 'multimodal') as FtMode;
     if (!['multimodal', 'audioonly', 'videoonly'].includes(mode))
-      throw new UserError(
-        `--mode must be multimodal, audioonly or videoonly (got "${o.mode}"); the missing* modes are inference-only (${FT_MODES.join(', ')})`,
+      throw new OptionError(
+        (n) =>
+          `${n('mode')} must be multimodal, audioonly or videoonly (got "${o.mode}"); the missing* modes are inference-only (${FT_MODES.join(', ')})`,
       );
   }
   const lossKind: ClassifierLoss =
@@ -398,7 +398,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         : 'bce'
       : o.loss;
   if (lossKind !== 'bce' && lossKind !== 'ce')
-    throw new UserError(`--loss must be bce, ce or auto, got "${o.loss as string}"`);
+    throw new OptionError((n) => `${n('loss')} must be bce, ce or auto, got "${o.loss as string}"`);
   const rc: FinetuneRunConfig = {
     task: 'finetune',
     data: resolve(o.data),
@@ -413,12 +413,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       epochs: 15,
       schedule: 'multistep',
       multistep: [5, 1, 0.5],
-      minLrRatio: 0.1,
-      beta1: 0.95,
-      beta2: 0.999,
-      weightDecay: 5e-7,
+      ...REFERENCE_ADAM,
     }),
-    headLr: positive(num(o.headLr, 100), '--head-lr'),
+    headLr: positive(num(o.headLr, 100), 'headLr'),
     loss: lossKind,
     freezeBase: o.freezeBase ?? false,
     labelSmooth: num(o.labelSmooth, 0.1),
@@ -592,19 +589,19 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
 
 function validateRunConfig(rc: FinetuneRunConfig): void {
   if (rc.mixup !== undefined && !(rc.mixup >= 0 && rc.mixup <= 1))
-    throw new UserError(`--mixup must be a probability in [0, 1], got ${rc.mixup}`);
+    throw new OptionError((n) => `${n('mixup')} must be a probability in [0, 1], got ${rc.mixup}`);
   if (!(rc.labelSmooth >= 0 && rc.labelSmooth < 1))
-    throw new UserError(`--label-smooth must be in [0, 1), got ${rc.labelSmooth}`);
+    throw new OptionError((n) => `${n('labelSmooth')} must be in [0, 1), got ${rc.labelSmooth}`);
   if (rc.freqm !== undefined && !(rc.freqm >= 0 && rc.timem! >= 0))
-    throw new UserError('--freqm and --timem must be >= 0');
+    throw new OptionError((n) => `${n('freqm')} and ${n('timem')} must be >= 0`);
   if (!(
     Number.isInteger(rc.waStart) &&
     Number.isInteger(rc.waEnd) &&
     rc.waStart >= 1 &&
     rc.waEnd >= rc.waStart
   )) {
-    throw new UserError(
-      `--wa-start/--wa-end must be epochs 1 <= start <= end, got ${rc.waStart}..${rc.waEnd}`,
+    throw new OptionError(
+      (n) => `${n('waStart')}/${n('waEnd')} must be epochs 1 <= start <= end, got ${rc.waStart}..${rc.waEnd}`,
     );
   }
 }

@@ -79,8 +79,8 @@ import {
   runTraining,
   stepRng,
   writeModelFile,
+  type CommonRunConfig,
   type LoopResult,
-  type RunSchedule,
   type TrainOptions,
 } from './run.js';
 
@@ -117,21 +117,12 @@ export interface PretrainOptions extends TrainOptions {
 }
 
 /** Everything that determines the computation (stored in checkpoints, compared on --resume). */
-export interface PretrainRunConfig {
+export interface PretrainRunConfig extends CommonRunConfig {
   task: 'pretrain';
   data: string;
   val: string | null;
   model: Record<string, unknown>;
   init: string | null;
-  seed: number;
-  batchSize: number;
-  epochs: number;
-  accum: number;
-  lr: number;
-  schedule: RunSchedule;
-  beta1: number;
-  beta2: number;
-  weightDecay: number;
   noise: boolean;
   augment: PretrainAugment;
   bf16: boolean;
@@ -166,7 +157,9 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   );
   if (o.variant !== undefined) {
     if (!VARIANTS.includes(o.variant))
-      throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
+      throw new OptionError(
+        (n) => `${n('variant')} must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`,
+      );
     partial.variant = o.variant;
   }
   const variant = (partial.variant ?? 'cavmae') as Variant;
@@ -182,7 +175,9 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   const noContrast = vt !== undefined && vt.contrastWeight === 0;
   if (o.contrastWeight !== undefined) {
     if (noContrast && o.contrastWeight !== 0)
-      throw new UserError(`--contrast-weight: variant "${variant}" has no contrastive term (λc = 0)`);
+      throw new OptionError(
+        (n) => `${n('contrastWeight')}: variant "${variant}" has no contrastive term (λc = 0)`,
+      );
     partial.contrast_loss_weight = o.contrastWeight;
   } else if (noContrast) partial.contrast_loss_weight = 0;
   if (o.maeWeight !== undefined) partial.mae_loss_weight = o.maeWeight;
@@ -191,7 +186,9 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   if (o.maskRatioV !== undefined) partial.mask_ratio_v = o.maskRatioV;
   if (o.maskMode !== undefined) {
     if (!MASK_MODES.includes(o.maskMode as MaskMode))
-      throw new UserError(`--mask-mode must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`);
+      throw new OptionError(
+        (n) => `${n('maskMode')} must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`,
+      );
     partial.mask_mode = o.maskMode;
   }
   if (o.bidirectional !== undefined) partial.bidirect_contrast = o.bidirectional;
@@ -269,10 +266,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const clipStrategy = o.strategy as ClipStrategy | undefined;
   const perPair = model.dims.framesPerClip > 1;
   if (clipStrategy !== undefined && (!perPair || !CLIP_STRATEGIES.includes(clipStrategy)))
-    throw new UserError(
+    throw new OptionError((n) =>
       perPair
-        ? `--strategy must be one of ${CLIP_STRATEGIES.join(', ')}, got "${clipStrategy}"`
-        : '--strategy: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)',
+        ? `${n('strategy')} must be one of ${CLIP_STRATEGIES.join(', ')}, got "${clipStrategy}"`
+        : `${n('strategy')}: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)`,
     );
   if (rc.init && !resumed) log(`initialised from ${rc.init}: ${strategy.init(model, rc.init)}`);
   const optimizer = makeAdam(model, allTrainableGroup(model), rc);
@@ -289,7 +286,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   let lastEval: Record<string, number> | undefined;
   const evalEvery = o.evalEvery ?? 1;
   if (!(Number.isInteger(evalEvery) && evalEvery >= 1))
-    throw new UserError(`--eval-every must be a positive integer (epochs), got ${evalEvery}`);
+    throw new OptionError((n) => `${n('evalEvery')} must be a positive integer (epochs), got ${evalEvery}`);
   const { loop, planned } = await runTraining({
     run,
     rc,

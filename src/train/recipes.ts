@@ -11,7 +11,7 @@
  * groups' NCE is their mean), so both recipes train on the mean here.
  */
 import { kindTraits, type ModelKind } from '../models/index.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 /** The Sync pretraining recipe (the research branch's values), for `cavmae pretrain --recipe sync`. */
 export const SYNC_RECIPE = {
@@ -77,16 +77,16 @@ export interface PretrainDefaults {
   augment?: PretrainAugment;
 }
 
+/** The reference's Adam (betas, L2 weight decay) and the cosine floor, shared by its recipes and fine-tuning. */
+export const REFERENCE_ADAM = { minLrRatio: 0.1, beta1: 0.95, beta2: 0.999, weightDecay: 5e-7 } as const;
+
 export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
   cavmae: {
     lr: 5e-5,
     batchSize: 48,
     epochs: 25,
     schedule: 'multistep',
-    minLrRatio: 0.1,
-    beta1: 0.95,
-    beta2: 0.999,
-    weightDecay: 5e-7,
+    ...REFERENCE_ADAM,
     noise: true,
   },
   sync: {
@@ -113,10 +113,7 @@ export const PRETRAIN_RECIPES: Record<RecipeName, PretrainDefaults> = {
     epochs: 54,
     schedule: 'cosine',
     warmupSteps: 30,
-    minLrRatio: 0.1,
-    beta1: 0.95,
-    beta2: 0.999,
-    weightDecay: 5e-7,
+    ...REFERENCE_ADAM,
     noise: false,
     contrastWeight: 1,
     normPixLoss: true,
@@ -135,7 +132,7 @@ export function recipeFor(asked: string | undefined, modelKind: ModelKind, confi
     return PRESET_RECIPES[config];
   if (asked === undefined) return kindTraits({ model: modelKind }).sync ? 'sync' : 'cavmae';
   if (!(RECIPE_NAMES as readonly string[]).includes(asked))
-    throw new UserError(`--recipe must be one of ${RECIPE_NAMES.join(', ')}, got "${asked}"`);
+    throw new OptionError((n) => `${n('recipe')} must be one of ${RECIPE_NAMES.join(', ')}, got "${asked}"`);
   return asked as RecipeName;
 }
 
@@ -161,8 +158,8 @@ export function applyRecipeToConfig(
     o.variant !== undefined &&
     o.variant !== 'cavmae'
   )
-    throw new UserError(
-      `--variant ${o.variant}: ${where} is a CAV-MAE Sync model, which has no table-1 variants`,
+    throw new OptionError(
+      (n) => `${n('variant')} ${o.variant}: ${where} is a CAV-MAE Sync model, which has no table-1 variants`,
     );
   const d = PRETRAIN_RECIPES[recipe];
   if (

@@ -27,7 +27,7 @@ import { hashWords } from '../data/rng.js';
 import type { Batch, DataLoader } from '../data/loader.js';
 import { AUDIO_NORM } from '../audio/index.js';
 import { Rng } from '../tensor/rng.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { Checkpointer, type LoadedCheckpoint, type TrainState } from './checkpointer.js';
 import { JsonlLogger, readJsonl, type LogRecord } from './logger.js';
 import { Adam, type ParamGroup } from './optim.js';
@@ -53,7 +53,14 @@ export interface RunFolder {
 
 export function runFolder(dir: string): RunFolder {
   const d = resolve(dir);
-  return { dir: d, model: join(d, MODEL_FILE), log: join(d, LOG_FILE), plots: join(d, PLOTS_DIR), runJson: join(d, RUN_FILE), result: join(d, RESULT_FILE) };
+  return {
+    dir: d,
+    model: join(d, MODEL_FILE),
+    log: join(d, LOG_FILE),
+    plots: join(d, PLOTS_DIR),
+    runJson: join(d, RUN_FILE),
+    result: join(d, RESULT_FILE),
+  };
 }
 
 /**
@@ -69,14 +76,26 @@ export function openRun(
 ): { folder: RunFolder; checkpointer: Checkpointer; resumed?: LoadedCheckpoint } {
   const every = policy.checkpointEvery ?? 0;
   const keep = policy.keepCheckpoints ?? 3;
-  if (!(Number.isInteger(every) && every >= 0)) throw new UserError(`--checkpoint-every must be an integer >= 0, got ${every}`);
-  if (!(Number.isInteger(keep) && keep >= 1)) throw new UserError(`--keep-checkpoints must be an integer >= 1, got ${keep}`);
+  if (!(Number.isInteger(every) && every >= 0))
+    throw new OptionError((n) => `${n('checkpointEvery')} must be an integer >= 0, got ${every}`);
+  if (!(Number.isInteger(keep) && keep >= 1))
+    throw new OptionError((n) => `${n('keepCheckpoints')} must be an integer >= 1, got ${keep}`);
   const folder = runFolder(dir);
   mkdirSync(folder.dir, { recursive: true });
-  const checkpointer = new Checkpointer(folder.dir, { log, everySteps: every, keepLast: keep, everyEpoch: true });
-  const hasCheckpoints = existsSync(checkpointer.dir) && readdirSync(checkpointer.dir).some((f) => f.endsWith('.safetensors'));
+  const checkpointer = new Checkpointer(folder.dir, {
+    log,
+    everySteps: every,
+    keepLast: keep,
+    everyEpoch: true,
+  });
+  const hasCheckpoints =
+    existsSync(checkpointer.dir) && readdirSync(checkpointer.dir).some((f) => f.endsWith('.safetensors'));
   if (!resume) {
-    if (hasCheckpoints) throw new UserError(`${folder.dir}: already holds a run (checkpoints/); pass --resume to continue it, or choose another --out`);
+    if (hasCheckpoints)
+      throw new OptionError(
+        (n) =>
+          `${folder.dir}: already holds a run (checkpoints/); pass ${n('resume')} to continue it, or choose another ${n('out')}`,
+      );
     return { folder, checkpointer };
   }
   const resumed = checkpointer.loadLatest();
@@ -88,7 +107,11 @@ export function openRun(
  * Options that define the computation of a run. On --resume they must equal the stored ones
  * (a resumed run must be the same run); budget and I/O options may change.
  */
-export function checkSameRun(stored: Record<string, unknown>, given: Record<string, unknown>, what: string): void {
+export function checkSameRun(
+  stored: Record<string, unknown>,
+  given: Record<string, unknown>,
+  what: string,
+): void {
   const diffs: string[] = [];
   const keys = new Set([...Object.keys(stored), ...Object.keys(given)]);
   for (const k of keys) {
@@ -97,7 +120,10 @@ export function checkSameRun(stored: Record<string, unknown>, given: Record<stri
     if (a !== b) diffs.push(`${k}: checkpoint ${a}, now ${b}`);
   }
   if (diffs.length) {
-    throw new UserError(`${what}: --resume with different training options (${diffs.slice(0, 4).join('; ')}${diffs.length > 4 ? '; ...' : ''}); resume with the original options or start a new --out`);
+    throw new OptionError(
+      (n) =>
+        `${what}: ${n('resume')} with different training options (${diffs.slice(0, 4).join('; ')}${diffs.length > 4 ? '; ...' : ''}); resume with the original options or start a new ${n('out')}`,
+    );
   }
 }
 
@@ -114,13 +140,25 @@ export function stepRng(seed: number, step: number, micro: number, tag = 0x6d617
 }
 
 /** Writes a model's weights with its config and the preprocessing (with this run's audio norm) it was trained on (atomic). */
-export function writeModelFile(path: string, model: AnyModel, extra: Record<string, string> = {}, audioNorm = AUDIO_NORM): void {
+export function writeModelFile(
+  path: string,
+  model: AnyModel,
+  extra: Record<string, string> = {},
+  audioNorm = AUDIO_NORM,
+): void {
   saveModel(path, model, { extra, preprocess: preprocessForConfig(model.config, audioNorm) });
 }
 
 /** One Adam group per list of (offset, length) ranges: everything trainable in one group. */
 export function allTrainableGroup(model: AnyModel): ParamGroup[] {
-  return [{ name: 'base', ranges: model.arena.trainableRanges().map((r) => [r.offset, r.size] as const), lrScale: 1, requiresGrad: true }];
+  return [
+    {
+      name: 'base',
+      ranges: model.arena.trainableRanges().map((r) => [r.offset, r.size] as const),
+      lrScale: 1,
+      requiresGrad: true,
+    },
+  ];
 }
 
 export interface OptimHyper {
@@ -131,7 +169,12 @@ export interface OptimHyper {
 }
 
 export function makeAdam(model: AnyModel, groups: ParamGroup[], h: OptimHyper): Adam {
-  return new Adam(model.arena.data, model.arena.grad, groups, { beta1: h.beta1, beta2: h.beta2, weightDecay: h.weightDecay, decoupled: h.decoupled ?? false });
+  return new Adam(model.arena.data, model.arena.grad, groups, {
+    beta1: h.beta1,
+    beta2: h.beta2,
+    weightDecay: h.weightDecay,
+    decoupled: h.decoupled ?? false,
+  });
 }
 
 /** Restores parameters and optimizer state from a training checkpoint. */
@@ -147,7 +190,9 @@ export class StopFlag {
   private readonly handler = (sig: NodeJS.Signals): void => {
     if (this.requested) process.exit(130);
     this.requested = sig;
-    process.stderr.write(`\ncavmae: ${sig}: stopping after this step and saving a checkpoint (again to abort)\n`);
+    process.stderr.write(
+      `\ncavmae: ${sig}: stopping after this step and saving a checkpoint (again to abort)\n`,
+    );
   };
 
   install(): this {
@@ -230,15 +275,27 @@ export function stepsPerEpoch(loader: Pick<DataLoader, 'numBatches'>, accum: num
 export async function trainLoop(spec: LoopSpec): Promise<LoopResult> {
   const { loader, optimizer, model, checkpointer, logger, accum } = spec;
   const nb = loader.numBatches;
-  if (nb === 0) throw new UserError(`${loader.dataset.path}: ${loader.size} samples make no full batch of ${loader.batchSize}; lower --batch-size`);
-  if (!(Number.isInteger(accum) && accum >= 1)) throw new UserError(`--accum must be a positive integer, got ${accum}`);
+  if (nb === 0)
+    throw new OptionError(
+      (n) =>
+        `${loader.dataset.path}: ${loader.size} samples make no full batch of ${loader.batchSize}; lower ${n('batchSize')}`,
+    );
+  if (!(Number.isInteger(accum) && accum >= 1))
+    throw new OptionError((n) => `${n('accum')} must be a positive integer, got ${accum}`);
   const spe = stepsPerEpoch(loader, accum);
   const planned = Math.min(spec.epochs * spe, spec.maxSteps ?? Infinity);
   let { epoch, batchInEpoch, globalStep } = spec.start;
   const t0 = performance.now();
   const deadline = spec.maxMinutes !== undefined ? t0 + spec.maxMinutes * 60_000 : Infinity;
   const stop = new StopFlag().install();
-  const progress = spec.quiet ? undefined : new Progress({ total: planned, start: globalStep, label: spec.label, samplesPerStep: spec.samplesPerStep * accum });
+  const progress = spec.quiet
+    ? undefined
+    : new Progress({
+        total: planned,
+        start: globalStep,
+        label: spec.label,
+        samplesPerStep: spec.samplesPerStep * accum,
+      });
   const tape = new Tape({ bf16: spec.bf16 });
   const recentWindow: Record<string, number>[] = [];
   let lastPlot = performance.now();
@@ -251,8 +308,22 @@ export async function trainLoop(spec: LoopSpec): Promise<LoopResult> {
   const save = (): void => {
     checkpointer.save({
       params: model.arena.stateDict(),
-      optimizer: { ...optimizer.state(), hyper: { beta1: optimizer.beta1, beta2: optimizer.beta2, eps: optimizer.eps, weightDecay: optimizer.weightDecay } },
-      state: { epoch, batchInEpoch, globalStep, rng: { scheme: 'derived from (seed, epoch, position) and (seed, step, micro-batch)' }, ...spec.extraState() } as TrainState,
+      optimizer: {
+        ...optimizer.state(),
+        hyper: {
+          beta1: optimizer.beta1,
+          beta2: optimizer.beta2,
+          eps: optimizer.eps,
+          weightDecay: optimizer.weightDecay,
+        },
+      },
+      state: {
+        epoch,
+        batchInEpoch,
+        globalStep,
+        rng: { scheme: 'derived from (seed, epoch, position) and (seed, step, micro-batch)' },
+        ...spec.extraState(),
+      } as TrainState,
       modelConfig: configToJson(model.config),
     });
     savedAt = globalStep;
@@ -289,7 +360,10 @@ export async function trainLoop(spec: LoopSpec): Promise<LoopResult> {
           if (micro < groupSize) continue;
           // One optimizer step over the accumulated gradient.
           if (!Object.values(sums).every(Number.isFinite)) {
-            throw new UserError(`training diverged at step ${globalStep + 1} (non-finite loss: ${JSON.stringify(sums)}); lower --lr (the last checkpoint is intact)`);
+            throw new OptionError(
+              (n) =>
+                `training diverged at step ${globalStep + 1} (non-finite loss: ${JSON.stringify(sums)}); lower ${n('lr')} (the last checkpoint is intact)`,
+            );
           }
           const lr = spec.schedule.lr(epoch, globalStep);
           optimizer.step(lr);
@@ -330,11 +404,25 @@ export async function trainLoop(spec: LoopSpec): Promise<LoopResult> {
   }
   refreshPlots();
   const recent: Record<string, number> = {};
-  for (const r of recentWindow) for (const [k, v] of Object.entries(r)) recent[k] = (recent[k] ?? 0) + v / recentWindow.length;
-  return { reason, epoch, batchInEpoch, globalStep, stepsThisRun, seconds: (performance.now() - t0) / 1000, recent };
+  for (const r of recentWindow)
+    for (const [k, v] of Object.entries(r)) recent[k] = (recent[k] ?? 0) + v / recentWindow.length;
+  return {
+    reason,
+    epoch,
+    batchInEpoch,
+    globalStep,
+    stepsThisRun,
+    seconds: (performance.now() - t0) / 1000,
+    recent,
+  };
 }
 
-async function runEndOfEpoch(spec: LoopSpec, logger: JsonlLogger, epoch: number, step: number): Promise<void> {
+async function runEndOfEpoch(
+  spec: LoopSpec,
+  logger: JsonlLogger,
+  epoch: number,
+  step: number,
+): Promise<void> {
   if (!spec.endOfEpoch) return;
   const metrics = await spec.endOfEpoch(epoch, step);
   if (metrics && Object.keys(metrics).length) logger.log({ kind: 'eval', step, epoch, ...metrics });
@@ -416,20 +504,32 @@ export interface RunDefaults {
   warmupSteps?: number;
 }
 
+/** The run options every task stores (seed, batching, Adam, the lr schedule). */
+export type CommonRunConfig = ReturnType<typeof commonRunConfig>;
+
 /** The shared run options, resolved against the defaults and checked. */
 export function commonRunConfig(o: TrainOptions, d: RunDefaults) {
   const num = (v: number | undefined, dv: number): number => (v === undefined ? dv : v);
   const kind = o.schedule ?? d.schedule;
-  if (!['multistep', 'cosine', 'constant'].includes(kind)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${kind}"`);
+  if (!['multistep', 'cosine', 'constant'].includes(kind))
+    throw new OptionError((n) => `${n('schedule')} must be multistep, cosine or constant, got "${kind}"`);
   const warmup = o.warmupSteps ?? d.warmupSteps;
-  if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
+  if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0))
+    throw new OptionError((n) => `${n('warmupSteps')} must be an integer >= 0, got ${warmup}`);
   return {
     seed: num(o.seed, 0),
-    batchSize: positive(num(o.batchSize, d.batchSize), '--batch-size', true),
-    epochs: positive(num(o.epochs, d.epochs), '--epochs', true),
-    accum: positive(num(o.accum, 1), '--accum', true),
-    lr: positive(num(o.lr, d.lr), '--lr'),
-    schedule: { kind, start: num(o.lrStart, d.multistep[0]), step: num(o.lrStep, d.multistep[1]), decay: num(o.lrDecay, d.multistep[2]), warmupSteps: warmup ?? null, minLrRatio: num(o.minLrRatio, d.minLrRatio) } as RunSchedule,
+    batchSize: positive(num(o.batchSize, d.batchSize), 'batchSize', true),
+    epochs: positive(num(o.epochs, d.epochs), 'epochs', true),
+    accum: positive(num(o.accum, 1), 'accum', true),
+    lr: positive(num(o.lr, d.lr), 'lr'),
+    schedule: {
+      kind,
+      start: num(o.lrStart, d.multistep[0]),
+      step: num(o.lrStep, d.multistep[1]),
+      decay: num(o.lrDecay, d.multistep[2]),
+      warmupSteps: warmup ?? null,
+      minLrRatio: num(o.minLrRatio, d.minLrRatio),
+    } as RunSchedule,
     beta1: num(o.beta1, d.beta1),
     beta2: num(o.beta2, d.beta2),
     weightDecay: num(o.weightDecay, d.weightDecay),
@@ -447,7 +547,10 @@ export interface RunSchedule {
 }
 
 /** The lr schedule of a run, given its steps per epoch. */
-export function scheduleConfig(rc: { lr: number; epochs: number; schedule: RunSchedule }, spe: number): ScheduleConfig {
+export function scheduleConfig(
+  rc: { lr: number; epochs: number; schedule: RunSchedule },
+  spe: number,
+): ScheduleConfig {
   const s = rc.schedule;
   switch (s.kind) {
     case 'multistep':
@@ -462,9 +565,10 @@ export function scheduleConfig(rc: { lr: number; epochs: number; schedule: RunSc
   }
 }
 
-/** Throws the flag's error unless `v` is a positive (integer) number; returns it. */
-export function positive(v: number, what: string, int = false): number {
-  if (!(v > 0) || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw new UserError(`${what} must be a positive ${int ? 'integer' : 'number'}, got ${v}`);
+/** Throws an OptionError naming `option` unless `v` is a positive (integer) number; returns it. */
+export function positive(v: number, option: string, int = false): number {
+  if (!(v > 0) || !Number.isFinite(v) || (int && !Number.isInteger(v)))
+    throw new OptionError((n) => `${n(option)} must be a positive ${int ? 'integer' : 'number'}, got ${v}`);
   return v;
 }
 
@@ -504,14 +608,32 @@ export async function runTraining(t: TrainingSpec): Promise<{ loop: LoopResult; 
   const start = { epoch: 0, batchInEpoch: 0, globalStep: 0 };
   if (resumed) {
     restoreCheckpoint(resumed, model, optimizer);
-    Object.assign(start, { epoch: resumed.state.epoch, batchInEpoch: resumed.state.batchInEpoch, globalStep: resumed.state.globalStep });
+    Object.assign(start, {
+      epoch: resumed.state.epoch,
+      batchInEpoch: resumed.state.batchInEpoch,
+      globalStep: resumed.state.globalStep,
+    });
     t.onResume?.(resumed.state);
     truncateLogAfter(folder.log, start.globalStep);
-    t.log(`resuming ${folder.dir} at step ${start.globalStep} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
+    t.log(
+      `resuming ${folder.dir} at step ${start.globalStep} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`,
+    );
   }
-  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, ...t.runJson, budget: { maxSteps: t.budget.maxSteps ?? null, maxMinutes: t.budget.maxMinutes ?? null } }, null, 1) + '\n');
+  writeFileAtomic(
+    folder.runJson,
+    JSON.stringify(
+      {
+        ...rc,
+        ...t.runJson,
+        budget: { maxSteps: t.budget.maxSteps ?? null, maxMinutes: t.budget.maxMinutes ?? null },
+      },
+      null,
+      1,
+    ) + '\n',
+  );
   const logger = new JsonlLogger(folder.log);
-  if (!resumed) logger.log({ kind: 'info', step: 0, ...t.info, params: model.arena.numTrainable, stepsPerEpoch: spe });
+  if (!resumed)
+    logger.log({ kind: 'info', step: 0, ...t.info, params: model.arena.numTrainable, stepsPerEpoch: spe });
   const planned = Math.min(rc.epochs * spe, t.budget.maxSteps ?? Infinity);
   try {
     const loop = await trainLoop({
@@ -551,7 +673,17 @@ export function finishRun(
   head: Record<string, unknown>,
   tail: Record<string, unknown>,
 ): void {
-  const result = { ...head, out: folder.dir, model: folder.model, stop: loop.reason, steps: loop.globalStep, planned, epochsDone: loop.epoch, secondsThisRun: loop.seconds, ...tail };
+  const result = {
+    ...head,
+    out: folder.dir,
+    model: folder.model,
+    stop: loop.reason,
+    steps: loop.globalStep,
+    planned,
+    epochsDone: loop.epoch,
+    secondsThisRun: loop.seconds,
+    ...tail,
+  };
   writeFileAtomic(folder.result, JSON.stringify(result, null, 1) + '\n');
   log(stopMessage(loop, planned));
 }

@@ -20,21 +20,17 @@
  *   train-c_acc.png and train-nce.png (the runs' logged training curves, 20-step means; the NCE
  *   is loss_c / λc so runs with different λc compare). `writePlots` redraws them from
  *   segment-curves.json alone (the run folders only for the logged training curves).
- * - Run as a script (after `npx tsc`):
- *     node dist/src/train/sync-experiment.js run --out DIR [--steps N] [--n N] [--test-n N] [--arms sync,clip]
- *     node dist/src/train/sync-experiment.js --data TEST.json --out DIR [--point-every S] name=RUN_DIR ...
- *     node dist/src/train/sync-experiment.js --plots-only --out DIR
- *   Each prints the summary table.
+ * - `cavmae sync-experiment` runs all three (src/cli/commands/sync-experiment.ts): the whole
+ *   experiment, `--eval name=RUN_DIR ...` (evaluate existing runs), `--plots-only` (redraw).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { writeFileAtomic } from '../io/atomic.js';
 import { CAVMAE, KIND_TRAITS, kindTraits, type ModelKind } from '../models/index.js';
 import { loadDataset } from '../data/datafile.js';
 import { makeSyncDemoData } from '../data/avdigits.js';
 import { loadInferenceModel } from '../eval/embed.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { DEMO_RECIPE, demoModelConfig } from './demo.js';
 import { readJsonl } from './logger.js';
 import { writeLinePlot, type Series } from './plots.js';
@@ -49,7 +45,6 @@ import { segmentRetrieval, type LevelRetrievalReport } from '../eval/retrieval-r
  * 0.5, batch 64, bf16): one Sync training pair (a 1.28 s segment and its frame) is the demo's task.
  */
 // The demo's pretraining recipe without its demo-only knobs (CI step count, time cap, evaluation interval).
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the three are dropped on purpose
 const { ciSteps: _ciSteps, minutes: _minutes, evalSteps: _evalSteps, ...demoPretrain } = DEMO_RECIPE.pretrain;
 
 export const SYNC_EXPERIMENT = {
@@ -163,7 +158,9 @@ export async function evaluateExperiment(o: {
     );
   const L = o.segmentLength ?? syncL[0] ?? 96;
   if (syncL.length && syncL[0] !== L)
-    throw new UserError(`--segment-length ${L}: the Sync runs were trained on ${syncL[0]}-row segments`);
+    throw new OptionError(
+      (n) => `${n('segmentLength')} ${L}: the Sync runs were trained on ${syncL[0]}-row segments`,
+    );
   const dataset = loadDataset(o.data);
   const clips = await loadClipBatches(dataset, { segmentLength: L, imageSize: S });
   log(`decoded ${clips.reduce((s, b) => s + b.n, 0)} test clips (${L}-row segments, ${S} px frames)`);
@@ -476,73 +473,11 @@ export async function runSyncExperiment(o: SyncExperimentOptions): Promise<Exper
   });
 }
 
-const USAGE = `usage:
-  sync-experiment run --out DIR [--steps N] [--n N] [--test-n N] [--arms sync,clip] [--workers N] [--quiet]
-  sync-experiment --data TEST.json --out DIR [--segment-length L] [--point-every S] name=RUN_DIR ...
-  sync-experiment --plots-only --out DIR`;
-
-function intArg(flag: string, v: string | undefined): number {
-  const n = Number(v);
-  if (v === undefined || !Number.isInteger(n) || n < 1)
-    throw new UserError(`${flag} needs a positive integer, got "${v ?? ''}"`);
-  return n;
-}
-
-async function main(argv: string[]): Promise<void> {
-  let r: ExperimentResult;
-  let out: string | undefined;
-  if (argv[0] === 'run') {
-    const o: Partial<SyncExperimentOptions> = {};
-    for (let i = 1; i < argv.length; i++) {
-      const a = argv[i];
-      if (a === '--out') o.out = argv[++i];
-      else if (a === '--steps') o.steps = intArg(a, argv[++i]);
-      else if (a === '--n') o.n = intArg(a, argv[++i]);
-      else if (a === '--test-n') o.testN = intArg(a, argv[++i]);
-      else if (a === '--workers') o.workers = intArg(a, argv[++i]);
-      else if (a === '--arms') o.arms = (argv[++i] ?? '').split(',') as ExperimentArm[];
-      else if (a === '--quiet') o.quiet = true;
-      else throw new UserError(`unknown argument "${a}"\n${USAGE}`);
-    }
-    if (!o.out) throw new UserError(`run needs --out\n${USAGE}`);
-    out = join(resolve(o.out), 'eval');
-    r = await runSyncExperiment(o as SyncExperimentOptions);
-  } else {
-    let data: string | undefined;
-    let plotsOnly = false;
-    let segmentLength: number | undefined;
-    let pointEvery: number | undefined;
-    const runs: ExperimentRun[] = [];
-    for (let i = 0; i < argv.length; i++) {
-      const a = argv[i];
-      if (a === '--data') data = argv[++i];
-      else if (a === '--out') out = argv[++i];
-      else if (a === '--plots-only') plotsOnly = true;
-      else if (a === '--segment-length') segmentLength = intArg(a, argv[++i]);
-      else if (a === '--point-every') pointEvery = intArg(a, argv[++i]);
-      else {
-        const m = /^([^=-][^=]*)=(.+)$/.exec(a);
-        if (!m) throw new UserError(`expected name=RUN_DIR, got "${a}"\n${USAGE}`);
-        runs.push({ name: m[1], dir: m[2] });
-      }
-    }
-    if (plotsOnly) {
-      if (!out) throw new UserError(`--plots-only needs --out\n${USAGE}`);
-      const path = join(out, 'segment-curves.json');
-      if (!existsSync(path)) throw new UserError(`${path}: not found (evaluate the runs first)`);
-      r = JSON.parse(readFileSync(path, 'utf8')) as ExperimentResult;
-      writePlots(r, out);
-    } else {
-      if (!data || !out || runs.length === 0) throw new UserError(USAGE);
-      r = await evaluateExperiment({ runs, data, out, segmentLength, pointEvery });
-    }
-  }
-  process.stdout.write(formatExperiment(r) + '\n' + (out ? `curves: ${out}\n` : ''));
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).catch((e: Error) => {
-    process.stderr.write(`sync-experiment: ${e.message}\n`);
-    process.exit(1);
-  });
+/** Redraws the PNGs of an evaluated experiment folder from its segment-curves.json. */
+export function redrawPlots(out: string): ExperimentResult {
+  const path = join(out, 'segment-curves.json');
+  if (!existsSync(path)) throw new UserError(`${path}: not found (evaluate the runs first)`);
+  const r = JSON.parse(readFileSync(path, 'utf8')) as ExperimentResult;
+  writePlots(r, out);
+  return r;
 }

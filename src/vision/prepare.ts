@@ -14,7 +14,7 @@
  */
 import { existsSync, readdirSync, statSync, unlinkSync, readFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
-import { UserError, fileError } from '../util/errors.js';
+import { OptionError, UserError, fileError } from '../util/errors.js';
 import { probeMedia, runFfmpeg } from '../util/ffmpeg.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import {
@@ -297,10 +297,10 @@ async function prepareOne(
 export async function prepareVideos(videos: string[], opts: PrepareOptions): Promise<PrepareSummary> {
   const frames = opts.frames ?? FRAME_COUNTS.cavmae;
   if (!(Number.isInteger(frames) && frames > 0 && frames <= 1000))
-    throw new UserError(`--frames must be a positive integer, got ${frames}`);
+    throw new OptionError((n) => `${n('frames')} must be an integer in [1, 1000], got ${frames}`);
   const jobs = opts.jobs ?? 2;
   if (!(Number.isInteger(jobs) && jobs > 0 && jobs <= 256))
-    throw new UserError(`--jobs must be a positive integer, got ${jobs}`);
+    throw new OptionError((n) => `${n('jobs')} must be an integer in [1, 256], got ${jobs}`);
   const { dataFile, failuresFile, audioDir, framesDir } = datafilePaths(opts.out);
   try {
     mkdirSync(audioDir, { recursive: true });

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseQueueUrl } from '../../src/queue/location.js';
 import { PathMap } from '../../src/queue/paths.js';
+import { cli } from '../train/pretrain-fixture.js';
 import {
   decodeJobResult,
   encodeVector,
@@ -22,7 +23,7 @@ test('queue URLs: host, port, database, credentials, queue name; bad ones named'
   assert.ok(!s.display.includes('cret'), 'the password never appears in messages');
   assert.equal(parseQueueUrl('redis://h').port, 6379);
   assert.equal(parseQueueUrl('redis://h').db, 0);
-  assert.throws(() => parseQueueUrl('http://h:1/0'), /scheme must be redis/);
+  assert.throws(() => parseQueueUrl('http://h:1/0'), /^OptionError: queue http:\/\/h:1\/0: the scheme must be redis/);
   assert.throws(() => parseQueueUrl('redis://h:1/abc'), /database number/);
   assert.throws(() => parseQueueUrl('not a url'), /not a URL/);
   assert.throws(() => parseQueueUrl('redis://h/0?queue=a:b'), /queue name/);
@@ -37,7 +38,17 @@ test('path maps: longest prefix, whole segments only', () => {
   assert.equal(new PathMap([]).local('/a/b'), '/a/b');
   assert.equal(new PathMap(['/a/=/b/']).local('/a/c'), '/b/c');
   assert.throws(() => new PathMap(['relative=/x']), /absolute/);
-  assert.throws(() => new PathMap(['/x']), /FROM=TO/);
+  assert.throws(() => new PathMap(['/x']), /^OptionError: map \/x: expected FROM=TO/);
+});
+
+test('the worker command names its flags where the library names its options', () => {
+  // Both fail before any connection is tried.
+  let r = cli(['worker', '--queue', 'http://h:1/0']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^cavmae: --queue http:\/\/h:1\/0: the scheme must be redis:\/\/ or rediss:\/\/, got http:\/\/\n$/);
+  r = cli(['worker', '--queue', 'redis://127.0.0.1:1/0', '--map', '/x']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^cavmae: --map \/x: expected FROM=TO/);
 });
 
 const data: EmbedJobData = {

@@ -101,7 +101,7 @@ test('from scratch (--config, no --init) learns the easy synthetic classes; bad 
   writeFileSync(bad, JSON.stringify({ items: [{ id: 'x', audio: join(s.set.dir, 'media', 'val_000_0.wav'), image: join(s.set.dir, 'media', 'val_000_0.png'), label: 'class9' }] }));
   await assert.rejects(finetune({ ...opts(s, 'bad'), val: bad }), /label "class9" is not in .*labels\.csv/);
   assert.ok(!existsSync(join(tmp, 'bad', 'checkpoints')), 'nothing trained');
-  await assert.rejects(finetune({ ...opts(s, 'noinit'), init: undefined }), /pass --init/);
+  await assert.rejects(finetune({ ...opts(s, 'noinit'), init: undefined }), /^OptionError: finetune: pass init <pretrained model> \(or config <preset>/);
 });
 
 test('balanced sampling: weights from the labels or from a file (checked against the data size)', async () => {

@@ -23,6 +23,7 @@ import {
   type ExperimentResult,
 } from '../../src/train/sync-experiment.js';
 import { assertClose } from '../helpers.js';
+import { cli } from './pretrain-fixture.js';
 import { makeSyncSet, TINY_CLIP_CONFIG, TINY_SYNC_CONFIG } from './sync-fixture.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-sync-exp-'));
@@ -162,6 +163,23 @@ test('runSyncExperiment: same recipe for both arms, checkpoint curves = segmentR
   );
   assert.equal(files.length, 4);
   assert.ok(files.every((f) => existsSync(f)));
+
+  // The CLI: --eval scores an existing run (the same curve as the experiment's), --plots-only redraws.
+  const cliEval = join(tmp, 'cli-eval');
+  let c = cli(['sync-experiment', '--eval', `sync=${join(out, 'sync')}`, '--data', set.val, '--out', cliEval, '--point-every', '2']);
+  assert.equal(c.status, 0, c.stderr);
+  assert.ok(c.stdout.includes('chance'));
+  const viaCli = JSON.parse(readFileSync(join(cliEval, 'segment-curves.json'), 'utf8')) as ExperimentResult;
+  assert.deepEqual(
+    viaCli.runs[0].points.map((p) => [p.step, p.report.audioToVideo, p.report.videoToAudio]),
+    r.runs[0].points.map((p) => [p.step, p.report.audioToVideo, p.report.videoToAudio]),
+  );
+  c = cli(['sync-experiment', '--plots-only', '--out', cliEval]);
+  assert.equal(c.status, 0, c.stderr);
+  c = cli(['sync-experiment', '--eval', 'nodir']);
+  assert.match(c.stderr, /^cavmae: --eval nodir: expected name=RUN_DIR\n$/);
+  c = cli(['sync-experiment', '--eval', `a=${join(out, 'sync')}`, '--segment-length', '48', '--data', set.val, '--out', join(tmp, 'bad-l')]);
+  assert.match(c.stderr, /^cavmae: --segment-length 48: the Sync runs were trained on \d+-row segments\n$/);
 
   // One decoded test set serves every run: mismatched frame sizes are refused.
   await assert.rejects(

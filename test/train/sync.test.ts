@@ -71,8 +71,8 @@ test('recipes: a Sync model defaults to SYNC_RECIPE, explicit options win, --rec
   assert.deepEqual([syncCavmae.lr, syncCavmae.schedule.kind, syncCavmae.noise], [5e-5, 'multistep', false], 'Sync pairs never get noise');
   // Errors.
   assert.throws(() => pretrainRunConfig(opts('sync-tiny', { noise: true }), pretrainModelConfig(opts('sync-tiny'))), /the CAV-MAE Sync loader has no audio augmentation/);
-  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { variant: 'av-mae' })), /--variant av-mae: sync-tiny is a CAV-MAE Sync model/);
-  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { recipe: 'fast' })), /--recipe must be one of cavmae, sync, tiny, got "fast"/);
+  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { variant: 'av-mae' })), /^OptionError: variant av-mae: sync-tiny is a CAV-MAE Sync model/);
+  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { recipe: 'fast' })), /^OptionError: recipe must be one of cavmae, sync, tiny, got "fast"/);
   assert.throws(() => pretrainModelConfig(opts('sync-tiny-ft')), /is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config/);
 });
 
@@ -201,7 +201,7 @@ test('Sync fine-tuning: picked by config, kind or checkpoint; encoder from a Syn
   assert.equal(finetuneKind({ config: set.ftConfig }), 'cavmae-sync-ft');
   assert.equal(finetuneKind({ config: 'tiny-ft' }), 'cavmae-ft');
   assert.equal(finetuneKind({ init: cavPath, kind: 'cavmae-sync-ft' }), 'cavmae-sync-ft');
-  assert.throws(() => finetuneKind({ kind: 'x' as 'cavmae-ft' }), /--kind must be cavmae-ft or cavmae-sync-ft/);
+  assert.throws(() => finetuneKind({ kind: 'x' as 'cavmae-ft' }), /^OptionError: kind must be cavmae-ft or cavmae-sync-ft/);
   const quiet = { quiet: true, workers: 1, log: () => {} };
   const r = await finetune({ data: set.train, val: set.val, init: prePath, out: join(tmp, 'probe'), freezeBase: true, batchSize: 4, epochs: 1, lr: 1e-2, headLr: 1, wa: false, seed: 1, ...quiet });
   const { tensors } = loadStateDict(r.model);
@@ -222,9 +222,9 @@ test('Sync fine-tuning: picked by config, kind or checkpoint; encoder from a Syn
   assert.equal(r.final.N, 4);
   assert.deepEqual(r.final.frames, Array.from({ length: 16 }, (_, k) => k));
   // From CAV-MAE weights the Sync layout comes from --config; the audio tables are the segment grid's.
-  await assert.rejects(finetune({ data: set.train, val: set.val, init: cavPath, kind: 'cavmae-sync-ft', out: join(tmp, 'x1'), ...quiet }), /is a CAV-MAE \(not Sync\) checkpoint; pass --config/);
+  await assert.rejects(finetune({ data: set.train, val: set.val, init: cavPath, kind: 'cavmae-sync-ft', out: join(tmp, 'x1'), ...quiet }), /is a CAV-MAE \(not Sync\) checkpoint; pass config with the Sync layout/);
   const r2 = await finetune({ data: set.train, val: set.val, init: cavPath, config: set.ftConfig, out: join(tmp, 'from-cavmae'), batchSize: 4, epochs: 1, maxSteps: 1, wa: false, ...quiet });
   const t2 = loadStateDict(r2.model).tensors;
   assert.deepEqual(t2.get('pos_embed_a')!.shape, [1, 16, 32], '8 x 2 segment grid');
-  await assert.rejects(finetune({ data: set.train, val: set.val, config: set.ftConfig, out: join(tmp, 'x2'), mixup: 0.5, ...quiet }), /--mixup: the CAV-MAE Sync loader has no audio augmentation/);
+  await assert.rejects(finetune({ data: set.train, val: set.val, config: set.ftConfig, out: join(tmp, 'x2'), mixup: 0.5, ...quiet }), /^OptionError: mixup: the CAV-MAE Sync loader has no audio augmentation/);
 });
