@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import {
   MediaIndex,
   type IndexIdentity,
@@ -37,7 +37,7 @@ export function existingBackend(location: string): IndexBackend | undefined {
 
 export function checkBackend(name: string): IndexBackend {
   if (!INDEX_BACKENDS.includes(name as IndexBackend))
-    throw new UserError(`--backend must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
+    throw new OptionError((n) => `${n('backend')} must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
   return name as IndexBackend;
 }
 
@@ -92,7 +92,7 @@ export function searchableEmbedded(idx: MediaIndex): SearchableIndex {
 function resolveBackend(location: string, backend?: IndexBackend): IndexBackend {
   const existing = existingBackend(location);
   if (backend && existing && backend !== existing)
-    throw new UserError(`${location}: holds a ${existing} index, not ${backend} (--backend)`);
+    throw new OptionError((n) => `${location}: holds a ${existing} index, not ${backend} (${n('backend')})`);
   if (backend === 'embedded' && isUri(location))
     throw new UserError(
       `${location}: the embedded index is a local folder; use --backend lancedb for object storage`,
