@@ -3,12 +3,12 @@
 Reads the official small model's fixture (test/fixtures/official/model_small/cavmae_small_io.*),
 whose forward_feat tokens and forward outputs came from the official PyTorch code, and computes
 with PyTorch what the reference scripts compute from them:
-- localisation maps as the fork's localization.py / localization2.py do (spec 6.2): audio query
+- localisation maps as the fork's localization.py / localization2.py do (docs/reference.md#localisation): audio query
   (mean over tokens, or the centre time column after reshaping [B, 8, T/16, D] and averaging over
   frequency, or the visual-patch mean), F.normalize, dot products, F.interpolate (nearest as
   localization.py, bilinear as localization2.py), min-max normalisation;
 - F.interpolate on a random non-square map (both modes) for the upsampler;
-- forward_inpaint's per-sample masked MSE (spec 3.10 / 6.1) of sample 0 from the official
+- forward_inpaint's per-sample masked MSE (docs/reference.md#mae-loss, #inpainting) of sample 0 from the official
   predictions, masks and inputs (norm_pix_loss targets, unbiased variance, eps 1e-6).
 
 Run: /usr/bin/python3 scripts/golden/api_golden.py  (writes test/fixtures/api/golden.safetensors)

@@ -1,4 +1,4 @@
-"""Makes a tiny ImageNet-MAE-format checkpoint and its CAV-MAE adaptation (spec section 4.8).
+"""Makes a tiny ImageNet-MAE-format checkpoint and its CAV-MAE adaptation (docs/reference.md#imagenet-initialisation).
 
 Run with Debian's interpreter: /usr/bin/python3 scripts/golden/make_mae_like.py
 Writes:
@@ -7,7 +7,7 @@ Writes:
                                                (12 blocks, patch 16, 14x14+cls positions) at
                                                embed dim 8 / decoder dim 4 to stay small
   test/fixtures/mae_tiny_adapted.safetensors   the CAV-MAE keys the adaptation produces,
-                                               computed here in torch from the spec's rules
+                                               computed here in torch from the rules of docs/reference.md#imagenet-initialisation
 """
 import argparse
 import os
@@ -61,7 +61,7 @@ def mae_state_dict():
 
 
 def adapt(mae, depth):
-    """Spec 4.8, written independently of the TypeScript port."""
+    """docs/reference.md#imagenet-initialisation, written independently of the TypeScript port."""
     out = OrderedDict()
     for k, v in mae.items():
         parts = k.split('.')

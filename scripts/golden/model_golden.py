@@ -6,11 +6,11 @@ shared fixtures; this script drives it on configurations the shared fixtures do 
 - nn.safetensors: one Block (dim 8, 2 heads) in its three LayerNorm modes with all gradients,
   patch embeddings (conv) of a spectrogram and an image, MAE targets (patchify), sin-cos tables.
 - quirk2.safetensors: a CAVMAE with TWO shared layers (modality_specific_depth 10), so the
-  reference's joint-layer quirk (spec 9.1 item 7) shows; mask noise, every output and the
+  reference's joint-layer quirk (docs/reference.md#shared-layer-loop) shows; mask noise, every output and the
   gradient of the loss for EVERY parameter; norm_pix_loss False losses; forward_feat.
 - ft.safetensors: the fine-tuning model of the same sizes (trainable position tables), multimodal
   logits and the gradient of BCEWithLogits for every parameter.
-- masking.safetensors: structured masking (time / freq / tf) as spec 3.6 describes, with the
+- masking.safetensors: structured masking (time / freq / tf) as docs/reference.md#masking describes, with the
   chosen rows and columns, so the TypeScript port replays them.
 
 Run: /usr/bin/python3 scripts/golden/model_golden.py   (Debian python3-torch 1.13)
@@ -124,7 +124,7 @@ def make_model(cfg, label_dim=None, norm_pix=True):
 
 
 def init_like_official(model, gen):
-    """Spec 3.5 distributions (the exact torch stream does not matter: the state dict is the truth)."""
+    """docs/reference.md#initialisation distributions (the exact torch stream does not matter: the state dict is the truth)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if 'pos_embed' in name:
@@ -210,7 +210,7 @@ def ft_golden():
 
 
 def structured_masking_golden():
-    """Spec 3.6: noise [N, f*t] viewed as [N, f, t]; chosen columns / rows set to 1.1; argsort."""
+    """docs/reference.md#masking: noise [N, f*t] viewed as [N, f, t]; chosen columns / rows set to 1.1; argsort."""
     gen = torch.Generator().manual_seed(41)
     random.seed(5)
     N, f, t, r = 3, 8, 64, 0.75

@@ -1,7 +1,7 @@
 """Golden data for the CAV-MAE Sync fine-tuning model (test/fixtures/sync/sync_ft_<case>.*).
 
-A PyTorch CAVMAESyncFT written from the reference specification (../shared/docs/reference-spec.md
-section 8.7) and a reading of the research branch's CAVMAEFT (edsonroteia/cav-mae, branch CAVMAEv2,
+A PyTorch CAVMAESyncFT written from the
+reference notes (docs/reference.md#sync-fine-tuning) and a reading of the research branch's CAVMAEFT (edsonroteia/cav-mae, branch CAVMAEv2,
 src/models/cav_mae_sync.py, class CAVMAEFT with aggregate='self_attention_cls'); no code is copied.
 The building blocks (Block with the released sub-module order, PatchEmbed, sin-cos tables) come from
 scripts/golden/sync_reference.py and the PyTorch peer.

@@ -10,7 +10,7 @@ What it writes (all deterministic: fixed seeds, one thread):
   and a batch-size-1 run (b1.*), which the released code cannot do.
 - sync_retrieval.safetensors: clip-to-clip similarities (4 clips x 16 pairs) for the four
   strategies, computed with plain loops as the released retrieval script does.
-- segments.json: spec 8.2 segment bounds and frame indices.
+- segments.json: docs/reference.md#sync-segments segment bounds and frame indices.
 - sync_base_keys.json: ordered state-dict keys/shapes of the released-size model (L = 416, R = 8).
 
 Before writing, it checks the reference against ground truth it can reach: with no CLS, no
@@ -324,7 +324,7 @@ def make_segments():
     lengths = [96, 192, 304, 416, 512, 1024]
     ns = [1, 10, 16, 17, 30, 100, 125, 250, 251, 300, 301, 1000]
     write_json(os.path.join(OUT, 'segments.json'), {
-        'rule': 'spec 8.2 / released dataloader_sync.map_frame_to_spectrogram: centre = int(round(i * 1024 / 16)); '
+        'rule': 'docs/reference.md#sync-segments / released dataloader_sync.map_frame_to_spectrogram: centre = int(round(i * 1024 / 16)); '
                 'start = max(0, centre - L // 2); end = start + L; if end > 1024: end = 1024, start = max(0, 1024 - L)',
         'spectrogram_length': 1024,
         'num_frames': 16,

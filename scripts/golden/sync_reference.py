@@ -1,6 +1,6 @@
 """CAV-MAE Sync (Araujo et al., CVPR 2025) in PyTorch: the reference the TypeScript port is checked against.
 
-Written from the reference specification (../shared/docs/reference-spec.md sections 3 and 8) and a
+Written from the reference notes (docs/reference.md#model, #sync) and a
 reading of the released `src/models/cav_mae_sync.py` (edsonroteia/cav-mae-sync, commit 21d15c2);
 no code is copied from it. Every behavioural decision is argued in docs/sync-reference.md.
 
@@ -36,11 +36,11 @@ from torch_cavmae import Attention, Mlp, PatchEmbed, sincos_2d  # noqa: E402
 MEL_BINS = 128
 PATCH = 16
 FREQ_ROWS = MEL_BINS // PATCH  # 8 frequency rows of audio patches
-TEMPERATURE = 0.05  # fixed InfoNCE temperature (spec 3.11)
+TEMPERATURE = 0.05  # fixed InfoNCE temperature (docs/reference.md#contrastive-loss)
 
 
 class Block(nn.Module):
-    """Three-LayerNorm pre-norm transformer block (spec 3.1), sub-modules in the released order."""
+    """Three-LayerNorm pre-norm transformer block (docs/reference.md#building-blocks), sub-modules in the released order."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_layer=nn.LayerNorm):
         super().__init__()
@@ -95,7 +95,7 @@ class CAVMAESync(nn.Module):
         self.pos_embed_a = nn.Parameter(torch.zeros(1, self.num_patches_a, embed_dim), requires_grad=tr_pos)
         self.pos_embed_v = nn.Parameter(torch.zeros(1, self.num_patches_v, embed_dim), requires_grad=tr_pos)
         if num_register_tokens > 0:
-            # rows 0..R-1 audio, R..2R-1 visual; N(0, 1) and never re-initialised (spec 8.3)
+            # rows 0..R-1 audio, R..2R-1 visual; N(0, 1) and never re-initialised (docs/reference.md#sync-architecture)
             self.register_tokens = nn.Parameter(torch.randn(num_register_tokens * 2, embed_dim))
         self.blocks_a = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, norm_layer) for _ in range(modality_specific_depth)])
         self.blocks_v = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, norm_layer) for _ in range(modality_specific_depth)])
@@ -207,7 +207,7 @@ class CAVMAESync(nn.Module):
     # ---- encoder -------------------------------------------------------------------------
 
     def add_special_tokens(self, a, v):
-        """[CLS] + patches + [registers] per modality (spec 8.3 steps 2-3)."""
+        """[CLS] + patches + [registers] per modality (docs/reference.md#sync-architecture)."""
         B = a.shape[0]
         if self.cls_token:
             a = torch.cat([self.cls_token_a.expand(B, -1, -1), a], 1)
@@ -225,7 +225,7 @@ class CAVMAESync(nn.Module):
     def contrastive_streams(self, a, v):
         """Shared layers with the modality LayerNorms, then the optional contrastive heads.
         As in the release, each shared block is applied to the stream's INPUT (only the last
-        one counts, spec 9.1 item 7); with one shared layer this is an ordinary pass."""
+        one counts, docs/reference.md#shared-layer-loop); with one shared layer this is an ordinary pass."""
         ca, cv = a, v
         for blk in self.blocks_u:
             ca = blk(a, 'a')
@@ -400,7 +400,7 @@ class CAVMAESync(nn.Module):
         return local_a, local_v
 
 
-# ---- data-side rules (spec 8.2) ------------------------------------------------------------
+# ---- data-side rules (docs/reference.md#sync-segments) -------------------------------------
 
 def segment_bounds(frame_index, target_length, num_frames=16, spectrogram_length=1024):
     """Rows [start, end) of the audio segment paired with frame `frame_index`."""

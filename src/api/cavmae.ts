@@ -11,14 +11,14 @@
  *   the evaluation loader prepares them (./inputs.ts).
  * - Embeddings are `forward_feat` tokens (no masking) of each modality on its own: the audio and
  *   visual streams do not interact in forward_feat, so one modality never pays for the other.
- *   `pooled` = mean over tokens, L2-normalised (spec 5). Tokens are [L, D]; audio tokens are
+ *   `pooled` = mean over tokens, L2-normalised (docs/reference.md#retrieval). Tokens are [L, D]; audio tokens are
  *   laid out (frequency row f, time column t) → f·(T/16) + t.
  * - Every forward runs on a gradient-free tape (optionally bf16 GEMMs); results are copied out of
  *   the activation pool, so the returned arrays belong to the caller.
  * - Classification (CAVMAEFT): logits → sigmoid (multi-label, BCE-trained) or softmax (CE) →
- *   for a video the probabilities averaged over its 10 reference frames (spec 4.6 frame
+ *   for a video the probabilities averaged over its 10 reference frames (docs/reference.md#fine-tuning-evaluation frame
  *   aggregation; audio-only modes use no frame). Class names from a label CSV or the checkpoint.
- * - Localisation (spec 6.2) and reconstruction (spec 6.1) are the pure functions of
+ * - Localisation (docs/reference.md#localisation) and reconstruction (docs/reference.md#inpainting) are the pure functions of
  *   src/eval/localize.ts and src/eval/reconstruct.ts applied to this model's outputs.
  * - CAV-MAE Sync (docs/sync.md, "Sync everywhere"): a clip is F = total_frame (segment, frame)
  *   pairs: the clip's 1024-row fbank cut into F frame-aligned segments of audio_length rows and

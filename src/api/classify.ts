@@ -1,7 +1,7 @@
 /**
  * Classification (a layer of `CavMae`, ./cavmae.ts) with a fine-tuned model: logits → sigmoid
  * (multi-label, BCE-trained) or softmax (CE) → for a video the probabilities averaged over its 10
- * reference frames (spec 4.6 frame aggregation; audio-only modes use no frame). A fine-tuned
+ * reference frames (docs/reference.md#fine-tuning-evaluation frame aggregation; audio-only modes use no frame). A fine-tuned
  * CAV-MAE Sync model classifies a whole clip of F (segment, frame) pairs with its aggregator.
  */
 import { CAVMAEFT, FT_MODES, variantTraits, type FtMode } from '../models/index.js';

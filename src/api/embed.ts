@@ -1,6 +1,6 @@
 /**
  * Embeddings (a layer of `CavMae`, ./cavmae.ts): forward_feat tokens of each modality on its
- * own, pooled by the token mean and L2-normalised (spec 5); audio, images, videos (per frame),
+ * own, pooled by the token mean and L2-normalised (docs/reference.md#retrieval); audio, images, videos (per frame),
  * clips and whatever a media file holds.
  */
 import { cropAllSegments, evalPair } from '../data/sync-segments.js';

@@ -7,7 +7,7 @@
  *   image, video) is judged by content (src/index/media.ts), never by the name. Video bytes are
  *   spooled to a private temporary file for ffmpeg and removed afterwards.
  * - Audio: decode → 16 kHz mono → Kaldi fbank → pad/crop to the model's `audio_length` →
- *   normalise with the checkpoint's (mean, std) (spec 1.2-1.3, no augmentation). A Float32Array
+ *   normalise with the checkpoint's (mean, std) (docs/reference.md#fbank, #pad-and-crop, #normalisation-and-augmentation, no augmentation). A Float32Array
  *   is a raw log-mel fbank [frames, 128] (`computeFbank` output) and goes through pad/crop and
  *   normalisation; `{ fbank, normalized: true }` is the model-ready [audio_length, 128] tensor.
  * - Image: torchvision Resize(S, bicubic) of the shorter side → CenterCrop(S) → ToTensor →

@@ -1,6 +1,6 @@
 /**
  * Localisation (a layer of `CavMae`, ./cavmae.ts): where in the picture the sound comes from,
- * the audio-to-patch cosine similarity of src/eval/localize.ts (spec 6.2) on this model's tokens.
+ * the audio-to-patch cosine similarity of src/eval/localize.ts (docs/reference.md#localisation) on this model's tokens.
  * A CAV-MAE Sync model localises per (segment, frame) pair: a heat map per frame of a video.
  */
 import {
@@ -68,7 +68,7 @@ export interface LocalizedFrame extends Localization {
 
 export class CavMaeLocalization extends CavMaeClassifier {
   /**
-   * Localises the sound in a picture: audio-to-patch cosine similarity (spec 6.2). `image` may
+   * Localises the sound in a picture: audio-to-patch cosine similarity (docs/reference.md#localisation). `image` may
    * be a video (its frame); without `audio`, the video's soundtrack is the audio.
    */
   async localize(image: ImageInput, audio?: AudioInput, opts: LocalizeOptions = {}): Promise<LocalizeResult> {

@@ -1,6 +1,6 @@
 /**
  * Reconstruction (a layer of `CavMae`, ./cavmae.ts): mask a clip, reconstruct it with the
- * decoder (forward_inpaint, spec 6.1) and draw the reference's 2x3 panel (src/eval/reconstruct.ts).
+ * decoder (forward_inpaint, docs/reference.md#inpainting) and draw the reference's 2x3 panel (src/eval/reconstruct.ts).
  * A CAV-MAE Sync model reconstructs one (segment, frame) pair of the clip.
  */
 import { composePanel, reconstructionViews, type ReconstructionViews } from '../eval/reconstruct.js';
@@ -14,7 +14,7 @@ import { CavMaeLocalization } from './localize.js';
 import type { ClipInput } from './model.js';
 
 export interface ReconstructOptions {
-  /** Both ratios at once (default 0.75, spec 6.1). */
+  /** Both ratios at once (default 0.75, docs/reference.md#inpainting). */
   maskRatio?: number;
   maskRatioA?: number;
   maskRatioV?: number;
@@ -77,7 +77,7 @@ export class CavMaeReconstruction extends CavMaeLocalization {
   }
 
   /**
-   * Masks and reconstructs a clip (forward_inpaint, spec 6.1) and draws the 2x3 panel. For a
+   * Masks and reconstructs a clip (forward_inpaint, docs/reference.md#inpainting) and draws the 2x3 panel. For a
    * full model both modalities are needed: a video with sound, or { audio, image }.
    */
   async reconstruct(input: MediaSource | ClipInput, opts: ReconstructOptions = {}): Promise<Reconstruction> {

@@ -2,7 +2,7 @@
  * Kaldi-compatible log-mel filterbank, equal to the reference's
  * `torchaudio.compliance.kaldi.fbank(waveform - waveform.mean(), htk_compat=True,
  * sample_frequency=sr, use_energy=False, window_type='hanning', num_mel_bins=128, dither=0.0,
- * frame_shift=10)` (reference spec 1.2), plus the dataloader's pad/crop and normalisation.
+ * frame_shift=10)` (docs/reference.md#fbank), plus the dataloader's pad/crop and normalisation.
  *
  * Contract:
  * - Input: mono float32 samples in [-1, 1] (torchaudio's scale). Output: [frames, 128] float32,
@@ -24,7 +24,7 @@ import { torchMeanF32 } from './torch-sum.js';
 export const NUM_MEL_BINS = 128;
 /** torch.finfo(torch.float32).eps: the floor applied before the log. */
 export const LOG_FLOOR = 1.1920928955078125e-7;
-/** AudioSet statistics used by every CAV-MAE recipe (spec 1.3). */
+/** AudioSet statistics used by every CAV-MAE recipe (docs/reference.md#normalisation-and-augmentation). */
 export const AUDIO_NORM: Readonly<{ mean: number; std: number }> = Object.freeze({
   mean: -5.081,
   std: 4.4849,
@@ -205,7 +205,7 @@ export function computeFbank(
 
 /**
  * Zero-row padding at the end or cropping to `targetLength` rows: [targetLength, 128]. Zeros are
- * in log-mel space, before normalisation (spec 1.2 item 6).
+ * in log-mel space, before normalisation (docs/reference.md#pad-and-crop).
  */
 export function padOrCrop(data: Float32Array, frames: number, targetLength: number): Float32Array {
   if (!Number.isInteger(targetLength) || targetLength < 1)

@@ -1,6 +1,6 @@
 /**
  * One media file -> the model's audio input, as the reference dataloader builds it at evaluation
- * time (spec 1.2-1.3 without augmentation): decode, fbank, pad/crop, normalise.
+ * time (docs/reference.md#fbank, #pad-and-crop, #normalisation-and-augmentation without augmentation): decode, fbank, pad/crop, normalise.
  */
 import { decodeAudio, type DecodeAudioOptions } from './decode.js';
 import { AUDIO_NORM, computeFbank, normalizeFbank, padOrCrop } from './fbank.js';

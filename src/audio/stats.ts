@@ -1,5 +1,5 @@
 /**
- * Normalisation statistics of the fbank over a dataset, for data far from AudioSet (spec 9.2 #6).
+ * Normalisation statistics of the fbank over a dataset, for data far from AudioSet (docs/reference.md#normalisation-statistics).
  *
  * Definition (the AST repository's get_norm_stats.py, which the CAV-MAE author points to): walk
  * the dataset in order in batches of `batchSize` (AST: 1000) clips, each clip's fbank zero-padded

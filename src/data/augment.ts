@@ -1,5 +1,5 @@
 /**
- * Training-time augmentation of the reference dataset (spec 1.3, 1.4), on time-major fbanks
+ * Training-time augmentation of the reference dataset (docs/reference.md#normalisation-and-augmentation, #mixup), on time-major fbanks
  * `[T, F]` (T = target_length rows, F = 128 mel bins), row-major Float32Array.
  *
  * Contract (the reference's `__getitem__`, in this order):
@@ -97,7 +97,7 @@ function removeMean(w: Float32Array): void {
 }
 
 /**
- * Waveform mixup (spec 1.4): both waveforms mean-removed; the second zero-padded or truncated
+ * Waveform mixup (docs/reference.md#mixup): both waveforms mean-removed; the second zero-padded or truncated
  * to the first's length; mix = λ·w1 + (1−λ)·w2; the mix mean-removed again. Inputs are not changed.
  */
 export function mixWaveforms(w1: Float32Array, w2: Float32Array, lambda: number): Float32Array {

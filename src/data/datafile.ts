@@ -1,6 +1,6 @@
 /**
  * Datasets: the official CAV-MAE datafile JSON, our own manifest, label CSVs and the balanced
- * sampling weight file (spec 1.6, 4.5, 7.5).
+ * sampling weight file (docs/reference.md#unreadable-samples, #balanced-sampling, #data-files).
  *
  * Contract:
  * - `loadDataset(path)` auto-detects the format and returns one normalised item list:
@@ -406,7 +406,7 @@ export function resolveLabels(dataset: Dataset, map: LabelMap): Int32Array[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Balanced sampling weights (spec 4.5)
+// Balanced sampling weights (docs/reference.md#balanced-sampling)
 
 /**
  * label_weight[c] = 1000 / (count_c + 0.01) over the dataset; sample weight = sum of label_weight

@@ -46,7 +46,7 @@ export interface LoaderOptions {
   shuffle?: boolean;
   /** Default: true (the reference drops the last partial batch in training and validation). */
   dropLast?: boolean;
-  /** Balanced sampling weights, one per item (spec 4.5); implies sampling with replacement. */
+  /** Balanced sampling weights, one per item (docs/reference.md#balanced-sampling); implies sampling with replacement. */
   weights?: ArrayLike<number>;
   /** Frame used in evaluation (default floor(totalFrames/2)). */
   frameUse?: number;

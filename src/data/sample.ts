@@ -1,6 +1,6 @@
 /**
  * One training or evaluation sample: (fbank, image, label vector), as the reference dataset's
- * `__getitem__` builds it (spec 1.2-1.4, 2.2-2.3). Runs inside loader worker threads (and on the
+ * `__getitem__` builds it (docs/reference.md#fbank, #normalisation-and-augmentation, #mixup, #image-transform, #frame-choice). Runs inside loader worker threads (and on the
  * main thread when the loader has no workers).
  *
  * Contract: `buildSample(task, config)` is a pure function of the task (items, seed words) and
@@ -75,7 +75,7 @@ export interface SampleConfig {
   /** Bytes of decoded media kept per thread (raw fbanks, resized images, video frames); 0 = none. */
   cacheBytes: number;
   /**
-   * CAV-MAE Sync pairs (spec 8.2): the fbank is padded/cut to 1024 rows and the targetLength
+   * CAV-MAE Sync pairs (docs/reference.md#sync-segments): the fbank is padded/cut to 1024 rows and the targetLength
    * rows centred on the chosen frame are taken (src/data/sync-segments.ts), before normalising.
    */
   syncSegments?: boolean;

@@ -1,5 +1,5 @@
 /**
- * CAV-MAE Sync frame-aligned audio segments (spec 8.2; released dataloader_sync.py
+ * CAV-MAE Sync frame-aligned audio segments (docs/reference.md#sync-segments; released dataloader_sync.py
  * map_frame_to_spectrogram): the arithmetic only, no I/O, so the sample builder, the clip
  * builder and tests share one definition.
  *

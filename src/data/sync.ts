@@ -1,5 +1,5 @@
 /**
- * CAV-MAE Sync data (spec 8.2): training / evaluation pairs and whole clips for retrieval.
+ * CAV-MAE Sync data (docs/reference.md#sync-segments): training / evaluation pairs and whole clips for retrieval.
  *
  * Contract:
  * - Pairs for training and evaluation come from the ordinary loader with `syncSegments: true`

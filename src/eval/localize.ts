@@ -1,10 +1,10 @@
 /**
- * Sound-source localisation from audio-to-patch similarity (spec 6.2, the research fork's
+ * Sound-source localisation from audio-to-patch similarity (docs/reference.md#localisation, the research fork's
  * `localization.py` / `localization2.py`).
  *
  * Design contract:
  * - Inputs are the unmasked `forward_feat` tokens of ONE clip: audio [La, D] laid out as
- *   (frequency row f, time column t) → token f·tCols + t (spec 1.5), visual [Lv, D] row-major
+ *   (frequency row f, time column t) → token f·tCols + t (docs/reference.md#spectrogram-patches), visual [Lv, D] row-major
  *   over the gh × gw patch grid.
  * - The audio query is `mean` (all audio tokens, "audiomean"), `column` (reshape [F, T, D], mean
  *   over F, take one time column, default T/2: "audiocolumn", the fork's default) or
@@ -200,7 +200,7 @@ export function minMaxNormalize(x: Float32Array): Float32Array {
   return x;
 }
 
-/** The whole spec 6.2 pipeline on one clip's tokens. */
+/** The whole docs/reference.md#localisation pipeline on one clip's tokens. */
 export function localizeTokens(
   audioTokens: Float32Array,
   visualTokens: Float32Array,
@@ -236,7 +236,7 @@ export function localizeTokens(
 
 /**
  * IoU of the thresholded heat map (value > threshold) with a box [x1, y1, x2, y2] in pixels
- * (filled, end-exclusive as the fork's `gt_map[y1:y2, x1:x2] = 1`); union 0 → 0 (spec 6.2).
+ * (filled, end-exclusive as the fork's `gt_map[y1:y2, x1:x2] = 1`); union 0 → 0 (docs/reference.md#localisation).
  */
 export function heatIoU(
   heat: Float32Array,

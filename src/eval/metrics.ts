@@ -1,5 +1,5 @@
 /**
- * Classification metrics exactly as the reference computes them (src/utilities/stats.py, spec 4.7).
+ * Classification metrics exactly as the reference computes them (src/utilities/stats.py, docs/reference.md#metrics).
  *
  * Contract:
  * - Per class k: AP = sklearn `average_precision_score(target[:,k], output[:,k])` (step-wise

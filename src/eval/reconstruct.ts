@@ -1,14 +1,14 @@
 /**
- * Reconstruction (inpainting) views and the reference's 2x3 panel (spec 6.1, `src/inpaint.py`).
+ * Reconstruction (inpainting) views and the reference's 2x3 panel (docs/reference.md#inpainting, `src/inpaint.py`).
  *
  * Design contract:
  * - Inputs are ONE clip as the model saw it: the normalised spectrogram [T, 128] and image
  *   [3, H, W], and the `forward_inpaint` outputs for it: predictions predA [La, p²] and
- *   predV [Lv, 3p²] (patch order of spec 3.9), per-token masks (1 = removed).
+ *   predV [Lv, 3p²] (patch order of docs/reference.md#patchify), per-token masks (1 = removed).
  * - Views: original, masked `x·(1−m)`, pasted `x·(1−m) + y·m` for the image and the spectrogram,
  *   with y the unpatchified prediction and m the per-token mask repeated over its patch.
- * - norm_pix_loss models predict per-patch normalised pixels (spec 3.10), which are not
- *   viewable (spec 6.1). For display only we map them back with the ORIGINAL patch's mean and
+ * - norm_pix_loss models predict per-patch normalised pixels (docs/reference.md#mae-loss), which are not
+ *   viewable (docs/reference.md#inpainting). For display only we map them back with the ORIGINAL patch's mean and
  *   unbiased variance: y = pred·sqrt(var + 1e-6) + mean. This borrows the low-frequency content
  *   (brightness, contrast) of the hidden patch, so such a panel overstates what the model knows;
  *   the panel says so in its caption. The MSE is always the model's own loss (normalised units).
@@ -95,7 +95,7 @@ export function denormalizePatches(
 }
 
 /**
- * Mean over removed tokens of the per-token mean squared error (spec 3.10), with targets
+ * Mean over removed tokens of the per-token mean squared error (docs/reference.md#mae-loss), with targets
  * normalised per patch when `normPixLoss`: the quantity `forward_inpaint` returns.
  */
 export function maskedPatchMse(

@@ -1,5 +1,5 @@
 /**
- * ImageNet MAE -> CAV-MAE initialisation (spec 4.8, the official adapt_vmae_weights.py).
+ * ImageNet MAE -> CAV-MAE initialisation (docs/reference.md#imagenet-initialisation, the official adapt_vmae_weights.py).
  *
  * Mapping, on state dicts (MAE keys on the left; `d` = modality-specific depth, default 11):
  *   blocks.i.*  (i < d)            -> blocks_a.i.*, blocks_v.i.*

@@ -40,7 +40,7 @@ export interface PreprocessConstants {
   image: { size: number; mean: number[]; std: number[] };
 }
 
-/** The reference recipe's constants (spec sections 1 and 2). */
+/** The reference recipe's constants (docs/reference.md#audio-front-end, #visual-front-end). */
 export const DEFAULT_PREPROCESS: PreprocessConstants = {
   audio: { sampleRate: 16000, melBins: 128, targetLength: 1024, mean: -5.081, std: 4.4849 },
   image: { size: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },

@@ -1,5 +1,5 @@
 /**
- * The official state-dict layouts (spec 3.3): key -> shape, in the official module order, for
+ * The official state-dict layouts (docs/reference.md#state-dict): key -> shape, in the official module order, for
  * CAVMAE (pretraining, with decoder) and CAVMAEFT (encoder + classification head), built from the
  * official constructor arguments. Used to report missing / unexpected keys when converting or
  * inspecting a checkpoint without building a model, and to guess which class a checkpoint holds.

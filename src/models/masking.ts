@@ -1,5 +1,5 @@
 /**
- * MAE token masking exactly as the reference (spec 3.6).
+ * MAE token masking exactly as the reference (docs/reference.md#masking).
  *
  * Unstructured: len_keep = int(L·(1-r)); ids_shuffle = argsort(noise) ascending (small = keep);
  * ids_restore = argsort(ids_shuffle); the kept tokens are ids_shuffle[:, :len_keep] IN SHUFFLED

@@ -1,5 +1,5 @@
 /**
- * Fixed 2-D sin-cos position tables (spec 3.4, MAE's get_2d_sincos_pos_embed without class token).
+ * Fixed 2-D sin-cos position tables (docs/reference.md#position-tables, MAE's get_2d_sincos_pos_embed without class token).
  *
  * Token k of a rows × cols grid (row-major) has col = k mod cols, row = k div cols. Dims
  * 0..D/2-1 hold the 1-D table of size D/2 at `col`, dims D/2..D-1 the 1-D table at `row`.

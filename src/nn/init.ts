@@ -1,5 +1,5 @@
 /**
- * Parameter initialisers (spec 3.5): xavier_uniform on the [out, in] view of every Linear
+ * Parameter initialisers (docs/reference.md#initialisation): xavier_uniform on the [out, in] view of every Linear
  * (and of the patch-embedding conv), zero biases, LayerNorm 1/0, normal(0, 0.02) for the
  * modality and mask tokens, PyTorch's default uniform(±1/√fan_in) for conv biases, and fixed
  * tables (sin-cos positions). Values come from the arena's seeded Rng.

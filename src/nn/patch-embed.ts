@@ -5,10 +5,10 @@
  * so patches are first gathered into [B, N, C·p·p] with a fixed index map (cached per shape),
  * then one linear op runs. Token order is row-major over the patch grid.
  *
- * Audio (spec 1.5): the input [B, T, F] is read as the image [B, 1, F, T] (height = frequency,
+ * Audio (docs/reference.md#spectrogram-patches): the input [B, T, F] is read as the image [B, 1, F, T] (height = frequency,
  * width = time), so token k = f·(T/p) + t and the patch vector is (frequency offset, time offset).
  *
- * This file also builds MAE targets (spec 3.9), whose in-patch order is (row, column, channel)
+ * This file also builds MAE targets (docs/reference.md#patchify), whose in-patch order is (row, column, channel)
  * with the channel innermost, unlike the conv layout.
  */
 import * as ops from '../autograd/ops.js';
@@ -89,7 +89,7 @@ function audioPatchMap(B: number, T: number, F: number, p: number): Int32Array {
 }
 
 /**
- * MAE target of an image (spec 3.9 patchify): [B,C,H,W] → [B, N, p·p·C] in (row, column,
+ * MAE target of an image (docs/reference.md#patchify patchify): [B,C,H,W] → [B, N, p·p·C] in (row, column,
  * channel) order, channel innermost.
  */
 export function patchifyImage(

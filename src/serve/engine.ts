@@ -96,7 +96,7 @@ export interface LocalizeResult {
   frames?: { frame: number; overlayPng: Uint8Array }[];
 }
 
-/** Audio masking of the reconstruction (spec 3.6); the visual side is always unstructured. */
+/** Audio masking of the reconstruction (docs/reference.md#masking); the visual side is always unstructured. */
 export type MaskMode = 'unstructured' | 'time' | 'freq' | 'tf';
 export const MASK_MODES: readonly MaskMode[] = ['unstructured', 'time', 'freq', 'tf'];
 

@@ -13,7 +13,7 @@
  * - The update itself is `kernels().adamUpdate`, one call per range, with PyTorch's formula
  *   (torch.optim.Adam: weight decay as L2 added to the gradient; AdamW: decoupled decay).
  * - Defaults are the reference's: betas (0.95, 0.999), eps 1e-8, weight decay 5e-7 as L2
- *   applied to every parameter (LayerNorm, biases and tokens included), spec 4.1.
+ *   applied to every parameter (LayerNorm, biases and tokens included), docs/reference.md#training-machinery.
  */
 import { kernels } from '../kernels/index.js';
 import { UserError } from '../util/errors.js';
@@ -159,7 +159,7 @@ export function checkGroups(groups: readonly ParamGroup[], size: number): void {
 }
 
 /**
- * The reference's two groups (spec 4.4): the classification head ("mlp", lr = base * headLr)
+ * The reference's two groups (docs/reference.md#parameter-groups): the classification head ("mlp", lr = base * headLr)
  * and everything else ("base"); `freezeBase` sets requiresGrad false on "base" (linear probing).
  * The reference picks the head by a fixed name list of which only `mlp_head.*` exists in
  * CAVMAEFT, so the default predicate is "name starts with mlp_head." (a leading `module.` is

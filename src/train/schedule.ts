@@ -8,7 +8,7 @@
  * - A schedule returns the BASE group's learning rate. Every parameter group multiplies it by
  *   its own `lrScale` (the "mlp" head group has lrScale = head_lr), so per-group ratios are
  *   kept under every schedule. (The CAV-MAE Sync research CosineWarmupScheduler wrote one value
- *   into every group and so lost head_lr, spec 8.5 / 9.1.20; we deliberately do not.)
+ *   into every group and so lost head_lr, docs/reference.md#sync-recipe, #sync-research-code; we deliberately do not.)
  * - No state: resuming a run needs only (epoch, iteration), which the checkpoint stores.
  */
 import { UserError } from '../util/errors.js';
@@ -37,7 +37,7 @@ export function milestonesRange(start: number, step: number, end = 1000): number
  * distinct milestone m <= e, multiplied in order (PyTorch's chained form, so the floats equal
  * PyTorch's). Example (AS-2M pretraining, milestones 10,15,20,..., gamma 0.5): epochs 0-9 at
  * lr, 10-14 at lr/2, 15-19 at lr/4; the reference prints epoch e+1 and, after the epoch's
- * scheduler step, the lr of epoch e+1 (spec 10).
+ * scheduler step, the lr of epoch e+1 (docs/reference.md#training-logs).
  */
 export function multiStepLR(opts: { lr: number; milestones: readonly number[]; gamma: number }): LrSchedule {
   const { lr, gamma } = opts;
@@ -65,7 +65,7 @@ export function multiStepLR(opts: { lr: number; milestones: readonly number[]; g
 
 /**
  * Linear warm-up then cosine decay, per iteration: the CAV-MAE Sync research
- * CosineWarmupScheduler (spec 8.5) with warmup = warmupFraction * totalIterations (a float, as
+ * CosineWarmupScheduler (docs/reference.md#sync-recipe) with warmup = warmupFraction * totalIterations (a float, as
  * there) and max = totalIterations:
  *   it <  warmup:      min(lr, lr * (it + 1) / warmup)
  *   it <= total:       lr_min + (lr - lr_min) * 0.5 * (1 + cos(pi * (it - warmup) / (total - warmup)))

@@ -4,7 +4,7 @@
  * - our own golden clips (test/fixtures/audio/golden.safetensors, scripts/golden/audio_fbank.py).
  * Tolerances (fixtures README): <= 2e-3 absolute in log-mel, <= 5e-4 after normalisation; frame
  * counts and pad/crop exact. Independent float64 cross-check: a direct DFT and mel bank written
- * from the spec's formulas (no shared code with src/audio/fbank.ts).
+ * from the formulas of docs/reference.md#fbank (no shared code with src/audio/fbank.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,7 +34,7 @@ const clips = [
 ];
 
 test('frame counts follow snip_edges: 1 + floor((N - 400) / 160)', () => {
-  assert.equal(fbankFrameCount(160000), 998); // spec 9.3: 10.00 s -> 998 frames
+  assert.equal(fbankFrameCount(160000), 998); // docs/reference.md#numeric-checks: 10.00 s -> 998 frames
   assert.equal(fbankFrameCount(399), 0);
   assert.equal(fbankFrameCount(400), 1);
   assert.equal(fbankFrameCount(559), 1);
@@ -156,7 +156,7 @@ test(`pad to 32 / crop to 20 rows + normalisation vs the reference dataloader: <
   }
 });
 
-// ---- independent float64 reference written from the spec's formulas (direct DFT) ----
+// ---- independent float64 reference written from the formulas of docs/reference.md#fbank (direct DFT) ----
 
 function referenceFbank64(x: Float32Array, sr: number): Float64Array {
   const win = Math.trunc(sr * 25 * 0.001);

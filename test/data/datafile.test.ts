@@ -1,4 +1,4 @@
-/** Datafile / manifest parsing, label CSVs and the balanced-sampling weight file (spec 4.5, 7.5). */
+/** Datafile / manifest parsing, label CSVs and the balanced-sampling weight file (docs/reference.md#balanced-sampling, #data-files). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -38,7 +38,7 @@ test('segment bounds equal the reference for every length and pair', () => {
     for (let i = 0; i < 16; i++)
       assert.deepEqual(segmentBounds(i, Number(len)), bounds[i], `L ${len}, pair ${i}`);
   }
-  // Spec 8.2's worked examples (L = 416).
+  // The worked examples of docs/reference.md#sync-segments (L = 416).
   const starts = Array.from({ length: 16 }, (_, i) => segmentBounds(i, 416)[0]);
   assert.deepEqual(starts.slice(0, 6), [0, 0, 0, 0, 48, 112]);
   assert.deepEqual(starts.slice(12), [560, 608, 608, 608]);

@@ -1,4 +1,4 @@
-// Localisation maps (spec 6.2): PyTorch goldens (scripts/golden/api_golden.py) for the upsampler
+// Localisation maps (docs/reference.md#localisation): PyTorch goldens (scripts/golden/api_golden.py) for the upsampler
 // and for whole maps from the official small model's forward_feat tokens, and constructed cases
 // whose peak patch is known.
 import { test } from 'node:test';

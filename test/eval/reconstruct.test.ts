@@ -1,4 +1,4 @@
-// Reconstruction views and panel (spec 6.1): the masked-patch MSE against PyTorch on the official
+// Reconstruction views and panel (docs/reference.md#inpainting): the masked-patch MSE against PyTorch on the official
 // predictions, the norm_pix_loss display mapping, the paste rule, spectrogram orientation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -26,7 +26,7 @@ const TINY = {
   mlp_ratio: 4,
 };
 
-test('adapt-mae matches the torch implementation of spec 4.8 exactly', () => {
+test('adapt-mae matches the torch implementation of docs/reference.md#imagenet-initialisation exactly', () => {
   const out = join(tmp, 'IN-initial.safetensors');
   const r = adaptMaeCheckpoint(local('mae_tiny.pth'), out, { modalitySpecificDepth: 11 });
   assert.deepEqual(r.dropped, ['cls_token']);

@@ -98,7 +98,7 @@ test(
       'mlp_head.1.bias',
     ]);
     assert.equal(report.unexpected.length, 1 + 2 + 2 + 2 + 20 * 2 + 2 + 4);
-    // Spec 3.5 head init: LayerNorm 1/0, xavier weight, zero bias.
+    // docs/reference.md#initialisation head init: LayerNorm 1/0, xavier weight, zero bias.
     assert.ok(model.arena.get('mlp_head.0.weight').data.every((x) => x === 1));
     assert.ok(model.arena.get('mlp_head.1.bias').data.every((x) => x === 0));
     const bound = Math.sqrt(6 / (48 + 7));

@@ -1,7 +1,7 @@
 /**
  * Configurations the shared fixtures do not cover, against the PyTorch peer
  * (test/fixtures/model/*.safetensors from scripts/golden/model_golden.py):
- * - two shared layers, so the reference's contrastive-stream quirk shows (spec 9.1 item 7),
+ * - two shared layers, so the reference's contrastive-stream quirk shows (docs/reference.md#shared-layer-loop),
  *   with the gradient of EVERY parameter; norm_pix_loss off; another contrastive weight;
  * - the fine-tuning model with trainable position tables: logits, BCE loss, every gradient;
  * - structured masking (time / freq / tf) replayed from the reference's rows and columns.

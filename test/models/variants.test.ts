@@ -1,7 +1,7 @@
 /**
  * Every preset and every variant is constructed and run forward and backward on a tiny config:
  * parameter sets, counts (base = test/fixtures/official/model_base/cavmae_base_params.json),
- * initialisation (spec 3.5), finite losses and gradients, the options (chained shared layers,
+ * initialisation (docs/reference.md#initialisation), finite losses and gradients, the options (chained shared layers,
  * bidirectional / grouped contrast, structured masking), and a finite-difference check of
  * the whole model's loss for the variants the golden files do not cover.
  */
@@ -122,7 +122,7 @@ test('a training step through one pool allocates nothing once warmed up', () => 
   assert.equal(pool.freshAllocations, warmed, 'steady-state steps must be served from the pool');
 });
 
-test('initialisation follows spec 3.5', () => {
+test('initialisation follows docs/reference.md#initialisation', () => {
   const cfg = presetConfig('tiny');
   const model = CAVMAE.create(cfg, { seed: 3 });
   const a = model.arena;

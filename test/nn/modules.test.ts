@@ -147,7 +147,7 @@ test('sin-cos tables equal the reference bit for bit (layout: first half = colum
       Array.from(drows.data.subarray(i * 512, (i + 1) * 512)),
     );
   }
-  // Spec 9.3 spot checks: token 1 dim 0 = sin(1) (time 1); token 64 dim 384 = sin(1) (frequency 1); token 0 dim 192 = cos 0.
+  // docs/reference.md#numeric-checks spot checks: token 1 dim 0 = sin(1) (time 1); token 64 dim 384 = sin(1) (frequency 1); token 0 dim 192 = cos 0.
   assert.equal(base[1 * 768 + 0], Math.fround(Math.sin(1)));
   assert.equal(base[64 * 768 + 384], Math.fround(Math.sin(1)));
   assert.equal(base[0 * 768 + 192], 1);

@@ -1,10 +1,10 @@
-// Learning-rate schedules: PyTorch MultiStepLR semantics (spec 4.1-4.3, 10) and the Sync cosine warm-up (spec 8.5).
+// Learning-rate schedules: PyTorch MultiStepLR semantics (docs/reference.md#training-machinery, #pretraining-recipe, #fine-tuning-recipe, #training-logs) and the Sync cosine warm-up (docs/reference.md#sync-recipe).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constantLR, cosineWarmup, makeSchedule, milestonesRange, multiStepLR } from '../../src/train/schedule.js';
 import { UserError } from '../../src/util/errors.js';
 
-test('AS-2M pretraining schedule: epochs 1-10 at lr, 11-15 lr/2, 16-20 lr/4, 21-25 lr/8 (spec 4.2)', () => {
+test('AS-2M pretraining schedule: epochs 1-10 at lr, 11-15 lr/2, 16-20 lr/4, 21-25 lr/8 (docs/reference.md#pretraining-recipe)', () => {
   const s = makeSchedule({ kind: 'multistep', lr: 5e-5, start: 10, step: 5, gamma: 0.5 });
   for (let epoch1 = 1; epoch1 <= 25; epoch1++) {
     const want = epoch1 <= 10 ? 5e-5 : epoch1 <= 15 ? 2.5e-5 : epoch1 <= 20 ? 1.25e-5 : 6.25e-6;
@@ -12,7 +12,7 @@ test('AS-2M pretraining schedule: epochs 1-10 at lr, 11-15 lr/2, 16-20 lr/4, 21-
   }
 });
 
-test('AS-20K fine-tuning: epochs 1-5 at 5e-5 then halved every epoch (epoch 15 ~ 4.9e-8), spec 4.3', () => {
+test('AS-20K fine-tuning: epochs 1-5 at 5e-5 then halved every epoch (epoch 15 ~ 4.9e-8), docs/reference.md#fine-tuning-recipe', () => {
   const s = makeSchedule({ kind: 'multistep', lr: 5e-5, start: 5, step: 1, gamma: 0.5 });
   assert.equal(s.lr(4, 0), 5e-5);
   assert.equal(s.lr(5, 0), 2.5e-5);
@@ -20,7 +20,7 @@ test('AS-20K fine-tuning: epochs 1-5 at 5e-5 then halved every epoch (epoch 15 ~
   assert.ok(Math.abs(s.lr(14, 0) - 4.9e-8) < 1e-9);
 });
 
-test('AS-2M fine-tuning log: the lr printed after epoch e is lr(e) (the next epoch), spec 10.3', () => {
+test('AS-2M fine-tuning log: the lr printed after epoch e is lr(e) (the next epoch), docs/reference.md#training-logs', () => {
   const s = makeSchedule({ kind: 'multistep', lr: 1e-5, start: 2, step: 1, gamma: 0.5 });
   const logged = [1e-5, 5e-6, 2.5e-6, 1.25e-6, 6.25e-7];
   logged.forEach((lr, i) => assert.equal(s.lr(i + 1, 0), lr, `after epoch ${i + 1}`));

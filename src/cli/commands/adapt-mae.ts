@@ -1,4 +1,4 @@
-/** `cavmae adapt-mae`: ImageNet MAE weights -> CAV-MAE initialisation (spec 4.8). */
+/** `cavmae adapt-mae`: ImageNet MAE weights -> CAV-MAE initialisation (docs/reference.md#imagenet-initialisation). */
 import type { Command } from 'commander';
 import { defineCommand, flag, int, str } from '../schema.js';
 

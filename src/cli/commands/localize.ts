@@ -1,6 +1,6 @@
 /**
  * `cavmae localize --model M --image I [--audio A] --out heat.png [--raw map.safetensors|.json]`:
- * where in the picture the sound comes from (audio-to-patch similarity, spec 6.2), as a heat
+ * where in the picture the sound comes from (audio-to-patch similarity, docs/reference.md#localisation), as a heat
  * map over the image. Without --audio, --image must be a video with sound. A CAV-MAE Sync model
  * localises each (segment, frame) pair of a video: --out shows the middle pair (or --frame), and
  * every pair's overlay is written next to it as <out>-frameKK.png.

@@ -1,4 +1,4 @@
-/** `cavmae make-weights --data F [--label-csv C] [--out W]`: balanced-sampling weight file (spec 4.5). */
+/** `cavmae make-weights --data F [--label-csv C] [--out W]`: balanced-sampling weight file (docs/reference.md#balanced-sampling). */
 import type { Command } from 'commander';
 import { defineCommand, str } from '../schema.js';
 

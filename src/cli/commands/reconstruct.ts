@@ -1,6 +1,6 @@
 /**
  * `cavmae reconstruct --model M (FILE | --audio A --image I) --mask-ratio r --mask-mode m
- * --out panel.png`: masks a clip, reconstructs it (forward_inpaint, spec 6.1) and draws the
+ * --out panel.png`: masks a clip, reconstructs it (forward_inpaint, docs/reference.md#inpainting) and draws the
  * reference's 2x3 panel (original / masked / reconstruction of the image and the spectrogram)
  * with the per-modality MSE over masked patches.
  */
