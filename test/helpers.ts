@@ -80,7 +80,10 @@ export function assertClose(
   const { rtol = 0, atol = 0, what = 'tensor' } = opts;
   const d = maxAbsDiff(actual, ref);
   const bound = rtol * maxAbs(ref) + atol;
-  assert.ok(d <= bound, `${what}: max|diff| = ${d.toExponential(3)} > ${bound.toExponential(3)} (rtol ${rtol}, atol ${atol})`);
+  assert.ok(
+    d <= bound,
+    `${what}: max|diff| = ${d.toExponential(3)} > ${bound.toExponential(3)} (rtol ${rtol}, atol ${atol})`,
+  );
 }
 
 /**

@@ -97,7 +97,8 @@ export class Tape {
     if (this.int8 && this.gradEnabled)
       throw new Error('int8 is for inference: create the tape with grad: false');
     if (opts.frozen) {
-      if (this.gradEnabled) throw new Error('frozen weights are for inference: create the tape with grad: false');
+      if (this.gradEnabled)
+        throw new Error('frozen weights are for inference: create the tape with grad: false');
       this.frozen = opts.frozen;
       this.stamp = opts.frozen.stamp;
     }

@@ -19,9 +19,14 @@ export interface RetrievalBench {
   r1: number;
 }
 
-export function benchRetrieval(n: number, dim: number, frames = 1, strategy: ClipStrategy = 'diagonal_mean'): RetrievalBench {
+export function benchRetrieval(
+  n: number,
+  dim: number,
+  frames = 1,
+  strategy: ClipStrategy = 'diagonal_mean',
+): RetrievalBench {
   let seed = 12345;
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296) - 0.5;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296 - 0.5;
   const rows = n * frames;
   const v = new Float32Array(rows * dim).map(rand);
   const a = new Float32Array(rows * dim);
@@ -34,9 +39,25 @@ export function benchRetrieval(n: number, dim: number, frames = 1, strategy: Cli
   const r = evaluateRetrieval(audio, video, { strategy });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   // Multiply-adds per direction: pooled/diagonal_mean n²·F·D, diagonal_max the same, max n²·F²·D, mean n²·D.
-  const perPair = frames === 1 ? dim : strategy === 'max' ? frames * frames * dim : strategy === 'mean' ? dim : frames * dim;
+  const perPair =
+    frames === 1
+      ? dim
+      : strategy === 'max'
+        ? frames * frames * dim
+        : strategy === 'mean'
+          ? dim
+          : frames * dim;
   const gflops = (2 * 2 * n * n * perPair) / seconds / 1e9;
-  return { kernels: kernels().name, n, dim, frames, strategy: frames > 1 ? strategy : 'pooled', seconds, gflops, r1: r.audioToVideo.r1 };
+  return {
+    kernels: kernels().name,
+    n,
+    dim,
+    frames,
+    strategy: frames > 1 ? strategy : 'pooled',
+    seconds,
+    gflops,
+    r1: r.audioToVideo.r1,
+  };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -74,11 +74,13 @@ export interface RankResult {
  * (reused between calls: copy what you keep).
  */
 export function forEachSimilarityBlock(
-  queries: EmbeddingSet, candidates: EmbeddingSet, opts: SimilarityOptions,
+  queries: EmbeddingSet,
+  candidates: EmbeddingSet,
+  opts: SimilarityOptions,
   fn: (row0: number, rows: number, block: Float32Array) => void,
 ): void {
   const { nq, nc, dim, frames } = checkPair(queries, candidates);
-  const strategy = frames > 1 ? opts.strategy ?? 'diagonal_mean' : 'pooled';
+  const strategy = frames > 1 ? (opts.strategy ?? 'diagonal_mean') : 'pooled';
   const bf16 = opts.bf16 ?? false;
   const blockBytes = opts.blockBytes ?? 64 * 1024 * 1024;
   const rowsPerBlock = Math.max(1, Math.min(nq, Math.floor(blockBytes / (4 * nc))));
@@ -116,7 +118,10 @@ export function forEachSimilarityBlock(
   if (strategy === 'max') {
     // All F x F frame pairs of a (query, candidate) pair: one GEMM [rows*F, D] x [cols*F, D]ᵀ
     // (both operands are contiguous row ranges), then a max over each F x F sub-block.
-    const tileRows = Math.max(1, Math.min(rowsPerBlock, Math.floor(blockBytes / 4 / (4 * frames * frames * cols))));
+    const tileRows = Math.max(
+      1,
+      Math.min(rowsPerBlock, Math.floor(blockBytes / 4 / (4 * frames * frames * cols))),
+    );
     const tile = new Float32Array(tileRows * frames * cols * frames);
     for (let r0 = 0; r0 < nq; r0 += rowsPerBlock) {
       const rows = Math.min(rowsPerBlock, nq - r0);
@@ -128,7 +133,19 @@ export function forEachSimilarityBlock(
           const cc = Math.min(cols, nc - c0);
           const width = cc * frames;
           const t = tile.subarray(0, tr * frames * width);
-          k.matmul(qa, C.subarray(c0 * FD, (c0 + cc) * FD), t, tr * frames, width, dim, false, true, 1, 0, bf16);
+          k.matmul(
+            qa,
+            C.subarray(c0 * FD, (c0 + cc) * FD),
+            t,
+            tr * frames,
+            width,
+            dim,
+            false,
+            true,
+            1,
+            0,
+            bf16,
+          );
           for (let i = 0; i < tr; i++) {
             const orow = (t0 + i) * nc + c0;
             for (let j = 0; j < cc; j++) {
@@ -165,7 +182,19 @@ export function forEachSimilarityBlock(
       gatherFrameMajor(cf, C, c0, cc, frames, dim);
       for (let f = 0; f < frames; f++) {
         const t = tmp.subarray(0, rows * cc);
-        k.matmul(qf.subarray(f * rows * dim, (f + 1) * rows * dim), cf.subarray(f * cc * dim, (f + 1) * cc * dim), t, rows, cc, dim, false, true, 1, 0, bf16);
+        k.matmul(
+          qf.subarray(f * rows * dim, (f + 1) * rows * dim),
+          cf.subarray(f * cc * dim, (f + 1) * cc * dim),
+          t,
+          rows,
+          cc,
+          dim,
+          false,
+          true,
+          1,
+          0,
+          bf16,
+        );
         for (let i = 0; i < rows; i++) {
           const orow = i * nc + c0;
           const trow = i * cc;
@@ -179,16 +208,29 @@ export function forEachSimilarityBlock(
 }
 
 /** The full similarity matrix [nq, nc] (tests, small sets). */
-export function similarityMatrix(queries: EmbeddingSet, candidates: EmbeddingSet, opts: SimilarityOptions = {}): Float32Array {
+export function similarityMatrix(
+  queries: EmbeddingSet,
+  candidates: EmbeddingSet,
+  opts: SimilarityOptions = {},
+): Float32Array {
   const nc = candidates.n;
   const out = new Float32Array(queries.n * nc);
-  forEachSimilarityBlock(queries, candidates, opts, (r0, rows, block) => out.set(block.subarray(0, rows * nc), r0 * nc));
+  forEachSimilarityBlock(queries, candidates, opts, (r0, rows, block) =>
+    out.set(block.subarray(0, rows * nc), r0 * nc),
+  );
   return out;
 }
 
 /** Strict ranks and top-1 indices for queries[i] ↔ candidates[i]. */
-export function rankQueries(queries: EmbeddingSet, candidates: EmbeddingSet, opts: SimilarityOptions = {}): RankResult {
-  if (queries.n !== candidates.n) throw new UserError(`retrieval: ${queries.n} queries but ${candidates.n} candidates; item i must pair with item i`);
+export function rankQueries(
+  queries: EmbeddingSet,
+  candidates: EmbeddingSet,
+  opts: SimilarityOptions = {},
+): RankResult {
+  if (queries.n !== candidates.n)
+    throw new UserError(
+      `retrieval: ${queries.n} queries but ${candidates.n} candidates; item i must pair with item i`,
+    );
   const n = queries.n;
   const ranks = new Int32Array(n);
   const top1 = new Int32Array(n);
@@ -200,14 +242,22 @@ export function rankQueries(queries: EmbeddingSet, candidates: EmbeddingSet, opt
 
 /** Strict ranks from an explicit similarity matrix [n, n] (row = query). */
 export function ranksFromSimilarity(sim: ArrayLike<number>, n: number): RankResult {
-  if (sim.length !== n * n) throw new UserError(`retrieval: similarity matrix holds ${sim.length} values, expected ${n}x${n}`);
+  if (sim.length !== n * n)
+    throw new UserError(`retrieval: similarity matrix holds ${sim.length} values, expected ${n}x${n}`);
   const ranks = new Int32Array(n);
   const top1 = new Int32Array(n);
   for (let i = 0; i < n; i++) rankRow(sim, i * n, n, i, ranks, top1);
   return { ranks, top1 };
 }
 
-function rankRow(s: ArrayLike<number>, off: number, n: number, i: number, ranks: Int32Array, top1: Int32Array): void {
+function rankRow(
+  s: ArrayLike<number>,
+  off: number,
+  n: number,
+  i: number,
+  ranks: Int32Array,
+  top1: Int32Array,
+): void {
   const d = s[off + i];
   let greater = 0;
   let best = 0;
@@ -215,7 +265,10 @@ function rankRow(s: ArrayLike<number>, off: number, n: number, i: number, ranks:
   for (let j = 0; j < n; j++) {
     const v = s[off + j];
     if (v > d) greater++;
-    if (v > bv) { bv = v; best = j; }
+    if (v > bv) {
+      bv = v;
+      best = j;
+    }
   }
   ranks[i] = greater;
   top1[i] = best;
@@ -226,7 +279,9 @@ export function recallMetrics(r: RankResult, labels?: ArrayLike<number>): Retrie
   const { ranks, top1 } = r;
   const n = ranks.length;
   if (n === 0) throw new UserError('retrieval: no queries');
-  let r1 = 0, r5 = 0, r10 = 0;
+  let r1 = 0,
+    r5 = 0,
+    r10 = 0;
   for (let i = 0; i < n; i++) {
     if (ranks[i] < 1) r1++;
     if (ranks[i] < 5) r5++;
@@ -252,14 +307,16 @@ export interface RetrievalResult {
 
 /** Both directions: A→V (audio queries) and V→A (video queries). */
 export function evaluateRetrieval(
-  audio: EmbeddingSet, video: EmbeddingSet, opts: SimilarityOptions & { labels?: ArrayLike<number> } = {},
+  audio: EmbeddingSet,
+  video: EmbeddingSet,
+  opts: SimilarityOptions & { labels?: ArrayLike<number> } = {},
 ): RetrievalResult {
   checkPair(audio, video);
   const frames = audio.frames ?? 1;
   return {
     audioToVideo: recallMetrics(rankQueries(audio, video, opts), opts.labels),
     videoToAudio: recallMetrics(rankQueries(video, audio, opts), opts.labels),
-    strategy: frames > 1 ? opts.strategy ?? 'diagonal_mean' : 'pooled',
+    strategy: frames > 1 ? (opts.strategy ?? 'diagonal_mean') : 'pooled',
   };
 }
 
@@ -275,16 +332,31 @@ export function l2NormalizeRows(x: ArrayLike<number>, rows: number, dim: number)
   return out;
 }
 
-function checkPair(q: EmbeddingSet, c: EmbeddingSet): { nq: number; nc: number; dim: number; frames: number } {
+function checkPair(
+  q: EmbeddingSet,
+  c: EmbeddingSet,
+): { nq: number; nc: number; dim: number; frames: number } {
   const fq = q.frames ?? 1;
   const fc = c.frames ?? 1;
-  for (const [what, e, f] of [['queries', q, fq], ['candidates', c, fc]] as const) {
-    if (!(e.n > 0 && e.dim > 0 && f > 0) || !Number.isInteger(e.n) || !Number.isInteger(e.dim) || !Number.isInteger(f)) {
-      throw new UserError(`retrieval: ${what} need positive integer sizes (n ${e.n}, frames ${f}, dim ${e.dim})`);
+  for (const [what, e, f] of [
+    ['queries', q, fq],
+    ['candidates', c, fc],
+  ] as const) {
+    if (
+      !(e.n > 0 && e.dim > 0 && f > 0) ||
+      !Number.isInteger(e.n) ||
+      !Number.isInteger(e.dim) ||
+      !Number.isInteger(f)
+    ) {
+      throw new UserError(
+        `retrieval: ${what} need positive integer sizes (n ${e.n}, frames ${f}, dim ${e.dim})`,
+      );
     }
-    if (e.data.length !== e.n * f * e.dim) throw new UserError(`retrieval: ${what} hold ${e.data.length} values, expected ${e.n}x${f}x${e.dim}`);
+    if (e.data.length !== e.n * f * e.dim)
+      throw new UserError(`retrieval: ${what} hold ${e.data.length} values, expected ${e.n}x${f}x${e.dim}`);
     for (let i = 0; i < e.data.length; i++) {
-      if (!Number.isFinite(e.data[i])) throw new UserError(`retrieval: ${what} item ${Math.floor(i / (f * e.dim))} has a non-finite value`);
+      if (!Number.isFinite(e.data[i]))
+        throw new UserError(`retrieval: ${what} item ${Math.floor(i / (f * e.dim))} has a non-finite value`);
     }
   }
   if (q.dim !== c.dim) throw new UserError(`retrieval: embedding widths differ (${q.dim} vs ${c.dim})`);
@@ -307,7 +379,14 @@ function meanOverFrames(x: Float32Array, n: number, frames: number, dim: number)
 }
 
 /** dst[f, r, :] = src[(row0 + r), f, :] for r < rows: frame-major dense copies. */
-function gatherFrameMajor(dst: Float32Array, src: Float32Array, row0: number, rows: number, frames: number, dim: number): void {
+function gatherFrameMajor(
+  dst: Float32Array,
+  src: Float32Array,
+  row0: number,
+  rows: number,
+  frames: number,
+  dim: number,
+): void {
   for (let f = 0; f < frames; f++) {
     for (let r = 0; r < rows; r++) {
       const s = ((row0 + r) * frames + f) * dim;

@@ -71,7 +71,9 @@ export function collectMediaFiles(inputs: readonly string[], opts: { exclude?: s
     try {
       names = readdirSync(dir).sort();
     } catch (e) {
-      throw new UserError(`${dir}: cannot list folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new UserError(
+        `${dir}: cannot list folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
     for (const name of names) {
       if (name.startsWith('.')) continue;
@@ -112,7 +114,11 @@ export interface PreparedMedia {
  * Embeds one file (the per-file work of `index add`, shared with queue workers). Throws a
  * UserError naming the file when it cannot be used; a thumbnail that fails is left out.
  */
-export async function prepareMediaFile(path: string, embedder: MediaEmbedder, opts: { thumbnails?: boolean } = {}): Promise<PreparedMedia> {
+export async function prepareMediaFile(
+  path: string,
+  embedder: MediaEmbedder,
+  opts: { thumbnails?: boolean } = {},
+): Promise<PreparedMedia> {
   const facts = await detectMedia(path);
   const emb = await embedder.embedFile(path, facts.modality);
   // Only the streams the file really has: a silent video gets no audio embedding even if the
@@ -139,7 +145,12 @@ export function failureMessage(e: unknown): string {
 }
 
 /** Embeds `files` into `index` (opened for writing) with `embedder`. */
-export async function addMedia(index: IndexWriter, files: readonly string[], embedder: MediaEmbedder, opts: AddOptions = {}): Promise<AddSummary> {
+export async function addMedia(
+  index: IndexWriter,
+  files: readonly string[],
+  embedder: MediaEmbedder,
+  opts: AddOptions = {},
+): Promise<AddSummary> {
   index.checkIdentity({ modelId: embedder.modelId, modelName: embedder.modelName, dim: embedder.dim });
   const batchSize = Math.max(1, opts.batchSize ?? 16);
   const thumbnails = opts.thumbnails ?? true;

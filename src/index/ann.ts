@@ -27,7 +27,9 @@ function hnswlib(): typeof import('hnswlib-node') {
     try {
       hnswModule = createRequire(import.meta.url)('hnswlib-node') as typeof import('hnswlib-node');
     } catch (e) {
-      throw new UserError(`approximate search needs the hnswlib-node addon, which did not load (${(e as Error).message}); run 'npm ci' or use exact search`);
+      throw new UserError(
+        `approximate search needs the hnswlib-node addon, which did not load (${(e as Error).message}); run 'npm ci' or use exact search`,
+      );
     }
   }
   return hnswModule;
@@ -88,7 +90,14 @@ export class AnnIndex {
     let n = 0;
     for (let r = 0; r < src.rows; r++) if (src.has(space, r)) n++;
     graph.initIndex({ maxElements: Math.max(16, n), m, efConstruction, randomSeed: seed });
-    const ann = new AnnIndex(space, graph, { generation: src.generation, rows: 0, dim: src.dim, m, efConstruction, seed });
+    const ann = new AnnIndex(space, graph, {
+      generation: src.generation,
+      rows: 0,
+      dim: src.dim,
+      m,
+      efConstruction,
+      seed,
+    });
     ann.extend(src);
     return ann;
   }
@@ -100,7 +109,8 @@ export class AnnIndex {
     for (let r = this.meta.rows; r < src.rows; r++) if (src.has(this.space, r)) wanted.push(r);
     if (wanted.length > 0) {
       const need = this.graph.getCurrentCount() + wanted.length;
-      if (need > this.graph.getMaxElements()) this.graph.resizeIndex(Math.max(need, Math.ceil(this.graph.getMaxElements() * 1.5)));
+      if (need > this.graph.getMaxElements())
+        this.graph.resizeIndex(Math.max(need, Math.ceil(this.graph.getMaxElements() * 1.5)));
       for (const r of wanted) {
         this.graph.addPoint(Array.from(src.vector(this.space, r)), r);
         added++;
@@ -156,7 +166,8 @@ export class AnnIndex {
     } catch {
       return undefined;
     }
-    if (meta.generation !== src.generation || meta.dim !== src.dim || !(meta.rows <= src.rows)) return undefined;
+    if (meta.generation !== src.generation || meta.dim !== src.dim || !(meta.rows <= src.rows))
+      return undefined;
     const { HierarchicalNSW } = hnswlib();
     const graph = new HierarchicalNSW('ip', src.dim);
     try {

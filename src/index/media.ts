@@ -14,17 +14,63 @@ export const SNIFF_BYTES = 64 * 1024;
 
 /** Container/codec types we accept, by file-type's extension, and the modality each one means. */
 const ACCEPTED: Record<string, Modality> = {
-  jpg: 'image', png: 'image', webp: 'image', gif: 'image', tif: 'image', avif: 'image',
-  wav: 'audio', mp3: 'audio', flac: 'audio', ogg: 'audio', opus: 'audio', m4a: 'audio', aac: 'audio', aif: 'audio',
-  mp4: 'video', webm: 'video', mkv: 'video', mov: 'video', avi: 'video', m4v: 'video', mpg: 'video', '3gp': 'video',
-  ogv: 'video', flv: 'video',
+  jpg: 'image',
+  png: 'image',
+  webp: 'image',
+  gif: 'image',
+  tif: 'image',
+  avif: 'image',
+  wav: 'audio',
+  mp3: 'audio',
+  flac: 'audio',
+  ogg: 'audio',
+  opus: 'audio',
+  m4a: 'audio',
+  aac: 'audio',
+  aif: 'audio',
+  mp4: 'video',
+  webm: 'video',
+  mkv: 'video',
+  mov: 'video',
+  avi: 'video',
+  m4v: 'video',
+  mpg: 'video',
+  '3gp': 'video',
+  ogv: 'video',
+  flv: 'video',
 };
 
 /** File-name extensions looked at when a folder is walked (content still decides the kind). */
 export const MEDIA_EXTENSIONS = new Set([
-  '.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif',
-  '.wav', '.mp3', '.flac', '.ogg', '.oga', '.opus', '.m4a', '.aac', '.aif', '.aiff',
-  '.mp4', '.webm', '.mkv', '.mov', '.avi', '.m4v', '.mpg', '.mpeg', '.3gp', '.ogv', '.flv',
+  '.jpg',
+  '.jpeg',
+  '.png',
+  '.webp',
+  '.gif',
+  '.tif',
+  '.tiff',
+  '.avif',
+  '.wav',
+  '.mp3',
+  '.flac',
+  '.ogg',
+  '.oga',
+  '.opus',
+  '.m4a',
+  '.aac',
+  '.aif',
+  '.aiff',
+  '.mp4',
+  '.webm',
+  '.mkv',
+  '.mov',
+  '.avi',
+  '.m4v',
+  '.mpg',
+  '.mpeg',
+  '.3gp',
+  '.ogv',
+  '.flv',
 ]);
 
 export interface SniffResult {
@@ -85,7 +131,14 @@ export async function detectMedia(path: string, opts: { timeoutMs?: number } = {
   if (modality === 'video' && !info.hasVideo) modality = 'audio';
   if (modality === 'audio' && !info.hasAudio) throw fileError(path, 'has no audio stream');
   if (modality === 'video' && !info.hasVideo) throw fileError(path, 'has no video stream');
-  return { ...s, modality, hasAudio: info.hasAudio, hasVideo: info.hasVideo, durationSec: info.durationSec, info };
+  return {
+    ...s,
+    modality,
+    hasAudio: info.hasAudio,
+    hasVideo: info.hasVideo,
+    durationSec: info.durationSec,
+    info,
+  };
 }
 
 /** WAV files up to this size are described from their header, without starting ffprobe. */
@@ -96,7 +149,9 @@ const WAV_HEADER_MAX_BYTES = 16 << 20;
  * (ffprobe costs a process start per file, the largest part of indexing short clips).
  * Undefined when the file is large or its codec is one ffmpeg must decode.
  */
-function wavFacts(path: string): Pick<MediaFacts, 'modality' | 'hasAudio' | 'hasVideo' | 'durationSec'> | undefined {
+function wavFacts(
+  path: string,
+): Pick<MediaFacts, 'modality' | 'hasAudio' | 'hasVideo' | 'durationSec'> | undefined {
   if (statSync(path).size > WAV_HEADER_MAX_BYTES) return undefined;
   let h;
   try {

@@ -27,8 +27,20 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
-  rmSync, statSync, writeFileSync, writeSync,
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -37,7 +49,15 @@ import { acquireWriteLock } from './lock.js';
 import { UserError, fileError } from '../util/errors.js';
 import { AnnIndex, type AnnParams } from './ann.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
-import { MODALITIES, type ClipVectors, type EmbeddingSpace, type IndexEntry, type MediaEmbedding, type Modality, type SearchHit } from './types.js';
+import {
+  MODALITIES,
+  type ClipVectors,
+  type EmbeddingSpace,
+  type IndexEntry,
+  type MediaEmbedding,
+  type Modality,
+  type SearchHit,
+} from './types.js';
 
 export const INDEX_FORMAT = 'cavmae-media-index';
 export const INDEX_VERSION = 1;
@@ -165,38 +185,77 @@ export function checkedEntry(
   const id = mediaId(path);
   if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
   seen.add(id);
-  if (!MODALITIES.includes(it.modality)) throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
+  if (!MODALITIES.includes(it.modality))
+    throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
   const model = it.model ?? indexModel;
-  if (model !== indexModel) throw new UserError(`${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${indexModel.slice(0, 12)}'s embeddings`);
+  if (model !== indexModel)
+    throw new UserError(
+      `${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${indexModel.slice(0, 12)}'s embeddings`,
+    );
   const audio = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
-  const visual = it.embedding.visual ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`) : undefined;
+  const visual = it.embedding.visual
+    ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`)
+    : undefined;
   if (!audio && !visual) throw new UserError(`${path}: no embedding to index`);
   const entry: IndexEntry = {
-    id, row, path, modality: it.modality, hasAudio: !!audio, hasVisual: !!visual, mtimeMs: it.mtimeMs, size: it.size, addedAt,
-    model, ...(it.worker ? { worker: it.worker } : {}),
+    id,
+    row,
+    path,
+    modality: it.modality,
+    hasAudio: !!audio,
+    hasVisual: !!visual,
+    mtimeMs: it.mtimeMs,
+    size: it.size,
+    addedAt,
+    model,
+    ...(it.worker ? { worker: it.worker } : {}),
   };
   return { entry, ...(audio ? { audio } : {}), ...(visual ? { visual } : {}) };
 }
 
 /** Refuses an identity other than the index's (another model, or another width). */
-export function checkModelIdentity(location: string, model: { id: string; name: string }, dim: number, identity: IndexIdentity, clip?: ClipVectors): void {
+export function checkModelIdentity(
+  location: string,
+  model: { id: string; name: string },
+  dim: number,
+  identity: IndexIdentity,
+  clip?: ClipVectors,
+): void {
   if (model.id !== identity.modelId) {
-    throw fileError(location, `was built with model ${model.name} (${model.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`);
+    throw fileError(
+      location,
+      `was built with model ${model.name} (${model.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`,
+    );
   }
-  if (dim !== identity.dim) throw fileError(location, `holds ${dim}-dimensional embeddings, the model makes ${identity.dim}`);
+  if (dim !== identity.dim)
+    throw fileError(location, `holds ${dim}-dimensional embeddings, the model makes ${identity.dim}`);
   // Recorded by indexes of Sync models; an engine that does not say (a queue submitter's stand-in) is not judged.
-  if (clip && identity.clip && (clip.strategy !== identity.clip.strategy || clip.pairs !== identity.clip.pairs))
-    throw fileError(location, `holds clip vectors of ${clip.pairs} pairs compared by ${clip.strategy}, the model makes ${identity.clip.pairs} pairs compared by ${identity.clip.strategy}`);
+  if (
+    clip &&
+    identity.clip &&
+    (clip.strategy !== identity.clip.strategy || clip.pairs !== identity.clip.pairs)
+  )
+    throw fileError(
+      location,
+      `holds clip vectors of ${clip.pairs} pairs compared by ${clip.strategy}, the model makes ${identity.clip.pairs} pairs compared by ${identity.clip.strategy}`,
+    );
 }
 
 /** Whether `entries` holds `path` with this mtime and size (an unchanged, indexed file). */
-export function isCurrentEntry(entries: ReadonlyMap<string, IndexEntry>, path: string, mtimeMs: number, size: number): boolean {
+export function isCurrentEntry(
+  entries: ReadonlyMap<string, IndexEntry>,
+  path: string,
+  mtimeMs: number,
+  size: number,
+): boolean {
   const e = entries.get(mediaId(path));
   return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
 }
 
 /** Counts for `stats()`: items with each embedding, items per kind. */
-export function countEntries(entries: Iterable<IndexEntry>): Pick<IndexStats, 'withAudio' | 'withVisual' | 'byModality'> {
+export function countEntries(
+  entries: Iterable<IndexEntry>,
+): Pick<IndexStats, 'withAudio' | 'withVisual' | 'byModality'> {
   const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
   let withAudio = 0;
   let withVisual = 0;
@@ -240,7 +299,8 @@ function readExactly(path: string, bytes: number, what: string): Buffer {
   }
   try {
     const size = fstatSync(fd).size;
-    if (size < bytes) throw fileError(path, `${what} is truncated: ${size} bytes, the index committed ${bytes}`);
+    if (size < bytes)
+      throw fileError(path, `${what} is truncated: ${size} bytes, the index committed ${bytes}`);
     const buf = Buffer.allocUnsafe(bytes);
     let off = 0;
     while (off < bytes) {
@@ -257,7 +317,8 @@ function readExactly(path: string, bytes: number, what: string): Buffer {
 /** An L2-normalised copy of an embedding, checked (width, finite, not all zeros). */
 export function normalizedCopy(v: Float32Array, dim: number, what: string): Float32Array {
   if (!(v instanceof Float32Array)) throw new UserError(`${what}: embedding must be a Float32Array`);
-  if (v.length !== dim) throw new UserError(`${what}: embedding has ${v.length} values, the index holds ${dim}`);
+  if (v.length !== dim)
+    throw new UserError(`${what}: embedding has ${v.length} values, the index holds ${dim}`);
   let ss = 0;
   for (let i = 0; i < dim; i++) {
     const x = v[i];
@@ -277,9 +338,12 @@ function validateMeta(m: unknown, path: string): IndexMeta {
     throw fileError(path, `not a valid media index (${why})`);
   };
   if (!meta || typeof meta !== 'object') bad('not a JSON object');
-  if (meta.format !== INDEX_FORMAT) bad(`format is ${JSON.stringify(meta.format)}, expected "${INDEX_FORMAT}"`);
-  if (meta.version !== INDEX_VERSION) bad(`version ${meta.version} is not supported (this build reads version ${INDEX_VERSION})`);
-  const int = (x: unknown, lo: number, hi: number) => typeof x === 'number' && Number.isInteger(x) && x >= lo && x <= hi;
+  if (meta.format !== INDEX_FORMAT)
+    bad(`format is ${JSON.stringify(meta.format)}, expected "${INDEX_FORMAT}"`);
+  if (meta.version !== INDEX_VERSION)
+    bad(`version ${meta.version} is not supported (this build reads version ${INDEX_VERSION})`);
+  const int = (x: unknown, lo: number, hi: number) =>
+    typeof x === 'number' && Number.isInteger(x) && x >= lo && x <= hi;
   if (!int(meta.dim, 1, MAX_DIM)) bad('dim');
   if (!int(meta.segmentRows, 1, 1 << 24)) bad('segmentRows');
   if (!int(meta.generation, 0, 1e9)) bad('generation');
@@ -288,7 +352,14 @@ function validateMeta(m: unknown, path: string): IndexMeta {
   if (!int(meta.count, 0, meta.rows!)) bad('count');
   if (!meta.model || typeof meta.model.id !== 'string' || typeof meta.model.name !== 'string') bad('model');
   if (meta.model!.path !== undefined && typeof meta.model!.path !== 'string') bad('model.path');
-  if (meta.clip !== undefined && (typeof meta.clip !== 'object' || meta.clip === null || typeof meta.clip.strategy !== 'string' || !int(meta.clip.pairs, 1, 4096))) bad('clip');
+  if (
+    meta.clip !== undefined &&
+    (typeof meta.clip !== 'object' ||
+      meta.clip === null ||
+      typeof meta.clip.strategy !== 'string' ||
+      !int(meta.clip.pairs, 1, 4096))
+  )
+    bad('clip');
   return meta as IndexMeta;
 }
 
@@ -296,18 +367,37 @@ function validateEntry(e: Partial<IndexEntry>, rows: number, where: string): Ind
   const ok =
     (e.model === undefined || (typeof e.model === 'string' && e.model.length <= 256)) &&
     (e.worker === undefined || (typeof e.worker === 'string' && e.worker.length <= 512)) &&
-    typeof e.id === 'string' && ID_PATTERN.test(e.id) &&
-    typeof e.row === 'number' && Number.isInteger(e.row) && e.row >= 0 && e.row < rows &&
-    typeof e.path === 'string' && e.path.length > 0 &&
+    typeof e.id === 'string' &&
+    ID_PATTERN.test(e.id) &&
+    typeof e.row === 'number' &&
+    Number.isInteger(e.row) &&
+    e.row >= 0 &&
+    e.row < rows &&
+    typeof e.path === 'string' &&
+    e.path.length > 0 &&
     MODALITIES.includes(e.modality as Modality) &&
-    typeof e.hasAudio === 'boolean' && typeof e.hasVisual === 'boolean' && (e.hasAudio || e.hasVisual) &&
-    (e.thumb === undefined || (typeof e.thumb === 'string' && /^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(e.thumb))) &&
-    typeof e.mtimeMs === 'number' && typeof e.size === 'number' && typeof e.addedAt === 'string';
+    typeof e.hasAudio === 'boolean' &&
+    typeof e.hasVisual === 'boolean' &&
+    (e.hasAudio || e.hasVisual) &&
+    (e.thumb === undefined ||
+      (typeof e.thumb === 'string' && /^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(e.thumb))) &&
+    typeof e.mtimeMs === 'number' &&
+    typeof e.size === 'number' &&
+    typeof e.addedAt === 'string';
   if (!ok) throw new UserError(`${where}: malformed manifest entry`);
   return {
-    id: e.id!, row: e.row!, path: e.path!, modality: e.modality!, hasAudio: e.hasAudio!, hasVisual: e.hasVisual!,
-    ...(e.thumb ? { thumb: e.thumb } : {}), mtimeMs: e.mtimeMs!, size: e.size!, addedAt: e.addedAt!,
-    ...(e.model ? { model: e.model } : {}), ...(e.worker ? { worker: e.worker } : {}),
+    id: e.id!,
+    row: e.row!,
+    path: e.path!,
+    modality: e.modality!,
+    hasAudio: e.hasAudio!,
+    hasVisual: e.hasVisual!,
+    ...(e.thumb ? { thumb: e.thumb } : {}),
+    mtimeMs: e.mtimeMs!,
+    size: e.size!,
+    addedAt: e.addedAt!,
+    ...(e.model ? { model: e.model } : {}),
+    ...(e.worker ? { worker: e.worker } : {}),
   };
 }
 
@@ -338,15 +428,28 @@ export class MediaIndex implements IndexWriter {
     if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= MAX_DIM)) {
       throw new UserError(`index dimension must be an integer in 1..${MAX_DIM}, got ${identity.dim}`);
     }
-    if (endianness() !== 'LE') throw new UserError('the media index format is little-endian; this machine is big-endian');
+    if (endianness() !== 'LE')
+      throw new UserError('the media index format is little-endian; this machine is big-endian');
     mkdirSync(genDir(abs, 0), { recursive: true });
     writeFileSync(join(genDir(abs, 0), 'manifest.jsonl'), '');
     const now = new Date().toISOString();
     const meta: IndexMeta = {
-      format: INDEX_FORMAT, version: INDEX_VERSION,
-      model: { id: identity.modelId, name: identity.modelName, ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}) },
-      dim: identity.dim, ...(identity.clip ? { clip: identity.clip } : {}), segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
-      generation: 0, rows: 0, manifestBytes: 0, count: 0, createdAt: now, updatedAt: now,
+      format: INDEX_FORMAT,
+      version: INDEX_VERSION,
+      model: {
+        id: identity.modelId,
+        name: identity.modelName,
+        ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
+      },
+      dim: identity.dim,
+      ...(identity.clip ? { clip: identity.clip } : {}),
+      segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
+      generation: 0,
+      rows: 0,
+      manifestBytes: 0,
+      count: 0,
+      createdAt: now,
+      updatedAt: now,
     };
     writeFileAtomic(join(abs, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     return MediaIndex.open(abs, { writable: true });
@@ -358,7 +461,8 @@ export class MediaIndex implements IndexWriter {
    */
   static open(dir: string, opts: { writable?: boolean } = {}): MediaIndex {
     const idx = new MediaIndex(dir);
-    if (!existsSync(join(idx.dir, 'meta.json'))) throw fileError(idx.dir, 'no media index here (meta.json is missing)');
+    if (!existsSync(join(idx.dir, 'meta.json')))
+      throw fileError(idx.dir, 'no media index here (meta.json is missing)');
     if (opts.writable) idx.acquireLock();
     try {
       idx.load();
@@ -438,7 +542,8 @@ export class MediaIndex implements IndexWriter {
     const text = readExactly(manifestPath, meta.manifestBytes, 'manifest').toString('utf8');
     const entries = new Map<string, IndexEntry>();
     const lines = text.split('\n');
-    if (lines[lines.length - 1] !== '') throw fileError(manifestPath, 'committed manifest does not end with a newline');
+    if (lines[lines.length - 1] !== '')
+      throw fileError(manifestPath, 'committed manifest does not end with a newline');
     for (let i = 0; i < lines.length - 1; i++) {
       let rec: { op?: string; id?: string };
       try {
@@ -455,7 +560,8 @@ export class MediaIndex implements IndexWriter {
         throw fileError(manifestPath, `line ${i + 1}: unknown record`);
       }
     }
-    if (entries.size !== meta.count) throw fileError(manifestPath, `holds ${entries.size} live entries, meta.json says ${meta.count}`);
+    if (entries.size !== meta.count)
+      throw fileError(manifestPath, `holds ${entries.size} live entries, meta.json says ${meta.count}`);
     const flags = new Uint8Array(rows);
     for (const e of entries.values()) {
       if (flags[e.row]) throw fileError(manifestPath, `two live entries share row ${e.row}`);
@@ -466,7 +572,11 @@ export class MediaIndex implements IndexWriter {
     for (const space of SPACES) {
       for (let s = 0; s < nseg; s++) {
         const segRows = Math.min(segmentRows, rows - s * segmentRows);
-        const buf = readExactly(segFile(this.dir, generation, space, s), segRows * dim * 4, `${space} vectors`);
+        const buf = readExactly(
+          segFile(this.dir, generation, space, s),
+          segRows * dim * 4,
+          `${space} vectors`,
+        );
         const v = new Float32Array(segRows * dim); // [segRows, dim]
         new Uint8Array(v.buffer).set(buf);
         segments[space].push(v);
@@ -522,7 +632,11 @@ export class MediaIndex implements IndexWriter {
     if (`${st.ino}:${st.mtimeMs}:${st.size}` === this.metaStamp) return false;
     const before = this.meta;
     this.load();
-    return before.generation !== this.meta.generation || before.rows !== this.meta.rows || before.manifestBytes !== this.meta.manifestBytes;
+    return (
+      before.generation !== this.meta.generation ||
+      before.rows !== this.meta.rows ||
+      before.manifestBytes !== this.meta.manifestBytes
+    );
   }
 
   // ---------------------------------------------------------------- reading
@@ -583,8 +697,14 @@ export class MediaIndex implements IndexWriter {
 
   stats(): IndexStats {
     return {
-      dir: this.dir, model: this.model, dim: this.dim, count: this.count, rows: this.rows, dead: this.rows - this.count,
-      ...countEntries(this.entries.values()), generation: this.generation,
+      dir: this.dir,
+      model: this.model,
+      dim: this.dim,
+      count: this.count,
+      rows: this.rows,
+      dead: this.rows - this.count,
+      ...countEntries(this.entries.values()),
+      generation: this.generation,
     };
   }
 
@@ -608,7 +728,8 @@ export class MediaIndex implements IndexWriter {
     };
     const seen = new Set<string>();
     items.forEach((it, i) => {
-      if (it.thumb !== undefined && !/^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(it.thumb)) throw new UserError(`${it.path}: bad thumbnail path ${it.thumb}`);
+      if (it.thumb !== undefined && !/^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(it.thumb))
+        throw new UserError(`${it.path}: bad thumbnail path ${it.thumb}`);
       const { entry, audio, visual } = checkedEntry(it, row0 + i, now, dim, this.meta.model.id, seen);
       if (audio) vecs.audio.set(audio, i * dim);
       if (visual) vecs.visual.set(visual, i * dim);
@@ -652,7 +773,8 @@ export class MediaIndex implements IndexWriter {
     // 4. Memory follows the committed state.
     this.growRows(row0 + items.length);
     for (const space of SPACES) {
-      for (let i = 0; i < items.length; i++) this.vector(space, row0 + i).set(vecs[space].subarray(i * dim, (i + 1) * dim));
+      for (let i = 0; i < items.length; i++)
+        this.vector(space, row0 + i).set(vecs[space].subarray(i * dim, (i + 1) * dim));
     }
     for (const e of newEntries) {
       const old = this.entries.get(e.id);
@@ -715,7 +837,8 @@ export class MediaIndex implements IndexWriter {
       for (let s = 0; s * segmentRows < n; s++) {
         const rowsHere = Math.min(segmentRows, n - s * segmentRows);
         const buf = new Float32Array(rowsHere * dim); // [rowsHere, dim]
-        for (let i = 0; i < rowsHere; i++) buf.set(this.vector(space, live[s * segmentRows + i].row), i * dim);
+        for (let i = 0; i < rowsHere; i++)
+          buf.set(this.vector(space, live[s * segmentRows + i].row), i * dim);
         const fd = openSync(segFile(this.dir, next, space, s), 'w');
         try {
           writeAll(fd, new Uint8Array(buf.buffer), 0);
@@ -742,7 +865,8 @@ export class MediaIndex implements IndexWriter {
     const keep = new Set(renumbered.map((e) => e.thumb).filter(Boolean));
     const thumbs = join(this.dir, 'thumbs');
     if (existsSync(thumbs)) {
-      for (const name of readdirSync(thumbs)) if (!keep.has(`thumbs/${name}`)) rmSync(join(thumbs, name), { force: true });
+      for (const name of readdirSync(thumbs))
+        if (!keep.has(`thumbs/${name}`)) rmSync(join(thumbs, name), { force: true });
     }
     this.load();
     return { before, after: n };
@@ -761,7 +885,9 @@ export class MediaIndex implements IndexWriter {
     return this.meta.manifestBytes + bytes.length;
   }
 
-  private commitMeta(update: Partial<Pick<IndexMeta, 'rows' | 'manifestBytes' | 'count' | 'generation'>>): void {
+  private commitMeta(
+    update: Partial<Pick<IndexMeta, 'rows' | 'manifestBytes' | 'count' | 'generation'>>,
+  ): void {
     const meta: IndexMeta = { ...this.meta, ...update, updatedAt: new Date().toISOString() };
     const path = join(this.dir, 'meta.json');
     writeFileAtomic(path, JSON.stringify(meta, null, 2) + '\n');
@@ -799,11 +925,15 @@ export class MediaIndex implements IndexWriter {
   searchBatch(queries: Float32Array, nq: number, opts: SearchOptions): SearchHit[][] {
     const { dim, segmentRows } = this.meta;
     const { space } = opts;
-    if (!SPACES.includes(space)) throw new UserError(`unknown search space ${String(space)} (audio or visual)`);
-    if (!(Number.isInteger(opts.k) && opts.k >= 1)) throw new UserError(`k must be a positive integer, got ${opts.k}`);
-    if (queries.length !== nq * dim) throw new UserError(`query has ${queries.length / Math.max(nq, 1)} values, the index holds ${dim}`);
+    if (!SPACES.includes(space))
+      throw new UserError(`unknown search space ${String(space)} (audio or visual)`);
+    if (!(Number.isInteger(opts.k) && opts.k >= 1))
+      throw new UserError(`k must be a positive integer, got ${opts.k}`);
+    if (queries.length !== nq * dim)
+      throw new UserError(`query has ${queries.length / Math.max(nq, 1)} values, the index holds ${dim}`);
     const q = new Float32Array(nq * dim); // [nq, dim]
-    for (let i = 0; i < nq; i++) q.set(normalizedCopy(queries.subarray(i * dim, (i + 1) * dim), dim, 'query'), i * dim);
+    for (let i = 0; i < nq; i++)
+      q.set(normalizedCopy(queries.subarray(i * dim, (i + 1) * dim), dim, 'query'), i * dim);
     if (opts.approximate) return this.searchApproximate(q, nq, opts);
     const collector = new TopKCollector(nq, opts.k);
     const rows = this.meta.rows;
@@ -867,8 +997,13 @@ export class MediaIndex implements IndexWriter {
       const r = c.result()[0];
       // Ties in the re-scored set are ordered by row, as in exact search.
       const rows = Array.from(r.index, (j) => cand[j]);
-      const order = rows.map((_, j) => j).sort((a, b) => (r.score[b] - r.score[a]) || (rows[a] - rows[b]));
-      out.push(this.toHits(order.map((j) => rows[j]), order.map((j) => r.score[j])));
+      const order = rows.map((_, j) => j).sort((a, b) => r.score[b] - r.score[a] || rows[a] - rows[b]);
+      out.push(
+        this.toHits(
+          order.map((j) => rows[j]),
+          order.map((j) => r.score[j]),
+        ),
+      );
     }
     return out;
   }

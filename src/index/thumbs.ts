@@ -23,7 +23,13 @@ async function coverJpeg(input: Uint8Array | string): Promise<Buffer> {
 }
 
 /** Inferno-like colour stops for spectrogram thumbnails (the web page uses the same ramp). */
-const RAMP = [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]];
+const RAMP = [
+  [0, 0, 4],
+  [87, 16, 110],
+  [188, 55, 84],
+  [249, 142, 9],
+  [252, 255, 164],
+];
 
 /** Audio shown to the thumbnail: at most the first 30 s. */
 const SPECTROGRAM_MAX_SAMPLES = 30 * 16000;
@@ -32,7 +38,11 @@ const SPECTROGRAM_MAX_SAMPLES = 30 * 16000;
  * The log-mel spectrogram the model sees (Kaldi fbank, 128 bins) as an RGB PNG: time left to
  * right, low frequencies at the bottom, min-max scaled over the 1st..99th percentile.
  */
-export async function spectrogramPng(samples: Float32Array, width = THUMB_WIDTH, height = THUMB_HEIGHT): Promise<Buffer> {
+export async function spectrogramPng(
+  samples: Float32Array,
+  width = THUMB_WIDTH,
+  height = THUMB_HEIGHT,
+): Promise<Buffer> {
   const clip = samples.subarray(0, SPECTROGRAM_MAX_SAMPLES);
   const { data, frames } = computeFbank(clip.length >= 400 ? clip : padTo(clip, 400)); // [frames, 128]
   const bins = NUM_MEL_BINS;
@@ -54,13 +64,17 @@ export async function spectrogramPng(samples: Float32Array, width = THUMB_WIDTH,
   for (let y = 0; y < height; y++) {
     const m = Math.min(bins - 1, Math.floor(((height - 1 - y) * bins) / height)); // low bins at the bottom
     for (let x = 0; x < width; x++) {
-      const t = Math.max(0, Math.min(1, (cols[x * bins + m] - lo) / Math.max(hi - lo, 1e-6))) * (RAMP.length - 1);
+      const t =
+        Math.max(0, Math.min(1, (cols[x * bins + m] - lo) / Math.max(hi - lo, 1e-6))) * (RAMP.length - 1);
       const i = Math.min(RAMP.length - 2, Math.floor(t));
       const w = t - i;
-      for (let c = 0; c < 3; c++) px[(y * width + x) * 3 + c] = Math.round(RAMP[i][c] + (RAMP[i + 1][c] - RAMP[i][c]) * w);
+      for (let c = 0; c < 3; c++)
+        px[(y * width + x) * 3 + c] = Math.round(RAMP[i][c] + (RAMP[i + 1][c] - RAMP[i][c]) * w);
     }
   }
-  return sharp(px, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(px, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 function padTo(x: Float32Array, n: number): Float32Array {
@@ -73,8 +87,30 @@ function padTo(x: Float32Array, n: number): Float32Array {
 async function videoThumb(path: string, durationSec: number | undefined): Promise<Buffer> {
   const vf = `scale=${THUMB_WIDTH}:${THUMB_HEIGHT}:force_original_aspect_ratio=increase,crop=${THUMB_WIDTH}:${THUMB_HEIGHT}`;
   const grab = async (t: number) =>
-    (await runFfmpeg(['-ss', t.toFixed(3), '-i', path, '-map', '0:v:0', '-frames:v', '1', '-vf', vf, '-f', 'image2pipe', '-c:v', 'mjpeg', '-q:v', '4', 'pipe:1'],
-      { timeoutMs: 30_000, maxBytes: 8 << 20, what: path })).stdout;
+    (
+      await runFfmpeg(
+        [
+          '-ss',
+          t.toFixed(3),
+          '-i',
+          path,
+          '-map',
+          '0:v:0',
+          '-frames:v',
+          '1',
+          '-vf',
+          vf,
+          '-f',
+          'image2pipe',
+          '-c:v',
+          'mjpeg',
+          '-q:v',
+          '4',
+          'pipe:1',
+        ],
+        { timeoutMs: 30_000, maxBytes: 8 << 20, what: path },
+      )
+    ).stdout;
   let jpeg = durationSec && durationSec > 0.2 ? await grab(durationSec / 2) : Buffer.alloc(0);
   if (jpeg.length === 0) jpeg = await grab(0);
   if (jpeg.length === 0) throw fileError(path, 'no frame could be decoded for a thumbnail');
@@ -82,7 +118,11 @@ async function videoThumb(path: string, durationSec: number | undefined): Promis
 }
 
 /** Thumbnail bytes and extension of a media file. */
-export async function makeThumbnail(path: string, modality: Modality, durationSec?: number): Promise<{ bytes: Buffer; ext: 'jpg' | 'png' }> {
+export async function makeThumbnail(
+  path: string,
+  modality: Modality,
+  durationSec?: number,
+): Promise<{ bytes: Buffer; ext: 'jpg' | 'png' }> {
   if (modality === 'image') return { bytes: await coverJpeg(path), ext: 'jpg' };
   if (modality === 'video') return { bytes: await videoThumb(path, durationSec), ext: 'jpg' };
   const { samples } = await decodeAudio(path, { what: path });
@@ -90,7 +130,13 @@ export async function makeThumbnail(path: string, modality: Modality, durationSe
 }
 
 /** Writes the thumbnail of `id` into the index folder; returns its relative path. */
-export async function writeThumbnail(indexDir: string, id: string, path: string, modality: Modality, durationSec?: number): Promise<string> {
+export async function writeThumbnail(
+  indexDir: string,
+  id: string,
+  path: string,
+  modality: Modality,
+  durationSec?: number,
+): Promise<string> {
   const { bytes, ext } = await makeThumbnail(path, modality, durationSec);
   const rel = `thumbs/${id}.${ext}`;
   writeFileAtomic(join(indexDir, rel), bytes);

@@ -28,7 +28,8 @@ export class TopKCollector {
   private readonly size: Int32Array; // [nq]
 
   constructor(nq: number, k: number) {
-    if (!(Number.isInteger(nq) && nq >= 0)) throw new RangeError(`query count must be a non-negative integer, got ${nq}`);
+    if (!(Number.isInteger(nq) && nq >= 0))
+      throw new RangeError(`query count must be a non-negative integer, got ${nq}`);
     if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`k must be a positive integer, got ${k}`);
     this.nq = nq;
     this.k = k;
@@ -141,7 +142,8 @@ export function collectInnerProduct(
   blockRows?: number,
 ): void {
   const nq = collector.nq;
-  if (queries.length < nq * dim) throw new RangeError(`queries hold ${queries.length} floats, need ${nq}x${dim}`);
+  if (queries.length < nq * dim)
+    throw new RangeError(`queries hold ${queries.length} floats, need ${nq}x${dim}`);
   if (x.length < nx * dim) throw new RangeError(`candidates hold ${x.length} floats, need ${nx}x${dim}`);
   if (nq === 0 || nx === 0) return;
   const block = Math.max(1, Math.min(nx, blockRows ?? Math.max(64, Math.floor(BLOCK_FLOATS / nq))));

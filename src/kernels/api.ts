@@ -32,10 +32,17 @@ export interface Kernels {
    * beta = 0 means C is not read (may hold NaN).
    */
   matmul(
-    a: F32, b: F32, c: F32,
-    m: number, n: number, k: number,
-    transA: boolean, transB: boolean,
-    alpha: number, beta: number, bf16: boolean,
+    a: F32,
+    b: F32,
+    c: F32,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    bf16: boolean,
   ): void;
 
   /**
@@ -43,22 +50,47 @@ export interface Kernels {
    * Each matrix is dense with the same layout rules as `matmul`.
    */
   matmulBatched(
-    a: F32, b: F32, c: F32,
-    batch: number, m: number, n: number, k: number,
-    transA: boolean, transB: boolean,
-    strideA: number, strideB: number, strideC: number,
-    alpha: number, beta: number, bf16: boolean,
+    a: F32,
+    b: F32,
+    c: F32,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+    alpha: number,
+    beta: number,
+    bf16: boolean,
   ): void;
 
   /** out[r,:] = (inp[r,:] - mean_r) * rstd_r * weight + bias; writes mean[rows], rstd[rows]. */
   layerNormForward(
-    out: F32, mean: F32, rstd: F32, inp: F32, weight: F32, bias: F32,
-    rows: number, cols: number, eps: number,
+    out: F32,
+    mean: F32,
+    rstd: F32,
+    inp: F32,
+    weight: F32,
+    bias: F32,
+    rows: number,
+    cols: number,
+    eps: number,
   ): void;
   /** Accumulates dinp, dweight, dbias from dout, using the saved mean/rstd. */
   layerNormBackward(
-    dinp: F32, dweight: F32, dbias: F32, dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32,
-    rows: number, cols: number,
+    dinp: F32,
+    dweight: F32,
+    dbias: F32,
+    dout: F32,
+    inp: F32,
+    weight: F32,
+    mean: F32,
+    rstd: F32,
+    rows: number,
+    cols: number,
   ): void;
 
   /** Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))). `out` may alias `inp`. */
@@ -87,16 +119,32 @@ export interface Kernels {
    * attention probabilities att [B,H,T,T] = softmax(scale * q·kᵀ), saved for backward.
    */
   attentionForward(
-    out: F32, att: F32, qkv: F32,
-    B: number, T: number, C: number, H: number, scale: number, bf16: boolean,
+    out: F32,
+    att: F32,
+    qkv: F32,
+    B: number,
+    T: number,
+    C: number,
+    H: number,
+    scale: number,
+    bf16: boolean,
   ): void;
   /**
    * Accumulates dqkv [B,T,3C] from dout [B,T,C], given qkv and the saved att.
    * scratch: at least B*H*T*T floats, overwritten.
    */
   attentionBackward(
-    dqkv: F32, scratch: F32, dout: F32, qkv: F32, att: F32,
-    B: number, T: number, C: number, H: number, scale: number, bf16: boolean,
+    dqkv: F32,
+    scratch: F32,
+    dout: F32,
+    qkv: F32,
+    att: F32,
+    B: number,
+    T: number,
+    C: number,
+    H: number,
+    scale: number,
+    bf16: boolean,
   ): void;
 
   /** out[i,:] = inp[index[i],:] for i < nIndex (rows of width cols). */
@@ -113,7 +161,13 @@ export interface Kernels {
   l2Normalize(out: F32, norms: F32, inp: F32, rows: number, cols: number, eps: number): void;
   /** Accumulates dinp given out (the normalised rows), norms and dout. */
   l2NormalizeBackward(
-    dinp: F32, dout: F32, out: F32, norms: F32, rows: number, cols: number, eps: number,
+    dinp: F32,
+    dout: F32,
+    out: F32,
+    norms: F32,
+    rows: number,
+    cols: number,
+    eps: number,
   ): void;
 
   /**
@@ -125,9 +179,18 @@ export interface Kernels {
    * in exactly PyTorch's order of float32 operations (the TS reference matches torch to 0 ulp).
    */
   adamUpdate(
-    param: F32, grad: F32, m: F32, v: F32, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
-    step: number, decoupled: boolean,
+    param: F32,
+    grad: F32,
+    m: F32,
+    v: F32,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+    decoupled: boolean,
   ): void;
 
   /** Round-to-nearest-even fp32 -> bf16 (NaN stays NaN). */

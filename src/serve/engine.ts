@@ -20,7 +20,14 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../util/errors.js';
 import type { SearchableIndex } from '../index/backend.js';
-import type { ClipVectors, EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
+import type {
+  ClipVectors,
+  EmbeddingSpace,
+  MediaEmbedder,
+  MediaEmbedding,
+  Modality,
+  SearchHit,
+} from '../index/types.js';
 
 export type MediaKind = Modality;
 
@@ -117,7 +124,11 @@ export interface Engine {
   classify(input: MediaInput, opts: { top: number }): Promise<ClassifyResult>;
   /** `image`: an image or a video (its frame); `audio`: audio or a video (its soundtrack). */
   localize(image: MediaInput, audio: MediaInput): Promise<LocalizeResult>;
-  reconstruct(media: { image: MediaInput; audio: MediaInput }, ratio: number, mode: MaskMode): Promise<ReconstructResult>;
+  reconstruct(
+    media: { image: MediaInput; audio: MediaInput },
+    ratio: number,
+    mode: MaskMode,
+  ): Promise<ReconstructResult>;
   /** Frees the model; the server calls it on shutdown. */
   close?(): Promise<void>;
 }
@@ -142,10 +153,17 @@ export async function searchIndex(
   for (const from of ['audio', 'visual'] as const) {
     if (!embedding[from]) continue;
     const other: EmbeddingSpace = from === 'audio' ? 'visual' : 'audio';
-    const targets: EmbeddingSpace[] = [...(mode !== 'same' ? [other] : []), ...(mode !== 'cross' ? [from] : [])];
+    const targets: EmbeddingSpace[] = [
+      ...(mode !== 'same' ? [other] : []),
+      ...(mode !== 'cross' ? [from] : []),
+    ];
     for (const to of targets) {
       if ((to === 'audio' ? stats.withAudio : stats.withVisual) === 0) continue;
-      const hits = await index.searchAsync(embedding[from]!, { space: to, k: request.k, approximate: request.approximate });
+      const hits = await index.searchAsync(embedding[from]!, {
+        space: to,
+        k: request.k,
+        approximate: request.approximate,
+      });
       lists.push({ from, to, hits });
     }
   }
@@ -165,7 +183,8 @@ export function embedderFromEngine(engine: Engine): MediaEmbedder {
     ...(info.clip ? { clip: info.clip } : {}),
     async embedFile(path: string, modality: Modality): Promise<MediaEmbedding> {
       const size = statSync(path).size;
-      if (size > MAX_EMBED_FILE_BYTES) throw new UserError(`${path}: ${size} bytes is more than the ${MAX_EMBED_FILE_BYTES}-byte limit`);
+      if (size > MAX_EMBED_FILE_BYTES)
+        throw new UserError(`${path}: ${size} bytes is more than the ${MAX_EMBED_FILE_BYTES}-byte limit`);
       return engine.embed({ kind: modality, data: readFileSync(path), name: basename(path), path });
     },
   };

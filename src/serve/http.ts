@@ -20,7 +20,12 @@ export const SECURITY_HEADERS: Record<string, string> = {
   'X-Frame-Options': 'DENY',
 };
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
@@ -54,7 +59,12 @@ export function intParam(url: URL, name: string, dflt: number, lo: number, hi: n
   const raw = url.searchParams.get(name);
   if (raw === null || raw === '') return dflt;
   const v = Number(raw);
-  if (!(Number.isInteger(v) && v >= lo && v <= hi)) throw new HttpError(400, 'bad_parameter', `${name} must be an integer in ${lo}..${hi}, got ${JSON.stringify(raw.slice(0, 40))}`);
+  if (!(Number.isInteger(v) && v >= lo && v <= hi))
+    throw new HttpError(
+      400,
+      'bad_parameter',
+      `${name} must be an integer in ${lo}..${hi}, got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
   return v;
 }
 
@@ -62,13 +72,23 @@ export function numberParam(url: URL, name: string, dflt: number, lo: number, hi
   const raw = url.searchParams.get(name);
   if (raw === null || raw === '') return dflt;
   const v = Number(raw);
-  if (!(Number.isFinite(v) && v >= lo && v <= hi)) throw new HttpError(400, 'bad_parameter', `${name} must be a number in ${lo}..${hi}, got ${JSON.stringify(raw.slice(0, 40))}`);
+  if (!(Number.isFinite(v) && v >= lo && v <= hi))
+    throw new HttpError(
+      400,
+      'bad_parameter',
+      `${name} must be a number in ${lo}..${hi}, got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
   return v;
 }
 
 export function enumParam<T extends string>(url: URL, name: string, dflt: T, allowed: readonly T[]): T {
   const raw = url.searchParams.get(name);
   if (raw === null || raw === '') return dflt;
-  if (!allowed.includes(raw as T)) throw new HttpError(400, 'bad_parameter', `${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw.slice(0, 40))}`);
+  if (!allowed.includes(raw as T))
+    throw new HttpError(
+      400,
+      'bad_parameter',
+      `${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
   return raw as T;
 }

@@ -14,10 +14,13 @@ export async function loadEngine(modelPath: string, indexPath?: string): Promise
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_MODULE_NOT_FOUND' && err.message.includes('api/engine')) {
-      throw new UserError('model engine not available yet: this build has no src/api/engine (the inference API); embedding, search and serving need it');
+      throw new UserError(
+        'model engine not available yet: this build has no src/api/engine (the inference API); embedding, search and serving need it',
+      );
     }
     throw e;
   }
-  if (typeof mod.createEngine !== 'function') throw new UserError('model engine not available yet: src/api/engine does not export createEngine');
+  if (typeof mod.createEngine !== 'function')
+    throw new UserError('model engine not available yet: src/api/engine does not export createEngine');
   return mod.createEngine(modelPath, indexPath);
 }

@@ -34,12 +34,20 @@ export class WorkQueue {
     readonly concurrency: number,
     readonly capacity: number,
   ) {
-    if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new RangeError(`concurrency must be >= 1, got ${concurrency}`);
-    if (!(Number.isInteger(capacity) && capacity >= 0)) throw new RangeError(`queue length must be >= 0, got ${capacity}`);
+    if (!(Number.isInteger(concurrency) && concurrency >= 1))
+      throw new RangeError(`concurrency must be >= 1, got ${concurrency}`);
+    if (!(Number.isInteger(capacity) && capacity >= 0))
+      throw new RangeError(`queue length must be >= 0, got ${capacity}`);
   }
 
   stats(): { running: number; waiting: number; admitted: number; concurrency: number; capacity: number } {
-    return { running: this.running, waiting: this.waiters.length, admitted: this.admitted, concurrency: this.concurrency, capacity: this.capacity };
+    return {
+      running: this.running,
+      waiting: this.waiters.length,
+      admitted: this.admitted,
+      concurrency: this.concurrency,
+      capacity: this.capacity,
+    };
   }
 
   /** A ticket, or an error when the queue is full or closed. */

@@ -64,18 +64,38 @@ function cleanName(name: string | undefined): string {
 }
 
 /** Receives the multipart body of `req` into `dir`; rejects with an HttpError on any problem. */
-export function receiveMultipart(req: IncomingMessage, dir: string, limits: UploadLimits): Promise<{ files: Omit<UploadedFile, 'kind' | 'mime' | 'hasAudio' | 'hasVideo'>[]; fields: Record<string, string> }> {
+export function receiveMultipart(
+  req: IncomingMessage,
+  dir: string,
+  limits: UploadLimits,
+): Promise<{
+  files: Omit<UploadedFile, 'kind' | 'mime' | 'hasAudio' | 'hasVideo'>[];
+  fields: Record<string, string>;
+}> {
   return new Promise((resolve, reject) => {
     const ctype = req.headers['content-type'] ?? '';
     if (!/^multipart\/form-data/i.test(ctype)) {
-      reject(new HttpError(415, 'unsupported_content_type', `expected multipart/form-data, got ${JSON.stringify(ctype.slice(0, 60)) || 'no Content-Type'}`));
+      reject(
+        new HttpError(
+          415,
+          'unsupported_content_type',
+          `expected multipart/form-data, got ${JSON.stringify(ctype.slice(0, 60)) || 'no Content-Type'}`,
+        ),
+      );
       return;
     }
     let bb: busboy.Busboy;
     try {
       bb = busboy({
         headers: req.headers,
-        limits: { fileSize: limits.maxFileBytes, files: limits.maxFiles, fields: 8, fieldSize: 1024, parts: limits.maxFiles + 8, headerPairs: 32 },
+        limits: {
+          fileSize: limits.maxFileBytes,
+          files: limits.maxFiles,
+          fields: 8,
+          fieldSize: 1024,
+          parts: limits.maxFiles + 8,
+          headerPairs: 32,
+        },
       });
     } catch (e) {
       reject(new HttpError(400, 'malformed_multipart', `cannot parse the upload: ${(e as Error).message}`));
@@ -110,7 +130,13 @@ export function receiveMultipart(req: IncomingMessage, dir: string, limits: Uplo
       }
       if (!(FILE_FIELDS as readonly string[]).includes(field)) {
         stream.resume();
-        fail(new HttpError(400, 'unknown_field', `unknown file field ${JSON.stringify(field.slice(0, 40))} (use ${FILE_FIELDS.join(', ')})`));
+        fail(
+          new HttpError(
+            400,
+            'unknown_field',
+            `unknown file field ${JSON.stringify(field.slice(0, 40))} (use ${FILE_FIELDS.join(', ')})`,
+          ),
+        );
         return;
       }
       const path = join(dir, `upload-${files.length}`);
@@ -123,34 +149,52 @@ export function receiveMultipart(req: IncomingMessage, dir: string, limits: Uplo
       });
       stream.on('data', (c: Buffer) => (rec.size += c.length));
       stream.on('limit', () => {
-        fail(new HttpError(413, 'size_limit', `${rec.name}: file is larger than the ${Math.round(limits.maxFileBytes / 1048576)} MB limit`));
+        fail(
+          new HttpError(
+            413,
+            'size_limit',
+            `${rec.name}: file is larger than the ${Math.round(limits.maxFileBytes / 1048576)} MB limit`,
+          ),
+        );
         stream.unpipe(out);
         stream.resume();
         out.destroy();
       });
-      writes.push(new Promise<void>((ok) => {
-        out.on('close', () => ok());
-        out.on('error', (e) => {
-          fail(new HttpError(500, 'storage_error', `cannot store the upload: ${e.message}`));
-          ok();
-        });
-      }));
+      writes.push(
+        new Promise<void>((ok) => {
+          out.on('close', () => ok());
+          out.on('error', (e) => {
+            fail(new HttpError(500, 'storage_error', `cannot store the upload: ${e.message}`));
+            ok();
+          });
+        }),
+      );
       stream.pipe(out);
     });
     bb.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(new HttpError(400, 'field_too_long', `form field ${JSON.stringify(name.slice(0, 40))} is too long`));
+      if (info.valueTruncated)
+        fail(
+          new HttpError(400, 'field_too_long', `form field ${JSON.stringify(name.slice(0, 40))} is too long`),
+        );
       else fields[name] = value;
     });
-    bb.on('filesLimit', () => fail(new HttpError(413, 'too_many_files', `at most ${limits.maxFiles} files per request`)));
+    bb.on('filesLimit', () =>
+      fail(new HttpError(413, 'too_many_files', `at most ${limits.maxFiles} files per request`)),
+    );
     bb.on('fieldsLimit', () => fail(new HttpError(400, 'too_many_fields', 'too many form fields')));
     bb.on('partsLimit', () => fail(new HttpError(400, 'too_many_parts', 'too many form parts')));
-    bb.on('error', (e: Error) => fail(new HttpError(400, 'malformed_multipart', `cannot parse the upload: ${e.message}`)));
+    bb.on('error', (e: Error) =>
+      fail(new HttpError(400, 'malformed_multipart', `cannot parse the upload: ${e.message}`)),
+    );
     bb.on('close', () => {
-      Promise.all(writes).then(() => {
-        if (failure || settled) return;
-        settled = true;
-        resolve({ files, fields });
-      }, () => {});
+      Promise.all(writes).then(
+        () => {
+          if (failure || settled) return;
+          settled = true;
+          resolve({ files, fields });
+        },
+        () => {},
+      );
     });
     req.on('aborted', () => fail(new HttpError(400, 'aborted', 'the upload was interrupted')));
     req.on('error', () => fail(new HttpError(400, 'aborted', 'the upload was interrupted')));
@@ -159,25 +203,49 @@ export function receiveMultipart(req: IncomingMessage, dir: string, limits: Uplo
 }
 
 /** Sniffs and probes one received file. */
-export async function inspectUpload(f: { field: string; name: string; path: string; size: number }, limits: UploadLimits): Promise<UploadedFile> {
+export async function inspectUpload(
+  f: { field: string; name: string; path: string; size: number },
+  limits: UploadLimits,
+): Promise<UploadedFile> {
   if (f.size === 0) throw new HttpError(400, 'empty_file', `${f.name}: the file is empty`);
   const s = await sniffFile(f.path);
-  if (!s) throw new HttpError(415, 'unsupported_media', `${f.name}: not a supported image, audio or video file (judged by its content)`);
+  if (!s)
+    throw new HttpError(
+      415,
+      'unsupported_media',
+      `${f.name}: not a supported image, audio or video file (judged by its content)`,
+    );
   if (s.modality === 'image') return { ...f, kind: 'image', mime: s.mime, hasAudio: false, hasVideo: false };
   let info;
   try {
     info = await probeGate.run(() => probeMedia(f.path, { timeoutMs: 20_000, what: f.name }));
   } catch (e) {
-    throw new HttpError(422, 'undecodable', `${f.name}: cannot read the media (${(e as Error).message.replace(f.path, f.name)})`);
+    throw new HttpError(
+      422,
+      'undecodable',
+      `${f.name}: cannot read the media (${(e as Error).message.replace(f.path, f.name)})`,
+    );
   }
   let kind: MediaKind = s.modality;
   if (kind === 'video' && !info.hasVideo) kind = 'audio';
-  if (kind === 'audio' && !info.hasAudio) throw new HttpError(422, 'undecodable', `${f.name}: no audio stream`);
+  if (kind === 'audio' && !info.hasAudio)
+    throw new HttpError(422, 'undecodable', `${f.name}: no audio stream`);
   const d = info.durationSec;
   if (d !== undefined && d > limits.maxDurationSec) {
-    throw new HttpError(413, 'duration_limit', `${f.name}: ${d.toFixed(1)} s is longer than the ${limits.maxDurationSec} s limit`);
+    throw new HttpError(
+      413,
+      'duration_limit',
+      `${f.name}: ${d.toFixed(1)} s is longer than the ${limits.maxDurationSec} s limit`,
+    );
   }
-  return { ...f, kind, mime: s.mime, hasAudio: info.hasAudio, hasVideo: info.hasVideo, ...(d !== undefined ? { durationSec: d } : {}) };
+  return {
+    ...f,
+    kind,
+    mime: s.mime,
+    hasAudio: info.hasAudio,
+    hasVideo: info.hasVideo,
+    ...(d !== undefined ? { durationSec: d } : {}),
+  };
 }
 
 export function removeDir(dir: string): void {

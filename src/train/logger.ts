@@ -12,7 +12,12 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } f
 import { dirname } from 'node:path';
 import { fileError } from '../util/errors.js';
 
-export type LogRecord = Record<string, unknown> & { kind?: string; step?: number; epoch?: number; time?: number };
+export type LogRecord = Record<string, unknown> & {
+  kind?: string;
+  step?: number;
+  epoch?: number;
+  time?: number;
+};
 
 export class JsonlLogger {
   private fd: number | undefined;
@@ -46,7 +51,8 @@ export const MAX_LOG_BYTES = 512 * 1024 * 1024;
 export function readJsonl(path: string, opts: { maxBytes?: number } = {}): LogRecord[] {
   if (!existsSync(path)) throw fileError(path, 'log file not found');
   const buf = readFileSync(path);
-  if (buf.length > (opts.maxBytes ?? MAX_LOG_BYTES)) throw fileError(path, `log is larger than ${opts.maxBytes ?? MAX_LOG_BYTES} bytes`);
+  if (buf.length > (opts.maxBytes ?? MAX_LOG_BYTES))
+    throw fileError(path, `log is larger than ${opts.maxBytes ?? MAX_LOG_BYTES} bytes`);
   const lines = buf.toString('utf8').split('\n');
   const out: LogRecord[] = [];
   for (let i = 0; i < lines.length; i++) {

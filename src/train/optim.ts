@@ -74,7 +74,8 @@ export class Adam {
       throw new UserError(`optimizer: betas must be in [0, 1) (got ${this.beta1}, ${this.beta2})`);
     }
     if (!(this.eps > 0)) throw new UserError(`optimizer: eps must be positive (got ${this.eps})`);
-    if (params.length !== grads.length) throw new Error(`optimizer: params (${params.length}) and grads (${grads.length}) differ in length`);
+    if (params.length !== grads.length)
+      throw new Error(`optimizer: params (${params.length}) and grads (${grads.length}) differ in length`);
     checkGroups(groups, params.length);
     this.groups = groups.map((g) => ({ ...g, ranges: g.ranges.map((r) => [r[0], r[1]] as const) }));
     this.m = new Float32Array(params.length);
@@ -101,9 +102,18 @@ export class Adam {
         if (len === 0) continue;
         const end = off + len;
         k.adamUpdate(
-          this.params.subarray(off, end), this.grads.subarray(off, end),
-          this.m.subarray(off, end), this.v.subarray(off, end), len,
-          lr, this.beta1, this.beta2, this.eps, wd, t, this.decoupled,
+          this.params.subarray(off, end),
+          this.grads.subarray(off, end),
+          this.m.subarray(off, end),
+          this.v.subarray(off, end),
+          len,
+          lr,
+          this.beta1,
+          this.beta2,
+          this.eps,
+          wd,
+          t,
+          this.decoupled,
         );
       }
     }
@@ -125,9 +135,12 @@ export class Adam {
 
   loadState(s: AdamState): void {
     if (s.m.length !== this.params.length || s.v.length !== this.params.length) {
-      throw new UserError(`optimizer state: moment buffers hold ${s.m.length}/${s.v.length} values but the model has ${this.params.length} parameters`);
+      throw new UserError(
+        `optimizer state: moment buffers hold ${s.m.length}/${s.v.length} values but the model has ${this.params.length} parameters`,
+      );
     }
-    if (!Number.isInteger(s.stepCount) || s.stepCount < 0) throw new UserError(`optimizer state: invalid step count ${s.stepCount}`);
+    if (!Number.isInteger(s.stepCount) || s.stepCount < 0)
+      throw new UserError(`optimizer state: invalid step count ${s.stepCount}`);
     this.m.set(s.m);
     this.v.set(s.v);
     this.stepCount = s.stepCount;
@@ -141,10 +154,13 @@ export function checkGroups(groups: readonly ParamGroup[], size: number): void {
   for (const g of groups) {
     if (names.has(g.name)) throw new Error(`optimizer: duplicate parameter group '${g.name}'`);
     names.add(g.name);
-    if (!(g.lrScale >= 0) || !Number.isFinite(g.lrScale)) throw new UserError(`optimizer: group '${g.name}' has invalid lr scale ${g.lrScale}`);
+    if (!(g.lrScale >= 0) || !Number.isFinite(g.lrScale))
+      throw new UserError(`optimizer: group '${g.name}' has invalid lr scale ${g.lrScale}`);
     for (const [off, len] of g.ranges) {
       if (!Number.isInteger(off) || !Number.isInteger(len) || off < 0 || len < 0 || off + len > size) {
-        throw new Error(`optimizer: group '${g.name}' range [${off}, ${len}] is outside the arena of ${size}`);
+        throw new Error(
+          `optimizer: group '${g.name}' range [${off}, ${len}] is outside the arena of ${size}`,
+        );
       }
       all.push([off, len, g.name]);
     }
@@ -153,7 +169,9 @@ export function checkGroups(groups: readonly ParamGroup[], size: number): void {
   for (let i = 1; i < all.length; i++) {
     const [po, pl, pn] = all[i - 1];
     if (all[i][1] > 0 && pl > 0 && all[i][0] < po + pl) {
-      throw new Error(`optimizer: range at ${all[i][0]} (group '${all[i][2]}') overlaps range [${po}, ${pl}] (group '${pn}')`);
+      throw new Error(
+        `optimizer: range at ${all[i][0]} (group '${all[i][2]}') overlaps range [${po}, ${pl}] (group '${pn}')`,
+      );
     }
   }
 }
@@ -181,7 +199,10 @@ export function headAndBaseGroups(
 
 /** Sorts and joins adjacent ranges (fewer kernel calls; the update is elementwise). */
 export function mergeRanges(ranges: readonly ParamRange[]): ParamRange[] {
-  const sorted = ranges.filter((r) => r[1] > 0).map((r) => [r[0], r[1]] as [number, number]).sort((a, b) => a[0] - b[0]);
+  const sorted = ranges
+    .filter((r) => r[1] > 0)
+    .map((r) => [r[0], r[1]] as [number, number])
+    .sort((a, b) => a[0] - b[0]);
   const out: [number, number][] = [];
   for (const r of sorted) {
     const last = out[out.length - 1];

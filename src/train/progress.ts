@@ -64,14 +64,17 @@ export class Progress {
     this.steps.push(this.step);
     this.lastLine = this.times[0];
     if (tty) {
-      this.bar = new cliProgress.SingleBar({
-        stream: this.stream,
-        format: `${this.label} [{bar}] {value}/{total}{metrics} | {rate} | ETA {etaText}`,
-        barsize: 24,
-        hideCursor: true,
-        fps: 5,
-        etaBuffer: WINDOW,
-      }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        {
+          stream: this.stream,
+          format: `${this.label} [{bar}] {value}/{total}{metrics} | {rate} | ETA {etaText}`,
+          barsize: 24,
+          hideCursor: true,
+          fps: 5,
+          etaBuffer: WINDOW,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(this.total, this.step, this.payload());
     }
   }
@@ -114,7 +117,10 @@ export class Progress {
   line(): string {
     const s = this.snapshot();
     const pct = this.total > 0 ? ((100 * s.step) / this.total).toFixed(1) : '0.0';
-    return `${this.label} ${s.step}/${this.total} (${pct}%) ${formatMetrics(this.values)} | ${formatRate(s)} | ETA ${formatDuration(s.etaSec)}`.replace(/ {2,}/g, ' ');
+    return `${this.label} ${s.step}/${this.total} (${pct}%) ${formatMetrics(this.values)} | ${formatRate(s)} | ETA ${formatDuration(s.etaSec)}`.replace(
+      / {2,}/g,
+      ' ',
+    );
   }
 
   stop(): void {
@@ -136,7 +142,9 @@ export class Progress {
 }
 
 export function formatMetrics(values: Record<string, number>): string {
-  return Object.entries(values).map(([k, v]) => `${k} ${formatNumber(v)}`).join(' ');
+  return Object.entries(values)
+    .map(([k, v]) => `${k} ${formatNumber(v)}`)
+    .join(' ');
 }
 
 function formatNumber(v: number): string {
@@ -149,7 +157,9 @@ function formatNumber(v: number): string {
 
 function formatRate(s: ProgressSnapshot): string {
   const steps = s.stepsPerSec >= 10 ? s.stepsPerSec.toFixed(1) : s.stepsPerSec.toFixed(3);
-  return s.samplesPerSec > 0 ? `${steps} steps/s ${s.samplesPerSec.toFixed(1)} samples/s` : `${steps} steps/s`;
+  return s.samplesPerSec > 0
+    ? `${steps} steps/s ${s.samplesPerSec.toFixed(1)} samples/s`
+    : `${steps} steps/s`;
 }
 
 /** 3725 -> "1h02m05s"; Infinity -> "--". */

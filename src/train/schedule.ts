@@ -22,7 +22,9 @@ export interface LrSchedule {
 /** `range(start, end, step)` as in Python (the reference: milestones range(start, 1000, step)). */
 export function milestonesRange(start: number, step: number, end = 1000): number[] {
   if (!Number.isInteger(start) || !Number.isInteger(step) || step <= 0) {
-    throw new UserError(`lr schedule: milestones need integer start and a positive integer step (got start ${start}, step ${step})`);
+    throw new UserError(
+      `lr schedule: milestones need integer start and a positive integer step (got start ${start}, step ${step})`,
+    );
   }
   const out: number[] = [];
   for (let m = start; m < end; m += step) out.push(m);
@@ -42,10 +44,12 @@ export function milestonesRange(start: number, step: number, end = 1000): number
 export function multiStepLR(opts: { lr: number; milestones: readonly number[]; gamma: number }): LrSchedule {
   const { lr, gamma } = opts;
   checkLr(lr);
-  if (!(gamma > 0) || !Number.isFinite(gamma)) throw new UserError(`lr schedule: gamma must be positive (got ${gamma})`);
+  if (!(gamma > 0) || !Number.isFinite(gamma))
+    throw new UserError(`lr schedule: gamma must be positive (got ${gamma})`);
   const counts = new Map<number, number>();
   for (const m of opts.milestones) {
-    if (!Number.isInteger(m) || m < 0) throw new UserError(`lr schedule: milestones must be integers >= 0 (got ${m})`);
+    if (!Number.isInteger(m) || m < 0)
+      throw new UserError(`lr schedule: milestones must be integers >= 0 (got ${m})`);
     counts.set(m, (counts.get(m) ?? 0) + 1);
   }
   const milestones = [...counts.keys()].sort((a, b) => a - b);
@@ -83,7 +87,8 @@ export function cosineWarmup(opts: {
   if (!Number.isInteger(totalIterations) || totalIterations <= 0) {
     throw new UserError(`lr schedule: cosine needs a positive number of iterations (got ${totalIterations})`);
   }
-  if (!(warmupFraction >= 0 && warmupFraction < 1)) throw new UserError(`lr schedule: warm-up fraction must be in [0, 1) (got ${warmupFraction})`);
+  if (!(warmupFraction >= 0 && warmupFraction < 1))
+    throw new UserError(`lr schedule: warm-up fraction must be in [0, 1) (got ${warmupFraction})`);
   const warmup = warmupFraction * totalIterations;
   const minLr = minLrRatio * lr;
   return {
@@ -118,14 +123,18 @@ export function makeSchedule(cfg: ScheduleConfig): LrSchedule {
     case 'constant':
       return constantLR(cfg.lr);
     default:
-      throw new UserError(`lr schedule: unknown kind '${(cfg as { kind: string }).kind}' (multistep, cosine, constant)`);
+      throw new UserError(
+        `lr schedule: unknown kind '${(cfg as { kind: string }).kind}' (multistep, cosine, constant)`,
+      );
   }
 }
 
 function checkLr(lr: number): void {
-  if (!(lr >= 0) || !Number.isFinite(lr)) throw new UserError(`lr schedule: learning rate must be a finite number >= 0 (got ${lr})`);
+  if (!(lr >= 0) || !Number.isFinite(lr))
+    throw new UserError(`lr schedule: learning rate must be a finite number >= 0 (got ${lr})`);
 }
 
 function checkPosition(x: number, what: string): void {
-  if (!Number.isInteger(x) || x < 0) throw new Error(`lr schedule: ${what} must be an integer >= 0 (got ${x})`);
+  if (!Number.isInteger(x) || x < 0)
+    throw new Error(`lr schedule: ${what} must be an integer >= 0 (got ${x})`);
 }

@@ -33,7 +33,11 @@ export function runTool(tool: string, args: string[], opts: RunOptions = {}): Pr
     try {
       child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (e) {
-      reject(new UserError(`${what}: cannot run ${tool} (${(e as Error).message}); install it with 'apt-get install ${apt}'`));
+      reject(
+        new UserError(
+          `${what}: cannot run ${tool} (${(e as Error).message}); install it with 'apt-get install ${apt}'`,
+        ),
+      );
       return;
     }
     const chunks: Buffer[] = [];
@@ -100,10 +104,12 @@ export interface MediaInfo {
 
 /** Stream summary via ffprobe (JSON output). */
 export async function probeMedia(path: string, opts: RunOptions = {}): Promise<MediaInfo> {
-  const { stdout } = await runFfprobe(
-    ['-print_format', 'json', '-show_format', '-show_streams', path],
-    { timeoutMs: 30_000, maxBytes: 16 << 20, what: path, ...opts },
-  );
+  const { stdout } = await runFfprobe(['-print_format', 'json', '-show_format', '-show_streams', path], {
+    timeoutMs: 30_000,
+    maxBytes: 16 << 20,
+    what: path,
+    ...opts,
+  });
   let j: { format?: { duration?: string }; streams?: Record<string, unknown>[] };
   try {
     j = JSON.parse(stdout.toString());
@@ -111,7 +117,10 @@ export async function probeMedia(path: string, opts: RunOptions = {}): Promise<M
     throw new UserError(`${path}: ffprobe returned unreadable output`);
   }
   const streams = j.streams ?? [];
-  const v = streams.find((s) => s.codec_type === 'video' && (s.disposition as Record<string, number> | undefined)?.attached_pic !== 1);
+  const v = streams.find(
+    (s) =>
+      s.codec_type === 'video' && (s.disposition as Record<string, number> | undefined)?.attached_pic !== 1,
+  );
   const a = streams.find((s) => s.codec_type === 'audio');
   const rate = (r: unknown): number | undefined => {
     if (typeof r !== 'string') return undefined;

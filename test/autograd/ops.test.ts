@@ -302,7 +302,10 @@ test('FrozenWeights: tapes share the bf16 weight copy until changed(); fresh tap
   w.data.set(randomArray(15, 24));
   frozen.changed();
   const after = Array.from(new Tape({ grad: false, bf16: true, frozen }).bf16Param(w));
-  assertClose(Float64Array.from(after), Float64Array.from(rounded()), { atol: 1, what: 'bf16 copy after changed()' });
+  assertClose(Float64Array.from(after), Float64Array.from(rounded()), {
+    atol: 1,
+    what: 'bf16 copy after changed()',
+  });
   assert.throws(() => new Tape({ grad: true, frozen }), /inference/);
   assert.equal(arena.params.length, 1);
 });

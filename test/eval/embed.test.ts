@@ -13,7 +13,13 @@ import { buildLabelMap, loadDataset } from '../../src/data/datafile.js';
 import { createLoader } from '../../src/data/loader.js';
 import { buildModel, resolveConfig, CAVMAE } from '../../src/models/index.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { chanceLevels, embedDataset, embedToFile, readEmbeddings, loadInferenceModel } from '../../src/eval/embed.js';
+import {
+  chanceLevels,
+  embedDataset,
+  embedToFile,
+  readEmbeddings,
+  loadInferenceModel,
+} from '../../src/eval/embed.js';
 import { writeModelFile } from '../../src/train/run.js';
 import { assertClose } from '../helpers.js';
 import { makeSyntheticSet, TINY_TEST_CONFIG, type SyntheticSet } from '../train/pretrain-fixture.js';
@@ -37,7 +43,10 @@ test('embeddings: datafile order, unit rows, batch-size independent, = pooled fo
   const data = loadDataset(set.val);
   const e3 = await embedDataset(m.model, data, { batchSize: 3, workers: 1 });
   const e10 = await embedDataset(m.model, data, { batchSize: 10, workers: 0 });
-  assert.deepEqual(e3.ids, data.items.map((it) => it.id));
+  assert.deepEqual(
+    e3.ids,
+    data.items.map((it) => it.id),
+  );
   assert.equal(e3.n, 10);
   assert.equal(e3.dim, 32);
   assertClose(e3.audio!, e10.audio!, { atol: 1e-6, what: 'audio, batch 3 vs 10' });
@@ -51,11 +60,25 @@ test('embeddings: datafile order, unit rows, batch-size independent, = pooled fo
   }
   assert.deepEqual([...e3.labels!], [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]);
   // Independent computation: the eval loader's inputs, forward_feat, mean and normalise in float64.
-  const loader = createLoader(data, { batchSize: 10, train: false, dropLast: false, targetLength: 32, imageSize: 32, labelMap: buildLabelMap(data), workers: 0 });
+  const loader = createLoader(data, {
+    batchSize: 10,
+    train: false,
+    dropLast: false,
+    targetLength: 32,
+    imageSize: 32,
+    labelMap: buildLabelMap(data),
+    workers: 0,
+  });
   const batch = (await loader.batches(0, 0).next()).value!;
   await loader.close();
-  const feat = (m.model as CAVMAE).forwardFeat(new Tape({ grad: false }), { audio: new Tensor([10, 32, 128], batch.audio), image: new Tensor([10, 3, 32, 32], batch.image) });
-  for (const [tokens, got] of [[feat.audioTokens!, e3.audio!], [feat.videoTokens!, e3.video!]] as const) {
+  const feat = (m.model as CAVMAE).forwardFeat(new Tape({ grad: false }), {
+    audio: new Tensor([10, 32, 128], batch.audio),
+    image: new Tensor([10, 3, 32, 32], batch.image),
+  });
+  for (const [tokens, got] of [
+    [feat.audioTokens!, e3.audio!],
+    [feat.videoTokens!, e3.video!],
+  ] as const) {
     const [B, L, D] = tokens.shape;
     const want = new Float32Array(B * D);
     for (let b = 0; b < B; b++) {
@@ -81,7 +104,16 @@ test('embedding file: audio/video [N,D] F32, ids in metadata, labels I32; round 
 
 test('a fine-tuned model embeds; an audio-only model gives audio only', async () => {
   const set = await dataset();
-  const ft = loadInferenceModel(modelFile('ft', { model: 'cavmae-ft', label_dim: 4, decoder_embed_dim: undefined, decoder_depth: undefined, decoder_num_heads: undefined, norm_pix_loss: undefined }));
+  const ft = loadInferenceModel(
+    modelFile('ft', {
+      model: 'cavmae-ft',
+      label_dim: 4,
+      decoder_embed_dim: undefined,
+      decoder_depth: undefined,
+      decoder_num_heads: undefined,
+      norm_pix_loss: undefined,
+    }),
+  );
   const e = await embedDataset(ft.model, loadDataset(set.val), { workers: 0 });
   assert.ok(e.audio && e.video);
   const am = loadInferenceModel(modelFile('am', { variant: 'audio-mae' }));
@@ -90,6 +122,13 @@ test('a fine-tuned model embeds; an audio-only model gives audio only', async ()
 });
 
 test('chance levels: R@k = k/N, median rank (N+1)/2, class-match = sum of squared class shares', () => {
-  const c = chanceLevels(20, Int32Array.from({ length: 20 }, (_, i) => (i < 10 ? 0 : i < 15 ? 1 : 2)));
-  assertClose([c.r1, c.r5, c.r10, c.medianRank, c.classMatchAt1!], [0.05, 0.25, 0.5, 10.5, 0.25 + 0.0625 + 0.0625], { atol: 1e-15, what: 'chance' });
+  const c = chanceLevels(
+    20,
+    Int32Array.from({ length: 20 }, (_, i) => (i < 10 ? 0 : i < 15 ? 1 : 2)),
+  );
+  assertClose(
+    [c.r1, c.r5, c.r10, c.medianRank, c.classMatchAt1!],
+    [0.05, 0.25, 0.5, 10.5, 0.25 + 0.0625 + 0.0625],
+    { atol: 1e-15, what: 'chance' },
+  );
 });

@@ -5,15 +5,27 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, assertClose, rng } from '../helpers.js';
-import { calculateStats, normalPpf, averagePrecision, rocAuc, argmaxAccuracy, dPrime } from '../../src/eval/metrics.js';
+import {
+  calculateStats,
+  normalPpf,
+  averagePrecision,
+  rocAuc,
+  argmaxAccuracy,
+  dPrime,
+} from '../../src/eval/metrics.js';
 import { UserError } from '../../src/util/errors.js';
 
 interface StatsCase {
-  name: string; N: number; K: number; output: number[]; target: number[];
+  name: string;
+  N: number;
+  K: number;
+  output: number[];
+  target: number[];
   expected: { AP: number[]; AUC: number[]; mAP: number; mAUC: number; dprime: number | null; acc: number };
 }
 const golden = JSON.parse(readFileSync(join(repoRoot(), 'test/fixtures/metrics/stats.json'), 'utf8')) as {
-  cases: StatsCase[]; ppf: { p: number; ppf: number }[];
+  cases: StatsCase[];
+  ppf: { p: number; ppf: number }[];
 };
 
 // Tolerance: 1e-12 absolute on AP/AUC/mAP/mAUC (same float64 arithmetic as sklearn, only the
@@ -23,8 +35,16 @@ for (const c of golden.cases) {
     const out = Float32Array.from(c.output);
     const tgt = Float32Array.from(c.target);
     const s = calculateStats(out, tgt, c.N, c.K);
-    assertClose(s.perClass.map((p) => p.ap), c.expected.AP, { atol: 1e-12, what: 'AP' });
-    assertClose(s.perClass.map((p) => p.auc), c.expected.AUC, { atol: 1e-12, what: 'AUC' });
+    assertClose(
+      s.perClass.map((p) => p.ap),
+      c.expected.AP,
+      { atol: 1e-12, what: 'AP' },
+    );
+    assertClose(
+      s.perClass.map((p) => p.auc),
+      c.expected.AUC,
+      { atol: 1e-12, what: 'AUC' },
+    );
     assertClose([s.mAP], [c.expected.mAP], { atol: 1e-12, what: 'mAP' });
     assertClose([s.mAUC], [c.expected.mAUC], { atol: 1e-12, what: 'mAUC' });
     assert.equal(s.acc, c.expected.acc, 'acc (exact)');
@@ -56,7 +76,10 @@ test('AP and AUC are invariant to monotone transforms of the scores (logits vs s
     logits[i] = Math.round((r() * 4 - 2 + labels[i]) * 4) / 4; // ties
   }
   const probs = logits.map((x) => 1 / (1 + Math.exp(-x)));
-  assertClose([averagePrecision(probs, labels)], [averagePrecision(logits, labels)], { atol: 1e-15, what: 'AP' });
+  assertClose([averagePrecision(probs, labels)], [averagePrecision(logits, labels)], {
+    atol: 1e-15,
+    what: 'AP',
+  });
   assertClose([rocAuc(probs, labels)], [rocAuc(logits, labels)], { atol: 1e-15, what: 'AUC' });
 });
 
@@ -65,12 +88,20 @@ test('AUC equals the Mann-Whitney statistic (ties count 1/2), brute force', () =
   const n = 300;
   const s = new Float64Array(n);
   const y = new Uint8Array(n);
-  for (let i = 0; i < n; i++) { y[i] = r() < 0.3 ? 1 : 0; s[i] = Math.round(r() * 20) + y[i] * 3; }
-  let num = 0, P = 0, N = 0;
-  for (let i = 0; i < n; i++) if (y[i]) P++; else N++;
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-    if (y[i] && !y[j]) num += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0;
+  for (let i = 0; i < n; i++) {
+    y[i] = r() < 0.3 ? 1 : 0;
+    s[i] = Math.round(r() * 20) + y[i] * 3;
   }
+  let num = 0,
+    P = 0,
+    N = 0;
+  for (let i = 0; i < n; i++)
+    if (y[i]) P++;
+    else N++;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      if (y[i] && !y[j]) num += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0;
+    }
   assertClose([rocAuc(s, y)], [num / (P * N)], { atol: 1e-12, what: 'AUC vs Mann-Whitney' });
 });
 
@@ -82,7 +113,13 @@ test('accuracy takes the first maximum on ties (numpy argmax)', () => {
 });
 
 test('bad inputs give UserError naming the problem', () => {
-  assert.throws(() => calculateStats([0.1, Number.NaN], [0, 1], 2, 1), (e: unknown) => e instanceof UserError && /not finite/.test((e as Error).message));
-  assert.throws(() => calculateStats([0.1, 0.2], [0, 0.5], 2, 1), (e: unknown) => e instanceof UserError && /0 or 1/.test((e as Error).message));
+  assert.throws(
+    () => calculateStats([0.1, Number.NaN], [0, 1], 2, 1),
+    (e: unknown) => e instanceof UserError && /not finite/.test((e as Error).message),
+  );
+  assert.throws(
+    () => calculateStats([0.1, 0.2], [0, 0.5], 2, 1),
+    (e: unknown) => e instanceof UserError && /0 or 1/.test((e as Error).message),
+  );
   assert.throws(() => calculateStats([0.1, 0.2], [0, 1], 3, 1), UserError);
 });

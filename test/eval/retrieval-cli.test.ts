@@ -28,7 +28,11 @@ test('embed + retrieval: JSON = evaluateRetrieval on the written embeddings, bot
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /emb\.safetensors: audio \[12, 32\], video \[12, 32\], ids, labels\n$/);
   const e = readEmbeddings(emb);
-  const want = evaluateRetrieval({ data: e.audio!, n: 12, dim: 32 }, { data: e.video!, n: 12, dim: 32 }, { labels: e.labels });
+  const want = evaluateRetrieval(
+    { data: e.audio!, n: 12, dim: 32 },
+    { data: e.video!, n: 12, dim: 32 },
+    { labels: e.labels },
+  );
   r = cli(['retrieval', '--model', model, '--data', set.val, '--json', '--workers', '1']);
   assert.equal(r.status, 0, r.stderr);
   const fromModel = JSON.parse(r.stdout) as RetrievalReport;
@@ -38,10 +42,21 @@ test('embed + retrieval: JSON = evaluateRetrieval on the written embeddings, bot
   for (const got of [fromModel, fromFile]) {
     assert.equal(got.n, 12);
     assert.equal(got.tieRule, 'strict');
-    for (const [dir, w] of [['audioToVideo', want.audioToVideo], ['videoToAudio', want.videoToAudio]] as const) {
-      assertClose([got[dir].r1, got[dir].r5, got[dir].r10, got[dir].medianRank, got[dir].classMatchAt1!], [w.r1, w.r5, w.r10, w.medianRank, w.classMatchAt1!], { atol: 1e-12, what: dir });
+    for (const [dir, w] of [
+      ['audioToVideo', want.audioToVideo],
+      ['videoToAudio', want.videoToAudio],
+    ] as const) {
+      assertClose(
+        [got[dir].r1, got[dir].r5, got[dir].r10, got[dir].medianRank, got[dir].classMatchAt1!],
+        [w.r1, w.r5, w.r10, w.medianRank, w.classMatchAt1!],
+        { atol: 1e-12, what: dir },
+      );
     }
-    assertClose([got.chance.r1, got.chance.r10, got.chance.classMatchAt1!], [1 / 12, 10 / 12, 4 * (1 / 4) ** 2], { atol: 1e-12, what: 'chance' });
+    assertClose(
+      [got.chance.r1, got.chance.r10, got.chance.classMatchAt1!],
+      [1 / 12, 10 / 12, 4 * (1 / 4) ** 2],
+      { atol: 1e-12, what: 'chance' },
+    );
   }
   r = cli(['retrieval', '--embeddings', emb]);
   assert.equal(r.status, 0, r.stderr);
@@ -60,11 +75,26 @@ test('retrieval errors: one line, exit code 1', async () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^cavmae: .*missing\.safetensors/);
   r = cli(['retrieval', '--data', 'x.json']);
-  assert.match(r.stderr, /^cavmae: retrieval needs --model <checkpoint> and --data <datafile> \(or --embeddings <file>\)\n$/);
+  assert.match(
+    r.stderr,
+    /^cavmae: retrieval needs --model <checkpoint> and --data <datafile> \(or --embeddings <file>\)\n$/,
+  );
   r = cli(['retrieval', '--embeddings', 'e.safetensors', '--segment-length', '48', '--segments']);
-  assert.match(r.stderr, /^cavmae: --segments needs --model and --data \(embeddings files hold one pooled vector per clip\)\n$/);
+  assert.match(
+    r.stderr,
+    /^cavmae: --segments needs --model and --data \(embeddings files hold one pooled vector per clip\)\n$/,
+  );
   // The library says the same with its option names.
-  await assert.rejects(retrievalReport({ data: 'x.json' }), /^OptionError: retrieval needs model <checkpoint> and data <datafile> \(or embeddings <file>\)$/);
-  await assert.rejects(retrievalCommand({ embeddings: 'e.safetensors', model: 'm.safetensors' }), /^OptionError: embeddings replaces model and data; pass one or the other$/);
-  await assert.rejects(retrievalCommand({ embeddings: 'e.safetensors', segments: true }), /^OptionError: segments needs model and data/);
+  await assert.rejects(
+    retrievalReport({ data: 'x.json' }),
+    /^OptionError: retrieval needs model <checkpoint> and data <datafile> \(or embeddings <file>\)$/,
+  );
+  await assert.rejects(
+    retrievalCommand({ embeddings: 'e.safetensors', model: 'm.safetensors' }),
+    /^OptionError: embeddings replaces model and data; pass one or the other$/,
+  );
+  await assert.rejects(
+    retrievalCommand({ embeddings: 'e.safetensors', segments: true }),
+    /^OptionError: segments needs model and data/,
+  );
 });

@@ -6,20 +6,62 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, assertClose, rng } from '../helpers.js';
 import {
-  CLIP_STRATEGIES, evaluateRetrieval, l2NormalizeRows, rankQueries, ranksFromSimilarity, recallMetrics, similarityMatrix,
-  type ClipStrategy, type EmbeddingSet, type RetrievalMetrics,
+  CLIP_STRATEGIES,
+  evaluateRetrieval,
+  l2NormalizeRows,
+  rankQueries,
+  ranksFromSimilarity,
+  recallMetrics,
+  similarityMatrix,
+  type ClipStrategy,
+  type EmbeddingSet,
+  type RetrievalMetrics,
 } from '../../src/eval/retrieval.js';
 import { UserError } from '../../src/util/errors.js';
 
-interface RefMetrics { R1: number; R5: number; R10: number; MR: number; hits?: number }
-interface StrictMetrics extends RefMetrics { ranks: number[] }
+interface RefMetrics {
+  R1: number;
+  R5: number;
+  R10: number;
+  MR: number;
+  hits?: number;
+}
+interface StrictMetrics extends RefMetrics {
+  ranks: number[];
+}
 const g = JSON.parse(readFileSync(join(repoRoot(), 'test/fixtures/metrics/retrieval.json'), 'utf8')) as {
-  pooled: { N: number; D: number; audio: number[]; video: number[]; audio_to_video: RefMetrics; video_to_audio: RefMetrics;
-    audio_to_video_strict: StrictMetrics; video_to_audio_strict: StrictMetrics; min_gap_av: number; min_gap_va: number };
+  pooled: {
+    N: number;
+    D: number;
+    audio: number[];
+    video: number[];
+    audio_to_video: RefMetrics;
+    video_to_audio: RefMetrics;
+    audio_to_video_strict: StrictMetrics;
+    video_to_audio_strict: StrictMetrics;
+    min_gap_av: number;
+    min_gap_va: number;
+  };
   ties: { N: number; sim: number[]; reference: RefMetrics; strict: StrictMetrics };
-  sync: { N: number; F: number; D: number; audio: number[]; video: number[]; strategies: Record<ClipStrategy, {
-    sim_av: number[]; audio_to_video: RefMetrics; video_to_audio: RefMetrics; audio_to_video_strict: StrictMetrics;
-    video_to_audio_strict: StrictMetrics; min_gap_av: number; min_gap_va: number }> };
+  sync: {
+    N: number;
+    F: number;
+    D: number;
+    audio: number[];
+    video: number[];
+    strategies: Record<
+      ClipStrategy,
+      {
+        sim_av: number[];
+        audio_to_video: RefMetrics;
+        video_to_audio: RefMetrics;
+        audio_to_video_strict: StrictMetrics;
+        video_to_audio_strict: StrictMetrics;
+        min_gap_av: number;
+        min_gap_va: number;
+      }
+    >;
+  };
 };
 
 function sameMetrics(got: RetrievalMetrics, want: RefMetrics, what: string): void {
@@ -33,7 +75,8 @@ test('pooled A→V and V→A equal the reference compute_metrics (no ties: stric
   assert.ok(p.min_gap_av > 1e-6 && p.min_gap_va > 1e-6);
   const audio: EmbeddingSet = { data: Float32Array.from(p.audio), n: p.N, dim: p.D };
   const video: EmbeddingSet = { data: Float32Array.from(p.video), n: p.N, dim: p.D };
-  for (const blockBytes of [undefined, 4 * p.N * 5]) { // one block, and blocks of 5 rows
+  for (const blockBytes of [undefined, 4 * p.N * 5]) {
+    // one block, and blocks of 5 rows
     const av = rankQueries(audio, video, { blockBytes });
     const va = rankQueries(video, audio, { blockBytes });
     assert.deepEqual(Array.from(av.ranks), p.audio_to_video_strict.ranks);
@@ -79,12 +122,7 @@ for (const strategy of CLIP_STRATEGIES) {
 
 test('class-match@1 uses the first maximum of each row; median rank for even N averages the middle ranks', () => {
   // sim rows: query 0 top-1 = candidate 1 (label 0 == label 0), query 1 top-1 = 2 (tie 2 and 3 -> 2), ...
-  const sim = [
-    0.5, 0.9, 0.1, 0.0,
-    0.2, 0.3, 0.8, 0.8,
-    0.0, 0.0, 0.7, 0.1,
-    0.9, 0.0, 0.0, 0.4,
-  ];
+  const sim = [0.5, 0.9, 0.1, 0.0, 0.2, 0.3, 0.8, 0.8, 0.0, 0.0, 0.7, 0.1, 0.9, 0.0, 0.0, 0.4];
   const r = ranksFromSimilarity(sim, 4);
   assert.deepEqual(Array.from(r.ranks), [1, 2, 0, 1]);
   assert.deepEqual(Array.from(r.top1), [1, 2, 2, 0]);
@@ -96,7 +134,8 @@ test('class-match@1 uses the first maximum of each row; median rank for even N a
 
 test('random embeddings: blocked ranks equal brute-force ranks over the full matrix', () => {
   const r = rng(3);
-  const n = 37, d = 11;
+  const n = 37,
+    d = 11;
   const a = new Float32Array(n * d).map(() => r() - 0.5);
   const v = new Float32Array(n * d).map(() => r() - 0.5);
   const audio = { data: l2NormalizeRows(a, n, d), n, dim: d };
@@ -109,7 +148,12 @@ test('random embeddings: blocked ranks equal brute-force ranks over the full mat
 });
 
 test('bad inputs: mismatched sizes and non-finite values are UserErrors', () => {
-  const e = (n: number, dim: number, frames = 1): EmbeddingSet => ({ data: new Float32Array(n * dim * frames).fill(0.1), n, dim, frames });
+  const e = (n: number, dim: number, frames = 1): EmbeddingSet => ({
+    data: new Float32Array(n * dim * frames).fill(0.1),
+    n,
+    dim,
+    frames,
+  });
   assert.throws(() => evaluateRetrieval(e(3, 4), e(4, 4)), UserError);
   assert.throws(() => evaluateRetrieval(e(3, 4), e(3, 5)), UserError);
   assert.throws(() => evaluateRetrieval(e(3, 4, 2), e(3, 4, 1)), UserError);

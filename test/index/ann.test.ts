@@ -27,12 +27,22 @@ function unitGauss(r: () => number): Float32Array {
 function items(from: number, to: number, r: () => number): NewItem[] {
   const out: NewItem[] = [];
   for (let i = from; i < to; i++) {
-    out.push({ path: `/virtual/ann/${i}.jpg`, modality: 'image', mtimeMs: i, size: i, embedding: { visual: unitGauss(r) } });
+    out.push({
+      path: `/virtual/ann/${i}.jpg`,
+      modality: 'image',
+      mtimeMs: i,
+      size: i,
+      embedding: { visual: unitGauss(r) },
+    });
   }
   return out;
 }
 
-function recallAt(idx: MediaIndex, queries: Float32Array[], ef?: number): { recall: number; msPerQuery: number } {
+function recallAt(
+  idx: MediaIndex,
+  queries: Float32Array[],
+  ef?: number,
+): { recall: number; msPerQuery: number } {
   let hit = 0;
   let ms = 0;
   for (const q of queries) {
@@ -44,8 +54,14 @@ function recallAt(idx: MediaIndex, queries: Float32Array[], ef?: number): { reca
     hit += approx.filter((h) => truth.has(h.id)).length;
     // Same item, same score as exact search would give it (re-scored in float32).
     const exactScore = new Map(idx.search(q, { space: 'visual', k: 200 }).map((h) => [h.id, h.score]));
-    for (const h of approx) if (exactScore.has(h.id)) assert.ok(Math.abs(exactScore.get(h.id)! - h.score) <= 1e-6, 'approximate hit re-scored exactly (1e-6)');
-    for (let i = 1; i < approx.length; i++) assert.ok(approx[i - 1].score >= approx[i].score, 'sorted best first');
+    for (const h of approx)
+      if (exactScore.has(h.id))
+        assert.ok(
+          Math.abs(exactScore.get(h.id)! - h.score) <= 1e-6,
+          'approximate hit re-scored exactly (1e-6)',
+        );
+    for (let i = 1; i < approx.length; i++)
+      assert.ok(approx[i - 1].score >= approx[i].score, 'sorted best first');
   }
   return { recall: hit / (queries.length * K), msPerQuery: ms / queries.length };
 }
@@ -64,8 +80,10 @@ test('HNSW recall@10 against exact search on 20k random vectors', { timeout: 180
     assert.ok(existsSync(join(dir, 'ann', 'visual.hnsw')), 'graph cached on disk');
     const def = recallAt(idx, queries);
     const wide = recallAt(idx, queries, 400);
-    console.log(`# ann: n=${N} d=${DIM} build ${(buildMs / 1000).toFixed(1)} s; recall@10 default ef ${def.recall.toFixed(3)} ` +
-      `(${def.msPerQuery.toFixed(2)} ms/query), ef 400 ${wide.recall.toFixed(3)} (${wide.msPerQuery.toFixed(2)} ms/query)`);
+    console.log(
+      `# ann: n=${N} d=${DIM} build ${(buildMs / 1000).toFixed(1)} s; recall@10 default ef ${def.recall.toFixed(3)} ` +
+        `(${def.msPerQuery.toFixed(2)} ms/query), ef 400 ${wide.recall.toFixed(3)} (${wide.msPerQuery.toFixed(2)} ms/query)`,
+    );
     assert.ok(def.recall >= 0.9, `recall@10 ${def.recall} >= 0.90 at the default ef`);
     assert.ok(wide.recall >= def.recall - 0.01, 'a wider beam does not lose recall');
     idx.close();
@@ -76,15 +94,21 @@ test('HNSW recall@10 against exact search on 20k random vectors', { timeout: 180
     assert.ok(AnnIndex.load(join(dir, 'ann'), w, 'visual'), 'cached graph matches the index');
     const extra = items(N, N + 500, r);
     w.add(extra);
-    const removed = w.list().slice(0, 300).map((e) => e.id);
+    const removed = w
+      .list()
+      .slice(0, 300)
+      .map((e) => e.id);
     w.remove(removed);
     const gone = new Set(removed);
     const t1 = performance.now();
     const again = recallAt(w, queries.slice(0, 50));
-    console.log(`# ann after +500/-300: recall@10 ${again.recall.toFixed(3)} (load+extend+queries ${((performance.now() - t1) / 1000).toFixed(1)} s)`);
+    console.log(
+      `# ann after +500/-300: recall@10 ${again.recall.toFixed(3)} (load+extend+queries ${((performance.now() - t1) / 1000).toFixed(1)} s)`,
+    );
     assert.ok(again.recall >= 0.9, `recall@10 ${again.recall} >= 0.90 after incremental changes`);
     for (const q of queries.slice(0, 50)) {
-      for (const h of w.search(q, { space: 'visual', k: K, approximate: true })) assert.ok(!gone.has(h.id), 'removed rows never returned');
+      for (const h of w.search(q, { space: 'visual', k: K, approximate: true }))
+        assert.ok(!gone.has(h.id), 'removed rows never returned');
     }
     // The appended items are reachable: each finds itself first.
     for (const it of extra.slice(0, 20)) {

@@ -19,7 +19,11 @@ const BATCH = 8;
 
 function childCommand(): { cmd: string; args: string[] } {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) return { cmd: process.execPath, args: ['--import', 'tsx', join(repoRoot(), 'test/index/crash-child.ts')] };
+  if (here.endsWith('.ts'))
+    return {
+      cmd: process.execPath,
+      args: ['--import', 'tsx', join(repoRoot(), 'test/index/crash-child.ts')],
+    };
   return { cmd: process.execPath, args: [here.replace(/crash\.test\.js$/, 'crash-child.js')] };
 }
 
@@ -27,7 +31,10 @@ function childCommand(): { cmd: string; args: string[] } {
 function runChild(dir: string, killAfter?: number): Promise<{ killed: boolean; commits: number }> {
   const { cmd, args } = childCommand();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, [...args, dir, String(N), String(BATCH)], { stdio: ['ignore', 'pipe', 'pipe'], cwd: repoRoot() });
+    const child = spawn(cmd, [...args, dir, String(N), String(BATCH)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: repoRoot(),
+    });
     let commits = 0;
     let killed = false;
     let err = '';
@@ -65,7 +72,8 @@ function assertConsistent(dir: string): number {
       let ss = 0;
       for (const x of v) ss += x * x;
       const inv = 1 / Math.sqrt(ss);
-      for (let j = 0; j < v.length; j++) assert.equal(got[j], Math.fround(v[j] * inv), `item ${i} ${space}[${j}] intact`);
+      for (let j = 0; j < v.length; j++)
+        assert.equal(got[j], Math.fround(v[j] * inv), `item ${i} ${space}[${j}] intact`);
     }
   }
   return n;

@@ -7,7 +7,15 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MediaIndex, mediaId, topKInnerProduct, TopKCollector, type EmbeddingSpace, type NewItem, type SearchHit } from '../../src/index/index.js';
+import {
+  MediaIndex,
+  mediaId,
+  topKInnerProduct,
+  TopKCollector,
+  type EmbeddingSpace,
+  type NewItem,
+  type SearchHit,
+} from '../../src/index/index.js';
 import { kernels, tsKernels, useKernels } from '../../src/kernels/index.js';
 import { UserError } from '../../src/util/errors.js';
 import { assertClose, rng } from '../helpers.js';
@@ -51,7 +59,12 @@ function normalized(v: Float32Array): Float64Array {
 }
 
 /** Brute force: float64 dot product with every live item that has the space, full sort. */
-function bruteForce(live: Map<string, NewItem>, q: Float32Array, space: EmbeddingSpace, k: number): { id: string; score: number }[] {
+function bruteForce(
+  live: Map<string, NewItem>,
+  q: Float32Array,
+  space: EmbeddingSpace,
+  k: number,
+): { id: string; score: number }[] {
   const qn = normalized(q);
   const all: { id: string; score: number }[] = [];
   for (const it of live.values()) {
@@ -73,13 +86,26 @@ function bruteForce(live: Map<string, NewItem>, q: Float32Array, space: Embeddin
  */
 function assertSameAsBruteForce(got: SearchHit[], want: { id: string; score: number }[], what: string): void {
   assert.equal(got.length, want.length, `${what}: result count`);
-  assertClose(got.map((h) => h.score), want.map((w) => w.score), { atol: 1e-5, what: `${what} scores` });
-  assert.deepEqual(got.map((h) => h.id), want.map((w) => w.id), `${what}: ids differ from brute force`);
+  assertClose(
+    got.map((h) => h.score),
+    want.map((w) => w.score),
+    { atol: 1e-5, what: `${what} scores` },
+  );
+  assert.deepEqual(
+    got.map((h) => h.id),
+    want.map((w) => w.id),
+    `${what}: ids differ from brute force`,
+  );
 }
 
 test('TopKCollector equals a full sort (ties broken by lower index, NaN never selected)', () => {
   const r = rng(7);
-  for (const [nq, n, k] of [[3, 50, 5], [2, 10, 10], [1, 7, 20], [4, 1000, 17]]) {
+  for (const [nq, n, k] of [
+    [3, 50, 5],
+    [2, 10, 10],
+    [1, 7, 20],
+    [4, 1000, 17],
+  ]) {
     // Scores on a coarse grid so that many ties occur.
     const block = Float32Array.from({ length: nq * n }, () => Math.floor(r() * 8) / 4);
     block[0] = NaN;
@@ -99,7 +125,10 @@ test('TopKCollector equals a full sort (ties broken by lower index, NaN never se
         .sort((a, b) => block[q * n + b] - block[q * n + a] || a - b)
         .slice(0, k);
       assert.deepEqual(Array.from(res[q].index), want, `nq=${nq} n=${n} k=${k} q=${q}`);
-      assert.deepEqual(Array.from(res[q].score), want.map((i) => block[q * n + i]));
+      assert.deepEqual(
+        Array.from(res[q].score),
+        want.map((i) => block[q * n + i]),
+      );
     }
   }
 });
@@ -124,8 +153,16 @@ test('topKInnerProduct (blocked GEMM) equals float64 brute force, ts and dispatc
             return d;
           });
           const want = [...s.keys()].sort((a, b) => s[b] - s[a]).slice(0, 12);
-          assert.deepEqual(Array.from(res[i].index), want, `${K.name} kernels, block ${blockRows}, query ${i}`);
-          assertClose(res[i].score, want.map((j) => s[j]), { atol: 1e-5, what: `${K.name} scores` });
+          assert.deepEqual(
+            Array.from(res[i].index),
+            want,
+            `${K.name} kernels, block ${blockRows}, query ${i}`,
+          );
+          assertClose(
+            res[i].score,
+            want.map((j) => s[j]),
+            { atol: 1e-5, what: `${K.name} scores` },
+          );
         }
       }
     }
@@ -146,9 +183,17 @@ test('exact search equals brute force across segments, spaces, removals and repl
       for (const it of items.slice(i, i + 64)) live.set(mediaId(it.path), it);
     }
     // Replace 20 items with new vectors (same path -> same id), remove 30 others.
-    const repl = makeItems(20, dim, 99).map((it, i) => ({ ...it, path: items[i * 7].path, modality: items[i * 7].modality,
-      embedding: { ...(items[i * 7].embedding.audio ? { audio: it.embedding.audio ?? gaussVec(rng(i), dim) } : {}),
-        ...(items[i * 7].embedding.visual ? { visual: it.embedding.visual ?? gaussVec(rng(i + 500), dim) } : {}) } }));
+    const repl = makeItems(20, dim, 99).map((it, i) => ({
+      ...it,
+      path: items[i * 7].path,
+      modality: items[i * 7].modality,
+      embedding: {
+        ...(items[i * 7].embedding.audio ? { audio: it.embedding.audio ?? gaussVec(rng(i), dim) } : {}),
+        ...(items[i * 7].embedding.visual
+          ? { visual: it.embedding.visual ?? gaussVec(rng(i + 500), dim) }
+          : {}),
+      },
+    }));
     idx.add(repl);
     for (const it of repl) live.set(mediaId(it.path), it);
     const gone = items.filter((_, i) => i % 23 === 5).map((it) => mediaId(it.path));
@@ -161,7 +206,11 @@ test('exact search equals brute force across segments, spaces, removals and repl
     const queries = Array.from({ length: 12 }, () => gaussVec(r, dim));
     const check = (index: MediaIndex, what: string) => {
       for (const space of ['audio', 'visual'] as const) {
-        const batch = index.searchBatch(Float32Array.from(queries.flatMap((q) => Array.from(q))), queries.length, { space, k: 10 });
+        const batch = index.searchBatch(
+          Float32Array.from(queries.flatMap((q) => Array.from(q))),
+          queries.length,
+          { space, k: 10 },
+        );
         queries.forEach((q, i) => {
           assertSameAsBruteForce(batch[i], bruteForce(live, q, space, 10), `${what} ${space} query ${i}`);
           for (const h of batch[i]) assert.ok(space === 'audio' ? h.entry.hasAudio : h.entry.hasVisual);
@@ -188,7 +237,11 @@ test('exact search equals brute force across segments, spaces, removals and repl
     assert.equal(w.rows, live.size);
     assert.equal(w.generation, 1);
     const afterHits = w.search(queries[1], { space: 'visual', k: 25 });
-    assert.deepEqual(afterHits.map((h) => [h.id, h.score]), before.map((h) => [h.id, h.score]), 'compaction changes no result');
+    assert.deepEqual(
+      afterHits.map((h) => [h.id, h.score]),
+      before.map((h) => [h.id, h.score]),
+      'compaction changes no result',
+    );
     check(w, 'compacted');
     w.close();
     check(MediaIndex.open(dir), 'compacted+reopened');
@@ -227,15 +280,31 @@ test('identity, input validation and the write lock', () => {
     const idx = MediaIndex.create(dir, ID);
     assert.throws(() => MediaIndex.create(dir, ID), /already holds a media index/);
     assert.throws(() => MediaIndex.open(dir, { writable: true }), /is being written by process/);
-    assert.throws(() => idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: { audio: new Float32Array(7).fill(1) } }]), /7 values, the index holds 48/);
-    assert.throws(() => idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: { audio: new Float32Array(48) } }]), /all zeros/);
-    assert.throws(() => idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: { visual: new Float32Array(48).fill(NaN) } }]), /non-finite/);
+    assert.throws(
+      () => idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: { audio: new Float32Array(7).fill(1) } }]),
+      /7 values, the index holds 48/,
+    );
+    assert.throws(
+      () => idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: { audio: new Float32Array(48) } }]),
+      /all zeros/,
+    );
+    assert.throws(
+      () =>
+        idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: { visual: new Float32Array(48).fill(NaN) } }]),
+      /non-finite/,
+    );
     assert.throws(() => idx.add([{ ...makeItems(1, ID.dim, 1)[0], embedding: {} }]), /no embedding/);
     assert.throws(() => idx.search(new Float32Array(5), { space: 'audio', k: 3 }), /index holds 48/);
-    assert.throws(() => idx.search(new Float32Array(48).fill(1), { space: 'audio', k: 0 }), /k must be a positive integer/);
+    assert.throws(
+      () => idx.search(new Float32Array(48).fill(1), { space: 'audio', k: 0 }),
+      /k must be a positive integer/,
+    );
     assert.equal(idx.count, 0, 'failed adds commit nothing');
     idx.close();
-    assert.throws(() => MediaIndex.openOrCreate(dir, { ...ID, modelId: 'sha256:other' }), /was built with model test-a/);
+    assert.throws(
+      () => MediaIndex.openOrCreate(dir, { ...ID, modelId: 'sha256:other' }),
+      /was built with model test-a/,
+    );
     assert.throws(() => MediaIndex.openOrCreate(dir, { ...ID, dim: 64 }), /holds 48-dimensional embeddings/);
     // A stale lock of a dead process is taken over.
     writeFileSync(join(dir, 'write.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname() }) + '\n');
@@ -244,7 +313,10 @@ test('identity, input validation and the write lock', () => {
     again.close();
     assert.throws(() => MediaIndex.open(join(dir, 'nope')), /no media index here/);
     writeFileSync(join(dir, 'meta.json'), '{"format": "something-else"}');
-    assert.throws(() => MediaIndex.open(dir), (e: unknown) => e instanceof UserError && /meta\.json: not a valid media index/.test(e.message));
+    assert.throws(
+      () => MediaIndex.open(dir),
+      (e: unknown) => e instanceof UserError && /meta\.json: not a valid media index/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -278,7 +350,11 @@ test('a torn tail (bytes past the commit) is ignored by readers and cut by the n
     assert.equal(again.count, 40);
     for (const it of items) {
       const e = again.get(mediaId(it.path))!;
-      if (it.embedding.visual) assert.deepEqual(Array.from(again.vector('visual', e.row)), Array.from(normalized(it.embedding.visual)));
+      if (it.embedding.visual)
+        assert.deepEqual(
+          Array.from(again.vector('visual', e.row)),
+          Array.from(normalized(it.embedding.visual)),
+        );
     }
     // A committed file that is shorter than meta.json says is an error naming the file.
     writeFileSync(join(dir, 'g0', 'audio-00000.f32'), Buffer.alloc(10));

@@ -22,7 +22,9 @@ export function ffmpeg(args: string[]): void {
 /** H.264 when this ffmpeg has it (browsers play it), else MPEG-4 part 2. */
 function videoCodec(): string[] {
   const r = spawnSync('ffmpeg', ['-hide_banner', '-encoders']);
-  return r.stdout?.toString().includes('libx264') ? ['-c:v', 'libx264', '-preset', 'ultrafast'] : ['-c:v', 'mpeg4'];
+  return r.stdout?.toString().includes('libx264')
+    ? ['-c:v', 'libx264', '-preset', 'ultrafast']
+    : ['-c:v', 'mpeg4'];
 }
 
 export interface TestMedia {
@@ -49,18 +51,59 @@ export async function makeTestMedia(dir: string): Promise<TestMedia> {
     notMedia: join(dir, 'notes.mp4'),
   };
   // A chirp (rising tone) with a little noise: a spectrogram with visible structure.
-  ffmpeg(['-f', 'lavfi', '-i', "aevalsrc='0.6*sin(2*PI*(200+900*t)*t)+0.05*(random(0)-0.5)':s=16000:d=1", m.wav]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    "aevalsrc='0.6*sin(2*PI*(200+900*t)*t)+0.05*(random(0)-0.5)':s=16000:d=1",
+    m.wav,
+  ]);
   ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=220:duration=12', '-ar', '16000', m.longWav]);
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=10:duration=1', '-f', 'lavfi', '-i', 'sine=frequency=660:duration=1',
-    '-shortest', ...videoCodec(), '-pix_fmt', 'yuv420p', '-c:a', 'aac', m.mp4]);
-  ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=80x60:rate=10:duration=1', ...videoCodec(), '-pix_fmt', 'yuv420p', m.silentMp4]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc=size=96x64:rate=10:duration=1',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=660:duration=1',
+    '-shortest',
+    ...videoCodec(),
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    m.mp4,
+  ]);
+  ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=80x60:rate=10:duration=1',
+    ...videoCodec(),
+    '-pix_fmt',
+    'yuv420p',
+    m.silentMp4,
+  ]);
   ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=330:duration=1', '-c:a', 'aac', m.audioOnlyMp4]);
   const w = 64;
   const h = 48;
   const px = new Uint8Array(w * h * 3); // [H, W, 3]
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) px.set([x * 4, y * 5, 128], (y * w + x) * 3);
-  writeFileSync(m.png, await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer());
-  writeFileSync(m.jpg, await sharp(px, { raw: { width: w, height: h, channels: 3 } }).flop().jpeg().toBuffer());
+  writeFileSync(
+    m.png,
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
+  writeFileSync(
+    m.jpg,
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .flop()
+      .jpeg()
+      .toBuffer(),
+  );
   writeFileSync(m.notMedia, 'these are notes, not a video\n');
   return m;
 }

@@ -146,5 +146,6 @@ test('cavmae sync-experiment: bad --arms is one line and creates nothing; --help
   assert.equal(existsSync(out), false);
   const help = cli(['sync-experiment', '--help']);
   assert.equal(help.status, 0);
-  for (const flag of ['--out', '--steps', '--arms', '--seed', '--markdown']) assert.ok(help.stdout.includes(flag), flag);
+  for (const flag of ['--out', '--steps', '--arms', '--seed', '--markdown'])
+    assert.ok(help.stdout.includes(flag), flag);
 });

@@ -59,7 +59,10 @@ test('save then load (fp32): same config (extras included), same parameters, sam
   assert.ok(back instanceof CAVMAE);
   assert.deepEqual(run(back), run(model));
   // The stored preprocessing follows the config (32 frames, 32 px), not the base defaults.
-  const pre = JSON.parse(meta['cavmae.preprocess']) as { audio: { targetLength: number; melBins: number }; image: { size: number } };
+  const pre = JSON.parse(meta['cavmae.preprocess']) as {
+    audio: { targetLength: number; melBins: number };
+    image: { size: number };
+  };
   assert.deepEqual([pre.audio.targetLength, pre.audio.melBins, pre.image.size], [32, 128, 32]);
 });
 

@@ -23,7 +23,10 @@ test('queue URLs: host, port, database, credentials, queue name; bad ones named'
   assert.ok(!s.display.includes('cret'), 'the password never appears in messages');
   assert.equal(parseQueueUrl('redis://h').port, 6379);
   assert.equal(parseQueueUrl('redis://h').db, 0);
-  assert.throws(() => parseQueueUrl('http://h:1/0'), /^OptionError: queue http:\/\/h:1\/0: the scheme must be redis/);
+  assert.throws(
+    () => parseQueueUrl('http://h:1/0'),
+    /^OptionError: queue http:\/\/h:1\/0: the scheme must be redis/,
+  );
   assert.throws(() => parseQueueUrl('redis://h:1/abc'), /database number/);
   assert.throws(() => parseQueueUrl('not a url'), /not a URL/);
   assert.throws(() => parseQueueUrl('redis://h/0?queue=a:b'), /queue name/);
@@ -45,7 +48,10 @@ test('the worker command names its flags where the library names its options', (
   // Both fail before any connection is tried.
   let r = cli(['worker', '--queue', 'http://h:1/0']);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /^cavmae: --queue http:\/\/h:1\/0: the scheme must be redis:\/\/ or rediss:\/\/, got http:\/\/\n$/);
+  assert.match(
+    r.stderr,
+    /^cavmae: --queue http:\/\/h:1\/0: the scheme must be redis:\/\/ or rediss:\/\/, got http:\/\/\n$/,
+  );
   r = cli(['worker', '--queue', 'redis://127.0.0.1:1/0', '--map', '/x']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^cavmae: --map \/x: expected FROM=TO/);

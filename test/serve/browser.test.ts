@@ -19,12 +19,18 @@ import { TestEngine } from './test-engine.js';
 import { repoRoot } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) ? `chromium is not installed at ${CHROMIUM} (apt-get install chromium)` : !hasFfmpeg() ? 'ffmpeg is not installed' : false;
+const skip = !existsSync(CHROMIUM)
+  ? `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`
+  : !hasFfmpeg()
+    ? 'ffmpeg is not installed'
+    : false;
 
 const DONE = () => /Done/.test((globalThis as any).document.getElementById('status').textContent);
 
 async function renderedChecks(page: Page, what: string): Promise<void> {
-  await page.waitForSelector('#section-localize:not([hidden]) #heatmap[data-rendered="true"]', { timeout: 30_000 });
+  await page.waitForSelector('#section-localize:not([hidden]) #heatmap[data-rendered="true"]', {
+    timeout: 30_000,
+  });
   await page.waitForSelector('#section-reconstruct:not([hidden])', { timeout: 30_000 });
   await page.waitForFunction(DONE, undefined, { timeout: 30_000 });
   // Browser-side code: this project compiles without DOM typings, hence `any`; no named inner
@@ -55,7 +61,10 @@ async function renderedChecks(page: Page, what: string): Promise<void> {
   });
   assert.ok(facts.lists >= 2, `${what}: result lists ${facts.lists}`);
   assert.ok(facts.cards >= 4, `${what}: result cards ${facts.cards}`);
-  assert.ok(facts.thumbs > 0 && facts.thumbsLoaded === facts.thumbs, `${what}: thumbnails loaded ${facts.thumbsLoaded}/${facts.thumbs}`);
+  assert.ok(
+    facts.thumbs > 0 && facts.thumbsLoaded === facts.thumbs,
+    `${what}: thumbnails loaded ${facts.thumbsLoaded}/${facts.thumbs}`,
+  );
   assert.ok(facts.players > 0, `${what}: audio/video players`);
   assert.equal(facts.labels, 5, `${what}: classes`);
   assert.ok(facts.heatRange > 100, `${what}: heat map pixels vary (red range ${facts.heatRange})`);
@@ -64,60 +73,92 @@ async function renderedChecks(page: Page, what: string): Promise<void> {
   assert.doesNotMatch(facts.status, /error/);
 }
 
-test('the page uploads files and renders results, heat map and reconstruction', { skip, timeout: 180_000 }, async () => {
-  const root = mkdtempSync(join(tmpdir(), 'cavmae-browser-'));
-  const artifacts = join(repoRoot(), 'test-artifacts', 'serve');
-  mkdirSync(artifacts, { recursive: true });
-  const media = await makeTestMedia(root);
-  const embedder = new TestEmbedder(16);
-  const idx = MediaIndex.create(join(root, 'index'), { modelId: embedder.modelId, modelName: embedder.modelName, dim: 16 });
-  await addMedia(idx, [media.wav, media.png, media.jpg, media.mp4, media.silentMp4, media.audioOnlyMp4], embedder);
-  idx.close();
-  const index = MediaIndex.open(join(root, 'index'));
-  const server = await startServer({ engine: new TestEngine({ index }), port: 0 });
-  const profile = mkdtempSync(join(tmpdir(), 'cavmae-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 900 },
-  });
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    const problems: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+test(
+  'the page uploads files and renders results, heat map and reconstruction',
+  { skip, timeout: 180_000 },
+  async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cavmae-browser-'));
+    const artifacts = join(repoRoot(), 'test-artifacts', 'serve');
+    mkdirSync(artifacts, { recursive: true });
+    const media = await makeTestMedia(root);
+    const embedder = new TestEmbedder(16);
+    const idx = MediaIndex.create(join(root, 'index'), {
+      modelId: embedder.modelId,
+      modelName: embedder.modelName,
+      dim: 16,
     });
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    await page.goto(server.url);
-    await page.waitForFunction(() => /items/.test((globalThis as any).document.getElementById('fact-index').textContent));
-    assert.match(await page.textContent('#fact-index') ?? '', /^6 items/);
-    await page.screenshot({ path: join(artifacts, 'page-empty.png') });
+    await addMedia(
+      idx,
+      [media.wav, media.png, media.jpg, media.mp4, media.silentMp4, media.audioOnlyMp4],
+      embedder,
+    );
+    idx.close();
+    const index = MediaIndex.open(join(root, 'index'));
+    const server = await startServer({ engine: new TestEngine({ index }), port: 0 });
+    const profile = mkdtempSync(join(tmpdir(), 'cavmae-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport: { width: 1280, height: 900 },
+    });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      await page.goto(server.url);
+      await page.waitForFunction(() =>
+        /items/.test((globalThis as any).document.getElementById('fact-index').textContent),
+      );
+      assert.match((await page.textContent('#fact-index')) ?? '', /^6 items/);
+      await page.screenshot({ path: join(artifacts, 'page-empty.png') });
 
-    // 1. One video: search, classes, heat map and reconstruction from the same file.
-    await page.setInputFiles('#file-main', media.mp4);
-    await renderedChecks(page, 'video');
-    await page.screenshot({ path: join(artifacts, 'page-video.png'), fullPage: true });
+      // 1. One video: search, classes, heat map and reconstruction from the same file.
+      await page.setInputFiles('#file-main', media.mp4);
+      await renderedChecks(page, 'video');
+      await page.screenshot({ path: join(artifacts, 'page-video.png'), fullPage: true });
 
-    // 2. An image with an audio file in the second drop zone.
-    await page.setInputFiles('#file-main', media.jpg);
-    await page.waitForFunction(DONE, undefined, { timeout: 30_000 });
-    await page.setInputFiles('#file-second', media.wav);
-    await renderedChecks(page, 'image+audio');
-    await page.screenshot({ path: join(artifacts, 'page-image-audio.png'), fullPage: true });
+      // 2. An image with an audio file in the second drop zone.
+      await page.setInputFiles('#file-main', media.jpg);
+      await page.waitForFunction(DONE, undefined, { timeout: 30_000 });
+      await page.setInputFiles('#file-second', media.wav);
+      await renderedChecks(page, 'image+audio');
+      await page.screenshot({ path: join(artifacts, 'page-image-audio.png'), fullPage: true });
 
-    // 3. A file that is not media: a readable error, no crash.
-    await page.setInputFiles('#file-second', []);
-    await page.setInputFiles('#file-main', { name: 'notes.mp4', mimeType: 'video/mp4', buffer: Buffer.from('not a video\n') });
-    await page.waitForSelector('#status.error', { timeout: 30_000 });
-    assert.match(await page.textContent('#status') ?? '', /not a supported image, audio or video file/);
-    await page.screenshot({ path: join(artifacts, 'page-error.png') });
-    problems.splice(0, problems.length, ...problems.filter((p) => !/Failed to load resource: the server responded with a status of 415/.test(p)));
-    assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
-  } finally {
-    await context.close();
-    await server.close();
-    rmSync(profile, { recursive: true, force: true });
-    rmSync(root, { recursive: true, force: true });
-  }
-});
+      // 3. A file that is not media: a readable error, no crash.
+      await page.setInputFiles('#file-second', []);
+      await page.setInputFiles('#file-main', {
+        name: 'notes.mp4',
+        mimeType: 'video/mp4',
+        buffer: Buffer.from('not a video\n'),
+      });
+      await page.waitForSelector('#status.error', { timeout: 30_000 });
+      assert.match((await page.textContent('#status')) ?? '', /not a supported image, audio or video file/);
+      await page.screenshot({ path: join(artifacts, 'page-error.png') });
+      problems.splice(
+        0,
+        problems.length,
+        ...problems.filter(
+          (p) => !/Failed to load resource: the server responded with a status of 415/.test(p),
+        ),
+      );
+      assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
+    } finally {
+      await context.close();
+      await server.close();
+      rmSync(profile, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);

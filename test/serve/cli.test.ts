@@ -50,7 +50,15 @@ test('serve, index and search commands: errors, maintenance commands, no faked m
     // Maintenance commands on an index built here (no model needed).
     const dir = join(tmp, 'idx');
     const idx = MediaIndex.create(dir, { modelId: 'sha256:cli', modelName: 'cli-model', dim: 8 });
-    idx.add([0, 1, 2].map((i) => ({ path: join(tmp, `m${i}.wav`), modality: 'audio' as const, mtimeMs: i, size: i, embedding: { audio: seededVector(`cli${i}`, 8) } })));
+    idx.add(
+      [0, 1, 2].map((i) => ({
+        path: join(tmp, `m${i}.wav`),
+        modality: 'audio' as const,
+        mtimeMs: i,
+        size: i,
+        embedding: { audio: seededVector(`cli${i}`, 8) },
+      })),
+    );
     idx.close();
     r = cli(tmp, ['index', 'list', '--index', dir]);
     assert.equal(r.status, 0, r.stderr);
@@ -72,7 +80,12 @@ test('serve, index and search commands: errors, maintenance commands, no faked m
 
     // search: argument checks, and the model is taken from the index (not recorded here).
     const png = join(tmp, 'q.png');
-    writeFileSync(png, await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toBuffer());
+    writeFileSync(
+      png,
+      await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 9, g: 99, b: 199 } } })
+        .png()
+        .toBuffer(),
+    );
     r = cli(tmp, ['search', '--index', dir, '--audio', png, '--image', png]);
     assert.match(r.stderr, /exactly one of --audio, --image, --video/);
     r = cli(tmp, ['search', '--index', dir, '--audio', png]);

@@ -18,7 +18,11 @@ const BOUNDARY = '----cavmaeLoad7MA4YWxkTrZu0gW';
 function multipart(parts: { field: string; name: string; data: Buffer }[]): Buffer {
   const chunks: Buffer[] = [];
   for (const p of parts) {
-    chunks.push(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.field}"; filename="${p.name}"\r\nContent-Type: application/octet-stream\r\n\r\n`));
+    chunks.push(
+      Buffer.from(
+        `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.field}"; filename="${p.name}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
+    );
     chunks.push(p.data, Buffer.from('\r\n'));
   }
   chunks.push(Buffer.from(`--${BOUNDARY}--\r\n`));
@@ -42,24 +46,98 @@ const mp = { 'Content-Type': `multipart/form-data; boundary=${BOUNDARY}` };
 const torn = multipart([{ field: 'file', name: 'a.wav', data: wav }]).subarray(0, 1500);
 
 const CASES: Case[] = [
-  { name: 'embed wav', method: 'POST', path: '/api/embed', headers: mp, body: multipart([{ field: 'file', name: 'a.wav', data: wav }]), expect: [200] },
-  { name: 'search png', method: 'POST', path: '/api/search?k=5', headers: mp, body: multipart([{ field: 'file', name: 'b.png', data: png }]), expect: [200] },
-  { name: 'classify jpg', method: 'POST', path: '/api/classify?top=3', headers: mp, body: multipart([{ field: 'image', name: 'c.jpg', data: jpg }]), expect: [200] },
-  { name: 'localize pair', method: 'POST', path: '/api/localize', headers: mp, body: multipart([{ field: 'image', name: 'd.jpg', data: jpg }, { field: 'audio', name: 'd.wav', data: wav }]), expect: [200] },
+  {
+    name: 'embed wav',
+    method: 'POST',
+    path: '/api/embed',
+    headers: mp,
+    body: multipart([{ field: 'file', name: 'a.wav', data: wav }]),
+    expect: [200],
+  },
+  {
+    name: 'search png',
+    method: 'POST',
+    path: '/api/search?k=5',
+    headers: mp,
+    body: multipart([{ field: 'file', name: 'b.png', data: png }]),
+    expect: [200],
+  },
+  {
+    name: 'classify jpg',
+    method: 'POST',
+    path: '/api/classify?top=3',
+    headers: mp,
+    body: multipart([{ field: 'image', name: 'c.jpg', data: jpg }]),
+    expect: [200],
+  },
+  {
+    name: 'localize pair',
+    method: 'POST',
+    path: '/api/localize',
+    headers: mp,
+    body: multipart([
+      { field: 'image', name: 'd.jpg', data: jpg },
+      { field: 'audio', name: 'd.wav', data: wav },
+    ]),
+    expect: [200],
+  },
   { name: 'torn multipart', method: 'POST', path: '/api/embed', headers: mp, body: torn, expect: [400] },
-  { name: 'not media', method: 'POST', path: '/api/embed', headers: mp, body: multipart([{ field: 'file', name: 'x.mp4', data: Buffer.from('not a video at all\n'.repeat(20)) }]), expect: [415] },
-  { name: 'oversized', method: 'POST', path: '/api/embed', headers: mp, body: multipart([{ field: 'file', name: 'big.wav', data: Buffer.concat([wav.subarray(0, 44), randomBytes(2 << 20)]) }]), expect: [413] },
-  { name: 'bad k', method: 'POST', path: '/api/search?k=-1', headers: mp, body: multipart([{ field: 'file', name: 'a.wav', data: wav }]), expect: [400] },
-  { name: 'traversal', method: 'GET', path: '/media/..%2f..%2f..%2fetc%2fpasswd', headers: {}, expect: [404] },
-  { name: 'json body', method: 'POST', path: '/api/embed', headers: { 'Content-Type': 'application/json' }, body: Buffer.from('{"file": "x"}'), expect: [415] },
+  {
+    name: 'not media',
+    method: 'POST',
+    path: '/api/embed',
+    headers: mp,
+    body: multipart([{ field: 'file', name: 'x.mp4', data: Buffer.from('not a video at all\n'.repeat(20)) }]),
+    expect: [415],
+  },
+  {
+    name: 'oversized',
+    method: 'POST',
+    path: '/api/embed',
+    headers: mp,
+    body: multipart([
+      { field: 'file', name: 'big.wav', data: Buffer.concat([wav.subarray(0, 44), randomBytes(2 << 20)]) },
+    ]),
+    expect: [413],
+  },
+  {
+    name: 'bad k',
+    method: 'POST',
+    path: '/api/search?k=-1',
+    headers: mp,
+    body: multipart([{ field: 'file', name: 'a.wav', data: wav }]),
+    expect: [400],
+  },
+  {
+    name: 'traversal',
+    method: 'GET',
+    path: '/media/..%2f..%2f..%2fetc%2fpasswd',
+    headers: {},
+    expect: [404],
+  },
+  {
+    name: 'json body',
+    method: 'POST',
+    path: '/api/embed',
+    headers: { 'Content-Type': 'application/json' },
+    body: Buffer.from('{"file": "x"}'),
+    expect: [415],
+  },
 ];
 
 function send(c: Case): Promise<{ status: number; ms: number; error?: string }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     const req = request(
-      { host: url.hostname, port: url.port, method: c.method, path: c.path, agent, timeout: 30_000,
-        headers: { ...c.headers, ...(c.body ? { 'Content-Length': String(c.body.length) } : {}) } },
+      {
+        host: url.hostname,
+        port: url.port,
+        method: c.method,
+        path: c.path,
+        agent,
+        timeout: 30_000,
+        headers: { ...c.headers, ...(c.body ? { 'Content-Length': String(c.body.length) } : {}) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));

@@ -52,17 +52,28 @@ test('200 mixed requests, 16 concurrent, from a second process', { skip, timeout
   try {
     const media = await makeTestMedia(root);
     const embedder = new TestEmbedder(16);
-    const idx = MediaIndex.create(join(root, 'index'), { modelId: embedder.modelId, modelName: embedder.modelName, dim: 16 });
+    const idx = MediaIndex.create(join(root, 'index'), {
+      modelId: embedder.modelId,
+      modelName: embedder.modelName,
+      dim: 16,
+    });
     await addMedia(idx, [media.wav, media.png, media.mp4], embedder);
     idx.close();
 
     let serverErr = '';
-    server = spawn(process.execPath, [...script('serve-child'), join(root, 'index')], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+    server = spawn(process.execPath, [...script('serve-child'), join(root, 'index')], {
+      cwd: repoRoot(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     server.stderr!.on('data', (c) => (serverErr += c));
     const url = await waitForLine(server, 'LISTENING ');
     const before = memoryMb(server.pid!);
 
-    const client = spawn(process.execPath, [...script('load-client'), url, JSON.stringify(media), '200', '16'], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const client = spawn(
+      process.execPath,
+      [...script('load-client'), url, JSON.stringify(media), '200', '16'],
+      { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     client.stdout!.on('data', (c) => (out += c));
@@ -80,17 +91,23 @@ test('200 mixed requests, 16 concurrent, from a second process', { skip, timeout
     assert.equal(code, 0, `load client failed: ${err}`);
     const summary = JSON.parse(out.trim().split('\n').pop()!);
     const after = memoryMb(server.pid!);
-    console.log(`# load: ${JSON.stringify(summary.byStatus)} in ${summary.wallMs} ms (p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms, max ${summary.maxMs} ms); ` +
-      `server RSS ${before.rss.toFixed(0)} -> ${after.rss.toFixed(0)} MB, peak ${after.peak.toFixed(0)} MB`);
+    console.log(
+      `# load: ${JSON.stringify(summary.byStatus)} in ${summary.wallMs} ms (p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms, max ${summary.maxMs} ms); ` +
+        `server RSS ${before.rss.toFixed(0)} -> ${after.rss.toFixed(0)} MB, peak ${after.peak.toFixed(0)} MB`,
+    );
 
     assert.equal(summary.total, 200);
     assert.equal(summary.answered, 200, 'every request answered');
     assert.deepEqual(summary.unexpected, [], 'every request got its expected status and a JSON error body');
-    for (const s of Object.keys(summary.byStatus)) assert.ok(['200', '400', '404', '413', '415'].includes(s), `status ${s}`);
+    for (const s of Object.keys(summary.byStatus))
+      assert.ok(['200', '400', '404', '413', '415'].includes(s), `status ${s}`);
     assert.ok(summary.wallMs < 60_000, `bounded time: ${summary.wallMs} ms`);
     assert.ok(after.peak < 400, `server peak RSS ${after.peak.toFixed(0)} MB < 400 MB`);
 
-    const health = (await (await fetch(new URL('/api/health', url))).json()) as { status: string; queue: { admitted: number } };
+    const health = (await (await fetch(new URL('/api/health', url))).json()) as {
+      status: string;
+      queue: { admitted: number };
+    };
     assert.equal(health.status, 'ok', 'the server survived');
     assert.equal(health.queue.admitted, 0, 'no request left in the queue');
     server.kill('SIGTERM');

@@ -19,5 +19,8 @@ const server = await startServer({
 });
 process.stdout.write(`LISTENING ${server.url}\n`);
 process.on('SIGTERM', () => {
-  server.close().then(() => process.exit(0), () => process.exit(1));
+  server.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
 });

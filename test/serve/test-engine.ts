@@ -5,7 +5,18 @@
  */
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
-import { searchIndex, type ClassifyResult, type Engine, type EngineInfo, type LocalizeResult, type MaskMode, type MediaInput, type ReconstructResult, type SearchRequest, type SearchResult } from '../../src/serve/engine.js';
+import {
+  searchIndex,
+  type ClassifyResult,
+  type Engine,
+  type EngineInfo,
+  type LocalizeResult,
+  type MaskMode,
+  type MediaInput,
+  type ReconstructResult,
+  type SearchRequest,
+  type SearchResult,
+} from '../../src/serve/engine.js';
 import { MediaIndex, type MediaEmbedding } from '../../src/index/index.js';
 import { searchableEmbedded, type SearchableIndex } from '../../src/index/backend.js';
 import { extractFrames, decodeImage } from '../../src/vision/index.js';
@@ -40,14 +51,21 @@ export class TestEngine implements Engine {
   }
 
   info(): EngineInfo {
-    return { modelId: 'sha256:test-embedder-v1', modelName: 'test-embedder', dim: this.dim, capabilities: this.caps, labels: TEST_LABELS };
+    return {
+      modelId: 'sha256:test-embedder-v1',
+      modelName: 'test-embedder',
+      dim: this.dim,
+      capabilities: this.caps,
+      labels: TEST_LABELS,
+    };
   }
 
   private async work(input: MediaInput): Promise<void> {
     this.calls++;
     if (this.delayMs) await sleep(this.delayMs);
     if (input.name.includes('explode')) throw new Error(`engine bug while reading ${input.path}`);
-    if (input.name.includes('baddecode')) throw new UserError(`${input.path}: cannot decode the audio stream`);
+    if (input.name.includes('baddecode'))
+      throw new UserError(`${input.path}: cannot decode the audio stream`);
   }
 
   async embed(input: MediaInput): Promise<MediaEmbedding> {
@@ -80,13 +98,18 @@ export class TestEngine implements Engine {
     const raw = seededVector(seed, 14 * 14); // [14, 14]
     // Smooth blob + noise so the map has structure; then min-max normalise as the reference.
     const heat = new Float32Array(14 * 14);
-    for (let y = 0; y < 14; y++) for (let x = 0; x < 14; x++) heat[y * 14 + x] = Math.exp(-((x - 9) ** 2 + (y - 5) ** 2) / 12) + 0.1 * raw[y * 14 + x];
+    for (let y = 0; y < 14; y++)
+      for (let x = 0; x < 14; x++)
+        heat[y * 14 + x] = Math.exp(-((x - 9) ** 2 + (y - 5) ** 2) / 12) + 0.1 * raw[y * 14 + x];
     let lo = Infinity;
     let hi = -Infinity;
     for (const v of heat) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
     for (let i = 0; i < heat.length; i++) heat[i] = (heat[i] - lo) / (hi - lo);
     const pic = await this.picture(image);
-    const base = await sharp(pic.data, { raw: { width: pic.width, height: pic.height, channels: 3 } }).resize(224, 224, { fit: 'cover' }).raw().toBuffer();
+    const base = await sharp(pic.data, { raw: { width: pic.width, height: pic.height, channels: 3 } })
+      .resize(224, 224, { fit: 'cover' })
+      .raw()
+      .toBuffer();
     const out = Buffer.alloc(224 * 224 * 3); // [224, 224, 3]
     for (let y = 0; y < 224; y++) {
       for (let x = 0; x < 224; x++) {
@@ -97,19 +120,39 @@ export class TestEngine implements Engine {
         out[i + 2] = Math.round(0.5 * base[i + 2]);
       }
     }
-    const overlayPng = await sharp(out, { raw: { width: 224, height: 224, channels: 3 } }).png().toBuffer();
+    const overlayPng = await sharp(out, { raw: { width: 224, height: 224, channels: 3 } })
+      .png()
+      .toBuffer();
     return { heat, width: 14, height: 14, overlayPng };
   }
 
-  async reconstruct(media: { image: MediaInput; audio: MediaInput }, ratio: number, mode: MaskMode): Promise<ReconstructResult> {
+  async reconstruct(
+    media: { image: MediaInput; audio: MediaInput },
+    ratio: number,
+    mode: MaskMode,
+  ): Promise<ReconstructResult> {
     await this.work(media.image);
     const pic = await this.picture(media.image);
-    const tile = await sharp(pic.data, { raw: { width: pic.width, height: pic.height, channels: 3 } }).resize(160, 160, { fit: 'cover' }).png().toBuffer();
-    const panelPng = await sharp({ create: { width: 3 * 170 + 10, height: 2 * 170 + 10, channels: 3, background: { r: 240, g: 242, b: 245 } } })
+    const tile = await sharp(pic.data, { raw: { width: pic.width, height: pic.height, channels: 3 } })
+      .resize(160, 160, { fit: 'cover' })
+      .png()
+      .toBuffer();
+    const panelPng = await sharp({
+      create: {
+        width: 3 * 170 + 10,
+        height: 2 * 170 + 10,
+        channels: 3,
+        background: { r: 240, g: 242, b: 245 },
+      },
+    })
       .composite([0, 1, 2].map((i) => ({ input: tile, left: 10 + i * 170, top: 10 })))
       .png()
       .toBuffer();
-    return { panelPng, mseAudio: 0.5 * ratio + (mode === 'unstructured' ? 0 : 0.01), mseVisual: 0.25 * ratio };
+    return {
+      panelPng,
+      mseAudio: 0.5 * ratio + (mode === 'unstructured' ? 0 : 0.01),
+      mseVisual: 0.25 * ratio,
+    };
   }
 
   async close(): Promise<void> {

@@ -20,9 +20,18 @@ for (;;) {
   m.fill(2 * step);
   v.fill(3 * step);
   ck.save({
-    params: new Map([['blocks.0.w', { shape: [size], data: w }], ['blocks.0.b', { shape: [7], data: b }]]),
+    params: new Map([
+      ['blocks.0.w', { shape: [size], data: w }],
+      ['blocks.0.b', { shape: [7], data: b }],
+    ]),
     optimizer: { m, v, stepCount: step },
-    state: { epoch: Math.floor(step / 10), batchInEpoch: step % 10, globalStep: step, rng: { seed: 7 * step }, history: [{ step }] },
+    state: {
+      epoch: Math.floor(step / 10),
+      batchInEpoch: step % 10,
+      globalStep: step,
+      rng: { seed: 7 * step },
+      history: [{ step }],
+    },
     modelConfig: { preset: 'test', step },
   });
   process.stdout.write(`${step}\n`);

@@ -7,7 +7,12 @@ import { mkdtempSync, readdirSync, rmSync, truncateSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Checkpointer, loadCheckpoint, checkpointName, type LoadedCheckpoint } from '../../src/train/checkpointer.js';
+import {
+  Checkpointer,
+  loadCheckpoint,
+  checkpointName,
+  type LoadedCheckpoint,
+} from '../../src/train/checkpointer.js';
 import { loadStateDict } from '../../src/io/checkpoint.js';
 import { UserError } from '../../src/util/errors.js';
 import { rng } from '../helpers.js';
@@ -19,9 +24,24 @@ function tmpRun(): string {
 function payload(step: number, n = 10) {
   const w = new Float32Array(n).map((_, i) => step + i / 8);
   return {
-    params: { 'a.weight': { shape: [2, n / 2], data: w }, 'a.bias': { shape: [3], data: new Float32Array([step, 1, 2]) } },
-    optimizer: { m: new Float32Array(n + 3).fill(step / 2), v: new Float32Array(n + 3).fill(step / 4), stepCount: step, hyper: { beta1: 0.95 } },
-    state: { epoch: 1, batchInEpoch: step % 4, globalStep: step, schedule: { kind: 'constant', lr: 1e-4 }, rng: { s: [1, 2, step] }, history: [{ epoch: 0, mAP: 0.25 }] },
+    params: {
+      'a.weight': { shape: [2, n / 2], data: w },
+      'a.bias': { shape: [3], data: new Float32Array([step, 1, 2]) },
+    },
+    optimizer: {
+      m: new Float32Array(n + 3).fill(step / 2),
+      v: new Float32Array(n + 3).fill(step / 4),
+      stepCount: step,
+      hyper: { beta1: 0.95 },
+    },
+    state: {
+      epoch: 1,
+      batchInEpoch: step % 4,
+      globalStep: step,
+      schedule: { kind: 'constant', lr: 1e-4 },
+      rng: { s: [1, 2, step] },
+      history: [{ epoch: 0, mAP: 0.25 }],
+    },
     modelConfig: { model: 'cavmae', embed_dim: 8 },
   };
 }
@@ -54,7 +74,10 @@ test('keeps the last K checkpoints; the save policy fires every N steps and at e
   try {
     const ck = new Checkpointer(run, { keepLast: 2, everySteps: 100, log: () => {} });
     for (const s of [100, 200, 250, 300]) ck.save(payload(s));
-    assert.deepEqual(ck.list().map((f) => f.step), [300, 250]);
+    assert.deepEqual(
+      ck.list().map((f) => f.step),
+      [300, 250],
+    );
     assert.equal(ck.due(200, false), true);
     assert.equal(ck.due(250, false), false);
     assert.equal(ck.due(250, true), true);
@@ -75,7 +98,10 @@ test('a truncated or corrupt newest checkpoint falls back to the previous valid 
     truncateSync(newest, statSync(newest).size - 5);
     let got = ck.loadLatest()!;
     assert.equal(got.state.globalStep, 2);
-    assert.ok(messages.some((m) => m.includes('resuming from') && m.includes(checkpointName(3))), messages.join('\n'));
+    assert.ok(
+      messages.some((m) => m.includes('resuming from') && m.includes(checkpointName(3))),
+      messages.join('\n'),
+    );
     // Garbage header in the next one too, and an unreadable pointer.
     writeFileSync(join(run, 'checkpoints', checkpointName(2)), 'not a checkpoint at all');
     writeFileSync(join(run, 'checkpoints', 'latest.json'), '{"file": 12');
@@ -85,11 +111,17 @@ test('a truncated or corrupt newest checkpoint falls back to the previous valid 
     // The resumed run's next save (step 2) replaces the corrupt file of that step and removes the
     // abandoned newer one (step 3).
     ck.save(payload(2));
-    assert.deepEqual(ck.list().map((f) => f.step), [2, 1]);
+    assert.deepEqual(
+      ck.list().map((f) => f.step),
+      [2, 1],
+    );
     assert.ok(messages.some((m) => m.includes('removing') && m.includes(checkpointName(3))));
     // Nothing valid at all: a UserError naming the folder and each problem.
     for (const f of ck.list()) writeFileSync(f.path, 'x');
-    assert.throws(() => ck.loadLatest(), (e: unknown) => e instanceof UserError && /no valid checkpoint/.test((e as Error).message));
+    assert.throws(
+      () => ck.loadLatest(),
+      (e: unknown) => e instanceof UserError && /no valid checkpoint/.test((e as Error).message),
+    );
     assert.throws(() => loadCheckpoint(join(run, 'checkpoints', checkpointName(2))), UserError);
   } finally {
     rmSync(run, { recursive: true, force: true });
@@ -102,9 +134,15 @@ function assertComplete(ck: LoadedCheckpoint, size: number): void {
   const w = ck.params.get('blocks.0.w')!.data;
   const b = ck.params.get('blocks.0.b')!.data;
   assert.equal(w.length, size);
-  assert.ok(w.every((x) => x === k), `params of step ${k} incomplete`);
+  assert.ok(
+    w.every((x) => x === k),
+    `params of step ${k} incomplete`,
+  );
   assert.ok(b.every((x) => x === -k));
-  assert.ok(ck.optimizer!.m.every((x) => x === 2 * k) && ck.optimizer!.v.every((x) => x === 3 * k), 'optimizer state mismatched');
+  assert.ok(
+    ck.optimizer!.m.every((x) => x === 2 * k) && ck.optimizer!.v.every((x) => x === 3 * k),
+    'optimizer state mismatched',
+  );
   assert.equal(ck.optimizer!.stepCount, k);
   assert.deepEqual(ck.state.rng, { seed: 7 * k });
   assert.deepEqual(ck.modelConfig, { preset: 'test', step: k });
@@ -121,14 +159,19 @@ test('SIGKILL at random moments while saving: the latest checkpoint is always lo
   let tornWrites = 0; // rounds whose kill interrupted a write (left a temporary file)
   try {
     for (let round = 0; round < 6; round++) {
-      const proc = spawn(process.execPath, [...execArgv, child, run, String(size)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const proc = spawn(process.execPath, [...execArgv, child, run, String(size)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const exited = new Promise<void>((res) => proc.on('exit', () => res()));
       // Wait for the first completed save of this round, then kill after a random delay.
       await new Promise<void>((res, rej) => {
         let buf = '';
-        const timer = setTimeout(() => rej(new Error(`child produced no checkpoint in 20 s: ${stderr}`)), 20000);
+        const timer = setTimeout(
+          () => rej(new Error(`child produced no checkpoint in 20 s: ${stderr}`)),
+          20000,
+        );
         proc.stdout.on('data', (d: Buffer) => {
           buf += d.toString();
           const lines = buf.trim().split('\n');
@@ -149,17 +192,34 @@ test('SIGKILL at random moments while saving: the latest checkpoint is always lo
       assert.ok(got, `round ${round}: no checkpoint`);
       assertComplete(got, size);
       // The pointer only ever moves to completed files: never behind a save the child reported.
-      assert.ok(got.state.globalStep >= lastReported, `round ${round}: loaded step ${got.state.globalStep} < reported ${lastReported}`);
+      assert.ok(
+        got.state.globalStep >= lastReported,
+        `round ${round}: loaded step ${got.state.globalStep} < reported ${lastReported}`,
+      );
       const files = readdirSync(join(run, 'checkpoints'));
       if (files.some((f) => f.endsWith('.tmp'))) tornWrites++;
-      assert.ok(files.filter((f) => f.endsWith('.safetensors')).length <= 3, `too many checkpoints kept: ${files}`);
+      assert.ok(
+        files.filter((f) => f.endsWith('.safetensors')).length <= 3,
+        `too many checkpoints kept: ${files}`,
+      );
     }
     t.diagnostic(`${tornWrites}/6 kills interrupted a write (left a temporary file)`);
     // The next run cleans temporary files of the killed writers.
     const ck = new Checkpointer(run, { keepLast: 2, log: () => {} });
     const latest = ck.loadLatest()!;
-    ck.save({ params: new Map([['blocks.0.w', { shape: [size], data: latest.params.get('blocks.0.w')!.data }], ['blocks.0.b', { shape: [7], data: latest.params.get('blocks.0.b')!.data }]]), optimizer: latest.optimizer, state: latest.state, modelConfig: latest.modelConfig });
-    assert.deepEqual(readdirSync(join(run, 'checkpoints')).filter((f) => f.endsWith('.tmp')), []);
+    ck.save({
+      params: new Map([
+        ['blocks.0.w', { shape: [size], data: latest.params.get('blocks.0.w')!.data }],
+        ['blocks.0.b', { shape: [7], data: latest.params.get('blocks.0.b')!.data }],
+      ]),
+      optimizer: latest.optimizer,
+      state: latest.state,
+      modelConfig: latest.modelConfig,
+    });
+    assert.deepEqual(
+      readdirSync(join(run, 'checkpoints')).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
   } finally {
     rmSync(run, { recursive: true, force: true });
   }

@@ -23,14 +23,40 @@ let ready: Promise<{ set: SyntheticSet; pretrained: string }> | undefined;
 function setup(): Promise<{ set: SyntheticSet; pretrained: string }> {
   ready ??= (async () => {
     const set = await makeSyntheticSet(join(tmp, 'data'), 24, 12);
-    const p = await pretrain({ data: set.train, config: set.config, out: join(tmp, 'pre'), batchSize: 4, epochs: 2, lr: 1e-3, contrastWeight: 0.5, ...quiet });
+    const p = await pretrain({
+      data: set.train,
+      config: set.config,
+      out: join(tmp, 'pre'),
+      batchSize: 4,
+      epochs: 2,
+      lr: 1e-3,
+      contrastWeight: 0.5,
+      ...quiet,
+    });
     return { set, pretrained: p.model };
   })();
   return ready;
 }
 
-function opts(s: { set: SyntheticSet; pretrained: string }, out: string, extra: Partial<FinetuneOptions> = {}): FinetuneOptions {
-  return { data: s.set.train, val: s.set.val, labelCsv: s.set.labels, init: s.pretrained, out: join(tmp, out), batchSize: 4, epochs: 3, lr: 1e-3, headLr: 10, seed: 1, ...quiet, ...extra };
+function opts(
+  s: { set: SyntheticSet; pretrained: string },
+  out: string,
+  extra: Partial<FinetuneOptions> = {},
+): FinetuneOptions {
+  return {
+    data: s.set.train,
+    val: s.set.val,
+    labelCsv: s.set.labels,
+    init: s.pretrained,
+    out: join(tmp, out),
+    batchSize: 4,
+    epochs: 3,
+    lr: 1e-3,
+    headLr: 10,
+    seed: 1,
+    ...quiet,
+    ...extra,
+  };
 }
 
 test('weight averaging: the final model is the float32 mean of the kept epoch weights', async () => {
@@ -39,7 +65,10 @@ test('weight averaging: the final model is the float32 mean of the kept epoch we
   assert.match(r.weights, /mean of epochs 2\.\.3/);
   const e2 = readSafetensorsF32(join(r.out, 'epochs', 'epoch-2.safetensors'));
   const e3 = readSafetensorsF32(join(r.out, 'epochs', 'epoch-3.safetensors'));
-  assert.ok(!existsSync(join(r.out, 'epochs', 'epoch-1.safetensors')), 'epochs outside wa_start..wa_end are not kept');
+  assert.ok(
+    !existsSync(join(r.out, 'epochs', 'epoch-1.safetensors')),
+    'epochs outside wa_start..wa_end are not kept',
+  );
   const final = readSafetensorsF32(r.model);
   for (const [k, t] of final) {
     const a = e2.get(k)!.data;
@@ -58,22 +87,48 @@ test('weight averaging: the final model is the float32 mean of the kept epoch we
 test('the report equals `cavmae eval` on the stored predictions and on the model (frame aggregation)', async () => {
   const s = await setup();
   const r = await finetune(opts(s, 'report'));
-  const result = JSON.parse(readFileSync(join(r.out, 'result.json'), 'utf8')) as { final: { mAP: number; acc: number; frames: number[] } };
+  const result = JSON.parse(readFileSync(join(r.out, 'result.json'), 'utf8')) as {
+    final: { mAP: number; acc: number; frames: number[] };
+  };
   assert.deepEqual(result.final.frames, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], '10-frame aggregation');
   let c = cli(['eval', '--pred', join(r.out, 'predictions.safetensors'), '--json']);
   assert.equal(c.status, 0, c.stderr);
   const fromPred = JSON.parse(c.stdout) as { mAP: number; acc: number; N: number; K: number };
   assert.deepEqual([fromPred.N, fromPred.K], [12, 4]);
-  assertClose([fromPred.mAP, fromPred.acc], [result.final.mAP, result.final.acc], { atol: 1e-12, what: 'eval --pred vs finetune report' });
+  assertClose([fromPred.mAP, fromPred.acc], [result.final.mAP, result.final.acc], {
+    atol: 1e-12,
+    what: 'eval --pred vs finetune report',
+  });
   c = cli(['eval', '--model', r.model, '--data', s.set.val, '--json', '--workers', '1']);
   assert.equal(c.status, 0, c.stderr);
-  const fromModel = JSON.parse(c.stdout) as { mAP: number; acc: number; mode: string; loss: string; frames: number[]; perClass: { name: string }[] };
+  const fromModel = JSON.parse(c.stdout) as {
+    mAP: number;
+    acc: number;
+    mode: string;
+    loss: string;
+    frames: number[];
+    perClass: { name: string }[];
+  };
   assert.equal(fromModel.mode, 'multimodal');
   assert.equal(fromModel.loss, 'ce');
   assert.equal(fromModel.frames.length, 10);
   assert.equal(fromModel.perClass[2].name, 'class 2', 'class names stored with the model');
-  assertClose([fromModel.mAP, fromModel.acc], [result.final.mAP, result.final.acc], { atol: 1e-12, what: 'eval --model vs finetune report' });
-  c = cli(['eval', '--model', r.model, '--data', s.set.val, '--mode', 'audioonly', '--summary', '--workers', '1']);
+  assertClose([fromModel.mAP, fromModel.acc], [result.final.mAP, result.final.acc], {
+    atol: 1e-12,
+    what: 'eval --model vs finetune report',
+  });
+  c = cli([
+    'eval',
+    '--model',
+    r.model,
+    '--data',
+    s.set.val,
+    '--mode',
+    'audioonly',
+    '--summary',
+    '--workers',
+    '1',
+  ]);
   assert.equal(c.status, 0, c.stderr);
   assert.match(c.stdout, /^mode audioonly, softmax probabilities, frame 5\nsamples 12, classes 4\nmAP /);
 });
@@ -95,13 +150,40 @@ test('linear probe (--freeze-base): the encoder is bit-identical to the pretrain
 
 test('from scratch (--config, no --init) learns the easy synthetic classes; bad labels fail before training', async () => {
   const s = await setup();
-  const r = await finetune({ ...opts(s, 'scratch', { epochs: 8, mixup: 0, labelSmooth: 0, freqm: 0, timem: 0, noise: false, wa: false }), init: undefined, config: s.set.config });
+  const r = await finetune({
+    ...opts(s, 'scratch', {
+      epochs: 8,
+      mixup: 0,
+      labelSmooth: 0,
+      freqm: 0,
+      timem: 0,
+      noise: false,
+      wa: false,
+    }),
+    init: undefined,
+    config: s.set.config,
+  });
   assert.ok(r.final.stats.acc >= 0.75, `accuracy ${r.final.stats.acc} on 4 easy classes (chance 0.25)`);
   const bad = join(tmp, 'bad-val.json');
-  writeFileSync(bad, JSON.stringify({ items: [{ id: 'x', audio: join(s.set.dir, 'media', 'val_000_0.wav'), image: join(s.set.dir, 'media', 'val_000_0.png'), label: 'class9' }] }));
+  writeFileSync(
+    bad,
+    JSON.stringify({
+      items: [
+        {
+          id: 'x',
+          audio: join(s.set.dir, 'media', 'val_000_0.wav'),
+          image: join(s.set.dir, 'media', 'val_000_0.png'),
+          label: 'class9',
+        },
+      ],
+    }),
+  );
   await assert.rejects(finetune({ ...opts(s, 'bad'), val: bad }), /label "class9" is not in .*labels\.csv/);
   assert.ok(!existsSync(join(tmp, 'bad', 'checkpoints')), 'nothing trained');
-  await assert.rejects(finetune({ ...opts(s, 'noinit'), init: undefined }), /^OptionError: finetune: pass init <pretrained model> \(or config <preset>/);
+  await assert.rejects(
+    finetune({ ...opts(s, 'noinit'), init: undefined }),
+    /^OptionError: finetune: pass init <pretrained model> \(or config <preset>/,
+  );
 });
 
 test('balanced sampling: weights from the labels or from a file (checked against the data size)', async () => {
@@ -110,5 +192,8 @@ test('balanced sampling: weights from the labels or from a file (checked against
   assert.equal(r.loop.globalStep, 6);
   const wfile = join(tmp, 'w.csv');
   writeFileSync(wfile, '1\n2\n3\n');
-  await assert.rejects(finetune(opts(s, 'bal2', { weights: wfile, epochs: 1 })), /has 3 weights but the data file has 24 entries/);
+  await assert.rejects(
+    finetune(opts(s, 'bal2', { weights: wfile, epochs: 1 })),
+    /has 3 weights but the data file has 24 entries/,
+  );
 });

@@ -14,7 +14,13 @@ interface Golden {
   shapes: Record<string, number[]>;
   params_init: Record<string, number[]>;
   groups: { name: string; params: string[]; lr_scale: number; requires_grad: boolean }[];
-  steps: { epoch: number; iteration: number; lrs: Record<string, number>; grads: Record<string, number[]>; params: Record<string, number[]> }[];
+  steps: {
+    epoch: number;
+    iteration: number;
+    lrs: Record<string, number>;
+    grads: Record<string, number[]>;
+    params: Record<string, number[]>;
+  }[];
 }
 
 function load(name: string): Golden {
@@ -33,12 +39,20 @@ function setup(g: Golden) {
   const params = new Float32Array(size);
   for (const [n, vals] of Object.entries(g.params_init)) params.set(vals, offsets[n][0]);
   const groups: ParamGroup[] = g.groups.map((gr) => ({
-    name: gr.name, ranges: gr.params.map((p) => offsets[p]), lrScale: gr.lr_scale, requiresGrad: gr.requires_grad,
+    name: gr.name,
+    ranges: gr.params.map((p) => offsets[p]),
+    lrScale: gr.lr_scale,
+    requiresGrad: gr.requires_grad,
   }));
   return { offsets, params, grads: new Float32Array(size), groups };
 }
 
-function expectedArena(g: Golden, offsets: Record<string, [number, number]>, values: Record<string, number[]>, size: number): Float32Array {
+function expectedArena(
+  g: Golden,
+  offsets: Record<string, [number, number]>,
+  values: Record<string, number[]>,
+  size: number,
+): Float32Array {
   const out = new Float32Array(size);
   for (const [n, v] of Object.entries(values)) out.set(v, offsets[n][0]);
   return out;
@@ -48,15 +62,22 @@ function runGolden(file: string, schedule: (g: Golden) => LrSchedule) {
   const g = load(file);
   const { offsets, params, grads, groups } = setup(g);
   const adam = new Adam(params, grads, groups, {
-    beta1: g.optimizer.betas[0], beta2: g.optimizer.betas[1], eps: g.optimizer.eps,
-    weightDecay: g.optimizer.weight_decay, decoupled: g.optimizer.kind === 'AdamW',
+    beta1: g.optimizer.betas[0],
+    beta2: g.optimizer.betas[1],
+    eps: g.optimizer.eps,
+    weightDecay: g.optimizer.weight_decay,
+    decoupled: g.optimizer.kind === 'AdamW',
   });
   const sched = schedule(g);
   const frozenBefore = Float32Array.from(params);
   for (const s of g.steps) {
     const base = sched.lr(s.epoch, s.iteration);
     // Group lrs: PyTorch multiplies each group's own lr by gamma; we scale the base lr. 1e-12 relative.
-    for (const gr of groups) assertClose([base * gr.lrScale], [s.lrs[gr.name]], { rtol: 1e-12, what: `lr ${gr.name} step ${s.iteration}` });
+    for (const gr of groups)
+      assertClose([base * gr.lrScale], [s.lrs[gr.name]], {
+        rtol: 1e-12,
+        what: `lr ${gr.name} step ${s.iteration}`,
+      });
     grads.fill(0);
     for (const [n, v] of Object.entries(s.grads)) grads.set(v, offsets[n][0]);
     adam.step(base);
@@ -67,13 +88,20 @@ function runGolden(file: string, schedule: (g: Golden) => LrSchedule) {
   }
   for (const gr of groups) {
     if (gr.requiresGrad) continue;
-    for (const [off, len] of gr.ranges) assert.deepEqual(params.subarray(off, off + len), frozenBefore.subarray(off, off + len), 'frozen group changed');
+    for (const [off, len] of gr.ranges)
+      assert.deepEqual(
+        params.subarray(off, off + len),
+        frozenBefore.subarray(off, off + len),
+        'frozen group changed',
+      );
   }
   assert.equal(adam.stepCount, g.steps.length);
 }
 
 test('Adam (0.95, 0.999, L2 5e-7), two lr groups + frozen group, MultiStepLR per epoch = PyTorch', () => {
-  runGolden('adam_multistep.json', (g) => multiStepLR({ lr: g.base_lr, milestones: g.schedule!.milestones, gamma: g.schedule!.gamma }));
+  runGolden('adam_multistep.json', (g) =>
+    multiStepLR({ lr: g.base_lr, milestones: g.schedule!.milestones, gamma: g.schedule!.gamma }),
+  );
 });
 
 test('Adam with strong L2 weight decay = PyTorch', () => {
@@ -92,7 +120,12 @@ test('optimizer state round-trips: resuming from saved m/v/step continues identi
   const adamA = new Adam(a.params, a.grads, a.groups, opts);
   const sched = multiStepLR({ lr: g.base_lr, milestones: g.schedule!.milestones, gamma: g.schedule!.gamma });
   const half = 10;
-  const apply = (adam: Adam, grads: Float32Array, offsets: Record<string, [number, number]>, s: Golden['steps'][number]) => {
+  const apply = (
+    adam: Adam,
+    grads: Float32Array,
+    offsets: Record<string, [number, number]>,
+    s: Golden['steps'][number],
+  ) => {
     grads.fill(0);
     for (const [n, v] of Object.entries(s.grads)) grads.set(v, offsets[n][0]);
     adam.step(sched.lr(s.epoch, s.iteration));
@@ -112,9 +145,32 @@ test('optimizer state round-trips: resuming from saved m/v/step continues identi
 });
 
 test('parameter groups: validation, merging, head/base split', () => {
-  assert.throws(() => checkGroups([{ name: 'a', ranges: [[0, 4]], lrScale: 1, requiresGrad: true }, { name: 'b', ranges: [[3, 2]], lrScale: 1, requiresGrad: true }], 10), /overlaps/);
-  assert.throws(() => checkGroups([{ name: 'a', ranges: [[8, 4]], lrScale: 1, requiresGrad: true }], 10), /outside/);
-  assert.deepEqual(mergeRanges([[4, 2], [0, 4], [10, 1]]), [[0, 6], [10, 1]]);
+  assert.throws(
+    () =>
+      checkGroups(
+        [
+          { name: 'a', ranges: [[0, 4]], lrScale: 1, requiresGrad: true },
+          { name: 'b', ranges: [[3, 2]], lrScale: 1, requiresGrad: true },
+        ],
+        10,
+      ),
+    /overlaps/,
+  );
+  assert.throws(
+    () => checkGroups([{ name: 'a', ranges: [[8, 4]], lrScale: 1, requiresGrad: true }], 10),
+    /outside/,
+  );
+  assert.deepEqual(
+    mergeRanges([
+      [4, 2],
+      [0, 4],
+      [10, 1],
+    ]),
+    [
+      [0, 6],
+      [10, 1],
+    ],
+  );
   const layout = [
     { name: 'module.blocks_a.0.attn.qkv.weight', offset: 0, length: 6 },
     { name: 'mlp_head.0.weight', offset: 6, length: 2 },
@@ -123,7 +179,15 @@ test('parameter groups: validation, merging, head/base split', () => {
   ];
   const groups = headAndBaseGroups(layout, { headLr: 100, freezeBase: true });
   assert.deepEqual(groups, [
-    { name: 'base', ranges: [[0, 6], [10, 2]], lrScale: 1, requiresGrad: false },
+    {
+      name: 'base',
+      ranges: [
+        [0, 6],
+        [10, 2],
+      ],
+      lrScale: 1,
+      requiresGrad: false,
+    },
     { name: 'mlp', ranges: [[6, 4]], lrScale: 100, requiresGrad: true },
   ]);
   const params = new Float32Array(12).fill(1);

@@ -55,19 +55,34 @@ export async function makeSyntheticSet(dir: string, n = 24, nVal = 12, classes =
     writeFileSync(join(dir, 'media', `${id}.wav`), encodeWavPcm16(wav));
     const S = 32;
     const rgb = Buffer.alloc(S * S * 3);
-    for (let p = 0; p < S * S; p++) rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = 40 + Math.floor(30 * rnd());
+    for (let p = 0; p < S * S; p++)
+      rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = 40 + Math.floor(30 * rnd());
     const x0 = (c % 2) * 16 + 4;
     const y0 = Math.floor(c / 2) * 16 + 4;
-    for (let y = y0; y < y0 + 8; y++) for (let x = x0; x < x0 + 8; x++) rgb.fill(230, 3 * (y * S + x), 3 * (y * S + x) + 3);
-    await sharp(rgb, { raw: { width: S, height: S, channels: 3 } }).png().toFile(join(dir, 'media', `${id}.png`));
+    for (let y = y0; y < y0 + 8; y++)
+      for (let x = x0; x < x0 + 8; x++) rgb.fill(230, 3 * (y * S + x), 3 * (y * S + x) + 3);
+    await sharp(rgb, { raw: { width: S, height: S, channels: 3 } })
+      .png()
+      .toFile(join(dir, 'media', `${id}.png`));
     return { id, audio: `media/${id}.wav`, image: `media/${id}.png`, label: `class${c}` };
   };
   const train = await Promise.all(Array.from({ length: n }, (_, i) => item('train', i)));
   const val = await Promise.all(Array.from({ length: nVal }, (_, i) => item('val', i)));
-  const paths = { train: join(dir, 'train.json'), val: join(dir, 'val.json'), labels: join(dir, 'labels.csv'), config: join(dir, 'tiny-test.json') };
+  const paths = {
+    train: join(dir, 'train.json'),
+    val: join(dir, 'val.json'),
+    labels: join(dir, 'labels.csv'),
+    config: join(dir, 'tiny-test.json'),
+  };
   writeFileSync(paths.train, JSON.stringify({ items: train }));
   writeFileSync(paths.val, JSON.stringify({ items: val }));
-  writeFileSync(paths.labels, ['index,mid,display_name', ...Array.from({ length: classes }, (_, c) => `${c},class${c},"class ${c}"`)].join('\n') + '\n');
+  writeFileSync(
+    paths.labels,
+    [
+      'index,mid,display_name',
+      ...Array.from({ length: classes }, (_, c) => `${c},class${c},"class ${c}"`),
+    ].join('\n') + '\n',
+  );
   writeFileSync(paths.config, JSON.stringify(TINY_TEST_CONFIG));
   return { dir, ...paths };
 }
@@ -79,14 +94,33 @@ export function cliArgv(args: string[]): string[] {
   const root = repoRoot();
   return fromDist
     ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : ['--import', 'tsx', '--input-type=module', '-e', `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`, ...args];
+    : [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
+        ...args,
+      ];
 }
 
-export function cli(args: string[], timeoutMs = 120_000): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, cliArgv(args), { cwd: repoRoot(), encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, CI: '1' } });
+export function cli(
+  args: string[],
+  timeoutMs = 120_000,
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, cliArgv(args), {
+    cwd: repoRoot(),
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, CI: '1' },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 export function spawnCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, cliArgv(args), { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } });
+  return spawn(process.execPath, cliArgv(args), {
+    cwd: repoRoot(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CI: '1' },
+  });
 }

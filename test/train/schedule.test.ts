@@ -1,7 +1,13 @@
 // Learning-rate schedules: PyTorch MultiStepLR semantics (docs/reference.md#training-machinery, #pretraining-recipe, #fine-tuning-recipe, #training-logs) and the Sync cosine warm-up (docs/reference.md#sync-recipe).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { constantLR, cosineWarmup, makeSchedule, milestonesRange, multiStepLR } from '../../src/train/schedule.js';
+import {
+  constantLR,
+  cosineWarmup,
+  makeSchedule,
+  milestonesRange,
+  multiStepLR,
+} from '../../src/train/schedule.js';
 import { UserError } from '../../src/util/errors.js';
 
 test('AS-2M pretraining schedule: epochs 1-10 at lr, 11-15 lr/2, 16-20 lr/4, 21-25 lr/8 (docs/reference.md#pretraining-recipe)', () => {
@@ -53,7 +59,10 @@ test('cosine warm-up: linear lr*(it+1)/warmup for 10% of iterations, then cosine
   assert.equal(s.lr(0, 5000), 2e-5, 'held at min lr after the end');
   // Fractional warm-up (the reference would exceed lr at it = 2 here): capped at lr.
   const f = cosineWarmup({ lr: 1, totalIterations: 25 });
-  assert.deepEqual([0, 1, 2].map((it) => f.lr(0, it)), [1 / 2.5, 2 / 2.5, 1]);
+  assert.deepEqual(
+    [0, 1, 2].map((it) => f.lr(0, it)),
+    [1 / 2.5, 2 / 2.5, 1],
+  );
   for (let it = 101; it < total; it++) assert.ok(s.lr(0, it) <= s.lr(0, it - 1), 'monotone decay');
 });
 

@@ -166,7 +166,17 @@ test('runSyncExperiment: same recipe for both arms, checkpoint curves = segmentR
 
   // The CLI: --eval scores an existing run (the same curve as the experiment's), --plots-only redraws.
   const cliEval = join(tmp, 'cli-eval');
-  let c = cli(['sync-experiment', '--eval', `sync=${join(out, 'sync')}`, '--data', set.val, '--out', cliEval, '--point-every', '2']);
+  let c = cli([
+    'sync-experiment',
+    '--eval',
+    `sync=${join(out, 'sync')}`,
+    '--data',
+    set.val,
+    '--out',
+    cliEval,
+    '--point-every',
+    '2',
+  ]);
   assert.equal(c.status, 0, c.stderr);
   assert.ok(c.stdout.includes('chance'));
   const viaCli = JSON.parse(readFileSync(join(cliEval, 'segment-curves.json'), 'utf8')) as ExperimentResult;
@@ -178,7 +188,17 @@ test('runSyncExperiment: same recipe for both arms, checkpoint curves = segmentR
   assert.equal(c.status, 0, c.stderr);
   c = cli(['sync-experiment', '--eval', 'nodir']);
   assert.match(c.stderr, /^cavmae: --eval nodir: expected name=RUN_DIR\n$/);
-  c = cli(['sync-experiment', '--eval', `a=${join(out, 'sync')}`, '--segment-length', '48', '--data', set.val, '--out', join(tmp, 'bad-l')]);
+  c = cli([
+    'sync-experiment',
+    '--eval',
+    `a=${join(out, 'sync')}`,
+    '--segment-length',
+    '48',
+    '--data',
+    set.val,
+    '--out',
+    join(tmp, 'bad-l'),
+  ]);
   assert.match(c.stderr, /^cavmae: --segment-length 48: the Sync runs were trained on \d+-row segments\n$/);
 
   // One decoded test set serves every run: mismatched frame sizes are refused.

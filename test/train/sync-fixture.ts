@@ -70,11 +70,16 @@ export async function makeSyncSet(dir: string, n = 16, nVal = 8, slots = 4): Pro
   const frame = async (c: number): Promise<Buffer> => {
     const S = 32;
     const rgb = Buffer.alloc(S * S * 3);
-    for (let p = 0; p < S * S; p++) rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = 40 + Math.floor(30 * rnd());
+    for (let p = 0; p < S * S; p++)
+      rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = 40 + Math.floor(30 * rnd());
     const x0 = (c % 2) * 16 + 4;
     const y0 = Math.floor(c / 2) * 16 + 4;
-    for (let y = y0; y < y0 + 8; y++) for (let x = x0; x < x0 + 8; x++) rgb[3 * (y * S + x)] = rgb[3 * (y * S + x) + 1] = rgb[3 * (y * S + x) + 2] = 230;
-    return sharp(rgb, { raw: { width: S, height: S, channels: 3 } }).png().toBuffer();
+    for (let y = y0; y < y0 + 8; y++)
+      for (let x = x0; x < x0 + 8; x++)
+        rgb[3 * (y * S + x)] = rgb[3 * (y * S + x) + 1] = rgb[3 * (y * S + x) + 2] = 230;
+    return sharp(rgb, { raw: { width: S, height: S, channels: 3 } })
+      .png()
+      .toBuffer();
   };
   const item = async (split: string, i: number): Promise<Record<string, unknown>> => {
     const id = `${split}_${String(i).padStart(3, '0')}`;
@@ -83,7 +88,8 @@ export async function makeSyncSet(dir: string, n = 16, nVal = 8, slots = 4): Pro
     const slotLen = SAMPLES / slots;
     for (let j = 0; j < slots; j++) {
       const f = 300 * 2 ** (classes[j] / 1.5);
-      for (let k = 0; k < slotLen; k++) wav[j * slotLen + k] = 0.5 * Math.sin((2 * Math.PI * f * k) / SR) + 0.02 * (rnd() - 0.5);
+      for (let k = 0; k < slotLen; k++)
+        wav[j * slotLen + k] = 0.5 * Math.sin((2 * Math.PI * f * k) / SR) + 0.02 * (rnd() - 0.5);
     }
     mkdirSync(join(dir, 'media', id), { recursive: true });
     writeFileSync(join(dir, 'media', `${id}.wav`), encodeWavPcm16(wav));
@@ -93,7 +99,13 @@ export async function makeSyncSet(dir: string, n = 16, nVal = 8, slots = 4): Pro
       pairLabels.push(c);
       writeFileSync(join(dir, 'media', id, `frame_${String(k).padStart(2, '0')}.png`), await frame(c));
     }
-    return { id, audio: `media/${id}.wav`, video: `media/${id}`, labels: [...new Set(classes)].sort().map((c) => `class${c}`), pair_labels: pairLabels };
+    return {
+      id,
+      audio: `media/${id}.wav`,
+      video: `media/${id}`,
+      labels: [...new Set(classes)].sort().map((c) => `class${c}`),
+      pair_labels: pairLabels,
+    };
   };
   mkdirSync(join(dir, 'media'), { recursive: true });
   const write = async (split: string, count: number): Promise<string> => {
@@ -111,7 +123,15 @@ export async function makeSyncSet(dir: string, n = 16, nVal = 8, slots = 4): Pro
   writeFileSync(clipConfig, JSON.stringify(TINY_CLIP_CONFIG));
   const ftConfig = join(dir, 'sync-ft.json');
   const ft: Record<string, unknown> = { ...TINY_SYNC_CONFIG, model: 'cavmae-sync-ft', label_dim: 4 };
-  for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss', 'contrastive_heads', 'contrast_loss_weight']) delete ft[k];
+  for (const k of [
+    'decoder_embed_dim',
+    'decoder_depth',
+    'decoder_num_heads',
+    'norm_pix_loss',
+    'contrastive_heads',
+    'contrast_loss_weight',
+  ])
+    delete ft[k];
   writeFileSync(ftConfig, JSON.stringify(ft));
   return { dir, train, val, syncConfig, clipConfig, ftConfig };
 }

@@ -67,7 +67,10 @@ const OPTIONS = {
     "benchmark the whole model on the PyTorch peer's workload instead (embedding, pretraining step, fine-tuning forward)",
   ),
   ...MODEL_BENCH,
-  peak: negatable('--no-peak', 'model bench: skip the GEMM and hardware peak probes (no MFU; for cold-start timing)'),
+  peak: negatable(
+    '--no-peak',
+    'model bench: skip the GEMM and hardware peak probes (no MFU; for cold-start timing)',
+  ),
 };
 
 export function register(program: Command): void {

@@ -13,7 +13,11 @@ const OPTIONS = {
     default: 'demo-out',
   }),
   minutes: num('--minutes <m>', 'cap on the pretraining wall time (default 12; 0 = no cap)', { min: 0 }),
-  steps: int('--steps <n>', 'pretraining steps (default: the tiny recipe, 54 epochs = 2484; 1200 with --ci)', { min: 1 }),
+  steps: int(
+    '--steps <n>',
+    'pretraining steps (default: the tiny recipe, 54 epochs = 2484; 1200 with --ci)',
+    { min: 1 },
+  ),
   classifierSteps: int(
     '--classifier-steps <n>',
     'steps of each digit classifier (default 200; 100 with --ci)',

@@ -40,7 +40,10 @@ const OPTIONS = {
   labelSmooth: num('--label-smooth <e>', 'label smoothing (default 0.1)', { min: 0 }),
   freqm: int('--freqm <n>', 'SpecAugment frequency mask width (default 48)', { min: 0 }),
   timem: int('--timem <n>', 'SpecAugment time mask width (default 192 x audio_length/1024)', { min: 0 }),
-  balanced: flag('--bal', 'balanced sampling with weights computed from the labels (docs/reference.md#balanced-sampling)'),
+  balanced: flag(
+    '--bal',
+    'balanced sampling with weights computed from the labels (docs/reference.md#balanced-sampling)',
+  ),
   weights: str('--weights <csv>', 'balanced sampling with this weight file (one weight per line)'),
   wa: negatable('--no-wa', 'no weight averaging: keep the best epoch instead'),
   waStart: int('--wa-start <e>', 'first epoch averaged (1-based, default 3)', { min: 1 }),

@@ -40,7 +40,9 @@ const OPTIONS = {
   out: str('--out <dir>', 'output folder', { required: true }),
   n: int('--n <n>', 'training examples (default 3000; --sync 500)', { min: 1 }),
   testN: int('--test-n <n>', 'test examples (default n/10, at least 10)', { min: 0 }),
-  seed: int('--seed <s>', 'random seed (example i depends only on seed, split and i) (default 0)', { min: 0 }),
+  seed: int('--seed <s>', 'random seed (example i depends only on seed, split and i) (default 0)', {
+    min: 0,
+  }),
   snrMin: num('--snr-min <db>', 'lowest speech-to-noise ratio, dB (default 25; --sync 20)'),
   snrMax: num('--snr-max <db>', 'highest speech-to-noise ratio, dB (default 50; --sync 40)'),
   duration: num('--duration <s>', 'clip length in seconds, the word near the centre (default 1.0)'),
@@ -58,9 +60,13 @@ const OPTIONS = {
   speedMax: int('--speed-max <wpm>', 'fastest speech rate (default 220)', { min: 80 }),
   pitchMin: int('--pitch-min <p>', 'lowest pitch, espeak-ng scale 0-99 (default 10; --sync 20)', { min: 0 }),
   pitchMax: int('--pitch-max <p>', 'highest pitch (default 90; --sync 80)', { min: 0 }),
-  imageSize: int('--image-size <px>', 'stored image side (default 28: the MNIST pixels; the image pipeline resizes)', {
-    min: 8,
-  }),
+  imageSize: int(
+    '--image-size <px>',
+    'stored image side (default 28: the MNIST pixels; the image pipeline resizes)',
+    {
+      min: 8,
+    },
+  ),
   recording: oneOf(
     '--recording <preset>',
     'recording conditions: varied (rooms, microphones, telephone codecs, noise, levels, clipping; the default) | clean (--sync default)',
@@ -76,7 +82,10 @@ const OPTIONS = {
     min: 1,
     default: 2,
   }),
-  sync: flag('--sync', 'multi-digit 10.24 s clips for CAV-MAE Sync segment retrieval (sync-train.json, sync-test.json)'),
+  sync: flag(
+    '--sync',
+    'multi-digit 10.24 s clips for CAV-MAE Sync segment retrieval (sync-train.json, sync-test.json)',
+  ),
   digitsPerClip: int('--digits-per-clip <k>', 'with --sync: digits per clip, a divisor of 16 (default 8)', {
     min: 1,
   }),
@@ -91,11 +100,16 @@ export function register(program: Command): void {
       'writes <out>/train.json, <out>/test.json (manifests), <out>/labels.csv, the media, and the held-out real-speech set <out>/real-test.json; train/test split by voice and by MNIST image; resumable',
     OPTIONS,
     async ({ sync, quiet, realTest, ...o }) => {
-      if (!sync && o.digitsPerClip !== undefined) throw new UserError('--digits-per-clip applies to --sync only');
+      if (!sync && o.digitsPerClip !== undefined)
+        throw new UserError('--digits-per-clip applies to --sync only');
       const { makeAvDigits } = await import('../../data/avdigits.js');
-      const bar = await progressBar(!quiet, 'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}', {
-        etaBuffer: 50,
-      });
+      const bar = await progressBar(
+        !quiet,
+        'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}',
+        {
+          etaBuffer: 50,
+        },
+      );
       let started = false;
       const s = await makeAvDigits({
         ...o,

@@ -69,23 +69,39 @@ async function loadInfo() {
   try {
     state.info = await api('/api/info');
   } catch (e) {
-    if (e.status === 401) setStatus('This server needs its token: open the address printed by "cavmae serve" (it ends in ?token=…).', 'error');
+    if (e.status === 401)
+      setStatus(
+        'This server needs its token: open the address printed by "cavmae serve" (it ends in ?token=…).',
+        'error',
+      );
     else setStatus(`Cannot reach the server: ${e.message}`, 'error');
     return;
   }
   const { engine, index, limits } = state.info;
   $('fact-model').textContent = fmtDim(state.info);
   $('fact-model').title = engine.modelId;
-  $('fact-index').textContent = index ? `${index.count} items (${index.byModality.video} video, ${index.byModality.audio} audio, ${index.byModality.image} image)` : 'none';
+  $('fact-index').textContent = index
+    ? `${index.count} items (${index.byModality.video} video, ${index.byModality.audio} audio, ${index.byModality.image} image)`
+    : 'none';
   $('fact-limits').textContent = `${limits.maxUploadMb} MB · ${limits.maxDurationSec} s`;
 }
 
 function preview(file, caption) {
   const url = URL.createObjectURL(file);
   const kind = kindOf(file);
-  const media = kind === 'image' ? el('img', { src: url, alt: `Query image ${file.name}` })
-    : kind === 'audio' ? el('audio', { src: url, controls: true, 'aria-label': `Query audio ${file.name}` })
-    : el('video', { src: url, controls: true, muted: true, playsinline: true, preload: 'metadata', 'aria-label': `Query video ${file.name}` });
+  const media =
+    kind === 'image'
+      ? el('img', { src: url, alt: `Query image ${file.name}` })
+      : kind === 'audio'
+        ? el('audio', { src: url, controls: true, 'aria-label': `Query audio ${file.name}` })
+        : el('video', {
+            src: url,
+            controls: true,
+            muted: true,
+            playsinline: true,
+            preload: 'metadata',
+            'aria-label': `Query video ${file.name}`,
+          });
   return el('figure', {}, media, el('figcaption', { text: `${caption}: ${file.name}` }));
 }
 
@@ -107,33 +123,76 @@ function resultCard(hit, rank) {
   const items = [];
   const alt = `${hit.modality} ${hit.name}`;
   if (hit.modality === 'video') {
-    items.push(el('video', { class: 'thumb', controls: true, preload: 'none', poster: hit.thumb || undefined, src: hit.media, 'aria-label': `Play ${hit.name}` }));
+    items.push(
+      el('video', {
+        class: 'thumb',
+        controls: true,
+        preload: 'none',
+        poster: hit.thumb || undefined,
+        src: hit.media,
+        'aria-label': `Play ${hit.name}`,
+      }),
+    );
   } else if (hit.modality === 'audio') {
-    if (hit.thumb) items.push(el('img', { class: 'thumb', src: hit.thumb, alt: `Spectrogram of ${hit.name}`, loading: 'lazy' }));
+    if (hit.thumb)
+      items.push(
+        el('img', { class: 'thumb', src: hit.thumb, alt: `Spectrogram of ${hit.name}`, loading: 'lazy' }),
+      );
   } else {
     const img = el('img', { class: 'thumb', src: hit.thumb || hit.media, alt, loading: 'lazy' });
     items.push(el('a', { href: hit.media, target: '_blank', rel: 'noopener' }, img));
   }
   const pct = Math.max(0, Math.min(1, hit.score)) * 100;
-  const bar = el('div', { class: 'bar', role: 'meter', 'aria-valuemin': '-1', 'aria-valuemax': '1', 'aria-valuenow': hit.score.toFixed(3), 'aria-label': 'cosine similarity' });
+  const bar = el('div', {
+    class: 'bar',
+    role: 'meter',
+    'aria-valuemin': '-1',
+    'aria-valuemax': '1',
+    'aria-valuenow': hit.score.toFixed(3),
+    'aria-label': 'cosine similarity',
+  });
   bar.append(meterFill(pct));
-  const body = el('div', { class: 'body' },
-    el('div', { class: 'name' }, el('span', { class: 'rank', text: `${rank}.` }), document.createTextNode(hit.name)),
-    el('div', { class: 'meta' }, el('span', { text: hit.modality }), el('span', { text: `score ${hit.score.toFixed(3)}` })),
-    bar);
-  if (hit.modality === 'audio') body.append(el('audio', { controls: true, preload: 'none', src: hit.media, 'aria-label': `Play ${hit.name}` }));
+  const body = el(
+    'div',
+    { class: 'body' },
+    el(
+      'div',
+      { class: 'name' },
+      el('span', { class: 'rank', text: `${rank}.` }),
+      document.createTextNode(hit.name),
+    ),
+    el(
+      'div',
+      { class: 'meta' },
+      el('span', { text: hit.modality }),
+      el('span', { text: `score ${hit.score.toFixed(3)}` }),
+    ),
+    bar,
+  );
+  if (hit.modality === 'audio')
+    body.append(
+      el('audio', { controls: true, preload: 'none', src: hit.media, 'aria-label': `Play ${hit.name}` }),
+    );
   return el('li', { class: 'card', 'data-id': hit.id }, ...items, body);
 }
 
 function renderSearch(result) {
   const box = $('search-lists');
   box.replaceChildren();
-  if (result.lists.length === 0) box.append(el('p', { class: 'empty', text: 'The index has no items this query can be compared with.' }));
+  if (result.lists.length === 0)
+    box.append(el('p', { class: 'empty', text: 'The index has no items this query can be compared with.' }));
   for (const list of result.lists) {
     const [title, dir] = LIST_TITLES[`${list.from}>${list.to}`];
     const ol = el('ol', { class: 'results', 'aria-label': title });
     list.hits.forEach((h, i) => ol.append(resultCard(h, i + 1)));
-    box.append(el('div', { class: 'list' }, el('h3', {}, el('b', { text: title }), document.createTextNode(` · ${dir}`)), ol));
+    box.append(
+      el(
+        'div',
+        { class: 'list' },
+        el('h3', {}, el('b', { text: title }), document.createTextNode(` · ${dir}`)),
+        ol,
+      ),
+    );
   }
   $('section-search').hidden = false;
 }
@@ -144,13 +203,27 @@ function renderLabels(result) {
   for (const l of result.labels) {
     const bar = el('div', { class: 'bar' });
     bar.append(meterFill(Math.max(0, Math.min(1, l.score)) * 100));
-    ol.append(el('li', {}, el('span', { text: l.name }), el('span', { class: 'score', text: l.score.toFixed(3) }), bar));
+    ol.append(
+      el(
+        'li',
+        {},
+        el('span', { text: l.name }),
+        el('span', { class: 'score', text: l.score.toFixed(3) }),
+        bar,
+      ),
+    );
   }
   $('section-classify').hidden = false;
 }
 
 // Inferno-like colour ramp for the heat map (the same stops as the CSS scale).
-const RAMP = [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]];
+const RAMP = [
+  [0, 0, 4],
+  [87, 16, 110],
+  [188, 55, 84],
+  [249, 142, 9],
+  [252, 255, 164],
+];
 function ramp(v) {
   const x = Math.max(0, Math.min(1, v)) * (RAMP.length - 1);
   const i = Math.min(RAMP.length - 2, Math.floor(x));
@@ -197,7 +270,8 @@ function renderHeat(result) {
 
 function renderReconstruction(result) {
   $('panel').src = result.panel;
-  $('reconstruct-note').textContent = `Mask ratio ${result.ratio} (${result.mode}); mean squared error on masked patches: audio ${result.mseAudio.toFixed(4)}, visual ${result.mseVisual.toFixed(4)}.`;
+  $('reconstruct-note').textContent =
+    `Mask ratio ${result.ratio} (${result.mode}); mean squared error on masked patches: audio ${result.mseAudio.toFixed(4)}, visual ${result.mseVisual.toFixed(4)}.`;
   $('section-reconstruct').hidden = false;
 }
 
@@ -213,7 +287,12 @@ function pairForm() {
   if (a && b) {
     const ka = kindOf(a);
     const kb = kindOf(b);
-    const image = ka === 'image' || (ka === 'video' && kb === 'audio') ? a : kb === 'image' || (kb === 'video' && ka === 'audio') ? b : null;
+    const image =
+      ka === 'image' || (ka === 'video' && kb === 'audio')
+        ? a
+        : kb === 'image' || (kb === 'video' && ka === 'audio')
+          ? b
+          : null;
     const audio = image === a ? b : image === b ? a : null;
     if (image && audio) {
       fd.append('image', image, image.name);
@@ -230,7 +309,8 @@ async function run() {
   if (!state.info) return;
   state.running = true;
   $('run').disabled = true;
-  for (const id of ['section-search', 'section-classify', 'section-localize', 'section-reconstruct']) $(id).hidden = true;
+  for (const id of ['section-search', 'section-classify', 'section-localize', 'section-reconstruct'])
+    $(id).hidden = true;
   const caps = state.info.engine.capabilities;
   const errors = [];
   const step = async (label, fn) => {
@@ -248,17 +328,28 @@ async function run() {
   };
   const k = Math.max(1, Math.min(50, Number($('opt-k').value) || 8));
   if (state.info.index && state.info.index.count > 0) {
-    await step('Searching the index', async () => renderSearch(await api(`/api/search?k=${k}&mode=${encodeURIComponent($('opt-mode').value)}`, one())));
+    await step('Searching the index', async () =>
+      renderSearch(await api(`/api/search?k=${k}&mode=${encodeURIComponent($('opt-mode').value)}`, one())),
+    );
   }
-  if (caps.classify) await step('Classifying', async () => renderLabels(await api('/api/classify?top=5', one())));
+  if (caps.classify)
+    await step('Classifying', async () => renderLabels(await api('/api/classify?top=5', one())));
   const pair = pairForm();
-  if (pair && caps.localize) await step('Localising the sound', async () => renderHeat(await api('/api/localize', pairForm())));
+  if (pair && caps.localize)
+    await step('Localising the sound', async () => renderHeat(await api('/api/localize', pairForm())));
   if (pair && caps.reconstruct) {
     const ratio = Math.max(0.05, Math.min(0.95, Number($('opt-ratio').value) || 0.75));
-    await step('Reconstructing', async () => renderReconstruction(await api(`/api/reconstruct?ratio=${ratio}`, pairForm())));
+    await step('Reconstructing', async () =>
+      renderReconstruction(await api(`/api/reconstruct?ratio=${ratio}`, pairForm())),
+    );
   }
   if (errors.length) setStatus(errors.join(' · '), 'error');
-  else setStatus(pair ? 'Done.' : 'Done. Add an image with an audio file, or use a video, for the heat map and the reconstruction.');
+  else
+    setStatus(
+      pair
+        ? 'Done.'
+        : 'Done. Add an image with an audio file, or use a video, for the heat map and the reconstruction.',
+    );
   state.running = false;
   $('run').disabled = false;
 }
