@@ -52,7 +52,7 @@ const FALLBACK_RECIPE = {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (!existsSync(join(root, 'dist', 'src', 'cli', 'main.js'))) throw new Error("not built: run 'npm run build'");
-  const { makeDemoData } = await import(dist('data/demo.js'));
+  const { makeDemoData } = await import(dist('data/avdigits.js'));
   const { loadDataset } = await import(dist('data/datafile.js'));
   const { createLoader } = await import(dist('data/loader.js'));
   const { pretrain } = await import(dist('train/pretrain.js'));

@@ -68,6 +68,8 @@ export {
 } from './models/index.js';
 export { loadStateDict } from './io/checkpoint.js';
 export { readSafetensors, readSafetensorsF32, writeSafetensors } from './io/safetensors.js';
+export { writePth, encodePth } from './io/pth-write.js';
+export { exportPth, officialArgs, type ExportReport } from './io/export.js';
 
 // Media front ends.
 export {
@@ -99,6 +101,14 @@ export {
   type MediaEmbedder,
   type MediaEmbedding,
 } from './index/index.js';
+// Index backends (the LanceDB one loads @lancedb/lancedb only when used).
+export {
+  openIndexWriter,
+  openIndexReader,
+  type IndexBackend,
+  type SearchableIndex,
+} from './index/backend.js';
+export { LanceIndex } from './index/lance.js';
 export {
   startServer,
   type ServeOptions,
@@ -108,3 +118,6 @@ export {
 } from './serve/index.js';
 
 export { UserError } from './util/errors.js';
+
+// Which compute kernels run (the native addon or the TypeScript reference) and why.
+export { kernelStatus, type KernelStatus } from './kernels/index.js';

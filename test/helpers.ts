@@ -1,6 +1,6 @@
-/** Shared test utilities: where the repository and ../shared are, and numeric comparisons. */
+/** Shared test utilities: where the repository and its golden fixtures are, and numeric comparisons. */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 
@@ -14,17 +14,25 @@ export function repoRoot(): string {
   throw new Error('repository root not found');
 }
 
-/** The read-only ../shared folder (golden fixtures, docs). CAVMAE_SHARED overrides. */
-export function sharedDir(): string {
-  return process.env.CAVMAE_SHARED ?? resolve(repoRoot(), '..', 'shared');
+/**
+ * The golden data made by the official CAV-MAE code (test/fixtures/official: a copy of the
+ * project's ../shared/fixtures with its README), so that a fresh clone checks fidelity too.
+ */
+export function officialFixturesDir(): string {
+  return join(repoRoot(), 'test', 'fixtures', 'official');
 }
 
+/** A file of the official fixtures, e.g. fixture('model_small', 'cavmae_small.pth'). */
 export function fixture(...parts: string[]): string {
-  return join(sharedDir(), 'fixtures', ...parts);
+  return join(officialFixturesDir(), ...parts);
 }
 
+/**
+ * Whether the official fixtures are present. The repository carries them, so this is false only
+ * in a stripped copy (the npm package has no tests); the name predates the copy.
+ */
 export function hasShared(): boolean {
-  return existsSync(join(sharedDir(), 'fixtures'));
+  return existsSync(join(officialFixturesDir(), 'README.md'));
 }
 
 /** Deterministic PRNG (mulberry32) for test data. */

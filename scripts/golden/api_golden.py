@@ -1,6 +1,6 @@
 """Golden data for the inference API's localisation and reconstruction (test/api, test/eval).
 
-Reads the official small model's fixture (../shared/fixtures/model_small/cavmae_small_io.*),
+Reads the official small model's fixture (test/fixtures/official/model_small/cavmae_small_io.*),
 whose forward_feat tokens and forward outputs came from the official PyTorch code, and computes
 with PyTorch what the reference scripts compute from them:
 - localisation maps as the fork's localization.py / localization2.py do (spec 6.2): audio query
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import st_minimal  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-FIX = os.path.join(ROOT, '..', 'shared', 'fixtures', 'model_small')
+FIX = os.path.join(ROOT, 'test', 'fixtures', 'official', 'model_small')  # copy of ../shared/fixtures
 OUT = os.path.join(ROOT, 'test', 'fixtures', 'api', 'golden.safetensors')
 
 io, _ = st_minimal.load(os.path.join(FIX, 'cavmae_small_io.safetensors'))

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import st_minimal  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-SHARED = os.environ.get('CAVMAE_SHARED', os.path.join(ROOT, '..', 'shared'))
+OFFICIAL = os.path.join(ROOT, 'test', 'fixtures', 'official')  # the official fixtures (copy of ../shared/fixtures)
 OUT = os.path.join(ROOT, 'test', 'fixtures', 'data')
 os.makedirs(OUT, exist_ok=True)
 
@@ -122,8 +122,8 @@ def mix_fbank(w1, w2, lam, target):
     return (fb - (-5.081)) / 4.4849
 
 
-wa, sra = torchaudio.load(os.path.join(SHARED, 'fixtures', 'audio', '00W1lcxW-WU_40.000.wav'))
-wb, srb = torchaudio.load(os.path.join(SHARED, 'fixtures', 'audio', 'espeak_en_sentence.wav'))
+wa, sra = torchaudio.load(os.path.join(OFFICIAL, 'audio', '00W1lcxW-WU_40.000.wav'))
+wb, srb = torchaudio.load(os.path.join(OFFICIAL, 'audio', 'espeak_en_sentence.wav'))
 assert sra == srb == 16000
 A = wa[:1, 16000:16000 + 8000]
 Bw = wb[:1, 32000:32000 + 6400]

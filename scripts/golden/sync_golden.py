@@ -14,7 +14,7 @@ What it writes (all deterministic: fixed seeds, one thread):
 - sync_base_keys.json: ordered state-dict keys/shapes of the released-size model (L = 416, R = 8).
 
 Before writing, it checks the reference against ground truth it can reach: with no CLS, no
-registers and no heads it must reproduce the official CAV-MAE fixture (../shared/fixtures/
+registers and no heads it must reproduce the official CAV-MAE fixture (test/fixtures/official/
 model_small, made by the official code) and the PyTorch peer bit for bit.
 
 Run: /usr/bin/python3 scripts/golden/sync_golden.py   (Debian python3-torch 1.13)
@@ -30,11 +30,12 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sync_reference import (SHARED, CAVMAESync, clip_similarity, frame_indices,  # noqa: E402
+from sync_reference import (CAVMAESync, clip_similarity, frame_indices,  # noqa: E402
                             segment_bounds)
 import torch_cavmae as peer  # noqa: E402  (sync_reference put ../shared/peer on sys.path)
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
+OFFICIAL = os.path.join(ROOT, 'test', 'fixtures', 'official')  # the official fixtures (copy of ../shared/fixtures)
 OUT = os.path.join(ROOT, 'test', 'fixtures', 'sync')
 
 B = 3
@@ -151,7 +152,7 @@ def official_config(cfg):
 def check_against_official_cavmae_fixture():
     """With R = 0, no CLS and no heads the Sync model is CAV-MAE: it must reproduce the fixture the
     official CAV-MAE code wrote (same weights, replayed masking noise)."""
-    d = os.path.join(SHARED, 'fixtures', 'model_small')
+    d = os.path.join(OFFICIAL, 'model_small')
     sd, meta = load_st(os.path.join(d, 'cavmae_small.safetensors'))
     io, _ = load_st(os.path.join(d, 'cavmae_small_io.safetensors'))
     cfg = json.loads(meta['config'])
@@ -363,7 +364,7 @@ def make_base_keys():
         out[label] = dict(constructor_kwargs=kwargs, **param_summary(m))
         del m
     # consistency with the official CAV-MAE base table: same keys except the Sync additions
-    base = json.load(open(os.path.join(SHARED, 'fixtures', 'model_base', 'cavmae_base_params.json')))['CAVMAE']
+    base = json.load(open(os.path.join(OFFICIAL, 'model_base', 'cavmae_base_params.json')))['CAVMAE']
     cav = dict((k, s) for k, s in base['state_dict'])
     ours = dict((k, s) for k, s in out['CAVMAESync_released_retrieval']['state_dict'])
     added = sorted(set(ours) - set(cav))

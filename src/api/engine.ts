@@ -27,7 +27,7 @@ import type {
 } from '../serve/engine.js';
 import { searchIndex } from '../serve/engine.js';
 import { kernels } from '../kernels/index.js';
-import { UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 import { CavMae, type LoadOptions } from './cavmae.js';
 import type { MediaSource } from './inputs.js';
 
@@ -85,7 +85,7 @@ export class ModelEngine implements Engine {
   }
 
   async search(input: MediaInput, request: SearchRequest): Promise<SearchResult> {
-    if (!this.index) throw new UserError('no media index was opened (pass --index)');
+    if (!this.index) throw new OptionError((n) => `no media index was opened (pass ${n('index')})`);
     const e = await this.embed(input);
     return searchIndex(this.index, input.kind, e, request);
   }

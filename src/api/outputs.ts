@@ -8,11 +8,11 @@ import { writeSafetensors, type WritableTensor } from '../io/safetensors.js';
 import { UserError } from '../util/errors.js';
 import type { Classification, LocalizeResult, Reconstruction } from './cavmae.js';
 
-function rawFormat(path: string, flag: string): 'json' | 'safetensors' {
+function rawFormat(path: string): 'json' | 'safetensors' {
   const ext = extname(path).toLowerCase();
   if (ext === '.json') return 'json';
   if (ext === '.safetensors') return 'safetensors';
-  throw new UserError(`${flag} ${path}: use a .json or .safetensors file name`);
+  throw new UserError(`${path}: use a .json or .safetensors file name`);
 }
 
 export function writePng(path: string, png: Uint8Array): void {
@@ -27,7 +27,7 @@ export function writePng(path: string, png: Uint8Array): void {
  */
 export function writeLocalizationRaw(path: string, r: LocalizeResult): void {
   const peak = { row: r.peak.row, col: r.peak.col, index: r.peak.index, score: r.peak.score };
-  if (rawFormat(path, '--raw') === 'json') {
+  if (rawFormat(path) === 'json') {
     const json = {
       query: r.queryKind,
       gridHeight: r.gridHeight,
@@ -53,9 +53,9 @@ export function writeLocalizationRaw(path: string, r: LocalizeResult): void {
   });
 }
 
-/** Predictions, masks and MSEs of a reconstruction. */
-export function writeReconstructionRaw(path: string, r: Reconstruction): void {
-  const summary = {
+/** The scalars of a reconstruction (MSEs, ratios, masking), JSON-ready. */
+export function reconstructionSummary(r: Reconstruction) {
+  return {
     mseAudio: r.mseAudio ?? null,
     mseVisual: r.mseVisual ?? null,
     maskRatioA: r.maskRatioA,
@@ -63,7 +63,12 @@ export function writeReconstructionRaw(path: string, r: Reconstruction): void {
     maskMode: r.maskMode,
     normPixLoss: r.normPixLoss,
   };
-  if (rawFormat(path, '--raw') === 'json') {
+}
+
+/** Predictions, masks and MSEs of a reconstruction. */
+export function writeReconstructionRaw(path: string, r: Reconstruction): void {
+  const summary = reconstructionSummary(r);
+  if (rawFormat(path) === 'json') {
     const arr = (x?: Float32Array) => (x ? Array.from(x) : null);
     writeFileAtomic(
       path,

@@ -1,6 +1,13 @@
 /** Audio front end: decode (native WAV, ffmpeg otherwise) -> Kaldi fbank -> pad/crop -> normalise. */
 export { decodeAudio, SAMPLE_RATE, type DecodeAudioOptions, type DecodedAudio } from './decode.js';
-export { decodeWav, parseWavHeader, isWav, type WavHeader, type WavSampleFormat } from './wav.js';
+export {
+  decodeWav,
+  encodeWavPcm16,
+  parseWavHeader,
+  isWav,
+  type WavHeader,
+  type WavSampleFormat,
+} from './wav.js';
 export {
   computeFbank,
   fbankFrameCount,

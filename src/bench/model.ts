@@ -39,7 +39,7 @@ import { CAVMAE } from '../models/cavmae.js';
 import { CAVMAEFT } from '../models/cavmae-ft.js';
 import { modelDims, presetConfig, type CavmaeConfig } from '../models/config.js';
 import { lenKeep } from '../models/masking.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import {
   type CpuArch,
   benchGemm,
@@ -312,19 +312,21 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
 /** Checks options a person typed; throws a UserError naming the problem. */
 export function checkModelBenchOptions(opts: ModelBenchOptions): void {
   if (opts.batch !== undefined && !(Number.isInteger(opts.batch) && opts.batch >= 1 && opts.batch <= 4096))
-    throw new UserError(`--batch must be an integer between 1 and 4096, got ${opts.batch}`);
+    throw new OptionError((n) => `${n('batch')} must be an integer between 1 and 4096, got ${opts.batch}`);
   if (opts.reps !== undefined && !(Number.isInteger(opts.reps) && opts.reps >= 1 && opts.reps <= 1000))
-    throw new UserError(`--reps must be an integer between 1 and 1000, got ${opts.reps}`);
+    throw new OptionError((n) => `${n('reps')} must be an integer between 1 and 1000, got ${opts.reps}`);
   if (opts.dtype !== undefined && !MODEL_DTYPES.includes(opts.dtype))
-    throw new UserError(`--dtype must be one of ${MODEL_DTYPES.join(', ')}, got '${opts.dtype}'`);
+    throw new OptionError(
+      (n) => `${n('dtype')} must be one of ${MODEL_DTYPES.join(', ')}, got '${opts.dtype}'`,
+    );
   for (const t of opts.tasks ?? [])
     if (!MODEL_TASKS.includes(t))
-      throw new UserError(`--tasks: unknown task '${t}' (known: ${MODEL_TASKS.join(', ')})`);
+      throw new OptionError((n) => `${n('tasks')}: unknown task '${t}' (known: ${MODEL_TASKS.join(', ')})`);
   if (
     opts.threads !== undefined &&
     !(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 256)
   )
-    throw new UserError(`--threads must be an integer between 1 and 256, got ${opts.threads}`);
+    throw new OptionError((n) => `${n('threads')} must be an integer between 1 and 256, got ${opts.threads}`);
 }
 
 function pretrainConfig(preset: string): CavmaeConfig {
@@ -332,11 +334,12 @@ function pretrainConfig(preset: string): CavmaeConfig {
   try {
     cfg = presetConfig(preset);
   } catch (e) {
-    throw new UserError(`--preset: ${(e as Error).message}`);
+    throw new OptionError((n) => `${n('preset')}: ${(e as Error).message}`);
   }
   if (cfg.model !== 'cavmae')
-    throw new UserError(
-      `--preset must name a CAV-MAE pretraining preset (e.g. base, tiny), got '${preset}' (${cfg.model})`,
+    throw new OptionError(
+      (n) =>
+        `${n('preset')} must name a CAV-MAE pretraining preset (e.g. base, tiny), got '${preset}' (${cfg.model})`,
     );
   return cfg;
 }
@@ -357,7 +360,9 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
   const bf16 = dtype === 'bf16';
   const int8 = dtype === 'int8';
   if (int8 && tasks.includes('pretrain') && opts.tasks !== undefined)
-    throw new UserError('--dtype int8 is for inference (embed, ft): training runs in fp32 or bf16');
+    throw new OptionError(
+      (n) => `${n('dtype')} int8 is for inference (embed, ft): training runs in fp32 or bf16`,
+    );
   const seed = opts.seed ?? 0;
   const savedThreads = K.getThreads();
   const env = makeEnv(K, warmupSeconds);

@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UserError } from '../util/errors.js';
+import { packageVersion } from '../util/package.js';
 
 export interface CommandModule {
   register(program: Command): void;
@@ -37,15 +38,21 @@ export function reportError(e: unknown): number {
   return 2;
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** The whole command tree, every command registered (tests read its flags from here). */
+export async function buildProgram(): Promise<Command> {
   const program = new Command();
   program
     .name('cavmae')
     .description('Contrastive audio-visual masked autoencoders (CAV-MAE, CAV-MAE Sync) for Node.js')
-    .version('0.1.0')
+    .version(packageVersion())
     .showHelpAfterError()
     .exitOverride();
   await loadCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = await buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (e) {

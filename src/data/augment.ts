@@ -145,3 +145,24 @@ export function mixLabelVector(
   for (let j = 0; j < labels2.length; j++) acc[labels2[j]] += (1 - lambda) * (1 - labelSmooth);
   return Float32Array.from(acc);
 }
+
+/**
+ * Random level change of a log-mel fbank (natural-log power, before normalisation): a gain of
+ * g dB adds g·ln(10)/10 to every row that holds audio (rows [0, frames)); padding rows stay.
+ */
+export function applyGainDb(fbank: Float32Array, frames: number, F: number, gainDb: number): void {
+  const add = (gainDb * Math.LN10) / 10;
+  for (let i = 0; i < frames * F; i++) fbank[i] += add;
+}
+
+/**
+ * Time shift without wrap-around: out[t + shift] = in[t], rows shifted in are `fill` (the
+ * padding value, 0 before normalisation). Returns a new array.
+ */
+export function shiftTime(fbank: Float32Array, T: number, F: number, shift: number, fill = 0): Float32Array {
+  const out = new Float32Array(T * F).fill(fill);
+  if (Math.abs(shift) >= T) return out;
+  if (shift >= 0) out.set(fbank.subarray(0, (T - shift) * F), shift * F);
+  else out.set(fbank.subarray(-shift * F, T * F), 0);
+  return out;
+}

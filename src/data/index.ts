@@ -41,4 +41,22 @@ export {
   type SampleTask,
   type SampleResult,
 } from './sample.js';
-export { makeDemoData, DIGIT_NAMES, type DemoOptions, type DemoSummary, type DemoItem } from './demo.js';
+export {
+  makeAvDigits,
+  makeDemoData,
+  makeSyncDemoData,
+  DIGIT_NAMES,
+  type AvDigitsOptions,
+  type AvDigitsParams,
+  type AvDigitsSummary,
+  type SingleItem,
+  type SequenceItem,
+} from './avdigits.js';
+export {
+  makeRealDigits,
+  REAL_SOURCES,
+  REAL_PACKAGES,
+  type RealDigitsOptions,
+  type RealDigitsSummary,
+  type RealItem,
+} from './real-digits.js';

@@ -63,6 +63,10 @@ export interface LoaderOptions {
   /** Mixup probability (0.5 in fine-tuning recipes). */
   mixup?: number;
   noise?: boolean;
+  /** Random level change of the fbank, uniform in ±gainDb dB (default 0: off; not in the reference). */
+  gainDb?: number;
+  /** Random time shift without wrap-around, uniform in ±timeShift rows (default 0: off; not in the reference). */
+  timeShift?: number;
   labelSmooth?: number;
   /** Label index; default: built from the dataset's labels (`buildLabelMap`). */
   labelMap?: LabelMap;
@@ -308,6 +312,10 @@ export class DataLoader implements AsyncIterable<Batch> {
     };
     if (!(this.opts.mixup >= 0 && this.opts.mixup <= 1))
       throw new UserError(`mixup must be a probability in [0, 1], got ${this.opts.mixup}`);
+    if (!((o.gainDb ?? 0) >= 0 && (o.gainDb ?? 0) <= 60))
+      throw new UserError(`gain augmentation must be in [0, 60] dB, got ${o.gainDb}`);
+    if (!(Number.isInteger(o.timeShift ?? 0) && (o.timeShift ?? 0) >= 0))
+      throw new UserError(`time shift must be an integer >= 0 rows, got ${o.timeShift}`);
     this.labelMap = o.labelMap ?? buildLabelMap(dataset);
     const labelIdx = resolveLabels(dataset, this.labelMap);
     this.items = dataset.items.map((it, i) => ({
@@ -332,6 +340,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       freqm: o.freqm ?? 0,
       timem: o.timem ?? 0,
       noise: o.noise ?? false,
+      ...(o.gainDb ? { gainDb: o.gainDb } : {}),
+      ...(o.timeShift ? { timeShift: o.timeShift } : {}),
       labelSmooth: o.labelSmooth ?? 0,
       numLabels: this.labelMap.numLabels,
       imageSize: o.imageSize ?? 224,

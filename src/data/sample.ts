@@ -5,7 +5,8 @@
  *
  * Contract: `buildSample(task, config)` is a pure function of the task (items, seed words) and
  * the media files: its random numbers come only from `Rng.derive(seed, epoch, position)`, in a
- * fixed draw order: frame index; [λ, partner frame index] when mixing; SpecAugment; noise + roll.
+ * fixed draw order: frame index; [λ, partner frame index] when mixing; SpecAugment; noise + roll;
+ * and the level change and time shift (when on) from `Rng.derive(seed, epoch, position, tag)`.
  * A file that cannot be read raises `SampleLoadError` naming the file and which item (primary or
  * mixup partner) it belongs to; the loader replaces that item and tries again. It never falls
  * back to constant tensors as the reference does.
@@ -26,11 +27,13 @@ import {
 import { fileError } from '../util/errors.js';
 import {
   addNoiseAndRoll,
+  applyGainDb,
   labelVector,
   mixImages,
   mixLabelVector,
   mixWaveforms,
   MIXUP_BETA,
+  shiftTime,
   specAugment,
 } from './augment.js';
 import { naturalCompare, officialFramePath, type VisualSource } from './datafile.js';
@@ -39,6 +42,7 @@ import { ByteLru } from './cache.js';
 import { cropSegment, SYNC_SPECTROGRAM_ROWS } from './sync-segments.js';
 
 export const NUM_MEL_BINS = 128;
+const TAG_LEVEL_SHIFT = 0x6c767368;
 
 /** What a worker needs to know about one dataset item (structured-clone friendly). */
 export interface SampleItem {
@@ -59,6 +63,10 @@ export interface SampleConfig {
   freqm: number;
   timem: number;
   noise: boolean;
+  /** Random level change, uniform in ±gainDb dB (0: off). Drawn from its own stream (TAG_LEVEL_SHIFT). */
+  gainDb?: number;
+  /** Random time shift without wrap-around, uniform in ±timeShift fbank rows (0: off). */
+  timeShift?: number;
   labelSmooth: number;
   numLabels: number;
   imageSize: number;
@@ -290,6 +298,15 @@ export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<
     ? mixLabelVector(task.primary.labels, partner.labels, lambda!, cfg.numLabels, cfg.labelSmooth)
     : labelVector(task.primary.labels, cfg.numLabels, cfg.labelSmooth);
 
+  if (cfg.train && ((cfg.gainDb ?? 0) > 0 || (cfg.timeShift ?? 0) > 0)) {
+    // Level and time shift come from their own generator, so the reference's draws (above and
+    // below) are the same with or without them.
+    const lr = Rng.derive(task.seed, task.epoch, task.position, TAG_LEVEL_SHIFT);
+    const gain = (2 * lr.uniform() - 1) * (cfg.gainDb ?? 0);
+    const shift = cfg.timeShift ? lr.intRange(-cfg.timeShift, cfg.timeShift + 1) : 0;
+    applyGainDb(audio, Math.min(fb.frames, T), F, gain);
+    if (shift !== 0) audio = shiftTime(audio, T, F, shift);
+  }
   if (cfg.train) specAugment(audio, T, F, cfg.freqm, cfg.timem, rng);
   normalizeFbank(audio, cfg.audioMean, cfg.audioStd);
   if (cfg.train && cfg.noise) audio = addNoiseAndRoll(audio, T, F, rng).fbank;

@@ -1,12 +1,13 @@
 /**
- * Clip embeddings for retrieval: forward_feat (no masking) → mean over tokens → L2-normalise,
- * one [D] vector per clip and modality (spec 5), computed in batches from a datafile.
+ * Clip embeddings files and inference models: one [D] vector per clip and modality (the pair
+ * features of src/eval/features.ts with F = 1: forward_feat, mean over tokens, L2-normalised),
+ * computed in batches from a datafile, and the checkpoint loading every evaluation uses.
  *
  * Design contract:
  * - Row order is datafile order (an evaluation loader: no shuffle, no drop_last, middle frame 5
- *   of 10, no augmentation), so row i is the datafile's entry i.
- * - A pretraining model (CAVMAE) uses its `forwardFeat`; a fine-tuning model (CAVMAEFT) its
- *   `forwardFeat(mode 'av')`. Single-modality variants (audio-mae, visual-mae) give one side only.
+ *   of 10, no augmentation), so row i is the datafile's entry i; every entry must be readable.
+ * - Single-modality variants (audio-mae, visual-mae) give one side only. Sync models give F pair
+ *   vectors per clip and go through `cavmae retrieval` instead.
  * - Preprocessing follows the checkpoint: audio_length and img_size from its config, the fbank
  *   normalisation from its "cavmae.preprocess" metadata when present (else AudioSet's).
  * - Output file (`writeEmbeddings`): safetensors with `audio` [N,D] and `video` [N,D] (F32),
@@ -14,17 +15,27 @@
  *   "ids" (JSON list of the item ids, datafile order), "cavmae.kind" = "embeddings", the model
  *   path and the label names.
  */
-import { FrozenWeights, Tape } from '../autograd/tape.js';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors, type WritableTensor } from '../io/safetensors.js';
+import {
+  readSafetensors,
+  readSafetensorsHeader,
+  writeSafetensors,
+  type WritableTensor,
+} from '../io/safetensors.js';
 import { withFile } from '../io/bytes.js';
 import { checkpointPreprocess, type PreprocessConstants } from '../io/checkpoint.js';
-import { CAVMAE, CAVMAEFT, loadModel, type AnyModel, type CavmaeConfig, type LoadModelOptions } from '../models/index.js';
-import { buildLabelMap, loadDataset, loadLabelCsv, resolveLabels, type Dataset, type LabelMap } from '../data/datafile.js';
-import { createLoader } from '../data/loader.js';
+import { loadModel, type AnyModel, type CavmaeConfig, type LoadModelOptions } from '../models/index.js';
+import {
+  buildLabelMap,
+  loadDataset,
+  loadLabelCsv,
+  resolveLabels,
+  type Dataset,
+  type LabelMap,
+} from '../data/datafile.js';
 import { AUDIO_NORM } from '../audio/index.js';
-import { Tensor } from '../tensor/tensor.js';
-import { evaluateRetrieval, type RetrievalMetrics } from './retrieval.js';
 import { UserError, fileError } from '../util/errors.js';
+import { datasetFeatures } from './features.js';
+import { evaluateRetrieval, type RetrievalMetrics } from './retrieval.js';
 
 export interface Embeddings {
   n: number;
@@ -50,19 +61,31 @@ export interface InferenceModel {
 }
 
 /** Loads a checkpoint for inference, with the preprocessing constants stored next to it. */
-export function loadInferenceModel(path: string, opts: Pick<LoadModelOptions, 'config' | 'kind' | 'overrides'> = {}): InferenceModel {
+export function loadInferenceModel(
+  path: string,
+  opts: Pick<LoadModelOptions, 'config' | 'kind' | 'overrides'> = {},
+): InferenceModel {
   const { model, config, format } = loadModel(path, { ...opts, grad: false });
   let metadata: Record<string, string> = {};
   if (format === 'safetensors') metadata = withFile(path, (src) => readSafetensorsHeader(src)).metadata;
   const pre: PreprocessConstants | undefined = checkpointPreprocess(metadata, path);
-  return { model, config, audioNorm: pre ? { mean: pre.audio.mean, std: pre.audio.std } : { ...AUDIO_NORM }, path, metadata };
+  return {
+    model,
+    config,
+    audioNorm: pre ? { mean: pre.audio.mean, std: pre.audio.std } : { ...AUDIO_NORM },
+    path,
+    metadata,
+  };
 }
 
 /** Metadata keys a fine-tuning run stores with its model (src/train/finetune.ts). */
 export const FT_META = { labels: 'cavmae.labels', loss: 'cavmae.ft_loss', mode: 'cavmae.ft_mode' } as const;
 
 /** The label index, loss and mode a fine-tuned model was trained with (when recorded). */
-export function fineTuneMeta(metadata: Record<string, string>, what: string): { labelMap?: LabelMap; loss?: string; mode?: string } {
+export function fineTuneMeta(
+  metadata: Record<string, string>,
+  what: string,
+): { labelMap?: LabelMap; loss?: string; mode?: string } {
   let labelMap: LabelMap | undefined;
   const text = metadata[FT_META.labels];
   if (text !== undefined) {
@@ -73,43 +96,11 @@ export function fineTuneMeta(metadata: Record<string, string>, what: string): { 
       throw fileError(what, `metadata "${FT_META.labels}" is not valid JSON`);
     }
     const ok = (x: unknown): x is string[] => Array.isArray(x) && x.every((s) => typeof s === 'string');
-    if (!ok(v.mids) || !ok(v.names) || v.mids.length !== v.names.length) throw fileError(what, `metadata "${FT_META.labels}" must hold equal-length "mids" and "names" lists`);
+    if (!ok(v.mids) || !ok(v.names) || v.mids.length !== v.names.length)
+      throw fileError(what, `metadata "${FT_META.labels}" must hold equal-length "mids" and "names" lists`);
     labelMap = { numLabels: v.mids.length, mids: v.mids, names: v.names, source: `${what} (stored labels)` };
   }
   return { labelMap, loss: metadata[FT_META.loss], mode: metadata[FT_META.mode] };
-}
-
-/** Pooled, L2-normalised embeddings of one batch: audio [B,D] / video [B,D]. */
-export function embedBatch(model: AnyModel, audio: Tensor | undefined, image: Tensor | undefined, opts: { bf16?: boolean; frozen?: FrozenWeights } = {}): { audio?: Float32Array; video?: Float32Array } {
-  const tp = new Tape({ grad: false, bf16: opts.bf16 ?? false, frozen: opts.frozen });
-  const feat = model instanceof CAVMAEFT ? model.forwardFeat(tp, { audio, image }, image ? 'av' : 'a') : (model as CAVMAE).forwardFeat(tp, { audio, image });
-  return {
-    audio: feat.audioTokens ? poolNormalize(feat.audioTokens) : undefined,
-    video: feat.videoTokens ? poolNormalize(feat.videoTokens) : undefined,
-  };
-}
-
-/** [B, L, D] tokens → mean over L → unit L2 norm per row (float64 sums). */
-export function poolNormalize(tokens: Tensor): Float32Array {
-  const [B, L, D] = tokens.shape;
-  const out = new Float32Array(B * D);
-  const acc = new Float64Array(D);
-  const x = tokens.data;
-  for (let b = 0; b < B; b++) {
-    acc.fill(0);
-    for (let l = 0; l < L; l++) {
-      const o = (b * L + l) * D;
-      for (let d = 0; d < D; d++) acc[d] += x[o + d];
-    }
-    let ss = 0;
-    for (let d = 0; d < D; d++) {
-      acc[d] /= L;
-      ss += acc[d] * acc[d];
-    }
-    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
-    for (let d = 0; d < D; d++) out[b * D + d] = acc[d] * inv;
-  }
-  return out;
 }
 
 export interface EmbedOptions {
@@ -130,51 +121,41 @@ export function firstLabels(dataset: Dataset, map: LabelMap): Int32Array | undef
   return Int32Array.from(idx, (l) => (l.length ? l[0] : -1));
 }
 
-/** Embeddings of every item of a dataset, in datafile order. */
-export async function embedDataset(model: AnyModel, dataset: Dataset, opts: EmbedOptions = {}): Promise<Embeddings> {
-  const c = model.config;
-  const hasAudio = model instanceof CAVMAEFT || c.variant !== 'visual-mae';
-  const hasVideo = model instanceof CAVMAEFT || c.variant !== 'audio-mae';
+/** Embeddings of every item of a dataset, in datafile order (one vector per clip: models with F = 1). */
+export async function embedDataset(
+  model: AnyModel,
+  dataset: Dataset,
+  opts: EmbedOptions = {},
+): Promise<Embeddings> {
+  const F = model.dims.framesPerClip;
+  if (F > 1)
+    throw new UserError(
+      `this CAV-MAE Sync model gives ${F} pair vectors per clip; an embeddings file holds one vector per clip (use cavmae retrieval)`,
+    );
   const labelMap = opts.labelMap ?? buildLabelMap(dataset);
-  // The weights do not change during one pass over the dataset: bf16 copies made once.
-  const frozen = new FrozenWeights();
-  const loader = createLoader(dataset, {
-    batchSize: opts.batchSize ?? 32,
-    train: false,
-    shuffle: false,
-    dropLast: false,
-    targetLength: c.audio_length,
-    imageSize: c.img_size,
-    frameUse: opts.frameUse,
-    labelMap,
-    audioMean: opts.audioNorm?.mean,
-    audioStd: opts.audioNorm?.std,
-    workers: opts.workers ?? 2,
+  const f = await datasetFeatures(model, dataset, {
+    ...opts,
+    clipsPerBatch: opts.batchSize ?? 32,
+    onFailure: () => {},
   });
   const n = dataset.items.length;
-  const D = c.embed_dim;
-  const audio = hasAudio ? new Float32Array(n * D) : undefined;
-  const video = hasVideo ? new Float32Array(n * D) : undefined;
-  let row = 0;
-  try {
-    for await (const batch of loader.batches(0, 0)) {
-      const B = batch.size;
-      const a = hasAudio ? new Tensor([B, c.audio_length, 128], batch.audio) : undefined;
-      const v = hasVideo ? new Tensor([B, 3, c.img_size, c.img_size], batch.image) : undefined;
-      const e = embedBatch(model, a, v, { bf16: opts.bf16, frozen });
-      if (batch.indices.some((idx, i) => idx !== row + i)) {
-        throw fileError(dataset.path, `entry ${row} could not be read and was replaced; embeddings need every entry (fix or remove the unreadable files)`);
-      }
-      if (audio && e.audio) audio.set(e.audio, row * D);
-      if (video && e.video) video.set(e.video, row * D);
-      row += B;
-      opts.onBatch?.(row, n);
-    }
-  } finally {
-    await loader.close();
+  const missing = f.indices.findIndex((idx, i) => idx !== i);
+  if (f.failures.length > 0 || missing >= 0 || f.indices.length !== n) {
+    const row = missing >= 0 ? missing : f.indices.length;
+    throw fileError(
+      dataset.path,
+      `entry ${row} could not be read and was replaced; embeddings need every entry (fix or remove the unreadable files)`,
+    );
   }
-  if (row !== n) throw new Error(`embed: ${row} rows for ${n} items`);
-  return { n, dim: D, audio, video, ids: dataset.items.map((it) => it.id), labels: firstLabels(dataset, labelMap), labelNames: labelMap.names };
+  return {
+    n,
+    dim: model.config.embed_dim,
+    audio: f.audio?.data,
+    video: f.video?.data,
+    ids: f.ids,
+    labels: firstLabels(dataset, labelMap),
+    labelNames: labelMap.names,
+  };
 }
 
 export function writeEmbeddings(path: string, e: Embeddings, meta: Record<string, string> = {}): void {
@@ -182,7 +163,11 @@ export function writeEmbeddings(path: string, e: Embeddings, meta: Record<string
   if (e.audio) t.set('audio', { dtype: 'F32', shape: [e.n, e.dim], data: e.audio });
   if (e.video) t.set('video', { dtype: 'F32', shape: [e.n, e.dim], data: e.video });
   if (e.labels) t.set('labels', { dtype: 'I32', shape: [e.n], data: e.labels });
-  const metadata: Record<string, string> = { 'cavmae.kind': 'embeddings', ids: JSON.stringify(e.ids), ...meta };
+  const metadata: Record<string, string> = {
+    'cavmae.kind': 'embeddings',
+    ids: JSON.stringify(e.ids),
+    ...meta,
+  };
   if (e.labels && e.labelNames) metadata.label_names = JSON.stringify(e.labelNames);
   writeSafetensors(path, t, metadata);
 }
@@ -193,14 +178,16 @@ export function readEmbeddings(path: string): Embeddings {
   const get = (name: string): { shape: number[]; data: Float32Array } | undefined => {
     const t = tensors.get(name);
     if (!t) return undefined;
-    if (t.dtype !== 'F32' || t.shape.length !== 2) throw fileError(path, `"${name}" must be F32 [N, D], got ${t.dtype} [${t.shape.join(', ')}]`);
+    if (t.dtype !== 'F32' || t.shape.length !== 2)
+      throw fileError(path, `"${name}" must be F32 [N, D], got ${t.dtype} [${t.shape.join(', ')}]`);
     return { shape: t.shape, data: t.data as Float32Array };
   };
   const a = get('audio');
   const v = get('video');
   if (!a && !v) throw fileError(path, 'holds neither "audio" nor "video" embeddings');
   const [n, dim] = (a ?? v)!.shape;
-  if (a && v && (a.shape[0] !== v.shape[0] || a.shape[1] !== v.shape[1])) throw fileError(path, `"audio" [${a.shape}] and "video" [${v.shape}] differ in shape`);
+  if (a && v && (a.shape[0] !== v.shape[0] || a.shape[1] !== v.shape[1]))
+    throw fileError(path, `"audio" [${a.shape}] and "video" [${v.shape}] differ in shape`);
   let ids: string[] = [];
   if (metadata.ids !== undefined) {
     try {
@@ -213,7 +200,8 @@ export function readEmbeddings(path: string): Embeddings {
   let labels: Int32Array | undefined;
   const l = tensors.get('labels');
   if (l) {
-    if (l.dtype !== 'I32' || l.shape.length !== 1 || l.shape[0] !== n) throw fileError(path, `"labels" must be I32 [${n}]`);
+    if (l.dtype !== 'I32' || l.shape.length !== 1 || l.shape[0] !== n)
+      throw fileError(path, `"labels" must be I32 [${n}]`);
     labels = l.data as Int32Array;
   }
   return { n, dim, audio: a?.data, video: v?.data, ids, labels };
@@ -234,7 +222,14 @@ export async function embedToFile(o: {
   const m = loadInferenceModel(o.model, { config: o.config });
   const dataset = loadDataset(o.data);
   const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
-  const e = await embedDataset(m.model, dataset, { batchSize: o.batchSize, workers: o.workers, bf16: o.bf16, labelMap, audioNorm: m.audioNorm, onBatch: o.onBatch });
+  const e = await embedDataset(m.model, dataset, {
+    batchSize: o.batchSize,
+    workers: o.workers,
+    bf16: o.bf16,
+    labelMap,
+    audioNorm: m.audioNorm,
+    onBatch: o.onBatch,
+  });
   writeEmbeddings(o.out, e, { model: o.model, data: dataset.path });
   return e;
 }
@@ -252,7 +247,12 @@ export interface RetrievalReport {
 
 /** Expected scores of a random ranking: R@k = k/N, median rank (N+1)/2, class-match Σ_c (n_c/N)². */
 export function chanceLevels(n: number, labels?: Int32Array): RetrievalReport['chance'] {
-  const out: RetrievalReport['chance'] = { r1: Math.min(1, 1 / n), r5: Math.min(1, 5 / n), r10: Math.min(1, 10 / n), medianRank: (n + 1) / 2 };
+  const out: RetrievalReport['chance'] = {
+    r1: Math.min(1, 1 / n),
+    r5: Math.min(1, 5 / n),
+    r10: Math.min(1, 10 / n),
+    medianRank: (n + 1) / 2,
+  };
   if (labels) {
     const counts = new Map<number, number>();
     for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
@@ -265,48 +265,59 @@ export function chanceLevels(n: number, labels?: Int32Array): RetrievalReport['c
 
 /** Cross-modal retrieval in both directions from embeddings (class-match@1 when every item is labelled). */
 export function retrievalFromEmbeddings(e: Embeddings): RetrievalReport {
-  if (!e.audio || !e.video) throw new UserError('retrieval needs both audio and video embeddings (this model has one modality)');
+  if (!e.audio || !e.video)
+    throw new UserError('retrieval needs both audio and video embeddings (this model has one modality)');
   const labels = e.labels && e.labels.every((l) => l >= 0) ? e.labels : undefined;
-  const r = evaluateRetrieval({ data: e.audio, n: e.n, dim: e.dim }, { data: e.video, n: e.n, dim: e.dim }, { labels });
-  return { n: e.n, dim: e.dim, strategy: 'pooled', tieRule: 'strict', chance: chanceLevels(e.n, labels), audioToVideo: r.audioToVideo, videoToAudio: r.videoToAudio };
+  const r = evaluateRetrieval(
+    { data: e.audio, n: e.n, dim: e.dim },
+    { data: e.video, n: e.n, dim: e.dim },
+    { labels },
+  );
+  return {
+    n: e.n,
+    dim: e.dim,
+    strategy: 'pooled',
+    tieRule: 'strict',
+    chance: chanceLevels(e.n, labels),
+    audioToVideo: r.audioToVideo,
+    videoToAudio: r.videoToAudio,
+  };
 }
 
-/** `cavmae retrieval`: a model + datafile (or an embeddings file) → both directions. */
-export async function retrievalReport(o: {
-  model?: string;
-  data?: string;
-  embeddings?: string;
-  config?: string;
-  labelCsv?: string;
-  batchSize?: number;
-  workers?: number;
-  bf16?: boolean;
-}): Promise<RetrievalReport> {
-  let e: Embeddings;
+/**
+ * `cavmae retrieval` of one pooled vector per clip: an embeddings file, or a model (F = 1, given
+ * or loaded from `o.model`) run over a datafile.
+ */
+export async function retrievalReport(
+  o: {
+    model?: string;
+    data?: string;
+    embeddings?: string;
+    config?: string;
+    labelCsv?: string;
+    batchSize?: number;
+    workers?: number;
+    bf16?: boolean;
+  },
+  loaded?: InferenceModel,
+): Promise<RetrievalReport> {
   if (o.embeddings) {
-    if (o.model || o.data) throw new UserError('--embeddings replaces --model and --data; pass one or the other');
-    e = readEmbeddings(o.embeddings);
-  } else {
-    if (!o.model || !o.data) throw new UserError('retrieval needs --model <checkpoint> and --data <datafile> (or --embeddings <file>)');
-    const m = loadInferenceModel(o.model, { config: o.config });
-    const dataset = loadDataset(o.data);
-    const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
-    e = await embedDataset(m.model, dataset, { batchSize: o.batchSize, workers: o.workers, bf16: o.bf16, labelMap, audioNorm: m.audioNorm });
+    if (o.model || o.data)
+      throw new UserError('--embeddings replaces --model and --data; pass one or the other');
+    return retrievalFromEmbeddings(readEmbeddings(o.embeddings));
   }
+  if (!o.model || !o.data)
+    throw new UserError(
+      'retrieval needs --model <checkpoint> and --data <datafile> (or --embeddings <file>)',
+    );
+  const m = loaded ?? loadInferenceModel(o.model, { config: o.config });
+  const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
+  const e = await embedDataset(m.model, loadDataset(o.data), {
+    batchSize: o.batchSize,
+    workers: o.workers,
+    bf16: o.bf16,
+    labelMap,
+    audioNorm: m.audioNorm,
+  });
   return retrievalFromEmbeddings(e);
-}
-
-export function formatRetrieval(r: RetrievalReport): string {
-  const p = (x: number) => x.toFixed(3);
-  const cls = r.chance.classMatchAt1 !== undefined;
-  const lines = [
-    `retrieval over ${r.n} clips (pooled ${r.dim}-d embeddings, cosine similarity; rank = number of candidates scoring strictly higher than the true pair)`,
-    `direction  R@1    R@5    R@10   MedR${cls ? '    class@1' : ''}`,
-  ];
-  const row = (name: string, m: RetrievalMetrics) =>
-    `${name.padEnd(9)}  ${p(m.r1)}  ${p(m.r5)}  ${p(m.r10)}  ${m.medianRank.toFixed(1).padStart(5)}${cls ? `   ${p(m.classMatchAt1!)}` : ''}`;
-  lines.push(row('A->V', r.audioToVideo), row('V->A', r.videoToAudio));
-  lines.push(`${'chance'.padEnd(9)}  ${p(r.chance.r1)}  ${p(r.chance.r5)}  ${p(r.chance.r10)}  ${r.chance.medianRank.toFixed(1).padStart(5)}${cls ? `   ${p(r.chance.classMatchAt1!)}` : ''}`);
-  if (cls) lines.push('class@1: share of queries whose top-1 candidate has the query\'s label');
-  return lines.join('\n');
 }

@@ -4,20 +4,25 @@
  * (metrics.ts: mAP, mAUC, d', acc, per class).
  *
  * Design contract:
- * - Frame aggregation (spec 4.6): for frame = 0..9 the evaluation loader uses that frame (no
- *   augmentation, no drop_last), probabilities are averaged over the frames, metrics are computed
+ * - Frame aggregation (the reference's src/traintest_ft.py evaluates frame_use 0..9): for frame =
+ *   0..9 the evaluation loader uses that frame (no augmentation, no drop_last), probabilities are averaged over the frames, metrics are computed
  *   on the average; per-frame metrics are kept too. Audio-only models skip it (frame 5 only, the
  *   frames are not used). When every item's visual is a single still image all frames are the
  *   same picture, so one pass stands for all ten (identical numbers, a tenth of the work).
  * - Targets are the items' 0/1 label vectors (label smoothing off); items without labels give
  *   an all-zero row.
  * - Row order is datafile order.
+ * - A classifier with the Sync aggregator head reads every (segment, frame) pair of a clip at
+ *   once (src/data/sync.ts: syncClipBatches): there is no frame aggregation to do. Unreadable
+ *   clips are left out (reported) and `ids` lists the clips evaluated.
  */
 import { Tape } from '../autograd/tape.js';
 import { writeSafetensors } from '../io/safetensors.js';
-import { CAVMAEFT, FT_MODES, type FtMode } from '../models/index.js';
-import { buildLabelMap, loadDataset, loadLabelCsv, type Dataset, type LabelMap } from '../data/datafile.js';
+import { CAVMAEFT, FT_MODES, MEL_BINS, modeInputs, type FtMode } from '../models/index.js';
+import { labelVector } from '../data/augment.js';
+import { buildLabelMap, loadDataset, loadLabelCsv, resolveLabels, type Dataset, type LabelMap } from '../data/datafile.js';
 import { createLoader } from '../data/loader.js';
+import { syncClipBatches } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UserError, fileError } from '../util/errors.js';
 import { calculateStats, type ClassificationStats } from './metrics.js';
@@ -37,6 +42,8 @@ export interface ClassifierEvalOptions {
   frameUse?: number;
   totalFrames?: number;
   batchSize?: number;
+  /** Aggregator head: clips per forward pass (default 8). */
+  clipsPerBatch?: number;
   workers?: number;
   bf16?: boolean;
   audioNorm?: { mean: number; std: number };
@@ -55,6 +62,8 @@ export interface ClassifierEval {
   /** Statistics of each evaluated frame alone (same order as `frames`). */
   perFrame: ClassificationStats[];
   stats: ClassificationStats;
+  /** Ids of the evaluated items, row order. */
+  ids: string[];
 }
 
 /** Sigmoid or row-softmax of logits [N, K] (float64 internally). */
@@ -122,8 +131,7 @@ export async function classifierLogits(
   const N = dataset.items.length;
   const logits = new Float32Array(N * K);
   const target = new Float32Array(N * K);
-  const needA = o.mode !== 'videoonly' && o.mode !== 'missingvideoonly';
-  const needV = o.mode !== 'audioonly' && o.mode !== 'missingaudioonly';
+  const need = modeInputs(o.mode);
   let row = 0;
   try {
     for await (const batch of loader.batches(0, 0)) {
@@ -133,8 +141,8 @@ export async function classifierLogits(
       const out = model.forward(
         tp,
         {
-          audio: needA ? new Tensor([B, c.audio_length, 128], batch.audio) : undefined,
-          image: needV ? new Tensor([B, 3, c.img_size, c.img_size], batch.image) : undefined,
+          audio: need.audio ? new Tensor([B, c.audio_length, MEL_BINS], batch.audio) : undefined,
+          image: need.video ? new Tensor([B, 3, c.img_size, c.img_size], batch.image) : undefined,
         },
         o.mode,
       );
@@ -152,8 +160,54 @@ function stillImagesOnly(dataset: Dataset): boolean {
   return dataset.items.every((it) => it.visual.kind === 'image');
 }
 
-/** Evaluates a classifier on a dataset, with the reference's frame aggregation. */
+/** Logits [N, K] of a Sync aggregator classifier on all pairs of every readable clip (datafile order). */
+async function clipLogits(
+  model: CAVMAEFT,
+  dataset: Dataset,
+  o: Pick<ClassifierEvalOptions, 'labelMap' | 'clipsPerBatch' | 'bf16' | 'audioNorm'>,
+): Promise<{ logits: Float32Array; target: Float32Array; ids: string[] }> {
+  const c = model.config;
+  const K = c.label_dim!;
+  const F = model.dims.framesPerClip;
+  const [L, S] = [c.audio_length, c.img_size];
+  const all = resolveLabels(dataset, o.labelMap);
+  const need = modeInputs(model.mode);
+  const logitRows: Float32Array[] = [];
+  const targetRows: Float32Array[] = [];
+  const ids: string[] = [];
+  for await (const b of syncClipBatches(dataset, { segmentLength: L, pairs: F, imageSize: S, audioMean: o.audioNorm?.mean, audioStd: o.audioNorm?.std, clipsPerBatch: o.clipsPerBatch ?? 8 })) {
+    const tp = new Tape({ grad: false, bf16: o.bf16 ?? false });
+    const P = b.n * F;
+    const audio = need.audio ? new Tensor([P, L, MEL_BINS], b.audio) : undefined;
+    const image = need.video ? new Tensor([P, 3, S, S], b.image) : undefined;
+    logitRows.push(Float32Array.from(model.forward(tp, { audio, image }).data)); // [n, K]
+    tp.reset();
+    for (const i of b.indices) targetRows.push(labelVector(all[i], K, 0));
+    ids.push(...b.ids);
+  }
+  if (ids.length === 0) throw fileError(dataset.path, 'no clip could be read');
+  const logits = new Float32Array(ids.length * K);
+  let r = 0;
+  for (const x of logitRows) {
+    logits.set(x, r);
+    r += x.length;
+  }
+  const target = new Float32Array(ids.length * K);
+  targetRows.forEach((t, i) => target.set(t, i * K));
+  return { logits, target, ids };
+}
+
+/** Evaluates a classifier on a dataset, with the reference's frame aggregation (mlp head) or on whole clips (aggregator). */
 export async function evaluateClassifier(model: CAVMAEFT, dataset: Dataset, o: ClassifierEvalOptions): Promise<ClassifierEval> {
+  const K = model.config.label_dim!;
+  if (o.labelMap.numLabels !== K) throw new UserError(`the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`);
+  if (model.head === 'aggregator') {
+    const r = await clipLogits(model, dataset, o);
+    const N = r.ids.length;
+    const probs = toProbabilities(r.logits, N, K, o.loss);
+    const frames = Array.from({ length: model.dims.framesPerClip }, (_, k) => k);
+    return { N, K, probs, target: r.target, loss: meanLoss(r.logits, r.target, N, K, o.loss), frames, perFrame: [], stats: calculateStats(probs, r.target, N, K), ids: r.ids };
+  }
   const mode = o.mode ?? 'multimodal';
   if (!FT_MODES.includes(mode)) throw new UserError(`--mode must be one of ${FT_MODES.join(', ')}, got "${mode}"`);
   const totalFrames = o.totalFrames ?? 10;
@@ -161,7 +215,6 @@ export async function evaluateClassifier(model: CAVMAEFT, dataset: Dataset, o: C
   const agg = (o.frameAgg ?? true) && usesFrames;
   const frames = agg ? Array.from({ length: totalFrames }, (_, f) => f) : [o.frameUse ?? Math.floor(totalFrames / 2)];
   const passes = agg && stillImagesOnly(dataset) ? [frames[Math.floor(totalFrames / 2)]] : frames;
-  const K = model.config.label_dim!;
   const N = dataset.items.length;
   const sum = new Float64Array(N * K);
   let target: Float32Array = new Float32Array(0);
@@ -177,7 +230,7 @@ export async function evaluateClassifier(model: CAVMAEFT, dataset: Dataset, o: C
   // With still images every frame is the same pass: repeat its numbers for each frame.
   const perFrame = frames.map((_, i) => perPass[passes.length === frames.length ? i : 0].stats);
   const loss = perPass.reduce((s, x) => s + x.loss, 0) / perPass.length;
-  return { N, K, probs, target, loss, frames, perFrame, stats: calculateStats(probs, target, N, K) };
+  return { N, K, probs, target, loss, frames, perFrame, stats: calculateStats(probs, target, N, K), ids: dataset.items.map((it) => it.id) };
 }
 
 /** `cavmae eval --model M --data F`: the fine-tuned model's report on a datafile. */

@@ -245,13 +245,12 @@ function escapeXml(s: string): string {
 
 let fontFiles: string[] | undefined;
 
-/** Rasterises an SVG with the DejaVu font (white background). */
-export function renderSvg(svg: string): Uint8Array {
+function resvg(svg: string): Resvg {
   fontFiles ??= [
     '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf',
     '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf',
   ].filter((f) => existsSync(f));
-  const r = new Resvg(svg, {
+  return new Resvg(svg, {
     background: 'white',
     font: {
       fontFiles,
@@ -260,7 +259,40 @@ export function renderSvg(svg: string): Uint8Array {
       sansSerifFamily: 'DejaVu Sans',
     },
   });
-  return r.render().asPng();
+}
+
+/** Rasterises an SVG with the DejaVu font (white background). */
+export function renderSvg(svg: string): Uint8Array {
+  return resvg(svg).render().asPng();
+}
+
+/** The drawn width in px of one line of text, measured by the renderer itself (same fonts). */
+function textWidth(text: string, fontSize: number, bold = false): number {
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="10000" height="100"><text x="0" y="50" font-size="${fontSize}"` +
+    `${bold ? ' font-weight="bold"' : ''}>${escapeXml(text)}</text></svg>`;
+  return resvg(svg).getBBox()?.width ?? 0;
+}
+
+/** Greedy word wrap of `text` into lines no wider than `width` px. */
+function wrapText(text: string, fontSize: number, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && textWidth(next, fontSize) > width) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** The font size (at most `size`) at which `text` fits in `width` px. */
+function fittingFontSize(text: string, size: number, width: number, bold = false): number {
+  const w = textWidth(text, size, bold);
+  return w > width ? Math.floor(((size * width) / w) * 10) / 10 : size;
 }
 
 function fmt(x: number | undefined): string {
@@ -289,7 +321,7 @@ export async function composePanel(v: ReconstructionViews, o: PanelOptions = {})
     });
     captionLines.push(
       `visual MSE (masked patches${o.normPixLoss ? ', normalised pixels' : ''}): ${fmt(o.mseVisual)}` +
-        (o.maskRatioV !== undefined ? `   mask ratio ${o.maskRatioV}` : ''),
+        (o.maskRatioV !== undefined ? `; mask ratio ${o.maskRatioV}` : ''),
     );
   }
   if (v.audio) {
@@ -311,29 +343,31 @@ export async function composePanel(v: ReconstructionViews, o: PanelOptions = {})
     });
     captionLines.push(
       `audio MSE (masked patches${o.normPixLoss ? ', normalised' : ''}): ${fmt(o.mseAudio)}` +
-        (o.maskRatioA !== undefined ? `   mask ratio ${o.maskRatioA}` : '') +
-        (o.maskMode ? `   mode ${o.maskMode}` : ''),
+        (o.maskRatioA !== undefined ? `; mask ratio ${o.maskRatioA}` : '') +
+        (o.maskMode ? `; masking ${o.maskMode}` : ''),
     );
   }
   if (rows.length === 0) throw new UserError('nothing to draw: no modality has a reconstruction');
   if (o.normPixLoss)
     captionLines.push(
-      "norm_pix_loss model: predictions shown with the hidden patches' own mean and variance (not viewable otherwise)",
+      "norm_pix_loss: predictions drawn with each hidden patch's own mean and variance (they are normalised)",
     );
   const names = ['original', 'masked', 'reconstruction'];
   const width = pad + 3 * (tile + pad);
   let y = headerH;
   const parts: string[] = [];
+  // Every text fits the picture: titles shrink to their width, caption lines wrap.
   if (o.title)
     parts.push(
-      `<text x="${width / 2}" y="20" font-size="16" font-weight="bold" text-anchor="middle">${escapeXml(o.title)}</text>`,
+      `<text x="${width / 2}" y="20" font-size="${fittingFontSize(o.title, 16, width - 2 * pad, true)}" font-weight="bold" text-anchor="middle">${escapeXml(o.title)}</text>`,
     );
   for (const row of rows) {
     for (let i = 0; i < 3; i++) {
       const x = pad + i * (tile + pad);
       const png = Buffer.from(await encodePng(row.tiles[i])).toString('base64');
+      const title = `${row.title}: ${names[i]}`;
       parts.push(
-        `<text x="${x + tile / 2}" y="${y + 15}" font-size="13" text-anchor="middle">${escapeXml(`${row.title}: ${names[i]}`)}</text>`,
+        `<text x="${x + tile / 2}" y="${y + 15}" font-size="${fittingFontSize(title, 13, tile - 4)}" text-anchor="middle">${escapeXml(title)}</text>`,
       );
       parts.push(
         `<image x="${x}" y="${y + titleH}" width="${row.width}" height="${row.height}" preserveAspectRatio="none" image-rendering="optimizeSpeed" href="data:image/png;base64,${png}"/>`,
@@ -341,7 +375,7 @@ export async function composePanel(v: ReconstructionViews, o: PanelOptions = {})
     }
     y += titleH + row.height + pad;
   }
-  for (const line of captionLines) {
+  for (const line of captionLines.flatMap((l) => wrapText(l, 12, width - 2 * pad))) {
     parts.push(`<text x="${pad}" y="${y + 12}" font-size="12">${escapeXml(line)}</text>`);
     y += 18;
   }

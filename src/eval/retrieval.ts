@@ -1,6 +1,7 @@
 /**
  * Cross-modal retrieval: similarity by GEMM in row blocks, rank of the paired item, R@k and
- * median rank (spec 5, and CAV-MAE Sync clip-level strategies, spec 8.6).
+ * median rank (the CAV-MAE reference's compute_metrics; the clip-level strategies of the Sync
+ * release's src/retrieval.py).
  *
  * Contract:
  * - Inputs are row-major Float32Array embeddings, L2-normalised by the caller (the model's
@@ -26,7 +27,7 @@
 import { kernels } from '../kernels/index.js';
 import { UserError } from '../util/errors.js';
 
-/** Clip-to-clip similarity for per-clip [F, D] features (CAV-MAE Sync, spec 8.6). */
+/** Clip-to-clip similarity for per-clip [F, D] features (the Sync release's src/retrieval.py). */
 export type ClipStrategy = 'diagonal_mean' | 'diagonal_max' | 'mean' | 'max';
 export const CLIP_STRATEGIES: readonly ClipStrategy[] = ['diagonal_mean', 'diagonal_max', 'mean', 'max'];
 
@@ -262,8 +263,8 @@ export function evaluateRetrieval(
   };
 }
 
-/** Rows scaled to unit L2 norm (a copy); zero rows stay zero. */
-export function l2NormalizeRows(x: Float32Array, rows: number, dim: number): Float32Array {
+/** Rows scaled to unit L2 norm (a copy; float64 sums); zero rows stay zero. The one normalisation of every retrieval vector. */
+export function l2NormalizeRows(x: ArrayLike<number>, rows: number, dim: number): Float32Array {
   const out = new Float32Array(rows * dim);
   for (let r = 0; r < rows; r++) {
     let s = 0;

@@ -18,9 +18,9 @@ import { readdirSync, statSync } from 'node:fs';
 import { extname, join, resolve, sep } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { detectMedia, MEDIA_EXTENSIONS } from './media.js';
-import { mediaId, type MediaIndex, type NewItem, type IndexStats } from './store.js';
-import { writeThumbnail } from './thumbs.js';
-import type { MediaEmbedder } from './types.js';
+import type { IndexStats, IndexWriter, PreparedItem } from './store.js';
+import { makeThumbnail } from './thumbs.js';
+import type { MediaEmbedder, MediaEmbedding, Modality } from './types.js';
 
 export interface AddProgress {
   done: number;
@@ -101,8 +101,45 @@ export function collectMediaFiles(inputs: readonly string[], opts: { exclude?: s
   return [...out].sort();
 }
 
-/** Embeds `files` into `index` (opened writable) with `embedder`. */
-export async function addMedia(index: MediaIndex, files: readonly string[], embedder: MediaEmbedder, opts: AddOptions = {}): Promise<AddSummary> {
+/** One file as `index add` stores it: its kind by content, the embeddings of the streams it has, a thumbnail. */
+export interface PreparedMedia {
+  modality: Modality;
+  embedding: MediaEmbedding;
+  thumbnail?: { bytes: Uint8Array; ext: 'jpg' | 'png' };
+}
+
+/**
+ * Embeds one file (the per-file work of `index add`, shared with queue workers). Throws a
+ * UserError naming the file when it cannot be used; a thumbnail that fails is left out.
+ */
+export async function prepareMediaFile(path: string, embedder: MediaEmbedder, opts: { thumbnails?: boolean } = {}): Promise<PreparedMedia> {
+  const facts = await detectMedia(path);
+  const emb = await embedder.embedFile(path, facts.modality);
+  // Only the streams the file really has: a silent video gets no audio embedding even if the
+  // model embeds silence.
+  const embedding = {
+    ...(emb.audio && facts.hasAudio ? { audio: emb.audio } : {}),
+    ...(emb.visual && (facts.modality === 'image' || facts.hasVideo) ? { visual: emb.visual } : {}),
+  };
+  if (!embedding.audio && !embedding.visual) throw new UserError(`${path}: the model returned no embedding`);
+  let thumbnail: PreparedMedia['thumbnail'];
+  if (opts.thumbnails ?? true) {
+    try {
+      thumbnail = await makeThumbnail(path, facts.modality, facts.durationSec);
+    } catch {
+      thumbnail = undefined; // a missing thumbnail does not make the item unsearchable
+    }
+  }
+  return { modality: facts.modality, embedding, ...(thumbnail ? { thumbnail } : {}) };
+}
+
+/** A failure's message: a UserError's own words, anything else marked internal. */
+export function failureMessage(e: unknown): string {
+  return e instanceof UserError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
+}
+
+/** Embeds `files` into `index` (opened for writing) with `embedder`. */
+export async function addMedia(index: IndexWriter, files: readonly string[], embedder: MediaEmbedder, opts: AddOptions = {}): Promise<AddSummary> {
   index.checkIdentity({ modelId: embedder.modelId, modelName: embedder.modelName, dim: embedder.dim });
   const batchSize = Math.max(1, opts.batchSize ?? 16);
   const thumbnails = opts.thumbnails ?? true;
@@ -110,11 +147,11 @@ export async function addMedia(index: MediaIndex, files: readonly string[], embe
   let added = 0;
   let skipped = 0;
   let done = 0;
-  let batch: NewItem[] = [];
+  let batch: PreparedItem[] = [];
   const total = files.length;
-  const flush = () => {
+  const flush = async () => {
     if (batch.length === 0) return;
-    index.add(batch);
+    await index.commit(batch);
     added += batch.length;
     batch = [];
   };
@@ -131,35 +168,18 @@ export async function addMedia(index: MediaIndex, files: readonly string[], embe
       if (!opts.force && index.isCurrent(path, st.mtimeMs, st.size)) {
         skipped++;
       } else {
-        const facts = await detectMedia(path);
-        const emb = await embedder.embedFile(path, facts.modality);
-        // Only the streams the file really has: a silent video gets no audio embedding even
-        // if the model embeds silence.
-        const embedding = {
-          ...(emb.audio && facts.hasAudio ? { audio: emb.audio } : {}),
-          ...(emb.visual && (facts.modality === 'image' || facts.hasVideo) ? { visual: emb.visual } : {}),
-        };
-        if (!embedding.audio && !embedding.visual) throw new UserError(`${path}: the model returned no embedding`);
-        let thumb: string | undefined;
-        if (thumbnails) {
-          try {
-            thumb = await writeThumbnail(index.dir, mediaId(path), path, facts.modality, facts.durationSec);
-          } catch {
-            thumb = undefined; // a missing thumbnail does not make the item unsearchable
-          }
-        }
-        batch.push({ path, modality: facts.modality, mtimeMs: st.mtimeMs, size: st.size, embedding, ...(thumb ? { thumb } : {}) });
-        if (batch.length >= batchSize) flush();
+        const m = await prepareMediaFile(path, embedder, { thumbnails });
+        batch.push({ path, mtimeMs: st.mtimeMs, size: st.size, model: embedder.modelId, ...m });
+        if (batch.length >= batchSize) await flush();
       }
     } catch (e) {
-      const error = e instanceof UserError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
-      const f = { path, error };
+      const f = { path, error: failureMessage(e) };
       failed.push(f);
       opts.onFailure?.(f);
     }
     done++;
     opts.onProgress?.({ done, total, added: added + batch.length, skipped, failed: failed.length, path });
   }
-  flush();
+  await flush();
   return { total, added, skipped, failed, interrupted, index: index.stats() };
 }

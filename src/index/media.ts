@@ -2,10 +2,11 @@
  * What kind of media a file or an upload is, judged by its content (magic bytes via
  * `file-type`, then ffprobe for the streams), never by its name or a client's Content-Type.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { fileTypeFromBuffer } from 'file-type';
 import { probeMedia, type MediaInfo } from '../util/ffmpeg.js';
 import { fileError } from '../util/errors.js';
+import { parseWavHeader } from '../audio/wav.js';
 import type { Modality } from './types.js';
 
 /** Bytes read from the start of a file for sniffing (file-type needs at most ~4 KB for our formats). */
@@ -75,10 +76,35 @@ export async function detectMedia(path: string, opts: { timeoutMs?: number } = {
   const s = await sniffFile(path);
   if (!s) throw fileError(path, 'not a supported image, audio or video file (judged by its content)');
   if (s.modality === 'image') return { ...s, hasAudio: false, hasVideo: false };
+  if (s.ext === 'wav') {
+    const wav = wavFacts(path);
+    if (wav) return { ...s, ...wav };
+  }
   const info = await probeMedia(path, { timeoutMs: opts.timeoutMs ?? 30_000 });
   let modality = s.modality;
   if (modality === 'video' && !info.hasVideo) modality = 'audio';
   if (modality === 'audio' && !info.hasAudio) throw fileError(path, 'has no audio stream');
   if (modality === 'video' && !info.hasVideo) throw fileError(path, 'has no video stream');
   return { ...s, modality, hasAudio: info.hasAudio, hasVideo: info.hasVideo, durationSec: info.durationSec, info };
+}
+
+/** WAV files up to this size are described from their header, without starting ffprobe. */
+const WAV_HEADER_MAX_BYTES = 16 << 20;
+
+/**
+ * A WAV we decode ourselves (src/audio/wav.ts) needs no ffprobe: its header says everything
+ * (ffprobe costs a process start per file, the largest part of indexing short clips).
+ * Undefined when the file is large or its codec is one ffmpeg must decode.
+ */
+function wavFacts(path: string): Pick<MediaFacts, 'modality' | 'hasAudio' | 'hasVideo' | 'durationSec'> | undefined {
+  if (statSync(path).size > WAV_HEADER_MAX_BYTES) return undefined;
+  let h;
+  try {
+    h = parseWavHeader(readHead(path, WAV_HEADER_MAX_BYTES), path);
+  } catch {
+    return undefined; // let ffprobe judge (and word the error)
+  }
+  if (!h.sampleFormat) return undefined;
+  if (h.frames === 0) throw fileError(path, 'has no audio samples');
+  return { modality: 'audio', hasAudio: true, hasVideo: false, durationSec: h.frames / h.sampleRate };
 }

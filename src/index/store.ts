@@ -28,11 +28,12 @@
 import { createHash } from 'node:crypto';
 import {
   closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
-  rmSync, statSync, unlinkSync, writeFileSync, writeSync,
+  rmSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
-import { endianness, hostname } from 'node:os';
+import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
+import { acquireWriteLock } from './lock.js';
 import { UserError, fileError } from '../util/errors.js';
 import { AnnIndex, type AnnParams } from './ann.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
@@ -82,6 +83,35 @@ export interface NewItem {
   size: number;
   embedding: MediaEmbedding;
   thumb?: string;
+  /** The model that made the embedding (default: the index's; another model is refused). */
+  model?: string;
+  /** Who embedded it (a queue worker's host/pid). */
+  worker?: string;
+}
+
+/** An item with its thumbnail as bytes (what `index add` and queue workers produce). */
+export interface PreparedItem extends Omit<NewItem, 'thumb'> {
+  thumbnail?: { bytes: Uint8Array; ext: 'jpg' | 'png' };
+}
+
+/**
+ * What `addMedia` and the queue's writer commit into: the embedded MediaIndex or the LanceDB
+ * store (lance.ts). One writer at a time; `commit` is durable when it returns.
+ */
+export interface IndexWriter {
+  readonly location: string;
+  readonly model: { id: string; name: string; path?: string };
+  readonly dim: number;
+  checkIdentity(identity: IndexIdentity): void;
+  isCurrent(path: string, mtimeMs: number, size: number): boolean;
+  get(id: string): IndexEntry | undefined;
+  commit(items: readonly PreparedItem[]): IndexEntry[] | Promise<IndexEntry[]>;
+  stats(): IndexStats;
+}
+
+/** Thumbnail file name of an item, relative to the index folder. */
+export function thumbName(id: string, ext: 'jpg' | 'png'): string {
+  return `thumbs/${id}.${ext}`;
 }
 
 export interface SearchOptions {
@@ -114,6 +144,62 @@ export function mediaId(path: string): string {
 }
 
 export const ID_PATTERN = /^[0-9a-f]{16}$/;
+
+/**
+ * The entry of an item to commit (both backends): path resolved, id, kind and model checked,
+ * embeddings checked and normalised, each id once per batch (`seen`).
+ */
+export function checkedEntry(
+  it: Omit<NewItem, 'thumb'>,
+  row: number,
+  addedAt: string,
+  dim: number,
+  indexModel: string,
+  seen: Set<string>,
+): { entry: IndexEntry; audio?: Float32Array; visual?: Float32Array } {
+  const path = resolve(it.path);
+  const id = mediaId(path);
+  if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
+  seen.add(id);
+  if (!MODALITIES.includes(it.modality)) throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
+  const model = it.model ?? indexModel;
+  if (model !== indexModel) throw new UserError(`${path}: embedded by model ${model.slice(0, 12)}, but the index holds model ${indexModel.slice(0, 12)}'s embeddings`);
+  const audio = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
+  const visual = it.embedding.visual ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`) : undefined;
+  if (!audio && !visual) throw new UserError(`${path}: no embedding to index`);
+  const entry: IndexEntry = {
+    id, row, path, modality: it.modality, hasAudio: !!audio, hasVisual: !!visual, mtimeMs: it.mtimeMs, size: it.size, addedAt,
+    model, ...(it.worker ? { worker: it.worker } : {}),
+  };
+  return { entry, ...(audio ? { audio } : {}), ...(visual ? { visual } : {}) };
+}
+
+/** Refuses an identity other than the index's (another model, or another width). */
+export function checkModelIdentity(location: string, model: { id: string; name: string }, dim: number, identity: IndexIdentity): void {
+  if (model.id !== identity.modelId) {
+    throw fileError(location, `was built with model ${model.name} (${model.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index location`);
+  }
+  if (dim !== identity.dim) throw fileError(location, `holds ${dim}-dimensional embeddings, the model makes ${identity.dim}`);
+}
+
+/** Whether `entries` holds `path` with this mtime and size (an unchanged, indexed file). */
+export function isCurrentEntry(entries: ReadonlyMap<string, IndexEntry>, path: string, mtimeMs: number, size: number): boolean {
+  const e = entries.get(mediaId(path));
+  return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
+}
+
+/** Counts for `stats()`: items with each embedding, items per kind. */
+export function countEntries(entries: Iterable<IndexEntry>): Pick<IndexStats, 'withAudio' | 'withVisual' | 'byModality'> {
+  const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
+  let withAudio = 0;
+  let withVisual = 0;
+  for (const e of entries) {
+    byModality[e.modality]++;
+    if (e.hasAudio) withAudio++;
+    if (e.hasVisual) withVisual++;
+  }
+  return { withAudio, withVisual, byModality };
+}
 
 function genDir(dir: string, gen: number): string {
   return join(dir, `g${gen}`);
@@ -161,16 +247,8 @@ function readExactly(path: string, bytes: number, what: string): Buffer {
   }
 }
 
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function normalizedCopy(v: Float32Array, dim: number, what: string): Float32Array {
+/** An L2-normalised copy of an embedding, checked (width, finite, not all zeros). */
+export function normalizedCopy(v: Float32Array, dim: number, what: string): Float32Array {
   if (!(v instanceof Float32Array)) throw new UserError(`${what}: embedding must be a Float32Array`);
   if (v.length !== dim) throw new UserError(`${what}: embedding has ${v.length} values, the index holds ${dim}`);
   let ss = 0;
@@ -208,6 +286,8 @@ function validateMeta(m: unknown, path: string): IndexMeta {
 
 function validateEntry(e: Partial<IndexEntry>, rows: number, where: string): IndexEntry {
   const ok =
+    (e.model === undefined || (typeof e.model === 'string' && e.model.length <= 256)) &&
+    (e.worker === undefined || (typeof e.worker === 'string' && e.worker.length <= 512)) &&
     typeof e.id === 'string' && ID_PATTERN.test(e.id) &&
     typeof e.row === 'number' && Number.isInteger(e.row) && e.row >= 0 && e.row < rows &&
     typeof e.path === 'string' && e.path.length > 0 &&
@@ -219,10 +299,11 @@ function validateEntry(e: Partial<IndexEntry>, rows: number, where: string): Ind
   return {
     id: e.id!, row: e.row!, path: e.path!, modality: e.modality!, hasAudio: e.hasAudio!, hasVisual: e.hasVisual!,
     ...(e.thumb ? { thumb: e.thumb } : {}), mtimeMs: e.mtimeMs!, size: e.size!, addedAt: e.addedAt!,
+    ...(e.model ? { model: e.model } : {}), ...(e.worker ? { worker: e.worker } : {}),
   };
 }
 
-export class MediaIndex {
+export class MediaIndex implements IndexWriter {
   readonly dir: string;
   private meta!: IndexMeta;
   private metaStamp = '';
@@ -233,7 +314,7 @@ export class MediaIndex {
   private segments: Record<EmbeddingSpace, Float32Array[]> = { audio: [], visual: [] };
   private anns: Partial<Record<EmbeddingSpace, AnnIndex>> = {};
   private lockHeld = false;
-  private releaseOnExit?: () => void;
+  private releaseLock?: () => void;
 
   private constructor(dir: string) {
     this.dir = resolve(dir);
@@ -295,23 +376,14 @@ export class MediaIndex {
   }
 
   checkIdentity(identity: IndexIdentity): void {
-    const m = this.meta.model;
-    if (m.id !== identity.modelId) {
-      throw fileError(this.dir, `was built with model ${m.name} (${m.id.slice(0, 12)}), not ${identity.modelName} (${identity.modelId.slice(0, 12)}); use a new index folder`);
-    }
-    if (this.meta.dim !== identity.dim) throw fileError(this.dir, `holds ${this.meta.dim}-dimensional embeddings, the model makes ${identity.dim}`);
+    checkModelIdentity(this.dir, this.meta.model, this.meta.dim, identity);
   }
 
   /** Releases the write lock (if held). The object stays readable. */
   close(): void {
     if (this.lockHeld) {
-      try {
-        unlinkSync(join(this.dir, 'write.lock'));
-      } catch {
-        /* already gone */
-      }
+      this.releaseLock?.();
       this.lockHeld = false;
-      if (this.releaseOnExit) process.off('exit', this.releaseOnExit);
     }
   }
 
@@ -320,31 +392,8 @@ export class MediaIndex {
   }
 
   private acquireLock(): void {
-    const lock = join(this.dir, 'write.lock');
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(lock, 'wx');
-        writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }) + '\n');
-        fsyncSync(fd);
-        closeSync(fd);
-        this.lockHeld = true;
-        this.releaseOnExit = () => this.close();
-        process.on('exit', this.releaseOnExit);
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(lock, `cannot create the write lock (${(e as Error).message})`);
-      }
-      let holder: { pid?: number; host?: string } = {};
-      try {
-        holder = JSON.parse(readFileSync(lock, 'utf8'));
-      } catch {
-        /* empty or torn lock file: its writer died while creating it */
-      }
-      const alive = typeof holder.pid === 'number' && (holder.host !== hostname() || isProcessAlive(holder.pid));
-      if (alive) throw fileError(this.dir, `is being written by process ${holder.pid}${holder.host && holder.host !== hostname() ? ` on ${holder.host}` : ''} (remove write.lock if that process is gone)`);
-      rmSync(lock, { force: true }); // stale: its process is gone
-    }
-    throw fileError(lock, 'cannot take the write lock');
+    this.releaseLock = acquireWriteLock(this.dir);
+    this.lockHeld = true;
   }
 
   private readMeta(): IndexMeta {
@@ -473,6 +522,10 @@ export class MediaIndex {
   get dim(): number {
     return this.meta.dim;
   }
+  /** The folder (IndexWriter's name for it). */
+  get location(): string {
+    return this.dir;
+  }
   get rows(): number {
     return this.meta.rows;
   }
@@ -513,22 +566,13 @@ export class MediaIndex {
 
   /** An entry is up to date when its file still has the recorded mtime and size. */
   isCurrent(path: string, mtimeMs: number, size: number): boolean {
-    const e = this.entries.get(mediaId(path));
-    return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
+    return isCurrentEntry(this.entries, path, mtimeMs, size);
   }
 
   stats(): IndexStats {
-    const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
-    let withAudio = 0;
-    let withVisual = 0;
-    for (const e of this.entries.values()) {
-      byModality[e.modality]++;
-      if (e.hasAudio) withAudio++;
-      if (e.hasVisual) withVisual++;
-    }
     return {
       dir: this.dir, model: this.model, dim: this.dim, count: this.count, rows: this.rows, dead: this.rows - this.count,
-      withAudio, withVisual, byModality, generation: this.generation,
+      ...countEntries(this.entries.values()), generation: this.generation,
     };
   }
 
@@ -552,21 +596,11 @@ export class MediaIndex {
     };
     const seen = new Set<string>();
     items.forEach((it, i) => {
-      const path = resolve(it.path);
-      const id = mediaId(path);
-      if (seen.has(id)) throw new UserError(`${path}: added twice in one batch`);
-      seen.add(id);
-      if (!MODALITIES.includes(it.modality)) throw new UserError(`${path}: unknown modality ${String(it.modality)}`);
-      const a = it.embedding.audio ? normalizedCopy(it.embedding.audio, dim, `${path} (audio)`) : undefined;
-      const v = it.embedding.visual ? normalizedCopy(it.embedding.visual, dim, `${path} (visual)`) : undefined;
-      if (!a && !v) throw new UserError(`${path}: no embedding to index`);
-      if (a) vecs.audio.set(a, i * dim);
-      if (v) vecs.visual.set(v, i * dim);
-      if (it.thumb !== undefined && !/^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(it.thumb)) throw new UserError(`${path}: bad thumbnail path ${it.thumb}`);
-      newEntries.push({
-        id, row: row0 + i, path, modality: it.modality, hasAudio: !!a, hasVisual: !!v,
-        ...(it.thumb ? { thumb: it.thumb } : {}), mtimeMs: it.mtimeMs, size: it.size, addedAt: now,
-      });
+      if (it.thumb !== undefined && !/^thumbs\/[0-9a-f]{16}\.(jpg|png)$/.test(it.thumb)) throw new UserError(`${it.path}: bad thumbnail path ${it.thumb}`);
+      const { entry, audio, visual } = checkedEntry(it, row0 + i, now, dim, this.meta.model.id, seen);
+      if (audio) vecs.audio.set(audio, i * dim);
+      if (visual) vecs.visual.set(visual, i * dim);
+      newEntries.push({ ...entry, ...(it.thumb ? { thumb: it.thumb } : {}) });
     });
 
     // 1. Vector rows past the committed end, per segment file, fsynced.
@@ -619,6 +653,18 @@ export class MediaIndex {
       this.rowFlags[e.row] = (e.hasAudio ? FLAG_AUDIO : 0) | (e.hasVisual ? FLAG_VISUAL : 0);
     }
     return newEntries;
+  }
+
+  /** Writes the items' thumbnails (atomically, before the commit that refers to them), then adds them. */
+  commit(items: readonly PreparedItem[]): IndexEntry[] {
+    this.requireWriter();
+    const newItems: NewItem[] = items.map(({ thumbnail, ...it }) => {
+      if (!thumbnail) return it;
+      const thumb = thumbName(mediaId(it.path), thumbnail.ext);
+      writeFileAtomic(join(this.dir, thumb), thumbnail.bytes);
+      return { ...it, thumb };
+    });
+    return this.add(newItems);
   }
 
   /** Removes entries by id (unknown ids are reported back, not an error). */

@@ -45,6 +45,10 @@ export interface IndexEntry {
   size: number;
   /** ISO time of indexing. */
   addedAt: string;
+  /** Id of the model that made the row's embeddings (entries written before it was recorded lack it). */
+  model?: string;
+  /** Who embedded it, when not the writing process: a queue worker's `host/pid`. */
+  worker?: string;
 }
 
 /** One search result. */

@@ -13,14 +13,15 @@ import * as zlib from 'node:zlib';
 import { withFile, type ByteSource } from './bytes.js';
 import { fileError } from '../util/errors.js';
 
-const SIG_EOCD = 0x06054b50;
+// Record signatures and fixed sizes (shared with the writer, ./zip-write.ts).
+export const SIG_EOCD = 0x06054b50;
 const SIG_ZIP64_LOCATOR = 0x07064b50;
 const SIG_ZIP64_EOCD = 0x06064b50;
-const SIG_CENTRAL = 0x02014b50;
-const SIG_LOCAL = 0x04034b50;
-const EOCD_SIZE = 22;
-const CENTRAL_SIZE = 46;
-const LOCAL_SIZE = 30;
+export const SIG_CENTRAL = 0x02014b50;
+export const SIG_LOCAL = 0x04034b50;
+export const EOCD_SIZE = 22;
+export const CENTRAL_SIZE = 46;
+export const LOCAL_SIZE = 30;
 const MAX_ENTRIES = 1_000_000;
 // Deflate cannot expand data by more than ~1032x; a larger claim is a zip bomb or corruption.
 const MAX_DEFLATE_RATIO = 1032;

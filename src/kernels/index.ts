@@ -1,11 +1,21 @@
 /**
  * Kernel dispatch: the native addon when it loads, the TypeScript reference otherwise.
  * CAVMAE_KERNELS=ts forces the reference (tests use both explicitly).
- * A missing or broken addon prints one clear line (once) and never throws at import.
+ * A missing or broken addon prints one line (once, on stderr: why, and what to install; CAVMAE_QUIET=1
+ * hides it) and never throws at import.
  */
 import type { Kernels } from './api.js';
 import { tsKernels } from './ts/index.js';
-import { loadNativeKernels } from './native.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../util/package.js';
+import {
+  addonPath,
+  installStatus,
+  loadNativeKernels,
+  type NativeInfo,
+  type NativeKernels,
+} from './native.js';
 
 export type { Kernels } from './api.js';
 export { tsKernels } from './ts/index.js';
@@ -36,15 +46,46 @@ export function kernels(): Kernels {
   if (nat) {
     chosen = nat;
   } else {
-    if (process.env.CAVMAE_QUIET_FALLBACK !== '1') {
-      process.stderr.write(
-        `cavmae: native kernels unavailable (${nativeError}); using the TypeScript reference kernels (slow). ` +
-          `Run 'npm run setup' to build them.\n`,
-      );
-    }
+    const quiet = process.env.CAVMAE_QUIET === '1' || process.env.CAVMAE_QUIET_FALLBACK === '1';
+    if (!quiet) process.stderr.write(`${slowKernelsNotice(nativeError ?? 'unknown reason')}\n`);
     chosen = tsKernels;
   }
   return chosen;
+}
+
+/**
+ * The one line printed when the addon is unavailable: why, and what to do about it. The install
+ * step's record (native/install-status.json) names the Debian packages it found missing.
+ */
+export function slowKernelsNotice(error: string): string {
+  const status = installStatus();
+  const root = packageRoot();
+  const packages = status?.packages?.length ? status.packages : /libdnnl/.test(error) ? ['libdnnl-dev'] : [];
+  const why = status && !status.ok && status.reason ? `; at install: ${status.reason}` : '';
+  const fix = existsSync(join(root, '.git'))
+    ? "run 'npm run setup' to build them"
+    : `to get them: ${packages.length ? `sudo apt-get install -y ${packages.join(' ')}, then ` : ''}npm rebuild cavmae`;
+  return (
+    `cavmae: native kernels unavailable (${error}${why}); running on the TypeScript reference kernels ` +
+    `(correct, but tens of times slower); ${fix}. CAVMAE_QUIET=1 hides this line.`
+  );
+}
+
+/** Which kernels are in use, and for the addon, which file and build (the API's `kernelInfo`). */
+export interface KernelStatus {
+  name: 'native' | 'ts';
+  /** The addon file (native only). */
+  addon?: string;
+  /** The addon's own report: ISA, oneDNN version and ISA, threads (native only). */
+  native?: NativeInfo;
+  /** Why the addon is not in use (ts only; undefined when CAVMAE_KERNELS=ts asked for it). */
+  reason?: string;
+}
+
+export function kernelStatus(): KernelStatus {
+  const k = kernels();
+  if (k.name === 'native') return { name: 'native', addon: addonPath(), native: (k as NativeKernels).info() };
+  return { name: 'ts', reason: process.env.CAVMAE_KERNELS === 'ts' ? undefined : nativeLoadError() };
 }
 
 /** Override the dispatch (tests, benchmarks). */

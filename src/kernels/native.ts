@@ -1,5 +1,6 @@
 /**
- * Loads the N-API addon built from native/ (node-gyp). Never throws: a missing build,
+ * Loads the N-API addon: the source build in native/build or the prebuilt binary the npm package
+ * ships in prebuilds/ (see scripts/native.mjs). Never throws: a missing build,
  * a missing shared library (libdnnl), an ABI mismatch or an out-of-date build (a function of
  * the Kernels interface missing) becomes { ok: false, error }.
  *
@@ -8,9 +9,9 @@
  * and the optional peakProbe().
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../util/package.js';
 import type { F32, Kernels } from './api.js';
 
 /** What the addon reports about itself. */
@@ -88,46 +89,100 @@ export const NATIVE_FUNCTIONS = [
 ] as const;
 
 let cached: NativeLoad | undefined;
+let loadedPath: string | undefined;
 
-/** Package root: this file is dist/src/kernels/native.js (or src/kernels/native.ts under tsx). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    dir = dirname(dir);
-  }
-  return process.cwd();
+/**
+ * Where the addon may be, in the order tried (the node-gyp-build / prebuildify layout; scripts/
+ * native.mjs writes both): CAVMAE_NATIVE_PATH alone when set; otherwise the source build, then the
+ * prebuilt binary shipped in the npm package.
+ */
+export function addonCandidates(): string[] {
+  if (process.env.CAVMAE_NATIVE_PATH) return [process.env.CAVMAE_NATIVE_PATH];
+  const root = packageRoot();
+  return [
+    join(root, 'native', 'build', 'Release', 'cavmae_native.node'),
+    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'cavmae_native.napi.glibc.node'),
+  ];
 }
 
+/** The addon file in use (after a successful load), else the first candidate. */
 export function addonPath(): string {
-  return (
-    process.env.CAVMAE_NATIVE_PATH ?? join(packageRoot(), 'native', 'build', 'Release', 'cavmae_native.node')
-  );
+  loadNativeKernels();
+  return loadedPath ?? addonCandidates()[0];
 }
 
-export function loadNativeKernels(): NativeLoad {
-  if (cached) return cached;
-  const path = addonPath();
-  if (!existsSync(path)) {
-    cached = { ok: false, error: `addon not built (${path} is missing)` };
-    return cached;
+/** What the install step (scripts/native.mjs) recorded: why there is no addon, what to install. */
+export interface InstallStatus {
+  ok: boolean;
+  how: 'built' | 'prebuilt' | 'none';
+  reason?: string;
+  /** Debian packages that would make the build work. */
+  packages?: string[];
+}
+
+export function installStatus(): InstallStatus | undefined {
+  try {
+    return JSON.parse(
+      readFileSync(join(packageRoot(), 'native', 'install-status.json'), 'utf8'),
+    ) as InstallStatus;
+  } catch {
+    return undefined;
   }
+}
+
+/**
+ * Why this machine cannot run the addon at all. Checked before loading: the baseline code is
+ * x86-64-v3, and a library with AVX2 code in its initialisers would kill the process with SIGILL
+ * on an older CPU instead of throwing.
+ */
+function platformProblem(): string | undefined {
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return `the native kernels are built for Linux on x86-64 only (this is ${process.platform}-${process.arch})`;
+  let flags: string[];
+  try {
+    flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(/\s+/) ?? [];
+  } catch {
+    return undefined;
+  }
+  const missing = ['avx2', 'fma'].filter((f) => !flags.includes(f));
+  return missing.length
+    ? `this CPU lacks ${missing.join(' and ').toUpperCase()}, which the native kernels need`
+    : undefined;
+}
+
+function loadOne(path: string): NativeLoad {
+  if (!existsSync(path)) return { ok: false, error: `addon not built (${path} is missing)` };
   try {
     const require = createRequire(import.meta.url);
     const addon = require(path) as Record<string, unknown>;
     const missing = NATIVE_FUNCTIONS.filter((f) => typeof addon[f] !== 'function');
-    cached = missing.length
+    return missing.length
       ? {
           ok: false,
           error: `addon at ${path} is out of date (missing ${missing.join(', ')}); rebuild it with 'npm run build:native'`,
         }
       : { ok: true, kernels: wrapAddon(addon) };
   } catch (e) {
-    cached = {
-      ok: false,
-      error: `addon failed to load: ${String((e as Error)?.message ?? e).split('\n')[0]}`,
-    };
+    return { ok: false, error: `addon failed to load: ${String((e as Error)?.message ?? e).split('\n')[0]}` };
   }
+}
+
+export function loadNativeKernels(): NativeLoad {
+  if (cached) return cached;
+  const problem = process.env.CAVMAE_NATIVE_PATH ? undefined : platformProblem();
+  if (problem) return (cached = { ok: false, error: problem });
+  // The first candidate that loads wins. If none does, report the first one that exists (its load
+  // error says why), or the source build's absence when none exists.
+  const tried: { path: string; load: NativeLoad }[] = [];
+  for (const path of addonCandidates()) {
+    const load = loadOne(path);
+    if (load.ok) {
+      loadedPath = path;
+      return (cached = load);
+    }
+    tried.push({ path, load });
+  }
+  cached = (tried.find((t) => existsSync(t.path)) ?? tried[0]).load;
   return cached;
 }
 

@@ -1,11 +1,16 @@
 /**
- * The audio-visual encoder shared by CAVMAE and CAVMAEFT (spec 3.1-3.7):
- * patch_embed_a/v → + pos_embed_a/v → + modality_a/v → blocks_a / blocks_v (modality-specific,
- * joint LayerNorms) → blocks_u (shared) with one of three LayerNorm pairs → norm / norm_a / norm_v.
+ * The audio-visual encoder of the family, shared by the pretraining and fine-tuning models
+ * (cav_mae.py: CAVMAE.__init__ / forward_encoder; cav_mae_sync.py adds the special tokens):
+ * patch_embed_a/v → + pos_embed_a/v → + modality_a/v → [global token, patches, registers] →
+ * blocks_a / blocks_v (modality-specific, joint LayerNorms) → blocks_u (shared) with one of three
+ * LayerNorm pairs → norm / norm_a / norm_v.
  *
  * Parameters are declared under the official names; the owning model puts them in PyTorch's
- * state-dict order (torchStateDictOrder). Which parts exist depends on the variant:
- * audio-mae has only the audio side (and norm_a), visual-mae only the visual side (and norm_v).
+ * state-dict order (torchStateDictOrder). Which parts exist follows the config: one-modality
+ * variants have one side (and no joint `norm`); Sync kinds add `register_tokens` [2R, D] (rows
+ * 0..R-1 audio, R..2R-1 visual; N(0, 1), torch.randn, never re-initialised) and, with cls_token,
+ * `cls_token_a/_v` (declared by the model through `declareGlobalTokens`, after its decoder, as
+ * the release does). Global tokens and registers get no position or modality embedding.
  */
 import * as ops from '../autograd/ops.js';
 import type { Tape } from '../autograd/tape.js';
@@ -16,17 +21,20 @@ import { PatchEmbed } from '../nn/patch-embed.js';
 import type { Param, ParamBuilder } from '../tensor/arena.js';
 import { Tensor, shapeStr } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
-import { MEL_BINS, modelDims, type CavmaeConfig } from './config.js';
+import { MEL_BINS, modelDims, type CavmaeConfig, type ModelDims } from './config.js';
 import { sincosTable2d } from './pos-embed.js';
 
 export class AVEncoder {
-  readonly dims: ReturnType<typeof modelDims>;
+  readonly dims: ModelDims;
   readonly patch_embed_a?: PatchEmbed;
   readonly patch_embed_v?: PatchEmbed;
   readonly modality_a?: Param;
   readonly modality_v?: Param;
   readonly pos_embed_a?: Param;
   readonly pos_embed_v?: Param;
+  readonly register_tokens?: Param;
+  cls_token_a?: Param;
+  cls_token_v?: Param;
   readonly blocks_a: Block[] = [];
   readonly blocks_v: Block[] = [];
   readonly blocks_u: Block[] = [];
@@ -40,7 +48,6 @@ export class AVEncoder {
   ) {
     const d = (this.dims = modelDims(cfg));
     const D = cfg.embed_dim;
-    const single = cfg.variant === 'audio-mae' || cfg.variant === 'visual-mae';
     if (d.hasAudio) this.patch_embed_a = new PatchEmbed(pb.scope('patch_embed_a'), 1, D, cfg.patch_size);
     if (d.hasVideo)
       this.patch_embed_v = new PatchEmbed(pb.scope('patch_embed_v'), cfg.in_chans, D, cfg.patch_size);
@@ -63,16 +70,22 @@ export class AVEncoder {
       );
     const block = (scope: string, i: number): Block =>
       new Block(pb.scope(scope).scope(i), D, cfg.num_heads, cfg.mlp_ratio);
-    for (let i = 0; i < cfg.modality_specific_depth; i++) {
+    for (let i = 0; i < cfg.modality_specific_depth; i++)
       if (d.hasAudio) this.blocks_a.push(block('blocks_a', i));
-    }
-    for (let i = 0; i < cfg.modality_specific_depth; i++) {
+    for (let i = 0; i < cfg.modality_specific_depth; i++)
       if (d.hasVideo) this.blocks_v.push(block('blocks_v', i));
-    }
     for (let i = 0; i < cfg.shared_depth; i++) this.blocks_u.push(block('blocks_u', i));
     if (d.hasAudio) this.norm_a = new LayerNorm(pb.scope('norm_a'), D);
     if (d.hasVideo) this.norm_v = new LayerNorm(pb.scope('norm_v'), D);
-    if (!single) this.norm = new LayerNorm(pb.scope('norm'), D);
+    if (d.hasAudio && d.hasVideo) this.norm = new LayerNorm(pb.scope('norm'), D);
+    if (d.registers > 0) this.register_tokens = pb.param('register_tokens', [2 * d.registers, D], normal(1));
+  }
+
+  /** The global tokens (cls_token): declared by the model where the release's state dict has them. */
+  declareGlobalTokens(pb: ParamBuilder): void {
+    if (this.dims.lead === 0) return;
+    this.cls_token_a = pb.param('cls_token_a', [1, 1, this.cfg.embed_dim], normal(0.02));
+    this.cls_token_v = pb.param('cls_token_v', [1, 1, this.cfg.embed_dim], normal(0.02));
   }
 
   /** Spectrogram [B, audio_length, 128] → tokens [B, La, D] with position and modality. */
@@ -89,26 +102,63 @@ export class AVEncoder {
     return ops.addBroadcast(tp, v, this.modality_v!);
   }
 
-  /** The shared layers chained with one LayerNorm pair, then the matching final norm. */
-  sharedStream(tp: Tape, x: Tensor, modality?: Modality): Tensor {
-    x = runBlocks(tp, this.blocks_u, x, modality);
-    const norm = modality === 'a' ? this.norm_a : modality === 'v' ? this.norm_v : this.norm;
-    return norm!.forward(tp, x);
+  /** The modality's input tokens, embedded: audio from batch.audio, visual from batch.image. */
+  embed(tp: Tape, input: Tensor, m: Modality): Tensor {
+    return m === 'a' ? this.embedAudio(tp, input) : this.embedVideo(tp, input);
+  }
+
+  /** [B, K, D] patches → [B, lead + K + R, D]: [global token, patches, registers]. */
+  wrap(tp: Tape, x: Tensor, m: Modality): Tensor {
+    const { lead, registers: R } = this.dims;
+    if (lead === 0 && R === 0) return x;
+    const [B, , D] = x.shape;
+    const parts: Tensor[] = [];
+    if (lead) parts.push(ops.broadcastTo(tp, m === 'a' ? this.cls_token_a! : this.cls_token_v!, [B, 1, D]));
+    parts.push(x);
+    if (R > 0) {
+      const regs = ops.slice(tp, this.register_tokens!, m === 'a' ? 0 : R, m === 'a' ? R : 2 * R, 0); // [R, D]
+      parts.push(ops.broadcastTo(tp, regs, [B, R, D]));
+    }
+    return ops.concat(tp, parts, 1);
+  }
+
+  /** Drops the trailing registers: [B, T, D] → [B, T - R, D]. */
+  dropRegisters(tp: Tape, x: Tensor): Tensor {
+    const R = this.dims.registers;
+    return R > 0 ? ops.slice(tp, x, 0, x.shape[1] - R) : x;
   }
 
   /**
-   * The contrastive stream of CAVMAE.forward_encoder. The reference's loop
-   * `for blk in blocks_u: ca = blk(a, 'a')` applies every shared layer to the SAME input and
-   * keeps the last result (spec 9.1 item 7); `chain` runs them in sequence instead. Both agree
-   * when there is one shared layer.
+   * Tokens [B, K, D] (embedded, possibly masked) → the modality-specific blocks:
+   * [global, tokens, registers] → blocks_a / blocks_v → registers dropped unless `keepRegisters`.
    */
-  contrastStream(tp: Tape, x: Tensor, modality: Modality, chain: boolean): Tensor {
-    if (chain || this.blocks_u.length <= 1) return this.sharedStream(tp, x, modality);
-    // Only the last layer's output reaches the loss; the earlier applications are dead code
-    // in the reference (they cost time but change nothing), so they are skipped here.
-    const last = this.blocks_u[this.blocks_u.length - 1].forward(tp, x, modality);
-    const norm = modality === 'a' ? this.norm_a : this.norm_v;
-    return norm!.forward(tp, last);
+  modalityStream(tp: Tape, x: Tensor, m: Modality, keepRegisters = false): Tensor {
+    const y = runBlocks(tp, m === 'a' ? this.blocks_a : this.blocks_v, this.wrap(tp, x, m)); // [B, lead + K + R, D]
+    return keepRegisters ? y : this.dropRegisters(tp, y);
+  }
+
+  /** The shared layers chained with one LayerNorm pair, then the matching final norm. */
+  sharedStream(tp: Tape, x: Tensor, modality?: Modality): Tensor {
+    x = runBlocks(tp, this.blocks_u, x, modality);
+    return this.finalNorm(modality).forward(tp, x);
+  }
+
+  /** norm_a, norm_v, or the joint `norm`. */
+  finalNorm(modality?: Modality): LayerNorm {
+    return (modality === 'a' ? this.norm_a : modality === 'v' ? this.norm_v : this.norm)!;
+  }
+
+  /**
+   * The shared layers of a contrastive stream (modality LayerNorms), before the final norm. The
+   * references' loop `for blk in blocks_u: ca = blk(a, 'a')` (cav_mae.py: forward_encoder, and
+   * cav_mae_sync.py likewise) applies every shared layer to the SAME input and keeps the last
+   * result; `chain` runs them in sequence instead. Both agree with one shared layer. The earlier
+   * applications cannot reach any output, so they are not computed.
+   */
+  contrastLayers(tp: Tape, x: Tensor, modality: Modality, chain: boolean): Tensor {
+    const u = this.blocks_u;
+    if (chain || u.length <= 1) return runBlocks(tp, u, x, modality);
+    return u[u.length - 1].forward(tp, x, modality);
   }
 
   /** Checks user inputs and wraps them; throws a UserError naming the problem. */
@@ -118,24 +168,18 @@ export class AVEncoder {
     what = 'inputs',
     need: { audio: boolean; video: boolean } = { audio: this.dims.hasAudio, video: this.dims.hasVideo },
   ): number {
-    const hasAudio = need.audio;
-    const hasVideo = need.video;
     let B = -1;
-    if (hasAudio) {
-      if (!audio)
-        throw new UserError(`${what}: this model needs "audio" [B, ${this.cfg.audio_length}, ${MEL_BINS}]`);
-      if (
-        audio.shape.length !== 3 ||
-        audio.shape[1] !== this.cfg.audio_length ||
-        audio.shape[2] !== MEL_BINS
-      ) {
+    if (need.audio) {
+      const T = this.cfg.audio_length;
+      if (!audio) throw new UserError(`${what}: this model needs "audio" [B, ${T}, ${MEL_BINS}]`);
+      if (audio.shape.length !== 3 || audio.shape[1] !== T || audio.shape[2] !== MEL_BINS) {
         throw new UserError(
-          `${what}: "audio" has shape ${shapeStr(audio.shape)}, expected [B, ${this.cfg.audio_length}, ${MEL_BINS}] (audio_length ${this.cfg.audio_length})`,
+          `${what}: "audio" has shape ${shapeStr(audio.shape)}, expected [B, ${T}, ${MEL_BINS}] (audio_length ${T})`,
         );
       }
       B = audio.shape[0];
     }
-    if (hasVideo) {
+    if (need.video) {
       const s = this.cfg.img_size;
       if (!image) throw new UserError(`${what}: this model needs "image" [B, 3, ${s}, ${s}]`);
       if (image.shape.length !== 4 || image.shape[1] !== 3 || image.shape[2] !== s || image.shape[3] !== s) {

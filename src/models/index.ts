@@ -1,27 +1,26 @@
-/** CAV-MAE models: configs and presets, the pretraining model and its variants, the fine-tuning model, loading and saving. */
+/** The CAV-MAE model family (CAV-MAE and CAV-MAE Sync): config schema and traits, presets, the pretraining and fine-tuning models, masking, loading and saving. */
 export * from './config.js';
 export {
   CAVMAE,
+  HEAD_AUDIO,
+  HEAD_VISUAL,
   type AVBatch,
+  type CreateOptions,
   type PretrainOptions,
   type PretrainOutput,
   type InpaintOutput,
   type FeatOutput,
 } from './cavmae.js';
-export { CAVMAEFT, FT_MODES, HEAD_PARAM_PREFIX, type FtMode } from './cavmae-ft.js';
+export {
+  CAVMAEFT,
+  FT_MODES,
+  HEAD_PARAM_PREFIX,
+  isHeadParam,
+  isSyncFtHead,
+  modeInputs,
+  type FtMode,
+} from './cavmae-ft.js';
 export { AVEncoder, torchStateDictOrder } from './encoder.js';
 export * from './masking.js';
 export { sincosTable2d } from './pos-embed.js';
 export * from './registry.js';
-export { CAVMAESync, SyncTokens, type SyncPretrainOutput, type SyncFeatOutput } from './sync.js';
-export { CAVMAESyncFT, isSyncFtHead } from './sync-ft.js';
-export * from './sync-config.js';
-export { adaptToSyncGrid, loadSyncInit, isSyncOnlyParam, type SyncInitReport } from './sync-init.js';
-export {
-  syncPairFeatures,
-  syncRetrievalFeatures,
-  type ClipFeatures,
-  type SyncClips,
-  type SyncFeatureOptions,
-  type SyncRepresentation,
-} from './sync-features.js';

@@ -1,14 +1,16 @@
 /**
  * Building models by config, loading and saving checkpoints.
  *
- * - `buildModel(config)` picks the class from `config.model` (CAVMAE, CAVMAEFT, and the
- *   CAV-MAE Sync classes CAVMAESync / CAVMAESyncFT).
+ * - `buildModel(config)` builds the pretraining model (CAVMAE) or the fine-tuning model (CAVMAEFT)
+ *   of any kind of the family (KIND_TRAITS.task).
  * - `resolveModelConfig` finds the config: an explicit one (object, preset name or JSON file),
  *   else the checkpoint's metadata (ours: "cavmae.config"; Python exports: "config" + "class" +
  *   "label_dim"), else a preset whose parameter shapes match the checkpoint exactly.
  * - `loadModel(path)` loads a .pth or .safetensors (through src/io/checkpoint.ts, which strips
  *   `module.`), reports missing / unexpected keys as PyTorch does, refuses shape mismatches and,
  *   unless told otherwise, refuses missing keys other than a fresh fine-tuning head.
+ * - `loadSyncInit` initialises a Sync model from CAV-MAE weights (IN-initial.pth, made by
+ *   `cavmae adapt-mae`, or any CAV-MAE / Sync checkpoint): see its contract.
  * - `saveModel(path, model)` writes safetensors with the config in the metadata (fp32, or bf16
  *   storage when asked).
  */
@@ -27,9 +29,13 @@ import {
 import type { WritableTensor } from '../io/safetensors.js';
 import { kernels } from '../kernels/index.js';
 import { UserError, fileError } from '../util/errors.js';
-import { CAVMAE } from './cavmae.js';
-import { CAVMAEFT, HEAD_PARAM_PREFIX } from './cavmae-ft.js';
+import { CAVMAE, HEAD_AUDIO, HEAD_VISUAL, type CreateOptions } from './cavmae.js';
+import { CAVMAEFT, isHeadParam } from './cavmae-ft.js';
 import {
+  KIND_TRAITS,
+  MODEL_KINDS,
+  SYNC_KEYS,
+  VARIANT_TRAITS,
   configToJson,
   presetConfig,
   presetNames,
@@ -37,45 +43,30 @@ import {
   resolveConfig,
   type CavmaeConfig,
   type ModelKind,
+  type Variant,
 } from './config.js';
-import { CAVMAESync } from './sync.js';
-import { CAVMAESyncFT, isSyncFtHead } from './sync-ft.js';
 
-export type AnyModel = CAVMAE | CAVMAEFT | CAVMAESync | CAVMAESyncFT;
+export type AnyModel = CAVMAE | CAVMAEFT;
 
-export function buildModel(
-  config: CavmaeConfig,
-  opts: { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean } = {},
-): AnyModel {
-  switch (config.model) {
-    case 'cavmae-ft':
-      return CAVMAEFT.create(config, opts);
-    case 'cavmae-sync':
-      return CAVMAESync.create(config, opts);
-    case 'cavmae-sync-ft':
-      return CAVMAESyncFT.create(config, opts);
-    default:
-      return CAVMAE.create(config, opts);
-  }
+export function buildModel(config: CavmaeConfig, opts: CreateOptions = {}): AnyModel {
+  return KIND_TRAITS[config.model].task === 'finetune'
+    ? CAVMAEFT.create(config, opts)
+    : CAVMAE.create(config, opts);
 }
-
-/** Class names stored under "class" in checkpoint metadata (Python exports use the first two; Sync: ours). */
-const CLASS_NAMES: Record<ModelKind, string> = {
-  cavmae: 'CAVMAE',
-  'cavmae-ft': 'CAVMAEFT',
-  'cavmae-sync': 'CAVMAESync',
-  'cavmae-sync-ft': 'CAVMAESyncFT',
-};
 
 /** The official class name of a model (what Python exports store under "class"). */
 export function officialClassName(config: CavmaeConfig): string {
-  return CLASS_NAMES[config.model];
+  return KIND_TRAITS[config.model].className;
 }
 
 /** The model kind of a stored class name, if known. */
 function kindOfClass(name: string | undefined): ModelKind | undefined {
-  return (Object.keys(CLASS_NAMES) as ModelKind[]).find((k) => CLASS_NAMES[k] === name);
+  return MODEL_KINDS.find((k) => KIND_TRAITS[k].className === name);
 }
+
+/** The weight of a fine-tuning head's output layer ([label_dim, W]) in a state dict. */
+const HEAD_OUTPUT = { mlp: 'mlp_head.1.weight', aggregator: 'classifier_head.weight' } as const;
+export const headOutputName = (head: 'mlp' | 'aggregator'): string => HEAD_OUTPUT[head];
 
 /** Parameter names and shapes of a config, without allocating anything. */
 export function parameterShapes(config: CavmaeConfig): Map<string, number[]> {
@@ -155,13 +146,9 @@ export function configFromMetadata(
 export function inferConfigFromShapes(
   tensors: ReadonlyMap<string, { shape: readonly number[] }>,
 ): CavmaeConfig | undefined {
-  const heads: Partial<Record<ModelKind, { shape: readonly number[] }>> = {
-    'cavmae-ft': tensors.get('mlp_head.1.weight'),
-    'cavmae-sync-ft': tensors.get('classifier_head.weight'),
-  };
   for (const name of presetNames()) {
-    const kind = presetPartial(name)!.model ?? 'cavmae';
-    const head = heads[kind];
+    const kt = KIND_TRAITS[presetPartial(name)!.model ?? 'cavmae'];
+    const head = kt.head && tensors.get(HEAD_OUTPUT[kt.head]);
     let cfg: CavmaeConfig;
     try {
       cfg = presetConfig(name, head ? { label_dim: head.shape[0] } : {});
@@ -178,13 +165,13 @@ export function inferConfigFromShapes(
 export interface LoadModelOptions {
   /** Explicit config (object, preset name or JSON path); overrides the checkpoint's. */
   config?: string | Record<string, unknown>;
-  /** Build this class regardless of the checkpoint (e.g. CAVMAEFT from pretrained weights). */
+  /** Build this kind regardless of the checkpoint (e.g. a fine-tuning model from pretrained weights). */
   kind?: ModelKind;
   /** Extra config keys applied last (e.g. { label_dim: 10 }). */
   overrides?: Record<string, unknown>;
   /** Refuse any missing or unexpected key (default false). */
   strict?: boolean;
-  /** Accept these missing keys (default: only a fine-tuning model's fresh `mlp_head.*`). */
+  /** Accept these missing keys (default: only a fine-tuning model's fresh head). */
   allowMissing?: (name: string) => boolean;
   /** Allocate the gradient buffer now (default false: inference). */
   grad?: boolean;
@@ -228,45 +215,35 @@ export function resolveModelConfig(
   partial = { ...partial, ...(opts.overrides ?? {}) };
   if (opts.kind && opts.kind !== partial.model) {
     partial.model = opts.kind;
-    if (opts.kind === 'cavmae-ft') {
-      // A pretraining config seen as a fine-tuning one: drop the decoder-only keys.
-      for (const k of ['decoder_embed_dim', 'decoder_depth', 'decoder_num_heads', 'norm_pix_loss'])
-        delete partial[k];
-      // One-modality encoders fine-tune as such; the other variants share the full encoder.
-      if (partial.variant !== 'audio-mae' && partial.variant !== 'visual-mae') delete partial.variant;
-      if (partial.tr_pos === false) delete partial.tr_pos;
-      const head = tensors.get('mlp_head.1.weight');
-      if (partial.label_dim === undefined && head) partial.label_dim = head.shape[0];
-    } else if (opts.kind === 'cavmae-sync-ft') {
-      // A Sync pretraining config seen as a fine-tuning one: keep the encoder and token keys.
+    const head = KIND_TRAITS[opts.kind].head;
+    if (head) {
+      // A pretraining config seen as a fine-tuning one: drop the decoder and pretraining-only keys.
+      const pretrainOnly = Object.entries(SYNC_KEYS)
+        .filter(([, v]) => !('finetune' in v))
+        .map(([k]) => k);
       for (const k of [
         'decoder_embed_dim',
         'decoder_depth',
         'decoder_num_heads',
         'norm_pix_loss',
-        'global_local_losses',
-        'contrastive_heads',
-        'multi_ratio_masking',
+        ...pretrainOnly,
       ])
         delete partial[k];
+      // One-modality encoders fine-tune as such; the other variants share the full encoder.
+      if (!VARIANT_TRAITS[partial.variant as Variant]?.ftMode) delete partial.variant;
       if (partial.tr_pos === false) delete partial.tr_pos;
-      const head = tensors.get('classifier_head.weight');
-      if (partial.label_dim === undefined && head) partial.label_dim = head.shape[0];
+      const out = tensors.get(HEAD_OUTPUT[head]);
+      if (partial.label_dim === undefined && out) partial.label_dim = out.shape[0];
     }
   }
   return resolveConfig(partial, where);
 }
 
-/** Loads a checkpoint into a freshly built model. */
-/** With an explicit fine-tuning kind the class is known (the config's model is the kind). */
+/** Loads a checkpoint into a freshly built model (with an explicit fine-tuning kind: a CAVMAEFT). */
 export function loadModel(
   path: string,
-  opts: LoadModelOptions & { kind: 'cavmae-ft' },
+  opts: LoadModelOptions & { kind: 'cavmae-ft' | 'cavmae-sync-ft' },
 ): LoadedModel<CAVMAEFT>;
-export function loadModel(
-  path: string,
-  opts: LoadModelOptions & { kind: 'cavmae-sync-ft' },
-): LoadedModel<CAVMAESyncFT>;
 export function loadModel(path: string, opts?: LoadModelOptions): LoadedModel;
 export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedModel {
   const { tensors, metadata, format } = loadStateDict(path);
@@ -300,11 +277,7 @@ export function loadInto(
   const expected = new Map(model.arena.params.map((p) => [p.name, p.shape]));
   const report = compareKeys(expected, tensors);
   checkShapes(report, what);
-  const allow =
-    opts.allowMissing ??
-    ((name: string) =>
-      (model instanceof CAVMAEFT && name.startsWith(HEAD_PARAM_PREFIX)) ||
-      (model instanceof CAVMAESyncFT && isSyncFtHead(name)));
+  const allow = opts.allowMissing ?? ((name: string) => model instanceof CAVMAEFT && isHeadParam(name));
   const badMissing = report.missing.filter((k) => opts.strict || !allow(k));
   if (badMissing.length > 0) {
     throw fileError(
@@ -378,4 +351,83 @@ export function saveModel(
     preprocess: opts.preprocess ?? preprocessForConfig(model.config),
     extra: { class: officialClassName(model.config), ...(opts.extra ?? {}) },
   });
+}
+
+/*
+ * Initialising a CAV-MAE Sync model from CAV-MAE weights (docs/sync-training.md): `IN-initial.pth`
+ * (the ImageNet MAE adapted to CAV-MAE, `cavmae adapt-mae`) or any CAV-MAE / Sync checkpoint.
+ * - `adaptToSyncGrid` drops `pos_embed_a` and `decoder_pos_embed_a` (the recipe deletes them
+ *   before loading: their 8 × 64 grid does not fit the 8 × L/16 segment grid, and the fresh
+ *   model already holds the sin-cos tables of its own grid), and the visual tables only when
+ *   their grid differs. Nothing else is changed.
+ * - `loadSyncInit` loads the rest with strict=False semantics: the Sync-only parameters
+ *   (`register_tokens`, `cls_token_a/_v`, `constrative_head_*`) and the dropped tables keep their
+ *   fresh initialisation; any other missing key is refused (it means the encoder sizes differ:
+ *   check the config). Unexpected keys are reported, not refused.
+ */
+type StateDict = Map<string, { shape: number[]; data: Float32Array }>;
+
+const AUDIO_TABLES = ['pos_embed_a', 'decoder_pos_embed_a'];
+const VISUAL_TABLES = ['pos_embed_v', 'decoder_pos_embed_v'];
+
+/** Parameters a CAV-MAE checkpoint cannot provide (fresh in a Sync model). */
+export function isSyncOnlyParam(name: string): boolean {
+  return (
+    name === 'register_tokens' ||
+    name === 'cls_token_a' ||
+    name === 'cls_token_v' ||
+    name.startsWith(`${HEAD_AUDIO}.`) ||
+    name.startsWith(`${HEAD_VISUAL}.`)
+  );
+}
+
+/**
+ * The state dict without the position tables the Sync model recomputes (audio always, visual
+ * on a grid change), given the model's expected shapes.
+ */
+export function adaptToSyncGrid(
+  tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+  expected: ReadonlyMap<string, readonly number[]>,
+): { tensors: StateDict; dropped: string[] } {
+  const out: StateDict = new Map(tensors);
+  const dropped: string[] = [];
+  const sameShape = (k: string): boolean => {
+    const a = tensors.get(k)!.shape;
+    const b = expected.get(k);
+    return b !== undefined && a.length === b.length && a.every((d, i) => d === b[i]);
+  };
+  for (const k of [...AUDIO_TABLES, ...VISUAL_TABLES]) {
+    if (!tensors.has(k)) continue;
+    if (AUDIO_TABLES.includes(k) || !sameShape(k)) {
+      out.delete(k);
+      dropped.push(k);
+    }
+  }
+  return { tensors: out, dropped };
+}
+
+export interface SyncInitReport extends KeyReport {
+  /** Position tables left at the model's own sin-cos values. */
+  dropped: string[];
+  reportText: string;
+}
+
+/** Loads CAV-MAE / IN-initial weights into a freshly built Sync model (see the contract). */
+export function loadSyncInit(model: AnyModel, path: string): SyncInitReport {
+  const { tensors } = loadStateDict(path);
+  const expected = new Map(model.arena.params.map((p) => [p.name, p.shape]));
+  const { tensors: adapted, dropped } = adaptToSyncGrid(tensors, expected);
+  const mismatch = compareKeys(expected, adapted).shapeMismatch;
+  if (mismatch.length > 0) {
+    const m = mismatch[0];
+    throw fileError(
+      path,
+      `does not fit the Sync model (check the encoder sizes in the config): ${m.key} is [${m.got.join(',')}], the model has [${m.expected.join(',')}]`,
+    );
+  }
+  const droppedSet = new Set(dropped);
+  const report = loadInto(model, adapted, path, {
+    allowMissing: (name) => isSyncOnlyParam(name) || droppedSet.has(name),
+  });
+  return { ...report, dropped, reportText: formatKeyReport(report) };
 }

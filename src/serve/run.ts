@@ -13,27 +13,39 @@ export interface ServeCommandOptions {
   port: number;
   token?: string;
   maxUploadMb: number;
-  maxDurationS: number;
+  maxDurationSec: number;
   concurrency: number;
-  queue: number;
+  queueLength: number;
   quiet?: boolean;
 }
 
 /** Starts serving; resolves when the server has stopped after SIGINT/SIGTERM. */
-export async function runServe(o: ServeCommandOptions, out: NodeJS.WritableStream = process.stderr): Promise<void> {
-  if (o.index && !existsSync(join(o.index, 'meta.json'))) throw fileError(o.index, "no media index here (build one with 'cavmae index add')");
+export async function runServe(
+  o: ServeCommandOptions,
+  out: NodeJS.WritableStream = process.stderr,
+): Promise<void> {
+  if (o.index && !existsSync(join(o.index, 'meta.json')))
+    throw fileError(o.index, "no media index here (build one with 'cavmae index add')");
   if (!existsSync(o.model)) throw fileError(o.model, 'model file not found');
   let token = o.token;
   if (!isLoopback(o.host) && !token) {
     token = randomBytes(24).toString('base64url');
-    out.write(`cavmae: WARNING: listening on ${o.host}, which is reachable from other machines; generated an access token (pass --token to choose one)\n`);
+    out.write(
+      `cavmae: WARNING: listening on ${o.host}, which is reachable from other machines; generated an access token (pass --token to choose one)\n`,
+    );
   }
   const engine = await loadEngine(o.model, o.index);
   let server: RunningServer;
   try {
     server = await startServer({
-      engine, host: o.host, port: o.port, token, maxUploadMb: o.maxUploadMb, maxDurationSec: o.maxDurationS,
-      concurrency: o.concurrency, queueLength: o.queue,
+      engine,
+      host: o.host,
+      port: o.port,
+      token,
+      maxUploadMb: o.maxUploadMb,
+      maxDurationSec: o.maxDurationSec,
+      concurrency: o.concurrency,
+      queueLength: o.queueLength,
       log: o.quiet ? undefined : (line) => out.write(`${new Date().toISOString()} ${line}\n`),
     });
   } catch (e) {
@@ -41,8 +53,12 @@ export async function runServe(o: ServeCommandOptions, out: NodeJS.WritableStrea
     throw e;
   }
   const open = token ? `${server.url}?token=${encodeURIComponent(token)}` : server.url;
-  out.write(`cavmae: serving ${engine.info().modelName}${o.index ? ` with the index ${o.index}` : ''} on ${server.url}\n`);
-  out.write(`cavmae: open ${open} in a browser${token ? '; API calls need "Authorization: Bearer <token>"' : ''}; Ctrl-C stops\n`);
+  out.write(
+    `cavmae: serving ${engine.info().modelName}${o.index ? ` with the index ${o.index}` : ''} on ${server.url}\n`,
+  );
+  out.write(
+    `cavmae: open ${open} in a browser${token ? '; API calls need "Authorization: Bearer <token>"' : ''}; Ctrl-C stops\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       out.write(`cavmae: ${sig}: finishing running requests and stopping\n`);

@@ -1,5 +1,7 @@
 /**
- * `cavmae serve`: the HTTP API and the web page, on node's own http module.
+ * `cavmae serve`: the HTTP API and the web page, on node's own http module. This file owns the
+ * server's life (limits, queue, listening, shutdown); ./router.ts dispatches to the route groups
+ * in ./routes/ (page, status, media, jobs); ./security.ts holds the Host, token and origin rules.
  *
  * Contract:
  * - Routes: POST /api/embed, /api/search?k=&mode=&approximate=, /api/classify?top=,
@@ -22,21 +24,25 @@
  * - close() stops accepting, fails queued jobs with 503, waits for running ones (bounded), then
  *   closes connections and the engine.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { UserError } from '../util/errors.js';
-import { ID_PATTERN } from '../index/store.js';
-import { readHead, sniffBytes } from '../index/media.js';
-import type { SearchHit } from '../index/types.js';
-import { MASK_MODES, type Engine, type MediaInput, type SearchMode } from './engine.js';
-import { HttpError, SECURITY_HEADERS, drain, enumParam, intParam, numberParam, sendError, sendJson } from './http.js';
-import { QueueClosedError, QueueFullError, WorkQueue } from './queue.js';
-import { inspectUpload, receiveMultipart, removeDir, type UploadLimits, type UploadedFile } from './upload.js';
+import { join } from 'node:path';
+import { OptionError, UserError } from '../util/errors.js';
+import type { Engine } from './engine.js';
+import { HttpError, drain, sendError } from './http.js';
+import { QueueClosedError, WorkQueue } from './queue.js';
+import { createRouter, type ServerContext } from './router.js';
+import { jobRoutes } from './routes/jobs.js';
+import { mediaRoutes } from './routes/media.js';
+import { pageRoutes } from './routes/page.js';
+import { statusRoutes } from './routes/status.js';
+import { digest, isLoopback } from './security.js';
+import type { UploadLimits } from './upload.js';
+
+export { isLoopback } from './security.js';
 
 export interface ServeOptions {
   engine: Engine;
@@ -74,383 +80,43 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost', '::ffff:127.0.0.1']);
-
-export function isLoopback(host: string): boolean {
-  return LOOPBACK_HOSTS.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-const COOKIE = 'cavmae_token';
-type JobRoute = 'embed' | 'search' | 'classify' | 'localize' | 'reconstruct';
-const JOB_ROUTES: readonly JobRoute[] = ['embed', 'search', 'classify', 'localize', 'reconstruct'];
-
-/** The page's files, read once. Found next to this module or, from dist/, in the source tree. */
-function loadPage(): Map<string, { body: Buffer; type: string }> {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, 'page'), resolve(here, '../../../src/serve/page')];
-  const dir = candidates.find((d) => existsSync(join(d, 'index.html')));
-  if (!dir) throw new UserError(`the web page files are missing (looked in ${candidates.join(', ')})`);
-  const types: Record<string, string> = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' };
-  const files = new Map<string, { body: Buffer; type: string }>();
-  for (const name of ['index.html', 'app.js', 'style.css', 'favicon.svg']) {
-    const p = join(dir, name);
-    if (existsSync(p)) files.set(name, { body: readFileSync(p), type: types[name.split('.').pop()!] });
-  }
-  return files;
-}
-
-const PAGE_CSP = [
-  "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:", "media-src 'self' blob:",
-  "connect-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
-].join('; ');
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-function parseCookies(header: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of (header ?? '').split(';')) {
-    const i = part.indexOf('=');
-    if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
-  }
-  return out;
-}
-
-function hitJson(h: SearchHit): Record<string, unknown> {
-  const e = h.entry;
-  return {
-    id: h.id, score: h.score, name: basename(e.path), modality: e.modality, hasAudio: e.hasAudio, hasVisual: e.hasVisual,
-    media: `/media/${h.id}`, thumb: e.thumb ? `/media/${h.id}/thumb` : null,
-  };
-}
-
-function dataUrl(png: Uint8Array): string {
-  return `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;
-}
-
-/** Whether an uploaded file can play a role (form field) of a route. */
-function fitsRole(f: UploadedFile, role: 'audio' | 'image' | 'video' | 'file'): boolean {
-  if (role === 'file') return true;
-  if (role === 'audio') return f.kind === 'audio' || (f.kind === 'video' && f.hasAudio);
-  if (role === 'image') return f.kind === 'image' || (f.kind === 'video' && f.hasVideo);
-  return f.kind === 'video';
-}
-
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const engine = opts.engine;
   const host = opts.host ?? '127.0.0.1';
   const token = opts.token;
-  if (!isLoopback(host) && !token) throw new UserError(`binding to ${host} (not loopback) needs a token (--token)`);
-  if (token !== undefined && token.length < 16) throw new UserError('the token must be at least 16 characters');
+  if (!isLoopback(host) && !token)
+    throw new OptionError((n) => `binding to ${host} (not loopback) needs a token (${n('token')})`);
+  if (token !== undefined && token.length < 16)
+    throw new UserError('the token must be at least 16 characters');
   const limits: UploadLimits = {
     maxFileBytes: Math.round((opts.maxUploadMb ?? 50) * 1024 * 1024),
     maxFiles: 2,
     maxDurationSec: opts.maxDurationSec ?? 60,
   };
-  if (!(limits.maxFileBytes > 0)) throw new UserError(`--max-upload-mb must be positive, got ${opts.maxUploadMb}`);
-  if (!(limits.maxDurationSec > 0)) throw new UserError(`--max-duration-s must be positive, got ${opts.maxDurationSec}`);
+  if (!(limits.maxFileBytes > 0))
+    throw new OptionError((n) => `${n('maxUploadMb')} must be positive, got ${opts.maxUploadMb}`);
+  if (!(limits.maxDurationSec > 0))
+    throw new OptionError((n) => `${n('maxDurationSec')} must be positive, got ${opts.maxDurationSec}`);
   const queue = new WorkQueue(opts.concurrency ?? 1, opts.queueLength ?? 32);
-  const jobTimeoutMs = opts.jobTimeoutMs ?? 120_000;
-  const tmpRoot = join(opts.tmpDir ?? tmpdir(), `cavmae-serve-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmpRoot = join(
+    opts.tmpDir ?? tmpdir(),
+    `cavmae-serve-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
   mkdirSync(tmpRoot, { recursive: true, mode: 0o700 });
-  const page = loadPage();
   const log = opts.log ?? (() => {});
-  const tokenDigest = token ? digest(token) : undefined;
+  const ctx: ServerContext = {
+    engine,
+    host,
+    limits,
+    queue,
+    jobTimeoutMs: opts.jobTimeoutMs ?? 120_000,
+    tmpRoot,
+    tokenDigest: token ? digest(token) : undefined,
+    log,
+  };
   let closing = false;
-  let requestCounter = 0;
-  const mediaTypes = new Map<string, string>(); // id -> sniffed Content-Type
-
-  const authorized = (req: IncomingMessage): boolean => {
-    if (!tokenDigest) return true;
-    const auth = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(\S+)$/i.exec(auth);
-    const given = m ? m[1] : parseCookies(req.headers.cookie)[COOKIE];
-    return given !== undefined && timingSafeEqual(digest(given), tokenDigest);
-  };
-
-  const checkHost = (req: IncomingMessage): void => {
-    if (!isLoopback(host)) return;
-    const h = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    if (!isLoopback(h)) throw new HttpError(403, 'forbidden_host', `this server answers only loopback host names, not ${JSON.stringify(h.slice(0, 60))}`);
-  };
-
-  const checkSameOrigin = (req: IncomingMessage): void => {
-    if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'cross_site', 'cross-site requests are refused');
-    const origin = req.headers.origin;
-    if (origin && origin !== 'null') {
-      let o: URL;
-      try {
-        o = new URL(origin);
-      } catch {
-        throw new HttpError(403, 'cross_site', 'malformed Origin header');
-      }
-      if (o.host !== req.headers.host) throw new HttpError(403, 'cross_site', `requests from ${o.origin} are refused`);
-    }
-  };
-
-  async function serveFile(req: IncomingMessage, res: ServerResponse, path: string, type: string, extra: Record<string, string> = {}): Promise<void> {
-    let st;
-    try {
-      st = statSync(path);
-    } catch {
-      throw new HttpError(404, 'media_missing', 'the indexed file is no longer on disk');
-    }
-    if (!st.isFile()) throw new HttpError(404, 'media_missing', 'the indexed file is no longer a regular file');
-    const size = st.size;
-    let start = 0;
-    let end = size - 1;
-    let status = 200;
-    const range = req.headers.range;
-    if (range) {
-      const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
-      if (!m || (m[1] === '' && m[2] === '')) throw new HttpError(416, 'bad_range', 'unsupported Range header', { 'Content-Range': `bytes */${size}` });
-      if (m[1] === '') {
-        start = Math.max(0, size - Number(m[2]));
-      } else {
-        start = Number(m[1]);
-        if (m[2] !== '') end = Math.min(end, Number(m[2]));
-      }
-      if (start > end || start >= size) throw new HttpError(416, 'bad_range', 'range not satisfiable', { 'Content-Range': `bytes */${size}` });
-      status = 206;
-    }
-    res.writeHead(status, {
-      ...SECURITY_HEADERS,
-      'Content-Type': type,
-      'Content-Length': end - start + 1,
-      'Accept-Ranges': 'bytes',
-      'Cache-Control': 'private, max-age=60',
-      "Content-Security-Policy": "default-src 'none'; sandbox",
-      ...(status === 206 ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
-      ...extra,
-    });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    await new Promise<void>((ok) => {
-      const s = createReadStream(path, { start, end });
-      s.on('error', () => {
-        res.destroy();
-        ok();
-      });
-      res.on('close', () => {
-        s.destroy();
-        ok();
-      });
-      s.pipe(res);
-    });
-  }
-
-  async function handleMedia(req: IncomingMessage, res: ServerResponse, parts: string[]): Promise<void> {
-    const index = engine.index;
-    if (!index) throw new HttpError(404, 'no_index', 'the server was started without an index');
-    const [id, sub] = parts;
-    if (!ID_PATTERN.test(id ?? '') || parts.length > 2 || (sub !== undefined && sub !== 'thumb')) throw new HttpError(404, 'not_found', 'no such media');
-    index.refresh();
-    const entry = index.get(id);
-    if (!entry) throw new HttpError(404, 'not_found', 'no such media');
-    if (sub === 'thumb') {
-      if (!entry.thumb) throw new HttpError(404, 'not_found', 'this item has no thumbnail');
-      // entry.thumb matched thumbs/<16 hex>.(jpg|png) when the manifest was read.
-      await serveFile(req, res, join(index.dir, entry.thumb), entry.thumb.endsWith('.png') ? 'image/png' : 'image/jpeg');
-      return;
-    }
-    let type = mediaTypes.get(`${id}:${entry.row}`);
-    if (!type) {
-      try {
-        type = (await sniffBytes(readHead(entry.path)))?.mime ?? 'application/octet-stream';
-      } catch {
-        throw new HttpError(404, 'media_missing', 'the indexed file is no longer readable');
-      }
-      if (mediaTypes.size > 10_000) mediaTypes.clear();
-      mediaTypes.set(`${id}:${entry.row}`, type);
-    }
-    const name = basename(entry.path).replace(/[^\w.\- ]/g, '_');
-    await serveFile(req, res, entry.path, type, type === 'application/octet-stream' ? { 'Content-Disposition': `attachment; filename="${name}"` } : {});
-  }
-
-  /** Maps received files onto a route's inputs (throws 400 on a wrong combination). */
-  function routeInputs(route: JobRoute, files: UploadedFile[]): { single?: UploadedFile; image?: UploadedFile; audio?: UploadedFile } {
-    if (files.length === 0) throw new HttpError(400, 'missing_file', 'no file in the upload (form field "file", "audio", "image" or "video")');
-    for (const f of files) {
-      if (!fitsRole(f, f.field as 'audio' | 'image' | 'video' | 'file')) {
-        throw new HttpError(415, 'wrong_kind', `${f.name}: field "${f.field}" needs ${f.field === 'audio' ? 'audio (or a video with sound)' : f.field === 'image' ? 'an image (or a video)' : 'a video'}, got ${f.kind}`);
-      }
-    }
-    if (route === 'localize' || route === 'reconstruct') {
-      if (files.length === 1) {
-        const f = files[0];
-        if (f.kind !== 'video' || !f.hasAudio || !f.hasVideo) {
-          throw new HttpError(400, 'missing_file', `${route} needs an image and an audio file, or one video with sound`);
-        }
-        return { image: f, audio: f };
-      }
-      const image = files.find((f) => f.field === 'image') ?? files.find((f) => f.field !== 'audio' && fitsRole(f, 'image'));
-      const audio = files.find((f) => f !== image && (f.field === 'audio' || fitsRole(f, 'audio')));
-      if (!image || !audio || !fitsRole(image, 'image') || !fitsRole(audio, 'audio')) {
-        throw new HttpError(400, 'missing_file', `${route} needs an image (field "image") and an audio file (field "audio")`);
-      }
-      return { image, audio };
-    }
-    if (files.length !== 1) throw new HttpError(400, 'too_many_files', `${route} takes one file`);
-    return { single: files[0] };
-  }
-
-  function toInput(f: UploadedFile): MediaInput {
-    return { kind: f.kind, data: readFileSync(f.path), name: f.name, path: f.path, ...(f.durationSec !== undefined ? { durationSec: f.durationSec } : {}) };
-  }
-
-  async function handleJob(req: IncomingMessage, res: ServerResponse, route: JobRoute, url: URL): Promise<number> {
-    checkSameOrigin(req);
-    // Parameters first: a bad one costs no upload.
-    const k = route === 'search' ? intParam(url, 'k', 10, 1, 1000) : 0;
-    const mode = route === 'search' ? enumParam<SearchMode>(url, 'mode', 'all', ['all', 'cross', 'same']) : 'all';
-    const approximate = route === 'search' ? enumParam(url, 'approximate', '0', ['0', '1', 'true', 'false']) : '0';
-    const top = route === 'classify' ? intParam(url, 'top', 5, 1, 100) : 0;
-    const ratio = route === 'reconstruct' ? numberParam(url, 'ratio', 0.75, 0.05, 0.95) : 0;
-    const maskMode = route === 'reconstruct' ? enumParam(url, 'mode', 'unstructured', MASK_MODES) : 'unstructured';
-    const info = engine.info();
-    if ((route === 'classify' || route === 'localize' || route === 'reconstruct') && !info.capabilities[route]) {
-      throw new HttpError(501, 'not_supported', `the loaded model cannot ${route} (${info.modelName})`);
-    }
-    if (route === 'search' && !engine.index) throw new HttpError(409, 'no_index', 'the server was started without an index (--index)');
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limits.maxFileBytes * limits.maxFiles + (1 << 20)) {
-      throw new HttpError(413, 'size_limit', `upload of ${declared} bytes is larger than the ${Math.round(limits.maxFileBytes / 1048576)} MB limit`, { Connection: 'close' });
-    }
-    let ticket;
-    try {
-      ticket = queue.admit();
-    } catch (e) {
-      if (e instanceof QueueFullError) throw new HttpError(503, 'busy', 'the server is busy; try again shortly', { 'Retry-After': '5' });
-      throw new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '30' });
-    }
-    const dir = join(tmpRoot, `req-${++requestCounter}`);
-    try {
-      const received = await receiveMultipart(req, dir, limits);
-      const files: UploadedFile[] = [];
-      for (const f of received.files) files.push(await inspectUpload(f, limits));
-      const inputs = routeInputs(route, files);
-      const names = new Map(files.map((f) => [f.path, f.name]));
-      const job = ticket.run(async () => {
-        switch (route) {
-          case 'embed': {
-            const e = await engine.embed(toInput(inputs.single!));
-            return { kind: inputs.single!.kind, dim: info.dim, audio: e.audio ? Array.from(e.audio) : null, visual: e.visual ? Array.from(e.visual) : null };
-          }
-          case 'search': {
-            engine.index!.refresh();
-            const r = await engine.search(toInput(inputs.single!), { k, mode, approximate: approximate === '1' || approximate === 'true' });
-            return { query: { ...r.query, name: inputs.single!.name }, lists: r.lists.map((l) => ({ from: l.from, to: l.to, hits: l.hits.map(hitJson) })) };
-          }
-          case 'classify': {
-            const r = await engine.classify(toInput(inputs.single!), { top });
-            return { kind: inputs.single!.kind, activation: r.activation, labels: r.labels };
-          }
-          case 'localize': {
-            const img = toInput(inputs.image!);
-            const r = await engine.localize(img, inputs.audio === inputs.image ? img : toInput(inputs.audio!));
-            return { width: r.width, height: r.height, heat: Array.from(r.heat, (v) => Math.round(v * 1e4) / 1e4), overlay: dataUrl(r.overlayPng) };
-          }
-          case 'reconstruct': {
-            const img = toInput(inputs.image!);
-            const r = await engine.reconstruct({ image: img, audio: inputs.audio === inputs.image ? img : toInput(inputs.audio!) }, ratio, maskMode);
-            return { ratio, mode: maskMode, mseAudio: r.mseAudio, mseVisual: r.mseVisual, panel: dataUrl(r.panelPng) };
-          }
-        }
-      });
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<never>((_, fail) => {
-        timer = setTimeout(() => fail(new HttpError(504, 'timeout', `the model did not answer within ${Math.round(jobTimeoutMs / 1000)} s`)), jobTimeoutMs);
-      });
-      job.catch(() => {}); // a job finishing after its deadline is discarded
-      try {
-        const body = await Promise.race([job, deadline]);
-        sendJson(res, 200, body);
-        return 200;
-      } catch (e) {
-        if (e instanceof UserError) {
-          let msg = e.message;
-          for (const [p, n] of names) msg = msg.split(p).join(n);
-          throw new HttpError(422, 'unprocessable', msg.split(dir).join('upload'));
-        }
-        throw e;
-      } finally {
-        clearTimeout(timer);
-      }
-    } finally {
-      ticket.release();
-      removeDir(dir);
-    }
-  }
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<number> {
-    checkHost(req);
-    if (closing) throw new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '30', Connection: 'close' });
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://localhost');
-    } catch {
-      throw new HttpError(400, 'bad_url', 'malformed request URL');
-    }
-    const path = url.pathname;
-    const method = req.method ?? 'GET';
-    const isGet = method === 'GET' || method === 'HEAD';
-
-    if (path === '/' || path === '/index.html') {
-      if (!isGet) throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here`, { Allow: 'GET, HEAD' });
-      const given = url.searchParams.get('token');
-      if (given !== null && tokenDigest) {
-        if (!timingSafeEqual(digest(given), tokenDigest)) throw new HttpError(401, 'unauthorized', 'wrong token');
-        res.writeHead(303, { ...SECURITY_HEADERS, Location: '/', 'Set-Cookie': `${COOKIE}=${given}; HttpOnly; SameSite=Strict; Path=/`, 'Cache-Control': 'no-store' });
-        res.end();
-        return 303;
-      }
-      const f = page.get('index.html')!;
-      res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': f.type, 'Content-Length': f.body.length, 'Content-Security-Policy': PAGE_CSP, 'Cache-Control': 'no-cache' });
-      res.end(method === 'HEAD' ? undefined : f.body);
-      return 200;
-    }
-    if (path.startsWith('/static/')) {
-      const f = page.get(path.slice('/static/'.length));
-      if (!f || path.slice(8) === 'index.html') throw new HttpError(404, 'not_found', 'no such file');
-      if (!isGet) throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here`, { Allow: 'GET, HEAD' });
-      res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': f.type, 'Content-Length': f.body.length, 'Cache-Control': 'no-cache' });
-      res.end(method === 'HEAD' ? undefined : f.body);
-      return 200;
-    }
-    if (path === '/favicon.ico') throw new HttpError(404, 'not_found', 'no favicon');
-    if (path === '/api/health') {
-      if (!isGet) throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here`, { Allow: 'GET, HEAD' });
-      sendJson(res, 200, { status: 'ok', queue: queue.stats() });
-      return 200;
-    }
-    if (!path.startsWith('/api/') && !path.startsWith('/media/')) throw new HttpError(404, 'not_found', `no route ${path.slice(0, 80)}`);
-    if (!authorized(req)) throw new HttpError(401, 'unauthorized', 'missing or wrong token (Authorization: Bearer <token>)', { 'WWW-Authenticate': 'Bearer' });
-    if (path.startsWith('/media/')) {
-      if (!isGet) throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here`, { Allow: 'GET, HEAD' });
-      await handleMedia(req, res, path.slice('/media/'.length).split('/'));
-      return res.statusCode;
-    }
-    const name = path.slice('/api/'.length);
-    if (name === 'info') {
-      if (!isGet) throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here`, { Allow: 'GET, HEAD' });
-      engine.index?.refresh();
-      sendJson(res, 200, {
-        engine: engine.info(),
-        index: engine.index ? { ...engine.index.stats(), dir: undefined } : null,
-        limits: { maxUploadMb: limits.maxFileBytes / 1048576, maxDurationSec: limits.maxDurationSec, maxFiles: limits.maxFiles },
-        queue: queue.stats(),
-      });
-      return 200;
-    }
-    if ((JOB_ROUTES as readonly string[]).includes(name)) {
-      if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed here`, { Allow: 'POST' });
-      return handleJob(req, res, name as JobRoute, url);
-    }
-    throw new HttpError(404, 'not_found', `no route ${path.slice(0, 80)}`);
-  }
+  const routes = { ...pageRoutes(ctx), ...statusRoutes(ctx), ...mediaRoutes(ctx), ...jobRoutes(ctx) };
+  const handle = createRouter(ctx, routes, () => closing);
 
   // Requests in flight (until their response is closed): shutdown waits for them.
   let inflight = 0;
@@ -468,7 +134,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       (e: unknown) => {
         let err: HttpError;
         if (e instanceof HttpError) err = e;
-        else if (e instanceof QueueClosedError) err = new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '30' });
+        else if (e instanceof QueueClosedError)
+          err = new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '30' });
         else {
           err = new HttpError(500, 'internal', 'internal server error');
           log(`error: ${(e as Error)?.stack ?? String(e)}`);
@@ -488,7 +155,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   await new Promise<void>((ok, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
       rmSync(tmpRoot, { recursive: true, force: true });
-      fail(e.code === 'EADDRINUSE' ? new UserError(`port ${opts.port ?? 8080} on ${host} is already in use (--port)`) : new UserError(`cannot listen on ${host}: ${e.message}`));
+      fail(
+        e.code === 'EADDRINUSE'
+          ? new OptionError((n) => `port ${opts.port ?? 8080} on ${host} is already in use (${n('port')})`)
+          : new UserError(`cannot listen on ${host}: ${e.message}`),
+      );
     });
     server.listen(opts.port ?? 8080, host, () => ok());
   });

@@ -1,10 +1,12 @@
 /**
  * `cavmae demo`: the README's first command, end to end on built-in data.
  *
- *   1. make the AV-digits set (src/data/demo.ts) with the demo's data recipe;
- *   2. pretrain the tiny CAV-MAE on it (the demo's training recipe, a few minutes on 2 cores);
- *   3. zero-shot retrieval on the held-out split (unseen MNIST writers, unseen voices) against
- *      chance, both directions, class-match@1 and R@k;
+ *   1. make the AV-digits set (src/data/avdigits.ts, make-demo-data's defaults) and the
+ *      held-out real-speech set (src/data/real-digits.ts: people saying the digits);
+ *   2. pretrain the tiny CAV-MAE on it (`pretrain --config tiny`: the `tiny` recipe);
+ *   3. zero-shot retrieval against chance, both directions, class-match@1 and R@k, on the
+ *      held-out synthetic split (unseen MNIST writers, unseen voices) and on real speech
+ *      (transfer: the model never heard a person), with real speech per source;
  *   4. a digit classifier from the pretrained encoder (linear probe by default, or fine-tuning)
  *      and the same classifier trained from scratch with the same budget;
  *   5. a report folder: index.html with the training curves, a reconstruction panel, localisation
@@ -20,10 +22,11 @@
  *   on top (a slower or busier machine then trains fewer steps).
  * - `--ci` is the reduced budget CI runs (fewer examples and steps); it prints the same verdict.
  */
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { makeDemoData, type DemoSummary } from '../data/demo.js';
+import { makeDemoData, type DemoSummary } from '../data/avdigits.js';
+import type { RealItem } from '../data/real-digits.js';
 import { loadDataset } from '../data/datafile.js';
 import { UserError } from '../util/errors.js';
 import { retrievalReport, type RetrievalReport } from '../eval/embed.js';
@@ -31,40 +34,53 @@ import { pretrain, type PretrainOptions, type PretrainResult } from './pretrain.
 import { finetune, type FinetuneResult } from './finetune.js';
 import { formatDuration } from './progress.js';
 import { readConfigArg } from '../models/index.js';
+import { PRETRAIN_RECIPES } from './recipes.js';
 
-/** The demo's data, model and training recipe (docs/demo.md explains each choice and its evidence). */
+const TINY = PRETRAIN_RECIPES.tiny;
+
+/**
+ * The demo's recipe. It is no demo-only setting: the data are `cavmae make-demo-data`'s defaults
+ * (src/data/avdigits.ts), the model the `tiny` preset and the training `cavmae pretrain`'s `tiny`
+ * recipe (src/train/recipes.ts), so `make-demo-data` + `pretrain --config tiny` is the same
+ * run. docs/demo.md explains each choice and its evidence. What the demo adds: the CI budget,
+ * the evaluation interval, the classifiers.
+ */
 export const DEMO_RECIPE = {
-  /** Cleaner and steadier speech than make-demo-data's defaults: the audio tower learns faster. */
-  data: { n: 3000, testN: 300, snrMin: 30, snrMax: 50, speedMin: 140, speedMax: 180, duration: 1.0 },
+  /** make-demo-data's default clip counts. */
+  data: { n: 3000, testN: 300 },
   ciData: { n: 1200, testN: 200 },
-  /**
-   * The `tiny` preset with 32 px images (2 x 2 patches of 16 px): a random visual tower already
-   * separates MNIST digits far better at 32 px than at 64 px (4 x 4 patches), and the audio tower
-   * learns the digits from the pictures through the contrastive term.
-   */
-  model: { preset: 'tiny', overrides: { img_size: 32 } },
+  model: { preset: 'tiny', overrides: {} },
   pretrain: {
-    batchSize: 64,
-    lr: 1e-3,
+    batchSize: TINY.batchSize,
+    lr: TINY.lr,
     schedule: 'cosine' as const,
-    warmupSteps: 30,
-    minLrRatio: 0.1,
-    contrastWeight: 1,
-    maskRatio: 0.5,
-    noise: false,
-    /** bf16 GEMM inputs (fp32 accumulation): about twice as fast here. */
-    bf16: true,
-    steps: 800,
-    ciSteps: 400,
-    minutes: 6,
+    warmupSteps: TINY.warmupSteps ?? 30,
+    minLrRatio: TINY.minLrRatio,
+    contrastWeight: TINY.contrastWeight ?? 1,
+    maskRatio: TINY.maskRatio ?? 0.5,
+    noise: TINY.noise,
+    bf16: TINY.bf16 ?? true,
+    /** The recipe's epochs on make-demo-data's 3000 clips. */
+    steps: TINY.epochs * Math.floor(3000 / TINY.batchSize),
+    ciSteps: 1200,
+    /** Wall-clock cap of the pretraining (minutes); the budget is counted in steps. */
+    minutes: 12,
     /** Held-out evaluation about every this many steps (whole epochs). */
     evalSteps: 100,
   },
   /** Audio-only digit classifiers: a linear probe of the pretrained audio encoder vs the same network trained from scratch. */
-  classifier: { mode: 'audioonly' as const, lr: 1e-3, headLr: 1, batchSize: 64, steps: 200, ciSteps: 100, bf16: true },
+  classifier: {
+    mode: 'audioonly' as const,
+    lr: 1e-3,
+    headLr: 1,
+    batchSize: 64,
+    steps: 200,
+    ciSteps: 100,
+    bf16: true,
+  },
 } as const;
 
-/** The demo's model config: a preset plus overrides (a JSON object every command accepts). */
+/** The demo's model config: the `tiny` preset (a JSON object every command accepts). */
 export function demoModelConfig(): Record<string, unknown> {
   return { ...readConfigArg(DEMO_RECIPE.model.preset), ...DEMO_RECIPE.model.overrides };
 }
@@ -103,39 +119,55 @@ export interface ClassifierSummary {
   run: string;
 }
 
+/** Retrieval on the real-speech set: the whole set and each source (speaker / channel). */
+export interface RealTransfer {
+  retrieval: RetrievalReport;
+  /** Per source: clips, class-match@1 audio->image (over that source's queries) and image->audio (over its images' queries). */
+  sources: { source: string; speaker: string; channel: string; queries: number; a2v: number; v2a: number }[];
+  /** Recordings and speakers. */
+  clips: number;
+  speakers: number;
+}
+
 export interface DemoResult {
   out: string;
   data: DemoSummary;
   pretrain: PretrainResult;
+  /** Retrieval on the held-out synthetic split. */
   retrieval: RetrievalReport;
-  baseline?: { pretrain: PretrainResult; retrieval: RetrievalReport };
+  /** Retrieval on held-out real speech (absent when its packages are not installed). */
+  real?: RealTransfer;
+  baseline?: { pretrain: PretrainResult; retrieval: RetrievalReport; real?: RealTransfer };
   classifiers: ClassifierSummary[];
   report: string;
   seconds: number;
-  /** Retrieval class-match@1 (mean of both directions) clearly above chance: 2 x chance. */
+  /** Wall time of each stage, s (data, pretrain, retrieval, baseline, classifiers, report). */
+  stages: Record<string, number>;
+  /** Synthetic retrieval class-match@1 (mean of both directions) clearly above chance: 2 x chance. */
   learned: boolean;
 }
 
-function pretrainArgs(out: string, data: DemoSummary, o: DemoOptions, steps: number, minutes: number | undefined): PretrainOptions {
+/**
+ * The pretraining run: `cavmae pretrain --config tiny` on the demo data, i.e. the `tiny` recipe
+ * untouched; a step budget (--steps, --ci) only sets the epochs and the stop.
+ */
+function pretrainArgs(
+  out: string,
+  data: DemoSummary,
+  o: DemoOptions,
+  steps: number | undefined,
+  minutes: number | undefined,
+): PretrainOptions {
   const r = DEMO_RECIPE.pretrain;
-  const spe = Math.floor(data.trainCount / r.batchSize);
+  const spe = Math.max(1, Math.floor(data.trainCount / r.batchSize));
   return {
     data: data.train,
     val: data.test,
-    config: demoModelConfig(),
+    config: DEMO_RECIPE.model.preset,
     out,
-    lr: r.lr,
-    batchSize: r.batchSize,
-    epochs: Math.max(1, Math.ceil(steps / spe)),
-    schedule: r.schedule,
-    warmupSteps: r.warmupSteps,
-    minLrRatio: r.minLrRatio,
-    contrastWeight: r.contrastWeight,
-    maskRatio: r.maskRatio,
-    noise: r.noise,
-    bf16: o.bf16 ?? r.bf16,
+    ...(steps !== undefined ? { epochs: Math.max(1, Math.ceil(steps / spe)), maxSteps: steps } : {}),
+    ...(o.bf16 !== undefined ? { bf16: o.bf16 } : {}),
     evalEvery: Math.max(1, Math.round(r.evalSteps / spe)),
-    maxSteps: steps,
     maxMinutes: minutes,
     checkpointEvery: 50,
     seed: o.seed ?? 0,
@@ -146,7 +178,83 @@ function pretrainArgs(out: string, data: DemoSummary, o: DemoOptions, steps: num
   };
 }
 
-async function classifier(name: string, out: string, data: DemoSummary, o: DemoOptions, steps: number, init?: string): Promise<FinetuneResult> {
+/** Class-match@1 per query of cosine retrieval between L2-normalised rows: 1 when the top candidate has the query's label. */
+function classMatches(
+  q: Float32Array,
+  c: Float32Array,
+  n: number,
+  dim: number,
+  labels: Int32Array,
+): Uint8Array {
+  const hit = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = -Infinity;
+    let arg = 0;
+    for (let j = 0; j < n; j++) {
+      let dot = 0;
+      for (let k = 0; k < dim; k++) dot += q[i * dim + k] * c[j * dim + k];
+      if (dot > best) {
+        best = dot;
+        arg = j;
+      }
+    }
+    hit[i] = labels[arg] === labels[i] ? 1 : 0;
+  }
+  return hit;
+}
+
+/** Zero-shot retrieval on the real-speech set, overall and per source. */
+export async function realTransfer(
+  model: string,
+  realPath: string,
+  labelCsv: string,
+  workers?: number,
+): Promise<RealTransfer> {
+  const { loadInferenceModel, embedDataset, retrievalFromEmbeddings } = await import('../eval/embed.js');
+  const { loadLabelCsv } = await import('../data/datafile.js');
+  const m = loadInferenceModel(model);
+  const ds = loadDataset(realPath);
+  const e = await embedDataset(m.model, ds, {
+    workers,
+    labelMap: loadLabelCsv(labelCsv),
+    audioNorm: m.audioNorm,
+  });
+  const retrieval = retrievalFromEmbeddings(e);
+  const raw = (JSON.parse(readFileSync(realPath, 'utf8')) as { items: RealItem[] }).items;
+  const byId = new Map(raw.map((it) => [it.id, it]));
+  const a2v = classMatches(e.audio!, e.video!, e.n, e.dim, e.labels!);
+  const v2a = classMatches(e.video!, e.audio!, e.n, e.dim, e.labels!);
+  const groups = new Map<string, { speaker: string; channel: string; rows: number[] }>();
+  e.ids.forEach((id, row) => {
+    const it = byId.get(id)!;
+    if (!groups.has(it.source)) groups.set(it.source, { speaker: it.speaker, channel: it.channel, rows: [] });
+    groups.get(it.source)!.rows.push(row);
+  });
+  const mean = (h: Uint8Array, rows: number[]) => rows.reduce((a, r) => a + h[r], 0) / rows.length;
+  const sources = [...groups].map(([source, g]) => ({
+    source,
+    speaker: g.speaker,
+    channel: g.channel,
+    queries: g.rows.length,
+    a2v: mean(a2v, g.rows),
+    v2a: mean(v2a, g.rows),
+  }));
+  return {
+    retrieval,
+    sources,
+    clips: new Set(raw.map((it) => it.audio)).size,
+    speakers: new Set(raw.map((it) => it.speaker)).size,
+  };
+}
+
+async function classifier(
+  name: string,
+  out: string,
+  data: DemoSummary,
+  o: DemoOptions,
+  steps: number,
+  init?: string,
+): Promise<FinetuneResult> {
   const r = DEMO_RECIPE.classifier;
   const spe = Math.floor(data.trainCount / r.batchSize);
   const epochs = Math.max(1, Math.ceil(steps / spe));
@@ -191,75 +299,194 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   mkdirSync(out, { recursive: true });
   const ci = o.ci ?? false;
   const r = DEMO_RECIPE;
-  const steps = o.steps ?? (ci ? r.pretrain.ciSteps : r.pretrain.steps);
+  // undefined: the recipe's own epochs (the same run as `cavmae pretrain --config tiny`)
+  const steps = o.steps ?? (ci ? r.pretrain.ciSteps : undefined);
   const clsSteps = o.classifierSteps ?? (ci ? r.classifier.ciSteps : r.classifier.steps);
   const minutes = o.minutes === 0 ? undefined : (o.minutes ?? (ci ? undefined : r.pretrain.minutes));
-  for (const [name, v] of [['--steps', steps], ['--classifier-steps', clsSteps]] as const) {
+  for (const [name, v] of [
+    ['--steps', steps ?? 1],
+    ['--classifier-steps', clsSteps],
+  ] as const) {
     if (!(Number.isInteger(v) && v >= 1)) throw new UserError(`${name} must be a positive integer, got ${v}`);
   }
 
+  const stages: Record<string, number> = {};
+  let tStage = performance.now();
+  const stage = (name: string): void => {
+    const now = performance.now();
+    stages[name] = Math.round((now - tStage) / 100) / 10;
+    tStage = now;
+  };
   log(`1/5 AV-digits data in ${join(out, 'data')}`);
   const data = await makeDemoData({
     out: join(out, 'data'),
     n: o.n ?? (ci ? r.ciData.n : r.data.n),
     testN: o.testN ?? (ci ? r.ciData.testN : r.data.testN),
     seed: o.seed ?? 0,
-    snrMin: r.data.snrMin,
-    snrMax: r.data.snrMax,
-    speedMin: r.data.speedMin,
-    speedMax: r.data.speedMax,
-    duration: r.data.duration,
     jobs: o.jobs ?? 2,
+    onWarning: (m) => log(`   ${m}`),
   });
-  log(`   ${data.trainCount} train + ${data.testCount} test clips (${data.generated} made, ${data.reused} reused)`);
+  log(
+    `   ${data.trainCount} train + ${data.testCount} test clips (${data.generated} made, ${data.reused} reused)${data.real ? `; real speech: ${data.real.clips} recordings of ${data.real.speakers} speakers` : ''}`,
+  );
 
-  log(`2/5 pretraining the tiny CAV-MAE: ${steps} steps${minutes ? `, at most ${minutes} min` : ''}`);
+  const planned = steps ?? Math.floor(data.trainCount / r.pretrain.batchSize) * PRETRAIN_RECIPES.tiny.epochs;
+  log(`2/5 pretraining the tiny CAV-MAE: ${planned} steps${minutes ? `, at most ${minutes} min` : ''}`);
+  stage('data');
   const pre = await pretrain(pretrainArgs(join(out, 'pretrain'), data, o, steps, minutes));
-  const retrieval = await retrievalReport({ model: pre.model, data: data.test, labelCsv: data.labels, workers: o.workers });
-  log(`3/5 zero-shot retrieval on ${retrieval.n} held-out clips: class-match@1 A->V ${retrieval.audioToVideo.classMatchAt1?.toFixed(3)}, V->A ${retrieval.videoToAudio.classMatchAt1?.toFixed(3)} (chance ${retrieval.chance.classMatchAt1?.toFixed(3)})`);
+  stage('pretrain');
+  const retrieval = await retrievalReport({
+    model: pre.model,
+    data: data.test,
+    labelCsv: data.labels,
+    workers: o.workers,
+  });
+  const real = data.real ? await realTransfer(pre.model, data.real.path, data.labels, o.workers) : undefined;
+  stage('retrieval');
+  const c3 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(3));
+  log(
+    `3/5 zero-shot retrieval, class-match@1 A->V / V->A: synthetic ${c3(retrieval.audioToVideo.classMatchAt1)} / ${c3(retrieval.videoToAudio.classMatchAt1)} (chance ${c3(retrieval.chance.classMatchAt1)})${real ? `, real speech ${c3(real.retrieval.audioToVideo.classMatchAt1)} / ${c3(real.retrieval.videoToAudio.classMatchAt1)} (chance ${c3(real.retrieval.chance.classMatchAt1)})` : ''}`,
+  );
 
   let baseline: DemoResult['baseline'];
   if (o.baseline) {
     log(`   baseline: AV-MAE (no contrastive term), ${pre.loop.globalStep} steps`);
-    const b = await pretrain({ ...pretrainArgs(join(out, 'pretrain-avmae'), data, o, pre.loop.globalStep, undefined), variant: 'av-mae', contrastWeight: undefined });
-    baseline = { pretrain: b, retrieval: await retrievalReport({ model: b.model, data: data.test, labelCsv: data.labels, workers: o.workers }) };
+    const b = await pretrain({
+      ...pretrainArgs(join(out, 'pretrain-avmae'), data, o, pre.loop.globalStep, undefined),
+      variant: 'av-mae',
+    });
+    baseline = {
+      pretrain: b,
+      retrieval: await retrievalReport({
+        model: b.model,
+        data: data.test,
+        labelCsv: data.labels,
+        workers: o.workers,
+      }),
+      real: data.real ? await realTransfer(b.model, data.real.path, data.labels, o.workers) : undefined,
+    };
   }
 
+  if (o.baseline) stage('baseline');
   const kind = o.finetune ? 'fine-tuned' : 'linear probe';
-  log(`4/5 spoken-digit classifiers (audio only, ${clsSteps} steps each): ${kind} on the pretrained audio encoder, and from scratch`);
-  const probe = await classifier(o.finetune ? 'fine-tune' : 'probe', join(out, o.finetune ? 'finetune' : 'probe'), data, o, clsSteps, pre.model);
+  log(
+    `4/5 spoken-digit classifiers (audio only, ${clsSteps} steps each): ${kind} on the pretrained audio encoder, and from scratch`,
+  );
+  const probe = await classifier(
+    o.finetune ? 'fine-tune' : 'probe',
+    join(out, o.finetune ? 'finetune' : 'probe'),
+    data,
+    o,
+    clsSteps,
+    pre.model,
+  );
   const scratch = await classifier('scratch', join(out, 'scratch'), data, o, clsSteps);
   const classifiers: ClassifierSummary[] = [
-    { name: `${kind} of the pretrained audio encoder`, acc: probe.final.stats.acc, mAP: probe.final.stats.mAP, steps: probe.loop.globalStep, run: probe.out },
-    { name: 'same network trained from scratch', acc: scratch.final.stats.acc, mAP: scratch.final.stats.mAP, steps: scratch.loop.globalStep, run: scratch.out },
+    {
+      name: `${kind} of the pretrained audio encoder`,
+      acc: probe.final.stats.acc,
+      mAP: probe.final.stats.mAP,
+      steps: probe.loop.globalStep,
+      run: probe.out,
+    },
+    {
+      name: 'same network trained from scratch',
+      acc: scratch.final.stats.acc,
+      mAP: scratch.final.stats.mAP,
+      steps: scratch.loop.globalStep,
+      run: scratch.out,
+    },
   ];
 
+  stage('classifiers');
   log('5/5 report');
-  const report = await writeReport(out, { data, pre, retrieval, baseline, classifiers, ci, seconds: (performance.now() - t0) / 1000 });
+  const report = await writeReport(out, {
+    data,
+    pre,
+    retrieval,
+    real,
+    baseline,
+    classifiers,
+    ci,
+    stages,
+    seconds: (performance.now() - t0) / 1000,
+  });
+  stage('report');
   const chance = retrieval.chance.classMatchAt1 ?? 0.1;
-  const mean = ((retrieval.audioToVideo.classMatchAt1 ?? 0) + (retrieval.videoToAudio.classMatchAt1 ?? 0)) / 2;
-  return { out, data, pretrain: pre, retrieval, baseline, classifiers, report, seconds: (performance.now() - t0) / 1000, learned: mean >= 2 * chance };
+  const mean =
+    ((retrieval.audioToVideo.classMatchAt1 ?? 0) + (retrieval.videoToAudio.classMatchAt1 ?? 0)) / 2;
+  return {
+    out,
+    data,
+    pretrain: pre,
+    retrieval,
+    real,
+    baseline,
+    classifiers,
+    report,
+    seconds: (performance.now() - t0) / 1000,
+    stages,
+    learned: mean >= 2 * chance,
+  };
 }
 
 /** The verdict lines printed at the end. */
 export function formatDemo(r: DemoResult): string {
   const p = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(3));
   const rr = r.retrieval;
+  const row = (
+    name: string,
+    a2v: number | undefined,
+    v2a: number | undefined,
+    chance: number | undefined,
+    n: number,
+  ) => `  ${name.padEnd(40)} ${p(a2v).padEnd(14)} ${p(v2a).padEnd(14)} ${p(chance).padEnd(8)} ${n}`;
   const lines = [
-    `AV-digits demo (${formatDuration(r.seconds)}): tiny CAV-MAE pretrained for ${r.pretrain.loop.globalStep} steps on ${r.data.trainCount} clips`,
+    `AV-digits demo (${formatDuration(r.seconds)}): tiny CAV-MAE pretrained for ${r.pretrain.loop.globalStep} steps on ${r.data.trainCount} synthetic clips`,
     '',
-    `zero-shot retrieval on ${rr.n} held-out clips (unseen writers and voices):`,
-    `                 class-match@1   R@1     R@10    chance (class@1 / R@1 / R@10)`,
-    `  audio->image   ${p(rr.audioToVideo.classMatchAt1).padEnd(14)}  ${p(rr.audioToVideo.r1)}   ${p(rr.audioToVideo.r10)}   ${p(rr.chance.classMatchAt1)} / ${p(rr.chance.r1)} / ${p(rr.chance.r10)}`,
-    `  image->audio   ${p(rr.videoToAudio.classMatchAt1).padEnd(14)}  ${p(rr.videoToAudio.r1)}   ${p(rr.videoToAudio.r10)}`,
+    'zero-shot retrieval, class-match@1 (the top-ranked candidate shows / says the same digit):',
+    `  ${'test set'.padEnd(40)} ${'audio->image'.padEnd(14)} ${'image->audio'.padEnd(14)} ${'chance'.padEnd(8)} pairs`,
+    row(
+      'synthetic (unseen writers, voices)',
+      rr.audioToVideo.classMatchAt1,
+      rr.videoToAudio.classMatchAt1,
+      rr.chance.classMatchAt1,
+      rr.n,
+    ),
   ];
+  if (r.real) {
+    const q = r.real.retrieval;
+    lines.push(
+      row(
+        `real speech (${r.real.speakers} people, never trained)`,
+        q.audioToVideo.classMatchAt1,
+        q.videoToAudio.classMatchAt1,
+        q.chance.classMatchAt1,
+        q.n,
+      ),
+    );
+    for (const s of r.real.sources) lines.push(row(`  ${s.source}`, s.a2v, s.v2a, undefined, s.queries));
+  } else lines.push('  real speech: not measured (its Debian packages are not installed: scripts/setup.sh)');
+  lines.push(
+    `  synthetic R@1 / R@10: ${p(rr.audioToVideo.r1)} / ${p(rr.audioToVideo.r10)} audio->image, ${p(rr.videoToAudio.r1)} / ${p(rr.videoToAudio.r10)} image->audio (chance ${p(rr.chance.r1)} / ${p(rr.chance.r10)})`,
+  );
   if (r.baseline) {
-    const b = r.baseline.retrieval;
-    lines.push(`  AV-MAE baseline (no contrastive term): class-match@1 ${p(b.audioToVideo.classMatchAt1)} / ${p(b.videoToAudio.classMatchAt1)}`);
+    const b = r.baseline;
+    lines.push(
+      `  AV-MAE baseline (no contrastive term): synthetic ${p(b.retrieval.audioToVideo.classMatchAt1)} / ${p(b.retrieval.videoToAudio.classMatchAt1)}${b.real ? `, real ${p(b.real.retrieval.audioToVideo.classMatchAt1)} / ${p(b.real.retrieval.videoToAudio.classMatchAt1)}` : ''}`,
+    );
   }
   lines.push('', `spoken-digit classification (audio only) on the held-out clips:`);
   for (const c of r.classifiers) lines.push(`  ${c.name.padEnd(40)} accuracy ${p(c.acc)} (${c.steps} steps)`);
-  lines.push('', `verdict: ${r.learned ? 'LEARNED: retrieval is well above chance' : 'NOT LEARNED: retrieval is not clearly above chance (train longer: --steps, --minutes)'}`);
+  lines.push(
+    '',
+    `verdict: ${r.learned ? 'LEARNED: retrieval is well above chance' : 'NOT LEARNED: retrieval is not clearly above chance (train longer: --steps, --minutes)'}`,
+  );
+  lines.push(
+    `time: ${Object.entries(r.stages)
+      .map(([k, v]) => `${k} ${formatDuration(v)}`)
+      .join(', ')}`,
+  );
   lines.push(`report: ${join(r.report, 'index.html')}`);
   return lines.join('\n');
 }
@@ -268,9 +495,11 @@ interface ReportInput {
   data: DemoSummary;
   pre: PretrainResult;
   retrieval: RetrievalReport;
+  real?: RealTransfer;
   baseline?: DemoResult['baseline'];
   classifiers: ClassifierSummary[];
   ci: boolean;
+  stages: Record<string, number>;
   seconds: number;
 }
 
@@ -289,13 +518,25 @@ async function writeReport(out: string, x: ReportInput): Promise<string> {
     figures.push({ file: to, caption });
   };
   const pdir = join(x.pre.out, 'plots');
-  copy(join(pdir, 'losses.png'), 'pretrain-losses.png', 'Pretraining losses (train per step, evaluation on the held-out split dashed)');
+  copy(
+    join(pdir, 'losses.png'),
+    'pretrain-losses.png',
+    'Pretraining losses (train per step, evaluation on the held-out split dashed)',
+  );
   copy(join(pdir, 'c_acc.png'), 'pretrain-c_acc.png', 'Contrastive accuracy within a batch (chance 1/batch)');
-  copy(join(pdir, 'eval.png'), 'pretrain-eval.png', 'Held-out retrieval during pretraining: R@k and class-match@1 (a2v = audio query, v2a = image query)');
+  copy(
+    join(pdir, 'eval.png'),
+    'pretrain-eval.png',
+    'Held-out retrieval during pretraining: R@k and class-match@1 (a2v = audio query, v2a = image query)',
+  );
   copy(join(pdir, 'lr.png'), 'pretrain-lr.png', 'Learning rate');
   for (const c of x.classifiers) {
     const tag = c.run.endsWith('scratch') ? 'scratch' : 'probe';
-    copy(join(c.run, 'plots', 'eval.png'), `${tag}-eval.png`, `${c.name}: held-out accuracy and mAP per epoch`);
+    copy(
+      join(c.run, 'plots', 'eval.png'),
+      `${tag}-eval.png`,
+      `${c.name}: held-out accuracy and mAP per epoch`,
+    );
   }
 
   // Pictures from the pretrained model on held-out clips: reconstruction and localisation.
@@ -306,15 +547,22 @@ async function writeReport(out: string, x: ReportInput): Promise<string> {
     const test = loadDataset(x.data.test);
     const pick = [0, 3, 7].map((i) => test.items[Math.min(test.items.length - 1, i)]);
     const first = pick[0];
-    const imagePath = (it: (typeof test.items)[number]) => (it.visual.kind === 'image' ? it.visual.path : it.visual.kind === 'video' ? it.visual.path : '');
+    const imagePath = (it: (typeof test.items)[number]) =>
+      it.visual.kind === 'image' ? it.visual.path : it.visual.kind === 'video' ? it.visual.path : '';
     const rec = await m.reconstruct({ audio: first.audioPath, image: imagePath(first) });
     writeFileAtomic(join(dir, 'reconstruction.png'), rec.panelPng);
-    pictures.push({ file: 'reconstruction.png', caption: `Reconstruction of held-out clip ${first.id} ("${first.labels[0]}") with 75% of the patches removed: image (top) and spectrogram (bottom)` });
+    pictures.push({
+      file: 'reconstruction.png',
+      caption: `Reconstruction of held-out clip ${first.id} ("${first.labels[0]}") with 75% of the patches removed: image (top) and spectrogram (bottom)`,
+    });
     for (const it of pick) {
       const loc = await m.localize(imagePath(it), it.audioPath, { query: 'mean', size: 192 });
       const file = `localize-${it.id}.png`;
       writeFileAtomic(join(dir, file), loc.overlayPng);
-      pictures.push({ file, caption: `Localisation: similarity of the spoken "${it.labels[0]}" (mean audio token) to each image patch` });
+      pictures.push({
+        file,
+        caption: `Localisation: similarity of the spoken "${it.labels[0]}" (mean audio token) to each image patch`,
+      });
     }
   } catch (e) {
     pictures.push({ file: '', caption: `pictures unavailable: ${(e as Error).message}` });
@@ -325,24 +573,47 @@ async function writeReport(out: string, x: ReportInput): Promise<string> {
   const json = {
     ci: x.ci,
     seconds: x.seconds,
+    stageSeconds: x.stages,
     data: { train: x.data.trainCount, test: x.data.testCount, folder: x.data.out },
-    pretrain: { steps: x.pre.loop.globalStep, model: x.pre.model, stop: x.pre.loop.reason, lastEval: x.pre.lastEval ?? null },
+    pretrain: {
+      steps: x.pre.loop.globalStep,
+      model: x.pre.model,
+      stop: x.pre.loop.reason,
+      lastEval: x.pre.lastEval ?? null,
+    },
     retrieval: rr,
-    baseline: x.baseline ? { steps: x.baseline.pretrain.loop.globalStep, retrieval: x.baseline.retrieval } : null,
+    real: x.real ?? null,
+    baseline: x.baseline
+      ? {
+          steps: x.baseline.pretrain.loop.globalStep,
+          retrieval: x.baseline.retrieval,
+          real: x.baseline.real ?? null,
+        }
+      : null,
     classifiers: x.classifiers,
   };
   writeFileAtomic(join(dir, 'report.json'), JSON.stringify(json, null, 1) + '\n');
-  const row = (name: string, m: RetrievalReport['audioToVideo']) => `<tr><td>${name}</td><td>${p(m.classMatchAt1)}</td><td>${p(m.r1)}</td><td>${p(m.r5)}</td><td>${p(m.r10)}</td><td>${m.medianRank.toFixed(1)}</td></tr>`;
+  const row = (name: string, m: RetrievalReport['audioToVideo']) =>
+    `<tr><td>${name}</td><td>${p(m.classMatchAt1)}</td><td>${p(m.r1)}</td><td>${p(m.r5)}</td><td>${p(m.r10)}</td><td>${m.medianRank.toFixed(1)}</td></tr>`;
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cavmae demo: AV-digits</title>
 <style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:90%}.pics{display:flex;flex-wrap:wrap;gap:1em}.pics figure{margin:0}</style>
 </head><body>
 <h1>CAV-MAE on AV-digits</h1>
-<p>A tiny CAV-MAE was pretrained without labels for ${x.pre.loop.globalStep} steps on ${x.data.trainCount} pairs of a handwritten digit (MNIST) and the spoken digit (espeak-ng),
+<p>A tiny CAV-MAE was pretrained without labels for ${x.pre.loop.globalStep} steps on ${x.data.trainCount} pairs of a handwritten digit (MNIST) and the spoken digit (synthetic speech: espeak-ng and flite voices through drawn rooms, microphones, telephone channels and noise),
 then evaluated on ${x.data.testCount} held-out pairs whose writers and voices were never seen${x.ci ? ' (reduced CI budget)' : ''}. Total time ${esc(formatDuration(x.seconds))}.</p>
-<h2>Zero-shot retrieval</h2>
-<p>Each clip's audio is the query and every held-out image a candidate (and the reverse). Class-match@1: the top-ranked candidate shows (or says) the same digit.
-Ranks count only candidates scoring strictly higher than the true pair.</p>
+<h2>Zero-shot retrieval: synthetic and real speech</h2>
+<p>Each clip's audio is the query and every image of the same test set a candidate (and the reverse). Class-match@1: the top-ranked candidate shows (or says) the same digit.
+The synthetic test set has voices and handwriting never seen in training; the real-speech set has recordings of people (${x.real ? `${x.real.clips} recordings, ${x.real.speakers} speakers` : 'not measured: its Debian packages are not installed'}) that no model here ever trained on,
+each paired with unseen MNIST images: it measures whether what was learned from synthetic voices transfers to human speech.</p>
+<table><tr><th>test set</th><th>audio &rarr; image</th><th>image &rarr; audio</th><th>chance</th><th>pairs</th></tr>
+<tr><td>synthetic (held out)</td><td>${p(rr.audioToVideo.classMatchAt1)}</td><td>${p(rr.videoToAudio.classMatchAt1)}</td><td>${p(rr.chance.classMatchAt1)}</td><td>${rr.n}</td></tr>
+${x.real ? `<tr><td>real speech</td><td>${p(x.real.retrieval.audioToVideo.classMatchAt1)}</td><td>${p(x.real.retrieval.videoToAudio.classMatchAt1)}</td><td>${p(x.real.retrieval.chance.classMatchAt1)}</td><td>${x.real.retrieval.n}</td></tr>` : ''}
+${x.real ? x.real.sources.map((s) => `<tr><td>&nbsp;&nbsp;${esc(s.source)}: ${esc(s.speaker)}; ${esc(s.channel)}</td><td>${p(s.a2v)}</td><td>${p(s.v2a)}</td><td></td><td>${s.queries}</td></tr>`).join('\n') : ''}
+${x.baseline ? `<tr><td>AV-MAE baseline, synthetic</td><td>${p(x.baseline.retrieval.audioToVideo.classMatchAt1)}</td><td>${p(x.baseline.retrieval.videoToAudio.classMatchAt1)}</td><td>${p(x.baseline.retrieval.chance.classMatchAt1)}</td><td>${x.baseline.retrieval.n}</td></tr>` : ''}
+${x.baseline?.real ? `<tr><td>AV-MAE baseline, real speech</td><td>${p(x.baseline.real.retrieval.audioToVideo.classMatchAt1)}</td><td>${p(x.baseline.real.retrieval.videoToAudio.classMatchAt1)}</td><td>${p(x.baseline.real.retrieval.chance.classMatchAt1)}</td><td>${x.baseline.real.retrieval.n}</td></tr>` : ''}
+</table>
+<p>Instance-level retrieval on the synthetic set (ranks count only candidates scoring strictly higher than the true pair; audio and image share only the digit, so R@1 is low by design):</p>
 <table><tr><th>direction</th><th>class-match@1</th><th>R@1</th><th>R@5</th><th>R@10</th><th>median rank</th></tr>
 ${row('audio &rarr; image', rr.audioToVideo)}
 ${row('image &rarr; audio', rr.videoToAudio)}

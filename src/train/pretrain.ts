@@ -1,65 +1,90 @@
 /**
- * `cavmae pretrain`: self-supervised CAV-MAE pretraining (spec 4.1, 4.2) and its variants.
+ * `cavmae pretrain`: self-supervised pretraining of any model of the family: CAV-MAE (and its
+ * table-1 variants) and CAV-MAE Sync (`"model": "cavmae-sync"`, e.g. the preset sync-tiny).
  *
  * Design contract:
- * - Defaults are the reference recipe (AS-2M base): Adam betas (0.95, 0.999), weight decay 5e-7
- *   as L2, lr 5e-5, batch 48, 25 epochs, MultiStepLR per epoch with start 10 / step 5 / decay 0.5,
- *   λc 0.01, λmae 1, masking 0.75 unstructured, noise + roll augmentation on, no mixup or
+ * - Defaults come from the recipe (src/train/recipes.ts; default: the model family's own). The
+ *   CAV-MAE recipe is the reference AS-2M one: Adam betas (0.95, 0.999), weight decay 5e-7 as L2,
+ *   lr 5e-5, batch 48, 25 epochs, MultiStepLR per epoch with start 10 / step 5 / decay 0.5, λc
+ *   0.01, λmae 1, masking 0.75 unstructured, noise + roll augmentation on, no mixup or
  *   SpecAugment. Additions for CPU users: gradient accumulation, the Sync recipe's cosine schedule
  *   with warm-up, bf16 GEMMs, contrastive groups (DataParallel's per-replica negatives),
  *   --max-steps / --max-minutes, --init from a checkpoint, model variants.
  * - Loss terms, the masks and the forward pass are the model's (src/models/cavmae.ts); CLI flags
  *   for λc, mask ratio and mode, bidirectional NCE and groups are written into the model config,
  *   so model.safetensors records exactly what was trained.
- * - Evaluation at every epoch end on --val: the same masked forward (masks from a fixed seed,
- *   so epochs are comparable) and zero-shot retrieval of the unmasked pooled embeddings in both
- *   directions (R@1/5/10, class-match@1 when labelled).
+ * - The per-family strategy (PRETRAIN_STRATEGY): the batches (CAV-MAE: whole clips with the
+ *   reference augmentation; Sync: one random (segment, frame) pair per clip and epoch, segment
+ *   length = the config's audio_length, no augmentation, src/data/sync.ts) and --init (CAV-MAE: any
+ *   checkpoint, missing keys allowed; Sync: `loadSyncInit`, CAV-MAE / IN-initial weights with the
+ *   audio position tables recomputed for the segment grid, Sync tokens fresh).
+ * - Evaluation at every --eval-every epoch end on --val: the same masked forward (masks from a
+ *   fixed seed, so epochs are comparable) and zero-shot retrieval of the unmasked pair features
+ *   in both directions (src/eval/features.ts; R@1/5/10, class-match@1 when labelled): CAV-MAE one
+ *   pooled vector per clip (plus the mean pairwise cosine, a collapse check), Sync the clip level
+ *   (--strategy, default diagonal_mean) and the segment level (`seg_*`).
  * - Exact resumption: see run.ts.
- * - CAV-MAE Sync (`"model": "cavmae-sync"`, e.g. the preset sync-tiny): (segment, frame) pairs
- *   from the Sync loader, the Sync recipe as defaults (--recipe), --init through loadSyncInit,
- *   and validation by clip-level (--strategy) and segment-level retrieval: src/train/sync-*.ts.
  */
 import { resolve } from 'node:path';
 import { Tape } from '../autograd/tape.js';
 import { loadStateDict, formatKeyReport } from '../io/checkpoint.js';
-import { buildModel, isSyncKind, loadInto, readConfigArg, resolveConfig, CAVMAE, CAVMAESync, VARIANTS, type CavmaeConfig, type Variant } from '../models/index.js';
+import {
+  MEL_BINS,
+  VARIANTS,
+  VARIANT_TRAITS,
+  buildModel,
+  kindTraits,
+  loadInto,
+  loadSyncInit,
+  readConfigArg,
+  resolveConfig,
+  type CAVMAE,
+  type CavmaeConfig,
+  type PretrainOutput,
+  type Variant,
+} from '../models/index.js';
 import { MASK_MODES, type MaskMode } from '../models/masking.js';
 import { buildLabelMap, loadDataset, type Dataset } from '../data/datafile.js';
-import { createLoader } from '../data/loader.js';
+import { createLoader, type LoaderOptions } from '../data/loader.js';
 import { syncLoaderOptions } from '../data/sync.js';
-import { writeFileAtomic } from '../io/atomic.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
-import { embedDataset, firstLabels } from '../eval/embed.js';
-import { CLIP_STRATEGIES, evaluateRetrieval, type ClipStrategy } from '../eval/retrieval.js';
-import { JsonlLogger } from './logger.js';
-import { makeSchedule, type ScheduleConfig } from './schedule.js';
-import { PRETRAIN_RECIPES, applyRecipeToConfig, initSyncModel, noiseFor, recipeFor, syncPretrainScalars } from './sync-pretrain.js';
-import { evaluateSyncPretrain } from './sync-eval.js';
+import { firstLabels } from '../eval/embed.js';
+import { datasetFeatures } from '../eval/features.js';
+import { CLIP_STRATEGIES, type ClipStrategy } from '../eval/retrieval.js';
+import {
+  SYNC_PROTOCOL,
+  clipLevelReport,
+  segmentLevelReport,
+  singleLabels,
+  type LevelRetrievalReport,
+} from '../eval/retrieval-report.js';
+import { readPairLabels } from '../eval/segments.js';
+import { NO_AUGMENT, PRETRAIN_RECIPES, applyRecipeToConfig, noiseFor, recipeFor, type PretrainAugment } from './recipes.js';
 import {
   allTrainableGroup,
   checkSameRun,
+  commonRunConfig,
+  finishRun,
   makeAdam,
   openRun,
-  restoreCheckpoint,
   runRecords,
+  runTraining,
   stepRng,
-  stepsPerEpoch,
-  stopMessage,
-  trainLoop,
-  truncateLogAfter,
   writeModelFile,
   type LoopResult,
+  type RunSchedule,
+  type TrainOptions,
 } from './run.js';
 
-export type ScheduleKind = 'multistep' | 'cosine' | 'constant';
+export type { ScheduleKind } from './run.js';
 
-export interface PretrainOptions {
-  data: string;
+export interface PretrainOptions extends TrainOptions {
+  /** Loader augmentation: mixup, SpecAugment, level, time shift (default: the recipe's; CAV-MAE models only). */
+  augment?: Partial<PretrainAugment>;
   val?: string;
   /** Preset name, JSON file, or config object. */
   config: string | Record<string, unknown>;
-  out: string;
   variant?: Variant;
   /**
    * Defaults of the optimisation: 'cavmae' (the reference AS-2M recipe) or 'sync' (the CAV-MAE
@@ -69,21 +94,6 @@ export interface PretrainOptions {
   recipe?: string;
   /** Sync models: clip similarity of the validation retrieval (default diagonal_mean). */
   strategy?: string;
-  /** Initial weights (e.g. an ImageNet MAE adapted with `cavmae adapt-mae`, or a CAV-MAE). */
-  init?: string;
-  lr?: number;
-  batchSize?: number;
-  epochs?: number;
-  schedule?: ScheduleKind;
-  lrStart?: number;
-  lrStep?: number;
-  lrDecay?: number;
-  /** Cosine: warm-up steps (default 10% of all steps) and final lr ratio (default 0.1). */
-  warmupSteps?: number;
-  minLrRatio?: number;
-  beta1?: number;
-  beta2?: number;
-  weightDecay?: number;
   contrastWeight?: number;
   maeWeight?: number;
   maskRatio?: number;
@@ -93,25 +103,10 @@ export interface PretrainOptions {
   bidirectional?: boolean;
   contrastiveGroups?: number;
   normPixLoss?: boolean;
-  accum?: number;
-  bf16?: boolean;
-  seed?: number;
-  /** Noise + time-roll augmentation of the fbank (reference pretraining: on). */
-  noise?: boolean;
-  maxSteps?: number;
-  maxMinutes?: number;
-  /** Checkpoint every N optimizer steps (0: only at epoch ends). */
-  checkpointEvery?: number;
-  keepCheckpoints?: number;
-  resume?: boolean;
-  workers?: number;
-  quiet?: boolean;
   /** Zero-shot retrieval on --val at each evaluation (default true). */
   evalRetrieval?: boolean;
   /** Evaluate on --val every N epochs (default 1) and after the last epoch. */
   evalEvery?: number;
-  /** Messages (default: stderr). */
-  log?: (msg: string) => void;
 }
 
 /** Everything that determines the computation (stored in checkpoints, compared on --resume). */
@@ -126,11 +121,12 @@ export interface PretrainRunConfig {
   epochs: number;
   accum: number;
   lr: number;
-  schedule: { kind: ScheduleKind; start: number; step: number; decay: number; warmupSteps: number | null; minLrRatio: number };
+  schedule: RunSchedule;
   beta1: number;
   beta2: number;
   weightDecay: number;
   noise: boolean;
+  augment: PretrainAugment;
   bf16: boolean;
 }
 
@@ -143,31 +139,38 @@ export interface PretrainResult {
   config: CavmaeConfig;
 }
 
-const num = (v: number | undefined, d: number): number => (v === undefined ? d : v);
-
 /** The model config: preset/file + variant + the loss and masking flags. */
 export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   const partial = { ...readConfigArg(o.config) };
   const where = typeof o.config === 'string' ? o.config : 'config';
-  if (partial.model === 'cavmae-ft' || partial.model === 'cavmae-sync-ft' || partial.label_dim !== undefined)
-    throw new UserError(`${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`);
-  if (!isSyncKind(String(partial.model))) partial.model = 'cavmae';
-  applyRecipeToConfig(partial, recipeFor(o.recipe, String(partial.model)), o, where);
+  const kt = kindTraits({
+    model: partial.model === undefined ? 'cavmae' : (partial.model as CavmaeConfig['model']),
+  });
+  if (kt?.task === 'finetune' || partial.label_dim !== undefined)
+    throw new UserError(
+      `${where}: is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config (e.g. the preset "tiny", "base" or "sync-tiny")`,
+    );
+  partial.model = kt?.pretrainKind ?? 'cavmae';
+  applyRecipeToConfig(partial, recipeFor(o.recipe, partial.model as CavmaeConfig['model'], o.config), o, where);
   if (o.variant !== undefined) {
-    if (!VARIANTS.includes(o.variant)) throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
+    if (!VARIANTS.includes(o.variant))
+      throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got "${o.variant}"`);
     partial.variant = o.variant;
   }
   const variant = (partial.variant ?? 'cavmae') as Variant;
-  if (variant === 'vanilla-av-mae' && partial.modality_specific_depth !== 0) {
+  const vt = VARIANT_TRAITS[variant];
+  if (vt?.jointEncoder && partial.modality_specific_depth !== 0) {
     // One joint encoder of the same total depth (paper table 1's vanilla AV-MAE).
     const msd = Number(partial.modality_specific_depth ?? 11);
     const shared = Number(partial.shared_depth ?? 12 - msd);
     partial.modality_specific_depth = 0;
     partial.shared_depth = msd + shared;
   }
-  const noContrast = variant === 'av-mae' || variant === 'vanilla-av-mae' || variant === 'audio-mae' || variant === 'visual-mae';
+  // The variants defined by λc = 0 (av-mae, vanilla-av-mae, the one-modality MAEs).
+  const noContrast = vt !== undefined && vt.contrastWeight === 0;
   if (o.contrastWeight !== undefined) {
-    if (noContrast && o.contrastWeight !== 0) throw new UserError(`--contrast-weight: variant "${variant}" has no contrastive term (λc = 0)`);
+    if (noContrast && o.contrastWeight !== 0)
+      throw new UserError(`--contrast-weight: variant "${variant}" has no contrastive term (λc = 0)`);
     partial.contrast_loss_weight = o.contrastWeight;
   } else if (noContrast) partial.contrast_loss_weight = 0;
   if (o.maeWeight !== undefined) partial.mae_loss_weight = o.maeWeight;
@@ -175,7 +178,8 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
   if (o.maskRatioA !== undefined) partial.mask_ratio_a = o.maskRatioA;
   if (o.maskRatioV !== undefined) partial.mask_ratio_v = o.maskRatioV;
   if (o.maskMode !== undefined) {
-    if (!MASK_MODES.includes(o.maskMode as MaskMode)) throw new UserError(`--mask-mode must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`);
+    if (!MASK_MODES.includes(o.maskMode as MaskMode))
+      throw new UserError(`--mask-mode must be one of ${MASK_MODES.join(', ')}, got "${o.maskMode}"`);
     partial.mask_mode = o.maskMode;
   }
   if (o.bidirectional !== undefined) partial.bidirect_contrast = o.bidirectional;
@@ -185,189 +189,197 @@ export function pretrainModelConfig(o: PretrainOptions): CavmaeConfig {
 }
 
 export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): PretrainRunConfig {
-  const positive = (v: number, what: string, int = false): number => {
-    if (!(v > 0) || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw new UserError(`${what} must be a positive ${int ? 'integer' : 'number'}, got ${v}`);
-    return v;
-  };
-  const recipe = recipeFor(o.recipe, model.model);
+  const recipe = recipeFor(o.recipe, model.model, o.config);
   const d = PRETRAIN_RECIPES[recipe];
-  const schedule = o.schedule ?? d.schedule;
-  if (!['multistep', 'cosine', 'constant'].includes(schedule)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${schedule}"`);
-  const warmup = o.warmupSteps;
-  if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
+  const augment = { ...(d.augment ?? NO_AUGMENT), ...(o.augment ?? {}) };
+  if (kindTraits(model).sync && Object.values(augment).some((v) => v !== 0))
+    throw new UserError('augmentation: the CAV-MAE Sync loader has no audio augmentation; leave it off');
   return {
     task: 'pretrain',
     data: resolve(o.data),
     val: o.val ? resolve(o.val) : null,
     model: { ...model },
     init: o.init ? resolve(o.init) : null,
-    seed: num(o.seed, 0),
-    batchSize: positive(num(o.batchSize, d.batchSize), '--batch-size', true),
-    epochs: positive(num(o.epochs, d.epochs), '--epochs', true),
-    accum: positive(num(o.accum, 1), '--accum', true),
-    lr: positive(num(o.lr, d.lr), '--lr'),
-    schedule: {
-      kind: schedule,
-      start: num(o.lrStart, 10),
-      step: num(o.lrStep, 5),
-      decay: num(o.lrDecay, 0.5),
-      warmupSteps: warmup ?? null,
-      minLrRatio: num(o.minLrRatio, d.minLrRatio),
-    },
-    beta1: num(o.beta1, d.beta1),
-    beta2: num(o.beta2, d.beta2),
-    weightDecay: num(o.weightDecay, d.weightDecay),
-    noise: noiseFor(o.noise, recipe, isSyncKind(model.model)),
-    bf16: o.bf16 ?? false,
+    ...commonRunConfig(o, { ...d, multistep: [10, 5, 0.5] }),
+    noise: noiseFor(o.noise, recipe, kindTraits(model).sync),
+    augment,
+    bf16: o.bf16 ?? d.bf16 ?? false,
   };
 }
 
-/** The lr schedule of a run, given its steps per epoch. */
-export function scheduleConfig(rc: { lr: number; epochs: number; schedule: PretrainRunConfig['schedule'] }, spe: number): ScheduleConfig {
-  const s = rc.schedule;
-  switch (s.kind) {
-    case 'multistep':
-      return { kind: 'multistep', lr: rc.lr, start: s.start, step: s.step, gamma: s.decay };
-    case 'cosine': {
-      const total = rc.epochs * spe;
-      const warmupFraction = s.warmupSteps === null ? 0.1 : Math.min(0.99, s.warmupSteps / total);
-      return { kind: 'cosine', lr: rc.lr, totalIterations: total, warmupFraction, minLrRatio: s.minLrRatio };
-    }
-    default:
-      return { kind: 'constant', lr: rc.lr };
-  }
-}
+/** The batches and --init of each model family (see the contract). */
+const PRETRAIN_STRATEGY = {
+  cavmae: {
+    loaderOptions: (
+      base: Omit<LoaderOptions, 'targetLength'>,
+      c: CavmaeConfig,
+      rc: Pick<PretrainRunConfig, 'noise' | 'augment'>,
+    ): LoaderOptions => ({ ...base, targetLength: c.audio_length, noise: rc.noise, ...rc.augment }),
+    init(model: CAVMAE, path: string): string {
+      const report = loadInto(model, loadStateDict(path).tensors, path, { allowMissing: () => true });
+      return formatKeyReport(report).split('\n')[0];
+    },
+  },
+  sync: {
+    // One random (segment, frame) pair per clip and epoch (the middle pair in evaluation).
+    loaderOptions: (base: Omit<LoaderOptions, 'targetLength'>, c: CavmaeConfig): LoaderOptions =>
+      syncLoaderOptions(base, c.audio_length, c.total_frame),
+    init(model: CAVMAE, path: string): string {
+      const r = loadSyncInit(model, path);
+      const first = formatKeyReport(r).split('\n')[0];
+      return `${first}${r.dropped.length ? `; recomputed for the ${model.dims.fRows} x ${model.dims.tCols} segment grid: ${r.dropped.join(', ')}` : ''}`;
+    },
+  },
+};
+const strategyOf = (c: CavmaeConfig) => PRETRAIN_STRATEGY[kindTraits(c).sync ? 'sync' : 'cavmae'];
 
 export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const log = o.log ?? ((m: string) => process.stderr.write(`cavmae: ${m}\n`));
-  const { folder, checkpointer, resumed } = openRun(o.out, o.resume ?? false, log, o);
+  const run = openRun(o.out, o.resume ?? false, log, o);
+  const { folder, resumed } = run;
   const modelConfig = pretrainModelConfig(o);
   const rc = pretrainRunConfig(o, modelConfig);
-  if (resumed) checkSameRun(resumed.state.config as Record<string, unknown>, rc as unknown as Record<string, unknown>, resumed.path);
+  if (resumed)
+    checkSameRun(
+      resumed.state.config as Record<string, unknown>,
+      rc as unknown as Record<string, unknown>,
+      resumed.path,
+    );
 
   const train = loadDataset(rc.data);
   const val = rc.val ? loadDataset(rc.val) : undefined;
-  const model = buildModel(modelConfig, { seed: rc.seed }) as CAVMAE | CAVMAESync;
-  const strategy = o.strategy as ClipStrategy | undefined;
-  if (strategy !== undefined && (!(model instanceof CAVMAESync) || !CLIP_STRATEGIES.includes(strategy)))
-    throw new UserError(model instanceof CAVMAESync ? `--strategy must be one of ${CLIP_STRATEGIES.join(', ')}, got "${strategy}"` : '--strategy: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)');
-  if (rc.init && !resumed && model instanceof CAVMAESync) log(`initialised from ${rc.init}: ${initSyncModel(model, rc.init)}`);
-  else if (rc.init && !resumed) {
-    const { tensors } = loadStateDict(rc.init);
-    const report = loadInto(model, tensors, rc.init, { allowMissing: () => true });
-    log(`initialised from ${rc.init}: ${formatKeyReport(report).split('\n')[0]}`);
-  }
+  const model = buildModel(modelConfig, { seed: rc.seed }) as CAVMAE;
+  const strategy = strategyOf(modelConfig);
+  const clipStrategy = o.strategy as ClipStrategy | undefined;
+  const perPair = model.dims.framesPerClip > 1;
+  if (clipStrategy !== undefined && (!perPair || !CLIP_STRATEGIES.includes(clipStrategy)))
+    throw new UserError(
+      perPair
+        ? `--strategy must be one of ${CLIP_STRATEGIES.join(', ')}, got "${clipStrategy}"`
+        : '--strategy: clip strategies apply to CAV-MAE Sync models (CAV-MAE validation uses pooled clip vectors)',
+    );
+  if (rc.init && !resumed) log(`initialised from ${rc.init}: ${strategy.init(model, rc.init)}`);
   const optimizer = makeAdam(model, allTrainableGroup(model), rc);
-  const loaderBase = { batchSize: rc.batchSize, train: true, seed: rc.seed, imageSize: modelConfig.img_size, labelMap: buildLabelMap(train), workers: o.workers ?? 2 };
-  const loader = createLoader(
-    train,
-    model instanceof CAVMAESync
-      ? syncLoaderOptions(loaderBase, modelConfig.audio_length, model.config.total_frame) // one random (segment, frame) pair per clip
-      : { ...loaderBase, targetLength: modelConfig.audio_length, noise: rc.noise },
-  );
-  const spe = stepsPerEpoch(loader, rc.accum);
-  const schedule = makeSchedule(scheduleConfig(rc, spe));
-  const start = { epoch: 0, batchInEpoch: 0, globalStep: 0 };
-  if (resumed) {
-    restoreCheckpoint(resumed, model, optimizer);
-    Object.assign(start, { epoch: resumed.state.epoch, batchInEpoch: resumed.state.batchInEpoch, globalStep: resumed.state.globalStep });
-    truncateLogAfter(folder.log, start.globalStep);
-    log(`resuming ${folder.dir} at step ${start.globalStep} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
-  }
-  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, recipe: recipeFor(o.recipe, modelConfig.model), budget: { maxSteps: o.maxSteps ?? null, maxMinutes: o.maxMinutes ?? null } }, null, 1) + '\n');
-  const logger = new JsonlLogger(folder.log);
-  if (!resumed) logger.log({ kind: 'info', step: 0, message: 'pretrain', params: model.arena.numTrainable, stepsPerEpoch: spe, batches: loader.numBatches });
-  const T = modelConfig.audio_length;
-  const S = modelConfig.img_size;
+  const base = {
+    batchSize: rc.batchSize,
+    train: true,
+    seed: rc.seed,
+    imageSize: modelConfig.img_size,
+    labelMap: buildLabelMap(train),
+    workers: o.workers ?? 2,
+  };
+  const loader = createLoader(train, strategy.loaderOptions(base, modelConfig, rc));
+  const [T, S] = [modelConfig.audio_length, modelConfig.img_size];
   let lastEval: Record<string, number> | undefined;
-  const planned = Math.min(rc.epochs * spe, o.maxSteps ?? Infinity);
   const evalEvery = o.evalEvery ?? 1;
-  if (!(Number.isInteger(evalEvery) && evalEvery >= 1)) throw new UserError(`--eval-every must be a positive integer (epochs), got ${evalEvery}`);
-  let loop: LoopResult;
-  try {
-    loop = await trainLoop({
-      folder,
-      checkpointer,
-      logger,
-      model,
-      optimizer,
-      schedule,
-      loader,
-      epochs: rc.epochs,
-      accum: rc.accum,
-      maxSteps: o.maxSteps,
-      maxMinutes: o.maxMinutes,
-      start,
-      bf16: rc.bf16,
-      label: 'pretrain',
-      samplesPerStep: rc.batchSize,
-      quiet: o.quiet,
-      extraState: () => ({ config: rc }),
-      microStep: (batch, ctx) => {
-        const B = batch.size;
-        const out = model.forward(ctx.tape, { audio: new Tensor([B, T, 128], batch.audio), image: new Tensor([B, 3, S, S], batch.image) }, { rng: stepRng(rc.seed, ctx.step, ctx.micro) });
-        ctx.tape.backward(out.loss, Float32Array.of(1 / ctx.groupSize));
-        return model instanceof CAVMAESync ? syncPretrainScalars(out) : pretrainScalars(out);
-      },
-      endOfEpoch: val
-        ? async (epoch) => {
-            if ((epoch + 1) % evalEvery !== 0 && epoch + 1 !== rc.epochs) return undefined;
-            const evalOpts = { batchSize: rc.batchSize, seed: rc.seed, bf16: rc.bf16, retrieval: o.evalRetrieval ?? true, workers: o.workers };
-            if (model instanceof CAVMAESync) return (lastEval = await evaluateSyncPretrain(model, val, { ...evalOpts, strategy }));
-            lastEval = await evaluatePretrain(model, val, { batchSize: rc.batchSize, seed: rc.seed, bf16: rc.bf16, retrieval: o.evalRetrieval ?? true, workers: o.workers });
-            return lastEval;
-          }
-        : undefined,
-    });
-  } finally {
-    logger.close();
-    await loader.close();
-  }
+  if (!(Number.isInteger(evalEvery) && evalEvery >= 1))
+    throw new UserError(`--eval-every must be a positive integer (epochs), got ${evalEvery}`);
+  const { loop, planned } = await runTraining({
+    run,
+    rc,
+    runJson: { recipe: recipeFor(o.recipe, modelConfig.model, o.config) },
+    budget: o,
+    model,
+    optimizer,
+    loader,
+    label: 'pretrain',
+    info: { message: 'pretrain', batches: loader.numBatches },
+    log,
+    microStep: (batch, ctx) => {
+      const B = batch.size;
+      const out = model.forward(
+        ctx.tape,
+        { audio: new Tensor([B, T, MEL_BINS], batch.audio), image: new Tensor([B, 3, S, S], batch.image) },
+        { rng: stepRng(rc.seed, ctx.step, ctx.micro) },
+      );
+      ctx.tape.backward(out.loss, Float32Array.of(1 / ctx.groupSize));
+      return pretrainScalars(out);
+    },
+    endOfEpoch: val
+      ? async (epoch) => {
+          if ((epoch + 1) % evalEvery !== 0 && epoch + 1 !== rc.epochs) return undefined;
+          return (lastEval = await evaluatePretrain(model, val, {
+            batchSize: rc.batchSize,
+            seed: rc.seed,
+            bf16: rc.bf16,
+            retrieval: o.evalRetrieval ?? true,
+            workers: o.workers,
+            strategy: clipStrategy,
+          }));
+        }
+      : undefined,
+  });
   writeModelFile(folder.model, model, { 'cavmae.task': 'pretrain', 'cavmae.steps': String(loop.globalStep) });
   if (!lastEval) {
     const evals = runRecords(folder).filter((r) => r.kind === 'eval');
     if (evals.length) lastEval = numericFields(evals[evals.length - 1]);
   }
-  const result = { task: 'pretrain', out: folder.dir, model: folder.model, stop: loop.reason, steps: loop.globalStep, planned, epochsDone: loop.epoch, secondsThisRun: loop.seconds, train: loop.recent, eval: lastEval ?? null };
-  writeFileAtomic(folder.result, JSON.stringify(result, null, 1) + '\n');
-  log(stopMessage(loop, planned));
+  finishRun(folder, loop, planned, log, { task: 'pretrain' }, { train: loop.recent, eval: lastEval ?? null });
   return { out: folder.dir, model: folder.model, loop, planned, lastEval, config: modelConfig };
 }
 
-/** The scalars of one pretraining forward (as the reference logs them, per device). */
-export function pretrainScalars(out: { loss: Tensor; lossMaeA: Tensor; lossMaeV: Tensor; lossC: Tensor; cAcc: number }): Record<string, number> {
-  return { loss: out.loss.item(), loss_mae_a: out.lossMaeA.item(), loss_mae_v: out.lossMaeV.item(), loss_c: out.lossC.item(), c_acc: out.cAcc };
+/** The scalars of one pretraining forward (as the references log them, per device); Sync adds the global/local NCE terms. */
+export function pretrainScalars(
+  out: Pick<
+    PretrainOutput,
+    'loss' | 'lossMaeA' | 'lossMaeV' | 'lossC' | 'cAcc' | 'lossCGlobal' | 'lossCLocal'
+  >,
+): Record<string, number> {
+  const s: Record<string, number> = {
+    loss: out.loss.item(),
+    loss_mae_a: out.lossMaeA.item(),
+    loss_mae_v: out.lossMaeV.item(),
+    loss_c: out.lossC.item(),
+    c_acc: out.cAcc,
+  };
+  if (out.lossCGlobal) s.loss_c_global = out.lossCGlobal.item();
+  if (out.lossCLocal) s.loss_c_local = out.lossCLocal.item();
+  return s;
 }
 
 function numericFields(r: Record<string, unknown>): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && !['step', 'epoch', 'time'].includes(k)) out[k] = v;
+  for (const [k, v] of Object.entries(r))
+    if (typeof v === 'number' && !['step', 'epoch', 'time'].includes(k)) out[k] = v;
   return out;
 }
 
 /**
- * Validation of a pretraining model: the masked forward's losses (masks from a fixed seed) and
- * zero-shot retrieval in both directions on the unmasked embeddings.
+ * Validation of a pretraining model: the masked forward's losses on the evaluation batches (masks
+ * from a fixed seed; Sync: each clip's middle pair) and zero-shot retrieval in both directions on
+ * the unmasked pair features (see the contract at the top).
  */
 export async function evaluatePretrain(
   model: CAVMAE,
   val: Dataset,
-  o: { batchSize: number; seed: number; bf16?: boolean; retrieval?: boolean; workers?: number },
+  o: {
+    batchSize: number;
+    seed: number;
+    bf16?: boolean;
+    retrieval?: boolean;
+    workers?: number;
+    strategy?: ClipStrategy;
+  },
 ): Promise<Record<string, number>> {
   const c = model.config;
   const out: Record<string, number> = {};
-  const n = val.items.length;
-  const B = Math.min(o.batchSize, n);
+  const B = Math.min(o.batchSize, val.items.length);
   const labelMap = buildLabelMap(val);
-  const loader = createLoader(val, {
-    batchSize: B,
-    train: false,
-    dropLast: true,
-    targetLength: c.audio_length,
-    imageSize: c.img_size,
-    labelMap,
-    workers: o.workers ?? 2,
-  });
+  const loader = createLoader(
+    val,
+    strategyOf(c).loaderOptions(
+      {
+        batchSize: B,
+        train: false,
+        dropLast: true,
+        imageSize: c.img_size,
+        labelMap,
+        workers: o.workers ?? 2,
+      },
+      c,
+      { noise: false, augment: NO_AUGMENT },
+    ),
+  );
   try {
     const sums: Record<string, number> = {};
     let count = 0;
@@ -375,7 +387,10 @@ export async function evaluatePretrain(
       const tp = new Tape({ grad: false, bf16: o.bf16 ?? false });
       const r = model.forward(
         tp,
-        { audio: new Tensor([batch.size, c.audio_length, 128], batch.audio), image: new Tensor([batch.size, 3, c.img_size, c.img_size], batch.image) },
+        {
+          audio: new Tensor([batch.size, c.audio_length, MEL_BINS], batch.audio),
+          image: new Tensor([batch.size, 3, c.img_size, c.img_size], batch.image),
+        },
         { rng: stepRng(o.seed, batch.batchIndex, 0, 0x6576616c) },
       );
       for (const [k, v] of Object.entries(pretrainScalars(r))) sums[k] = (sums[k] ?? 0) + v;
@@ -386,19 +401,42 @@ export async function evaluatePretrain(
     await loader.close();
   }
   const d = model.dims;
-  if ((o.retrieval ?? true) && d.hasAudio && d.hasVideo) {
-    const e = await embedDataset(model, val, { batchSize: B, labelMap, workers: o.workers, bf16: o.bf16 });
-    const labels = firstLabels(val, labelMap);
-    const usable = labels && labels.every((l) => l >= 0) ? labels : undefined;
-    const r = evaluateRetrieval({ data: e.audio!, n: e.n, dim: e.dim }, { data: e.video!, n: e.n, dim: e.dim }, { labels: usable });
+  if (!(o.retrieval ?? true) || !d.hasAudio || !d.hasVideo) return out;
+  const perPair = d.framesPerClip > 1;
+  const f = await datasetFeatures(model, val, {
+    clipsPerBatch: perPair ? undefined : B,
+    workers: o.workers,
+    bf16: o.bf16,
+  });
+  let labels: Int32Array | undefined;
+  if (perPair) labels = singleLabels(val, f.indices);
+  else {
+    const first = firstLabels(val, labelMap);
+    labels = first && Int32Array.from(f.indices, (i) => first[i]);
+    if (labels && !labels.every((l) => l >= 0)) labels = undefined;
     // Mean pairwise cosine of each side: near 1 means the embeddings collapsed to one point.
-    out.a_mean_cos = meanPairwiseCosine(e.audio!, e.n, e.dim);
-    out.v_mean_cos = meanPairwiseCosine(e.video!, e.n, e.dim);
-    for (const [dir, m] of [['a2v', r.audioToVideo], ['v2a', r.videoToAudio]] as const) {
-      out[`${dir}_r1`] = m.r1;
-      out[`${dir}_r5`] = m.r5;
-      out[`${dir}_r10`] = m.r10;
-      if (m.classMatchAt1 !== undefined) out[`${dir}_class1`] = m.classMatchAt1;
+    out.a_mean_cos = meanPairwiseCosine(f.audio!.data, f.audio!.n, f.audio!.dim);
+    out.v_mean_cos = meanPairwiseCosine(f.video!.data, f.video!.n, f.video!.dim);
+  }
+  const reports: [string, LevelRetrievalReport][] = [
+    ['', clipLevelReport(f, o.strategy ?? 'diagonal_mean', labels, SYNC_PROTOCOL)],
+  ];
+  if (perPair)
+    reports.push([
+      'seg_',
+      segmentLevelReport(f, readPairLabels(val, f.indices, d.framesPerClip), SYNC_PROTOCOL, c.audio_length),
+    ]);
+  for (const [prefix, rep] of reports) {
+    for (const [dir, m] of [
+      ['a2v', rep.audioToVideo],
+      ['v2a', rep.videoToAudio],
+    ] as const) {
+      out[`${prefix}${dir}_r1`] = m.r1;
+      if (prefix === '') {
+        out[`${dir}_r5`] = m.r5;
+        out[`${dir}_r10`] = m.r10;
+      }
+      if (m.classMatchAt1 !== undefined) out[`${prefix}${dir}_class1`] = m.classMatchAt1;
     }
   }
   return out;

@@ -140,7 +140,8 @@ export function formatMetrics(values: Record<string, number>): string {
 }
 
 function formatNumber(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
+  // Counts (added, skipped, failed, ...) are integers: "added 6", not "added 6.000".
+  if (!Number.isFinite(v) || Number.isInteger(v)) return String(v);
   const a = Math.abs(v);
   if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
   return v.toPrecision(4);

@@ -1,5 +1,6 @@
 /**
- * The training loop shared by `pretrain` and `finetune`, and the run-folder plumbing around it.
+ * The training loop shared by `pretrain` and `finetune`, the run-folder plumbing around it, and
+ * `runTraining`: the part of a run both drivers share (resume, run.json, log.jsonl, the loop).
  *
  * Design contract:
  * - A run is a folder: model.safetensors (final weights; config + preprocessing constants in the
@@ -32,7 +33,7 @@ import { JsonlLogger, readJsonl, type LogRecord } from './logger.js';
 import { Adam, type ParamGroup } from './optim.js';
 import { trainingPlots } from './plots.js';
 import { Progress, formatDuration } from './progress.js';
-import type { LrSchedule } from './schedule.js';
+import { makeSchedule, type LrSchedule, type ScheduleConfig } from './schedule.js';
 
 export const MODEL_FILE = 'model.safetensors';
 export const LOG_FILE = 'log.jsonl';
@@ -359,4 +360,198 @@ export function stopMessage(r: LoopResult, planned: number): string {
 /** Log records of a run (for reports). */
 export function runRecords(folder: RunFolder): LogRecord[] {
   return existsSync(folder.log) ? readJsonl(folder.log) : [];
+}
+
+export type ScheduleKind = 'multistep' | 'cosine' | 'constant';
+
+/** Options both training drivers take (the optimisation, the budget, the run folder). */
+export interface TrainOptions {
+  data: string;
+  out: string;
+  /** Initial weights (pretrain: e.g. an ImageNet MAE adapted with `cavmae adapt-mae`; finetune: a pretrained or fine-tuned model). */
+  init?: string;
+  lr?: number;
+  batchSize?: number;
+  epochs?: number;
+  schedule?: ScheduleKind;
+  lrStart?: number;
+  lrStep?: number;
+  lrDecay?: number;
+  /** Cosine: warm-up steps (default 10% of all steps) and final lr ratio (default 0.1). */
+  warmupSteps?: number;
+  minLrRatio?: number;
+  beta1?: number;
+  beta2?: number;
+  weightDecay?: number;
+  accum?: number;
+  bf16?: boolean;
+  seed?: number;
+  /** Noise + time-roll augmentation of the fbank. */
+  noise?: boolean;
+  maxSteps?: number;
+  maxMinutes?: number;
+  /** Checkpoint every N optimizer steps (0: only at epoch ends). */
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  resume?: boolean;
+  workers?: number;
+  quiet?: boolean;
+  /** Messages (default: stderr). */
+  log?: (msg: string) => void;
+}
+
+/** The defaults of the shared run options (a recipe's). */
+export interface RunDefaults {
+  lr: number;
+  batchSize: number;
+  epochs: number;
+  schedule: ScheduleKind;
+  /** MultiStepLR start / step / decay. */
+  multistep: [number, number, number];
+  minLrRatio: number;
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
+  /** Cosine warm-up steps when --warmup-steps is not given (undefined: 10% of all steps). */
+  warmupSteps?: number;
+}
+
+/** The shared run options, resolved against the defaults and checked. */
+export function commonRunConfig(o: TrainOptions, d: RunDefaults) {
+  const num = (v: number | undefined, dv: number): number => (v === undefined ? dv : v);
+  const kind = o.schedule ?? d.schedule;
+  if (!['multistep', 'cosine', 'constant'].includes(kind)) throw new UserError(`--schedule must be multistep, cosine or constant, got "${kind}"`);
+  const warmup = o.warmupSteps ?? d.warmupSteps;
+  if (warmup !== undefined && !(Number.isInteger(warmup) && warmup >= 0)) throw new UserError(`--warmup-steps must be an integer >= 0, got ${warmup}`);
+  return {
+    seed: num(o.seed, 0),
+    batchSize: positive(num(o.batchSize, d.batchSize), '--batch-size', true),
+    epochs: positive(num(o.epochs, d.epochs), '--epochs', true),
+    accum: positive(num(o.accum, 1), '--accum', true),
+    lr: positive(num(o.lr, d.lr), '--lr'),
+    schedule: { kind, start: num(o.lrStart, d.multistep[0]), step: num(o.lrStep, d.multistep[1]), decay: num(o.lrDecay, d.multistep[2]), warmupSteps: warmup ?? null, minLrRatio: num(o.minLrRatio, d.minLrRatio) } as RunSchedule,
+    beta1: num(o.beta1, d.beta1),
+    beta2: num(o.beta2, d.beta2),
+    weightDecay: num(o.weightDecay, d.weightDecay),
+  };
+}
+
+/** The schedule options a run stores (run.json) and resumes with. */
+export interface RunSchedule {
+  kind: ScheduleKind;
+  start: number;
+  step: number;
+  decay: number;
+  warmupSteps: number | null;
+  minLrRatio: number;
+}
+
+/** The lr schedule of a run, given its steps per epoch. */
+export function scheduleConfig(rc: { lr: number; epochs: number; schedule: RunSchedule }, spe: number): ScheduleConfig {
+  const s = rc.schedule;
+  switch (s.kind) {
+    case 'multistep':
+      return { kind: 'multistep', lr: rc.lr, start: s.start, step: s.step, gamma: s.decay };
+    case 'cosine': {
+      const total = rc.epochs * spe;
+      const warmupFraction = s.warmupSteps === null ? 0.1 : Math.min(0.99, s.warmupSteps / total);
+      return { kind: 'cosine', lr: rc.lr, totalIterations: total, warmupFraction, minLrRatio: s.minLrRatio };
+    }
+    default:
+      return { kind: 'constant', lr: rc.lr };
+  }
+}
+
+/** Throws the flag's error unless `v` is a positive (integer) number; returns it. */
+export function positive(v: number, what: string, int = false): number {
+  if (!(v > 0) || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw new UserError(`${what} must be a positive ${int ? 'integer' : 'number'}, got ${v}`);
+  return v;
+}
+
+/** What `runTraining` needs: the opened run, the run options, the model, its optimizer and batches, and the task's hooks. */
+export interface TrainingSpec {
+  run: ReturnType<typeof openRun>;
+  /** The options that define the run (stored in run.json and in every checkpoint). */
+  rc: { epochs: number; accum: number; bf16: boolean; batchSize: number; lr: number; schedule: RunSchedule };
+  /** Extra run.json fields (e.g. the recipe). */
+  runJson?: Record<string, unknown>;
+  budget: { maxSteps?: number; maxMinutes?: number; quiet?: boolean };
+  model: AnyModel;
+  optimizer: Adam;
+  loader: BatchSource & { close(): Promise<void> };
+  label: 'pretrain' | 'finetune';
+  /** The first log record's message and fields (a new run only). */
+  info: Record<string, unknown>;
+  log: (m: string) => void;
+  microStep: LoopSpec['microStep'];
+  endOfEpoch?: LoopSpec['endOfEpoch'];
+  /** JSON stored in checkpoints next to the run options. */
+  extraState?: () => Record<string, unknown>;
+  /** Restores the task's own state (history, best epoch) from a resumed checkpoint. */
+  onResume?: (state: TrainState) => void;
+}
+
+/**
+ * A run's shared part: the lr schedule, restoring a resumed checkpoint (weights, Adam, position,
+ * the task's state; the log is cut back to the checkpoint's step), run.json, log.jsonl and the
+ * loop. The loader is closed afterwards.
+ */
+export async function runTraining(t: TrainingSpec): Promise<{ loop: LoopResult; planned: number }> {
+  const { folder, checkpointer, resumed } = t.run;
+  const { rc, model, optimizer, loader } = t;
+  const spe = stepsPerEpoch(loader, rc.accum);
+  const schedule = makeSchedule(scheduleConfig(rc, spe));
+  const start = { epoch: 0, batchInEpoch: 0, globalStep: 0 };
+  if (resumed) {
+    restoreCheckpoint(resumed, model, optimizer);
+    Object.assign(start, { epoch: resumed.state.epoch, batchInEpoch: resumed.state.batchInEpoch, globalStep: resumed.state.globalStep });
+    t.onResume?.(resumed.state);
+    truncateLogAfter(folder.log, start.globalStep);
+    t.log(`resuming ${folder.dir} at step ${start.globalStep} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
+  }
+  writeFileAtomic(folder.runJson, JSON.stringify({ ...rc, ...t.runJson, budget: { maxSteps: t.budget.maxSteps ?? null, maxMinutes: t.budget.maxMinutes ?? null } }, null, 1) + '\n');
+  const logger = new JsonlLogger(folder.log);
+  if (!resumed) logger.log({ kind: 'info', step: 0, ...t.info, params: model.arena.numTrainable, stepsPerEpoch: spe });
+  const planned = Math.min(rc.epochs * spe, t.budget.maxSteps ?? Infinity);
+  try {
+    const loop = await trainLoop({
+      folder,
+      checkpointer,
+      logger,
+      model,
+      optimizer,
+      schedule,
+      loader,
+      epochs: rc.epochs,
+      accum: rc.accum,
+      maxSteps: t.budget.maxSteps,
+      maxMinutes: t.budget.maxMinutes,
+      start,
+      bf16: rc.bf16,
+      label: t.label,
+      samplesPerStep: rc.batchSize,
+      quiet: t.budget.quiet,
+      extraState: () => ({ config: rc, ...t.extraState?.() }),
+      microStep: t.microStep,
+      endOfEpoch: t.endOfEpoch,
+    });
+    return { loop, planned };
+  } finally {
+    logger.close();
+    await loader.close();
+  }
+}
+
+/** Writes result.json (`head`, where the run stands, `tail`) and logs the stop line. */
+export function finishRun(
+  folder: RunFolder,
+  loop: LoopResult,
+  planned: number,
+  log: (m: string) => void,
+  head: Record<string, unknown>,
+  tail: Record<string, unknown>,
+): void {
+  const result = { ...head, out: folder.dir, model: folder.model, stop: loop.reason, steps: loop.globalStep, planned, epochsDone: loop.epoch, secondsThisRun: loop.seconds, ...tail };
+  writeFileAtomic(folder.result, JSON.stringify(result, null, 1) + '\n');
+  log(stopMessage(loop, planned));
 }

@@ -1,6 +1,7 @@
 /**
  * The bridge to the system ffmpeg/ffprobe binaries (Debian package `ffmpeg`), used for every
- * container and codec we do not parse ourselves. Every call has a timeout and a bound on the
+ * container and codec we do not parse ourselves, and to the other command-line tools the project
+ * drives (espeak-ng, flite, sox: `runTool`). Every call has a timeout and a bound on the
  * bytes it collects, so a hostile or broken file cannot hang or exhaust the process.
  */
 import { spawn } from 'node:child_process';
@@ -15,6 +16,8 @@ export interface RunOptions {
   input?: Uint8Array;
   /** File name shown in error messages. */
   what?: string;
+  /** Debian package that provides the tool (named when it is missing; default ffmpeg). */
+  apt?: string;
 }
 
 export interface RunResult {
@@ -22,14 +25,15 @@ export interface RunResult {
   stderr: string;
 }
 
-function runTool(tool: 'ffmpeg' | 'ffprobe', args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const { timeoutMs = 60_000, maxBytes = 1 << 30, input, what = 'input' } = opts;
+/** Runs an external tool with a time limit and a bound on its output; rejects with a UserError. */
+export function runTool(tool: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const { timeoutMs = 60_000, maxBytes = 1 << 30, input, what = 'input', apt = 'ffmpeg' } = opts;
   return new Promise((resolve, reject) => {
     let child;
     try {
       child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (e) {
-      reject(new UserError(`${what}: cannot run ${tool} (${(e as Error).message}); install it with 'apt-get install ffmpeg'`));
+      reject(new UserError(`${what}: cannot run ${tool} (${(e as Error).message}); install it with 'apt-get install ${apt}'`));
       return;
     }
     const chunks: Buffer[] = [];
@@ -54,7 +58,7 @@ function runTool(tool: 'ffmpeg' | 'ffprobe', args: string[], opts: RunOptions = 
     });
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const hint = e.code === 'ENOENT' ? ` (${tool} is not installed: 'apt-get install ffmpeg')` : '';
+      const hint = e.code === 'ENOENT' ? ` (${tool} is not installed: 'apt-get install ${apt}')` : '';
       reject(new UserError(`${what}: cannot run ${tool}: ${e.message}${hint}`));
     });
     child.on('close', (code) => {

@@ -32,7 +32,7 @@ import {
   writeTestModels,
 } from './models.js';
 
-const noShared = !hasShared() && 'no ../shared fixtures';
+const noShared = !hasShared() && 'official fixtures missing';
 const noFfmpeg = !hasFfmpeg() && 'no ffmpeg';
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-api-'));
 const models = writeTestModels(tmp);
@@ -453,6 +453,7 @@ test('per-modality tokens equal forwardFeat for every variant; one-modality mode
   for (const variant of ['cavmae', 'av-mae', 'vanilla-av-mae', 'cav', 'audio-mae', 'visual-mae']) {
     const model = CAVMAE.create(
       presetConfig('tiny', {
+        img_size: 64,
         variant,
         ...(variant === 'vanilla-av-mae' ? { modality_specific_depth: 0 } : {}),
       }),

@@ -79,11 +79,20 @@ test('cavmae classify: frame-averaged scores with names, as the API computes the
   const bad = cli(['classify', md.mp4, '--model', models.tiny]);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /^cavmae: .*fine-tuned model.*\n$/);
+  // The library names its option (mode); the CLI says the flag (--mode).
+  const model = await CavMae.load(models.tinyFt);
+  await assert.rejects(
+    model.classify(md.mp4, { mode: 'sideways' as 'multimodal' }),
+    /^OptionError: mode must be one of/,
+  );
+  const mode = cli(['classify', md.mp4, '--model', models.tinyFt, '--mode', 'sideways']);
+  assert.equal(mode.status, 1);
+  assert.match(mode.stderr, /^cavmae: --mode must be one of multimodal, .*, got "sideways"\n$/);
 });
 
 test(
   'cavmae localize on the converted .pth fixture: overlay PNG, raw maps, peak = argmax of the raw map',
-  { skip: (skip || (!hasShared() && 'no ../shared fixtures')) as string | false },
+  { skip: (skip || (!hasShared() && 'official fixtures missing')) as string | false },
   async () => {
     const md = await media();
     const out = join(tmp, 'heat.png');
@@ -160,7 +169,7 @@ test(
 
 test(
   "cavmae reconstruct on the .pth fixture: panel PNG; MSE printed = raw losses = the API's forward_inpaint loss",
-  { skip: (skip || (!hasShared() && 'no ../shared fixtures')) as string | false },
+  { skip: (skip || (!hasShared() && 'official fixtures missing')) as string | false },
   async () => {
     const md = await media();
     const out = join(tmp, 'panel.png');

@@ -26,6 +26,7 @@ test('the entry point re-exports the inference API, models, index and server', a
     'decodeAudio',
     'decodeImage',
     'UserError',
+    'kernelStatus',
   ])
     assert.equal(typeof (cavmae as Record<string, unknown>)[name], 'function', name);
   const models = writeTestModels(mkdtempSync(join(tmpdir(), 'cavmae-entry-')));

@@ -33,12 +33,16 @@ export function writeTestModels(dir: string, opts: { normPixLoss?: boolean } = {
   saveForTest(
     tiny,
     CAVMAE.create(
-      presetConfig('tiny', opts.normPixLoss === undefined ? {} : { norm_pix_loss: opts.normPixLoss }),
+      // 64 px: these API tests were written for 4 x 4 image patches (the tiny preset is 32 px now)
+      presetConfig('tiny', {
+        img_size: 64,
+        ...(opts.normPixLoss === undefined ? {} : { norm_pix_loss: opts.normPixLoss }),
+      }),
       { seed: 0 },
     ),
   );
   const tinyFt = join(dir, 'tiny-ft.safetensors');
-  saveForTest(tinyFt, CAVMAEFT.create(presetConfig('tiny-ft'), { seed: 1 }), {
+  saveForTest(tinyFt, CAVMAEFT.create(presetConfig('tiny-ft', { img_size: 64 }), { seed: 1 }), {
     'cavmae.labels': JSON.stringify({ mids: DIGIT_NAMES.map((_, i) => `/d/${i}`), names: DIGIT_NAMES }),
     'cavmae.ft_loss': 'ce',
   });

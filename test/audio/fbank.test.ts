@@ -1,6 +1,6 @@
 /**
  * Kaldi fbank, pad/crop and normalisation against torchaudio 0.13.1 (the reference):
- * - the two official fixture clips (../shared/fixtures/audio, made with the official code);
+ * - the two official fixture clips (test/fixtures/official/audio, made with the official code);
  * - our own golden clips (test/fixtures/audio/golden.safetensors, scripts/golden/audio_fbank.py).
  * Tolerances (fixtures README): <= 2e-3 absolute in log-mel, <= 5e-4 after normalisation; frame
  * counts and pad/crop exact. Independent float64 cross-check: a direct DFT and mel bank written
@@ -46,7 +46,7 @@ test('frame counts follow snip_edges: 1 + floor((N - 400) / 160)', () => {
 for (const clip of clips) {
   test(
     `official fixture ${clip.id}: log-mel <= ${LOGMEL_TOL}, normalised <= ${NORM_TOL}, frames exact`,
-    { skip: !shared && 'no ../shared' },
+    { skip: !shared && 'official fixtures missing' },
     () => {
       const ref = readSafetensorsF32(fixture('audio', 'fbank.safetensors'));
       const { samples, sampleRate } = decodeWav(readFileSync(fixture('audio', `${clip.id}.wav`)));

@@ -41,7 +41,7 @@ async function rejectsUserError(p: Promise<unknown>, re: RegExp): Promise<void> 
 
 test(
   'audio file: audio [1024,128] and audio_raw [999,128] match the official dataloader',
-  { skip: !shared && 'no ../shared' },
+  { skip: !shared && 'official fixtures missing' },
   async () => {
     const f = await extractMediaFeatures(fixture('audio', `${ID}.wav`));
     assert.equal(f.kind, 'audio');
@@ -69,7 +69,7 @@ test(
 
 test(
   'image file: image [3,224,224] as the reference eval transform (JPEG decoders may differ by 0.03)',
-  { skip: !shared && 'no ../shared' },
+  { skip: !shared && 'official fixtures missing' },
   async () => {
     const f = await extractMediaFeatures(fixture('image', 'frames', ID, 'frame_5.jpg'));
     assert.equal(f.kind, 'image');
@@ -170,7 +170,7 @@ function cli(args: string[]): { status: number | null; stdout: string; stderr: s
 
 test(
   'cavmae features writes audio, audio_raw (and image) as safetensors',
-  { skip: !shared && 'no ../shared' },
+  { skip: !shared && 'official fixtures missing' },
   () => {
     const out = join(tmp, 'f.safetensors');
     const r = cli(['features', fixture('audio', `${ID}.wav`), '--out', out, '--target-length', '1024']);
@@ -203,9 +203,12 @@ test('cavmae features: bad input or flags -> non-zero exit, one line naming the 
     ],
     [
       ['features', junk, '--out', join(tmp, 'x.safetensors'), '--target-length', '0'],
-      /--target-length must be an integer >= 1/,
+      /--target-length must be a positive integer, got '0'/,
     ],
-    [['features', junk, '--out', join(tmp, 'x.safetensors'), '--frame', '10'], /--frame must be in 0\.\.9/],
+    [
+      ['features', junk, '--out', join(tmp, 'x.safetensors'), '--frame', '10'],
+      /--frame must be an integer in 0\.\.9, got '10'/,
+    ],
   ] as [string[], RegExp][]) {
     const r = cli(args);
     assert.notEqual(r.status, 0, `${args.join(' ')} should fail`);

@@ -143,6 +143,9 @@ test('modelFlops splits out the attention FLOPs', () => {
 
 test('bad model-bench options are one-line user errors', () => {
   assert.throws(() => checkModelBenchOptions({ batch: 0 }), UserError);
-  assert.throws(() => checkModelBenchOptions({ dtype: 'fp16' as 'fp32' }), /--dtype must be one of/);
+  assert.throws(
+    () => checkModelBenchOptions({ dtype: 'fp16' as 'fp32' }),
+    /OptionError: dtype must be one of fp32, bf16, int8, got 'fp16'/,
+  );
   assert.throws(() => checkModelBenchOptions({ tasks: ['train' as 'embed'] }), /unknown task 'train'/);
 });

@@ -131,7 +131,7 @@ test('image mixup is λ·img1 + (1-λ)·img2', () => {
 
 test(
   'waveform mixup -> fbank matches the reference pipeline on real clips (pad and truncate cases)',
-  { skip: !hasShared() && 'needs ../shared fixtures' },
+  { skip: !hasShared() && 'official fixtures missing' },
   async () => {
     const ref = readSafetensorsF32(join(FIX, 'mixup.safetensors'));
     const a = (await decodeAudio(fixture('audio', '00W1lcxW-WU_40.000.wav'))).samples.slice(
@@ -224,4 +224,26 @@ test('Rng: deterministic per seed words, distinct streams, unbiased ints', () =>
   let u = 0;
   for (let i = 0; i < n; i++) u += rng.uniform();
   assert.ok(Math.abs(u / n - 0.5) < 0.006, 'uniform mean (sd 0.0012, tolerance 5 sd)');
+});
+
+test('level change adds g·ln(10)/10 to the audio rows only; time shift moves rows without wrap-around', async () => {
+  const { applyGainDb, shiftTime } = await import('../../src/data/augment.js');
+  const T = 6;
+  const F = 3;
+  const x = Float32Array.from({ length: T * F }, (_, i) => i);
+  const g = Float32Array.from(x);
+  applyGainDb(g, 4, F, 10); // 10 dB on 4 of 6 rows
+  for (let i = 0; i < T * F; i++)
+    assert.ok(Math.abs(g[i] - x[i] - (i < 4 * F ? Math.LN10 : 0)) < 1e-5, `row ${Math.floor(i / F)}`);
+  const right = shiftTime(x, T, F, 2);
+  assert.deepEqual(
+    Array.from(right.subarray(0, 2 * F)),
+    new Array(2 * F).fill(0),
+    'rows shifted in are the fill',
+  );
+  assert.deepEqual(Array.from(right.subarray(2 * F)), Array.from(x.subarray(0, (T - 2) * F)));
+  const left = shiftTime(x, T, F, -1, -5);
+  assert.deepEqual(Array.from(left.subarray(0, (T - 1) * F)), Array.from(x.subarray(F)));
+  assert.deepEqual(Array.from(left.subarray((T - 1) * F)), [-5, -5, -5]);
+  assert.deepEqual(Array.from(shiftTime(x, T, F, T)), new Array(T * F).fill(0));
 });

@@ -13,7 +13,7 @@ import { assertClose } from '../helpers.js';
 import { loadDataset, type Dataset } from '../../src/data/datafile.js';
 import { createLoader, type Batch, type LoaderOptions } from '../../src/data/loader.js';
 import { labelVector } from '../../src/data/augment.js';
-import { encodeWavPcm16 } from '../../src/data/demo.js';
+import { encodeWavPcm16 } from '../../src/audio/wav.js';
 import { loadAudioFeatures } from '../../src/audio/index.js';
 import { loadImageTensor } from '../../src/vision/index.js';
 
@@ -161,6 +161,32 @@ test('training batches are identical for 0, 1 and 2 workers; unreadable item rep
     r0.batches.some((b) => Array.from(b.lambdas).some((l) => !Number.isNaN(l))),
     'mixup happened',
   );
+});
+
+test('level and time-shift augmentation: deterministic for any worker count; the reference draws are unchanged', async () => {
+  const ds = loadDataset(manifest);
+  const plain = { ...TRAIN, mixup: 0, noise: false, freqm: 0, timem: 0 };
+  const aug = { ...plain, gainDb: 6, timeShift: 8 };
+  const a0 = await collect(ds, { ...aug, workers: 0 });
+  const a2 = await collect(ds, { ...aug, workers: 2 });
+  sameBatches(a0.batches, a2.batches, 'gain + shift, 0 vs 2 workers');
+  const p0 = await collect(ds, { ...plain, workers: 0 });
+  assert.deepEqual(
+    a0.batches.map((b) => b.ids),
+    p0.batches.map((b) => b.ids),
+    'same order and items',
+  );
+  const differs = a0.batches.some((b, i) => b.audio.some((v, k) => v !== p0.batches[i].audio[k]));
+  assert.ok(differs, 'the augmentation changes the audio');
+  // Images (and every other draw) are those of the run without it.
+  a0.batches.forEach((b, i) =>
+    assertClose(b.image, p0.batches[i].image, { atol: 0, what: `batch ${i} image` }),
+  );
+  // Switched off (0) they are off: the reference recipe's batches bit for bit.
+  const ref = await collect(ds, { ...TRAIN, workers: 0 });
+  const again = await collect(ds, { ...TRAIN, gainDb: 0, timeShift: 0, workers: 0 });
+  sameBatches(ref.batches, again.batches, 'off = reference');
+  await assert.rejects(collect(ds, { ...plain, timeShift: 1.5 }), /time shift must be an integer/);
 });
 
 test('resuming at startBatch reproduces the rest of the epoch', async () => {

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { loadAudioFeatures } from '../../src/audio/index.js';
 import { loadDataset, type Dataset } from '../../src/data/datafile.js';
 import { createLoader } from '../../src/data/loader.js';
-import { encodeWavPcm16 } from '../../src/data/demo.js';
+import { encodeWavPcm16 } from '../../src/audio/wav.js';
 import {
   buildSyncClip,
   cropSegment,

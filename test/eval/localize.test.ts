@@ -36,7 +36,7 @@ test('upsample2d equals F.interpolate (bilinear align_corners=False up and down,
   assertClose(upsample2d(x, 5, 7, 3, 4, 'bilinear'), g('interp.bilinear_down'), { atol: 1e-6, what: 'bilinear 5x7 -> 3x4' });
 });
 
-test('maps from the official model tokens equal the fork\'s localisation code (map 1e-6, heat 1e-5)', { skip: !hasShared() && 'no ../shared fixtures' }, () => {
+test('maps from the official model tokens equal the fork\'s localisation code (map 1e-6, heat 1e-5)', { skip: !hasShared() && 'official fixtures missing' }, () => {
   const io = readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
   const a = io.get('feat.audio_tokens')!.data.slice(0, 64 * 48); // sample 0: [64, 48]
   const v = io.get('feat.video_tokens')!.data.slice(0, 16 * 48); // [16, 48]

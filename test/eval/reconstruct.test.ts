@@ -23,7 +23,7 @@ const golden = readSafetensorsF32(join(repoRoot(), 'test', 'fixtures', 'api', 'g
 
 test(
   "maskedPatchMse of the official predictions equals forward_inpaint's loss from PyTorch (1e-5 relative)",
-  { skip: !hasShared() && 'no ../shared fixtures' },
+  { skip: !hasShared() && 'official fixtures missing' },
   () => {
     const io = readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
     const audio = new Tensor([1, 128, 128], io.get('input.audio')!.data.slice(0, 128 * 128));
@@ -147,4 +147,29 @@ test('the panel is a PNG with one row per modality', async () => {
   const meta2 = await sharp(await composePanel(audioOnly, { mseAudio: 0.5 })).metadata();
   assert.ok(meta2.height! < meta.height! - 150, `one row is shorter: ${meta2.height} vs ${meta.height}`);
   await assert.rejects(composePanel({ audioLength: T, imageSize: S }), UserError);
+
+  // Every text stays inside the picture at any tile size: the captions wrap, the titles shrink.
+  for (const tile of [224, 128, 96]) {
+    const opts = {
+      mseAudio: 0.9171,
+      mseVisual: 0.4729,
+      normPixLoss: true,
+      maskRatioA: 0.75,
+      maskRatioV: 0.75,
+      maskMode: 'time-frequency',
+      tile,
+      title: 'a_rather_long_clip_name_0123456789.mp4',
+    };
+    const { data, info } = await sharp(await composePanel(full, opts))
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    assert.equal(info.width, 12 + 3 * (tile + 12));
+    const inked = (x: number) => {
+      for (let y = 0; y < info.height; y++) if (data[(y * info.width + x) * 3] < 200) return true;
+      return false;
+    };
+    for (const x of [0, 1, 2, 3, info.width - 4, info.width - 3, info.width - 2, info.width - 1])
+      assert.ok(!inked(x), `tile ${tile}: text reaches column ${x} of ${info.width}`);
+  }
 });

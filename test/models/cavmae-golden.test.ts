@@ -1,6 +1,6 @@
 /**
  * CAVMAE against the official implementation's golden tensors
- * (../shared/fixtures/model_small/cavmae_small_io.safetensors), through both the .pth and the
+ * (test/fixtures/official/model_small/cavmae_small_io.safetensors), through both the .pth and the
  * .safetensors checkpoint, replaying the reference's mask noise.
  *
  * Tolerances (fixtures/README.md): tensors max|ours - ref| <= 1e-4 · max|ref|, losses 1e-5

@@ -1,5 +1,5 @@
 /**
- * CAVMAEFT against the official implementation (../shared/fixtures/model_small/
+ * CAVMAEFT against the official implementation (test/fixtures/official/model_small/
  * cavmaeft_small_io.safetensors): the five forward modes, forward_feat ('av' and 'a'), and a
  * fine-tuning model initialised from the pretraining checkpoint with strict=False (encoder from
  * cavmae_small through both .pth and .safetensors, head from cavmaeft_small).

@@ -1,6 +1,6 @@
 /**
  * `cavmae forward` end to end (child process through the real CLI entry): every golden tensor
- * of ../shared/fixtures/model_small through the .pth and the .safetensors checkpoints, the
+ * of test/fixtures/official/model_small through the .pth and the .safetensors checkpoints, the
  * fine-tuning modes, and one-line errors for bad input.
  */
 import { test } from 'node:test';

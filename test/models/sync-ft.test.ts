@@ -1,5 +1,5 @@
 /**
- * CAVMAESyncFT (spec 8.7, self_attention_cls) against the PyTorch fine-tuning reference
+ * The Sync classifier (CAVMAEFT with the self_attention_cls aggregator) against the PyTorch fine-tuning reference
  * (scripts/golden/sync_ft_golden.py → test/fixtures/sync/sync_ft_<case>.*): logits, BCE loss and
  * the gradient of every parameter, for multimodal with global tokens + registers, multimodal
  * with token means, audio-only with kept registers, video-only. Then a whole-model directional
@@ -19,7 +19,7 @@ import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { resolveConfig } from '../../src/models/config.js';
 import { loadModel } from '../../src/models/registry.js';
-import { CAVMAESyncFT, isSyncFtHead } from '../../src/models/sync-ft.js';
+import { CAVMAEFT, isSyncFtHead } from '../../src/models/cavmae-ft.js';
 import { assertClose, repoRoot } from '../helpers.js';
 
 const dir = join(repoRoot(), 'test', 'fixtures', 'sync');
@@ -28,7 +28,7 @@ for (const name of ['mm_cls', 'mm_mean', 'audioonly', 'videoonly'] as const) {
   test(`Sync fine-tuning ${name}: logits, loss and every gradient equal the PyTorch reference`, () => {
     const { model, report } = loadModel(join(dir, `sync_ft_${name}.safetensors`), { grad: true });
     assert.deepEqual([report.missing, report.unexpected], [[], []]);
-    assert.ok(model instanceof CAVMAESyncFT);
+    assert.ok(model instanceof CAVMAEFT && model.head === 'aggregator');
     const meta = JSON.parse(readFileSync(join(dir, `sync_ft_${name}.json`), 'utf8'));
     assert.deepEqual(
       model.arena.params.map((p) => [p.name, [...p.shape]]),
@@ -74,7 +74,7 @@ test('Sync fine-tuning: whole-model directional finite differences (every mode)'
       label_dim: 3,
       mode,
     });
-    const model = CAVMAESyncFT.create(cfg, { seed: 31 });
+    const model = CAVMAEFT.create(cfg, { seed: 31 });
     const rng = new Rng(32);
     const batch = {
       audio: new Tensor([4, 32, 128], rng.fillNormal(new Float32Array(4 * 32 * 128))),
@@ -122,7 +122,7 @@ test('Sync fine-tuning from a Sync pretraining checkpoint: encoder loads, only t
     kind: 'cavmae-sync-ft',
     overrides: { label_dim: 4 },
   });
-  assert.ok(model instanceof CAVMAESyncFT);
+  assert.ok(model instanceof CAVMAEFT && model.head === 'aggregator');
   assert.equal(config.num_register_tokens, 2);
   assert.equal(config.cls_token, true);
   assert.equal(config.tr_pos, true, 'fine-tuning trains the position tables (official default)');

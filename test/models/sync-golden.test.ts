@@ -1,5 +1,5 @@
 /**
- * CAVMAESync against the PyTorch Sync reference's golden tensors (test/fixtures/sync/, written by
+ * The Sync pretraining model (CAVMAE with a cavmae-sync config) against the PyTorch Sync reference's golden tensors (test/fixtures/sync/, written by
  * scripts/golden/sync_golden.py from scripts/golden/sync_reference.py; docs/sync-reference.md).
  * Three cases: cls_heads (global tokens + registers + contrastive heads), global_local (global +
  * local losses), no_cls (= CAV-MAE on a segment grid); each with masks replayed from the stored
@@ -16,7 +16,8 @@ import { Tape } from '../../src/autograd/tape.js';
 import { readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { loadModel } from '../../src/models/registry.js';
-import { CAVMAESync } from '../../src/models/sync.js';
+import { CAVMAE } from '../../src/models/cavmae.js';
+import { kindTraits } from '../../src/models/config.js';
 import { CLIP_STRATEGIES, similarityMatrix, l2NormalizeRows } from '../../src/eval/retrieval.js';
 import { assertClose, repoRoot } from '../helpers.js';
 
@@ -28,13 +29,13 @@ const dir = join(repoRoot(), 'test', 'fixtures', 'sync');
 type Ref = Map<string, { shape: number[]; data: Float32Array }>;
 
 function load(name: string): {
-  model: CAVMAESync;
+  model: CAVMAE;
   io: Ref;
   meta: { state_dict: [string, number[]][]; params_without_grad: string[]; outputs: Record<string, number> };
 } {
   const { model, report } = loadModel(join(dir, `sync_${name}.safetensors`), { grad: true });
   assert.deepEqual([report.missing, report.unexpected], [[], []], `${name}: key report`);
-  assert.ok(model instanceof CAVMAESync);
+  assert.ok(model instanceof CAVMAE && kindTraits(model.config).sync);
   const io = readSafetensorsF32(join(dir, `sync_${name}_io.safetensors`));
   const meta = JSON.parse(readFileSync(join(dir, `sync_${name}.json`), 'utf8'));
   return { model, io, meta };
@@ -143,15 +144,15 @@ for (const name of ['cls_heads', 'global_local', 'no_cls'] as const) {
     const image = new Tensor(ref('input.image').shape, ref('input.image').data);
     const tp = new Tape({ grad: false });
     const f = model.forwardFeat(tp, { audio, image });
-    assertClose(f.audioTokens.data, ref('feat.audio_tokens').data, {
+    assertClose(f.audioTokens!.data, ref('feat.audio_tokens').data, {
       rtol: TENSOR_RTOL,
       what: 'feat.audio_tokens',
     });
-    assertClose(f.videoTokens.data, ref('feat.video_tokens').data, {
+    assertClose(f.videoTokens!.data, ref('feat.video_tokens').data, {
       rtol: TENSOR_RTOL,
       what: 'feat.video_tokens',
     });
-    assert.deepEqual(f.audioTokens.shape, ref('feat.audio_tokens').shape);
+    assert.deepEqual(f.audioTokens!.shape, ref('feat.audio_tokens').shape);
     if (model.config.cls_token) {
       assertClose(f.clsA!.data, ref('feat.cls_a').data, { rtol: TENSOR_RTOL, what: 'feat.cls_a' });
       assertClose(f.clsV!.data, ref('feat.cls_v').data, { rtol: TENSOR_RTOL, what: 'feat.cls_v' });

@@ -1,5 +1,5 @@
 /**
- * CAVMAESync beyond the golden cases: the released-size layout (test/fixtures/sync/
+ * The Sync pretraining model beyond the golden cases: the released-size layout (test/fixtures/sync/
  * sync_base_keys.json, layout only), presets, config resolution and errors, initialisation,
  * checkpoint round trip, the options the fixtures do not cover (kept registers, multi-ratio
  * masking, chained shared layers, zero loss weights) with whole-model finite differences,
@@ -17,7 +17,14 @@ import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js
 import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
-import { presetConfig, presetNames, resolveConfig, type CavmaeConfig } from '../../src/models/config.js';
+import {
+  SYNC_PRESETS,
+  kindTraits,
+  presetConfig,
+  presetNames,
+  resolveConfig,
+  type CavmaeConfig,
+} from '../../src/models/config.js';
 import { sincosTable2d } from '../../src/models/pos-embed.js';
 import {
   buildModel,
@@ -26,10 +33,9 @@ import {
   parameterShapes,
   saveModel,
 } from '../../src/models/registry.js';
-import { CAVMAESync } from '../../src/models/sync.js';
-import { SYNC_PRESETS, SYNC_RECIPE } from '../../src/models/sync-config.js';
-import { syncPairFeatures, syncRetrievalFeatures } from '../../src/models/sync-features.js';
-import { adaptToSyncGrid, loadSyncInit } from '../../src/models/sync-init.js';
+import { SYNC_RECIPE } from '../../src/train/recipes.js';
+import { clipFeatures, pairVectors } from '../../src/eval/features.js';
+import { adaptToSyncGrid, loadSyncInit } from '../../src/models/registry.js';
 import { evaluateRetrieval, l2NormalizeRows } from '../../src/eval/retrieval.js';
 import { assertClose, repoRoot } from '../helpers.js';
 
@@ -78,7 +84,7 @@ test('released size: keys, order, shapes and counts of both released key sets (l
     for (const [k, v] of Object.entries(r.constructor_kwargs))
       assert.equal(cfg[k as keyof CavmaeConfig], v, `${preset}.${k}`);
     const model = buildModel(cfg, { allocate: false });
-    assert.ok(model instanceof CAVMAESync);
+    assert.ok(model instanceof CAVMAE && kindTraits(model.config).sync);
     assert.deepEqual(
       model.arena.params.map((p) => [p.name, [...p.shape]]),
       r.state_dict,
@@ -118,7 +124,7 @@ test('Sync presets build; sync-tiny trains one step; the recipe values', () => {
     assert.ok(m.arena.size > 0, name);
   }
   const cfg = presetConfig('sync-tiny');
-  const model = CAVMAESync.create(cfg, { seed: 1 });
+  const model = CAVMAE.create(cfg, { seed: 1 });
   const tp = new Tape();
   const out = model.forward(tp, batchFor(cfg, 3, 2), { rng: new Rng(3) });
   tp.backward(out.loss);
@@ -167,7 +173,7 @@ test('config: official Sync defaults, our keys, and clear errors', () => {
 
 test('initialisation: registers N(0,1), global tokens N(0,0.02), sin-cos tables on the segment grid', () => {
   const cfg = presetConfig('sync-tiny', { num_register_tokens: 64 });
-  const m = CAVMAESync.create(cfg, { seed: 4 });
+  const m = CAVMAE.create(cfg, { seed: 4 });
   const std = (x: Float32Array): number => Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length);
   const reg = m.arena.get('register_tokens').data; // 128 x 128 values
   assert.ok(Math.abs(std(reg) - 1) < 0.03, `register std ${std(reg)}`);
@@ -180,7 +186,7 @@ test('initialisation: registers N(0,1), global tokens N(0,0.02), sin-cos tables 
   assert.equal(m.arena.get('pos_embed_a').requiresGrad, false);
 });
 
-test('save then load: class CAVMAESync, same config and outputs', () => {
+test('save then load: class CAVMAE, same config and outputs', () => {
   // (With the heads this file's header is 18,560 bytes, whose low byte 0x80 makes
   // src/io/checkpoint.ts detectFormat take it for a legacy pickle: reported to the io owner.)
   const cfg = resolveConfig({
@@ -189,30 +195,30 @@ test('save then load: class CAVMAESync, same config and outputs', () => {
     contrast_loss_weight: 0.25,
     contrastive_heads: false,
   });
-  const model = CAVMAESync.create(cfg, { seed: 5 });
+  const model = CAVMAE.create(cfg, { seed: 5 });
   const path = join(tmp, 'sync.safetensors');
   saveModel(path, model);
   assert.equal(readSafetensors(path).metadata.class, 'CAVMAESync');
   const { model: back, config, report } = loadModel(path);
   assert.deepEqual(config, cfg);
   assert.deepEqual([report.missing, report.unexpected], [[], []]);
-  assert.ok(back instanceof CAVMAESync);
+  assert.ok(back instanceof CAVMAE && kindTraits(back.config).sync);
   const batch = batchFor(cfg, 2, 6);
-  const run = (m: CAVMAESync): number =>
+  const run = (m: CAVMAE): number =>
     m.forward(new Tape({ grad: false }), batch, { rng: new Rng(7) }).loss.item();
   assert.equal(run(back), run(model));
 });
 
 test('options: kept registers, multi-ratio masking, zero weights, chained shared layers', () => {
   const base = resolveConfig(MICRO);
-  const model = CAVMAESync.create(base, { seed: 8 });
+  const model = CAVMAE.create(base, { seed: 8 });
   const batch = batchFor(base, 3, 9);
   const noise = {
     noiseA: new Rng(10).fillUniform(new Float32Array(3 * 16)),
     noiseV: new Rng(11).fillUniform(new Float32Array(3 * 4)),
   };
-  const twin = (over: Record<string, unknown>): CAVMAESync => {
-    const m = CAVMAESync.create(resolveConfig({ ...MICRO, ...over }), { init: false });
+  const twin = (over: Record<string, unknown>): CAVMAE => {
+    const m = CAVMAE.create(resolveConfig({ ...MICRO, ...over }), { init: false });
     m.arena.data.set(model.arena.data);
     return m;
   };
@@ -223,7 +229,7 @@ test('options: kept registers, multi-ratio masking, zero weights, chained shared
   assert.deepEqual(kept.latentCA!.shape, ref.latentCA!.shape);
   assert.notEqual(kept.loss.item(), ref.loss.item());
   const f = twin({ keep_register_tokens: true }).forwardFeat(new Tape({ grad: false }), batch);
-  assert.deepEqual(f.audioTokens.shape, [3, 16, 16]);
+  assert.deepEqual(f.audioTokens!.shape, [3, 16, 16]);
   // Multi-ratio masking: one ratio per modality per call in [0.6, 0.9); explicit ratios win.
   const multi = twin({ multi_ratio_masking: true });
   const o = multi.forward(new Tape({ grad: false }), batch, { rng: new Rng(12) });
@@ -251,8 +257,8 @@ test('options: kept registers, multi-ratio masking, zero weights, chained shared
   assert.equal(noC.loss.item(), ref.lossMae.item());
   // Two shared layers: the reference's contrastive streams keep only the last one (unchained).
   const two = { shared_depth: 2 };
-  const m2 = CAVMAESync.create(resolveConfig({ ...MICRO, ...two }), { seed: 13 });
-  const m2c = CAVMAESync.create(resolveConfig({ ...MICRO, ...two, chain_shared_layers: true }), {
+  const m2 = CAVMAE.create(resolveConfig({ ...MICRO, ...two }), { seed: 13 });
+  const m2c = CAVMAE.create(resolveConfig({ ...MICRO, ...two, chain_shared_layers: true }), {
     init: false,
   });
   m2c.arena.data.set(m2.arena.data);
@@ -291,7 +297,7 @@ test('whole-model gradients by finite differences (options without golden data)'
   ];
   for (const [c, hGrad] of cases) {
     const cfg = resolveConfig(c);
-    const model = CAVMAESync.create(cfg, { seed: 16 });
+    const model = CAVMAE.create(cfg, { seed: 16 });
     const batch = batchFor(cfg, 4, 17);
     const opts = {
       noiseA: new Rng(18).fillUniform(new Float32Array(4 * 16)),
@@ -342,7 +348,7 @@ test('CAV-MAE / IN-initial weights → Sync grid: audio tables recomputed, Sync 
   );
   const path = join(tmp, 'cavmae-init.safetensors');
   saveModel(path, cav);
-  const sync = CAVMAESync.create(resolveConfig({ ...MICRO, contrastive_heads: true }), { seed: 22 });
+  const sync = CAVMAE.create(resolveConfig({ ...MICRO, contrastive_heads: true }), { seed: 22 });
   const fresh = Float32Array.from(sync.arena.get('register_tokens').data);
   const r = loadSyncInit(sync, path);
   assert.deepEqual(r.dropped, ['pos_embed_a', 'decoder_pos_embed_a']);
@@ -374,48 +380,43 @@ test('CAV-MAE / IN-initial weights → Sync grid: audio tables recomputed, Sync 
     'pos_embed_v',
   ]);
   // Different encoder sizes are refused with the file named.
-  const wide = CAVMAESync.create(resolveConfig({ ...MICRO, embed_dim: 32 }), { seed: 1 });
+  const wide = CAVMAE.create(resolveConfig({ ...MICRO, embed_dim: 32 }), { seed: 1 });
   assert.throws(() => loadSyncInit(wide, path), /cavmae-init\.safetensors: does not fit the Sync model/);
 });
 
 test('retrieval features: global tokens per pair, L2-normalised, chunking-invariant', () => {
   const { model } = loadModel(join(dir, 'sync_cls_heads.safetensors'));
-  assert.ok(model instanceof CAVMAESync);
+  assert.ok(model instanceof CAVMAE && kindTraits(model.config).sync);
   const io = readSafetensorsF32(join(dir, 'sync_cls_heads_io.safetensors'));
   const audio = io.get('input.audio')!;
   const image = io.get('input.image')!;
   // The three fixture pairs as one clip of three pairs.
   const clips = { audio: audio.data, image: image.data, n: 1, frames: 3 };
-  const one = syncRetrievalFeatures(model, clips, { batchPairs: 1 });
-  const all = syncRetrievalFeatures(model, clips, { batchPairs: 32 });
-  assert.deepEqual(one.audio.data, all.audio.data);
-  assert.deepEqual([all.audio.n, all.audio.frames, all.audio.dim], [1, 3, 12]);
-  assertClose(all.audio.data, l2NormalizeRows(io.get('feat.cls_a')!.data, 3, 12), {
+  const one = clipFeatures(model, clips, { batchPairs: 1 });
+  const all = clipFeatures(model, clips, { batchPairs: 32 });
+  assert.deepEqual(one.audio!.data, all.audio!.data);
+  assert.deepEqual([all.audio!.n, all.audio!.frames, all.audio!.dim], [1, 3, 12]);
+  assertClose(all.audio!.data, l2NormalizeRows(io.get('feat.cls_a')!.data, 3, 12), {
     rtol: 1e-4,
     what: 'cls_a',
   });
-  assertClose(all.video.data, l2NormalizeRows(io.get('feat.cls_v')!.data, 3, 12), {
+  assertClose(all.video!.data, l2NormalizeRows(io.get('feat.cls_v')!.data, 3, 12), {
     rtol: 1e-4,
     what: 'cls_v',
   });
   // local_matching: the mean of the patch tokens.
-  const local = syncPairFeatures(
-    model,
-    new Tensor(audio.shape, audio.data),
-    new Tensor(image.shape, image.data),
-    {
-      representation: 'local',
-    },
-  );
+  const local = pairVectors(model, new Tensor(audio.shape, audio.data), new Tensor(image.shape, image.data), {
+    representation: 'local',
+  });
   const tp = new Tape({ grad: false });
   const tokens = new Tensor(io.get('feat.video_tokens')!.shape, io.get('feat.video_tokens')!.data);
-  assertClose(local.video, ops.l2Normalize(tp, ops.meanTokens(tp, tokens)).data, {
+  assertClose(local.video!, ops.l2Normalize(tp, ops.meanTokens(tp, tokens)).data, {
     rtol: 1e-4,
     what: 'local video',
   });
   // Feeds src/eval/retrieval.ts directly: 3 clips of one pair each.
-  const per = syncRetrievalFeatures(model, { ...clips, n: 3, frames: 1 });
-  const r = evaluateRetrieval(per.audio, per.video);
+  const per = clipFeatures(model, { ...clips, n: 3, frames: 1 });
+  const r = evaluateRetrieval(per.audio!, per.video!);
   assert.equal(r.audioToVideo.n, 3);
-  assert.throws(() => syncRetrievalFeatures(model, { ...clips, n: 2 }), /audio holds/);
+  assert.throws(() => clipFeatures(model, { ...clips, n: 2 }), /audio holds/);
 });

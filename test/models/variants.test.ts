@@ -1,6 +1,6 @@
 /**
  * Every preset and every variant is constructed and run forward and backward on a tiny config:
- * parameter sets, counts (base = ../shared/fixtures/model_base/cavmae_base_params.json),
+ * parameter sets, counts (base = test/fixtures/official/model_base/cavmae_base_params.json),
  * initialisation (spec 3.5), finite losses and gradients, the options (chained shared layers,
  * bidirectional / grouped contrast, structured masking), and a finite-difference check of
  * the whole model's loss for the variants the golden files do not cover.

@@ -64,6 +64,9 @@ test('Progress line mode (no TTY): one compact line per interval with rate, samp
   assert.match(out[4], /^pretrain 300\/1000 \(30\.0%\) loss 1\.234 c_acc 0\.5000 \| 4\.000 steps\/s 32\.0 samples\/s \| ETA 2m55s\n$/);
   p.stop();
   assert.equal(out.length, 6, 'a final line on stop');
+  const counts = new Progress({ total: 10, label: 'index', stream, intervalSec: 0, now: () => now });
+  counts.update(6, { added: 6, skipped: 0, failed: 1, loss: 2.5 });
+  assert.match(out[out.length - 1], /^index 6\/10 \(60\.0%\) added 6 skipped 0 failed 1 loss 2\.500 \|/, 'counts print as integers');
   assert.equal(formatDuration(3725), '1h02m05s');
   assert.equal(formatDuration(Infinity), '--');
 });

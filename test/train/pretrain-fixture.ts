@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { encodeWavPcm16 } from '../../src/data/demo.js';
+import { encodeWavPcm16 } from '../../src/audio/wav.js';
 import { repoRoot } from '../helpers.js';
 
 /** A model small enough for many steps per second: 32 wide, 1 + 1 layers, 32 px, 32 frames. */

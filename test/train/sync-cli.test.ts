@@ -12,14 +12,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js';
-import { buildModel, resolveConfig, CAVMAESync, type CAVMAE } from '../../src/models/index.js';
+import { buildModel, kindTraits, resolveConfig, CAVMAE } from '../../src/models/index.js';
 import { loadDataset } from '../../src/data/datafile.js';
 import { evaluateRetrieval } from '../../src/eval/retrieval.js';
 import { loadInferenceModel } from '../../src/eval/embed.js';
 import { readJsonl } from '../../src/train/logger.js';
 import { cosineWarmup } from '../../src/train/schedule.js';
 import { writeModelFile } from '../../src/train/run.js';
-import { cavmaeSegmentFeatures, readPairLabels, syncDatasetFeatures } from '../../src/train/sync-eval.js';
+import { cavmaeSegmentFeatures, readPairLabels } from '../../src/eval/segments.js';
+import { datasetFeatures } from '../../src/eval/features.js';
 import { assertClose } from '../helpers.js';
 import { cli } from './pretrain-fixture.js';
 import { makeSyncSet, TINY_CLIP_CONFIG } from './sync-fixture.js';
@@ -88,13 +89,13 @@ test('Sync pretrain -> resume -> retrieval (clip and segment level) -> Sync fine
   // cavmae retrieval on the Sync model = the library on the same pair features.
   const modelPath = join(whole, 'model.safetensors');
   const m = loadInferenceModel(modelPath);
-  assert.ok(m.model instanceof CAVMAESync);
+  assert.ok(m.model instanceof CAVMAE && kindTraits(m.model.config).sync);
   const val = loadDataset(set.val);
-  const f = await syncDatasetFeatures(m.model, val);
+  const f = await datasetFeatures(m.model, val);
   for (const strategy of ['diagonal_mean', 'max'] as const) {
     const args = ['retrieval', '--model', modelPath, '--data', set.val, '--json', ...(strategy === 'max' ? ['--strategy', 'max'] : [])];
     const got = JSON.parse(ok(cli(args), `retrieval ${strategy}`)) as Report;
-    const want = evaluateRetrieval(f.audio, f.video, { strategy });
+    const want = evaluateRetrieval(f.audio!, f.video!, { strategy });
     assert.deepEqual([got.level, got.strategy, got.n, got.pairs, got.dim], ['clip', strategy, 4, 16, 32]);
     for (const dir of ['audioToVideo', 'videoToAudio'] as const) {
       const w = want[dir];
@@ -103,7 +104,7 @@ test('Sync pretrain -> resume -> retrieval (clip and segment level) -> Sync fine
   }
   const seg = JSON.parse(ok(cli(['retrieval', '--model', modelPath, '--data', set.val, '--segments', '--json']), 'retrieval --segments')) as Report;
   const labels = readPairLabels(val, f.indices, 16);
-  const wantSeg = evaluateRetrieval({ data: f.audio.data, n: 64, dim: 32 }, { data: f.video.data, n: 64, dim: 32 }, { labels });
+  const wantSeg = evaluateRetrieval({ data: f.audio!.data, n: 64, dim: 32 }, { data: f.video!.data, n: 64, dim: 32 }, { labels });
   assert.deepEqual([seg.level, seg.n, seg.clips, seg.segmentLength], ['segment', 64, 4, 32]);
   assertClose([seg.audioToVideo.r10, seg.audioToVideo.classMatchAt1!, seg.videoToAudio.r1, seg.videoToAudio.classMatchAt1!], [wantSeg.audioToVideo.r10, wantSeg.audioToVideo.classMatchAt1!, wantSeg.videoToAudio.r1, wantSeg.videoToAudio.classMatchAt1!], { atol: 1e-12, what: 'segment level' });
   const text = ok(cli(['retrieval', '--model', modelPath, '--data', set.val, '--segments']), 'retrieval text');

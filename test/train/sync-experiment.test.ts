@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CAVMAE, CAVMAESync } from '../../src/models/index.js';
+import { CAVMAE, kindTraits } from '../../src/models/index.js';
 import { loadDataset } from '../../src/data/datafile.js';
 import { loadInferenceModel } from '../../src/eval/embed.js';
-import { segmentRetrieval } from '../../src/train/sync-eval.js';
+import { segmentRetrieval } from '../../src/eval/retrieval-report.js';
 import {
   evaluateExperiment,
   formatExperiment,
@@ -100,8 +100,8 @@ test('runSyncExperiment: same recipe for both arms, checkpoint curves = segmentR
     assert.ok(last.chance.classMatchAt1 !== undefined, 'per-pair labels give a class-match chance');
     // The curve point is exactly what segmentRetrieval gives on the final model.
     const m = loadInferenceModel(join(out, arm, 'model.safetensors'));
-    assert.ok(arm === 'sync' ? m.model instanceof CAVMAESync : m.model instanceof CAVMAE);
-    const direct = await segmentRetrieval(m.model as CAVMAESync | CAVMAE, ds, {
+    assert.ok(m.model instanceof CAVMAE && kindTraits(m.model.config).sync === (arm === 'sync'));
+    const direct = await segmentRetrieval(m.model, ds, {
       audioNorm: m.audioNorm,
       segmentLength: r.segmentLength,
     });

@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { encodeWavPcm16 } from '../../src/data/demo.js';
+import { encodeWavPcm16 } from '../../src/audio/wav.js';
 
 /** Tiny Sync model: 32-row segments (8 x 2 audio patches), 32 px frames (4 patches), width 32. */
 export const TINY_SYNC_CONFIG = {

@@ -13,24 +13,18 @@ import { join } from 'node:path';
 import { Tape } from '../../src/autograd/tape.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { Rng } from '../../src/tensor/rng.js';
-import { buildModel, resolveConfig, SYNC_RECIPE, CAVMAE, CAVMAESync, CAVMAESyncFT, isSyncFtHead } from '../../src/models/index.js';
+import { buildModel, resolveConfig, CAVMAE, CAVMAEFT, isSyncFtHead } from '../../src/models/index.js';
+import { SYNC_RECIPE } from '../../src/train/recipes.js';
 import { loadDataset, buildLabelMap } from '../../src/data/datafile.js';
 import { evaluateRetrieval, l2NormalizeRows } from '../../src/eval/retrieval.js';
 import { loadStateDict } from '../../src/io/checkpoint.js';
-import { poolNormalize } from '../../src/eval/embed.js';
+import { datasetFeatures, poolNormalize } from '../../src/eval/features.js';
 import { pretrainModelConfig, pretrainRunConfig, type PretrainOptions } from '../../src/train/pretrain.js';
 import { writeModelFile } from '../../src/train/run.js';
-import { finetune } from '../../src/train/finetune.js';
-import { SyncClipLoader, checkpointKind, wantsSyncFinetune } from '../../src/train/sync-finetune.js';
-import {
-  cavmaeSegmentFeatures,
-  clipLevelReport,
-  readPairLabels,
-  segmentGeometry,
-  segmentLevelReport,
-  syncDatasetFeatures,
-  SYNC_PROTOCOL,
-} from '../../src/train/sync-eval.js';
+import { checkpointKind, finetune, finetuneKind } from '../../src/train/finetune.js';
+import { ClipLoader } from '../../src/train/clip-loader.js';
+import { cavmaeSegmentFeatures, readPairLabels, segmentGeometry } from '../../src/eval/segments.js';
+import { clipLevelReport, segmentLevelReport, SYNC_PROTOCOL } from '../../src/eval/retrieval-report.js';
 import { assertClose } from '../helpers.js';
 import { makeSyncSet, TINY_CLIP_CONFIG, TINY_SYNC_CONFIG, type SyncSet } from './sync-fixture.js';
 
@@ -60,11 +54,16 @@ test('recipes: a Sync model defaults to SYNC_RECIPE, explicit options win, --rec
   assert.equal(pretrainModelConfig(opts(official, { contrastWeight: 0.3 })).contrast_loss_weight, 0.3);
   const rc2 = pretrainRunConfig(mine, mc2);
   assert.deepEqual([rc2.lr, rc2.batchSize, rc2.schedule.kind], [1e-3, 8, 'constant']);
-  // A CAV-MAE model keeps the reference recipe unless asked; --recipe sync gives it the Sync defaults.
+  // The tiny preset brings its own recipe (the demo's); --recipe cavmae gives it the reference one,
+  // --recipe sync the Sync defaults.
   const tiny = pretrainModelConfig(opts('tiny'));
-  assert.equal(tiny.contrast_loss_weight, 0.01);
+  assert.deepEqual([tiny.contrast_loss_weight, tiny.mask_ratio_a, tiny.mask_ratio_v], [1, 0.5, 0.5]);
   const rcTiny = pretrainRunConfig(opts('tiny'), tiny);
-  assert.deepEqual([rcTiny.lr, rcTiny.batchSize, rcTiny.schedule.kind, rcTiny.noise], [5e-5, 48, 'multistep', true]);
+  assert.deepEqual([rcTiny.lr, rcTiny.batchSize, rcTiny.schedule.kind, rcTiny.noise, rcTiny.bf16], [1e-3, 64, 'cosine', false, true]);
+  const tinyRef = pretrainModelConfig(opts('tiny', { recipe: 'cavmae' }));
+  assert.deepEqual([tinyRef.contrast_loss_weight, tinyRef.mask_ratio_a], [0.01, 0.75]);
+  const rcTinyRef = pretrainRunConfig(opts('tiny', { recipe: 'cavmae' }), tinyRef);
+  assert.deepEqual([rcTinyRef.lr, rcTinyRef.batchSize, rcTinyRef.schedule.kind, rcTinyRef.noise], [5e-5, 48, 'multistep', true]);
   const tinySync = pretrainModelConfig(opts('tiny', { recipe: 'sync' }));
   assert.equal(tinySync.contrast_loss_weight, 0.1);
   assert.deepEqual([pretrainRunConfig(opts('tiny', { recipe: 'sync' }), tinySync).schedule.kind], ['cosine']);
@@ -73,7 +72,7 @@ test('recipes: a Sync model defaults to SYNC_RECIPE, explicit options win, --rec
   // Errors.
   assert.throws(() => pretrainRunConfig(opts('sync-tiny', { noise: true }), pretrainModelConfig(opts('sync-tiny'))), /the CAV-MAE Sync loader has no audio augmentation/);
   assert.throws(() => pretrainModelConfig(opts('sync-tiny', { variant: 'av-mae' })), /--variant av-mae: sync-tiny is a CAV-MAE Sync model/);
-  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { recipe: 'fast' })), /--recipe must be one of cavmae, sync, got "fast"/);
+  assert.throws(() => pretrainModelConfig(opts('sync-tiny', { recipe: 'fast' })), /--recipe must be one of cavmae, sync, tiny, got "fast"/);
   assert.throws(() => pretrainModelConfig(opts('sync-tiny-ft')), /is a fine-tuning config; pretraining needs a CAVMAE or CAVMAESync config/);
 });
 
@@ -122,22 +121,22 @@ test('segment protocol of a clip-level CAV-MAE: = a segment-sized CAV-MAE at the
 test('segment- and clip-level reports = evaluateRetrieval on the pair features; labels from pair_labels', async () => {
   const set = await dataset();
   const val = loadDataset(set.val);
-  const sync = buildModel(resolveConfig(TINY_SYNC_CONFIG), { seed: 2, grad: false }) as CAVMAESync;
-  const f = await syncDatasetFeatures(sync, val, { clipsPerBatch: 3 });
-  assert.deepEqual([f.audio.n, f.audio.frames, f.audio.dim, f.indices], [4, 16, 32, [0, 1, 2, 3]]);
+  const sync = buildModel(resolveConfig(TINY_SYNC_CONFIG), { seed: 2, grad: false }) as CAVMAE;
+  const f = await datasetFeatures(sync, val, { clipsPerBatch: 3 });
+  assert.deepEqual([f.audio!.n, f.audio!.frames, f.audio!.dim, f.indices], [4, 16, 32, [0, 1, 2, 3]]);
   const labels = readPairLabels(val, f.indices, 16)!;
   const raw = (JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(set.val, 'utf8'))) as { items: { pair_labels: number[] }[] }).items;
   // Classes are numbered in order of first appearance; equality is what matters.
   for (let i = 0; i < 64; i++) for (let j = 0; j < 64; j++) assert.equal(labels[i] === labels[j], raw[i >> 4].pair_labels[i & 15] === raw[j >> 4].pair_labels[j & 15]);
   const seg = segmentLevelReport(f, labels, SYNC_PROTOCOL, 32);
-  const want = evaluateRetrieval({ data: f.audio.data, n: 64, dim: 32 }, { data: f.video.data, n: 64, dim: 32 }, { labels });
+  const want = evaluateRetrieval({ data: f.audio!.data, n: 64, dim: 32 }, { data: f.video!.data, n: 64, dim: 32 }, { labels });
   assert.deepEqual([seg.n, seg.clips, seg.pairs, seg.level, seg.strategy], [64, 4, 16, 'segment', 'pooled']);
   assert.deepEqual(seg.audioToVideo, want.audioToVideo);
   assert.deepEqual(seg.videoToAudio, want.videoToAudio);
   assertClose([seg.chance.r1, seg.chance.r10], [1 / 64, 10 / 64], { atol: 1e-15, what: 'chance' });
   for (const strategy of ['diagonal_mean', 'max'] as const) {
     const clip = clipLevelReport(f, strategy, undefined, SYNC_PROTOCOL);
-    const w = evaluateRetrieval(f.audio, f.video, { strategy });
+    const w = evaluateRetrieval(f.audio!, f.video!, { strategy });
     assert.deepEqual([clip.audioToVideo, clip.videoToAudio, clip.n, clip.strategy], [w.audioToVideo, w.videoToAudio, 4, strategy]);
   }
   // The features are the model's pair features, L2-normalised (row 16·1 + 3 = clip 1, pair 3).
@@ -145,7 +144,7 @@ test('segment- and clip-level reports = evaluateRetrieval on the pair features; 
   const { buildSyncClip } = await import('../../src/data/sync.js');
   const c = await buildSyncClip(val.items[1], { segmentLength: 32, imageSize: 32 });
   const out = sync.forwardFeat(tp, { audio: new Tensor([1, 32, 128], c.audio.subarray(3 * 32 * 128, 4 * 32 * 128)), image: new Tensor([1, 3, 32, 32], c.image.subarray(3 * 3072, 4 * 3072)) });
-  assertClose(f.audio.data.subarray(19 * 32, 20 * 32), l2NormalizeRows(out.clsA!.data, 1, 32), { atol: 1e-6, what: 'global audio token of clip 1 pair 3' });
+  assertClose(f.audio!.data.subarray(19 * 32, 20 * 32), l2NormalizeRows(out.clsA!.data, 1, 32), { atol: 1e-6, what: 'global audio token of clip 1 pair 3' });
   // pair labels: absent -> undefined; wrong length -> a clear error.
   const bad = join(tmp, 'bad.json');
   writeFileSync(bad, JSON.stringify({ items: [{ id: 'a', audio: 'a.wav', image: 'a.png', pair_labels: [1, 2] }] }));
@@ -162,7 +161,7 @@ test('Sync fine-tuning clip loader: per-epoch permutation from (seed, epoch), re
   const set = await dataset();
   const train = loadDataset(set.train);
   const labelMap = buildLabelMap(train);
-  const mk = (seed: number): SyncClipLoader => new SyncClipLoader(train, { batchSize: 3, seed, segmentLength: 32, pairs: 16, imageSize: 32, labelMap, labelSmooth: 0.1 });
+  const mk = (seed: number): ClipLoader => new ClipLoader(train, { batchSize: 3, seed, segmentLength: 32, pairs: 16, imageSize: 32, labelMap, labelSmooth: 0.1 });
   const l = mk(5);
   assert.equal(l.numBatches, 2, '8 clips / 3 per batch, the last partial batch dropped');
   const e0 = [...l.epochOrder(0)];
@@ -191,18 +190,18 @@ test('Sync fine-tuning clip loader: per-epoch permutation from (seed, epoch), re
 
 test('Sync fine-tuning: picked by config, kind or checkpoint; encoder from a Sync checkpoint, fresh head; --freeze-base trains the head group only', async () => {
   const set = await dataset();
-  const pre = buildModel(resolveConfig(TINY_SYNC_CONFIG), { seed: 11 }) as CAVMAESync;
+  const pre = buildModel(resolveConfig(TINY_SYNC_CONFIG), { seed: 11 }) as CAVMAE;
   const prePath = join(tmp, 'sync-pre.safetensors');
   writeModelFile(prePath, pre);
   const cavPath = join(tmp, 'cavmae.safetensors');
   writeModelFile(cavPath, buildModel(resolveConfig({ ...TINY_CLIP_CONFIG }), { seed: 12 }));
   assert.equal(checkpointKind(prePath), 'cavmae-sync');
-  assert.equal(wantsSyncFinetune({ init: prePath }), true);
-  assert.equal(wantsSyncFinetune({ init: cavPath }), false);
-  assert.equal(wantsSyncFinetune({ config: set.ftConfig }), true);
-  assert.equal(wantsSyncFinetune({ config: 'tiny-ft' }), false);
-  assert.equal(wantsSyncFinetune({ init: cavPath, kind: 'cavmae-sync-ft' }), true);
-  assert.throws(() => wantsSyncFinetune({ kind: 'x' as 'cavmae-ft' }), /--kind must be cavmae-ft or cavmae-sync-ft/);
+  assert.equal(finetuneKind({ init: prePath }), 'cavmae-sync-ft');
+  assert.equal(finetuneKind({ init: cavPath }), 'cavmae-ft');
+  assert.equal(finetuneKind({ config: set.ftConfig }), 'cavmae-sync-ft');
+  assert.equal(finetuneKind({ config: 'tiny-ft' }), 'cavmae-ft');
+  assert.equal(finetuneKind({ init: cavPath, kind: 'cavmae-sync-ft' }), 'cavmae-sync-ft');
+  assert.throws(() => finetuneKind({ kind: 'x' as 'cavmae-ft' }), /--kind must be cavmae-ft or cavmae-sync-ft/);
   const quiet = { quiet: true, workers: 1, log: () => {} };
   const r = await finetune({ data: set.train, val: set.val, init: prePath, out: join(tmp, 'probe'), freezeBase: true, batchSize: 4, epochs: 1, lr: 1e-2, headLr: 1, wa: false, seed: 1, ...quiet });
   const { tensors } = loadStateDict(r.model);
@@ -217,7 +216,7 @@ test('Sync fine-tuning: picked by config, kind or checkpoint; encoder from a Syn
     assert.ok(preState.has(name), `${name} comes from the pretrained model`);
     assert.deepEqual(t.data, preState.get(name)!.data, `${name}: frozen encoder stays bit-identical`);
   }
-  const fresh = buildModel(resolveConfig({ ...JSON.parse((await import('node:fs')).readFileSync(set.ftConfig, 'utf8')), label_dim: 4 }), { seed: 1 }) as CAVMAESyncFT;
+  const fresh = buildModel(resolveConfig({ ...JSON.parse((await import('node:fs')).readFileSync(set.ftConfig, 'utf8')), label_dim: 4 }), { seed: 1 }) as CAVMAEFT;
   for (const p of fresh.arena.params) if (isSyncFtHead(p.name) && !tensors.get(p.name)!.data.every((v, i) => v === p.data[i])) changedHead++;
   assert.ok(head >= 20 && changedHead >= 10, `head parameters trained (${changedHead} of ${head} tensors changed)`);
   assert.equal(r.final.N, 4);

@@ -12,152 +12,101 @@
  * then one clip at a time; with --json the last line of stdout is the JSON report.
  */
 import type { Command } from 'commander';
+import type { ModelDtype, ModelTask } from '../../bench/model.js';
 import { UserError } from '../../util/errors.js';
+import {
+  apiEnum,
+  defineCommand,
+  flag,
+  flagName,
+  int,
+  list,
+  negatable,
+  num,
+  parseNumber,
+  str,
+} from '../schema.js';
 
-interface Flags {
-  modelBench?: boolean;
-  preset?: string;
-  batch?: number;
-  dtype?: string;
-  reps?: number;
-  tasks?: string;
-  warmup?: number;
-  json?: boolean;
-  quick?: boolean;
-  threads?: number[];
-  out?: string;
-  progress?: boolean;
-  only?: string[];
-  kernelsOnly?: boolean;
-  model?: string;
-  peak?: boolean;
-}
+const MODEL_BENCH = {
+  preset: str('--preset <name>', 'model bench: CAV-MAE preset (default base)'),
+  batch: int('--batch <n>', 'model bench: batch size (default 8)', { min: 0 }),
+  dtype: apiEnum<ModelDtype>(
+    '--dtype <dtype>',
+    'model bench: fp32, bf16 or int8 (inference tasks only) (default fp32)',
+  ),
+  reps: int('--reps <n>', 'model bench: timed repetitions per task, median reported (default 3)', { min: 0 }),
+  tasks: list<ModelTask>(
+    '--tasks <list>',
+    'model bench: comma-separated subset of embed,pretrain,ft,api (default embed,pretrain,ft); api: CavMae.load to the first clip, then batch-1 latency',
+  ),
+  model: str(
+    '--model <file>',
+    'model bench, api task: the checkpoint to load (default: the seeded preset model in a temporary file)',
+  ),
+  warmupSeconds: num('--warmup <seconds>', 'model bench: seconds of GEMM load before measuring (default 4)', {
+    min: 0,
+    max: 600,
+  }),
+};
 
-function partList(v: string): string[] {
-  return v
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-}
-
-function threadList(v: string): number[] {
-  const list = v.split(',').map((s) => Number(s.trim()));
-  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1 || n > 256)) {
-    throw new UserError(`--threads must be a comma-separated list of integers >= 1, got '${v}'`);
-  }
-  return list;
-}
-
-function intArg(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n))
-      throw new UserError(`${name} must be a whole number, got '${v}'`);
-    return n;
-  };
-}
-
-function secondsArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !(n >= 0 && n <= 600))
-    throw new UserError(`--warmup must be a number of seconds in [0, 600], got '${v}'`);
-  return n;
-}
+const OPTIONS = {
+  json: flag('--json', 'print one JSON object (env, peak, gemm, kernels, bandwidth, overhead) on stdout'),
+  quick: flag('--quick', 'a few-second smoke run: one GEMM shape, short warm-up'),
+  threads: list('--threads <list>', 'thread counts to measure, e.g. 1,2 (default 1,2)', (s, f) =>
+    parseNumber(s, f, { integer: true, min: 1, max: 256 }),
+  ),
+  out: str('--out <file>', 'also write the JSON report to this file'),
+  progress: negatable('--no-progress', 'no progress lines on stderr'),
+  only: list(
+    '--only <list>',
+    'measure only these parts: gemm, peak (hardware FMA probe), attention, overhead, elementwise, or kernel names (e.g. add,geluForward)',
+  ),
+  kernelsOnly: flag('--kernels-only', 'measure only the memory-bound kernels (same as --only elementwise)'),
+  modelBench: flag(
+    '--model-bench',
+    "benchmark the whole model on the PyTorch peer's workload instead (embedding, pretraining step, fine-tuning forward)",
+  ),
+  ...MODEL_BENCH,
+  peak: negatable('--no-peak', 'model bench: skip the GEMM and hardware peak probes (no MFU; for cold-start timing)'),
+};
 
 export function register(program: Command): void {
-  program
-    .command('bench')
-    .description(
-      'measure kernel speed: GEMM GFLOP/s of the ViT-B shapes, other kernels vs memory bandwidth, call overhead',
-    )
-    .option('--json', 'print one JSON object (env, peak, gemm, kernels, bandwidth, overhead) on stdout')
-    .option('--quick', 'a few-second smoke run: one GEMM shape, short warm-up')
-    .option('--threads <list>', 'thread counts to measure, e.g. 1,2 (default 1,2)', threadList)
-    .option('--out <file>', 'also write the JSON report to this file')
-    .option('--no-progress', 'no progress lines on stderr')
-    .option(
-      '--only <list>',
-      'measure only these parts: gemm, peak (hardware FMA probe), attention, overhead, elementwise, or kernel names (e.g. add,geluForward)',
-      partList,
-    )
-    .option('--kernels-only', 'measure only the memory-bound kernels (same as --only elementwise)')
-    .option(
-      '--model-bench',
-      "benchmark the whole model on the PyTorch peer's workload instead (embedding, pretraining step, fine-tuning forward)",
-    )
-    .option('--preset <name>', 'model bench: CAV-MAE preset (default base)')
-    .option('--batch <n>', 'model bench: batch size (default 8)', intArg('--batch'))
-    .option('--dtype <dtype>', 'model bench: fp32, bf16 or int8 (inference tasks only) (default fp32)')
-    .option(
-      '--reps <n>',
-      'model bench: timed repetitions per task, median reported (default 3)',
-      intArg('--reps'),
-    )
-    .option(
-      '--tasks <list>',
-      'model bench: comma-separated subset of embed,pretrain,ft,api (default embed,pretrain,ft); api: CavMae.load to the first clip, then batch-1 latency',
-    )
-    .option(
-      '--no-peak',
-      'model bench: skip the GEMM and hardware peak probes (no MFU; for cold-start timing)',
-    )
-    .option(
-      '--model <file>',
-      'model bench, api task: the checkpoint to load (default: the seeded preset model in a temporary file)',
-    )
-    .option(
-      '--warmup <seconds>',
-      'model bench: seconds of GEMM load before measuring (default 4)',
-      secondsArg,
-    )
-    .action(async (flags: Flags) => {
-      const log =
-        flags.progress === false ? undefined : (line: string) => process.stderr.write(`bench: ${line}\n`);
-      if (flags.modelBench) {
+  defineCommand(
+    program,
+    'bench',
+    'measure kernel speed: GEMM GFLOP/s of the ViT-B shapes, other kernels vs memory bandwidth, call overhead',
+    OPTIONS,
+    async ({ json, quick, threads, out, progress, only, kernelsOnly, modelBench, peak, ...model }) => {
+      const log = progress ? (line: string) => process.stderr.write(`bench: ${line}\n`) : undefined;
+      let report: object;
+      let text: string;
+      if (modelBench) {
         const { runModelBench, formatModelReport } = await import('../../bench/model.js');
-        if (flags.threads && flags.threads.length !== 1)
+        if (threads && threads.length !== 1)
           throw new UserError('--threads takes one number with --model-bench');
-        const report = await runModelBench({
-          preset: flags.preset,
-          batch: flags.batch,
-          dtype: flags.dtype as 'fp32' | 'bf16' | 'int8' | undefined,
-          reps: flags.reps,
-          tasks: flags.tasks?.split(',').map((t) => t.trim()) as
-            ('embed' | 'pretrain' | 'ft' | 'api')[] | undefined,
-          model: flags.model,
-          measurePeak: flags.peak,
-          threads: flags.threads?.[0],
-          warmupSeconds: flags.warmup,
-          log,
-        });
-        if (flags.out) {
-          const { writeFileAtomic } = await import('../../io/atomic.js');
-          writeFileAtomic(flags.out, `${JSON.stringify(report, null, 2)}\n`);
-        }
-        process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${formatModelReport(report)}\n`);
-        return;
+        const r = await runModelBench({ ...model, measurePeak: peak, threads: threads?.[0], log });
+        [report, text] = [r, formatModelReport(r)];
+      } else {
+        const given = Object.keys(model) as (keyof typeof MODEL_BENCH)[];
+        if (given.length) throw new UserError(`${flagName(MODEL_BENCH[given[0]].flags)} needs --model-bench`);
+        if (!peak) throw new UserError('--no-peak needs --model-bench');
+        const { runKernelBench, formatKernelReport, BENCH_PARTS } = await import('../../bench/kernels.js');
+        const { NATIVE_FUNCTIONS } = await import('../../kernels/native.js');
+        const parts = [...(only ?? []), ...(kernelsOnly ? ['elementwise'] : [])];
+        const known = new Set<string>([...BENCH_PARTS, ...NATIVE_FUNCTIONS]);
+        const unknown = parts.filter((p) => !known.has(p));
+        if (unknown.length)
+          throw new UserError(
+            `--only: unknown part(s) ${unknown.join(', ')} (parts: ${BENCH_PARTS.join(', ')}, or kernel names)`,
+          );
+        const r = await runKernelBench({ quick, threads, only: parts.length ? parts : undefined, log });
+        [report, text] = [r, formatKernelReport(r)];
       }
-      for (const f of ['preset', 'batch', 'dtype', 'reps', 'tasks', 'warmup', 'model'] as const)
-        if (flags[f] !== undefined) throw new UserError(`--${f} needs --model-bench`);
-      const { runKernelBench, formatKernelReport, BENCH_PARTS } = await import('../../bench/kernels.js');
-      const { NATIVE_FUNCTIONS } = await import('../../kernels/native.js');
-      const only = [...(flags.only ?? []), ...(flags.kernelsOnly ? ['elementwise'] : [])];
-      const known = new Set<string>([...BENCH_PARTS, ...NATIVE_FUNCTIONS]);
-      const unknown = only.filter((p) => !known.has(p));
-      if (unknown.length)
-        throw new UserError(
-          `--only: unknown part(s) ${unknown.join(', ')} (parts: ${BENCH_PARTS.join(', ')}, or kernel names)`,
-        );
-      const report = await runKernelBench({
-        quick: flags.quick,
-        threads: flags.threads,
-        only: only.length ? only : undefined,
-        log,
-      });
-      if (flags.out) {
+      if (out) {
         const { writeFileAtomic } = await import('../../io/atomic.js');
-        writeFileAtomic(flags.out, `${JSON.stringify(report, null, 2)}\n`);
+        writeFileAtomic(out, `${JSON.stringify(report, null, 2)}\n`);
       }
-      process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${formatKernelReport(report)}\n`);
-    });
+      process.stdout.write(json ? `${JSON.stringify(report)}\n` : `${text}\n`);
+    },
+  );
 }

@@ -1,17 +1,21 @@
 /** `cavmae convert IN OUT`: a PyTorch .pth (or safetensors) checkpoint -> our safetensors. */
 import type { Command } from 'commander';
+import { argument, defineCommand, flag } from '../schema.js';
+
+const OPTIONS = {
+  input: argument('<input>', '.pth checkpoint (torch.save zip format) or .safetensors'),
+  output: argument('<output>', 'output .safetensors'),
+  f32: flag('--f32', 'convert every tensor to float32 (default: keep the stored dtypes)'),
+  json: flag('--json', 'print the report as JSON'),
+};
 
 export function register(program: Command): void {
-  program
-    .command('convert')
-    .description(
-      'convert a PyTorch .pth state dict to safetensors (strips "module.", refuses hostile pickles, reports missing/unexpected keys)',
-    )
-    .argument('<input>', '.pth checkpoint (torch.save zip format) or .safetensors')
-    .argument('<output>', 'output .safetensors')
-    .option('--f32', 'convert every tensor to float32 (default: keep the stored dtypes)')
-    .option('--json', 'print the report as JSON')
-    .action(async (input: string, output: string, opts: { f32?: boolean; json?: boolean }) => {
+  defineCommand(
+    program,
+    'convert',
+    'convert a PyTorch .pth state dict to safetensors (strips "module.", refuses hostile pickles, reports missing/unexpected keys)',
+    OPTIONS,
+    async ({ input, output, ...opts }) => {
       const { convertCheckpoint } = await import('../../io/tools.js');
       const { formatKeyReport } = await import('../../io/checkpoint.js');
       const r = convertCheckpoint(input, output, { toF32: opts.f32 });
@@ -42,5 +46,6 @@ export function register(program: Command): void {
         lines.push('not a CAV-MAE layout: keys not checked');
       }
       process.stdout.write(`${lines.join('\n')}\n`);
-    });
+    },
+  );
 }

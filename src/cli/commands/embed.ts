@@ -4,47 +4,47 @@
  * data, `labels` [N] (first label index).
  */
 import type { Command } from 'commander';
-import { number } from './pretrain.js';
+import { BF16, MODEL_CONFIG, QUIET, WORKERS } from '../options.js';
+import { defineCommand, int, str } from '../schema.js';
 
-interface Flags {
-  model: string;
-  data: string;
-  out: string;
-  config?: string;
-  labelCsv?: string;
-  batchSize?: number;
-  workers?: number;
-  bf16?: boolean;
-  quiet?: boolean;
-}
+const OPTIONS = {
+  model: str('--model <ckpt>', 'pretrained or fine-tuned model', { required: true }),
+  data: str('--data <file>', 'datafile or manifest', { required: true }),
+  out: str('--out <file>', 'output safetensors', { required: true }),
+  config: MODEL_CONFIG,
+  labelCsv: str(
+    '--label-csv <file>',
+    'class index for the "labels" tensor (default: labels found in the data)',
+  ),
+  batchSize: int('--batch-size <n>', 'clips per forward pass (default 32)', { min: 1 }),
+  workers: WORKERS,
+  bf16: BF16,
+  quiet: QUIET,
+};
 
 export function register(program: Command): void {
-  program
-    .command('embed')
-    .description('write pooled, L2-normalised audio [N,D] and video [N,D] embeddings of a datafile (row order = datafile order) plus the item ids')
-    .requiredOption('--model <ckpt>', 'pretrained or fine-tuned model')
-    .requiredOption('--data <file>', 'datafile or manifest')
-    .requiredOption('--out <file>', 'output safetensors')
-    .option('--config <preset|json>', 'model config when the checkpoint carries none')
-    .option('--label-csv <file>', 'class index for the "labels" tensor (default: labels found in the data)')
-    .option('--batch-size <n>', 'clips per forward pass (default 32)', number('--batch-size', { int: true, min: 1 }))
-    .option('--workers <n>', 'data loader threads (default 2)', number('--workers', { int: true, min: 0 }))
-    .option('--bf16', 'bf16 GEMM inputs')
-    .option('--quiet', 'no progress display')
-    .action(async (f: Flags) => {
+  defineCommand(
+    program,
+    'embed',
+    'write pooled, L2-normalised audio [N,D] and video [N,D] embeddings of a datafile (row order = datafile order) plus the item ids',
+    OPTIONS,
+    async (o) => {
       const { embedToFile } = await import('../../eval/embed.js');
       const { Progress } = await import('../../train/progress.js');
       let progress: InstanceType<typeof Progress> | undefined;
       const e = await embedToFile({
-        ...f,
+        ...o,
         onBatch: (done, total) => {
-          if (f.quiet) return;
+          if (o.quiet) return;
           progress ??= new Progress({ total, label: 'embed' });
           progress.update(done);
         },
       });
       progress?.stop();
-      const sides = [e.audio ? `audio [${e.n}, ${e.dim}]` : '', e.video ? `video [${e.n}, ${e.dim}]` : ''].filter(Boolean).join(', ');
-      process.stdout.write(`${f.out}: ${sides}, ids${e.labels ? ', labels' : ''}\n`);
-    });
+      const sides = [e.audio ? `audio [${e.n}, ${e.dim}]` : '', e.video ? `video [${e.n}, ${e.dim}]` : '']
+        .filter(Boolean)
+        .join(', ');
+      process.stdout.write(`${o.out}: ${sides}, ids${e.labels ? ', labels' : ''}\n`);
+    },
+  );
 }

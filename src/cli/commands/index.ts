@@ -1,112 +1,136 @@
 /**
- * `cavmae index add|list|remove|compact|stats|build-ann`: the embedded media index (src/index).
- * `add` needs the model (via the inference API); the others only read or rewrite the folder.
+ * `cavmae index add|list|remove|compact|stats|build-ann`: the media index (src/index; embedded
+ * folder or LanceDB). `add` needs the model (in this process, or `cavmae worker`s with --queue);
+ * the others only read or rewrite the index.
  */
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
+import { INDEX_DIR } from '../options.js';
+import { defineCommand, flag, int, negatable, oneOf, str, variadicArgument } from '../schema.js';
 
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new UserError(`${name} must be a positive integer, got '${v}'`);
-    return n;
-  };
+const ADD = {
+  inputs: variadicArgument('<inputs...>', 'media files and folders'),
+  model: str('--model <file>', 'model checkpoint', { required: true }),
+  index: str('--index <dir>', 'index folder, or a LanceDB URI (created when absent)', { required: true }),
+  backend: oneOf(
+    '--backend <name>',
+    'backend of a new index: embedded or lancedb (an existing one is recognised)',
+    ['embedded', 'lancedb'] as const,
+  ),
+  queue: str(
+    '--queue <url>',
+    'redis://HOST:PORT/N: split the work into jobs for `cavmae worker` processes; this process commits their results',
+  ),
+  batch: int('--batch <n>', 'items per commit (with --queue: files per job)', { min: 1, default: 16 }),
+  attempts: int('--attempts <n>', 'with --queue: attempts per job before its files are reported failed', {
+    min: 1,
+    default: 5,
+  }),
+  threads: int('--threads <n>', 'compute threads for embedding in this process (default: one per core)', {
+    min: 1,
+  }),
+  thumbnails: negatable('--no-thumbnails', 'do not write thumbnails'),
+  force: flag('--force', 're-embed files even when unchanged'),
+  json: flag('--json', 'print the summary as JSON'),
+};
+
+/** Opens the index at `--index` (either backend) for reading, runs `f`, closes it. */
+async function withReader<T>(
+  location: string,
+  f: (idx: import('../../index/backend.js').SearchableIndex) => T,
+): Promise<T> {
+  const { openIndexReader } = await import('../../index/backend.js');
+  const { indexDirOf } = await import('../../index/run.js');
+  const idx = await openIndexReader(indexDirOf(location));
+  try {
+    return f(idx);
+  } finally {
+    await idx.close();
+  }
 }
 
 export function register(program: Command): void {
-  const index = program.command('index').description('build and maintain an embedded media index (a folder; no server needed)');
+  const index = program
+    .command('index')
+    .description('build and maintain an embedded media index (a folder; no server needed)');
 
-  index
-    .command('add')
-    .description('embed media files (folders are walked) into the index; resumable: unchanged files are skipped')
-    .argument('<inputs...>', 'media files and folders')
-    .requiredOption('--model <file>', 'model checkpoint')
-    .requiredOption('--index <dir>', 'index folder (created when absent)')
-    .option('--batch <n>', 'items per commit', positiveInt('--batch'), 16)
-    .option('--no-thumbnails', 'do not write thumbnails')
-    .option('--force', 're-embed files even when unchanged')
-    .option('--json', 'print the summary as JSON')
-    .action(async (inputs: string[], o: { model: string; index: string; batch: number; thumbnails: boolean; force?: boolean; json?: boolean }) => {
+  defineCommand(
+    index,
+    'add',
+    'embed media files (folders are walked) into the index; resumable: unchanged files are skipped',
+    ADD,
+    async ({ json, backend, queue, attempts, ...o }) => {
       const { runIndexAdd, formatAddSummary } = await import('../../index/run.js');
-      const s = await runIndexAdd({ inputs, model: o.model, index: o.index, batch: o.batch, thumbnails: o.thumbnails, force: !!o.force });
-      process.stdout.write(o.json ? JSON.stringify(s) + '\n' : formatAddSummary(s, o.index) + '\n');
+      const s = await runIndexAdd({
+        ...o,
+        force: !!o.force,
+        ...(backend ? { backend } : {}),
+        ...(queue ? { queue, attempts } : {}),
+      });
+      process.stdout.write(json ? JSON.stringify(s) + '\n' : formatAddSummary(s, o.index) + '\n');
       if (s.failed.length > 0) process.exitCode = 1;
-    });
+    },
+  );
 
-  index
-    .command('list')
-    .description('list the indexed items')
-    .requiredOption('--index <dir>', 'index folder')
-    .option('--json', 'one JSON object per line')
-    .action(async (o: { index: string; json?: boolean }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf } = await import('../../index/run.js');
-      for (const e of MediaIndex.open(indexDirOf(o.index)).list()) {
-        const streams = `${e.hasAudio ? 'a' : '-'}${e.hasVisual ? 'v' : '-'}`;
-        process.stdout.write(o.json ? JSON.stringify(e) + '\n' : `${e.id}  ${e.modality.padEnd(5)} ${streams}  ${e.path}\n`);
-      }
-    });
+  defineCommand(
+    index,
+    'list',
+    'list the indexed items',
+    { index: INDEX_DIR, json: flag('--json', 'one JSON object per line') },
+    (o) =>
+      withReader(o.index, (idx) => {
+        for (const e of idx.list()) {
+          const streams = `${e.hasAudio ? 'a' : '-'}${e.hasVisual ? 'v' : '-'}`;
+          process.stdout.write(
+            o.json ? JSON.stringify(e) + '\n' : `${e.id}  ${e.modality.padEnd(5)} ${streams}  ${e.path}\n`,
+          );
+        }
+      }),
+  );
 
-  index
-    .command('stats')
-    .description('model, counts and layout of the index')
-    .requiredOption('--index <dir>', 'index folder')
-    .action(async (o: { index: string }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf } = await import('../../index/run.js');
-      process.stdout.write(JSON.stringify(MediaIndex.open(indexDirOf(o.index)).stats(), null, 2) + '\n');
-    });
+  defineCommand(index, 'stats', 'model, counts and layout of the index', { index: INDEX_DIR }, (o) =>
+    withReader(o.index, (idx) => {
+      process.stdout.write(JSON.stringify({ backend: idx.backend, ...idx.stats() }, null, 2) + '\n');
+    }),
+  );
 
-  index
-    .command('remove')
-    .description('remove items by id or by file path')
-    .argument('<items...>', 'ids (16 hex digits) or paths')
-    .requiredOption('--index <dir>', 'index folder')
-    .action(async (items: string[], o: { index: string }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf, resolveIds } = await import('../../index/run.js');
-      const idx = MediaIndex.open(indexDirOf(o.index), { writable: true });
-      try {
-        const r = idx.remove(resolveIds(items));
-        process.stdout.write(`removed ${r.removed.length}; ${idx.count} items left\n`);
-        if (r.unknown.length) throw new UserError(`not in the index: ${r.unknown.join(', ')}`);
-      } finally {
-        idx.close();
-      }
-    });
+  defineCommand(
+    index,
+    'remove',
+    'remove items by id or by file path',
+    { items: variadicArgument('<items...>', 'ids (16 hex digits) or paths'), index: INDEX_DIR },
+    async (o) => {
+      const { indexDirOf, removeFromIndex } = await import('../../index/run.js');
+      const r = await removeFromIndex(indexDirOf(o.index), o.items);
+      process.stdout.write(`removed ${r.removed.length}; ${r.left} items left\n`);
+      if (r.unknown.length) throw new UserError(`not in the index: ${r.unknown.join(', ')}`);
+    },
+  );
 
-  index
-    .command('compact')
-    .description('rewrite the vectors without removed or replaced rows')
-    .requiredOption('--index <dir>', 'index folder')
-    .action(async (o: { index: string }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf } = await import('../../index/run.js');
-      const idx = MediaIndex.open(indexDirOf(o.index), { writable: true });
-      try {
-        const r = idx.compact();
-        process.stdout.write(`compacted ${r.before} rows to ${r.after}\n`);
-      } finally {
-        idx.close();
-      }
-    });
+  defineCommand(
+    index,
+    'compact',
+    'rewrite the vectors without removed or replaced rows',
+    { index: INDEX_DIR },
+    async (o) => {
+      const { indexDirOf, compactIndex } = await import('../../index/run.js');
+      process.stdout.write(`${await compactIndex(indexDirOf(o.index))}\n`);
+    },
+  );
 
-  index
-    .command('build-ann')
-    .description('build (or extend) the approximate-search graphs (HNSW) now instead of at the first --approximate search')
-    .requiredOption('--index <dir>', 'index folder')
-    .option('--m <n>', 'graph degree', positiveInt('--m'), 16)
-    .option('--ef-construction <n>', 'build beam width', positiveInt('--ef-construction'), 200)
-    .action(async (o: { index: string; m: number; efConstruction: number }) => {
-      const { MediaIndex } = await import('../../index/store.js');
-      const { indexDirOf } = await import('../../index/run.js');
-      const idx = MediaIndex.open(indexDirOf(o.index));
-      const stats = idx.stats();
-      for (const space of ['audio', 'visual'] as const) {
-        if ((space === 'audio' ? stats.withAudio : stats.withVisual) === 0) continue;
-        const t0 = Date.now();
-        idx.ann(space, { m: o.m, efConstruction: o.efConstruction });
-        process.stdout.write(`${space}: graph over ${space === 'audio' ? stats.withAudio : stats.withVisual} items in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
-      }
-    });
+  defineCommand(
+    index,
+    'build-ann',
+    "build the approximate-search index now: HNSW graphs (embedded; else built at the first --approximate search) or LanceDB's vector index (IVF)",
+    {
+      index: INDEX_DIR,
+      m: int('--m <n>', 'graph degree', { min: 1, default: 16 }),
+      efConstruction: int('--ef-construction <n>', 'build beam width', { min: 1, default: 200 }),
+    },
+    async (o) => {
+      const { indexDirOf, buildAnnIndex } = await import('../../index/run.js');
+      const lines = await buildAnnIndex(indexDirOf(o.index), { m: o.m, efConstruction: o.efConstruction });
+      for (const line of lines) process.stdout.write(`${line}\n`);
+    },
+  );
 }

@@ -1,13 +1,14 @@
 /** `cavmae inspect FILE`: keys, shapes, dtypes and metadata of a checkpoint (no tensor data read). */
 import type { Command } from 'commander';
+import { argument, defineCommand, flag } from '../schema.js';
 
 export function register(program: Command): void {
-  program
-    .command('inspect')
-    .description('list the tensors (name, dtype, shape) and metadata of a .safetensors or .pth checkpoint')
-    .argument('<file>', 'checkpoint')
-    .option('--json', 'print JSON')
-    .action(async (file: string, opts: { json?: boolean }) => {
+  defineCommand(
+    program,
+    'inspect',
+    'list the tensors (name, dtype, shape) and metadata of a .safetensors or .pth checkpoint',
+    { file: argument('<file>', 'checkpoint'), json: flag('--json', 'print JSON') },
+    async ({ file, ...opts }) => {
       const { inspectCheckpoint } = await import('../../io/tools.js');
       const { formatKeyReport } = await import('../../io/checkpoint.js');
       const r = inspectCheckpoint(file);
@@ -31,5 +32,6 @@ export function register(program: Command): void {
         lines.push(formatKeyReport(r.layout.report));
       }
       process.stdout.write(`${lines.join('\n')}\n`);
-    });
+    },
+  );
 }

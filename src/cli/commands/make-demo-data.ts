@@ -1,132 +1,107 @@
 /**
- * `cavmae make-demo-data --out D [--n N]`: the AV-digits demo set (train.json, test.json, labels.csv
- * + media); `--sync`: the multi-digit set for CAV-MAE Sync (sync-train.json, sync-test.json: 10.24 s
- * clips of spoken digits + 16 frames showing the digit spoken at each pair; src/data/sync-demo.ts).
+ * `cavmae make-demo-data --out D [--n N]`: the AV-digits demo set (train.json, test.json,
+ * labels.csv + media, and the held-out real-speech set real-test.json when its Debian packages
+ * are installed); `--sync`: the multi-digit set for CAV-MAE Sync (sync-train.json,
+ * sync-test.json: 10.24 s clips of spoken digits + 16 frames showing the digit spoken at each
+ * pair). One generator (src/data/avdigits.ts); unset flags take the layout's defaults, which for
+ * the single-digit set are the demo's data recipe (docs/demo.md).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import type { AvDigitsParams } from '../../data/avdigits.js';
 import { UserError } from '../../util/errors.js';
+import { progressBar } from '../progress-bar.js';
+import { custom, defineCommand, flag, int, list, negatable, num, oneOf, str } from '../schema.js';
 
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
-    return n;
-  };
+/** `--params`: inline JSON, a JSON file of parameters, or a manifest whose `params` they are. */
+function readParams(v: string, flag: string): Partial<AvDigitsParams> {
+  let text = v;
+  if (!v.trim().startsWith('{')) {
+    if (!existsSync(v)) throw new UserError(`${flag}: ${v} is neither JSON nor an existing file`);
+    text = readFileSync(v, 'utf8');
+  }
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${flag}: ${v}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof j !== 'object' || j === null || Array.isArray(j))
+    throw new UserError(`${flag}: ${v}: expected a JSON object`);
+  const o = j as Record<string, unknown>;
+  const p = (typeof o.params === 'object' && o.params !== null ? o.params : o) as Record<string, unknown>;
+  // A manifest's params also say which split it is and how many items it has: not parameters.
+  const rest = { ...p };
+  for (const k of ['split', 'n', 'splitVoices']) delete rest[k];
+  return rest as Partial<AvDigitsParams>;
 }
 
-function num(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new UserError(`${name} must be a number, got '${v}'`);
-    return n;
-  };
-}
-
-const list = (v: string): string[] =>
-  v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-
-interface Flags {
-  out: string;
-  sync?: boolean;
-  digitsPerClip?: number;
-  n: number;
-  testN?: number;
-  seed: number;
-  snrMin: number;
-  snrMax: number;
-  duration: number;
-  voices?: string[];
-  langs?: string[];
-  speedMin: number;
-  speedMax: number;
-  pitchMin: number;
-  pitchMax: number;
-  imageSize: number;
-  jobs: number;
-  quiet?: boolean;
-}
+const OPTIONS = {
+  out: str('--out <dir>', 'output folder', { required: true }),
+  n: int('--n <n>', 'training examples (default 3000; --sync 500)', { min: 1 }),
+  testN: int('--test-n <n>', 'test examples (default n/10, at least 10)', { min: 0 }),
+  seed: int('--seed <s>', 'random seed (example i depends only on seed, split and i) (default 0)', { min: 0 }),
+  snrMin: num('--snr-min <db>', 'lowest speech-to-noise ratio, dB (default 25; --sync 20)'),
+  snrMax: num('--snr-max <db>', 'highest speech-to-noise ratio, dB (default 50; --sync 40)'),
+  duration: num('--duration <s>', 'clip length in seconds, the word near the centre (default 1.0)'),
+  voices: list(
+    '--voices <list>',
+    'comma-separated espeak-ng voice variants (default: all installed; --sync: f1-f5, m1-m7); every 5th goes to test',
+  ),
+  langs: list(
+    '--langs <list>',
+    'comma-separated espeak-ng languages / accents, the digit spoken in each (default: the 8 English accents; --sync: en)',
+  ),
+  speedMin: int('--speed-min <wpm>', 'slowest speech rate, words per minute (default 110; --sync 150)', {
+    min: 80,
+  }),
+  speedMax: int('--speed-max <wpm>', 'fastest speech rate (default 220)', { min: 80 }),
+  pitchMin: int('--pitch-min <p>', 'lowest pitch, espeak-ng scale 0-99 (default 10; --sync 20)', { min: 0 }),
+  pitchMax: int('--pitch-max <p>', 'highest pitch (default 90; --sync 80)', { min: 0 }),
+  imageSize: int('--image-size <px>', 'stored image side (default 28: the MNIST pixels; the image pipeline resizes)', {
+    min: 8,
+  }),
+  recording: oneOf(
+    '--recording <preset>',
+    'recording conditions: varied (rooms, microphones, telephone codecs, noise, levels, clipping; the default) | clean (--sync default)',
+    ['varied', 'clean'] as const,
+  ),
+  params: custom(
+    '--params <json|file>',
+    "all generator parameters as JSON, or a file: a manifest's params rebuild that set exactly; the other flags override",
+    readParams,
+  ),
+  realTest: negatable('--no-real-test', 'do not make the held-out real-speech set (real-test.json)'),
+  jobs: int('--jobs <n>', 'examples made in parallel (each runs espeak-ng or flite, and sox)', {
+    min: 1,
+    default: 2,
+  }),
+  sync: flag('--sync', 'multi-digit 10.24 s clips for CAV-MAE Sync segment retrieval (sync-train.json, sync-test.json)'),
+  digitsPerClip: int('--digits-per-clip <k>', 'with --sync: digits per clip, a divisor of 16 (default 8)', {
+    min: 1,
+  }),
+  quiet: flag('--quiet', 'no progress bar'),
+};
 
 export function register(program: Command): void {
-  program
-    .command('make-demo-data')
-    .description(
-      'make the AV-digits demo set: MNIST digit images paired with espeak-ng speech of the digit name (varied voices, speeds, pitches, noise); ' +
-        'writes <out>/train.json, <out>/test.json (manifests), <out>/labels.csv and the media; train/test split by voice and by MNIST image; resumable',
-    )
-    .requiredOption('--out <dir>', 'output folder')
-    .option('--n <n>', 'training examples', int('--n', 1), 3000)
-    .option('--test-n <n>', 'test examples (default n/10, at least 10)', int('--test-n', 0))
-    .option('--seed <s>', 'random seed (example i depends only on seed, split and i)', int('--seed', 0), 0)
-    .option('--snr-min <db>', 'lowest speech-to-noise ratio (dB)', num('--snr-min'), 20)
-    .option('--snr-max <db>', 'highest speech-to-noise ratio (dB)', num('--snr-max'), 40)
-    .option(
-      '--duration <s>',
-      'clip length in seconds (the word is placed near the centre)',
-      num('--duration'),
-      1.0,
-    )
-    .option(
-      '--voices <list>',
-      'comma-separated espeak-ng voice variants (default: all installed; every 5th goes to test)',
-      list,
-    )
-    .option(
-      '--langs <list>',
-      'comma-separated espeak-ng languages (the digit is spoken in each) (default: en)',
-      list,
-    )
-    .option('--speed-min <wpm>', 'slowest speech rate (words per minute)', int('--speed-min', 80), 120)
-    .option('--speed-max <wpm>', 'fastest speech rate', int('--speed-max', 80), 220)
-    .option('--pitch-min <p>', 'lowest espeak-ng pitch (0-99)', int('--pitch-min', 0), 20)
-    .option('--pitch-max <p>', 'highest espeak-ng pitch (0-99)', int('--pitch-max', 0), 80)
-    .option(
-      '--image-size <px>',
-      'stored image side (28 keeps the MNIST pixels; the image pipeline resizes)',
-      int('--image-size', 8),
-      28,
-    )
-    .option('--jobs <n>', 'examples made in parallel (each runs espeak-ng and sox)', int('--jobs', 1), 2)
-    .option('--sync', 'multi-digit clips for CAV-MAE Sync segment retrieval (default --n 500; --duration, --langs, --speed-*, --pitch-* do not apply)')
-    .option('--digits-per-clip <k>', 'with --sync: digits per 10.24 s clip, a divisor of 16 (default 8)', int('--digits-per-clip', 1))
-    .option('--quiet', 'no progress bar')
-    .action(async (o: Flags, cmd: Command) => {
-      if (o.sync) return makeSyncSet(o, cmd);
-      if (o.digitsPerClip !== undefined) throw new UserError('--digits-per-clip applies to --sync only');
-      const { makeDemoData } = await import('../../data/demo.js');
-      let bar: import('cli-progress').SingleBar | undefined;
-      if (!o.quiet && process.stderr.isTTY) {
-        const { default: cliProgress } = await import('cli-progress');
-        bar = new cliProgress.SingleBar(
-          {
-            format: 'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}',
-            stream: process.stderr,
-            hideCursor: true,
-            etaBuffer: 50,
-          },
-          cliProgress.Presets.shades_classic,
-        );
-      }
+  defineCommand(
+    program,
+    'make-demo-data',
+    'make the AV-digits demo set: MNIST digit images paired with speech of the digit name (espeak-ng and flite voices, speeds, pitches, rooms, microphones, noise); ' +
+      'writes <out>/train.json, <out>/test.json (manifests), <out>/labels.csv, the media, and the held-out real-speech set <out>/real-test.json; train/test split by voice and by MNIST image; resumable',
+    OPTIONS,
+    async ({ sync, quiet, realTest, ...o }) => {
+      if (!sync && o.digitsPerClip !== undefined) throw new UserError('--digits-per-clip applies to --sync only');
+      const { makeAvDigits } = await import('../../data/avdigits.js');
+      const bar = await progressBar(!quiet, 'make-demo-data |{bar}| {value}/{total} examples | ETA {eta_formatted}', {
+        etaBuffer: 50,
+      });
       let started = false;
-      const summary = await makeDemoData({
-        out: o.out,
-        n: o.n,
-        testN: o.testN,
-        seed: o.seed,
-        snrMin: o.snrMin,
-        snrMax: o.snrMax,
-        duration: o.duration,
-        voices: o.voices,
-        langs: o.langs,
-        speedMin: o.speedMin,
-        speedMax: o.speedMax,
-        pitchMin: o.pitchMin,
-        pitchMax: o.pitchMax,
-        imageSize: o.imageSize,
-        jobs: o.jobs,
+      const s = await makeAvDigits({
+        ...o,
+        // --params of a multi-digit set rebuilds a multi-digit set without --sync
+        layout: sync ? 'sequence' : (o.params?.layout ?? 'single'),
+        realTest: realTest ? 'auto' : false,
         onProgress: (done, total) => {
           if (!bar) return;
           if (!started) {
@@ -136,46 +111,18 @@ export function register(program: Command): void {
         },
       });
       bar?.stop();
-      process.stdout.write(
-        `AV-digits: ${summary.trainCount} train + ${summary.testCount} test examples in ${summary.out} ` +
-          `(${summary.generated} made, ${summary.reused} reused, ${summary.seconds.toFixed(1)} s)\n` +
-          `  ${summary.train}\n  ${summary.test}\n  ${summary.labels}\n`,
-      );
-    });
-}
-
-/** `--sync`: the multi-digit AV-digits set (makeSyncDemoData). */
-async function makeSyncSet(o: Flags, cmd: Command): Promise<void> {
-  const given = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
-  const foreign = ['duration', 'langs', 'speedMin', 'speedMax', 'pitchMin', 'pitchMax'].filter(given);
-  if (foreign.length)
-    throw new UserError(
-      `--${foreign[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} does not apply to --sync (its clips are 10.24 s, English, speed 150-220 wpm and pitch 20-80 drawn per clip)`,
-    );
-  const { makeSyncDemoData } = await import('../../data/sync-demo.js');
-  const n = given('n') ? o.n : 500;
-  let shown = -1;
-  const s = await makeSyncDemoData({
-    out: o.out,
-    n,
-    testN: o.testN,
-    digitsPerClip: o.digitsPerClip,
-    seed: o.seed,
-    snrMin: o.snrMin,
-    snrMax: o.snrMax,
-    voices: o.voices,
-    imageSize: o.imageSize,
-    jobs: o.jobs,
-    onProgress: (done, total) => {
-      // One line per 10% on stderr (the generator is not resumable, so progress matters).
-      const tenth = Math.floor((10 * done) / total);
-      if (!o.quiet && tenth !== shown) {
-        shown = tenth;
-        process.stderr.write(`make-demo-data --sync: ${done}/${total} clips\n`);
-      }
+      const kind = s.params.layout === 'sequence' ? 'AV-digits (multi-digit, Sync)' : 'AV-digits';
+      const lines = [
+        `${kind}: ${s.trainCount} train + ${s.testCount} test examples in ${s.out} (${s.generated} made, ${s.reused} reused, ${s.seconds.toFixed(1)} s)`,
+        `  ${s.train}`,
+        `  ${s.test}`,
+        `  ${s.labels}`,
+      ];
+      if (s.real)
+        lines.push(
+          `  ${s.real.path} (held-out real speech: ${s.real.clips} recordings of ${s.real.speakers} speakers, ${s.real.items} pairs)`,
+        );
+      process.stdout.write(lines.join('\n') + '\n');
     },
-  });
-  process.stdout.write(
-    `AV-digits (multi-digit, Sync): ${s.trainCount} train + ${s.testCount} test clips (${s.seconds.toFixed(1)} s)\n  ${s.train}\n  ${s.test}\n`,
   );
 }

@@ -5,103 +5,61 @@
  * with the per-modality MSE over masked patches.
  */
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
+import { BF16, clipInput, clipInputs, MODEL_CONFIG, pngOut, rawOut, VIDEO_FRAME } from '../options.js';
+import { defineCommand, flag, int, num, oneOf, optionalArgument, str } from '../schema.js';
 
-function ratio(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!(n > 0 && n < 1)) throw new UserError(`${flag} must be a number in (0, 1), got '${v}'`);
-    return n;
-  };
-}
+const RATIO = { min: 0, max: 1, exclusive: true };
+
+const OPTIONS = {
+  file: optionalArgument(
+    '[file]',
+    'a video with sound (or, for a one-modality model, an audio file or an image)',
+  ),
+  model: str('--model <file>', 'pretrained checkpoint with its decoder', { required: true }),
+  ...clipInputs('middle frame is used'),
+  out: pngOut('the panel PNG', 'panel'),
+  maskRatio: num('--mask-ratio <r>', 'mask ratio of both modalities', { ...RATIO, default: 0.75 }),
+  maskRatioA: num('--mask-ratio-a <r>', 'audio mask ratio (overrides --mask-ratio)', RATIO),
+  maskRatioV: num('--mask-ratio-v <r>', 'visual mask ratio (overrides --mask-ratio)', RATIO),
+  maskMode: oneOf(
+    '--mask-mode <m>',
+    'audio masking: unstructured, time, freq or tf',
+    ['unstructured', 'time', 'freq', 'tf'] as const,
+    { default: 'unstructured' },
+  ),
+  seed: int('--seed <n>', 'mask noise seed', { min: 0, default: 2 }),
+  frame: VIDEO_FRAME,
+  raw: rawOut(
+    'also write predictions and masks: .safetensors (pred_a, pred_v, mask_a, mask_v, loss_mae_a, loss_mae_v) or .json',
+  ),
+  config: MODEL_CONFIG,
+  bf16: BF16,
+  json: flag('--json', 'print the MSEs as JSON'),
+};
 
 export function register(program: Command): void {
-  program
-    .command('reconstruct')
-    .description('mask and reconstruct a clip with a pretrained model; 2x3 panel PNG and per-modality MSE')
-    .argument('[file]', 'a video with sound (or, for a one-modality model, an audio file or an image)')
-    .requiredOption('--model <file>', 'pretrained checkpoint with its decoder')
-    .option('--audio <file>', 'audio input (instead of FILE)')
-    .option('--image <file>', 'image input, or a video whose middle frame is used (instead of FILE)')
-    .requiredOption('--out <file.png>', 'the panel PNG')
-    .option('--mask-ratio <r>', 'mask ratio of both modalities', ratio('--mask-ratio'), 0.75)
-    .option('--mask-ratio-a <r>', 'audio mask ratio (overrides --mask-ratio)', ratio('--mask-ratio-a'))
-    .option('--mask-ratio-v <r>', 'visual mask ratio (overrides --mask-ratio)', ratio('--mask-ratio-v'))
-    .option('--mask-mode <m>', 'audio masking: unstructured, time, freq or tf', 'unstructured')
-    .option('--seed <n>', 'mask noise seed', '2')
-    .option('--frame <i>', 'video frame 0-9 (default 5)')
-    .option(
-      '--raw <file>',
-      'also write predictions and masks: .safetensors (pred_a, pred_v, mask_a, mask_v, loss_mae_a, loss_mae_v) or .json',
-    )
-    .option('--config <c>', 'model config (preset name or JSON) for checkpoints that carry none')
-    .option('--bf16', 'bf16 matrix products')
-    .option('--json', 'print the MSEs as JSON')
-    .action(
-      async (
-        file: string | undefined,
-        o: {
-          model: string;
-          audio?: string;
-          image?: string;
-          out: string;
-          maskRatio: number;
-          maskRatioA?: number;
-          maskRatioV?: number;
-          maskMode: string;
-          seed: string;
-          frame?: string;
-          raw?: string;
-          config?: string;
-          bf16?: boolean;
-          json?: boolean;
-        },
-      ) => {
-        if (file && (o.audio || o.image))
-          throw new UserError('reconstruct: give either FILE or --audio/--image, not both');
-        if (!file && !o.audio && !o.image)
-          throw new UserError('reconstruct: give a media FILE, or --audio and --image');
-        if (!['unstructured', 'time', 'freq', 'tf'].includes(o.maskMode))
-          throw new UserError(`--mask-mode must be unstructured, time, freq or tf, got '${o.maskMode}'`);
-        const seed = Number(o.seed);
-        if (!Number.isInteger(seed) || seed < 0)
-          throw new UserError(`--seed must be a non-negative integer, got '${o.seed}'`);
-        const frame = o.frame === undefined ? undefined : Number(o.frame);
-        if (frame !== undefined && !(Number.isInteger(frame) && frame >= 0 && frame <= 9))
-          throw new UserError(`--frame must be an integer in 0..9, got '${o.frame}'`);
-        if (!o.out.toLowerCase().endsWith('.png'))
-          throw new UserError(`--out ${o.out}: the panel is a PNG; name the file *.png`);
-        const { CavMae } = await import('../../api/cavmae.js');
-        const { writePng, writeReconstructionRaw } = await import('../../api/outputs.js');
-        const model = await CavMae.load(o.model, { config: o.config, bf16: o.bf16 });
-        const r = await model.reconstruct(file ?? { audio: o.audio, image: o.image }, {
-          maskRatioA: o.maskRatioA ?? o.maskRatio,
-          maskRatioV: o.maskRatioV ?? o.maskRatio,
-          maskMode: o.maskMode as 'unstructured',
-          seed,
-          frame,
-        });
-        writePng(o.out, r.panelPng);
-        if (o.raw) writeReconstructionRaw(o.raw, r);
-        if (o.json) {
-          process.stdout.write(
-            JSON.stringify({
-              out: o.out,
-              raw: o.raw ?? null,
-              mseAudio: r.mseAudio ?? null,
-              mseVisual: r.mseVisual ?? null,
-              maskRatioA: r.maskRatioA,
-              maskRatioV: r.maskRatioV,
-              maskMode: r.maskMode,
-              normPixLoss: r.normPixLoss,
-            }) + '\n',
-          );
-        } else {
-          const f = (x?: number) => (x === undefined ? 'n/a' : x.toFixed(6));
-          process.stdout.write(
-            `${o.out}: MSE over masked patches: audio ${f(r.mseAudio)}, visual ${f(r.mseVisual)}${r.normPixLoss ? ' (normalised-pixel targets)' : ''}\n`,
-          );
-        }
-      },
-    );
+  defineCommand(
+    program,
+    'reconstruct',
+    'mask and reconstruct a clip with a pretrained model; 2x3 panel PNG and per-modality MSE',
+    OPTIONS,
+    async ({ file, model: path, out, raw, config, bf16, json, ...o }) => {
+      const input = clipInput('reconstruct', file, o, '--audio and --image');
+      const { CavMae } = await import('../../api/cavmae.js');
+      const { writePng, writeReconstructionRaw, reconstructionSummary } =
+        await import('../../api/outputs.js');
+      const model = await CavMae.load(path, { config, bf16 });
+      const r = await model.reconstruct(input, o);
+      writePng(out, r.panelPng);
+      if (raw) writeReconstructionRaw(raw, r);
+      if (json) {
+        process.stdout.write(JSON.stringify({ out, raw: raw ?? null, ...reconstructionSummary(r) }) + '\n');
+      } else {
+        const f = (x?: number) => (x === undefined ? 'n/a' : x.toFixed(6));
+        process.stdout.write(
+          `${out}: MSE over masked patches: audio ${f(r.mseAudio)}, visual ${f(r.mseVisual)}${r.normPixLoss ? ' (normalised-pixel targets)' : ''}\n`,
+        );
+      }
+    },
+  );
 }

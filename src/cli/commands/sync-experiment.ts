@@ -6,49 +6,35 @@
  * Resumable: finished stages are skipped. src/train/sync-experiment.ts does the work.
  */
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
-import { number } from './pretrain.js';
+import { QUIET, WORKERS } from '../options.js';
+import { defineCommand, flag, int, list, parseChoice, str } from '../schema.js';
 
-interface Flags {
-  out: string;
-  steps?: number;
-  n?: number;
-  testN?: number;
-  arms?: string;
-  seed?: number;
-  workers?: number;
-  markdown?: boolean;
-  quiet?: boolean;
-}
+const ARMS = ['sync', 'clip'] as const;
+
+const OPTIONS = {
+  out: str('--out <dir>', 'experiment folder (data/, sync/, clip/, eval/)', { default: 'sync-exp' }),
+  steps: int('--steps <n>', 'optimizer steps per arm (default 800)', { min: 1 }),
+  n: int('--n <n>', 'training clips to make (default 1000)', { min: 10 }),
+  testN: int('--test-n <n>', 'test clips to make (default 100)', { min: 2 }),
+  arms: list('--arms <list>', 'arms to train and compare: sync, clip or both (default sync,clip)', (s, f) =>
+    parseChoice(s, f, ARMS),
+  ),
+  seed: int('--seed <n>', 'seed of data, initialisation and training (default 0)', { min: 0 }),
+  workers: WORKERS,
+  markdown: flag('--markdown', 'print the result table as markdown'),
+  quiet: QUIET,
+};
 
 export function register(program: Command): void {
-  program
-    .command('sync-experiment')
-    .description('CAV-MAE Sync vs clip-level CAV-MAE on multi-digit AV-digits: segment-level retrieval curves (docs/sync-training.md)')
-    .option('--out <dir>', 'experiment folder (data/, sync/, clip/, eval/)', 'sync-exp')
-    .option('--steps <n>', 'optimizer steps per arm (default 800)', number('--steps', { int: true, min: 1 }))
-    .option('--n <n>', 'training clips to make (default 1000)', number('--n', { int: true, min: 10 }))
-    .option('--test-n <n>', 'test clips to make (default 100)', number('--test-n', { int: true, min: 2 }))
-    .option('--arms <list>', 'arms to train and compare: sync, clip or both (default sync,clip)')
-    .option('--seed <n>', 'seed of data, initialisation and training (default 0)', number('--seed', { int: true, min: 0 }))
-    .option('--workers <n>', 'data loader threads (default 2)', number('--workers', { int: true, min: 0 }))
-    .option('--markdown', 'print the result table as markdown')
-    .option('--quiet', 'no progress bars')
-    .action(async (f: Flags) => {
+  defineCommand(
+    program,
+    'sync-experiment',
+    'CAV-MAE Sync vs clip-level CAV-MAE on multi-digit AV-digits: segment-level retrieval curves (docs/sync-training.md)',
+    OPTIONS,
+    async ({ markdown, ...o }) => {
       const { runSyncExperiment, formatExperiment } = await import('../../train/sync-experiment.js');
-      const arms = f.arms?.split(',').map((s) => s.trim());
-      if (arms && (arms.length === 0 || arms.some((a) => a !== 'sync' && a !== 'clip')))
-        throw new UserError(`--arms: expected a list of "sync" and "clip", got "${f.arms}"`);
-      const r = await runSyncExperiment({
-        out: f.out,
-        steps: f.steps,
-        n: f.n,
-        testN: f.testN,
-        arms: arms as ('sync' | 'clip')[] | undefined,
-        seed: f.seed,
-        workers: f.workers,
-        quiet: f.quiet,
-      });
-      process.stdout.write(formatExperiment(r, { markdown: f.markdown }) + '\n');
-    });
+      const r = await runSyncExperiment(o);
+      process.stdout.write(formatExperiment(r, { markdown }) + '\n');
+    },
+  );
 }

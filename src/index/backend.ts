@@ -1,0 +1,107 @@
+/**
+ * Index backends: the embedded folder (store.ts, the default) and LanceDB (lance.ts, a folder or
+ * an object-storage URI). Commands name the location; the backend of an existing index is
+ * recognised from what is there, a new one is made with `--backend` (default embedded).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../util/errors.js';
+import {
+  MediaIndex,
+  type IndexIdentity,
+  type IndexStats,
+  type IndexWriter,
+  type SearchOptions,
+} from './store.js';
+import type { IndexEntry, SearchHit } from './types.js';
+
+export type IndexBackend = 'embedded' | 'lancedb';
+export const INDEX_BACKENDS: readonly IndexBackend[] = ['embedded', 'lancedb'];
+
+/** The file a LanceDB index folder has at its top (lance.ts writes it with its tables). */
+export const LANCE_META_TABLE = 'cavmae_meta';
+
+/** True for object-storage and other URIs (s3://bucket/path, gs://, az://, memory://); LanceDB only. */
+export function isUri(location: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
+}
+
+/** The backend of the index at `location`, or undefined when there is none (yet). */
+export function existingBackend(location: string): IndexBackend | undefined {
+  if (isUri(location)) return 'lancedb';
+  const dir = resolve(location);
+  if (existsSync(join(dir, 'meta.json'))) return 'embedded';
+  if (existsSync(join(dir, `${LANCE_META_TABLE}.lance`))) return 'lancedb';
+  return undefined;
+}
+
+export function checkBackend(name: string): IndexBackend {
+  if (!INDEX_BACKENDS.includes(name as IndexBackend))
+    throw new UserError(`--backend must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
+  return name as IndexBackend;
+}
+
+/** A writer that can be closed (releases the write lock). */
+export interface OpenedIndexWriter extends IndexWriter {
+  close(): void | Promise<void>;
+}
+
+/** What search and the read-only commands need from either backend. */
+export interface SearchableIndex {
+  readonly location: string;
+  readonly backend: IndexBackend;
+  readonly model: { id: string; name: string; path?: string };
+  readonly dim: number;
+  checkIdentity(identity: IndexIdentity): void;
+  stats(): IndexStats;
+  list(): IndexEntry[];
+  get(id: string): IndexEntry | undefined;
+  searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]>;
+  close(): void | Promise<void>;
+}
+
+function resolveBackend(location: string, backend?: IndexBackend): IndexBackend {
+  const existing = existingBackend(location);
+  if (backend && existing && backend !== existing)
+    throw new UserError(`${location}: holds a ${existing} index, not ${backend} (--backend)`);
+  if (backend === 'embedded' && isUri(location))
+    throw new UserError(
+      `${location}: the embedded index is a local folder; use --backend lancedb for object storage`,
+    );
+  return backend ?? existing ?? 'embedded';
+}
+
+/** Opens (creating when absent) an index for writing; refuses another model. */
+export async function openIndexWriter(
+  location: string,
+  identity: IndexIdentity,
+  backend?: IndexBackend,
+): Promise<OpenedIndexWriter> {
+  if (resolveBackend(location, backend) === 'embedded') return MediaIndex.openOrCreate(location, identity);
+  const { LanceIndex } = await import('./lance.js');
+  return LanceIndex.openOrCreate(location, identity);
+}
+
+/** Opens an existing index of either backend for reading and searching. */
+export async function openIndexReader(location: string): Promise<SearchableIndex> {
+  const b = existingBackend(location);
+  if (!b)
+    throw new UserError(`${resolve(location)}: no media index here (build one with 'cavmae index add')`);
+  if (b === 'embedded') {
+    const idx = MediaIndex.open(location);
+    return {
+      location: idx.location,
+      backend: 'embedded',
+      model: idx.model,
+      dim: idx.dim,
+      checkIdentity: (i) => idx.checkIdentity(i),
+      stats: () => idx.stats(),
+      list: () => idx.list(),
+      get: (id) => idx.get(id),
+      searchAsync: async (q, opts) => idx.search(q, opts),
+      close: () => idx.close(),
+    };
+  }
+  const { LanceIndex } = await import('./lance.js');
+  return LanceIndex.open(location);
+}
