@@ -443,7 +443,7 @@ export const PRESETS: Record<string, Partial<CavmaeConfig>> = {
    */
   tiny: { model: 'cavmae', ...TINY_ENCODER, ...TINY_DECODER },
   'tiny-ft': { model: 'cavmae-ft', ...TINY_ENCODER, label_dim: 10 },
-  /** The golden fixture ../shared/fixtures/model_small/cavmae_small. */
+  /** The golden fixture test/fixtures/official/model_small/cavmae_small (made by the official code). */
   'small-fixture': {
     model: 'cavmae',
     img_size: 64,
