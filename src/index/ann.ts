@@ -28,7 +28,7 @@ function hnswlib(): typeof import('hnswlib-node') {
       hnswModule = createRequire(import.meta.url)('hnswlib-node') as typeof import('hnswlib-node');
     } catch (e) {
       throw new UserError(
-        `approximate search needs the hnswlib-node addon, which did not load (${(e as Error).message}); run 'npm ci' or use exact search`,
+        `approximate search needs the hnswlib-node addon, which did not load (${(e as Error).message}); reinstall (npm install cavmae, or npm ci in a clone) so that hnswlib-node builds, or use exact search`,
       );
     }
   }
