@@ -21,8 +21,8 @@ import { startServer, type RunningServer } from '../../src/serve/index.js';
 import { ffmpeg, hasFfmpeg } from '../index/test-media.js';
 import { assertClose, repoRoot, runCavmae } from '../helpers.js';
 import { assertReconstructOverHttp, postFiles } from './http.js';
+import { chromiumMissing, openHeadless } from '../serve/headless.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const skip = hasFfmpeg() ? false : 'ffmpeg is not installed';
 
 let tmp = '';
@@ -307,28 +307,10 @@ test(
       assert.match(loc.json.frames[15].overlay, /^data:image\/png;base64,/);
       await assertReconstructOverHttp(s, api, media.png, media.wav);
 
-      if (existsSync(CHROMIUM)) {
-        const { chromium } = await import('playwright-core');
-        const profile = mkdtempSync(join(tmpdir(), 'cavmae-chromium-'));
-        const context = await chromium.launchPersistentContext(profile, {
-          executablePath: CHROMIUM,
-          headless: true,
-          args: [
-            '--no-sandbox',
-            '--disable-gpu',
-            '--disable-quic',
-            '--no-first-run',
-            '--disable-background-networking',
-            '--disable-component-update',
-            '--disable-sync',
-          ],
-          viewport: { width: 1280, height: 900 },
-        });
+      if (!chromiumMissing) {
+        const browser = await openHeadless();
         try {
-          const page = context.pages()[0] ?? (await context.newPage());
-          const problems: string[] = [];
-          page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
-          page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+          const { page, problems } = browser;
           await page.goto(s.url);
           await page.waitForFunction(() =>
             /items/.test((globalThis as any).document.getElementById('fact-index').textContent),
@@ -367,8 +349,7 @@ test(
           assert.match(facts.text, /clip2\.mp4/);
           assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
         } finally {
-          await context.close();
-          rmSync(profile, { recursive: true, force: true });
+          await browser.close();
         }
       }
     } finally {

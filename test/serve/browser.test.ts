@@ -8,22 +8,18 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- page-side code runs in the browser, typed without DOM lib */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { MediaIndex, addMedia } from '../../src/index/index.js';
 import { startServer } from '../../src/serve/index.js';
 import { hasFfmpeg, makeTestMedia, TestEmbedder } from '../index/test-media.js';
 import { TestEngine } from './test-engine.js';
+import { chromiumMissing, openHeadless } from './headless.js';
 import { repoRoot } from '../helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM)
-  ? `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`
-  : !hasFfmpeg()
-    ? 'ffmpeg is not installed'
-    : false;
+const skip = chromiumMissing ?? (!hasFfmpeg() ? 'ffmpeg is not installed' : false);
 
 const DONE = () => /Done/.test((globalThis as any).document.getElementById('status').textContent);
 
@@ -95,28 +91,9 @@ test(
     idx.close();
     const index = MediaIndex.open(join(root, 'index'));
     const server = await startServer({ engine: new TestEngine({ index }), port: 0 });
-    const profile = mkdtempSync(join(tmpdir(), 'cavmae-chromium-'));
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
+    const browser = await openHeadless();
     try {
-      const page = context.pages()[0] ?? (await context.newPage());
-      const problems: string[] = [];
-      page.on('console', (m) => {
-        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-      });
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      const { page, problems } = browser;
       await page.goto(server.url);
       await page.waitForFunction(() =>
         /items/.test((globalThis as any).document.getElementById('fact-index').textContent),
@@ -155,9 +132,8 @@ test(
       );
       assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
     } finally {
-      await context.close();
+      await browser.close();
       await server.close();
-      rmSync(profile, { recursive: true, force: true });
       rmSync(root, { recursive: true, force: true });
     }
   },
