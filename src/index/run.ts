@@ -2,7 +2,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { OptionError, UserError, fileError } from '../util/errors.js';
-import { Progress } from '../train/progress.js';
+import { Progress } from '../util/progress.js';
 import { addMedia, collectMediaFiles, type AddSummary } from './add.js';
 import { existingBackend, isUri, openIndexReader, openIndexWriter, type IndexBackend } from './backend.js';
 import { detectMedia } from './media.js';

@@ -32,7 +32,7 @@ import { UserError } from '../util/errors.js';
 import { retrievalReport, type RetrievalReport } from '../eval/embed.js';
 import { pretrain, type PretrainOptions, type PretrainResult } from './pretrain.js';
 import { finetune, type FinetuneResult } from './finetune.js';
-import { formatDuration } from './progress.js';
+import { formatDuration } from '../util/progress.js';
 import { readConfigArg } from '../models/index.js';
 import { PRETRAIN_RECIPES } from './recipes.js';
 

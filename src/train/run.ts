@@ -32,7 +32,7 @@ import { Checkpointer, type LoadedCheckpoint, type TrainState } from './checkpoi
 import { JsonlLogger, readJsonl, type LogRecord } from './logger.js';
 import { Adam, type ParamGroup } from './optim.js';
 import { trainingPlots } from './plots.js';
-import { Progress, formatDuration } from './progress.js';
+import { Progress, formatDuration } from '../util/progress.js';
 import { makeSchedule, type LrSchedule, type ScheduleConfig } from './schedule.js';
 
 export const MODEL_FILE = 'model.safetensors';

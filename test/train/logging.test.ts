@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { JsonlLogger, readJsonl, recordsUpTo } from '../../src/train/logger.js';
-import { Progress, formatDuration } from '../../src/train/progress.js';
+import { Progress, formatDuration } from '../../src/util/progress.js';
 import { lineChartSvg, niceTicks, svgToPng, trainingPlots } from '../../src/train/plots.js';
 import { UserError } from '../../src/util/errors.js';
 

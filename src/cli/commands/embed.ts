@@ -33,7 +33,7 @@ export function register(program: Command): void {
     OPTIONS,
     async (o) => {
       const { embedToFile } = await import('../../eval/embed.js');
-      const { Progress } = await import('../../train/progress.js');
+      const { Progress } = await import('../../util/progress.js');
       let progress: InstanceType<typeof Progress> | undefined;
       const e = await embedToFile({
         ...o,
