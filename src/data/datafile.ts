@@ -56,7 +56,8 @@ export function officialFramePath(dir: string, videoId: string, i: number): stri
   return join(dir, `frame_${i}`, `${videoId}.jpg`);
 }
 
-function readBounded(path: string, maxBytes: number, what: string): Buffer {
+/** A whole file, refused past `maxBytes` (untrusted inputs never decide how much is read). */
+export function readBounded(path: string, maxBytes: number, what: string): Buffer {
   let size: number;
   try {
     const st = statSync(path);

@@ -6,9 +6,10 @@
  * pair). One generator (src/data/avdigits.ts); unset flags take the layout's defaults, which for
  * the single-digit set are the demo's data recipe (docs/demo.md).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { AvDigitsParams } from '../../data/avdigits.js';
+import { MAX_DATAFILE_BYTES, readBounded } from '../../data/datafile.js';
 import { UserError } from '../../util/errors.js';
 import { progressBar } from '../progress-bar.js';
 import { custom, defineCommand, flag, int, list, negatable, num, oneOf, str } from '../schema.js';
@@ -18,7 +19,7 @@ function readParams(v: string, flag: string): Partial<AvDigitsParams> {
   let text = v;
   if (!v.trim().startsWith('{')) {
     if (!existsSync(v)) throw new UserError(`${flag}: ${v} is neither JSON nor an existing file`);
-    text = readFileSync(v, 'utf8');
+    text = readBounded(v, MAX_DATAFILE_BYTES, 'a parameter file or manifest').toString('utf8');
   }
   let j: unknown;
   try {
