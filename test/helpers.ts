@@ -30,9 +30,9 @@ export function fixture(...parts: string[]): string {
 
 /**
  * Whether the official fixtures are present. The repository carries them, so this is false only
- * in a stripped copy (the npm package has no tests); the name predates the copy.
+ * in a stripped copy (the npm package has no tests).
  */
-export function hasShared(): boolean {
+export function hasOfficialFixtures(): boolean {
   return existsSync(join(officialFixturesDir(), 'README.md'));
 }
 

@@ -21,7 +21,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { UserError } from '../../src/util/errors.js';
 import { decodeImage } from '../../src/vision/image.js';
 import { hasFfmpeg, makeTestMedia, type TestMedia } from '../index/test-media.js';
-import { assertClose, hasShared, maxAbs, randomArray, repoRoot } from '../helpers.js';
+import { assertClose, hasOfficialFixtures, maxAbs, randomArray, repoRoot } from '../helpers.js';
 import {
   DIGIT_NAMES,
   FIXTURE_FT,
@@ -32,7 +32,7 @@ import {
   writeTestModels,
 } from './models.js';
 
-const noShared = !hasShared() && 'official fixtures missing';
+const noOfficialFixtures = !hasOfficialFixtures() && 'official fixtures missing';
 const noFfmpeg = !hasFfmpeg() && 'no ffmpeg';
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-api-'));
 const models = writeTestModels(tmp);
@@ -48,7 +48,7 @@ const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 test(
   'embeddings of decoded tensors equal the official forward_feat (.pth and .safetensors; tokens 1e-4 of max, pooled 1e-5)',
-  { skip: noShared },
+  { skip: noOfficialFixtures },
   async () => {
     const io = readSafetensorsF32(FIXTURE_IO);
     const pth = await CavMae.load(FIXTURE_PTH);
@@ -85,7 +85,7 @@ test(
 
 test(
   "reconstruction: forward_inpaint replayed from the official noise; MSE = PyTorch's masked-patch loss (1e-5 rel) and = the recomputed loss",
-  { skip: noShared },
+  { skip: noOfficialFixtures },
   async () => {
     const io = readSafetensorsF32(FIXTURE_IO);
     const m = await CavMae.load(FIXTURE_PTH);
@@ -142,7 +142,7 @@ test(
 
 test(
   "localisation of decoded tensors equals the fork's map on the official tokens (map 1e-5, heat 1e-4)",
-  { skip: noShared },
+  { skip: noOfficialFixtures },
   async () => {
     const io = readSafetensorsF32(FIXTURE_IO);
     const m = await CavMae.load(FIXTURE_PTH);
@@ -169,7 +169,7 @@ test(
 
 test(
   "classification with the official CAVMAEFT: probabilities = sigmoid of PyTorch's logits for each mode (1e-5)",
-  { skip: noShared },
+  { skip: noOfficialFixtures },
   async () => {
     const io = readSafetensorsF32(FIXTURE_FT_IO);
     const m = await CavMae.load(FIXTURE_FT);

@@ -13,7 +13,7 @@ import { CavMae } from '../../src/api/cavmae.js';
 import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { MAX_EMBED_FILE_BYTES } from '../../src/serve/engine.js';
 import { hasFfmpeg, makeTestMedia, type TestMedia } from '../index/test-media.js';
-import { assertClose, hasShared, repoRoot } from '../helpers.js';
+import { assertClose, hasOfficialFixtures, repoRoot } from '../helpers.js';
 import { FIXTURE_PTH, writeTestModels } from './models.js';
 
 const skip = !hasFfmpeg() && 'no ffmpeg';
@@ -92,7 +92,7 @@ test('cavmae classify: frame-averaged scores with names, as the API computes the
 
 test(
   'cavmae localize on the converted .pth fixture: overlay PNG, raw maps, peak = argmax of the raw map',
-  { skip: (skip || (!hasShared() && 'official fixtures missing')) as string | false },
+  { skip: (skip || (!hasOfficialFixtures() && 'official fixtures missing')) as string | false },
   async () => {
     const md = await media();
     const out = join(tmp, 'heat.png');
@@ -169,7 +169,7 @@ test(
 
 test(
   "cavmae reconstruct on the .pth fixture: panel PNG; MSE printed = raw losses = the API's forward_inpaint loss",
-  { skip: (skip || (!hasShared() && 'official fixtures missing')) as string | false },
+  { skip: (skip || (!hasOfficialFixtures() && 'official fixtures missing')) as string | false },
   async () => {
     const md = await media();
     const out = join(tmp, 'panel.png');

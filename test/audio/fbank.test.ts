@@ -22,12 +22,12 @@ import {
 import { decodeWav } from '../../src/audio/wav.js';
 import { readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, fixture, hasShared, maxAbsDiff, randomArray, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, maxAbsDiff, randomArray, repoRoot } from '../helpers.js';
 
 const LOGMEL_TOL = 2e-3;
 const NORM_TOL = 5e-4;
 
-const shared = hasShared();
+const shared = hasOfficialFixtures();
 const clips = [
   { id: '00W1lcxW-WU_40.000', samples: 160125, frames: 999 },
   { id: 'espeak_en_sentence', samples: 199700, frames: 1246 },

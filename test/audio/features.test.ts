@@ -14,9 +14,9 @@ import { extractMediaFeatures, detectMediaKind } from '../../src/audio/media.js'
 import { loadAudioFeatures } from '../../src/audio/index.js';
 import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, fixture, hasShared, maxAbsDiff, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, maxAbsDiff, repoRoot } from '../helpers.js';
 
-const shared = hasShared();
+const shared = hasOfficialFixtures();
 const hasFfmpeg = spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-features-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));

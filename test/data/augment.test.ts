@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertClose, fixture, hasShared, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, repoRoot } from '../helpers.js';
 import {
   addNoiseAndRoll,
   labelVector,
@@ -131,7 +131,7 @@ test('image mixup is λ·img1 + (1-λ)·img2', () => {
 
 test(
   'waveform mixup -> fbank matches the reference pipeline on real clips (pad and truncate cases)',
-  { skip: !hasShared() && 'official fixtures missing' },
+  { skip: !hasOfficialFixtures() && 'official fixtures missing' },
   async () => {
     const ref = readSafetensorsF32(join(FIX, 'mixup.safetensors'));
     const a = (await decodeAudio(fixture('audio', '00W1lcxW-WU_40.000.wav'))).samples.slice(

@@ -20,7 +20,7 @@ import {
   type UpsampleMode,
 } from '../../src/eval/localize.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, fixture, hasShared, randomArray, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, randomArray, repoRoot } from '../helpers.js';
 
 const golden = readSafetensorsF32(join(repoRoot(), 'test', 'fixtures', 'api', 'golden.safetensors'));
 const g = (name: string) => {
@@ -47,7 +47,7 @@ test('upsample2d equals F.interpolate (bilinear align_corners=False up and down,
 
 test(
   "maps from the official model tokens equal the fork's localisation code (map 1e-6, heat 1e-5)",
-  { skip: !hasShared() && 'official fixtures missing' },
+  { skip: !hasOfficialFixtures() && 'official fixtures missing' },
   () => {
     const io = readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
     const a = io.get('feat.audio_tokens')!.data.slice(0, 64 * 48); // sample 0: [64, 48]

@@ -17,13 +17,13 @@ import {
 } from '../../src/eval/reconstruct.js';
 import { normalizeToTensor } from '../../src/vision/image.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, fixture, hasShared, randomArray, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, randomArray, repoRoot } from '../helpers.js';
 
 const golden = readSafetensorsF32(join(repoRoot(), 'test', 'fixtures', 'api', 'golden.safetensors'));
 
 test(
   "maskedPatchMse of the official predictions equals forward_inpaint's loss from PyTorch (1e-5 relative)",
-  { skip: !hasShared() && 'official fixtures missing' },
+  { skip: !hasOfficialFixtures() && 'official fixtures missing' },
   () => {
     const io = readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
     const audio = new Tensor([1, 128, 128], io.get('input.audio')!.data.slice(0, 128 * 128));

@@ -16,7 +16,7 @@ import {
 } from '../../src/io/checkpoint.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
-import { fixture, hasShared, repoRoot } from '../helpers.js';
+import { fixture, hasOfficialFixtures, repoRoot } from '../helpers.js';
 import { f32Bytes, makeStateDictPth } from './builders.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-ckpt-'));
@@ -24,7 +24,7 @@ const local = (name: string) => join(repoRoot(), 'test', 'fixtures', name);
 
 test(
   'loadStateDict: both formats of the official fixture give the same float32 tensors',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   () => {
     const a = loadStateDict(fixture('model_small', 'cavmae_small.pth'));
     const b = loadStateDict(fixture('model_small', 'cavmae_small.safetensors'));

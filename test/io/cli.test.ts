@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readSafetensors } from '../../src/io/safetensors.js';
-import { fixture, hasShared, repoRoot } from '../helpers.js';
+import { fixture, hasOfficialFixtures, repoRoot } from '../helpers.js';
 import { makePth, PickleWriter } from './builders.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-cli-'));
@@ -43,7 +43,7 @@ async function run(args: string[]): Promise<string> {
 
 test(
   'cavmae convert: official .pth -> safetensors, key report against the official layout',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   async () => {
     const out = join(tmp, 'small.safetensors');
     const text = await run(['convert', fixture('model_small', 'cavmae_small.pth'), out]);

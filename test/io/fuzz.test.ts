@@ -16,7 +16,7 @@ import { parsePth } from '../../src/io/pth.js';
 import { parseSafetensorsBytes } from '../../src/io/safetensors.js';
 import { ZipArchive } from '../../src/io/zip.js';
 import { UserError } from '../../src/util/errors.js';
-import { fixture, hasShared, repoRoot, rng } from '../helpers.js';
+import { fixture, hasOfficialFixtures, repoRoot, rng } from '../helpers.js';
 
 const CASE_LIMIT_MS = 2000;
 
@@ -212,7 +212,7 @@ const SEEDS: { name: string; path: () => string; cases: number; shared: boolean 
 for (const [i, s] of SEEDS.entries()) {
   test(
     `fuzz ${s.name}: ${s.cases} mutated copies through all parsers`,
-    { skip: s.shared && !hasShared(), timeout: 60_000 },
+    { skip: s.shared && !hasOfficialFixtures(), timeout: 60_000 },
     () => {
       const counts = fuzz(s.name, readFileSync(s.path()), s.cases, 1000 + i);
       // Both outcomes must occur, or the mutations are not exercising the parsers.

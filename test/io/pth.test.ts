@@ -6,7 +6,7 @@ import { parsePth, readPth } from '../../src/io/pth.js';
 import { BufferSource } from '../../src/io/bytes.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
-import { fixture, hasShared, repoRoot } from '../helpers.js';
+import { fixture, hasOfficialFixtures, repoRoot } from '../helpers.js';
 import {
   f32Bytes,
   makePth,
@@ -54,7 +54,7 @@ function sameTensors(
 
 test(
   'official-code fixture: .pth and .safetensors hold identical tensors; .pth keeps state-dict order',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   () => {
     const pth = readPth(fixture('model_small', 'cavmae_small.pth'));
     const st = readSafetensors(fixture('model_small', 'cavmae_small.safetensors'));

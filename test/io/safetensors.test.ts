@@ -11,7 +11,7 @@ import {
   writeSafetensors,
 } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
-import { fixture, hasShared } from '../helpers.js';
+import { fixture, hasOfficialFixtures } from '../helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-st-'));
 
@@ -108,17 +108,21 @@ test('writer refuses inconsistent tensors', () => {
   );
 });
 
-test('shared fixture: header, metadata and data of the reference writer', { skip: !hasShared() }, () => {
-  const st = readSafetensors(fixture('model_small', 'cavmae_small.safetensors'));
-  assert.equal(st.tensors.size, 527);
-  assert.equal(st.metadata.class, 'CAVMAE');
-  assert.equal(JSON.parse(st.metadata.config).embed_dim, 48);
-  assert.deepEqual(st.tensors.get('patch_embed_v.proj.weight')!.shape, [48, 3, 16, 16]);
-  assert.deepEqual(st.tensors.get('decoder_pred_a.weight')!.shape, [256, 32]);
-  // The reference writer sorts by name: data-offset order is alphabetical here.
-  const keys = [...st.tensors.keys()];
-  assert.deepEqual(keys, [...keys].sort());
-});
+test(
+  'shared fixture: header, metadata and data of the reference writer',
+  { skip: !hasOfficialFixtures() },
+  () => {
+    const st = readSafetensors(fixture('model_small', 'cavmae_small.safetensors'));
+    assert.equal(st.tensors.size, 527);
+    assert.equal(st.metadata.class, 'CAVMAE');
+    assert.equal(JSON.parse(st.metadata.config).embed_dim, 48);
+    assert.deepEqual(st.tensors.get('patch_embed_v.proj.weight')!.shape, [48, 3, 16, 16]);
+    assert.deepEqual(st.tensors.get('decoder_pred_a.weight')!.shape, [256, 32]);
+    // The reference writer sorts by name: data-offset order is alphabetical here.
+    const keys = [...st.tensors.keys()];
+    assert.deepEqual(keys, [...keys].sort());
+  },
+);
 
 test('hostile and corrupt files give a UserError naming the file', () => {
   const good = encodeSafetensors({ a: { shape: [2], data: Float32Array.from([1, 2]) } }, { m: 'x' });

@@ -13,9 +13,9 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
 import { CAVMAEFT, FT_MODES } from '../../src/models/cavmae-ft.js';
 import { loadModel } from '../../src/models/registry.js';
-import { fixture, hasShared, maxAbs, maxAbsDiff } from '../helpers.js';
+import { fixture, hasOfficialFixtures, maxAbs, maxAbsDiff } from '../helpers.js';
 
-const skip = !hasShared();
+const skip = !hasOfficialFixtures();
 const rel = (a: ArrayLike<number>, b: ArrayLike<number>): number => maxAbsDiff(a, b) / maxAbs(b);
 const verbose = (what: string, e: number): void => {
   if (process.env.BF16_VERBOSE)

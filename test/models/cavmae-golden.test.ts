@@ -15,13 +15,13 @@ import { runBlocks } from '../../src/nn/block.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { CAVMAE } from '../../src/models/cavmae.js';
 import { loadModel } from '../../src/models/registry.js';
-import { assertClose, fixture, hasShared } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures } from '../helpers.js';
 
 const TENSOR_RTOL = 1e-4;
 const LOSS_RTOL = 1e-5;
 const GRAD_RTOL = 1e-3;
 
-const skip = !hasShared();
+const skip = !hasOfficialFixtures();
 const io = skip ? new Map() : readSafetensorsF32(fixture('model_small', 'cavmae_small_io.safetensors'));
 const ref = (k: string): { shape: number[]; data: Float32Array } => {
   const t = io.get(k);

@@ -12,9 +12,9 @@ import { Tape } from '../../src/autograd/tape.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { CAVMAEFT, FT_MODES } from '../../src/models/cavmae-ft.js';
 import { loadInto, loadModel } from '../../src/models/registry.js';
-import { assertClose, fixture, hasShared } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures } from '../helpers.js';
 
-const skip = !hasShared();
+const skip = !hasOfficialFixtures();
 const io = skip ? new Map() : readSafetensorsF32(fixture('model_small', 'cavmaeft_small_io.safetensors'));
 const ref = (k: string): { shape: number[]; data: Float32Array } => {
   const t = io.get(k);

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensorsF32, writeSafetensors } from '../../src/io/safetensors.js';
-import { assertClose, fixture, hasShared, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, repoRoot } from '../helpers.js';
 
-const skip = !hasShared();
+const skip = !hasOfficialFixtures();
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-forward-'));
 const fromDist = fileURLToPath(import.meta.url).includes(`${join('dist', 'test')}`);
 

@@ -12,7 +12,7 @@ import { CAVMAE } from '../../src/models/cavmae.js';
 import { resolveConfig } from '../../src/models/config.js';
 import { buildModel, loadModel, readConfigArg, saveModel } from '../../src/models/registry.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, fixture, hasShared } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures } from '../helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-registry-'));
 const MICRO = {
@@ -107,7 +107,7 @@ test('config arguments: presets, JSON files, fixture summaries, errors naming th
 
 test(
   'loading refuses missing keys and (strict) unexpected ones, and infers presets from shapes',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   () => {
     const model = buildModel(resolveConfig(MICRO), { seed: 5 });
     const partial = join(tmp, 'partial.safetensors');

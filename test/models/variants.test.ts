@@ -23,7 +23,7 @@ import {
   type CavmaeConfig,
 } from '../../src/models/config.js';
 import { buildModel, parameterShapes } from '../../src/models/registry.js';
-import { fixture, hasShared, maxAbs } from '../helpers.js';
+import { fixture, hasOfficialFixtures, maxAbs } from '../helpers.js';
 
 /** A config small enough for the TypeScript kernels: 2x2 image patches, 8x2 audio patches. */
 const MICRO = {
@@ -60,7 +60,7 @@ function allFinite(a: Float32Array): boolean {
 
 test(
   'base: parameter names, order, shapes and counts equal the official model',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   () => {
     const ref = JSON.parse(readFileSync(fixture('model_base', 'cavmae_base_params.json'), 'utf8'));
     for (const [preset, key] of [

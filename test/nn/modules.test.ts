@@ -21,7 +21,7 @@ import {
 import { ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { sincosTable2d } from '../../src/models/pos-embed.js';
-import { assertClose, randomArray, repoRoot, fixture, hasShared } from '../helpers.js';
+import { assertClose, randomArray, repoRoot, fixture, hasOfficialFixtures } from '../helpers.js';
 
 const golden = readSafetensorsF32(join(repoRoot(), 'test', 'fixtures', 'model', 'nn.safetensors'));
 const g = (k: string): { shape: number[]; data: Float32Array } => {
@@ -155,7 +155,7 @@ test('sin-cos tables equal the reference bit for bit (layout: first half = colum
 
 test(
   'sin-cos tables equal the fixed tables stored in the official small checkpoint',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   () => {
     const ck = readSafetensorsF32(fixture('model_small', 'cavmae_small.safetensors'));
     // embed 48, decoder 32; audio grid 8 x 8, visual 4 x 4.

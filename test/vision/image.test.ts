@@ -8,7 +8,7 @@ import { readFileSync, mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'nod
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertClose, fixture, hasShared, maxAbsDiff, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, maxAbsDiff, repoRoot } from '../helpers.js';
 import { readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
 import {
@@ -38,7 +38,7 @@ const golden = JSON.parse(readFileSync(local('golden.json'), 'utf8')) as {
 
 test(
   'fixture PNG (Pillow decode of frame_5.jpg) -> tensor equals the official eval transform',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   async () => {
     const ref = readSafetensorsF32(fixture('image', 'image.safetensors')).get(`${ID}.image`)!;
     assert.deepEqual(ref.shape, [3, 224, 224]);
@@ -51,7 +51,7 @@ test(
 
 test(
   'fixture JPEG -> tensor within 0.03 of the official eval transform (measured: 0)',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   async () => {
     const st = readSafetensorsF32(fixture('image', 'image.safetensors'));
     const ref = st.get(`${ID}.image`)!;
@@ -88,7 +88,7 @@ test('Resize(224, bicubic/bilinear) + CenterCrop(224) equal Pillow on synthetic 
 
 test(
   'fixture frame_5_source -> Resize(224) bilinear + CenterCrop = frame_5_prejpeg (extractor)',
-  { skip: !hasShared() },
+  { skip: !hasOfficialFixtures() },
   async () => {
     const src = await decodeImage(fixture('image', `${ID}.frame_5_source.png`));
     const pre = await decodeImage(fixture('image', `${ID}.frame_5_prejpeg.png`));
@@ -98,12 +98,16 @@ test(
   },
 );
 
-test('JPEG encoding reproduces the reference frame file byte for byte', { skip: !hasShared() }, async () => {
-  const pre = await decodeImage(fixture('image', `${ID}.frame_5_prejpeg.png`));
-  const jpeg = await encodeJpeg(pre);
-  const ref = readFileSync(fixture('image', 'frames', ID, 'frame_5.jpg'));
-  assert.equal(Buffer.compare(jpeg, ref), 0, `encoded ${jpeg.length} bytes vs reference ${ref.length}`);
-});
+test(
+  'JPEG encoding reproduces the reference frame file byte for byte',
+  { skip: !hasOfficialFixtures() },
+  async () => {
+    const pre = await decodeImage(fixture('image', `${ID}.frame_5_prejpeg.png`));
+    const jpeg = await encodeJpeg(pre);
+    const ref = readFileSync(fixture('image', 'frames', ID, 'frame_5.jpg'));
+    assert.equal(Buffer.compare(jpeg, ref), 0, `encoded ${jpeg.length} bytes vs reference ${ref.length}`);
+  },
+);
 
 test('ToTensor + Normalize equals torch float32 for every uint8 value', () => {
   const bytes = readFileSync(local('normalize_table_f32.bin'));
