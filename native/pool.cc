@@ -1,9 +1,14 @@
 // The kernels' thread pool (contract in pool.h).
 //
-// Job protocol: the caller publishes (fn, ctx, nchunks), sets the claim counter to
-// (generation << 32 | 0) and bumps `generation`. Every participant claims chunk indices with a
-// compare-and-swap that also checks the generation tag, so a worker still holding a previous
-// job's parameters can never take (or lose) an index of the next job. `done` counts finished
+// Job protocol: the caller writes the job's parameters (fn, ctx, nchunks, helpers) into the slot
+// of its generation (two slots, by parity), sets the claim counter to (generation << 32 | 0) and
+// bumps `generation`. Every participant claims chunk indices with a compare-and-swap that also
+// checks the generation tag. A worker reads the parameters of job G from G's slot before it
+// claims: the caller only rewrites that slot for job G + 2, after the claim counter has carried
+// tag G + 1, so a worker whose claim with tag G succeeds has read G's own parameters, never a
+// mixture with the next job's (one shared set of parameters allowed that: a worker preempted
+// between waking and claiming could run the next job's function on a stale context, or an index
+// past the end of its job, and count a chunk of a job it did not run). `done` counts finished
 // chunks; the caller returns when it reaches nchunks, which also means no worker is still inside
 // fn. Waiting uses a short spin (the next kernel usually follows within microseconds), then a
 // condition variable.
@@ -24,6 +29,13 @@
 #include <thread>
 #include <vector>
 
+// A pause at the two places where preemption exposes the protocol's windows (between publishing
+// a job's parameters and opening its claims; between a worker reading them and claiming). Empty
+// in the addon; test/kernels/pool-stress.cc compiles this file with it to make those windows wide.
+#ifndef CAVMAE_POOL_STRESS_PAUSE
+#define CAVMAE_POOL_STRESS_PAUSE()
+#endif
+
 namespace {
 
 // How long an idle worker spins before sleeping. Long enough to bridge the gap between two
@@ -36,13 +48,15 @@ class Pool {
   void run(long nchunks, int nt, cavmae_chunk_fn fn, void* ctx) {
     if (nt > 1 && nchunks > 1 && busy_.exchange(true, std::memory_order_acquire) == false) {
       ensure_workers(nt - 1);
-      fn_.store(fn, std::memory_order_relaxed);
-      ctx_.store(ctx, std::memory_order_relaxed);
-      nchunks_.store(nchunks, std::memory_order_relaxed);
-      helpers_.store(nt - 1, std::memory_order_relaxed);
-      done_.store(0, std::memory_order_relaxed);
       uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
-      next_.store(gen << 32, std::memory_order_relaxed);
+      Job& job = jobs_[gen & 1];
+      job.fn.store(fn, std::memory_order_release);
+      job.ctx.store(ctx, std::memory_order_release);
+      job.nchunks.store(nchunks, std::memory_order_release);
+      job.helpers.store(nt - 1, std::memory_order_release);
+      done_.store(0, std::memory_order_relaxed);
+      CAVMAE_POOL_STRESS_PAUSE();
+      next_.store(gen << 32, std::memory_order_seq_cst);
       // seq_cst store then load (and the worker's locked increment then load): neither side can
       // miss the other, so a worker never sleeps through a job it should have been woken for.
       generation_.store(gen, std::memory_order_seq_cst);
@@ -75,7 +89,7 @@ class Pool {
  private:
   // Claims and runs chunks of job `gen` until none are left.
   void work(uint64_t gen, long nchunks, cavmae_chunk_fn fn, void* ctx) {
-    uint64_t v = next_.load(std::memory_order_relaxed);
+    uint64_t v = next_.load(std::memory_order_acquire);
     for (;;) {
       if ((v >> 32) != gen || (long)(v & 0xffffffffu) >= nchunks) return;
       if (next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
@@ -86,7 +100,7 @@ class Pool {
           if (!error_) error_ = std::current_exception();
         }
         done_.fetch_add(1, std::memory_order_release);
-        v = next_.load(std::memory_order_relaxed);
+        v = next_.load(std::memory_order_acquire);
       }
     }
   }
@@ -104,11 +118,14 @@ class Pool {
     for (;;) {
       uint64_t gen = wait_for_job(seen);
       seen = gen;
-      if (index >= helpers_.load(std::memory_order_relaxed)) continue;  // this job wants fewer threads
-      auto fn = fn_.load(std::memory_order_relaxed);
-      void* ctx = ctx_.load(std::memory_order_relaxed);
-      long nchunks = nchunks_.load(std::memory_order_relaxed);
-      // Parameters may already belong to a later job; the tagged claim in work() rejects them.
+      // The slot may already hold job gen + 2's parameters if this thread was preempted that long;
+      // the claim counter then carries a later tag and work() claims nothing.
+      const Job& job = jobs_[gen & 1];
+      if (index >= job.helpers.load(std::memory_order_acquire)) continue;  // this job wants fewer threads
+      auto fn = job.fn.load(std::memory_order_acquire);
+      void* ctx = job.ctx.load(std::memory_order_acquire);
+      long nchunks = job.nchunks.load(std::memory_order_acquire);
+      CAVMAE_POOL_STRESS_PAUSE();
       work(gen, nchunks, fn, ctx);
     }
   }
@@ -133,10 +150,13 @@ class Pool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> next_{0};
   std::atomic<long> done_{0};
-  std::atomic<long> nchunks_{0};
-  std::atomic<int> helpers_{0};
-  std::atomic<cavmae_chunk_fn> fn_{nullptr};
-  std::atomic<void*> ctx_{nullptr};
+  struct Job {
+    std::atomic<cavmae_chunk_fn> fn{nullptr};
+    std::atomic<void*> ctx{nullptr};
+    std::atomic<long> nchunks{0};
+    std::atomic<int> helpers{0};  // pool workers wanted (nt - 1)
+  };
+  Job jobs_[2];  // job G's parameters live in jobs_[G & 1] (see the protocol above)
   std::atomic<int> sleepers_{0};
   std::mutex mu_;
   std::condition_variable cv_;
