@@ -408,3 +408,62 @@ test(
     }
   },
 );
+
+test(
+  'Sync fine-tuning in audioonly and videoonly modes through the CLI: classify a sound / a picture equal to the API',
+  { skip, timeout: 240_000 },
+  async () => {
+    const data = join(tmp, 'data');
+    for (const [mode, flag, input] of [
+      ['audioonly', '--audio', media.wav],
+      ['videoonly', '--image', media.png],
+    ] as const) {
+      const out = join(tmp, `ft-${mode}`);
+      ok([
+        'finetune',
+        '--init',
+        pre,
+        '--mode',
+        mode,
+        '--data',
+        join(data, 'sync-train.json'),
+        '--val',
+        join(data, 'sync-test.json'),
+        '--label-csv',
+        join(data, 'labels.csv'),
+        '--out',
+        out,
+        ...['--batch-size', '4', '--max-steps', '1', '--epochs', '1', '--workers', '1', '--quiet'],
+      ]);
+      const model = join(out, 'model.safetensors');
+      const got = JSON.parse(ok(['classify', flag, input, '--model', model, '--top', '3', '--json'])) as {
+        mode: string;
+        top: { name: string; score: number }[];
+      };
+      const api = await CavMae.load(model);
+      const want = await api.classify(flag === '--audio' ? { audio: input } : { image: input }, { top: 3 });
+      assert.equal(got.mode, mode, `${mode}: the mode recorded by finetune`);
+      assert.equal(want.mode, mode);
+      assert.deepEqual(
+        got.top.map((l) => l.name),
+        want.top.map((l) => l.name),
+        `${mode}: labels`,
+      );
+      assertClose(
+        got.top.map((l) => l.score),
+        want.top.map((l) => l.score),
+        { atol: 1e-6, what: `${mode}: scores` },
+      );
+      // The other modality alone is refused with the mode named, not answered from nothing.
+      const wrong = cli([
+        'classify',
+        flag === '--audio' ? '--image' : '--audio',
+        flag === '--audio' ? media.png : media.wav,
+        '--model',
+        model,
+      ]);
+      assert.notEqual(wrong.status, 0, `${mode}: the other modality alone`);
+      assert.match(wrong.stderr, new RegExp(mode));
+    }
+  },
+);
