@@ -116,19 +116,22 @@ export interface AvDigitsParams {
   imageSize: number;
 }
 
+/** A recording chain by name, or (some of) its ranges. */
+export type RecordingChoice = 'clean' | 'varied' | Partial<RecordingRanges>;
+
 export interface AvDigitsOptions extends Partial<Omit<AvDigitsParams, 'recording'>> {
   out: string;
   /** Training clips (default 3000; sequence 500). */
   n?: number;
   /** Test clips (default n/10, at least 10). */
   testN?: number;
-  /** A preset name (`clean`, `varied`) or ranges. */
-  recording?: 'clean' | 'varied' | RecordingRanges;
+  /** A preset name (`clean`, `varied`) or ranges (those not given come from `params`, else the layout's). */
+  recording?: RecordingChoice;
   /** Speech-to-noise ratio range (overrides recording.snrDb). */
   snrMin?: number;
   snrMax?: number;
   /** Parameters of an earlier set (a manifest's `params`): the base the other options override. */
-  params?: Partial<AvDigitsParams>;
+  params?: Partial<Omit<AvDigitsParams, 'recording'>> & { recording?: RecordingChoice };
   /** Make the held-out real-speech set too (single layout): true = required, 'auto' (default) = when its packages are installed, false = no. */
   realTest?: boolean | 'auto';
   /** Concurrent examples (each runs espeak-ng/flite + sox processes). */
@@ -243,14 +246,13 @@ function checkNumber(name: string, v: number, lo: number, hi: number, integer = 
 /** The parameters of a run: layout defaults < `params` < explicit options; voices resolved against the installation. */
 export async function resolveParams(o: AvDigitsOptions): Promise<AvDigitsParams> {
   const layout: Layout = o.layout ?? o.params?.layout ?? 'single';
-  const d = { ...defaultParams(layout), ...(o.params ?? {}) };
+  const base = defaultParams(layout);
+  const d = { ...base, ...(o.params ?? {}) };
   const pick = <K extends keyof AvDigitsOptions & keyof typeof d>(k: K) => (o[k] !== undefined ? o[k] : d[k]);
-  let recording: RecordingRanges =
-    o.recording === 'clean'
-      ? CLEAN_RECORDING
-      : o.recording === 'varied'
-        ? VARIED_RECORDING
-        : (o.recording ?? d.recording);
+  // A named chain, or ranges over the ones below them: the layout's < `params` < the option.
+  const rangesOf = (r: RecordingChoice | undefined, below: RecordingRanges): RecordingRanges =>
+    r === 'clean' ? CLEAN_RECORDING : r === 'varied' ? VARIED_RECORDING : { ...below, ...r };
+  let recording = rangesOf(o.recording, rangesOf(o.params?.recording, base.recording));
   if (o.snrMin !== undefined || o.snrMax !== undefined)
     recording = { ...recording, snrDb: [o.snrMin ?? recording.snrDb[0], o.snrMax ?? recording.snrDb[1]] };
   const p = {

@@ -19,12 +19,14 @@ import {
   makeDemoData,
   makeSyncDemoData,
   pairDigitSlots,
+  resolveParams,
   splitVoices,
   type SingleItem,
 } from '../../src/data/avdigits.js';
 import { decodeAudio, decodeWav } from '../../src/audio/index.js';
 import { decodeImage } from '../../src/vision/index.js';
 import { syncClipBatches } from '../../src/data/sync.js';
+import { CLEAN_RECORDING, VARIED_RECORDING } from '../../src/audio/recording.js';
 
 const has = (t: string) => spawnSync(t, t === 'flite' ? ['-lv'] : ['--version']).status === 0;
 const hasTools = ['espeak-ng', 'sox', 'flite'].every(has);
@@ -215,5 +217,33 @@ test(
       rmSync(out, { recursive: true, force: true });
       rmSync(again, { recursive: true, force: true });
     }
+  },
+);
+
+test(
+  'recording chain: by name or partial ranges, in params (a manifest, --params) and as the option',
+  { skip },
+  async () => {
+    const base = (await resolveParams({ out: '' })).recording;
+    const of = async (o: Parameters<typeof resolveParams>[0]) => (await resolveParams(o)).recording;
+    assert.deepEqual(await of({ out: '', params: { recording: 'clean' } }), CLEAN_RECORDING);
+    assert.deepEqual(await of({ out: '', params: { recording: 'varied' } }), VARIED_RECORDING);
+    // Ranges not given keep the layer below: the layout's defaults, then params, then the option.
+    assert.deepEqual(await of({ out: '', params: { recording: { reverbProb: 0.9 } } }), {
+      ...base,
+      reverbProb: 0.9,
+    });
+    assert.deepEqual(await of({ out: '', params: { recording: 'varied' }, recording: { clipProb: 0 } }), {
+      ...VARIED_RECORDING,
+      clipProb: 0,
+    });
+    assert.deepEqual(
+      await of({ out: '', params: { recording: 'varied' }, recording: 'clean' }),
+      CLEAN_RECORDING,
+    );
+    await assert.rejects(
+      of({ out: '', params: { recording: { reverbProb: 2 } } }),
+      /recording\.reverbProb must be a probability in \[0, 1\], got 2/,
+    );
   },
 );
