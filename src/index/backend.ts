@@ -16,7 +16,6 @@ import {
 import type { ClipVectors, IndexEntry, SearchHit } from './types.js';
 
 export type IndexBackend = 'embedded' | 'lancedb';
-export const INDEX_BACKENDS: readonly IndexBackend[] = ['embedded', 'lancedb'];
 
 /** The file a LanceDB index folder has at its top (lance.ts writes it with its tables). */
 export const LANCE_META_TABLE = 'cavmae_meta';
@@ -33,12 +32,6 @@ export function existingBackend(location: string): IndexBackend | undefined {
   if (existsSync(join(dir, 'meta.json'))) return 'embedded';
   if (existsSync(join(dir, `${LANCE_META_TABLE}.lance`))) return 'lancedb';
   return undefined;
-}
-
-export function checkBackend(name: string): IndexBackend {
-  if (!INDEX_BACKENDS.includes(name as IndexBackend))
-    throw new OptionError((n) => `${n('backend')} must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
-  return name as IndexBackend;
 }
 
 /** A writer that can be closed (releases the write lock). */

@@ -21,7 +21,7 @@
  * - One writer: a local folder takes the same write.lock as the embedded index; object storage
  *   relies on the user running one writer (LanceDB's own commits are atomic per table).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Connection, Table } from '@lancedb/lancedb';
 import { UserError, fileError } from '../util/errors.js';
@@ -35,19 +35,22 @@ import {
 import { acquireWriteLock } from './lock.js';
 import {
   checkModelIdentity,
+  checkSearchOptions,
   checkedEntry,
   countEntries,
+  identityRecord,
   isCurrentEntry,
   normalizedCopy,
+  rescore,
   thumbName,
   type IndexIdentity,
   type IndexStats,
   type PreparedItem,
   type SearchOptions,
 } from './store.js';
-import { TopKCollector, collectInnerProduct } from './topk.js';
 import {
   MODALITIES,
+  SPACES,
   type ClipVectors,
   type EmbeddingSpace,
   type IndexEntry,
@@ -59,7 +62,6 @@ export const LANCE_FORMAT = 'cavmae-media-index-lancedb';
 export const LANCE_VERSION = 1;
 const ITEMS = 'cavmae_items';
 const VECTORS: Record<EmbeddingSpace, string> = { audio: 'cavmae_audio', visual: 'cavmae_visual' };
-const SPACES: readonly EmbeddingSpace[] = ['audio', 'visual'];
 /** Extra candidates fetched beyond k, so that re-scoring cannot miss a near tie. */
 const CANDIDATE_MARGIN = 32;
 
@@ -151,8 +153,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
    * identity the index must exist (remove, compact).
    */
   static async openOrCreate(location: string, identity?: IndexIdentity): Promise<LanceIndex> {
-    const { lancedb, arrow } = await load();
-    void lancedb;
+    const { arrow } = await load();
     const local = !isUri(location);
     if (local) mkdirSync(resolve(location), { recursive: true });
     const { loc, db } = await LanceIndex.connect(location);
@@ -162,8 +163,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       const names = await db.tableNames();
       if (!names.includes(LANCE_META_TABLE)) {
         if (!identity) throw fileError(loc, 'no media index here (no cavmae_meta table)');
-        if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= 65536))
-          throw new UserError(`index dimension must be an integer in 1..65536, got ${identity.dim}`);
+        const recorded = identityRecord(identity);
         const { Schema, Field, Utf8, Int64, Float64, Bool, Binary, FixedSizeList, Float32 } = arrow;
         const vec = () =>
           new Schema([
@@ -171,7 +171,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
             new Field('seq', new Int64(), false),
             new Field(
               'vector',
-              new FixedSizeList(identity.dim, new Field('item', new Float32(), true)),
+              new FixedSizeList(recorded.dim, new Field('item', new Float32(), true)),
               false,
             ),
           ]);
@@ -199,13 +199,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
         const meta: LanceMeta = {
           format: LANCE_FORMAT,
           version: LANCE_VERSION,
-          model: {
-            id: identity.modelId,
-            name: identity.modelName,
-            ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
-          },
-          dim: identity.dim,
-          ...(identity.clip ? { clip: identity.clip } : {}),
+          ...recorded,
           createdAt: new Date().toISOString(),
         };
         // The meta table last: its presence marks a complete, usable index.
@@ -254,22 +248,11 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
 
   /** The live entry of every id: its highest-seq items row. */
   private async loadEntries(): Promise<void> {
+    // Every column but the thumbnails' bytes (`thumbnail` reads them one at a time).
+    const columns = (await this.tables.items.schema()).fields.map((f) => f.name);
     const rows = await this.tables.items
       .query()
-      .select([
-        'id',
-        'seq',
-        'path',
-        'modality',
-        'has_audio',
-        'has_visual',
-        'thumb',
-        'mtime_ms',
-        'size',
-        'added_at',
-        'model',
-        'worker',
-      ])
+      .select(columns.filter((c) => c !== 'thumb_data'))
       .toArray();
     const entries = new Map<string, IndexEntry>();
     let next = 0;
@@ -521,10 +504,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   /** Top-k items of one space for a query; see the contract for how scores are made. */
   async searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]> {
     const dim = this.meta.dim;
-    if (!SPACES.includes(opts.space))
-      throw new UserError(`unknown search space ${String(opts.space)} (audio or visual)`);
-    if (!(Number.isInteger(opts.k) && opts.k >= 1))
-      throw new UserError(`k must be a positive integer, got ${opts.k}`);
+    checkSearchOptions(opts);
     const q = normalizedCopy(query, dim, 'query');
     const live = (id: string, seq: number) => {
       const e = this.entries.get(id);
@@ -549,25 +529,21 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       const rows = await vq.toArray();
       const cand = rows.filter((r) => live(r.id, num(r.seq)));
       if (cand.length >= want + Math.min(CANDIDATE_MARGIN, available - want) || rows.length < limit) {
-        // Exact re-scoring with the embedded index's kernel; ties by seq (its row order).
-        const x = new Float32Array(cand.length * dim); // [c, dim]
-        cand.forEach((r, j) => x.set(vectorOf(r.vector), j * dim));
-        const c = new TopKCollector(1, opts.k);
-        collectInnerProduct(c, q, x, cand.length, dim, 0);
-        const res = c.result()[0];
-        const order = Array.from(res.index, (j, i) => ({ j, score: res.score[i], seq: num(cand[j].seq) }));
-        order.sort((a, b) => b.score - a.score || a.seq - b.seq);
-        return order.map(({ j, score }) => {
-          const entry = this.entries.get(cand[j].id)!;
+        // seq is the embedded index's row order.
+        const vectors = cand.map((r) => vectorOf(r.vector));
+        const best = rescore(
+          q,
+          vectors,
+          cand.map((r) => num(r.seq)),
+          opts.k,
+          dim,
+        );
+        return best.map(({ index, score }) => {
+          const entry = this.entries.get(cand[index].id)!;
           return { id: entry.id, score, entry };
         });
       }
       limit *= 2;
     }
   }
-}
-
-/** True when `location` holds (or names) a LanceDB index. */
-export function isLanceLocation(location: string): boolean {
-  return isUri(location) || existsSync(resolve(location, `${LANCE_META_TABLE}.lance`));
 }

@@ -44,13 +44,14 @@ import {
 } from 'node:fs';
 import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
+import { fsyncDir, writeFileAtomic } from '../io/atomic.js';
 import { acquireWriteLock } from './lock.js';
 import { UserError, fileError } from '../util/errors.js';
 import { AnnIndex, type AnnParams } from './ann.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
 import {
   MODALITIES,
+  SPACES,
   type ClipVectors,
   type EmbeddingSpace,
   type IndexEntry,
@@ -61,7 +62,6 @@ import {
 
 export const INDEX_FORMAT = 'cavmae-media-index';
 export const INDEX_VERSION = 1;
-const SPACES: readonly EmbeddingSpace[] = ['audio', 'visual'];
 /** Rows per segment file: 16384 x 768 floats = 48 MB per file at the base model's width. */
 export const DEFAULT_SEGMENT_ROWS = 16384;
 const MAX_META_BYTES = 1 << 20;
@@ -241,6 +241,50 @@ export function checkModelIdentity(
     );
 }
 
+/** What a new index records of its model (both backends); refuses an impossible width. */
+export function identityRecord(identity: IndexIdentity): Pick<IndexMeta, 'model' | 'dim' | 'clip'> {
+  if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= MAX_DIM))
+    throw new UserError(`index dimension must be an integer in 1..${MAX_DIM}, got ${identity.dim}`);
+  return {
+    model: {
+      id: identity.modelId,
+      name: identity.modelName,
+      ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
+    },
+    dim: identity.dim,
+    ...(identity.clip ? { clip: identity.clip } : {}),
+  };
+}
+
+/** Refuses a search neither backend can answer. */
+export function checkSearchOptions(opts: SearchOptions): void {
+  if (!SPACES.includes(opts.space))
+    throw new UserError(`unknown search space ${String(opts.space)} (audio or visual)`);
+  if (!(Number.isInteger(opts.k) && opts.k >= 1))
+    throw new UserError(`k must be a positive integer, got ${opts.k}`);
+}
+
+/**
+ * Exact top-k of candidate vectors [c, dim] (float32 GEMM, the kernel of exact search), best
+ * first, ties by row: so approximate search and the LanceDB backend give exact search's scores
+ * and order. Returns indexes into `rows`.
+ */
+export function rescore(
+  q: Float32Array,
+  vectors: readonly Float32Array[],
+  rows: readonly number[],
+  k: number,
+  dim: number,
+): { index: number; score: number }[] {
+  const x = new Float32Array(vectors.length * dim); // [c, dim]
+  vectors.forEach((v, j) => x.set(v, j * dim));
+  const c = new TopKCollector(1, k);
+  collectInnerProduct(c, q, x, vectors.length, dim, 0);
+  const r = c.result()[0];
+  const order = Array.from(r.index, (index, i) => ({ index, score: r.score[i] }));
+  return order.sort((a, b) => b.score - a.score || rows[a.index] - rows[b.index]);
+}
+
 /** Whether `entries` holds `path` with this mtime and size (an unchanged, indexed file). */
 export function isCurrentEntry(
   entries: ReadonlyMap<string, IndexEntry>,
@@ -275,19 +319,16 @@ function segFile(dir: string, gen: number, space: EmbeddingSpace, seg: number): 
   return join(genDir(dir, gen), `${space}-${String(seg).padStart(5, '0')}.f32`);
 }
 
-function fsyncDir(dir: string): void {
+/** Writes bytes at `position` of a file, then fsyncs it. */
+function writeSynced(path: string, flags: string, bytes: Uint8Array, position = 0): void {
+  const fd = openSync(path, flags);
   try {
-    const fd = openSync(dir, 'r');
+    let off = 0;
+    while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off, position + off);
     fsyncSync(fd);
+  } finally {
     closeSync(fd);
-  } catch {
-    /* some filesystems refuse fsync on directories */
   }
-}
-
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let off = 0;
-  while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off, position + off);
 }
 
 function readExactly(path: string, bytes: number, what: string): Buffer {
@@ -425,9 +466,7 @@ export class MediaIndex implements IndexWriter {
     const abs = resolve(dir);
     if (existsSync(join(abs, 'meta.json'))) throw fileError(abs, 'already holds a media index');
     if (existsSync(abs) && !statSync(abs).isDirectory()) throw fileError(abs, 'exists and is not a folder');
-    if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= MAX_DIM)) {
-      throw new UserError(`index dimension must be an integer in 1..${MAX_DIM}, got ${identity.dim}`);
-    }
+    const recorded = identityRecord(identity);
     if (endianness() !== 'LE')
       throw new UserError('the media index format is little-endian; this machine is big-endian');
     mkdirSync(genDir(abs, 0), { recursive: true });
@@ -436,13 +475,7 @@ export class MediaIndex implements IndexWriter {
     const meta: IndexMeta = {
       format: INDEX_FORMAT,
       version: INDEX_VERSION,
-      model: {
-        id: identity.modelId,
-        name: identity.modelName,
-        ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
-      },
-      dim: identity.dim,
-      ...(identity.clip ? { clip: identity.clip } : {}),
+      ...recorded,
       segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
       generation: 0,
       rows: 0,
@@ -747,15 +780,11 @@ export class MediaIndex implements IndexWriter {
         const inSeg = row - s * segmentRows;
         const n = Math.min(items.length - i, segmentRows - inSeg);
         const path = segFile(this.dir, generation, space, s);
-        if (!existsSync(path)) created = true;
-        const fd = openSync(path, existsSync(path) ? 'r+' : 'w+');
-        try {
-          const chunk = vecs[space].subarray(i * dim, (i + n) * dim);
-          writeAll(fd, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength), inSeg * dim * 4);
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
+        const exists = existsSync(path);
+        if (!exists) created = true;
+        const chunk = vecs[space].subarray(i * dim, (i + n) * dim);
+        const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        writeSynced(path, exists ? 'r+' : 'w+', bytes, inSeg * dim * 4);
         i += n;
       }
     }
@@ -839,24 +868,12 @@ export class MediaIndex implements IndexWriter {
         const buf = new Float32Array(rowsHere * dim); // [rowsHere, dim]
         for (let i = 0; i < rowsHere; i++)
           buf.set(this.vector(space, live[s * segmentRows + i].row), i * dim);
-        const fd = openSync(segFile(this.dir, next, space, s), 'w');
-        try {
-          writeAll(fd, new Uint8Array(buf.buffer), 0);
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
+        writeSynced(segFile(this.dir, next, space, s), 'w', new Uint8Array(buf.buffer));
       }
     }
     const renumbered = live.map((e, i) => ({ ...e, row: i }));
     const text = renumbered.map((e) => JSON.stringify({ op: 'add', ...e }) + '\n').join('');
-    const fd = openSync(join(ndir, 'manifest.jsonl'), 'w');
-    try {
-      writeAll(fd, Buffer.from(text, 'utf8'), 0);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeSynced(join(ndir, 'manifest.jsonl'), 'w', Buffer.from(text, 'utf8'));
     fsyncDir(ndir);
     fsyncDir(this.dir);
     this.commitMeta({ generation: next, rows: n, manifestBytes: Buffer.byteLength(text, 'utf8'), count: n });
@@ -875,13 +892,7 @@ export class MediaIndex implements IndexWriter {
   private appendManifest(text: string): number {
     const path = join(genDir(this.dir, this.meta.generation), 'manifest.jsonl');
     const bytes = Buffer.from(text, 'utf8');
-    const fd = openSync(path, 'r+');
-    try {
-      writeAll(fd, bytes, this.meta.manifestBytes);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeSynced(path, 'r+', bytes, this.meta.manifestBytes);
     return this.meta.manifestBytes + bytes.length;
   }
 
@@ -925,10 +936,7 @@ export class MediaIndex implements IndexWriter {
   searchBatch(queries: Float32Array, nq: number, opts: SearchOptions): SearchHit[][] {
     const { dim, segmentRows } = this.meta;
     const { space } = opts;
-    if (!SPACES.includes(space))
-      throw new UserError(`unknown search space ${String(space)} (audio or visual)`);
-    if (!(Number.isInteger(opts.k) && opts.k >= 1))
-      throw new UserError(`k must be a positive integer, got ${opts.k}`);
+    checkSearchOptions(opts);
     if (queries.length !== nq * dim)
       throw new UserError(`query has ${queries.length / Math.max(nq, 1)} values, the index holds ${dim}`);
     const q = new Float32Array(nq * dim); // [nq, dim]
@@ -989,19 +997,12 @@ export class MediaIndex implements IndexWriter {
     for (let i = 0; i < nq; i++) {
       const query = q.subarray(i * dim, (i + 1) * dim);
       const cand = ann.candidates(this, query, opts.k, opts.ef);
-      // Re-score exactly (float32 GEMM on the candidates) so scores equal exact search's.
-      const x = new Float32Array(cand.length * dim); // [c, dim]
-      cand.forEach((row, j) => x.set(this.vector(opts.space, row), j * dim));
-      const c = new TopKCollector(1, opts.k);
-      collectInnerProduct(c, query, x, cand.length, dim, 0);
-      const r = c.result()[0];
-      // Ties in the re-scored set are ordered by row, as in exact search.
-      const rows = Array.from(r.index, (j) => cand[j]);
-      const order = rows.map((_, j) => j).sort((a, b) => r.score[b] - r.score[a] || rows[a] - rows[b]);
+      const vectors = cand.map((row) => this.vector(opts.space, row));
+      const best = rescore(query, vectors, cand, opts.k, dim);
       out.push(
         this.toHits(
-          order.map((j) => rows[j]),
-          order.map((j) => r.score[j]),
+          best.map((b) => cand[b.index]),
+          best.map((b) => b.score),
         ),
       );
     }

@@ -70,3 +70,4 @@ export interface SearchHit {
 }
 
 export const MODALITIES: readonly Modality[] = ['audio', 'image', 'video'];
+export const SPACES: readonly EmbeddingSpace[] = ['audio', 'visual'];
