@@ -61,15 +61,13 @@ export async function runServe(
     `cavmae: open ${open} in a browser${token ? '; API calls need "Authorization: Bearer <token>"' : ''}; Ctrl-C stops\n`,
   );
   await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
+    const stop = (sig: NodeJS.Signals) => {
       out.write(`cavmae: ${sig}: finishing running requests and stopping\n`);
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
       server.close().then(resolve, resolve);
     };
-    const onInt = () => stop('SIGINT');
-    const onTerm = () => stop('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', stop); // node passes the signal's name
+    process.on('SIGTERM', stop);
   });
 }
