@@ -119,9 +119,12 @@ async function jobsOfRun(
   return out.slice(0, limit);
 }
 
+/** A file's identity in a job: path, mtime and size. */
+const fileKey = (f: JobFile) => `${f.path}\0${f.mtimeMs}\0${f.size}`;
+
 function jobId(run: string, files: readonly JobFile[]): string {
   const h = createHash('sha256');
-  for (const f of files) h.update(`${f.path}\0${f.mtimeMs}\0${f.size}\n`);
+  for (const f of files) h.update(`${fileKey(f)}\n`);
   return `${run}-${h.digest('hex').slice(0, 20)}`;
 }
 
@@ -163,11 +166,13 @@ export async function queuedAdd(
   const client = new Redis(connectionOptions(loc));
   client.on('error', () => {}); // the queue's handler reports trouble once
   let redisDown = '';
-  queue.on('error', (e) => {
+  // Redis trouble is said once per distinct error; ioredis reconnects by itself.
+  const trouble = (e: unknown) => {
     const m = (e as Error).message;
     if (m !== redisDown) notice(`Redis at ${loc.display}: ${m}; retrying until it is back`);
-    redisDown = m;
-  });
+    redisDown = m || 'error';
+  };
+  queue.on('error', trouble);
   const summary: QueuedAddSummary['queue'] = {
     url: loc.display,
     run,
@@ -212,9 +217,9 @@ export async function queuedAdd(
       }
       const data = validateJobData(job.data);
       outstanding.set(job.id, data);
-      for (const f of data.files) covered.add(`${f.path}\0${f.mtimeMs}\0${f.size}`);
+      for (const f of data.files) covered.add(fileKey(f));
     }
-    const fresh = todo.filter((f) => !covered.has(`${f.path}\0${f.mtimeMs}\0${f.size}`));
+    const fresh = todo.filter((f) => !covered.has(fileKey(f)));
     const todoPaths = new Set(todo.map((f) => f.path));
     let total = todo.length;
     for (const d of outstanding.values()) for (const f of d.files) if (!todoPaths.has(f.path)) total++;
@@ -408,10 +413,7 @@ export async function queuedAdd(
         if (!busy) await sleep(o.pollMs ?? 200);
       } catch (e) {
         if (e instanceof UserError) throw e;
-        // Redis went away mid-call: wait and go on (ioredis reconnects by itself).
-        const m = (e as Error).message;
-        if (m !== redisDown) notice(`Redis at ${loc.display}: ${m}; retrying until it is back`);
-        redisDown = m || 'error';
+        trouble(e); // Redis went away mid-call: wait and go on
         await sleep(1000);
       }
     }
