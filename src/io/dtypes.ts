@@ -69,6 +69,13 @@ export function f16ToF32(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+/** Every tensor as float32 (F32 data is used as read, without a copy). */
+export function toF32Tensors(raw: ReadonlyMap<string, RawTensor>): Map<string, F32Tensor> {
+  const out = new Map<string, F32Tensor>();
+  for (const [name, t] of raw) out.set(name, { shape: t.shape, data: toFloat32(t.dtype, t.data) });
+  return out;
+}
+
 /** Converts any supported dtype to a new Float32Array (F32 input is copied only if `copy`). */
 export function toFloat32(dtype: Dtype, data: TensorData, copy = false): Float32Array {
   const n = data.length;

@@ -24,10 +24,10 @@ import {
   dtypeOfArray,
   isDtype,
   ITEM_SIZE,
-  toFloat32,
+  toF32Tensors,
   type Dtype,
   type F32Tensor,
-  type TensorData,
+  type RawTensor,
 } from './dtypes.js';
 import { fileError } from '../util/errors.js';
 
@@ -49,10 +49,12 @@ const OTHER_SAFETENSORS_DTYPES = new Set([
   'C64',
 ]);
 
-export interface SafetensorsTensor {
-  dtype: Dtype;
-  shape: number[];
-  data: TensorData;
+export type SafetensorsTensor = RawTensor;
+
+/** A whole file: its tensors in data-offset order and its metadata. */
+export interface SafetensorsFile {
+  tensors: Map<string, SafetensorsTensor>;
+  metadata: Record<string, string>;
 }
 
 export interface SafetensorsEntry {
@@ -207,10 +209,7 @@ function parseEntry(what: string, name: string, info: unknown, dataLen: number):
   return { name, dtype, shape: dims, begin, end };
 }
 
-export function parseSafetensors(src: ByteSource): {
-  tensors: Map<string, SafetensorsTensor>;
-  metadata: Record<string, string>;
-} {
+export function parseSafetensors(src: ByteSource): SafetensorsFile {
   assertLittleEndian();
   const header = readSafetensorsHeader(src);
   const tensors = new Map<string, SafetensorsTensor>();
@@ -226,30 +225,21 @@ export function parseSafetensors(src: ByteSource): {
   return { tensors, metadata: header.metadata };
 }
 
-export function readSafetensors(path: string): {
-  tensors: Map<string, SafetensorsTensor>;
-  metadata: Record<string, string>;
-} {
+export function readSafetensors(path: string): SafetensorsFile {
   return withFile(path, parseSafetensors);
 }
 
 /** Parses a safetensors file already in memory (archive members, tests). */
-export function parseSafetensorsBytes(
-  bytes: Uint8Array,
-  what: string,
-): { tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> } {
+export function parseSafetensorsBytes(bytes: Uint8Array, what: string): SafetensorsFile {
   return parseSafetensors(new BufferSource(bytes, what));
 }
 
 /** Every tensor converted to float32 (F32 data is used as read, without a copy). */
 export function readSafetensorsF32(path: string): Map<string, F32Tensor> {
-  const { tensors } = readSafetensors(path);
-  const out = new Map<string, F32Tensor>();
-  for (const [name, t] of tensors) out.set(name, { shape: t.shape, data: toFloat32(t.dtype, t.data) });
-  return out;
+  return toF32Tensors(readSafetensors(path).tensors);
 }
 
-export type WriteDtype = 'F32' | 'I32' | 'I64' | 'U8' | 'BF16' | 'F16' | 'F64' | 'BOOL';
+export type WriteDtype = Dtype;
 
 export interface WritableTensor {
   dtype?: WriteDtype;
