@@ -9,6 +9,7 @@ import { computeFbank, decodeAudio, NUM_MEL_BINS } from '../audio/index.js';
 import { MAX_IMAGE_PIXELS } from '../vision/index.js';
 import { runFfmpeg } from '../util/ffmpeg.js';
 import { fileError } from '../util/errors.js';
+import { thumbName } from './store.js';
 import type { Modality } from './types.js';
 
 export const THUMB_WIDTH = 240;
@@ -138,7 +139,7 @@ export async function writeThumbnail(
   durationSec?: number,
 ): Promise<string> {
   const { bytes, ext } = await makeThumbnail(path, modality, durationSec);
-  const rel = `thumbs/${id}.${ext}`;
+  const rel = thumbName(id, ext);
   writeFileAtomic(join(indexDir, rel), bytes);
   return rel;
 }
