@@ -36,6 +36,11 @@ export interface UploadedFile {
   durationSec?: number;
 }
 
+/** The most a request may send: every file at its limit, plus 1 MB of form and headers. */
+export function maxRequestBytes(limits: UploadLimits): number {
+  return limits.maxFileBytes * limits.maxFiles + (1 << 20);
+}
+
 export const FILE_FIELDS = ['file', 'audio', 'image', 'video'] as const;
 
 /** At most this many ffprobe processes at once, whatever the number of requests (no one refused). */
@@ -101,7 +106,7 @@ export function receiveMultipart(
       // Drain, so that the client finishes sending and then reads the error, but never more
       // than the limits allow in total: past that the connection is cut.
       let drained = 0;
-      const cap = limits.maxFileBytes * limits.maxFiles + (1 << 20);
+      const cap = maxRequestBytes(limits);
       req.on('data', (c: Buffer) => {
         drained += c.length;
         if (drained > cap) req.socket.destroy();
