@@ -53,33 +53,15 @@ export interface SearchableIndex {
   get(id: string): IndexEntry | undefined;
   searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]>;
   /** Catches up with commits made since opening (a long-running reader: the server). */
-  refresh(): void | Promise<void>;
+  refresh(): boolean | void | Promise<void>;
   /** An item's thumbnail: a file of the embedded index, the stored bytes of LanceDB. */
   thumbnailOf(entry: IndexEntry): Promise<{ path: string } | { bytes: Uint8Array } | undefined>;
   close(): void | Promise<void>;
 }
 
-/** The embedded index as a SearchableIndex. */
+/** The embedded index as a SearchableIndex (it is one). */
 export function searchableEmbedded(idx: MediaIndex): SearchableIndex {
-  return {
-    location: idx.location,
-    backend: 'embedded',
-    get model() {
-      return idx.model;
-    },
-    dim: idx.dim,
-    clip: idx.clip,
-    checkIdentity: (i) => idx.checkIdentity(i),
-    stats: () => idx.stats(),
-    list: () => idx.list(),
-    get: (id) => idx.get(id),
-    searchAsync: async (q, opts) => idx.search(q, opts),
-    refresh: () => {
-      idx.refresh();
-    },
-    thumbnailOf: async (e) => (e.thumb ? { path: join(idx.dir, e.thumb) } : undefined),
-    close: () => idx.close(),
-  };
+  return idx;
 }
 
 function resolveBackend(location: string, backend?: IndexBackend): IndexBackend {
@@ -109,7 +91,7 @@ export async function openIndexReader(location: string): Promise<SearchableIndex
   const b = existingBackend(location);
   if (!b)
     throw new UserError(`${resolve(location)}: no media index here (build one with 'cavmae index add')`);
-  if (b === 'embedded') return searchableEmbedded(MediaIndex.open(location));
+  if (b === 'embedded') return MediaIndex.open(location);
   const { LanceIndex } = await import('./lance.js');
   return LanceIndex.open(location);
 }

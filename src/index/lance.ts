@@ -44,6 +44,7 @@ import {
   rescore,
   thumbName,
   type IndexIdentity,
+  type IndexMeta,
   type IndexStats,
   type PreparedItem,
   type SearchOptions,
@@ -84,14 +85,10 @@ async function load(): Promise<{ lancedb: LanceModule; arrow: ArrowModule }> {
   return modules;
 }
 
-interface LanceMeta {
+/** The embedded index's identity fields, under this backend's own format name. */
+interface LanceMeta extends Pick<IndexMeta, 'model' | 'dim' | 'clip' | 'createdAt'> {
   format: string;
   version: number;
-  model: { id: string; name: string; path?: string };
-  dim: number;
-  /** A CAV-MAE Sync model's clip vectors (strategy, pairs); absent for CAV-MAE. */
-  clip?: ClipVectors;
-  createdAt: string;
 }
 
 /** SQL string literal (ids are 16 hex digits; anything else is escaped anyway). */

@@ -45,6 +45,7 @@ import {
 import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fsyncDir, writeFileAtomic } from '../io/atomic.js';
+import type { SearchableIndex } from './backend.js';
 import { acquireWriteLock } from './lock.js';
 import { UserError, fileError } from '../util/errors.js';
 import { AnnIndex, type AnnParams } from './ann.js';
@@ -442,7 +443,8 @@ function validateEntry(e: Partial<IndexEntry>, rows: number, where: string): Ind
   };
 }
 
-export class MediaIndex implements IndexWriter {
+export class MediaIndex implements IndexWriter, SearchableIndex {
+  readonly backend = 'embedded';
   readonly dir: string;
   private meta!: IndexMeta;
   private metaStamp = '';
@@ -957,6 +959,16 @@ export class MediaIndex implements IndexWriter {
 
   search(query: Float32Array, opts: SearchOptions): SearchHit[] {
     return this.searchBatch(query, 1, opts)[0];
+  }
+
+  /** `search` for callers of either backend (SearchableIndex). */
+  async searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]> {
+    return this.search(query, opts);
+  }
+
+  /** An item's thumbnail file (SearchableIndex). */
+  async thumbnailOf(e: IndexEntry): Promise<{ path: string } | undefined> {
+    return e.thumb ? { path: join(this.dir, e.thumb) } : undefined;
   }
 
   private toHits(rows: ArrayLike<number>, scores: ArrayLike<number>): SearchHit[] {
