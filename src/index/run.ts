@@ -7,7 +7,7 @@ import { addMedia, collectMediaFiles, type AddSummary } from './add.js';
 import { existingBackend, isUri, openIndexReader, openIndexWriter, type IndexBackend } from './backend.js';
 import { detectMedia } from './media.js';
 import type { LanceIndex } from './lance.js';
-import { mediaId, ID_PATTERN, MediaIndex } from './store.js';
+import { identityOf, mediaId, ID_PATTERN, MediaIndex } from './store.js';
 import { SPACES, type Modality } from './types.js';
 import type { Engine, SearchMode, SearchResult } from '../serve/engine.js';
 import { embedderFromEngine, searchIndex } from '../serve/engine.js';
@@ -55,14 +55,7 @@ export async function runIndexAdd(
   let closeEngine: (() => Promise<void> | void) | undefined = () => engine.close?.();
   try {
     const embedder = embedderFromEngine(engine);
-    const identity = {
-      modelId: embedder.modelId,
-      modelName: embedder.modelName,
-      dim: embedder.dim,
-      ...(embedder.clip ? { clip: embedder.clip } : {}),
-      modelPath: o.model,
-    };
-    const index = await openIndexWriter(o.index, identity, o.backend);
+    const index = await openIndexWriter(o.index, { ...identityOf(embedder), modelPath: o.model }, o.backend);
     try {
       if (o.queue) {
         // The submitter only writes: free the model before waiting on the workers.
@@ -182,13 +175,7 @@ export async function runSearch(
   let engine: Engine | undefined;
   try {
     engine = await loadEngine(model);
-    const info = engine.info();
-    index.checkIdentity({
-      modelId: info.modelId,
-      modelName: info.modelName,
-      dim: info.dim,
-      ...(info.clip ? { clip: info.clip } : {}),
-    });
+    index.checkIdentity(identityOf(engine.info()));
     // --audio on a video uses its soundtrack only, --image its picture only.
     const emb = await embedderFromEngine(engine).embedFile(query, expected === 'video' ? 'video' : expected);
     const embedding =

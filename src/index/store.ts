@@ -100,6 +100,11 @@ export interface IndexIdentity {
   clip?: ClipVectors;
 }
 
+/** The identity of an embedder or an engine's model, as an index records and checks it. */
+export function identityOf(m: IndexIdentity): IndexIdentity {
+  return { modelId: m.modelId, modelName: m.modelName, dim: m.dim, ...(m.clip ? { clip: m.clip } : {}) };
+}
+
 /** An item to append: file facts and its embeddings (normalised copies are stored). */
 export interface NewItem {
   path: string;

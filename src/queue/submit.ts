@@ -21,12 +21,11 @@
  *   results are collected by the next run of the same command.
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { failureMessage, type AddFailure, type AddSummary } from '../index/add.js';
+import { factsToIndex, failureMessage, type AddFailure, type AddSummary } from '../index/add.js';
 import type { IndexWriter, PreparedItem } from '../index/store.js';
 import { UserError } from '../util/errors.js';
 import { connectionOptions, parseQueueUrl, QUEUE_PREFIX } from './location.js';
@@ -152,10 +151,9 @@ export async function queuedAdd(
   for (const file of files) {
     const path = resolve(file);
     try {
-      const st = statSync(path);
-      if (!st.isFile()) throw new UserError(`${path}: not a regular file`);
-      if (!o.force && index.isCurrent(path, st.mtimeMs, st.size)) skipped++;
-      else todo.push({ path, mtimeMs: st.mtimeMs, size: st.size });
+      const facts = factsToIndex(index, path, o.force);
+      if (facts) todo.push(facts);
+      else skipped++;
     } catch (e) {
       failed.push({ path, error: failureMessage(e) });
     }
