@@ -50,6 +50,7 @@ import {
   type SearchOptions,
 } from './store.js';
 import {
+  hasSpace,
   MODALITIES,
   SPACES,
   type ClipVectors,
@@ -284,22 +285,19 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     this.nextSeq = next;
   }
 
+  /** Whether (id, seq) is an entry's live row, and has `space`'s embedding when a space is named. */
+  private isLive(id: string, seq: number, space?: EmbeddingSpace): boolean {
+    const e = this.entries.get(id);
+    return !!e && e.row === seq && (!space || hasSpace(e, space));
+  }
+
   /** Deletes rows no live entry refers to (left by a crash or by a replaced item). */
   private async repair(): Promise<void> {
-    const liveSeq = new Map([...this.entries.values()].map((e) => [e.id, e.row]));
-    const staleItems = (await this.tables.items.query().select(['id', 'seq']).toArray()).filter(
-      (r) => liveSeq.get(r.id) !== num(r.seq),
-    );
-    if (staleItems.length > 0)
-      await this.tables.items.delete(`seq IN (${staleItems.map((r) => num(r.seq)).join(', ')})`);
-    for (const space of SPACES) {
-      const rows = await this.tables[space].query().select(['id', 'seq']).toArray();
-      const stale = rows.filter((r) => {
-        const e = this.entries.get(r.id);
-        return !e || e.row !== num(r.seq) || !(space === 'audio' ? e.hasAudio : e.hasVisual);
-      });
-      if (stale.length > 0)
-        await this.tables[space].delete(`seq IN (${stale.map((r) => num(r.seq)).join(', ')})`);
+    const { items, audio, visual } = this.tables;
+    for (const [table, space] of [[items], [audio, 'audio'], [visual, 'visual']] as const) {
+      const rows = await table.query().select(['id', 'seq']).toArray();
+      const stale = rows.filter((r) => !this.isLive(r.id, num(r.seq), space));
+      if (stale.length > 0) await table.delete(`seq IN (${stale.map((r) => num(r.seq)).join(', ')})`);
     }
   }
 
@@ -503,13 +501,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     const dim = this.meta.dim;
     checkSearchOptions(opts);
     const q = normalizedCopy(query, dim, 'query');
-    const live = (id: string, seq: number) => {
-      const e = this.entries.get(id);
-      return !!e && e.row === seq && (opts.space === 'audio' ? e.hasAudio : e.hasVisual);
-    };
-    const available = [...this.entries.values()].filter((e) =>
-      opts.space === 'audio' ? e.hasAudio : e.hasVisual,
-    ).length;
+    const available = [...this.entries.values()].filter((e) => hasSpace(e, opts.space)).length;
     const want = Math.min(opts.k, available);
     if (want === 0) return [];
     const table = this.tables[opts.space];
@@ -524,7 +516,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       if (opts.approximate) vq = vq.nprobes(Math.max(20, opts.ef ?? 20)).refineFactor(10);
       else vq = vq.bypassVectorIndex();
       const rows = await vq.toArray();
-      const cand = rows.filter((r) => live(r.id, num(r.seq)));
+      const cand = rows.filter((r) => this.isLive(r.id, num(r.seq), opts.space));
       if (cand.length >= want + Math.min(CANDIDATE_MARGIN, available - want) || rows.length < limit) {
         // seq is the embedded index's row order.
         const vectors = cand.map((r) => vectorOf(r.vector));
