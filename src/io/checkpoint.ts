@@ -109,11 +109,9 @@ export function parseStateDictBytes(bytes: Uint8Array, what: string): RawStateDi
 }
 
 /** The state dict of a .pth or .safetensors checkpoint as float32, keys without "module.". */
-export function loadStateDict(path: string): {
-  tensors: Map<string, F32Tensor>;
-  metadata: Record<string, string>;
-  format: CheckpointFormat;
-} {
+export function loadStateDict(
+  path: string,
+): Pick<RawStateDict, 'metadata' | 'format'> & { tensors: Map<string, F32Tensor> } {
   const raw = loadRawStateDict(path);
   return { tensors: toF32Tensors(raw.tensors), metadata: raw.metadata, format: raw.format };
 }

@@ -248,18 +248,9 @@ export async function queuedAdd(
     for (let i = 0; i < batches.length; i += 500) await queue.addBulk(batches.slice(i, i + 500));
     summary.jobs = outstanding.size;
 
-    let done = 0;
-    let committed = 0;
-    const counts = { waiting: 0, active: 0 };
-    const progress = () =>
-      o.onProgress?.({
-        done,
-        total,
-        committed,
-        failed: failed.length,
-        waiting: counts.waiting,
-        active: counts.active,
-      });
+    // Files done (committed, skipped or failed) and committed; the queue's counts.
+    const counts = { done: 0, total, committed: 0, waiting: 0, active: 0 };
+    const progress = () => o.onProgress?.({ ...counts, failed: failed.length });
     progress();
     const committedPaths = new Set<string>();
     const seenRefusals = new Set<string>();
@@ -336,15 +327,15 @@ export async function queuedAdd(
       await Promise.all(taken.map((t) => t.job.remove()));
       for (const t of taken) {
         if (outstanding.delete(String(t.job.id))) {
-          done += t.data.files.length;
-          committed += t.committed;
+          counts.done += t.data.files.length;
+          counts.committed += t.committed;
         }
       }
       summary.writerMs += performance.now() - tc;
       const now = performance.now();
-      firstRound ??= { t: now, done };
-      if (done > firstRound.done)
-        summary.steadyFilesPerSec = ((done - firstRound.done) / (now - firstRound.t)) * 1000;
+      firstRound ??= { t: now, done: counts.done };
+      if (counts.done > firstRound.done)
+        summary.steadyFilesPerSec = ((counts.done - firstRound.done) / (now - firstRound.t)) * 1000;
     };
 
     while (outstanding.size > 0) {
@@ -366,7 +357,7 @@ export async function queuedAdd(
           const why = `job ${job.id} failed ${job.attemptsMade} times: ${job.failedReason}`;
           for (const f of data.files)
             if (!committedPaths.has(f.path)) failed.push({ path: f.path, error: why });
-          if (outstanding.delete(id)) done += data.files.length;
+          if (outstanding.delete(id)) counts.done += data.files.length;
           await job.remove();
           busy = true;
           progress();

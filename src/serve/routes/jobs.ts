@@ -157,6 +157,11 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
       for (const f of received.files) files.push(await inspectUpload(f, limits));
       const inputs = routeInputs(route, files);
       const names = new Map(files.map((f) => [f.path, f.name]));
+      // localize, reconstruct: one video may stand for both inputs.
+      const pair = () => {
+        const image = toInput(inputs.image!);
+        return { image, audio: inputs.audio === inputs.image ? image : toInput(inputs.audio!) };
+      };
       const job = ticket.run(async () => {
         switch (route) {
           case 'embed': {
@@ -185,11 +190,8 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
             return { kind: inputs.single!.kind, activation: r.activation, labels: r.labels };
           }
           case 'localize': {
-            const img = toInput(inputs.image!);
-            const r = await engine.localize(
-              img,
-              inputs.audio === inputs.image ? img : toInput(inputs.audio!),
-            );
+            const { image, audio } = pair();
+            const r = await engine.localize(image, audio);
             return {
               width: r.width,
               height: r.height,
@@ -201,9 +203,7 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
             };
           }
           case 'reconstruct': {
-            const img = toInput(inputs.image!);
-            const audio = inputs.audio === inputs.image ? img : toInput(inputs.audio!);
-            const r = await engine.reconstruct({ image: img, audio }, ratio, maskMode);
+            const r = await engine.reconstruct(pair(), ratio, maskMode);
             return {
               ratio,
               mode: maskMode,
