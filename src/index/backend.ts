@@ -6,13 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { OptionError, UserError } from '../util/errors.js';
-import {
-  MediaIndex,
-  type IndexIdentity,
-  type IndexStats,
-  type IndexWriter,
-  type SearchOptions,
-} from './store.js';
+import { MediaIndex, type IndexIdentity, type IndexWriter, type SearchOptions } from './store.js';
 import type { ClipVectors, IndexEntry, SearchHit } from './types.js';
 
 export type IndexBackend = 'embedded' | 'lancedb';
@@ -40,17 +34,14 @@ export interface OpenedIndexWriter extends IndexWriter {
 }
 
 /** What search and the read-only commands need from either backend. */
-export interface SearchableIndex {
-  readonly location: string;
+export interface SearchableIndex extends Pick<
+  IndexWriter,
+  'location' | 'model' | 'dim' | 'checkIdentity' | 'get' | 'stats'
+> {
   readonly backend: IndexBackend;
-  readonly model: { id: string; name: string; path?: string };
-  readonly dim: number;
   /** A Sync model's clip vectors (strategy, pairs), when the index holds them. */
   readonly clip?: ClipVectors;
-  checkIdentity(identity: IndexIdentity): void;
-  stats(): IndexStats;
   list(): IndexEntry[];
-  get(id: string): IndexEntry | undefined;
   searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]>;
   /** Catches up with commits made since opening (a long-running reader: the server). */
   refresh(): boolean | void | Promise<void>;
