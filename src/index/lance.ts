@@ -37,7 +37,7 @@ import {
   checkModelIdentity,
   checkSearchOptions,
   checkedEntry,
-  countEntries,
+  indexStats,
   identityRecord,
   isCurrentEntry,
   normalizedCopy,
@@ -341,16 +341,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   }
 
   stats(): IndexStats {
-    return {
-      dir: this.location,
-      model: this.model,
-      dim: this.dim,
-      count: this.entries.size,
-      rows: this.nextSeq,
-      dead: this.nextSeq - this.entries.size,
-      ...countEntries(this.entries.values()),
-      generation: 0,
-    };
+    return indexStats(this.location, this.model, this.dim, this.entries, this.nextSeq, 0);
   }
 
   /** Reloads the entries when the items table has a new version (commits by a writer). */

@@ -302,19 +302,25 @@ export function isCurrentEntry(
   return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
 }
 
-/** Counts for `stats()`: items with each embedding, items per kind. */
-export function countEntries(
-  entries: Iterable<IndexEntry>,
-): Pick<IndexStats, 'withAudio' | 'withVisual' | 'byModality'> {
+/** What `stats()` reports (both backends): live and dead rows, items with each embedding and per kind. */
+export function indexStats(
+  dir: string,
+  model: IndexStats['model'],
+  dim: number,
+  entries: ReadonlyMap<string, IndexEntry>,
+  rows: number,
+  generation: number,
+): IndexStats {
   const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
   let withAudio = 0;
   let withVisual = 0;
-  for (const e of entries) {
+  for (const e of entries.values()) {
     byModality[e.modality]++;
     if (e.hasAudio) withAudio++;
     if (e.hasVisual) withVisual++;
   }
-  return { withAudio, withVisual, byModality };
+  const count = entries.size;
+  return { dir, model, dim, count, rows, dead: rows - count, withAudio, withVisual, byModality, generation };
 }
 
 function genDir(dir: string, gen: number): string {
@@ -736,16 +742,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
   }
 
   stats(): IndexStats {
-    return {
-      dir: this.dir,
-      model: this.model,
-      dim: this.dim,
-      count: this.count,
-      rows: this.rows,
-      dead: this.rows - this.count,
-      ...countEntries(this.entries.values()),
-      generation: this.generation,
-    };
+    return indexStats(this.dir, this.model, this.dim, this.entries, this.rows, this.generation);
   }
 
   // ---------------------------------------------------------------- writing

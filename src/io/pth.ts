@@ -113,7 +113,6 @@ function makeGlobals(): Map<string, GlobalHandler> {
       let numel = 1;
       for (const d of shape)
         numel = d === 0 || numel === 0 ? 0 : Math.min(numel * d, Number.MAX_SAFE_INTEGER);
-      if (shape.includes(0)) numel = 0;
       if (numel > 0) {
         if (numel > MAX_ELEMENTS)
           ctx.fail(`tensor of shape [${shape.join(', ')}] has more than ${MAX_ELEMENTS} elements`);
