@@ -355,33 +355,32 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
 
   /** An item's stored thumbnail bytes (SearchableIndex). */
   async thumbnailOf(e: IndexEntry): Promise<{ bytes: Uint8Array } | undefined> {
-    const t = await this.thumbnail(e.id);
-    return t && { bytes: t.bytes };
+    return this.thumbnail(e.id);
   }
 
   /** The stored thumbnail of an item. */
   async thumbnail(id: string): Promise<{ bytes: Uint8Array; ext: 'jpg' | 'png' } | undefined> {
-    const e = this.entries.get(id);
-    if (!e?.thumb) return undefined;
-    const rows = await this.tables.items
-      .query()
-      .where(`id = ${lit(id)} AND seq = ${e.row}`)
-      .select(['thumb_data'])
-      .toArray();
-    const data = rows[0]?.thumb_data as Uint8Array | null | undefined;
-    return data ? { bytes: data, ext: e.thumb.endsWith('.png') ? 'png' : 'jpg' } : undefined;
+    const thumb = this.entries.get(id)?.thumb;
+    const data = thumb && ((await this.cell(this.tables.items, id, 'thumb_data')) as Uint8Array | null);
+    return data ? { bytes: data, ext: thumb.endsWith('.png') ? 'png' : 'jpg' } : undefined;
   }
 
   /** The stored (normalised) vector of an item, when it has one. */
   async vector(space: EmbeddingSpace, id: string): Promise<Float32Array | undefined> {
+    const v = await this.cell(this.tables[space], id, 'vector');
+    return v ? Float32Array.from(vectorOf(v)) : undefined;
+  }
+
+  /** One column of an item's live row in a table; undefined when there is none. */
+  private async cell(table: Table, id: string, column: string): Promise<unknown> {
     const e = this.entries.get(id);
     if (!e) return undefined;
-    const rows = await this.tables[space]
+    const rows = await table
       .query()
       .where(`id = ${lit(id)} AND seq = ${e.row}`)
-      .select(['vector'])
+      .select([column])
       .toArray();
-    return rows[0] ? Float32Array.from(vectorOf(rows[0].vector)) : undefined;
+    return rows[0]?.[column];
   }
 
   // ---------------------------------------------------------------- writing

@@ -290,13 +290,9 @@ export function encodeSafetensors(
     });
     offset += t.data.byteLength;
   }
-  let json = JSON.stringify(header);
-  let jsonBytes = new TextEncoder().encode(json);
-  const pad = (8 - (jsonBytes.byteLength % 8)) % 8;
-  if (pad) {
-    json += ' '.repeat(pad);
-    jsonBytes = new TextEncoder().encode(json);
-  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const jsonBytes = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20); // padded with spaces
+  jsonBytes.set(json);
   if (jsonBytes.byteLength > MAX_HEADER_BYTES)
     throw fileError(what, `header would be ${jsonBytes.byteLength} bytes, over the 100 MB limit`);
   const len = new Uint8Array(8);
