@@ -202,11 +202,7 @@ export function saveCheckpoint(
   tensors: ReadonlyMap<string, WritableTensor> | Record<string, WritableTensor>,
   meta: CheckpointMetadata = {},
 ): void {
-  const list =
-    tensors instanceof Map
-      ? new Map(tensors)
-      : new Map(Object.entries(tensors as Record<string, WritableTensor>));
-  writeSafetensors(path, list, checkpointMetadata(meta));
+  writeSafetensors(path, tensors, checkpointMetadata(meta));
 }
 
 function parseJsonField(metadata: Record<string, string>, key: string, what: string): unknown {

@@ -249,12 +249,13 @@ export interface WritableTensor {
 
 /** The file as a list of chunks (8-byte length, padded header, tensor bytes); no data is copied. */
 export function encodeSafetensors(
-  tensors: Record<string, WritableTensor> | Map<string, WritableTensor>,
+  tensors: Record<string, WritableTensor> | ReadonlyMap<string, WritableTensor>,
   metadata?: Record<string, string>,
   what = 'safetensors output',
 ): Uint8Array[] {
   assertLittleEndian();
-  const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const list: [string, WritableTensor][] =
+    tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const planned = list.map(([name, t], index) => {
     if (name === '__metadata__') throw fileError(what, 'a tensor may not be named __metadata__');
     const dtype = t.dtype ?? dtypeOfArray(t.data);
@@ -307,7 +308,7 @@ export function encodeSafetensors(
 /** Writes a safetensors file atomically (temporary file + fsync + rename). */
 export function writeSafetensors(
   path: string,
-  tensors: Record<string, WritableTensor> | Map<string, WritableTensor>,
+  tensors: Record<string, WritableTensor> | ReadonlyMap<string, WritableTensor>,
   metadata?: Record<string, string>,
 ): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
