@@ -465,7 +465,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
   /** Per space, per segment: the segment's rows, [segRows(used), dim] (capacity may be larger). */
   private segments: Record<EmbeddingSpace, Float32Array[]> = { audio: [], visual: [] };
   private anns: Partial<Record<EmbeddingSpace, AnnIndex>> = {};
-  private lockHeld = false;
+  /** Set while this object holds the write lock. */
   private releaseLock?: () => void;
 
   private constructor(dir: string) {
@@ -509,7 +509,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
     const idx = new MediaIndex(dir);
     if (!existsSync(join(idx.dir, 'meta.json')))
       throw fileError(idx.dir, 'no media index here (meta.json is missing)');
-    if (opts.writable) idx.acquireLock();
+    if (opts.writable) idx.releaseLock = acquireWriteLock(idx.dir);
     try {
       idx.load();
       if (opts.writable) idx.repairTail();
@@ -539,19 +539,12 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
 
   /** Releases the write lock (if held). The object stays readable. */
   close(): void {
-    if (this.lockHeld) {
-      this.releaseLock?.();
-      this.lockHeld = false;
-    }
+    this.releaseLock?.();
+    this.releaseLock = undefined;
   }
 
   get writable(): boolean {
-    return this.lockHeld;
-  }
-
-  private acquireLock(): void {
-    this.releaseLock = acquireWriteLock(this.dir);
-    this.lockHeld = true;
+    return !!this.releaseLock;
   }
 
   private readMeta(): IndexMeta {
@@ -576,7 +569,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
         this.loadOnce();
         return;
       } catch (e) {
-        if (attempt >= 2 || this.lockHeld) throw e;
+        if (attempt >= 2 || this.releaseLock) throw e;
       }
     }
   }
@@ -748,7 +741,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
   // ---------------------------------------------------------------- writing
 
   private requireWriter(): void {
-    if (!this.lockHeld) throw new UserError(`${this.dir}: index is open read-only`);
+    if (!this.releaseLock) throw new UserError(`${this.dir}: index is open read-only`);
   }
 
   /** Appends items as one commit; returns their entries. An existing id is replaced. */
