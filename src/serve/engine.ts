@@ -22,7 +22,14 @@ import type { MaskMode } from '../models/masking.js';
 import { UserError } from '../util/errors.js';
 import type { SearchableIndex } from '../index/backend.js';
 import { identityOf } from '../index/store.js';
-import type { EmbeddingSpace, MediaEmbedder, MediaEmbedding, Modality, SearchHit } from '../index/types.js';
+import type {
+  ClipVectors,
+  EmbeddingSpace,
+  MediaEmbedder,
+  MediaEmbedding,
+  Modality,
+  SearchHit,
+} from '../index/types.js';
 
 export type MediaKind = Modality;
 
@@ -43,8 +50,14 @@ export interface EngineCapabilities {
   reconstruct: boolean;
 }
 
-/** The model's identity as the index sees it (MediaEmbedder's fields), and what it can do. */
-export interface EngineInfo extends Pick<MediaEmbedder, 'modelId' | 'modelName' | 'dim' | 'clip'> {
+export interface EngineInfo {
+  /** Hash of the weights and config (the index records it). */
+  modelId: string;
+  modelName: string;
+  /** Embedding width (a CAV-MAE Sync model: F·D, its clip vectors). */
+  dim: number;
+  /** A CAV-MAE Sync model's clip vectors: strategy and pairs per clip. */
+  clip?: ClipVectors;
   capabilities: EngineCapabilities;
   /** Class names of the classifier head, when there is one. */
   labels?: string[];
