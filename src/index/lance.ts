@@ -158,8 +158,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     const idx = new LanceIndex(loc, db);
     if (local) idx.release = acquireWriteLock(loc);
     try {
-      const names = await db.tableNames();
-      if (!names.includes(LANCE_META_TABLE)) {
+      if (!(await db.tableNames()).includes(LANCE_META_TABLE)) {
         if (!identity) throw fileError(loc, 'no media index here (no cavmae_meta table)');
         const recorded = identityRecord(identity);
         const { Schema, Field, Utf8, Int64, Float64, Bool, Binary, FixedSizeList, Float32 } = arrow;

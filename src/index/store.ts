@@ -503,9 +503,9 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
 
   /**
    * Opens an index. `writable` takes the write lock and cuts any torn tail left by a crash.
-   * Readers take no lock.
+   * Readers take no lock. `identity`: refuse an index of another model.
    */
-  static open(dir: string, opts: { writable?: boolean } = {}): MediaIndex {
+  static open(dir: string, opts: { writable?: boolean; identity?: IndexIdentity } = {}): MediaIndex {
     const idx = new MediaIndex(dir);
     if (!existsSync(join(idx.dir, 'meta.json')))
       throw fileError(idx.dir, 'no media index here (meta.json is missing)');
@@ -513,6 +513,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
     try {
       idx.load();
       if (opts.writable) idx.repairTail();
+      if (opts.identity) idx.checkIdentity(opts.identity);
     } catch (e) {
       idx.close();
       throw e;
@@ -523,14 +524,7 @@ export class MediaIndex implements IndexWriter, SearchableIndex {
   /** Opens the index for writing, creating it when absent; refuses a different model. */
   static openOrCreate(dir: string, identity: IndexIdentity): MediaIndex {
     if (!existsSync(join(resolve(dir), 'meta.json'))) return MediaIndex.create(dir, identity);
-    const idx = MediaIndex.open(dir, { writable: true });
-    try {
-      idx.checkIdentity(identity);
-    } catch (e) {
-      idx.close();
-      throw e;
-    }
-    return idx;
+    return MediaIndex.open(dir, { writable: true, identity });
   }
 
   checkIdentity(identity: IndexIdentity): void {
