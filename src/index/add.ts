@@ -18,7 +18,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { extname, join, resolve, sep } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { detectMedia, MEDIA_EXTENSIONS } from './media.js';
-import type { IndexStats, IndexWriter, PreparedItem } from './store.js';
+import type { IndexStats, IndexWriter, NewItem, PreparedItem } from './store.js';
 import { makeThumbnail } from './thumbs.js';
 import type { MediaEmbedder, MediaEmbedding, Modality } from './types.js';
 
@@ -139,6 +139,16 @@ export async function prepareMediaFile(
   return { modality: facts.modality, embedding, ...(thumbnail ? { thumbnail } : {}) };
 }
 
+type FileFacts = Pick<NewItem, 'path' | 'mtimeMs' | 'size'>;
+
+/** A file's facts as the index records them; undefined when it is indexed and unchanged (and not `force`). */
+export function factsToIndex(index: IndexWriter, path: string, force?: boolean): FileFacts | undefined {
+  const st = statSync(path);
+  if (!st.isFile()) throw new UserError(`${path}: not a regular file`);
+  if (!force && index.isCurrent(path, st.mtimeMs, st.size)) return undefined;
+  return { path, mtimeMs: st.mtimeMs, size: st.size };
+}
+
 /** A failure's message: a UserError's own words, anything else marked internal. */
 export function failureMessage(e: unknown): string {
   return e instanceof UserError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
@@ -174,13 +184,12 @@ export async function addMedia(
     }
     const path = resolve(file);
     try {
-      const st = statSync(path);
-      if (!st.isFile()) throw new UserError(`${path}: not a regular file`);
-      if (!opts.force && index.isCurrent(path, st.mtimeMs, st.size)) {
+      const facts = factsToIndex(index, path, opts.force);
+      if (!facts) {
         skipped++;
       } else {
         const m = await prepareMediaFile(path, embedder, { thumbnails });
-        batch.push({ path, mtimeMs: st.mtimeMs, size: st.size, model: embedder.modelId, ...m });
+        batch.push({ ...facts, model: embedder.modelId, ...m });
         if (batch.length >= batchSize) await flush();
       }
     } catch (e) {

@@ -6,17 +6,10 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { OptionError, UserError } from '../util/errors.js';
-import {
-  MediaIndex,
-  type IndexIdentity,
-  type IndexStats,
-  type IndexWriter,
-  type SearchOptions,
-} from './store.js';
+import { MediaIndex, type IndexIdentity, type IndexWriter, type SearchOptions } from './store.js';
 import type { ClipVectors, IndexEntry, SearchHit } from './types.js';
 
 export type IndexBackend = 'embedded' | 'lancedb';
-export const INDEX_BACKENDS: readonly IndexBackend[] = ['embedded', 'lancedb'];
 
 /** The file a LanceDB index folder has at its top (lance.ts writes it with its tables). */
 export const LANCE_META_TABLE = 'cavmae_meta';
@@ -35,58 +28,31 @@ export function existingBackend(location: string): IndexBackend | undefined {
   return undefined;
 }
 
-export function checkBackend(name: string): IndexBackend {
-  if (!INDEX_BACKENDS.includes(name as IndexBackend))
-    throw new OptionError((n) => `${n('backend')} must be ${INDEX_BACKENDS.join(' or ')}, got '${name}'`);
-  return name as IndexBackend;
-}
-
 /** A writer that can be closed (releases the write lock). */
 export interface OpenedIndexWriter extends IndexWriter {
   close(): void | Promise<void>;
 }
 
 /** What search and the read-only commands need from either backend. */
-export interface SearchableIndex {
-  readonly location: string;
+export interface SearchableIndex extends Pick<
+  IndexWriter,
+  'location' | 'model' | 'dim' | 'checkIdentity' | 'get' | 'stats'
+> {
   readonly backend: IndexBackend;
-  readonly model: { id: string; name: string; path?: string };
-  readonly dim: number;
   /** A Sync model's clip vectors (strategy, pairs), when the index holds them. */
   readonly clip?: ClipVectors;
-  checkIdentity(identity: IndexIdentity): void;
-  stats(): IndexStats;
   list(): IndexEntry[];
-  get(id: string): IndexEntry | undefined;
   searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]>;
   /** Catches up with commits made since opening (a long-running reader: the server). */
-  refresh(): void | Promise<void>;
+  refresh(): boolean | void | Promise<void>;
   /** An item's thumbnail: a file of the embedded index, the stored bytes of LanceDB. */
   thumbnailOf(entry: IndexEntry): Promise<{ path: string } | { bytes: Uint8Array } | undefined>;
   close(): void | Promise<void>;
 }
 
-/** The embedded index as a SearchableIndex. */
+/** The embedded index as a SearchableIndex (it is one). */
 export function searchableEmbedded(idx: MediaIndex): SearchableIndex {
-  return {
-    location: idx.location,
-    backend: 'embedded',
-    get model() {
-      return idx.model;
-    },
-    dim: idx.dim,
-    clip: idx.clip,
-    checkIdentity: (i) => idx.checkIdentity(i),
-    stats: () => idx.stats(),
-    list: () => idx.list(),
-    get: (id) => idx.get(id),
-    searchAsync: async (q, opts) => idx.search(q, opts),
-    refresh: () => {
-      idx.refresh();
-    },
-    thumbnailOf: async (e) => (e.thumb ? { path: join(idx.dir, e.thumb) } : undefined),
-    close: () => idx.close(),
-  };
+  return idx;
 }
 
 function resolveBackend(location: string, backend?: IndexBackend): IndexBackend {
@@ -116,7 +82,7 @@ export async function openIndexReader(location: string): Promise<SearchableIndex
   const b = existingBackend(location);
   if (!b)
     throw new UserError(`${resolve(location)}: no media index here (build one with 'cavmae index add')`);
-  if (b === 'embedded') return searchableEmbedded(MediaIndex.open(location));
+  if (b === 'embedded') return MediaIndex.open(location);
   const { LanceIndex } = await import('./lance.js');
   return LanceIndex.open(location);
 }

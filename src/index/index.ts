@@ -39,4 +39,4 @@ export {
   type SniffResult,
   type MediaFacts,
 } from './media.js';
-export { makeThumbnail, writeThumbnail, spectrogramPng, THUMB_WIDTH, THUMB_HEIGHT } from './thumbs.js';
+export { makeThumbnail, spectrogramPng, THUMB_WIDTH, THUMB_HEIGHT } from './thumbs.js';

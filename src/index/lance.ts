@@ -21,7 +21,7 @@
  * - One writer: a local folder takes the same write.lock as the embedded index; object storage
  *   relies on the user running one writer (LanceDB's own commits are atomic per table).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Connection, Table } from '@lancedb/lancedb';
 import { UserError, fileError } from '../util/errors.js';
@@ -35,19 +35,24 @@ import {
 import { acquireWriteLock } from './lock.js';
 import {
   checkModelIdentity,
+  checkSearchOptions,
   checkedEntry,
-  countEntries,
+  indexStats,
+  identityRecord,
   isCurrentEntry,
   normalizedCopy,
+  rescore,
   thumbName,
   type IndexIdentity,
+  type IndexMeta,
   type IndexStats,
   type PreparedItem,
   type SearchOptions,
 } from './store.js';
-import { TopKCollector, collectInnerProduct } from './topk.js';
 import {
+  hasSpace,
   MODALITIES,
+  SPACES,
   type ClipVectors,
   type EmbeddingSpace,
   type IndexEntry,
@@ -59,7 +64,6 @@ export const LANCE_FORMAT = 'cavmae-media-index-lancedb';
 export const LANCE_VERSION = 1;
 const ITEMS = 'cavmae_items';
 const VECTORS: Record<EmbeddingSpace, string> = { audio: 'cavmae_audio', visual: 'cavmae_visual' };
-const SPACES: readonly EmbeddingSpace[] = ['audio', 'visual'];
 /** Extra candidates fetched beyond k, so that re-scoring cannot miss a near tie. */
 const CANDIDATE_MARGIN = 32;
 
@@ -82,14 +86,10 @@ async function load(): Promise<{ lancedb: LanceModule; arrow: ArrowModule }> {
   return modules;
 }
 
-interface LanceMeta {
+/** The embedded index's identity fields, under this backend's own format name. */
+interface LanceMeta extends Pick<IndexMeta, 'model' | 'dim' | 'clip' | 'createdAt'> {
   format: string;
   version: number;
-  model: { id: string; name: string; path?: string };
-  dim: number;
-  /** A CAV-MAE Sync model's clip vectors (strategy, pairs); absent for CAV-MAE. */
-  clip?: ClipVectors;
-  createdAt: string;
 }
 
 /** SQL string literal (ids are 16 hex digits; anything else is escaped anyway). */
@@ -151,19 +151,16 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
    * identity the index must exist (remove, compact).
    */
   static async openOrCreate(location: string, identity?: IndexIdentity): Promise<LanceIndex> {
-    const { lancedb, arrow } = await load();
-    void lancedb;
+    const { arrow } = await load();
     const local = !isUri(location);
     if (local) mkdirSync(resolve(location), { recursive: true });
     const { loc, db } = await LanceIndex.connect(location);
     const idx = new LanceIndex(loc, db);
     if (local) idx.release = acquireWriteLock(loc);
     try {
-      const names = await db.tableNames();
-      if (!names.includes(LANCE_META_TABLE)) {
+      if (!(await db.tableNames()).includes(LANCE_META_TABLE)) {
         if (!identity) throw fileError(loc, 'no media index here (no cavmae_meta table)');
-        if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= 65536))
-          throw new UserError(`index dimension must be an integer in 1..65536, got ${identity.dim}`);
+        const recorded = identityRecord(identity);
         const { Schema, Field, Utf8, Int64, Float64, Bool, Binary, FixedSizeList, Float32 } = arrow;
         const vec = () =>
           new Schema([
@@ -171,7 +168,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
             new Field('seq', new Int64(), false),
             new Field(
               'vector',
-              new FixedSizeList(identity.dim, new Field('item', new Float32(), true)),
+              new FixedSizeList(recorded.dim, new Field('item', new Float32(), true)),
               false,
             ),
           ]);
@@ -199,13 +196,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
         const meta: LanceMeta = {
           format: LANCE_FORMAT,
           version: LANCE_VERSION,
-          model: {
-            id: identity.modelId,
-            name: identity.modelName,
-            ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
-          },
-          dim: identity.dim,
-          ...(identity.clip ? { clip: identity.clip } : {}),
+          ...recorded,
           createdAt: new Date().toISOString(),
         };
         // The meta table last: its presence marks a complete, usable index.
@@ -254,22 +245,11 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
 
   /** The live entry of every id: its highest-seq items row. */
   private async loadEntries(): Promise<void> {
+    // Every column but the thumbnails' bytes (`thumbnail` reads them one at a time).
+    const columns = (await this.tables.items.schema()).fields.map((f) => f.name);
     const rows = await this.tables.items
       .query()
-      .select([
-        'id',
-        'seq',
-        'path',
-        'modality',
-        'has_audio',
-        'has_visual',
-        'thumb',
-        'mtime_ms',
-        'size',
-        'added_at',
-        'model',
-        'worker',
-      ])
+      .select(columns.filter((c) => c !== 'thumb_data'))
       .toArray();
     const entries = new Map<string, IndexEntry>();
     let next = 0;
@@ -304,22 +284,19 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
     this.nextSeq = next;
   }
 
+  /** Whether (id, seq) is an entry's live row, and has `space`'s embedding when a space is named. */
+  private isLive(id: string, seq: number, space?: EmbeddingSpace): boolean {
+    const e = this.entries.get(id);
+    return !!e && e.row === seq && (!space || hasSpace(e, space));
+  }
+
   /** Deletes rows no live entry refers to (left by a crash or by a replaced item). */
   private async repair(): Promise<void> {
-    const liveSeq = new Map([...this.entries.values()].map((e) => [e.id, e.row]));
-    const staleItems = (await this.tables.items.query().select(['id', 'seq']).toArray()).filter(
-      (r) => liveSeq.get(r.id) !== num(r.seq),
-    );
-    if (staleItems.length > 0)
-      await this.tables.items.delete(`seq IN (${staleItems.map((r) => num(r.seq)).join(', ')})`);
-    for (const space of SPACES) {
-      const rows = await this.tables[space].query().select(['id', 'seq']).toArray();
-      const stale = rows.filter((r) => {
-        const e = this.entries.get(r.id);
-        return !e || e.row !== num(r.seq) || !(space === 'audio' ? e.hasAudio : e.hasVisual);
-      });
-      if (stale.length > 0)
-        await this.tables[space].delete(`seq IN (${stale.map((r) => num(r.seq)).join(', ')})`);
+    const { items, audio, visual } = this.tables;
+    for (const [table, space] of [[items], [audio, 'audio'], [visual, 'visual']] as const) {
+      const rows = await table.query().select(['id', 'seq']).toArray();
+      const stale = rows.filter((r) => !this.isLive(r.id, num(r.seq), space));
+      if (stale.length > 0) await table.delete(`seq IN (${stale.map((r) => num(r.seq)).join(', ')})`);
     }
   }
 
@@ -363,16 +340,7 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   }
 
   stats(): IndexStats {
-    return {
-      dir: this.location,
-      model: this.model,
-      dim: this.dim,
-      count: this.entries.size,
-      rows: this.nextSeq,
-      dead: this.nextSeq - this.entries.size,
-      ...countEntries(this.entries.values()),
-      generation: 0,
-    };
+    return indexStats(this.location, this.model, this.dim, this.entries, this.nextSeq, 0);
   }
 
   /** Reloads the entries when the items table has a new version (commits by a writer). */
@@ -386,33 +354,32 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
 
   /** An item's stored thumbnail bytes (SearchableIndex). */
   async thumbnailOf(e: IndexEntry): Promise<{ bytes: Uint8Array } | undefined> {
-    const t = await this.thumbnail(e.id);
-    return t && { bytes: t.bytes };
+    return this.thumbnail(e.id);
   }
 
   /** The stored thumbnail of an item. */
   async thumbnail(id: string): Promise<{ bytes: Uint8Array; ext: 'jpg' | 'png' } | undefined> {
-    const e = this.entries.get(id);
-    if (!e?.thumb) return undefined;
-    const rows = await this.tables.items
-      .query()
-      .where(`id = ${lit(id)} AND seq = ${e.row}`)
-      .select(['thumb_data'])
-      .toArray();
-    const data = rows[0]?.thumb_data as Uint8Array | null | undefined;
-    return data ? { bytes: data, ext: e.thumb.endsWith('.png') ? 'png' : 'jpg' } : undefined;
+    const thumb = this.entries.get(id)?.thumb;
+    const data = thumb && ((await this.cell(this.tables.items, id, 'thumb_data')) as Uint8Array | null);
+    return data ? { bytes: data, ext: thumb.endsWith('.png') ? 'png' : 'jpg' } : undefined;
   }
 
   /** The stored (normalised) vector of an item, when it has one. */
   async vector(space: EmbeddingSpace, id: string): Promise<Float32Array | undefined> {
+    const v = await this.cell(this.tables[space], id, 'vector');
+    return v ? Float32Array.from(vectorOf(v)) : undefined;
+  }
+
+  /** One column of an item's live row in a table; undefined when there is none. */
+  private async cell(table: Table, id: string, column: string): Promise<unknown> {
     const e = this.entries.get(id);
     if (!e) return undefined;
-    const rows = await this.tables[space]
+    const rows = await table
       .query()
       .where(`id = ${lit(id)} AND seq = ${e.row}`)
-      .select(['vector'])
+      .select([column])
       .toArray();
-    return rows[0] ? Float32Array.from(vectorOf(rows[0].vector)) : undefined;
+    return rows[0]?.[column];
   }
 
   // ---------------------------------------------------------------- writing
@@ -521,18 +488,9 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
   /** Top-k items of one space for a query; see the contract for how scores are made. */
   async searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]> {
     const dim = this.meta.dim;
-    if (!SPACES.includes(opts.space))
-      throw new UserError(`unknown search space ${String(opts.space)} (audio or visual)`);
-    if (!(Number.isInteger(opts.k) && opts.k >= 1))
-      throw new UserError(`k must be a positive integer, got ${opts.k}`);
+    checkSearchOptions(opts);
     const q = normalizedCopy(query, dim, 'query');
-    const live = (id: string, seq: number) => {
-      const e = this.entries.get(id);
-      return !!e && e.row === seq && (opts.space === 'audio' ? e.hasAudio : e.hasVisual);
-    };
-    const available = [...this.entries.values()].filter((e) =>
-      opts.space === 'audio' ? e.hasAudio : e.hasVisual,
-    ).length;
+    const available = [...this.entries.values()].filter((e) => hasSpace(e, opts.space)).length;
     const want = Math.min(opts.k, available);
     if (want === 0) return [];
     const table = this.tables[opts.space];
@@ -547,27 +505,23 @@ export class LanceIndex implements OpenedIndexWriter, SearchableIndex {
       if (opts.approximate) vq = vq.nprobes(Math.max(20, opts.ef ?? 20)).refineFactor(10);
       else vq = vq.bypassVectorIndex();
       const rows = await vq.toArray();
-      const cand = rows.filter((r) => live(r.id, num(r.seq)));
+      const cand = rows.filter((r) => this.isLive(r.id, num(r.seq), opts.space));
       if (cand.length >= want + Math.min(CANDIDATE_MARGIN, available - want) || rows.length < limit) {
-        // Exact re-scoring with the embedded index's kernel; ties by seq (its row order).
-        const x = new Float32Array(cand.length * dim); // [c, dim]
-        cand.forEach((r, j) => x.set(vectorOf(r.vector), j * dim));
-        const c = new TopKCollector(1, opts.k);
-        collectInnerProduct(c, q, x, cand.length, dim, 0);
-        const res = c.result()[0];
-        const order = Array.from(res.index, (j, i) => ({ j, score: res.score[i], seq: num(cand[j].seq) }));
-        order.sort((a, b) => b.score - a.score || a.seq - b.seq);
-        return order.map(({ j, score }) => {
-          const entry = this.entries.get(cand[j].id)!;
+        // seq is the embedded index's row order.
+        const vectors = cand.map((r) => vectorOf(r.vector));
+        const best = rescore(
+          q,
+          vectors,
+          cand.map((r) => num(r.seq)),
+          opts.k,
+          dim,
+        );
+        return best.map(({ index, score }) => {
+          const entry = this.entries.get(cand[index].id)!;
           return { id: entry.id, score, entry };
         });
       }
       limit *= 2;
     }
   }
-}
-
-/** True when `location` holds (or names) a LanceDB index. */
-export function isLanceLocation(location: string): boolean {
-  return isUri(location) || existsSync(resolve(location, `${LANCE_META_TABLE}.lance`));
 }

@@ -13,65 +13,21 @@ import type { Modality } from './types.js';
 export const SNIFF_BYTES = 64 * 1024;
 
 /** Container/codec types we accept, by file-type's extension, and the modality each one means. */
-const ACCEPTED: Record<string, Modality> = {
-  jpg: 'image',
-  png: 'image',
-  webp: 'image',
-  gif: 'image',
-  tif: 'image',
-  avif: 'image',
-  wav: 'audio',
-  mp3: 'audio',
-  flac: 'audio',
-  ogg: 'audio',
-  opus: 'audio',
-  m4a: 'audio',
-  aac: 'audio',
-  aif: 'audio',
-  mp4: 'video',
-  webm: 'video',
-  mkv: 'video',
-  mov: 'video',
-  avi: 'video',
-  m4v: 'video',
-  mpg: 'video',
-  '3gp': 'video',
-  ogv: 'video',
-  flv: 'video',
-};
+const ACCEPTED = new Map<string, Modality>(
+  Object.entries({
+    image: ['jpg', 'png', 'webp', 'gif', 'tif', 'avif'],
+    audio: ['wav', 'mp3', 'flac', 'ogg', 'opus', 'm4a', 'aac', 'aif'],
+    video: ['mp4', 'webm', 'mkv', 'mov', 'avi', 'm4v', 'mpg', '3gp', 'ogv', 'flv'],
+  }).flatMap(([modality, exts]) => exts.map((ext) => [ext, modality as Modality])),
+);
 
-/** File-name extensions looked at when a folder is walked (content still decides the kind). */
-export const MEDIA_EXTENSIONS = new Set([
-  '.jpg',
-  '.jpeg',
-  '.png',
-  '.webp',
-  '.gif',
-  '.tif',
-  '.tiff',
-  '.avif',
-  '.wav',
-  '.mp3',
-  '.flac',
-  '.ogg',
-  '.oga',
-  '.opus',
-  '.m4a',
-  '.aac',
-  '.aif',
-  '.aiff',
-  '.mp4',
-  '.webm',
-  '.mkv',
-  '.mov',
-  '.avi',
-  '.m4v',
-  '.mpg',
-  '.mpeg',
-  '.3gp',
-  '.ogv',
-  '.flv',
-]);
+/**
+ * File-name extensions looked at when a folder is walked (content still decides the kind): the
+ * accepted types and their other spellings.
+ */
+export const MEDIA_EXTENSIONS = new Set(
+  [...ACCEPTED.keys(), 'jpeg', 'tiff', 'oga', 'aiff', 'mpeg'].map((ext) => `.${ext}`),
+);
 
 export interface SniffResult {
   modality: Modality;
@@ -83,7 +39,7 @@ export interface SniffResult {
 export async function sniffBytes(head: Uint8Array): Promise<SniffResult | undefined> {
   const t = await fileTypeFromBuffer(head.subarray(0, SNIFF_BYTES));
   if (!t) return undefined;
-  const modality = ACCEPTED[t.ext];
+  const modality = ACCEPTED.get(t.ext);
   return modality ? { modality, mime: t.mime, ext: t.ext } : undefined;
 }
 

@@ -6,8 +6,9 @@ import { Progress } from '../util/progress.js';
 import { addMedia, collectMediaFiles, type AddSummary } from './add.js';
 import { existingBackend, isUri, openIndexReader, openIndexWriter, type IndexBackend } from './backend.js';
 import { detectMedia } from './media.js';
-import { mediaId, ID_PATTERN } from './store.js';
-import type { Modality } from './types.js';
+import type { LanceIndex } from './lance.js';
+import { identityOf, mediaId, ID_PATTERN, MediaIndex } from './store.js';
+import { SPACES, type Modality } from './types.js';
 import type { Engine, SearchMode, SearchResult } from '../serve/engine.js';
 import { embedderFromEngine, searchIndex } from '../serve/engine.js';
 import { loadEngine } from '../serve/load-engine.js';
@@ -54,14 +55,7 @@ export async function runIndexAdd(
   let closeEngine: (() => Promise<void> | void) | undefined = () => engine.close?.();
   try {
     const embedder = embedderFromEngine(engine);
-    const identity = {
-      modelId: embedder.modelId,
-      modelName: embedder.modelName,
-      dim: embedder.dim,
-      ...(embedder.clip ? { clip: embedder.clip } : {}),
-      modelPath: o.model,
-    };
-    const index = await openIndexWriter(o.index, identity, o.backend);
+    const index = await openIndexWriter(o.index, { ...identityOf(embedder), modelPath: o.model }, o.backend);
     try {
       if (o.queue) {
         // The submitter only writes: free the model before waiting on the workers.
@@ -181,13 +175,7 @@ export async function runSearch(
   let engine: Engine | undefined;
   try {
     engine = await loadEngine(model);
-    const info = engine.info();
-    index.checkIdentity({
-      modelId: info.modelId,
-      modelName: info.modelName,
-      dim: info.dim,
-      ...(info.clip ? { clip: info.clip } : {}),
-    });
+    index.checkIdentity(identityOf(engine.info()));
     // --audio on a video uses its soundtrack only, --image its picture only.
     const emb = await embedderFromEngine(engine).embedFile(query, expected === 'video' ? 'video' : expected);
     const embedding =
@@ -195,7 +183,7 @@ export async function runSearch(
     return {
       query,
       kind: expected,
-      result: await searchLists(index, expected, embedding, {
+      result: await searchIndex(index, expected, embedding, {
         k: o.k,
         mode: o.mode,
         approximate: o.approximate,
@@ -206,9 +194,6 @@ export async function runSearch(
     await index.close();
   }
 }
-
-/** The search lists of either backend (the server's search, serve/engine.ts). */
-export const searchLists = searchIndex;
 
 export function formatSearch(r: { query: string; result: SearchResult }): string {
   const out: string[] = [];
@@ -232,51 +217,45 @@ export function indexDirOf(p: string): string {
   return dir;
 }
 
-/** `cavmae index remove` on either backend. */
-export async function removeFromIndex(
+/** Runs `fn` on the index at `location` (either backend, opened for writing or not), then closes it. */
+async function withIndex<T>(
   location: string,
-  refs: string[],
-): Promise<{ removed: string[]; unknown: string[]; left: number }> {
-  const ids = resolveIds(refs);
+  writable: boolean,
+  fn: (idx: MediaIndex | LanceIndex) => Promise<T>,
+): Promise<T> {
+  let idx: MediaIndex | LanceIndex;
   if (existingBackend(location) === 'lancedb') {
     const { LanceIndex } = await import('./lance.js');
-    const reader = await LanceIndex.openOrCreate(location);
-    try {
-      const r = await reader.remove(ids);
-      return { ...r, left: reader.count };
-    } finally {
-      reader.close();
-    }
-  }
-  const { MediaIndex } = await import('./store.js');
-  const idx = MediaIndex.open(location, { writable: true });
+    idx = await (writable ? LanceIndex.openOrCreate(location) : LanceIndex.open(location));
+  } else idx = MediaIndex.open(location, { writable });
   try {
-    return { ...idx.remove(ids), left: idx.count };
+    return await fn(idx);
   } finally {
     idx.close();
   }
 }
 
+/** `cavmae index remove` on either backend. */
+export async function removeFromIndex(
+  location: string,
+  refs: string[],
+): Promise<{ removed: string[]; unknown: string[]; left: number }> {
+  return withIndex(location, true, async (idx) => ({
+    ...(await idx.remove(resolveIds(refs))),
+    left: idx.count,
+  }));
+}
+
 /** `cavmae index compact` on either backend: a message saying what was done. */
 export async function compactIndex(location: string): Promise<string> {
-  if (existingBackend(location) === 'lancedb') {
-    const { LanceIndex } = await import('./lance.js');
-    const idx = await LanceIndex.openOrCreate(location);
-    try {
-      await idx.compact();
-      return `compacted the LanceDB tables (${idx.count} items)`;
-    } finally {
-      idx.close();
+  return withIndex(location, true, async (idx) => {
+    if (idx instanceof MediaIndex) {
+      const r = idx.compact();
+      return `compacted ${r.before} rows to ${r.after}`;
     }
-  }
-  const { MediaIndex } = await import('./store.js');
-  const idx = MediaIndex.open(location, { writable: true });
-  try {
-    const r = idx.compact();
-    return `compacted ${r.before} rows to ${r.after}`;
-  } finally {
-    idx.close();
-  }
+    await idx.compact();
+    return `compacted the LanceDB tables (${idx.count} items)`;
+  });
 }
 
 /** `cavmae index build-ann` on either backend: one line per space built. */
@@ -284,14 +263,10 @@ export async function buildAnnIndex(
   location: string,
   params: { m: number; efConstruction: number },
 ): Promise<string[]> {
-  const lines: string[] = [];
-  const lance = existingBackend(location) === 'lancedb';
-  const { MediaIndex } = await import('./store.js');
-  const { LanceIndex } = lance ? await import('./lance.js') : { LanceIndex: undefined };
-  const idx = lance ? await LanceIndex!.open(location) : MediaIndex.open(location);
-  try {
+  return withIndex(location, false, async (idx) => {
+    const lines: string[] = [];
     const stats = idx.stats();
-    for (const space of ['audio', 'visual'] as const) {
+    for (const space of SPACES) {
       const n = space === 'audio' ? stats.withAudio : stats.withVisual;
       if (n === 0) continue;
       const t0 = Date.now();
@@ -301,8 +276,6 @@ export async function buildAnnIndex(
           : `LanceDB ${(await idx.buildAnn(space)).kind} index`;
       lines.push(`${space}: ${what} over ${n} items in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
-  } finally {
-    idx.close();
-  }
-  return lines;
+    return lines;
+  });
 }

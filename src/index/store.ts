@@ -44,13 +44,15 @@ import {
 } from 'node:fs';
 import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
+import { fsyncDir, writeFileAtomic } from '../io/atomic.js';
+import type { SearchableIndex } from './backend.js';
 import { acquireWriteLock } from './lock.js';
 import { UserError, fileError } from '../util/errors.js';
 import { AnnIndex, type AnnParams } from './ann.js';
 import { TopKCollector, collectInnerProduct } from './topk.js';
 import {
   MODALITIES,
+  SPACES,
   type ClipVectors,
   type EmbeddingSpace,
   type IndexEntry,
@@ -61,7 +63,6 @@ import {
 
 export const INDEX_FORMAT = 'cavmae-media-index';
 export const INDEX_VERSION = 1;
-const SPACES: readonly EmbeddingSpace[] = ['audio', 'visual'];
 /** Rows per segment file: 16384 x 768 floats = 48 MB per file at the base model's width. */
 export const DEFAULT_SEGMENT_ROWS = 16384;
 const MAX_META_BYTES = 1 << 20;
@@ -97,6 +98,11 @@ export interface IndexIdentity {
   modelPath?: string;
   /** A CAV-MAE Sync model's clip vectors (recorded when the index is created). */
   clip?: ClipVectors;
+}
+
+/** The identity of an embedder or an engine's model, as an index records and checks it. */
+export function identityOf(m: IndexIdentity): IndexIdentity {
+  return { modelId: m.modelId, modelName: m.modelName, dim: m.dim, ...(m.clip ? { clip: m.clip } : {}) };
 }
 
 /** An item to append: file facts and its embeddings (normalised copies are stored). */
@@ -241,6 +247,50 @@ export function checkModelIdentity(
     );
 }
 
+/** What a new index records of its model (both backends); refuses an impossible width. */
+export function identityRecord(identity: IndexIdentity): Pick<IndexMeta, 'model' | 'dim' | 'clip'> {
+  if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= MAX_DIM))
+    throw new UserError(`index dimension must be an integer in 1..${MAX_DIM}, got ${identity.dim}`);
+  return {
+    model: {
+      id: identity.modelId,
+      name: identity.modelName,
+      ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
+    },
+    dim: identity.dim,
+    ...(identity.clip ? { clip: identity.clip } : {}),
+  };
+}
+
+/** Refuses a search neither backend can answer. */
+export function checkSearchOptions(opts: SearchOptions): void {
+  if (!SPACES.includes(opts.space))
+    throw new UserError(`unknown search space ${String(opts.space)} (audio or visual)`);
+  if (!(Number.isInteger(opts.k) && opts.k >= 1))
+    throw new UserError(`k must be a positive integer, got ${opts.k}`);
+}
+
+/**
+ * Exact top-k of candidate vectors [c, dim] (float32 GEMM, the kernel of exact search), best
+ * first, ties by row: so approximate search and the LanceDB backend give exact search's scores
+ * and order. Returns indexes into `rows`.
+ */
+export function rescore(
+  q: Float32Array,
+  vectors: readonly Float32Array[],
+  rows: readonly number[],
+  k: number,
+  dim: number,
+): { index: number; score: number }[] {
+  const x = new Float32Array(vectors.length * dim); // [c, dim]
+  vectors.forEach((v, j) => x.set(v, j * dim));
+  const c = new TopKCollector(1, k);
+  collectInnerProduct(c, q, x, vectors.length, dim, 0);
+  const r = c.result()[0];
+  const order = Array.from(r.index, (index, i) => ({ index, score: r.score[i] }));
+  return order.sort((a, b) => b.score - a.score || rows[a.index] - rows[b.index]);
+}
+
 /** Whether `entries` holds `path` with this mtime and size (an unchanged, indexed file). */
 export function isCurrentEntry(
   entries: ReadonlyMap<string, IndexEntry>,
@@ -252,19 +302,25 @@ export function isCurrentEntry(
   return !!e && e.path === resolve(path) && e.mtimeMs === mtimeMs && e.size === size;
 }
 
-/** Counts for `stats()`: items with each embedding, items per kind. */
-export function countEntries(
-  entries: Iterable<IndexEntry>,
-): Pick<IndexStats, 'withAudio' | 'withVisual' | 'byModality'> {
+/** What `stats()` reports (both backends): live and dead rows, items with each embedding and per kind. */
+export function indexStats(
+  dir: string,
+  model: IndexStats['model'],
+  dim: number,
+  entries: ReadonlyMap<string, IndexEntry>,
+  rows: number,
+  generation: number,
+): IndexStats {
   const byModality: Record<Modality, number> = { audio: 0, image: 0, video: 0 };
   let withAudio = 0;
   let withVisual = 0;
-  for (const e of entries) {
+  for (const e of entries.values()) {
     byModality[e.modality]++;
     if (e.hasAudio) withAudio++;
     if (e.hasVisual) withVisual++;
   }
-  return { withAudio, withVisual, byModality };
+  const count = entries.size;
+  return { dir, model, dim, count, rows, dead: rows - count, withAudio, withVisual, byModality, generation };
 }
 
 function genDir(dir: string, gen: number): string {
@@ -275,19 +331,16 @@ function segFile(dir: string, gen: number, space: EmbeddingSpace, seg: number): 
   return join(genDir(dir, gen), `${space}-${String(seg).padStart(5, '0')}.f32`);
 }
 
-function fsyncDir(dir: string): void {
+/** Writes bytes at `position` of a file, then fsyncs it. */
+function writeSynced(path: string, flags: string, bytes: Uint8Array, position = 0): void {
+  const fd = openSync(path, flags);
   try {
-    const fd = openSync(dir, 'r');
+    let off = 0;
+    while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off, position + off);
     fsyncSync(fd);
+  } finally {
     closeSync(fd);
-  } catch {
-    /* some filesystems refuse fsync on directories */
   }
-}
-
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let off = 0;
-  while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off, position + off);
 }
 
 function readExactly(path: string, bytes: number, what: string): Buffer {
@@ -401,7 +454,8 @@ function validateEntry(e: Partial<IndexEntry>, rows: number, where: string): Ind
   };
 }
 
-export class MediaIndex implements IndexWriter {
+export class MediaIndex implements IndexWriter, SearchableIndex {
+  readonly backend = 'embedded';
   readonly dir: string;
   private meta!: IndexMeta;
   private metaStamp = '';
@@ -411,7 +465,7 @@ export class MediaIndex implements IndexWriter {
   /** Per space, per segment: the segment's rows, [segRows(used), dim] (capacity may be larger). */
   private segments: Record<EmbeddingSpace, Float32Array[]> = { audio: [], visual: [] };
   private anns: Partial<Record<EmbeddingSpace, AnnIndex>> = {};
-  private lockHeld = false;
+  /** Set while this object holds the write lock. */
   private releaseLock?: () => void;
 
   private constructor(dir: string) {
@@ -425,9 +479,7 @@ export class MediaIndex implements IndexWriter {
     const abs = resolve(dir);
     if (existsSync(join(abs, 'meta.json'))) throw fileError(abs, 'already holds a media index');
     if (existsSync(abs) && !statSync(abs).isDirectory()) throw fileError(abs, 'exists and is not a folder');
-    if (!(Number.isInteger(identity.dim) && identity.dim >= 1 && identity.dim <= MAX_DIM)) {
-      throw new UserError(`index dimension must be an integer in 1..${MAX_DIM}, got ${identity.dim}`);
-    }
+    const recorded = identityRecord(identity);
     if (endianness() !== 'LE')
       throw new UserError('the media index format is little-endian; this machine is big-endian');
     mkdirSync(genDir(abs, 0), { recursive: true });
@@ -436,13 +488,7 @@ export class MediaIndex implements IndexWriter {
     const meta: IndexMeta = {
       format: INDEX_FORMAT,
       version: INDEX_VERSION,
-      model: {
-        id: identity.modelId,
-        name: identity.modelName,
-        ...(identity.modelPath ? { path: resolve(identity.modelPath) } : {}),
-      },
-      dim: identity.dim,
-      ...(identity.clip ? { clip: identity.clip } : {}),
+      ...recorded,
       segmentRows: opts.segmentRows ?? DEFAULT_SEGMENT_ROWS,
       generation: 0,
       rows: 0,
@@ -457,16 +503,17 @@ export class MediaIndex implements IndexWriter {
 
   /**
    * Opens an index. `writable` takes the write lock and cuts any torn tail left by a crash.
-   * Readers take no lock.
+   * Readers take no lock. `identity`: refuse an index of another model.
    */
-  static open(dir: string, opts: { writable?: boolean } = {}): MediaIndex {
+  static open(dir: string, opts: { writable?: boolean; identity?: IndexIdentity } = {}): MediaIndex {
     const idx = new MediaIndex(dir);
     if (!existsSync(join(idx.dir, 'meta.json')))
       throw fileError(idx.dir, 'no media index here (meta.json is missing)');
-    if (opts.writable) idx.acquireLock();
+    if (opts.writable) idx.releaseLock = acquireWriteLock(idx.dir);
     try {
       idx.load();
       if (opts.writable) idx.repairTail();
+      if (opts.identity) idx.checkIdentity(opts.identity);
     } catch (e) {
       idx.close();
       throw e;
@@ -477,14 +524,7 @@ export class MediaIndex implements IndexWriter {
   /** Opens the index for writing, creating it when absent; refuses a different model. */
   static openOrCreate(dir: string, identity: IndexIdentity): MediaIndex {
     if (!existsSync(join(resolve(dir), 'meta.json'))) return MediaIndex.create(dir, identity);
-    const idx = MediaIndex.open(dir, { writable: true });
-    try {
-      idx.checkIdentity(identity);
-    } catch (e) {
-      idx.close();
-      throw e;
-    }
-    return idx;
+    return MediaIndex.open(dir, { writable: true, identity });
   }
 
   checkIdentity(identity: IndexIdentity): void {
@@ -493,19 +533,12 @@ export class MediaIndex implements IndexWriter {
 
   /** Releases the write lock (if held). The object stays readable. */
   close(): void {
-    if (this.lockHeld) {
-      this.releaseLock?.();
-      this.lockHeld = false;
-    }
+    this.releaseLock?.();
+    this.releaseLock = undefined;
   }
 
   get writable(): boolean {
-    return this.lockHeld;
-  }
-
-  private acquireLock(): void {
-    this.releaseLock = acquireWriteLock(this.dir);
-    this.lockHeld = true;
+    return !!this.releaseLock;
   }
 
   private readMeta(): IndexMeta {
@@ -530,7 +563,7 @@ export class MediaIndex implements IndexWriter {
         this.loadOnce();
         return;
       } catch (e) {
-        if (attempt >= 2 || this.lockHeld) throw e;
+        if (attempt >= 2 || this.releaseLock) throw e;
       }
     }
   }
@@ -696,22 +729,13 @@ export class MediaIndex implements IndexWriter {
   }
 
   stats(): IndexStats {
-    return {
-      dir: this.dir,
-      model: this.model,
-      dim: this.dim,
-      count: this.count,
-      rows: this.rows,
-      dead: this.rows - this.count,
-      ...countEntries(this.entries.values()),
-      generation: this.generation,
-    };
+    return indexStats(this.dir, this.model, this.dim, this.entries, this.rows, this.generation);
   }
 
   // ---------------------------------------------------------------- writing
 
   private requireWriter(): void {
-    if (!this.lockHeld) throw new UserError(`${this.dir}: index is open read-only`);
+    if (!this.releaseLock) throw new UserError(`${this.dir}: index is open read-only`);
   }
 
   /** Appends items as one commit; returns their entries. An existing id is replaced. */
@@ -747,15 +771,11 @@ export class MediaIndex implements IndexWriter {
         const inSeg = row - s * segmentRows;
         const n = Math.min(items.length - i, segmentRows - inSeg);
         const path = segFile(this.dir, generation, space, s);
-        if (!existsSync(path)) created = true;
-        const fd = openSync(path, existsSync(path) ? 'r+' : 'w+');
-        try {
-          const chunk = vecs[space].subarray(i * dim, (i + n) * dim);
-          writeAll(fd, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength), inSeg * dim * 4);
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
+        const exists = existsSync(path);
+        if (!exists) created = true;
+        const chunk = vecs[space].subarray(i * dim, (i + n) * dim);
+        const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        writeSynced(path, exists ? 'r+' : 'w+', bytes, inSeg * dim * 4);
         i += n;
       }
     }
@@ -839,24 +859,12 @@ export class MediaIndex implements IndexWriter {
         const buf = new Float32Array(rowsHere * dim); // [rowsHere, dim]
         for (let i = 0; i < rowsHere; i++)
           buf.set(this.vector(space, live[s * segmentRows + i].row), i * dim);
-        const fd = openSync(segFile(this.dir, next, space, s), 'w');
-        try {
-          writeAll(fd, new Uint8Array(buf.buffer), 0);
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
+        writeSynced(segFile(this.dir, next, space, s), 'w', new Uint8Array(buf.buffer));
       }
     }
     const renumbered = live.map((e, i) => ({ ...e, row: i }));
     const text = renumbered.map((e) => JSON.stringify({ op: 'add', ...e }) + '\n').join('');
-    const fd = openSync(join(ndir, 'manifest.jsonl'), 'w');
-    try {
-      writeAll(fd, Buffer.from(text, 'utf8'), 0);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeSynced(join(ndir, 'manifest.jsonl'), 'w', Buffer.from(text, 'utf8'));
     fsyncDir(ndir);
     fsyncDir(this.dir);
     this.commitMeta({ generation: next, rows: n, manifestBytes: Buffer.byteLength(text, 'utf8'), count: n });
@@ -875,13 +883,7 @@ export class MediaIndex implements IndexWriter {
   private appendManifest(text: string): number {
     const path = join(genDir(this.dir, this.meta.generation), 'manifest.jsonl');
     const bytes = Buffer.from(text, 'utf8');
-    const fd = openSync(path, 'r+');
-    try {
-      writeAll(fd, bytes, this.meta.manifestBytes);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeSynced(path, 'r+', bytes, this.meta.manifestBytes);
     return this.meta.manifestBytes + bytes.length;
   }
 
@@ -925,10 +927,7 @@ export class MediaIndex implements IndexWriter {
   searchBatch(queries: Float32Array, nq: number, opts: SearchOptions): SearchHit[][] {
     const { dim, segmentRows } = this.meta;
     const { space } = opts;
-    if (!SPACES.includes(space))
-      throw new UserError(`unknown search space ${String(space)} (audio or visual)`);
-    if (!(Number.isInteger(opts.k) && opts.k >= 1))
-      throw new UserError(`k must be a positive integer, got ${opts.k}`);
+    checkSearchOptions(opts);
     if (queries.length !== nq * dim)
       throw new UserError(`query has ${queries.length / Math.max(nq, 1)} values, the index holds ${dim}`);
     const q = new Float32Array(nq * dim); // [nq, dim]
@@ -949,6 +948,16 @@ export class MediaIndex implements IndexWriter {
 
   search(query: Float32Array, opts: SearchOptions): SearchHit[] {
     return this.searchBatch(query, 1, opts)[0];
+  }
+
+  /** `search` for callers of either backend (SearchableIndex). */
+  async searchAsync(query: Float32Array, opts: SearchOptions): Promise<SearchHit[]> {
+    return this.search(query, opts);
+  }
+
+  /** An item's thumbnail file (SearchableIndex). */
+  async thumbnailOf(e: IndexEntry): Promise<{ path: string } | undefined> {
+    return e.thumb ? { path: join(this.dir, e.thumb) } : undefined;
   }
 
   private toHits(rows: ArrayLike<number>, scores: ArrayLike<number>): SearchHit[] {
@@ -989,19 +998,12 @@ export class MediaIndex implements IndexWriter {
     for (let i = 0; i < nq; i++) {
       const query = q.subarray(i * dim, (i + 1) * dim);
       const cand = ann.candidates(this, query, opts.k, opts.ef);
-      // Re-score exactly (float32 GEMM on the candidates) so scores equal exact search's.
-      const x = new Float32Array(cand.length * dim); // [c, dim]
-      cand.forEach((row, j) => x.set(this.vector(opts.space, row), j * dim));
-      const c = new TopKCollector(1, opts.k);
-      collectInnerProduct(c, query, x, cand.length, dim, 0);
-      const r = c.result()[0];
-      // Ties in the re-scored set are ordered by row, as in exact search.
-      const rows = Array.from(r.index, (j) => cand[j]);
-      const order = rows.map((_, j) => j).sort((a, b) => r.score[b] - r.score[a] || rows[a] - rows[b]);
+      const vectors = cand.map((row) => this.vector(opts.space, row));
+      const best = rescore(query, vectors, cand, opts.k, dim);
       out.push(
         this.toHits(
-          order.map((j) => rows[j]),
-          order.map((j) => r.score[j]),
+          best.map((b) => cand[b.index]),
+          best.map((b) => b.score),
         ),
       );
     }

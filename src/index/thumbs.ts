@@ -1,10 +1,8 @@
 /**
  * Thumbnails for indexed items: a centre-cropped JPEG of an image or of a video's middle frame,
- * and the log-mel spectrogram (PNG) for audio. Written atomically to <index>/thumbs/<id>.<ext>.
+ * and the log-mel spectrogram (PNG) for audio. The index stores them (thumbs/<id>.<ext>, store.ts).
  */
-import { join } from 'node:path';
 import sharp from 'sharp';
-import { writeFileAtomic } from '../io/atomic.js';
 import { computeFbank, decodeAudio, NUM_MEL_BINS } from '../audio/index.js';
 import { MAX_IMAGE_PIXELS } from '../vision/index.js';
 import { runFfmpeg } from '../util/ffmpeg.js';
@@ -127,18 +125,4 @@ export async function makeThumbnail(
   if (modality === 'video') return { bytes: await videoThumb(path, durationSec), ext: 'jpg' };
   const { samples } = await decodeAudio(path, { what: path });
   return { bytes: await spectrogramPng(samples), ext: 'png' };
-}
-
-/** Writes the thumbnail of `id` into the index folder; returns its relative path. */
-export async function writeThumbnail(
-  indexDir: string,
-  id: string,
-  path: string,
-  modality: Modality,
-  durationSec?: number,
-): Promise<string> {
-  const { bytes, ext } = await makeThumbnail(path, modality, durationSec);
-  const rel = `thumbs/${id}.${ext}`;
-  writeFileAtomic(join(indexDir, rel), bytes);
-  return rel;
 }

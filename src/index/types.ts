@@ -70,3 +70,9 @@ export interface SearchHit {
 }
 
 export const MODALITIES: readonly Modality[] = ['audio', 'image', 'video'];
+export const SPACES: readonly EmbeddingSpace[] = ['audio', 'visual'];
+
+/** Whether an item has the embedding of a space. */
+export function hasSpace(e: IndexEntry, space: EmbeddingSpace): boolean {
+  return space === 'audio' ? e.hasAudio : e.hasVisual;
+}

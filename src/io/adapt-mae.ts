@@ -22,6 +22,7 @@
 import { basename } from 'node:path';
 import { loadStateDict, saveCheckpoint } from './checkpoint.js';
 import type { F32Tensor } from './dtypes.js';
+import { cavmaeLayout } from './layouts.js';
 import { shapeToString } from './safetensors.js';
 import { fileError } from '../util/errors.js';
 
@@ -48,41 +49,15 @@ export const NOT_FROM_MAE = [
   'decoder_pos_embed_a',
 ];
 
-const TOP_ORDER = [
-  'modality_a',
-  'modality_v',
-  'pos_embed_a',
-  'pos_embed_v',
-  'mask_token',
-  'decoder_modality_a',
-  'decoder_modality_v',
-  'decoder_pos_embed_a',
-  'decoder_pos_embed_v',
-  'patch_embed_a',
-  'patch_embed_v',
-  'blocks_a',
-  'blocks_v',
-  'blocks_u',
-  'norm_a',
-  'norm_v',
-  'norm',
-  'decoder_embed',
-  'decoder_blocks',
-  'decoder_norm',
-  'decoder_pred_a',
-  'decoder_pred_v',
-];
+// The official registration order, of top-level modules and of a block's parts: the layout's.
+const LAYOUT_KEYS = [...cavmaeLayout().keys()];
+const TOP_ORDER = [...new Set(LAYOUT_KEYS.map((k) => k.split('.')[0]))];
 const BLOCK_ORDER = [
-  'norm1',
-  'norm1_a',
-  'norm1_v',
-  'attn.qkv',
-  'attn.proj',
-  'norm2',
-  'norm2_a',
-  'norm2_v',
-  'mlp.fc1',
-  'mlp.fc2',
+  ...new Set(
+    LAYOUT_KEYS.filter((k) => k.startsWith('blocks_a.0.')).map((k) =>
+      k.slice('blocks_a.0.'.length).replace(/\.(weight|bias)$/, ''),
+    ),
+  ),
 ];
 
 /** Sort key reproducing the official module registration order. */

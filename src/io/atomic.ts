@@ -35,11 +35,15 @@ export function writeFileAtomic(
   }
   closeSync(fd);
   renameSync(tmp, path);
-  // Make the rename itself durable.
+  fsyncDir(dir); // makes the rename itself durable
+}
+
+/** Makes a folder's entries (files created, renamed, removed) durable. */
+export function fsyncDir(dir: string): void {
   try {
-    const dfd = openSync(dir, 'r');
-    fsyncSync(dfd);
-    closeSync(dfd);
+    const fd = openSync(dir, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
   } catch {
     /* some filesystems refuse fsync on directories */
   }

@@ -19,7 +19,7 @@
  *   Read them back with `checkpointConfig(metadata)` / `checkpointPreprocess(metadata)`.
  */
 import { BufferSource, withFile, type ByteSource } from './bytes.js';
-import { toFloat32, type F32Tensor, type RawTensor } from './dtypes.js';
+import { toF32Tensors, type F32Tensor, type RawTensor } from './dtypes.js';
 import { parsePth } from './pth.js';
 import {
   MAX_HEADER_BYTES,
@@ -91,19 +91,10 @@ export function stripModulePrefix<T>(
 
 export function parseStateDictSource(src: ByteSource): RawStateDict {
   const format = detectFormat(src);
-  let tensors: Map<string, RawTensor>;
-  let metadata: Record<string, string> = {};
-  let nestedKey: string | undefined;
-  if (format === 'pth') {
-    const pth = parsePth(src);
-    tensors = pth.tensors;
-    nestedKey = pth.nestedKey;
-  } else {
-    const st = parseSafetensors(src);
-    tensors = st.tensors;
-    metadata = st.metadata;
-  }
-  const s = stripModulePrefix(tensors, src.what);
+  const parsed: { tensors: Map<string, RawTensor>; metadata?: Record<string, string>; nestedKey?: string } =
+    format === 'pth' ? parsePth(src) : parseSafetensors(src);
+  const s = stripModulePrefix(parsed.tensors, src.what);
+  const { metadata = {}, nestedKey } = parsed;
   return { tensors: s.tensors, metadata, format, nestedKey, strippedModule: s.stripped };
 }
 
@@ -117,20 +108,12 @@ export function parseStateDictBytes(bytes: Uint8Array, what: string): RawStateDi
   return parseStateDictSource(new BufferSource(bytes, what));
 }
 
-export function toF32StateDict(raw: Map<string, RawTensor>): Map<string, F32Tensor> {
-  const out = new Map<string, F32Tensor>();
-  for (const [k, t] of raw) out.set(k, { shape: t.shape, data: toFloat32(t.dtype, t.data) });
-  return out;
-}
-
 /** The state dict of a .pth or .safetensors checkpoint as float32, keys without "module.". */
-export function loadStateDict(path: string): {
-  tensors: Map<string, F32Tensor>;
-  metadata: Record<string, string>;
-  format: CheckpointFormat;
-} {
+export function loadStateDict(
+  path: string,
+): Pick<RawStateDict, 'metadata' | 'format'> & { tensors: Map<string, F32Tensor> } {
   const raw = loadRawStateDict(path);
-  return { tensors: toF32StateDict(raw.tensors), metadata: raw.metadata, format: raw.format };
+  return { tensors: toF32Tensors(raw.tensors), metadata: raw.metadata, format: raw.format };
 }
 
 type ShapeLike = readonly number[] | { readonly shape: readonly number[] };
@@ -219,11 +202,7 @@ export function saveCheckpoint(
   tensors: ReadonlyMap<string, WritableTensor> | Record<string, WritableTensor>,
   meta: CheckpointMetadata = {},
 ): void {
-  const list =
-    tensors instanceof Map
-      ? new Map(tensors)
-      : new Map(Object.entries(tensors as Record<string, WritableTensor>));
-  writeSafetensors(path, list, checkpointMetadata(meta));
+  writeSafetensors(path, tensors, checkpointMetadata(meta));
 }
 
 function parseJsonField(metadata: Record<string, string>, key: string, what: string): unknown {

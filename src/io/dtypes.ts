@@ -33,24 +33,21 @@ export function isDtype(s: unknown): s is Dtype {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(ITEM_SIZE, s);
 }
 
+/** The typed array holding each dtype's raw storage. */
+const ARRAY_OF: Record<Dtype, new (buffer: ArrayBuffer, byteOffset: number, count: number) => TensorData> = {
+  F64: Float64Array,
+  F32: Float32Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  I64: BigInt64Array,
+  I32: Int32Array,
+  U8: Uint8Array,
+  BOOL: Uint8Array,
+};
+
 /** A typed array of `dtype` over `bytes` (which must be aligned to the item size). */
 export function typedView(dtype: Dtype, buffer: ArrayBuffer, byteOffset: number, count: number): TensorData {
-  switch (dtype) {
-    case 'F64':
-      return new Float64Array(buffer, byteOffset, count);
-    case 'F32':
-      return new Float32Array(buffer, byteOffset, count);
-    case 'F16':
-    case 'BF16':
-      return new Uint16Array(buffer, byteOffset, count);
-    case 'I64':
-      return new BigInt64Array(buffer, byteOffset, count);
-    case 'I32':
-      return new Int32Array(buffer, byteOffset, count);
-    case 'U8':
-    case 'BOOL':
-      return new Uint8Array(buffer, byteOffset, count);
-  }
+  return new ARRAY_OF[dtype](buffer, byteOffset, count);
 }
 
 export function allocTyped(dtype: Dtype, count: number): TensorData {
@@ -59,12 +56,8 @@ export function allocTyped(dtype: Dtype, count: number): TensorData {
 
 /** The safetensors dtype a typed array holds unambiguously (Uint16Array needs an explicit F16/BF16). */
 export function dtypeOfArray(data: ArrayBufferView): Dtype | undefined {
-  if (data instanceof Float32Array) return 'F32';
-  if (data instanceof Float64Array) return 'F64';
-  if (data instanceof Int32Array) return 'I32';
-  if (data instanceof BigInt64Array) return 'I64';
-  if (data instanceof Uint8Array) return 'U8';
-  return undefined;
+  const unambiguous: Dtype[] = ['F32', 'F64', 'I32', 'I64', 'U8'];
+  return unambiguous.find((d) => data instanceof ARRAY_OF[d]);
 }
 
 export function f16ToF32(h: number): number {
@@ -74,6 +67,13 @@ export function f16ToF32(h: number): number {
   if (exp === 0) return sign * frac * 2 ** -24; // subnormal (and zero)
   if (exp === 31) return frac ? NaN : sign * Infinity;
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** Every tensor as float32 (F32 data is used as read, without a copy). */
+export function toF32Tensors(raw: ReadonlyMap<string, RawTensor>): Map<string, F32Tensor> {
+  const out = new Map<string, F32Tensor>();
+  for (const [name, t] of raw) out.set(name, { shape: t.shape, data: toFloat32(t.dtype, t.data) });
+  return out;
 }
 
 /** Converts any supported dtype to a new Float32Array (F32 input is copied only if `copy`). */

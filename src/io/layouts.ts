@@ -32,26 +32,22 @@ export const BASE_LAYOUT: LayoutConfig = {
 
 const MEL_BINS = 128;
 
+/** A weight and its bias. */
+function weightBias(out: Map<string, number[]>, name: string, weight: number[], bias: number[]): void {
+  out.set(`${name}.weight`, weight);
+  out.set(`${name}.bias`, bias);
+}
+
 function blockShapes(out: Map<string, number[]>, prefix: string, d: number, mlpRatio: number): void {
   const hidden = Math.trunc(d * mlpRatio);
-  const ln = (name: string) => {
-    out.set(`${prefix}.${name}.weight`, [d]);
-    out.set(`${prefix}.${name}.bias`, [d]);
-  };
-  ln('norm1');
-  ln('norm1_a');
-  ln('norm1_v');
-  out.set(`${prefix}.attn.qkv.weight`, [3 * d, d]);
-  out.set(`${prefix}.attn.qkv.bias`, [3 * d]);
-  out.set(`${prefix}.attn.proj.weight`, [d, d]);
-  out.set(`${prefix}.attn.proj.bias`, [d]);
-  ln('norm2');
-  ln('norm2_a');
-  ln('norm2_v');
-  out.set(`${prefix}.mlp.fc1.weight`, [hidden, d]);
-  out.set(`${prefix}.mlp.fc1.bias`, [hidden]);
-  out.set(`${prefix}.mlp.fc2.weight`, [d, hidden]);
-  out.set(`${prefix}.mlp.fc2.bias`, [d]);
+  const norms = (n: string) =>
+    ['', '_a', '_v'].forEach((m) => weightBias(out, `${prefix}.${n}${m}`, [d], [d]));
+  norms('norm1');
+  weightBias(out, `${prefix}.attn.qkv`, [3 * d, d], [3 * d]);
+  weightBias(out, `${prefix}.attn.proj`, [d, d], [d]);
+  norms('norm2');
+  weightBias(out, `${prefix}.mlp.fc1`, [hidden, d], [hidden]);
+  weightBias(out, `${prefix}.mlp.fc2`, [d, hidden], [d]);
 }
 
 function patchCounts(c: LayoutConfig): { audio: number; visual: number } {
@@ -62,21 +58,25 @@ function patchCounts(c: LayoutConfig): { audio: number; visual: number } {
   };
 }
 
+/** The modality and position embeddings both classes start with. */
+function embeddingShapes(out: Map<string, number[]>, c: LayoutConfig, prefix: string, d: number): void {
+  const n = patchCounts(c);
+  out.set(`${prefix}modality_a`, [1, 1, d]);
+  out.set(`${prefix}modality_v`, [1, 1, d]);
+  out.set(`${prefix}pos_embed_a`, [1, n.audio, d]);
+  out.set(`${prefix}pos_embed_v`, [1, n.visual, d]);
+}
+
 function encoderShapes(out: Map<string, number[]>, c: LayoutConfig): void {
   const e = c.embed_dim;
   const p = c.patch_size;
   const unified = 12 - c.modality_specific_depth; // hard-wired in the official code
-  out.set('patch_embed_a.proj.weight', [e, 1, p, p]);
-  out.set('patch_embed_a.proj.bias', [e]);
-  out.set('patch_embed_v.proj.weight', [e, c.in_chans, p, p]);
-  out.set('patch_embed_v.proj.bias', [e]);
+  weightBias(out, 'patch_embed_a.proj', [e, 1, p, p], [e]);
+  weightBias(out, 'patch_embed_v.proj', [e, c.in_chans, p, p], [e]);
   for (let i = 0; i < c.modality_specific_depth; i++) blockShapes(out, `blocks_a.${i}`, e, c.mlp_ratio);
   for (let i = 0; i < c.modality_specific_depth; i++) blockShapes(out, `blocks_v.${i}`, e, c.mlp_ratio);
   for (let i = 0; i < unified; i++) blockShapes(out, `blocks_u.${i}`, e, c.mlp_ratio);
-  for (const n of ['norm_a', 'norm_v', 'norm']) {
-    out.set(`${n}.weight`, [e]);
-    out.set(`${n}.bias`, [e]);
-  }
+  for (const n of ['norm_a', 'norm_v', 'norm']) weightBias(out, n, [e], [e]);
 }
 
 /** CAVMAE (pretraining model) state-dict keys and shapes, official order. */
@@ -84,27 +84,16 @@ export function cavmaeLayout(c: LayoutConfig = BASE_LAYOUT): Map<string, number[
   const out = new Map<string, number[]>();
   const e = c.embed_dim;
   const dd = c.decoder_embed_dim;
-  const n = patchCounts(c);
-  out.set('modality_a', [1, 1, e]);
-  out.set('modality_v', [1, 1, e]);
-  out.set('pos_embed_a', [1, n.audio, e]);
-  out.set('pos_embed_v', [1, n.visual, e]);
+  embeddingShapes(out, c, '', e);
   out.set('mask_token', [1, 1, dd]);
-  out.set('decoder_modality_a', [1, 1, dd]);
-  out.set('decoder_modality_v', [1, 1, dd]);
-  out.set('decoder_pos_embed_a', [1, n.audio, dd]);
-  out.set('decoder_pos_embed_v', [1, n.visual, dd]);
+  embeddingShapes(out, c, 'decoder_', dd);
   encoderShapes(out, c);
-  out.set('decoder_embed.weight', [dd, e]);
-  out.set('decoder_embed.bias', [dd]);
+  weightBias(out, 'decoder_embed', [dd, e], [dd]);
   for (let i = 0; i < c.decoder_depth; i++) blockShapes(out, `decoder_blocks.${i}`, dd, c.mlp_ratio);
-  out.set('decoder_norm.weight', [dd]);
-  out.set('decoder_norm.bias', [dd]);
+  weightBias(out, 'decoder_norm', [dd], [dd]);
   const pp = c.patch_size * c.patch_size;
-  out.set('decoder_pred_a.weight', [pp, dd]);
-  out.set('decoder_pred_a.bias', [pp]);
-  out.set('decoder_pred_v.weight', [pp * c.in_chans, dd]);
-  out.set('decoder_pred_v.bias', [pp * c.in_chans]);
+  weightBias(out, 'decoder_pred_a', [pp, dd], [pp]);
+  weightBias(out, 'decoder_pred_v', [pp * c.in_chans, dd], [pp * c.in_chans]);
   return out;
 }
 
@@ -112,16 +101,10 @@ export function cavmaeLayout(c: LayoutConfig = BASE_LAYOUT): Map<string, number[
 export function cavmaeFtLayout(c: LayoutConfig = { ...BASE_LAYOUT, label_dim: 527 }): Map<string, number[]> {
   const out = new Map<string, number[]>();
   const e = c.embed_dim;
-  const n = patchCounts(c);
-  out.set('modality_a', [1, 1, e]);
-  out.set('modality_v', [1, 1, e]);
-  out.set('pos_embed_a', [1, n.audio, e]);
-  out.set('pos_embed_v', [1, n.visual, e]);
+  embeddingShapes(out, c, '', e);
   encoderShapes(out, c);
-  out.set('mlp_head.0.weight', [e]);
-  out.set('mlp_head.0.bias', [e]);
-  out.set('mlp_head.1.weight', [c.label_dim ?? 527, e]);
-  out.set('mlp_head.1.bias', [c.label_dim ?? 527]);
+  weightBias(out, 'mlp_head.0', [e], [e]);
+  weightBias(out, 'mlp_head.1', [c.label_dim ?? 527, e], [c.label_dim ?? 527]);
   return out;
 }
 

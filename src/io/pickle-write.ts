@@ -11,6 +11,7 @@
  *   produce them (arguments pushed, then the call).
  */
 import { UserError } from '../util/errors.js';
+import { OP } from './pickle.js';
 
 const enc = new TextEncoder();
 
@@ -48,26 +49,26 @@ export class PickleWriter {
 
   /** PROTO n: starts the stream. */
   proto(version = 2): this {
-    return this.byte(0x80).byte(version);
+    return this.byte(OP.PROTO).byte(version);
   }
 
   /** GLOBAL "module\nname\n" (protocol 2 has no STACK_GLOBAL). */
   global(module: string, name: string): this {
     if (/[\n]/.test(module + name)) throw new UserError(`pickle: bad global name ${module}.${name}`);
-    return this.byte(0x63).bytes(enc.encode(`${module}\n${name}\n`));
+    return this.byte(OP.GLOBAL).bytes(enc.encode(`${module}\n${name}\n`));
   }
 
   mark(): this {
-    return this.byte(0x28);
+    return this.byte(OP.MARK);
   }
 
   emptyTuple(): this {
-    return this.byte(0x29);
+    return this.byte(OP.EMPTY_TUPLE);
   }
 
   /** TUPLE: pops everything since the last MARK. */
   tuple(): this {
-    return this.byte(0x74);
+    return this.byte(OP.TUPLE);
   }
 
   /** A tuple of small non-negative integers (sizes, strides), as Python's pickler writes it. */
@@ -75,7 +76,7 @@ export class PickleWriter {
     if (values.length === 0) return this.emptyTuple();
     if (values.length <= 3) {
       for (const v of values) this.int(v);
-      return this.byte([0x85, 0x86, 0x87][values.length - 1]);
+      return this.byte(OP.TUPLE1 + values.length - 1);
     }
     this.mark();
     for (const v of values) this.int(v);
@@ -84,23 +85,23 @@ export class PickleWriter {
 
   /** REDUCE: calls the callable below the argument tuple. */
   reduce(): this {
-    return this.byte(0x52);
+    return this.byte(OP.REDUCE);
   }
 
   string(s: string): this {
     const b = enc.encode(s);
-    return this.byte(0x58).u32(b.length).bytes(b); // BINUNICODE
+    return this.byte(OP.BINUNICODE).u32(b.length).bytes(b);
   }
 
   /** An integer: BININT1 / BININT2 / BININT when it fits, else LONG1 (little-endian two's complement). */
   int(v: number): this {
     if (!Number.isSafeInteger(v)) throw new UserError(`pickle: ${v} is not a safe integer`);
-    if (v >= 0 && v < 256) return this.byte(0x4b).byte(v);
+    if (v >= 0 && v < 256) return this.byte(OP.BININT1).byte(v);
     if (v >= 0 && v < 65536)
-      return this.byte(0x4d)
+      return this.byte(OP.BININT2)
         .byte(v & 0xff)
         .byte(v >>> 8);
-    if (v >= -(2 ** 31) && v < 2 ** 31) return this.byte(0x4a).u32(v >>> 0);
+    if (v >= -(2 ** 31) && v < 2 ** 31) return this.byte(OP.BININT).u32(v >>> 0);
     // LONG1: minimal two's-complement little-endian bytes.
     const out: number[] = [];
     let x = BigInt(v);
@@ -110,37 +111,30 @@ export class PickleWriter {
       x >>= 8n;
       if ((x === 0n && (b & 0x80) === 0) || (x === -1n && (b & 0x80) !== 0)) break;
     }
-    return this.byte(0x8a).byte(out.length).bytes(Uint8Array.from(out));
+    return this.byte(OP.LONG1).byte(out.length).bytes(Uint8Array.from(out));
   }
 
   bool(v: boolean): this {
-    return this.byte(v ? 0x88 : 0x89);
+    return this.byte(v ? OP.NEWTRUE : OP.NEWFALSE);
   }
 
   /** BINPERSID: the persistent id (a tuple) on the stack becomes the loader's object. */
   persistentId(): this {
-    return this.byte(0x51);
+    return this.byte(OP.BINPERSID);
   }
 
   /** SETITEMS: key/value pairs since the last MARK go into the dict below the mark. */
   setItems(): this {
-    return this.byte(0x75);
+    return this.byte(OP.SETITEMS);
   }
 
   stop(): this {
-    return this.byte(0x2e);
+    return this.byte(OP.STOP);
   }
 
   /** The stream written so far. */
   finish(): Uint8Array {
-    const parts = [...this.chunks, this.cur.subarray(0, this.pos)];
-    const total = parts.reduce((s, p) => s + p.length, 0);
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    const out = Buffer.concat([...this.chunks, this.cur.subarray(0, this.pos)]);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
 }

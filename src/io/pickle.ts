@@ -94,77 +94,85 @@ export interface UnpickleOptions {
   maxMemo?: number;
 }
 
-const OPCODE_NAMES: Record<number, string> = {
-  0x80: 'PROTO',
-  0x95: 'FRAME',
-  0x2e: 'STOP',
-  0x28: 'MARK',
-  0x7d: 'EMPTY_DICT',
-  0x5d: 'EMPTY_LIST',
-  0x29: 'EMPTY_TUPLE',
-  0x64: 'DICT',
-  0x6c: 'LIST',
-  0x74: 'TUPLE',
-  0x85: 'TUPLE1',
-  0x86: 'TUPLE2',
-  0x87: 'TUPLE3',
-  0x58: 'BINUNICODE',
-  0x8c: 'SHORT_BINUNICODE',
-  0x8d: 'BINUNICODE8',
-  0x42: 'BINBYTES',
-  0x43: 'SHORT_BINBYTES',
-  0x8e: 'BINBYTES8',
-  0x4a: 'BININT',
-  0x4b: 'BININT1',
-  0x4d: 'BININT2',
-  0x8a: 'LONG1',
-  0x8b: 'LONG4',
-  0x47: 'BINFLOAT',
-  0x4e: 'NONE',
-  0x88: 'NEWTRUE',
-  0x89: 'NEWFALSE',
-  0x73: 'SETITEM',
-  0x75: 'SETITEMS',
-  0x61: 'APPEND',
-  0x65: 'APPENDS',
-  0x71: 'BINPUT',
-  0x72: 'LONG_BINPUT',
-  0x68: 'BINGET',
-  0x6a: 'LONG_BINGET',
-  0x94: 'MEMOIZE',
-  0x63: 'GLOBAL',
-  0x93: 'STACK_GLOBAL',
-  0x52: 'REDUCE',
-  0x62: 'BUILD',
-  0x81: 'NEWOBJ',
-  0x51: 'BINPERSID',
-  // Known but refused (named in errors only):
-  0x69: 'INST',
-  0x6f: 'OBJ',
-  0x92: 'NEWOBJ_EX',
-  0x50: 'PERSID',
-  0x49: 'INT',
-  0x4c: 'LONG',
-  0x53: 'STRING',
-  0x54: 'BINSTRING',
-  0x55: 'SHORT_BINSTRING',
-  0x56: 'UNICODE',
-  0x46: 'FLOAT',
-  0x70: 'PUT',
-  0x67: 'GET',
-  0x82: 'EXT1',
-  0x83: 'EXT2',
-  0x84: 'EXT4',
-  0x30: 'POP',
-  0x31: 'POP_MARK',
-  0x32: 'DUP',
-  0x8f: 'EMPTY_SET',
-  0x90: 'ADDITEMS',
-  0x91: 'FROZENSET',
-  0x96: 'BYTEARRAY8',
-  0x97: 'NEXT_BUFFER',
-  0x98: 'READONLY_BUFFER',
+/** The opcodes this reader decodes, by their names in pickletools; the writer emits a subset. */
+export const OP = {
+  PROTO: 0x80,
+  FRAME: 0x95,
+  STOP: 0x2e,
+  MARK: 0x28,
+  EMPTY_DICT: 0x7d,
+  EMPTY_LIST: 0x5d,
+  EMPTY_TUPLE: 0x29,
+  DICT: 0x64,
+  LIST: 0x6c,
+  TUPLE: 0x74,
+  TUPLE1: 0x85,
+  TUPLE2: 0x86,
+  TUPLE3: 0x87,
+  BINUNICODE: 0x58,
+  SHORT_BINUNICODE: 0x8c,
+  BINUNICODE8: 0x8d,
+  BINBYTES: 0x42,
+  SHORT_BINBYTES: 0x43,
+  BINBYTES8: 0x8e,
+  BININT: 0x4a,
+  BININT1: 0x4b,
+  BININT2: 0x4d,
+  LONG1: 0x8a,
+  LONG4: 0x8b,
+  BINFLOAT: 0x47,
+  NONE: 0x4e,
+  NEWTRUE: 0x88,
+  NEWFALSE: 0x89,
+  SETITEM: 0x73,
+  SETITEMS: 0x75,
+  APPEND: 0x61,
+  APPENDS: 0x65,
+  BINPUT: 0x71,
+  LONG_BINPUT: 0x72,
+  BINGET: 0x68,
+  LONG_BINGET: 0x6a,
+  MEMOIZE: 0x94,
+  GLOBAL: 0x63,
+  STACK_GLOBAL: 0x93,
+  REDUCE: 0x52,
+  BUILD: 0x62,
+  NEWOBJ: 0x81,
+  BINPERSID: 0x51,
+} as const;
+
+/** Opcodes that are refused, known so that errors can name them. */
+const REFUSED = {
+  INST: 0x69,
+  OBJ: 0x6f,
+  NEWOBJ_EX: 0x92,
+  PERSID: 0x50,
+  INT: 0x49,
+  LONG: 0x4c,
+  STRING: 0x53,
+  BINSTRING: 0x54,
+  SHORT_BINSTRING: 0x55,
+  UNICODE: 0x56,
+  FLOAT: 0x46,
+  PUT: 0x70,
+  GET: 0x67,
+  EXT1: 0x82,
+  EXT2: 0x83,
+  EXT4: 0x84,
+  POP: 0x30,
+  POP_MARK: 0x31,
+  DUP: 0x32,
+  EMPTY_SET: 0x8f,
+  ADDITEMS: 0x90,
+  FROZENSET: 0x91,
+  BYTEARRAY8: 0x96,
+  NEXT_BUFFER: 0x97,
+  READONLY_BUFFER: 0x98,
 };
+
+const OPCODE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries({ ...OP, ...REFUSED }).map(([name, code]) => [code, name]),
+);
 
 const MAX_LONG_BYTES = 64; // ints wider than 512 bits have no place in a state dict
 const MAX_GLOBAL_LINE = 256;
@@ -231,9 +239,11 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
     if (stack.length >= maxStack) fail(`stack grew past ${maxStack} items`);
     stack.push(v);
   };
-  const pop = (): PyValue => {
-    if (stack.length === 0) fail('stack underflow');
-    return stack.pop() as PyValue;
+  const pop = (): PyValue => popN(1)[0];
+  /** The top n items, deepest first. */
+  const popN = (n: number): PyValue[] => {
+    if (stack.length < n) fail('stack underflow');
+    return stack.splice(stack.length - n, n);
   };
   const top = (): PyValue => {
     if (stack.length === 0) fail('stack underflow');
@@ -314,37 +324,34 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
     opPos = pos;
     op = bytes[pos++];
     switch (op) {
-      case 0x80: {
-        // PROTO
+      case OP.PROTO: {
         const proto = bytes[need(1)];
         if (proto < 2 || proto > 5) fail(`unsupported pickle protocol ${proto}`);
         break;
       }
-      case 0x95: // FRAME: a framing hint; the frame's bytes follow inline.
+      case OP.FRAME: // a framing hint; the frame's bytes follow inline.
         readU64();
         break;
-      case 0x2e: {
-        // STOP
+      case OP.STOP: {
         if (marks.length) fail('STOP inside an open MARK');
         if (stack.length !== 1) fail(`STOP with ${stack.length} items on the stack (expected 1)`);
         return stack[0];
       }
-      case 0x28: // MARK
+      case OP.MARK:
         if (marks.length >= maxMarks) fail(`more than ${maxMarks} nested MARKs`);
         marks.push(stack);
         stack = [];
         break;
-      case 0x7d: // EMPTY_DICT
+      case OP.EMPTY_DICT:
         push(new PyDict());
         break;
-      case 0x5d: // EMPTY_LIST
+      case OP.EMPTY_LIST:
         push([]);
         break;
-      case 0x29: // EMPTY_TUPLE
+      case OP.EMPTY_TUPLE:
         push(new PyTuple([]));
         break;
-      case 0x64: {
-        // DICT
+      case OP.DICT: {
         const items = popMark();
         if (items.length % 2) fail('DICT with an odd number of items');
         const d = new PyDict();
@@ -352,157 +359,133 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
         push(d);
         break;
       }
-      case 0x6c: // LIST
+      case OP.LIST:
         push(popMark());
         break;
-      case 0x74: // TUPLE
+      case OP.TUPLE:
         push(new PyTuple(popMark()));
         break;
-      case 0x85: // TUPLE1
-        push(new PyTuple([pop()]));
+      case OP.TUPLE1:
+      case OP.TUPLE2:
+      case OP.TUPLE3:
+        push(new PyTuple(popN(op - OP.TUPLE1 + 1)));
         break;
-      case 0x86: {
-        // TUPLE2
-        const b = pop();
-        const a = pop();
-        push(new PyTuple([a, b]));
-        break;
-      }
-      case 0x87: {
-        // TUPLE3
-        const c = pop();
-        const b = pop();
-        const a = pop();
-        push(new PyTuple([a, b, c]));
-        break;
-      }
-      case 0x58: // BINUNICODE
+      case OP.BINUNICODE:
         push(readString(view.getUint32(need(4), true)));
         break;
-      case 0x8c: // SHORT_BINUNICODE
+      case OP.SHORT_BINUNICODE:
         push(readString(bytes[need(1)]));
         break;
-      case 0x8d: // BINUNICODE8
+      case OP.BINUNICODE8:
         push(readString(readU64()));
         break;
-      case 0x42: // BINBYTES
+      case OP.BINBYTES:
         push(readBytes(view.getUint32(need(4), true)));
         break;
-      case 0x43: // SHORT_BINBYTES
+      case OP.SHORT_BINBYTES:
         push(readBytes(bytes[need(1)]));
         break;
-      case 0x8e: // BINBYTES8
+      case OP.BINBYTES8:
         push(readBytes(readU64()));
         break;
-      case 0x4a: // BININT
+      case OP.BININT:
         push(view.getInt32(need(4), true));
         break;
-      case 0x4b: // BININT1
+      case OP.BININT1:
         push(bytes[need(1)]);
         break;
-      case 0x4d: // BININT2
+      case OP.BININT2:
         push(view.getUint16(need(2), true));
         break;
-      case 0x8a: // LONG1
+      case OP.LONG1:
         push(readLong(bytes[need(1)]));
         break;
-      case 0x8b: {
-        // LONG4
+      case OP.LONG4: {
         const n = view.getInt32(need(4), true);
         if (n < 0) fail('negative LONG4 length');
         push(readLong(n));
         break;
       }
-      case 0x47: // BINFLOAT (big-endian)
+      case OP.BINFLOAT: // big-endian
         push(view.getFloat64(need(8), false));
         break;
-      case 0x4e: // NONE
+      case OP.NONE:
         push(null);
         break;
-      case 0x88: // NEWTRUE
+      case OP.NEWTRUE:
         push(true);
         break;
-      case 0x89: // NEWFALSE
+      case OP.NEWFALSE:
         push(false);
         break;
-      case 0x73: {
-        // SETITEM
-        const value = pop();
-        const key = pop();
+      case OP.SETITEM: {
+        const [key, value] = popN(2);
         setItem(top(), key, value);
         break;
       }
-      case 0x75: {
-        // SETITEMS
+      case OP.SETITEMS: {
         const items = popMark();
         if (items.length % 2) fail('SETITEMS with an odd number of items');
         const target = top();
         for (let i = 0; i < items.length; i += 2) setItem(target, items[i], items[i + 1]);
         break;
       }
-      case 0x61: {
-        // APPEND
+      case OP.APPEND: {
         const value = pop();
         appendTo(top(), [value]);
         break;
       }
-      case 0x65: {
-        // APPENDS
+      case OP.APPENDS: {
         const items = popMark();
         appendTo(top(), items);
         break;
       }
-      case 0x71: // BINPUT
+      case OP.BINPUT:
         memoPut(bytes[need(1)], top());
         break;
-      case 0x72: // LONG_BINPUT
+      case OP.LONG_BINPUT:
         memoPut(view.getUint32(need(4), true), top());
         break;
-      case 0x94: // MEMOIZE
+      case OP.MEMOIZE:
         memoPut(memo.size, top());
         break;
-      case 0x68: // BINGET
+      case OP.BINGET:
         push(memoGet(bytes[need(1)]));
         break;
-      case 0x6a: // LONG_BINGET
+      case OP.LONG_BINGET:
         push(memoGet(view.getUint32(need(4), true)));
         break;
-      case 0x63: {
+      case OP.GLOBAL: {
         // GLOBAL "module\nname\n"
         const module = readLine();
         const name = readLine();
         push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: {
-        // STACK_GLOBAL
-        const name = pop();
-        const module = pop();
+      case OP.STACK_GLOBAL: {
+        const [module, name] = popN(2);
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
         push(resolveGlobal(module as string, name as string));
         break;
       }
-      case 0x52: {
-        // REDUCE
-        const args = pop();
-        const fn = pop();
+      case OP.REDUCE: {
+        const [fn, args] = popN(2);
         if (!(fn instanceof PyGlobal) || !fn.handler.call)
           fail(`refusing to call ${describeValue(fn)}: not an allow-listed callable`);
         if (!(args instanceof PyTuple)) fail(`REDUCE arguments are a ${describeValue(args)}, not a tuple`);
         push((fn as PyGlobal).handler.call!((args as PyTuple).items, ctx));
         break;
       }
-      case 0x81: {
+      case OP.NEWOBJ: {
         // NEWOBJ (cls.__new__(cls, *args)) only for inert record classes
-        const args = pop();
-        const cls = pop();
+        const [cls, args] = popN(2);
         if (!(cls instanceof PyGlobal) || !cls.handler.inertRecord)
           fail(`refusing to instantiate ${describeValue(cls)}: not an allow-listed data class`);
         if (!(args instanceof PyTuple)) fail(`NEWOBJ arguments are a ${describeValue(args)}, not a tuple`);
         push(new PyRecord(cls as PyGlobal, (args as PyTuple).items));
         break;
       }
-      case 0x62: {
+      case OP.BUILD: {
         // BUILD: only plain state on dicts and inert records; no __setstate__ is ever called.
         const state = pop();
         const target = top();
@@ -515,8 +498,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): PyValue {
         }
         break;
       }
-      case 0x51: {
-        // BINPERSID
+      case OP.BINPERSID: {
         const pid = pop();
         if (!opts.persistentLoad) fail('persistent ids are not allowed here');
         push(opts.persistentLoad!(pid, ctx));

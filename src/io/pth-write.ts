@@ -18,20 +18,14 @@ import { writeFileAtomic } from './atomic.js';
 import { assertLittleEndian } from './bytes.js';
 import type { Dtype, TensorData } from './dtypes.js';
 import { PickleWriter } from './pickle-write.js';
+import { STORAGE_DTYPES } from './pth.js';
 import { encodeZip, type ZipMember } from './zip-write.js';
 import { UserError } from '../util/errors.js';
 
 /** Our dtype -> torch storage class (the reader's table, reversed). */
-const STORAGE_CLASS: Record<Dtype, string> = {
-  F32: 'FloatStorage',
-  F16: 'HalfStorage',
-  BF16: 'BFloat16Storage',
-  F64: 'DoubleStorage',
-  I64: 'LongStorage',
-  I32: 'IntStorage',
-  U8: 'ByteStorage',
-  BOOL: 'BoolStorage',
-};
+const STORAGE_CLASS = Object.fromEntries(
+  Object.entries(STORAGE_DTYPES).flatMap(([cls, dtype]) => (dtype ? [[dtype, cls]] : [])),
+) as Record<Dtype, string>;
 
 export interface PthTensorInput {
   dtype: Dtype;

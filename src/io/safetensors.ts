@@ -24,10 +24,10 @@ import {
   dtypeOfArray,
   isDtype,
   ITEM_SIZE,
-  toFloat32,
+  toF32Tensors,
   type Dtype,
   type F32Tensor,
-  type TensorData,
+  type RawTensor,
 } from './dtypes.js';
 import { fileError } from '../util/errors.js';
 
@@ -49,10 +49,12 @@ const OTHER_SAFETENSORS_DTYPES = new Set([
   'C64',
 ]);
 
-export interface SafetensorsTensor {
-  dtype: Dtype;
-  shape: number[];
-  data: TensorData;
+export type SafetensorsTensor = RawTensor;
+
+/** A whole file: its tensors in data-offset order and its metadata. */
+export interface SafetensorsFile {
+  tensors: Map<string, SafetensorsTensor>;
+  metadata: Record<string, string>;
 }
 
 export interface SafetensorsEntry {
@@ -207,10 +209,7 @@ function parseEntry(what: string, name: string, info: unknown, dataLen: number):
   return { name, dtype, shape: dims, begin, end };
 }
 
-export function parseSafetensors(src: ByteSource): {
-  tensors: Map<string, SafetensorsTensor>;
-  metadata: Record<string, string>;
-} {
+export function parseSafetensors(src: ByteSource): SafetensorsFile {
   assertLittleEndian();
   const header = readSafetensorsHeader(src);
   const tensors = new Map<string, SafetensorsTensor>();
@@ -226,30 +225,21 @@ export function parseSafetensors(src: ByteSource): {
   return { tensors, metadata: header.metadata };
 }
 
-export function readSafetensors(path: string): {
-  tensors: Map<string, SafetensorsTensor>;
-  metadata: Record<string, string>;
-} {
+export function readSafetensors(path: string): SafetensorsFile {
   return withFile(path, parseSafetensors);
 }
 
 /** Parses a safetensors file already in memory (archive members, tests). */
-export function parseSafetensorsBytes(
-  bytes: Uint8Array,
-  what: string,
-): { tensors: Map<string, SafetensorsTensor>; metadata: Record<string, string> } {
+export function parseSafetensorsBytes(bytes: Uint8Array, what: string): SafetensorsFile {
   return parseSafetensors(new BufferSource(bytes, what));
 }
 
 /** Every tensor converted to float32 (F32 data is used as read, without a copy). */
 export function readSafetensorsF32(path: string): Map<string, F32Tensor> {
-  const { tensors } = readSafetensors(path);
-  const out = new Map<string, F32Tensor>();
-  for (const [name, t] of tensors) out.set(name, { shape: t.shape, data: toFloat32(t.dtype, t.data) });
-  return out;
+  return toF32Tensors(readSafetensors(path).tensors);
 }
 
-export type WriteDtype = 'F32' | 'I32' | 'I64' | 'U8' | 'BF16' | 'F16' | 'F64' | 'BOOL';
+export type WriteDtype = Dtype;
 
 export interface WritableTensor {
   dtype?: WriteDtype;
@@ -259,12 +249,13 @@ export interface WritableTensor {
 
 /** The file as a list of chunks (8-byte length, padded header, tensor bytes); no data is copied. */
 export function encodeSafetensors(
-  tensors: Record<string, WritableTensor> | Map<string, WritableTensor>,
+  tensors: Record<string, WritableTensor> | ReadonlyMap<string, WritableTensor>,
   metadata?: Record<string, string>,
   what = 'safetensors output',
 ): Uint8Array[] {
   assertLittleEndian();
-  const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const list: [string, WritableTensor][] =
+    tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const planned = list.map(([name, t], index) => {
     if (name === '__metadata__') throw fileError(what, 'a tensor may not be named __metadata__');
     const dtype = t.dtype ?? dtypeOfArray(t.data);
@@ -300,13 +291,9 @@ export function encodeSafetensors(
     });
     offset += t.data.byteLength;
   }
-  let json = JSON.stringify(header);
-  let jsonBytes = new TextEncoder().encode(json);
-  const pad = (8 - (jsonBytes.byteLength % 8)) % 8;
-  if (pad) {
-    json += ' '.repeat(pad);
-    jsonBytes = new TextEncoder().encode(json);
-  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const jsonBytes = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20); // padded with spaces
+  jsonBytes.set(json);
   if (jsonBytes.byteLength > MAX_HEADER_BYTES)
     throw fileError(what, `header would be ${jsonBytes.byteLength} bytes, over the 100 MB limit`);
   const len = new Uint8Array(8);
@@ -321,7 +308,7 @@ export function encodeSafetensors(
 /** Writes a safetensors file atomically (temporary file + fsync + rename). */
 export function writeSafetensors(
   path: string,
-  tensors: Record<string, WritableTensor> | Map<string, WritableTensor>,
+  tensors: Record<string, WritableTensor> | ReadonlyMap<string, WritableTensor>,
   metadata?: Record<string, string>,
 ): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));

@@ -28,6 +28,20 @@ export interface ZipMember {
   data: Uint8Array;
 }
 
+/**
+ * The fields a local header (from offset 4) and a central directory entry (from offset 6) share,
+ * version needed to name length; method (stored) and time stay zero.
+ */
+function putSharedFields(v: DataView, at: number, crc: number, size: number, nameLength: number): void {
+  v.setUint16(at, VERSION, true);
+  v.setUint16(at + 2, FLAG_UTF8, true);
+  v.setUint16(at + 8, 0x21, true); // date 1980-01-01
+  v.setUint32(at + 10, crc, true);
+  v.setUint32(at + 14, size, true); // compressed
+  v.setUint32(at + 18, size, true); // uncompressed
+  v.setUint16(at + 22, nameLength, true);
+}
+
 /** Encodes members into zip chunks (the caller's data arrays are referenced, not copied). */
 export function encodeZip(members: readonly ZipMember[], what = 'zip'): Uint8Array[] {
   if (members.length > 0xffff)
@@ -45,52 +59,31 @@ export function encodeZip(members: readonly ZipMember[], what = 'zip'): Uint8Arr
     const size = m.data.byteLength;
     // Pad with an extra field so that the data starts on an aligned offset.
     const headerEnd = offset + LOCAL_SIZE + name.length;
-    let pad = (ZIP_ALIGNMENT - ((headerEnd + 4) % ZIP_ALIGNMENT)) % ZIP_ALIGNMENT;
+    const pad = (ZIP_ALIGNMENT - ((headerEnd + 4) % ZIP_ALIGNMENT)) % ZIP_ALIGNMENT;
     const extra = new Uint8Array(4 + pad);
     const ev = new DataView(extra.buffer);
     ev.setUint16(0, PAD_EXTRA_ID, true);
     ev.setUint16(2, pad, true);
     extra.fill(0x5a, 4); // 'Z', as torch pads
-    pad = extra.length;
     const local = new Uint8Array(LOCAL_SIZE + name.length);
     const lv = new DataView(local.buffer);
     lv.setUint32(0, SIG_LOCAL, true);
-    lv.setUint16(4, VERSION, true);
-    lv.setUint16(6, FLAG_UTF8, true);
-    lv.setUint16(8, 0, true); // stored
-    lv.setUint16(10, 0, true); // time
-    lv.setUint16(12, 0x21, true); // date 1980-01-01
-    lv.setUint32(14, crc, true);
-    lv.setUint32(18, size, true);
-    lv.setUint32(22, size, true);
-    lv.setUint16(26, name.length, true);
+    putSharedFields(lv, 4, crc, size, name.length);
     lv.setUint16(28, extra.length, true);
     local.set(name, LOCAL_SIZE);
     chunks.push(local, extra, m.data);
 
+    // No extra field, comment, disk number or attributes: those fields stay zero.
     const cd = new Uint8Array(CENTRAL_SIZE + name.length);
     const cv = new DataView(cd.buffer);
     cv.setUint32(0, SIG_CENTRAL, true);
     cv.setUint16(4, VERSION, true); // made by
-    cv.setUint16(6, VERSION, true); // needed
-    cv.setUint16(8, FLAG_UTF8, true);
-    cv.setUint16(10, 0, true);
-    cv.setUint16(12, 0, true);
-    cv.setUint16(14, 0x21, true);
-    cv.setUint32(16, crc, true);
-    cv.setUint32(20, size, true);
-    cv.setUint32(24, size, true);
-    cv.setUint16(28, name.length, true);
-    cv.setUint16(30, 0, true); // no extra in the central directory
-    cv.setUint16(32, 0, true); // comment
-    cv.setUint16(34, 0, true); // disk
-    cv.setUint16(36, 0, true); // internal attributes
-    cv.setUint32(38, 0, true); // external attributes
+    putSharedFields(cv, 6, crc, size, name.length);
     cv.setUint32(42, offset, true);
     cd.set(name, CENTRAL_SIZE);
     central.push(cd);
 
-    offset += local.length + pad + size;
+    offset += local.length + extra.length + size;
     if (offset > MAX_U32)
       throw new UserError(`${what}: more than 4 GiB of data needs zip64, which is not written`);
   }

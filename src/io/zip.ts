@@ -78,7 +78,8 @@ export class ZipArchive {
 
   constructor(private readonly src: ByteSource) {
     const what = src.what;
-    if (src.size < EOCD_SIZE) throw fileError(what, `zip: ${src.size} bytes is too short for a zip archive`);
+    const bad = (problem: string) => fileError(what, `zip: ${problem}`);
+    if (src.size < EOCD_SIZE) throw bad(`${src.size} bytes is too short for a zip archive`);
     // The EOCD record sits at the end, followed by a comment of at most 65535 bytes.
     const tailLen = Math.min(src.size, EOCD_SIZE + 0xffff);
     const tailStart = src.size - tailLen;
@@ -90,11 +91,7 @@ export class ZipArchive {
         break;
       }
     }
-    if (eocd < 0)
-      throw fileError(
-        what,
-        'zip: end-of-central-directory record not found (truncated or not a zip archive)',
-      );
+    if (eocd < 0) throw bad('end-of-central-directory record not found (truncated or not a zip archive)');
     const eocdAbs = tailStart + eocd;
     const diskNo = u16(tail, eocd + 4);
     const cdDisk = u16(tail, eocd + 6);
@@ -112,45 +109,40 @@ export class ZipArchive {
       diskNo === 0xffff ||
       cdDisk === 0xffff;
     if (zip64) {
-      if (eocdAbs < 20) throw fileError(what, 'zip: zip64 end-of-central-directory locator missing');
+      if (eocdAbs < 20) throw bad('zip64 end-of-central-directory locator missing');
       const loc = src.read(eocdAbs - 20, 20, 'zip64 locator');
       if (u32(loc, 0) !== SIG_ZIP64_LOCATOR)
-        throw fileError(what, 'zip: the archive declares zip64 sizes but has no zip64 locator');
-      if (u32(loc, 4) !== 0 || u32(loc, 16) > 1)
-        throw fileError(what, 'zip: multi-disk zip64 archives are not supported');
+        throw bad('the archive declares zip64 sizes but has no zip64 locator');
+      if (u32(loc, 4) !== 0 || u32(loc, 16) > 1) throw bad('multi-disk zip64 archives are not supported');
       const recOffset = u64(loc, 8, what, 'zip64 record offset');
-      if (recOffset + 56 > eocdAbs - 20)
-        throw fileError(what, `zip: zip64 record offset ${recOffset} is outside the archive`);
+      if (recOffset + 56 > eocdAbs - 20) throw bad(`zip64 record offset ${recOffset} is outside the archive`);
       const rec = src.read(recOffset, 56, 'zip64 end of central directory');
       if (u32(rec, 0) !== SIG_ZIP64_EOCD)
-        throw fileError(what, `zip: no zip64 end-of-central-directory record at offset ${recOffset}`);
-      if (u32(rec, 16) !== 0 || u32(rec, 20) !== 0)
-        throw fileError(what, 'zip: multi-disk zip64 archives are not supported');
+        throw bad(`no zip64 end-of-central-directory record at offset ${recOffset}`);
+      if (u32(rec, 16) !== 0 || u32(rec, 20) !== 0) throw bad('multi-disk zip64 archives are not supported');
       entriesOnDisk = u64(rec, 24, what, 'zip64 entry count');
       entryCount = u64(rec, 32, what, 'zip64 entry count');
       cdSize = u64(rec, 40, what, 'zip64 central directory size');
       cdOffset = u64(rec, 48, what, 'zip64 central directory offset');
       cdLimit = recOffset;
     } else if (diskNo !== 0 || cdDisk !== 0) {
-      throw fileError(what, 'zip: multi-disk archives are not supported');
+      throw bad('multi-disk archives are not supported');
     }
-    if (entriesOnDisk !== entryCount) throw fileError(what, 'zip: multi-disk archives are not supported');
-    if (entryCount > MAX_ENTRIES)
-      throw fileError(what, `zip: ${entryCount} entries is more than the ${MAX_ENTRIES} allowed`);
+    if (entriesOnDisk !== entryCount) throw bad('multi-disk archives are not supported');
+    if (entryCount > MAX_ENTRIES) throw bad(`${entryCount} entries is more than the ${MAX_ENTRIES} allowed`);
     if (cdOffset + cdSize > cdLimit)
-      throw fileError(
-        what,
-        `zip: central directory (offset ${cdOffset}, ${cdSize} bytes) runs past its end record (truncated or corrupt)`,
+      throw bad(
+        `central directory (offset ${cdOffset}, ${cdSize} bytes) runs past its end record (truncated or corrupt)`,
       );
     if (entryCount * CENTRAL_SIZE > cdSize)
-      throw fileError(what, `zip: central directory of ${cdSize} bytes cannot hold ${entryCount} entries`);
+      throw bad(`central directory of ${cdSize} bytes cannot hold ${entryCount} entries`);
     this.centralStart = cdOffset;
 
     const cd = src.read(cdOffset, cdSize, 'zip central directory');
     let p = 0;
     for (let i = 0; i < entryCount; i++) {
       if (p + CENTRAL_SIZE > cdSize || u32(cd, p) !== SIG_CENTRAL)
-        throw fileError(what, `zip: central directory entry ${i} is malformed (at offset ${cdOffset + p})`);
+        throw bad(`central directory entry ${i} is malformed (at offset ${cdOffset + p})`);
       const flags = u16(cd, p + 8);
       const method = u16(cd, p + 10);
       const crc = u32(cd, p + 16);
@@ -162,7 +154,7 @@ export class ZipArchive {
       const diskStart = u16(cd, p + 34);
       let localHeaderOffset = u32(cd, p + 42);
       const end = p + CENTRAL_SIZE + nameLen + extraLen + commentLen;
-      if (end > cdSize) throw fileError(what, `zip: central directory entry ${i} runs past the directory`);
+      if (end > cdSize) throw bad(`central directory entry ${i} runs past the directory`);
       const nameBytes = cd.subarray(p + CENTRAL_SIZE, p + CENTRAL_SIZE + nameLen);
       const name = flags & 0x800 ? decodeUtf8(nameBytes, what) : Buffer.from(nameBytes).toString('latin1');
       const label = `zip entry "${name}"`;
@@ -203,7 +195,7 @@ export class ZipArchive {
           q += 4 + size;
         }
         if (!found) throw fileError(what, `${label} has saturated sizes but no zip64 extra field`);
-        if (diskStart === 0xffff) throw fileError(what, 'zip: multi-disk archives are not supported');
+        if (diskStart === 0xffff) throw bad('multi-disk archives are not supported');
       }
       if (localHeaderOffset + LOCAL_SIZE > cdOffset)
         throw fileError(
@@ -226,7 +218,7 @@ export class ZipArchive {
           `${label}: declared size ${uncompressedSize} is impossible for ${compressedSize} deflated bytes`,
         );
       }
-      if (this.entries.has(name)) throw fileError(what, `zip: duplicate entry "${name}"`);
+      if (this.entries.has(name)) throw bad(`duplicate entry "${name}"`);
       this.entries.set(name, {
         name,
         method,
@@ -243,32 +235,31 @@ export class ZipArchive {
     return this.src.what;
   }
 
+  private entryError(name: string, problem: string): Error {
+    return fileError(this.src.what, `zip entry "${name}": ${problem}`);
+  }
+
   /** Absolute offset of an entry's data, after checking its local header against the directory. */
   private dataOffset(e: ZipEntry): number {
-    const what = this.src.what;
     const lh = this.src.read(e.localHeaderOffset, LOCAL_SIZE, `local header of zip entry "${e.name}"`);
     if (u32(lh, 0) !== SIG_LOCAL)
-      throw fileError(
-        what,
-        `zip entry "${e.name}": no local header at offset ${e.localHeaderOffset} (corrupt)`,
-      );
+      throw this.entryError(e.name, `no local header at offset ${e.localHeaderOffset} (corrupt)`);
     const method = u16(lh, 8);
     if (method !== e.method)
-      throw fileError(
-        what,
-        `zip entry "${e.name}": local header method ${method} disagrees with the central directory (${e.method})`,
+      throw this.entryError(
+        e.name,
+        `local header method ${method} disagrees with the central directory (${e.method})`,
       );
     const start = e.localHeaderOffset + LOCAL_SIZE + u16(lh, 26) + u16(lh, 28);
     if (start + e.compressedSize > this.centralStart)
-      throw fileError(what, `zip entry "${e.name}": data runs past the archive data (truncated or corrupt)`);
+      throw this.entryError(e.name, `data runs past the archive data (truncated or corrupt)`);
     return start;
   }
 
   /** The uncompressed bytes of one member (a fresh, 8-byte-aligned buffer), CRC-checked. */
   read(name: string): Uint8Array {
-    const what = this.src.what;
     const e = this.entries.get(name);
-    if (!e) throw fileError(what, `zip: missing entry "${name}"`);
+    if (!e) throw fileError(this.src.what, `zip: missing entry "${name}"`);
     const start = this.dataOffset(e);
     let data = this.src.read(start, e.compressedSize, `data of zip entry "${name}"`);
     if (e.method === 8) {
@@ -276,25 +267,22 @@ export class ZipArchive {
       try {
         out = zlib.inflateRawSync(data, { maxOutputLength: Math.max(1, e.uncompressedSize) });
       } catch (err) {
-        throw fileError(
-          what,
-          `zip entry "${name}": deflate data is corrupt or larger than declared (${(err as Error).message})`,
+        throw this.entryError(
+          name,
+          `deflate data is corrupt or larger than declared (${(err as Error).message})`,
         );
       }
       if (out.byteLength !== e.uncompressedSize)
-        throw fileError(
-          what,
-          `zip entry "${name}": inflated to ${out.byteLength} bytes, declared ${e.uncompressedSize}`,
-        );
+        throw this.entryError(name, `inflated to ${out.byteLength} bytes, declared ${e.uncompressedSize}`);
       // zlib may hand back a pooled, unaligned Buffer; tensors need an aligned one.
       data = new Uint8Array(out.byteLength);
       data.set(out);
     }
     const crc = crc32(data);
     if (crc !== e.crc32)
-      throw fileError(
-        what,
-        `zip entry "${name}": CRC-32 mismatch (stored ${e.crc32.toString(16)}, computed ${crc.toString(16)}); the file is corrupt`,
+      throw this.entryError(
+        name,
+        `CRC-32 mismatch (stored ${e.crc32.toString(16)}, computed ${crc.toString(16)}); the file is corrupt`,
       );
     return data;
   }

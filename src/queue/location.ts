@@ -23,30 +23,24 @@ export interface QueueLocation {
 }
 
 export function parseQueueUrl(url: string): QueueLocation {
+  const bad = (why: string) => new OptionError((n) => `${n('queue')} ${url}: ${why}`);
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new OptionError((n) => `${n('queue')} ${url}: not a URL (expected redis://HOST:PORT/N)`);
+    throw bad('not a URL (expected redis://HOST:PORT/N)');
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
-    throw new OptionError(
-      (n) => `${n('queue')} ${url}: the scheme must be redis:// or rediss://, got ${u.protocol}//`,
-    );
-  if (!u.hostname) throw new OptionError((n) => `${n('queue')} ${url}: no host`);
+    throw bad(`the scheme must be redis:// or rediss://, got ${u.protocol}//`);
+  if (!u.hostname) throw bad('no host');
   const port = u.port ? Number(u.port) : 6379;
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new OptionError((n) => `${n('queue')} ${url}: bad port ${u.port}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(`bad port ${u.port}`);
   const dbText = u.pathname.replace(/^\//, '') || '0';
   if (!/^\d{1,5}$/.test(dbText))
-    throw new OptionError(
-      (n) => `${n('queue')} ${url}: the path must be a database number (/0, /1, ...), got /${dbText}`,
-    );
+    throw bad(`the path must be a database number (/0, /1, ...), got /${dbText}`);
   const name = u.searchParams.get('queue') ?? DEFAULT_QUEUE_NAME;
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
-    throw new OptionError(
-      (n) => `${n('queue')} ${url}: queue name "${name}" must be 1-64 letters, digits, _ . -`,
-    );
+    throw bad(`queue name "${name}" must be 1-64 letters, digits, _ . -`);
   const hostPort = `${u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname}:${port}`;
   return {
     display: `${u.protocol}//${u.username ? `${decodeURIComponent(u.username)}@` : ''}${hostPort}/${dbText}${name !== DEFAULT_QUEUE_NAME ? `?queue=${name}` : ''}`,

@@ -21,12 +21,11 @@
  *   results are collected by the next run of the same command.
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { failureMessage, type AddFailure, type AddSummary } from '../index/add.js';
+import { factsToIndex, failureMessage, type AddFailure, type AddSummary } from '../index/add.js';
 import type { IndexWriter, PreparedItem } from '../index/store.js';
 import { UserError } from '../util/errors.js';
 import { connectionOptions, parseQueueUrl, QUEUE_PREFIX } from './location.js';
@@ -119,9 +118,12 @@ async function jobsOfRun(
   return out.slice(0, limit);
 }
 
+/** A file's identity in a job: path, mtime and size. */
+const fileKey = (f: JobFile) => `${f.path}\0${f.mtimeMs}\0${f.size}`;
+
 function jobId(run: string, files: readonly JobFile[]): string {
   const h = createHash('sha256');
-  for (const f of files) h.update(`${f.path}\0${f.mtimeMs}\0${f.size}\n`);
+  for (const f of files) h.update(`${fileKey(f)}\n`);
   return `${run}-${h.digest('hex').slice(0, 20)}`;
 }
 
@@ -149,10 +151,9 @@ export async function queuedAdd(
   for (const file of files) {
     const path = resolve(file);
     try {
-      const st = statSync(path);
-      if (!st.isFile()) throw new UserError(`${path}: not a regular file`);
-      if (!o.force && index.isCurrent(path, st.mtimeMs, st.size)) skipped++;
-      else todo.push({ path, mtimeMs: st.mtimeMs, size: st.size });
+      const facts = factsToIndex(index, path, o.force);
+      if (facts) todo.push(facts);
+      else skipped++;
     } catch (e) {
       failed.push({ path, error: failureMessage(e) });
     }
@@ -163,11 +164,13 @@ export async function queuedAdd(
   const client = new Redis(connectionOptions(loc));
   client.on('error', () => {}); // the queue's handler reports trouble once
   let redisDown = '';
-  queue.on('error', (e) => {
+  // Redis trouble is said once per distinct error; ioredis reconnects by itself.
+  const trouble = (e: unknown) => {
     const m = (e as Error).message;
     if (m !== redisDown) notice(`Redis at ${loc.display}: ${m}; retrying until it is back`);
-    redisDown = m;
-  });
+    redisDown = m || 'error';
+  };
+  queue.on('error', trouble);
   const summary: QueuedAddSummary['queue'] = {
     url: loc.display,
     run,
@@ -212,9 +215,9 @@ export async function queuedAdd(
       }
       const data = validateJobData(job.data);
       outstanding.set(job.id, data);
-      for (const f of data.files) covered.add(`${f.path}\0${f.mtimeMs}\0${f.size}`);
+      for (const f of data.files) covered.add(fileKey(f));
     }
-    const fresh = todo.filter((f) => !covered.has(`${f.path}\0${f.mtimeMs}\0${f.size}`));
+    const fresh = todo.filter((f) => !covered.has(fileKey(f)));
     const todoPaths = new Set(todo.map((f) => f.path));
     let total = todo.length;
     for (const d of outstanding.values()) for (const f of d.files) if (!todoPaths.has(f.path)) total++;
@@ -245,18 +248,9 @@ export async function queuedAdd(
     for (let i = 0; i < batches.length; i += 500) await queue.addBulk(batches.slice(i, i + 500));
     summary.jobs = outstanding.size;
 
-    let done = 0;
-    let committed = 0;
-    const counts = { waiting: 0, active: 0 };
-    const progress = () =>
-      o.onProgress?.({
-        done,
-        total,
-        committed,
-        failed: failed.length,
-        waiting: counts.waiting,
-        active: counts.active,
-      });
+    // Files done (committed, skipped or failed) and committed; the queue's counts.
+    const counts = { done: 0, total, committed: 0, waiting: 0, active: 0 };
+    const progress = () => o.onProgress?.({ ...counts, failed: failed.length });
     progress();
     const committedPaths = new Set<string>();
     const seenRefusals = new Set<string>();
@@ -333,15 +327,15 @@ export async function queuedAdd(
       await Promise.all(taken.map((t) => t.job.remove()));
       for (const t of taken) {
         if (outstanding.delete(String(t.job.id))) {
-          done += t.data.files.length;
-          committed += t.committed;
+          counts.done += t.data.files.length;
+          counts.committed += t.committed;
         }
       }
       summary.writerMs += performance.now() - tc;
       const now = performance.now();
-      firstRound ??= { t: now, done };
-      if (done > firstRound.done)
-        summary.steadyFilesPerSec = ((done - firstRound.done) / (now - firstRound.t)) * 1000;
+      firstRound ??= { t: now, done: counts.done };
+      if (counts.done > firstRound.done)
+        summary.steadyFilesPerSec = ((counts.done - firstRound.done) / (now - firstRound.t)) * 1000;
     };
 
     while (outstanding.size > 0) {
@@ -363,7 +357,7 @@ export async function queuedAdd(
           const why = `job ${job.id} failed ${job.attemptsMade} times: ${job.failedReason}`;
           for (const f of data.files)
             if (!committedPaths.has(f.path)) failed.push({ path: f.path, error: why });
-          if (outstanding.delete(id)) done += data.files.length;
+          if (outstanding.delete(id)) counts.done += data.files.length;
           await job.remove();
           busy = true;
           progress();
@@ -408,10 +402,7 @@ export async function queuedAdd(
         if (!busy) await sleep(o.pollMs ?? 200);
       } catch (e) {
         if (e instanceof UserError) throw e;
-        // Redis went away mid-call: wait and go on (ioredis reconnects by itself).
-        const m = (e as Error).message;
-        if (m !== redisDown) notice(`Redis at ${loc.display}: ${m}; retrying until it is back`);
-        redisDown = m || 'error';
+        trouble(e); // Redis went away mid-call: wait and go on
         await sleep(1000);
       }
     }

@@ -119,30 +119,28 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
 
   const modelFor = async (data: EmbedJobData): Promise<LoadedModel> => {
     const want = `${data.model.name} (${data.model.id.slice(0, 12)})`;
+    const refuse = (why: string) => new Refusal(`worker ${name} refuses job for index ${data.index}: ${why}`);
     if (o.model) {
       const m = model!;
       if (m.id !== data.model.id)
-        throw new Refusal(
-          `worker ${name} refuses job for index ${data.index}: it needs model ${want}, this worker has ${m.name} (${m.id.slice(0, 12)}) from ${o.model}; start the worker with the index's model file`,
+        throw refuse(
+          `it needs model ${want}, this worker has ${m.name} (${m.id.slice(0, 12)}) from ${o.model}; start the worker with the index's model file`,
         );
       return m;
     }
     const local = paths.local(data.model.path);
+    const here = local !== data.model.path ? ` (here ${local})` : '';
     if (!existsSync(local))
-      throw new Refusal(
-        `worker ${name} refuses job for index ${data.index}: its model ${data.model.path}${local !== data.model.path ? ` (here ${local})` : ''} is not on this machine; pass --model or --map`,
-      );
+      throw refuse(`its model ${data.model.path}${here} is not on this machine; pass --model or --map`);
     let m: LoadedModel;
     try {
       m = await load(local, data.model.id);
     } catch (e) {
-      throw new Refusal(
-        `worker ${name} refuses job for index ${data.index}: cannot load its model ${local} (${(e as Error).message})`,
-      );
+      throw refuse(`cannot load its model ${local} (${(e as Error).message})`);
     }
     if (m.id !== data.model.id)
-      throw new Refusal(
-        `worker ${name} refuses job for index ${data.index}: ${local} is model ${m.name} (${m.id.slice(0, 12)}), the job needs ${want} (weights or config differ); copy the index's model file here or pass --model`,
+      throw refuse(
+        `${local} is model ${m.name} (${m.id.slice(0, 12)}), the job needs ${want} (weights or config differ); copy the index's model file here or pass --model`,
       );
     return m;
   };

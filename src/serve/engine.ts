@@ -18,8 +18,10 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
+import type { MaskMode } from '../models/masking.js';
 import { UserError } from '../util/errors.js';
 import type { SearchableIndex } from '../index/backend.js';
+import { identityOf } from '../index/store.js';
 import type {
   ClipVectors,
   EmbeddingSpace,
@@ -103,9 +105,8 @@ export interface LocalizeResult {
   frames?: { frame: number; overlayPng: Uint8Array }[];
 }
 
-/** Audio masking of the reconstruction (docs/reference.md#masking); the visual side is always unstructured. */
-export type MaskMode = 'unstructured' | 'time' | 'freq' | 'tf';
-export const MASK_MODES: readonly MaskMode[] = ['unstructured', 'time', 'freq', 'tf'];
+// Audio masking of the reconstruction (docs/reference.md#masking); the visual side is always unstructured.
+export { MASK_MODES, type MaskMode } from '../models/masking.js';
 
 export interface ReconstructResult {
   /** 2x3 panel: original / masked / reconstructed image and spectrogram. */
@@ -175,12 +176,8 @@ export const MAX_EMBED_FILE_BYTES = 2 * 1024 ** 3; // 2 GiB (2 << 30 overflows i
 
 /** Adapts an engine to the index's `MediaEmbedder` (used by `cavmae index add`). */
 export function embedderFromEngine(engine: Engine): MediaEmbedder {
-  const info = engine.info();
   return {
-    modelId: info.modelId,
-    modelName: info.modelName,
-    dim: info.dim,
-    ...(info.clip ? { clip: info.clip } : {}),
+    ...identityOf(engine.info()),
     async embedFile(path: string, modality: Modality): Promise<MediaEmbedding> {
       const size = statSync(path).size;
       if (size > MAX_EMBED_FILE_BYTES)

@@ -27,15 +27,26 @@ export function sendJson(
   headers: Record<string, string> = {},
 ): void {
   if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
+  const type = 'application/json; charset=utf-8';
+  sendBody(res, status, type, JSON.stringify(body), { 'Cache-Control': 'no-store', ...headers });
+}
+
+/** A whole body with the security headers; `head`: the headers only (a HEAD request). */
+export function sendBody(
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: Uint8Array | string,
+  headers: Record<string, string> = {},
+  head = false,
+): void {
   res.writeHead(status, {
     ...SECURITY_HEADERS,
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-store',
+    'Content-Type': type,
+    'Content-Length': Buffer.byteLength(body),
     ...headers,
   });
-  res.end(text);
+  res.end(head ? undefined : body);
 }
 
 /** `{error: {code, message}}` with the error's status. */
@@ -54,41 +65,36 @@ export function drain(req: IncomingMessage, maxBytes = 1 << 20): void {
   req.resume();
 }
 
-/** Parses an optional integer query parameter within [lo, hi]. */
-export function intParam(url: URL, name: string, dflt: number, lo: number, hi: number): number {
+/** The 400 of a query parameter that is not what it `must` be. */
+function badParam(name: string, must: string, raw: string): HttpError {
+  return new HttpError(
+    400,
+    'bad_parameter',
+    `${name} must be ${must}, got ${JSON.stringify(raw.slice(0, 40))}`,
+  );
+}
+
+/** An optional number query parameter within [lo, hi] (`dflt` when absent or empty). */
+function numberIn(url: URL, name: string, dflt: number, lo: number, hi: number, integer: boolean): number {
   const raw = url.searchParams.get(name);
   if (raw === null || raw === '') return dflt;
   const v = Number(raw);
-  if (!(Number.isInteger(v) && v >= lo && v <= hi))
-    throw new HttpError(
-      400,
-      'bad_parameter',
-      `${name} must be an integer in ${lo}..${hi}, got ${JSON.stringify(raw.slice(0, 40))}`,
-    );
+  if (!((integer ? Number.isInteger(v) : Number.isFinite(v)) && v >= lo && v <= hi))
+    throw badParam(name, `${integer ? 'an integer' : 'a number'} in ${lo}..${hi}`, raw);
   return v;
 }
 
+export function intParam(url: URL, name: string, dflt: number, lo: number, hi: number): number {
+  return numberIn(url, name, dflt, lo, hi, true);
+}
+
 export function numberParam(url: URL, name: string, dflt: number, lo: number, hi: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null || raw === '') return dflt;
-  const v = Number(raw);
-  if (!(Number.isFinite(v) && v >= lo && v <= hi))
-    throw new HttpError(
-      400,
-      'bad_parameter',
-      `${name} must be a number in ${lo}..${hi}, got ${JSON.stringify(raw.slice(0, 40))}`,
-    );
-  return v;
+  return numberIn(url, name, dflt, lo, hi, false);
 }
 
 export function enumParam<T extends string>(url: URL, name: string, dflt: T, allowed: readonly T[]): T {
   const raw = url.searchParams.get(name);
   if (raw === null || raw === '') return dflt;
-  if (!allowed.includes(raw as T))
-    throw new HttpError(
-      400,
-      'bad_parameter',
-      `${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw.slice(0, 40))}`,
-    );
+  if (!allowed.includes(raw as T)) throw badParam(name, `one of ${allowed.join(', ')}`, raw);
   return raw as T;
 }

@@ -4,18 +4,16 @@ import { existsSync } from 'node:fs';
 import { existingBackend } from '../index/backend.js';
 import { fileError } from '../util/errors.js';
 import { loadEngine } from './load-engine.js';
-import { isLoopback, startServer, type RunningServer } from './server.js';
+import { isLoopback, startServer, type RunningServer, type ServeOptions } from './server.js';
 
-export interface ServeCommandOptions {
+/** The server's own options (`--host` ... `--queue`), the model and index files, and `--quiet`. */
+export interface ServeCommandOptions extends Pick<
+  ServeOptions,
+  'port' | 'token' | 'maxUploadMb' | 'maxDurationSec' | 'concurrency' | 'queueLength'
+> {
   model: string;
   index?: string;
   host: string;
-  port: number;
-  token?: string;
-  maxUploadMb: number;
-  maxDurationSec: number;
-  concurrency: number;
-  queueLength: number;
   quiet?: boolean;
 }
 
@@ -36,18 +34,14 @@ export async function runServe(
     );
   }
   const engine = await loadEngine(o.model, o.index);
+  const { model, index, quiet, ...serverOptions } = o;
   let server: RunningServer;
   try {
     server = await startServer({
+      ...serverOptions,
       engine,
-      host: o.host,
-      port: o.port,
       token,
-      maxUploadMb: o.maxUploadMb,
-      maxDurationSec: o.maxDurationSec,
-      concurrency: o.concurrency,
-      queueLength: o.queueLength,
-      log: o.quiet ? undefined : (line) => out.write(`${new Date().toISOString()} ${line}\n`),
+      log: quiet ? undefined : (line) => out.write(`${new Date().toISOString()} ${line}\n`),
     });
   } catch (e) {
     await engine.close?.();
@@ -61,15 +55,13 @@ export async function runServe(
     `cavmae: open ${open} in a browser${token ? '; API calls need "Authorization: Bearer <token>"' : ''}; Ctrl-C stops\n`,
   );
   await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
+    const stop = (sig: NodeJS.Signals) => {
       out.write(`cavmae: ${sig}: finishing running requests and stopping\n`);
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
       server.close().then(resolve, resolve);
     };
-    const onInt = () => stop('SIGINT');
-    const onTerm = () => stop('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', stop); // node passes the signal's name
+    process.on('SIGTERM', stop);
   });
 }

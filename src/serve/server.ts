@@ -40,7 +40,7 @@ import { mediaRoutes } from './routes/media.js';
 import { pageRoutes } from './routes/page.js';
 import { statusRoutes } from './routes/status.js';
 import { digest, isLoopback } from './security.js';
-import type { UploadLimits } from './upload.js';
+import { maxRequestBytes, type UploadLimits } from './upload.js';
 
 export { isLoopback } from './security.js';
 
@@ -140,7 +140,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           err = new HttpError(500, 'internal', 'internal server error');
           log(`error: ${(e as Error)?.stack ?? String(e)}`);
         }
-        if (!req.complete) drain(req, limits.maxFileBytes * limits.maxFiles + (1 << 20));
+        if (!req.complete) drain(req, maxRequestBytes(limits));
         if (res.headersSent) res.destroy();
         else sendError(res, err);
         log(`${req.method} ${req.url} ${err.status} ${Date.now() - t0}ms ${err.code}`);

@@ -11,6 +11,7 @@ import { sniffFile } from '../index/media.js';
 import { probeMedia } from '../util/ffmpeg.js';
 import type { MediaKind } from './engine.js';
 import { HttpError } from './http.js';
+import { WorkQueue } from './queue.js';
 
 export interface UploadLimits {
   /** Largest file in bytes. */
@@ -35,25 +36,15 @@ export interface UploadedFile {
   durationSec?: number;
 }
 
+/** The most a request may send: every file at its limit, plus 1 MB of form and headers. */
+export function maxRequestBytes(limits: UploadLimits): number {
+  return limits.maxFileBytes * limits.maxFiles + (1 << 20);
+}
+
 export const FILE_FIELDS = ['file', 'audio', 'image', 'video'] as const;
 
-/** At most this many ffprobe processes at once, whatever the number of requests. */
-class Gate {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
-}
-const probeGate = new Gate(4);
+/** At most this many ffprobe processes at once, whatever the number of requests (no one refused). */
+const probeGate = new WorkQueue(4, Number.MAX_SAFE_INTEGER);
 
 function cleanName(name: string | undefined): string {
   const base = (name ?? '').split(/[\\/]/).pop() ?? '';
@@ -115,7 +106,7 @@ export function receiveMultipart(
       // Drain, so that the client finishes sending and then reads the error, but never more
       // than the limits allow in total: past that the connection is cut.
       let drained = 0;
-      const cap = limits.maxFileBytes * limits.maxFiles + (1 << 20);
+      const cap = maxRequestBytes(limits);
       req.on('data', (c: Buffer) => {
         drained += c.length;
         if (drained > cap) req.socket.destroy();
@@ -218,7 +209,7 @@ export async function inspectUpload(
   if (s.modality === 'image') return { ...f, kind: 'image', mime: s.mime, hasAudio: false, hasVideo: false };
   let info;
   try {
-    info = await probeGate.run(() => probeMedia(f.path, { timeoutMs: 20_000, what: f.name }));
+    info = await probeGate.admit().run(() => probeMedia(f.path, { timeoutMs: 20_000, what: f.name }));
   } catch (e) {
     throw new HttpError(
       422,

@@ -14,7 +14,7 @@ import { enumParam, HttpError, intParam, numberParam, sendJson } from '../http.j
 import { QueueFullError } from '../queue.js';
 import type { RouteTable, ServerContext } from '../router.js';
 import { checkSameOrigin } from '../security.js';
-import { inspectUpload, receiveMultipart, removeDir, type UploadedFile } from '../upload.js';
+import { inspectUpload, maxRequestBytes, receiveMultipart, removeDir, type UploadedFile } from '../upload.js';
 
 type JobRoute = 'embed' | 'search' | 'classify' | 'localize' | 'reconstruct';
 const JOB_ROUTES: readonly JobRoute[] = ['embed', 'search', 'classify', 'localize', 'reconstruct'];
@@ -137,16 +137,10 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
     if (route === 'search' && !engine.index)
       throw new HttpError(409, 'no_index', 'the server was started without an index (--index)');
     const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limits.maxFileBytes * limits.maxFiles + (1 << 20)) {
+    if (Number.isFinite(declared) && declared > maxRequestBytes(limits)) {
       const mb = Math.round(limits.maxFileBytes / 1048576);
-      throw new HttpError(
-        413,
-        'size_limit',
-        `upload of ${declared} bytes is larger than the ${mb} MB limit`,
-        {
-          Connection: 'close',
-        },
-      );
+      const message = `upload of ${declared} bytes is larger than the ${mb} MB limit`;
+      throw new HttpError(413, 'size_limit', message, { Connection: 'close' });
     }
     let ticket;
     try {
@@ -154,7 +148,7 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
     } catch (e) {
       if (e instanceof QueueFullError)
         throw new HttpError(503, 'busy', 'the server is busy; try again shortly', { 'Retry-After': '5' });
-      throw new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '30' });
+      throw e; // closed: the server answers 503 shutting_down
     }
     const dir = join(ctx.tmpRoot, `req-${++requestCounter}`);
     try {
@@ -163,6 +157,11 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
       for (const f of received.files) files.push(await inspectUpload(f, limits));
       const inputs = routeInputs(route, files);
       const names = new Map(files.map((f) => [f.path, f.name]));
+      // localize, reconstruct: one video may stand for both inputs.
+      const pair = () => {
+        const image = toInput(inputs.image!);
+        return { image, audio: inputs.audio === inputs.image ? image : toInput(inputs.audio!) };
+      };
       const job = ticket.run(async () => {
         switch (route) {
           case 'embed': {
@@ -191,11 +190,8 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
             return { kind: inputs.single!.kind, activation: r.activation, labels: r.labels };
           }
           case 'localize': {
-            const img = toInput(inputs.image!);
-            const r = await engine.localize(
-              img,
-              inputs.audio === inputs.image ? img : toInput(inputs.audio!),
-            );
+            const { image, audio } = pair();
+            const r = await engine.localize(image, audio);
             return {
               width: r.width,
               height: r.height,
@@ -207,9 +203,7 @@ export function jobRoutes(ctx: ServerContext): RouteTable {
             };
           }
           case 'reconstruct': {
-            const img = toInput(inputs.image!);
-            const audio = inputs.audio === inputs.image ? img : toInput(inputs.audio!);
-            const r = await engine.reconstruct({ image: img, audio }, ratio, maskMode);
+            const r = await engine.reconstruct(pair(), ratio, maskMode);
             return {
               ratio,
               mode: maskMode,

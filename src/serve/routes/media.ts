@@ -7,8 +7,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename } from 'node:path';
 import { readHead, sniffBytes } from '../../index/media.js';
 import { ID_PATTERN } from '../../index/store.js';
-import { HttpError, SECURITY_HEADERS } from '../http.js';
+import { HttpError, SECURITY_HEADERS, sendBody } from '../http.js';
 import type { RouteTable, ServerContext } from '../router.js';
+
+/** Stored files are private, cached briefly and never run as a page. */
+const FILE_HEADERS = {
+  'Cache-Control': 'private, max-age=60',
+  'Content-Security-Policy': "default-src 'none'; sandbox",
+};
 
 async function serveFile(
   req: IncomingMessage,
@@ -49,9 +55,8 @@ async function serveFile(
     ...SECURITY_HEADERS,
     'Content-Type': type,
     'Content-Length': end - start + 1,
+    ...FILE_HEADERS,
     'Accept-Ranges': 'bytes',
-    'Cache-Control': 'private, max-age=60',
-    'Content-Security-Policy': "default-src 'none'; sandbox",
     ...(status === 206 ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
     ...extra,
   });
@@ -75,14 +80,7 @@ async function serveFile(
 
 /** A small stored file (a LanceDB index's thumbnail) with the headers of `serveFile`. */
 function serveBytes(req: IncomingMessage, res: ServerResponse, bytes: Uint8Array, type: string): void {
-  res.writeHead(200, {
-    ...SECURITY_HEADERS,
-    'Content-Type': type,
-    'Content-Length': bytes.byteLength,
-    'Cache-Control': 'private, max-age=60',
-    'Content-Security-Policy': "default-src 'none'; sandbox",
-  });
-  res.end(req.method === 'HEAD' ? undefined : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  sendBody(res, 200, type, bytes, FILE_HEADERS, req.method === 'HEAD');
 }
 
 export function mediaRoutes(ctx: ServerContext): RouteTable {

@@ -4,7 +4,7 @@ import type { ServerResponse } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../../util/errors.js';
-import { HttpError, SECURITY_HEADERS } from '../http.js';
+import { HttpError, SECURITY_HEADERS, sendBody } from '../http.js';
 import type { Route, RouteTable, ServerContext } from '../router.js';
 import { COOKIE, tokenMatches } from '../security.js';
 
@@ -51,14 +51,7 @@ function sendFile(
   f: PageFile,
   headers: Record<string, string> = {},
 ): number {
-  res.writeHead(200, {
-    ...SECURITY_HEADERS,
-    'Content-Type': f.type,
-    'Content-Length': f.body.length,
-    ...headers,
-    'Cache-Control': 'no-cache',
-  });
-  res.end(method === 'HEAD' ? undefined : f.body);
+  sendBody(res, 200, f.type, f.body, { ...headers, 'Cache-Control': 'no-cache' }, method === 'HEAD');
   return 200;
 }
 
