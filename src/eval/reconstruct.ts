@@ -235,7 +235,8 @@ export interface PanelOptions {
   title?: string;
 }
 
-function escapeXml(s: string): string {
+/** Text for SVG and HTML: the five markup characters as entities. */
+export function escapeXml(s: string): string {
   return s.replace(
     /[<>&"']/g,
     (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!,

@@ -30,9 +30,11 @@ import type { RealItem } from '../data/real-digits.js';
 import { loadDataset } from '../data/datafile.js';
 import { UserError } from '../util/errors.js';
 import { retrievalReport, type RetrievalReport } from '../eval/embed.js';
+import { rankQueries } from '../eval/retrieval.js';
 import { pretrain, type PretrainOptions, type PretrainResult } from './pretrain.js';
 import { finetune, type FinetuneResult } from './finetune.js';
 import { formatDuration } from '../util/progress.js';
+import { escapeXml as esc } from '../eval/reconstruct.js';
 import { readConfigArg } from '../models/index.js';
 import { PRETRAIN_RECIPES } from './recipes.js';
 
@@ -178,31 +180,6 @@ function pretrainArgs(
   };
 }
 
-/** Class-match@1 per query of cosine retrieval between L2-normalised rows: 1 when the top candidate has the query's label. */
-function classMatches(
-  q: Float32Array,
-  c: Float32Array,
-  n: number,
-  dim: number,
-  labels: Int32Array,
-): Uint8Array {
-  const hit = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = -Infinity;
-    let arg = 0;
-    for (let j = 0; j < n; j++) {
-      let dot = 0;
-      for (let k = 0; k < dim; k++) dot += q[i * dim + k] * c[j * dim + k];
-      if (dot > best) {
-        best = dot;
-        arg = j;
-      }
-    }
-    hit[i] = labels[arg] === labels[i] ? 1 : 0;
-  }
-  return hit;
-}
-
 /** Zero-shot retrieval on the real-speech set, overall and per source. */
 export async function realTransfer(
   model: string,
@@ -222,15 +199,21 @@ export async function realTransfer(
   const retrieval = retrievalFromEmbeddings(e);
   const raw = (JSON.parse(readFileSync(realPath, 'utf8')) as { items: RealItem[] }).items;
   const byId = new Map(raw.map((it) => [it.id, it]));
-  const a2v = classMatches(e.audio!, e.video!, e.n, e.dim, e.labels!);
-  const v2a = classMatches(e.video!, e.audio!, e.n, e.dim, e.labels!);
+  // Class-match per query: 1 when the top-ranked candidate has the query's label.
+  const set = (data: Float32Array) => ({ data, n: e.n, dim: e.dim, frames: e.frames });
+  const matches = (q: Float32Array, c: Float32Array) =>
+    rankQueries(set(q), set(c), { strategy: e.strategy }).top1.map((j, i) =>
+      e.labels![j] === e.labels![i] ? 1 : 0,
+    );
+  const a2v = matches(e.audio!, e.video!);
+  const v2a = matches(e.video!, e.audio!);
   const groups = new Map<string, { speaker: string; channel: string; rows: number[] }>();
   e.ids.forEach((id, row) => {
     const it = byId.get(id)!;
     if (!groups.has(it.source)) groups.set(it.source, { speaker: it.speaker, channel: it.channel, rows: [] });
     groups.get(it.source)!.rows.push(row);
   });
-  const mean = (h: Uint8Array, rows: number[]) => rows.reduce((a, r) => a + h[r], 0) / rows.length;
+  const mean = (h: Int32Array, rows: number[]) => rows.reduce((a, r) => a + h[r], 0) / rows.length;
   const sources = [...groups].map(([source, g]) => ({
     source,
     speaker: g.speaker,
@@ -335,13 +318,12 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   stage('data');
   const pre = await pretrain(pretrainArgs(join(out, 'pretrain'), data, o, steps, minutes));
   stage('pretrain');
-  const retrieval = await retrievalReport({
-    model: pre.model,
-    data: data.test,
-    labelCsv: data.labels,
-    workers: o.workers,
+  // Zero-shot retrieval of a pretrained model: the synthetic test split and real speech.
+  const zeroShot = async (model: string) => ({
+    retrieval: await retrievalReport({ model, data: data.test, labelCsv: data.labels, workers: o.workers }),
+    real: data.real ? await realTransfer(model, data.real.path, data.labels, o.workers) : undefined,
   });
-  const real = data.real ? await realTransfer(pre.model, data.real.path, data.labels, o.workers) : undefined;
+  const { retrieval, real } = await zeroShot(pre.model);
   stage('retrieval');
   const c3 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(3));
   log(
@@ -355,16 +337,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       ...pretrainArgs(join(out, 'pretrain-avmae'), data, o, pre.loop.globalStep, undefined),
       variant: 'av-mae',
     });
-    baseline = {
-      pretrain: b,
-      retrieval: await retrievalReport({
-        model: b.model,
-        data: data.test,
-        labelCsv: data.labels,
-        workers: o.workers,
-      }),
-      real: data.real ? await realTransfer(b.model, data.real.path, data.labels, o.workers) : undefined,
-    };
+    baseline = { pretrain: b, ...(await zeroShot(b.model)) };
   }
 
   if (o.baseline) stage('baseline');
@@ -381,22 +354,18 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     pre.model,
   );
   const scratch = await classifier('scratch', join(out, 'scratch'), data, o, clsSteps);
-  const classifiers: ClassifierSummary[] = [
-    {
-      name: `${kind} of the pretrained audio encoder`,
-      acc: probe.final.stats.acc,
-      mAP: probe.final.stats.mAP,
-      steps: probe.loop.globalStep,
-      run: probe.out,
-    },
-    {
-      name: 'same network trained from scratch',
-      acc: scratch.final.stats.acc,
-      mAP: scratch.final.stats.mAP,
-      steps: scratch.loop.globalStep,
-      run: scratch.out,
-    },
-  ];
+  const classifiers: ClassifierSummary[] = (
+    [
+      [`${kind} of the pretrained audio encoder`, probe],
+      ['same network trained from scratch', scratch],
+    ] as const
+  ).map(([name, c]) => ({
+    name,
+    acc: c.final.stats.acc,
+    mAP: c.final.stats.mAP,
+    steps: c.loop.globalStep,
+    run: c.out,
+  }));
 
   stage('classifiers');
   log('5/5 report');
@@ -501,10 +470,6 @@ interface ReportInput {
   ci: boolean;
   stages: Record<string, number>;
   seconds: number;
-}
-
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
 /** report/index.html + PNGs + report.json. */
