@@ -19,12 +19,12 @@
  *   used. `workers: 0` builds samples on the calling thread (same results).
  */
 import { Worker } from 'node:worker_threads';
+import { NUM_MEL_BINS } from '../audio/index.js';
 import { UserError } from '../util/errors.js';
 import { buildLabelMap, resolveLabels, type Dataset, type LabelMap } from './datafile.js';
 import { Rng } from './rng.js';
 import {
   buildSample,
-  NUM_MEL_BINS,
   SampleLoadError,
   type SampleConfig,
   type SampleItem,

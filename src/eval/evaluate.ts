@@ -123,7 +123,7 @@ export function meanLoss(
 }
 
 /** Logits [N, K] of a fine-tuning model on one frame of every item (datafile order). */
-export async function classifierLogits(
+async function classifierLogits(
   model: CAVMAEFT,
   dataset: Dataset,
   o: {
@@ -138,11 +138,7 @@ export async function classifierLogits(
   },
 ): Promise<{ logits: Float32Array; target: Float32Array }> {
   const c = model.config;
-  const K = c.label_dim!;
-  if (o.labelMap.numLabels !== K)
-    throw new UserError(
-      `the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`,
-    );
+  const K = c.label_dim!; // = o.labelMap.numLabels (checked by evaluateClassifier)
   const loader = createLoader(dataset, {
     batchSize: o.batchSize ?? 32,
     train: false,
@@ -313,6 +309,22 @@ export async function evaluateClassifier(
   };
 }
 
+/** The probabilities and targets as safetensors `pred` and `target` [N, K] (what `cavmae eval --pred` reads). */
+export function writePredictions(
+  path: string,
+  r: Pick<ClassifierEval, 'N' | 'K' | 'probs' | 'target'>,
+  metadata: Record<string, string>,
+): void {
+  writeSafetensors(
+    path,
+    new Map([
+      ['pred', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.probs }],
+      ['target', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.target }],
+    ]),
+    metadata,
+  );
+}
+
 /** `cavmae eval --model M --data F`: the fine-tuned model's report on a datafile. */
 export async function evaluateModelFile(o: {
   model: string;
@@ -355,16 +367,7 @@ export async function evaluateModelFile(o: {
     bf16: o.bf16,
     audioNorm: m.audioNorm,
   });
-  if (o.predOut) {
-    writeSafetensors(
-      o.predOut,
-      new Map([
-        ['pred', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.probs }],
-        ['target', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.target }],
-      ]),
-      { model: o.model, data: dataset.path, mode, loss: lossText },
-    );
-  }
+  if (o.predOut) writePredictions(o.predOut, r, { model: o.model, data: dataset.path, mode, loss: lossText });
   return {
     ...r.stats,
     N: r.N,
