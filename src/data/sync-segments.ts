@@ -13,20 +13,12 @@
  */
 import { NUM_MEL_BINS } from '../audio/index.js';
 import { referenceFrameIndices } from '../vision/frames.js';
+import { roundHalfEven } from '../vision/image.js';
 
 /** Rows of the clip spectrogram the segments are cut from (hard-coded in the Sync loader). */
 export const SYNC_SPECTROGRAM_ROWS = 1024;
 /** (Segment, frame) pairs per clip. */
 export const SYNC_PAIRS = 16;
-
-/** Python's round() for the non-negative values used here: half to even. */
-function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
 
 function checkPair(pair: number, pairs: number): void {
   if (!(Number.isInteger(pairs) && pairs >= 1))

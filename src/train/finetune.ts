@@ -432,12 +432,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     ...strategy.runConfig(o, mode, modelConfig.audio_length),
   };
   validateRunConfig(rc);
-  if (resumed)
-    checkSameRun(
-      resumed.state.config as Record<string, unknown>,
-      rc as unknown as Record<string, unknown>,
-      resumed.path,
-    );
+  checkSameRun(run, rc);
 
   const model = buildModel(modelConfig, { seed: rc.seed }) as CAVMAEFT;
   if (init && !resumed) loadFinetuneInit(model, init, o.init!, log);
