@@ -33,6 +33,7 @@ import { syncClipBatches } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
 import { OptionError, UserError, fileError } from '../util/errors.js';
 import { calculateStats, type ClassificationStats } from './metrics.js';
+import { FeatureRows } from './features.js';
 import { fineTuneMeta, loadInferenceModel } from './embed.js';
 import type { PredictionReport } from './predictions.js';
 
@@ -199,8 +200,8 @@ async function clipLogits(
   const [L, S] = [c.audio_length, c.img_size];
   const all = resolveLabels(dataset, o.labelMap);
   const need = modeInputs(model.mode);
-  const logitRows: Float32Array[] = [];
-  const targetRows: Float32Array[] = [];
+  const logits = new FeatureRows(1, K); // [n, K]
+  const target = new FeatureRows(1, K);
   const ids: string[] = [];
   for await (const b of syncClipBatches(dataset, {
     segmentLength: L,
@@ -214,21 +215,13 @@ async function clipLogits(
     const P = b.n * F;
     const audio = need.audio ? new Tensor([P, L, MEL_BINS], b.audio) : undefined;
     const image = need.video ? new Tensor([P, 3, S, S], b.image) : undefined;
-    logitRows.push(Float32Array.from(model.forward(tp, { audio, image }).data)); // [n, K]
+    logits.push(Float32Array.from(model.forward(tp, { audio, image }).data), b.n);
     tp.reset();
-    for (const i of b.indices) targetRows.push(labelVector(all[i], K, 0));
+    for (const i of b.indices) target.push(labelVector(all[i], K, 0), 1);
     ids.push(...b.ids);
   }
   if (ids.length === 0) throw fileError(dataset.path, 'no clip could be read');
-  const logits = new Float32Array(ids.length * K);
-  let r = 0;
-  for (const x of logitRows) {
-    logits.set(x, r);
-    r += x.length;
-  }
-  const target = new Float32Array(ids.length * K);
-  targetRows.forEach((t, i) => target.set(t, i * K));
-  return { logits, target, ids };
+  return { logits: logits.done().data, target: target.done().data, ids };
 }
 
 /** Evaluates a classifier on a dataset, with the reference's frame aggregation (mlp head) or on whole clips (aggregator). */

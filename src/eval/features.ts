@@ -282,7 +282,7 @@ async function* loaderClips(
   }
 }
 
-/** Growable row store for [n, F, D] features. */
+/** Growable row store for [n, F, D] rows (pair features; logits with F = 1). */
 export class FeatureRows {
   private chunks: Float32Array[] = [];
   n = 0;

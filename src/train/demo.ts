@@ -187,15 +187,8 @@ export async function realTransfer(
   labelCsv: string,
   workers?: number,
 ): Promise<RealTransfer> {
-  const { loadInferenceModel, embedDataset, retrievalFromEmbeddings } = await import('../eval/embed.js');
-  const { loadLabelCsv } = await import('../data/datafile.js');
-  const m = loadInferenceModel(model);
-  const ds = loadDataset(realPath);
-  const e = await embedDataset(m.model, ds, {
-    workers,
-    labelMap: loadLabelCsv(labelCsv),
-    audioNorm: m.audioNorm,
-  });
+  const { loadInferenceModel, embedWith, retrievalFromEmbeddings } = await import('../eval/embed.js');
+  const e = await embedWith(loadInferenceModel(model), loadDataset(realPath), { workers, labelCsv });
   const retrieval = retrievalFromEmbeddings(e);
   const raw = (JSON.parse(readFileSync(realPath, 'utf8')) as { items: RealItem[] }).items;
   const byId = new Map(raw.map((it) => [it.id, it]));
