@@ -28,12 +28,11 @@ import {
   type Dataset,
   type LabelMap,
 } from '../data/datafile.js';
-import { createLoader } from '../data/loader.js';
 import { syncClipBatches } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
 import { OptionError, UserError, fileError } from '../util/errors.js';
 import { calculateStats, type ClassificationStats } from './metrics.js';
-import { FeatureRows } from './features.js';
+import { evalLoader, FeatureRows } from './features.js';
 import { fineTuneMeta, loadInferenceModel } from './embed.js';
 import type { PredictionReport } from './predictions.js';
 
@@ -140,21 +139,7 @@ async function classifierLogits(
 ): Promise<{ logits: Float32Array; target: Float32Array }> {
   const c = model.config;
   const K = c.label_dim!; // = o.labelMap.numLabels (checked by evaluateClassifier)
-  const loader = createLoader(dataset, {
-    batchSize: o.batchSize ?? 32,
-    train: false,
-    shuffle: false,
-    dropLast: false,
-    frameUse: o.frameUse,
-    totalFrames: o.totalFrames,
-    targetLength: c.audio_length,
-    imageSize: c.img_size,
-    labelMap: o.labelMap,
-    labelSmooth: 0,
-    audioMean: o.audioNorm?.mean,
-    audioStd: o.audioNorm?.std,
-    workers: o.workers ?? 2,
-  });
+  const loader = evalLoader(dataset, c, o); // targets without label smoothing
   const N = dataset.items.length;
   const logits = new Float32Array(N * K);
   const target = new Float32Array(N * K);
