@@ -403,30 +403,17 @@ export function formatDemo(r: DemoResult): string {
     chance: number | undefined,
     n: number,
   ) => `  ${name.padEnd(40)} ${p(a2v).padEnd(14)} ${p(v2a).padEnd(14)} ${p(chance).padEnd(8)} ${n}`;
+  const reportRow = (name: string, q: RetrievalReport) =>
+    row(name, q.audioToVideo.classMatchAt1, q.videoToAudio.classMatchAt1, q.chance.classMatchAt1, q.n);
   const lines = [
     `AV-digits demo (${formatDuration(r.seconds)}): tiny CAV-MAE pretrained for ${r.pretrain.loop.globalStep} steps on ${r.data.trainCount} synthetic clips`,
     '',
     'zero-shot retrieval, class-match@1 (the top-ranked candidate shows / says the same digit):',
     `  ${'test set'.padEnd(40)} ${'audio->image'.padEnd(14)} ${'image->audio'.padEnd(14)} ${'chance'.padEnd(8)} pairs`,
-    row(
-      'synthetic (unseen writers, voices)',
-      rr.audioToVideo.classMatchAt1,
-      rr.videoToAudio.classMatchAt1,
-      rr.chance.classMatchAt1,
-      rr.n,
-    ),
+    reportRow('synthetic (unseen writers, voices)', rr),
   ];
   if (r.real) {
-    const q = r.real.retrieval;
-    lines.push(
-      row(
-        `real speech (${r.real.speakers} people, never trained)`,
-        q.audioToVideo.classMatchAt1,
-        q.videoToAudio.classMatchAt1,
-        q.chance.classMatchAt1,
-        q.n,
-      ),
-    );
+    lines.push(reportRow(`real speech (${r.real.speakers} people, never trained)`, r.real.retrieval));
     for (const s of r.real.sources) lines.push(row(`  ${s.source}`, s.a2v, s.v2a, undefined, s.queries));
   } else lines.push('  real speech: not measured (its Debian packages are not installed: scripts/setup.sh)');
   lines.push(
