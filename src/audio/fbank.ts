@@ -21,6 +21,7 @@ import { UserError } from '../util/errors.js';
 import { RealFftF32 } from './rfft.js';
 import { torchMeanF32 } from './torch-sum.js';
 
+/** Mel bins of every fbank (the model's audio input width): the one definition the data layer uses. */
 export const NUM_MEL_BINS = 128;
 /** torch.finfo(torch.float32).eps: the floor applied before the log. */
 export const LOG_FLOOR = 1.1920928955078125e-7;

@@ -128,11 +128,10 @@ export function samplesToRawFloat(x: Float32Array): Buffer {
   return b;
 }
 
-/** sox arguments that read 16 kHz mono float32 raw from stdin and write the same to stdout. */
-// prettier-ignore
-export const SOX_RAW_IN = ['-R', '-D', '-t', 'raw', '-e', 'floating-point', '-b', '32', '-c', '1', '-r', String(SR), '-L', '-'];
+/** sox arguments that write 16 kHz mono float32 raw to stdout, and (repeatable, no dither) read the same from stdin. */
 // prettier-ignore
 export const SOX_RAW_OUT = ['-t', 'raw', '-e', 'floating-point', '-b', '32', '-c', '1', '-r', String(SR), '-L', '-'];
+export const SOX_RAW_IN = ['-R', '-D', ...SOX_RAW_OUT];
 
 /** Runs a sox effect chain over 16 kHz mono samples (no randomness, no dither). */
 export async function soxEffects(samples: Float32Array, effects: string[]): Promise<Float32Array> {

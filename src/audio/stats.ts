@@ -15,6 +15,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { UserError, fileError } from '../util/errors.js';
+import { VIDEO_EXTENSIONS } from '../vision/prepare.js';
 import { decodeAudio } from './decode.js';
 import { computeFbank, padOrCrop } from './fbank.js';
 
@@ -67,29 +68,10 @@ function merge(a: Moments, b: Moments): Moments {
 
 const unbiasedStd = (m: Moments): number => (m.n > 1 ? Math.sqrt(m.m2 / (m.n - 1)) : 0);
 
-/** Extensions taken when a folder is given (audio and video containers ffmpeg reads). */
+/** Extensions taken when a folder is given: audio files and the video containers `cavmae prepare` takes (ffmpeg reads all). */
 export const MEDIA_EXTENSIONS = new Set([
-  '.wav',
-  '.flac',
-  '.mp3',
-  '.ogg',
-  '.oga',
-  '.opus',
-  '.m4a',
-  '.aac',
-  '.wma',
-  '.aif',
-  '.aiff',
-  '.mp4',
-  '.m4v',
-  '.mkv',
-  '.webm',
-  '.avi',
-  '.mov',
-  '.mpg',
-  '.mpeg',
-  '.3gp',
-  '.ts',
+  ...['.wav', '.flac', '.mp3', '.ogg', '.oga', '.opus', '.m4a', '.aac', '.wma', '.aif', '.aiff'],
+  ...VIDEO_EXTENSIONS,
 ]);
 
 const MAX_DIR_FILES = 10_000_000;

@@ -19,7 +19,6 @@ export const FFMPEG_TIMEOUT = int('--timeout <seconds>', 'time limit per ffmpeg 
   min: 1,
   default: 120,
 });
-export const VIDEO_FRAME = int('--frame <i>', 'video frame 0-9 (default 5)', { min: 0, max: 9 });
 /** `--frame` of the commands that take Sync models too (the API checks the range per model). */
 export const CLIP_FRAME = int(
   '--frame <i>',

@@ -19,12 +19,12 @@
  *   used. `workers: 0` builds samples on the calling thread (same results).
  */
 import { Worker } from 'node:worker_threads';
+import { NUM_MEL_BINS } from '../audio/index.js';
 import { UserError } from '../util/errors.js';
 import { buildLabelMap, resolveLabels, type Dataset, type LabelMap } from './datafile.js';
 import { Rng } from './rng.js';
 import {
   buildSample,
-  NUM_MEL_BINS,
   SampleLoadError,
   type SampleConfig,
   type SampleItem,
@@ -215,7 +215,7 @@ class SamplePool {
     while (this.inlineQueue.length > 0 && this.inlineBusy < this.inflight) {
       const q = this.inlineQueue.shift()!;
       this.inlineBusy++;
-      runInline(q.id, q.task, this.config).then((r) => {
+      runSampleTask(q.id, q.task, this.config).then((r) => {
         this.inlineBusy--;
         q.resolve(r);
         this.pumpInline();
@@ -246,7 +246,12 @@ function startWorker(workerData: unknown): Worker {
   return new Worker(boot, { eval: true, workerData });
 }
 
-async function runInline(id: number, task: SampleTask, config: SampleConfig): Promise<WorkerReply> {
+/** One sample task's reply (in a worker thread, or inline): the sample, an unreadable file, or a bug. */
+export async function runSampleTask(
+  id: number,
+  task: SampleTask,
+  config: SampleConfig,
+): Promise<WorkerReply> {
   try {
     return { id, ok: true, result: await buildSample(task, config) };
   } catch (e) {
@@ -255,6 +260,10 @@ async function runInline(id: number, task: SampleTask, config: SampleConfig): Pr
     return { id, ok: false, fatal: true, message: (e as Error)?.stack ?? String(e) };
   }
 }
+
+/** A loader error message that names the file (once). */
+const withPath = (path: string, message: string): string =>
+  message.startsWith(path) ? message : `${path}: ${message}`;
 
 interface Resolved {
   result: SampleResult;
@@ -488,13 +497,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (policy !== 'replace' && this.bad.has(primary)) {
       if (policy === 'skip') return null;
       const f = this.failures.find((x) => x.index === primary);
-      throw new UserError(
-        f
-          ? f.message.startsWith(f.path)
-            ? f.message
-            : `${f.path}: ${f.message}`
-          : `entry ${primary} is unreadable`,
-      );
+      throw new UserError(f ? withPath(f.path, f.message) : `entry ${primary} is unreadable`);
     }
     for (let attempt = 0; ; attempt++) {
       // Known-unreadable items are skipped without a round trip; the draws are the same either way.
@@ -533,9 +536,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       });
       if (reply.which === 'primary' && policy === 'skip') return null;
       if (reply.which === 'primary' && policy === 'error')
-        throw new UserError(
-          reply.message.startsWith(reply.path) ? reply.message : `${reply.path}: ${reply.message}`,
-        );
+        throw new UserError(withPath(reply.path, reply.message));
       if (reply.which === 'primary') primary = replaceRng.int(n);
       else partner = mixRng.int(n);
     }
@@ -547,10 +548,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.failures.push(f);
     if (this.opts.onFailure) this.opts.onFailure(f);
     else {
-      const msg = f.message.startsWith(f.path) ? f.message : `${f.path}: ${f.message}`;
       const what = this.opts.onUnreadable === 'skip' ? 'left out' : 'replaced by another sample';
       process.stderr.write(
-        `cavmae: warning: unreadable sample (entry ${f.index}, id "${f.id}"): ${msg}; ${what}\n`,
+        `cavmae: warning: unreadable sample (entry ${f.index}, id "${f.id}"): ${withPath(f.path, f.message)}; ${what}\n`,
       );
     }
   }

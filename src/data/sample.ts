@@ -13,7 +13,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { AUDIO_NORM, computeFbank, decodeAudio, normalizeFbank, padOrCrop } from '../audio/index.js';
+import { computeFbank, decodeAudio, normalizeFbank, NUM_MEL_BINS, padOrCrop } from '../audio/index.js';
 import {
   centerCrop,
   decodeImage,
@@ -41,7 +41,6 @@ import { Rng } from './rng.js';
 import { ByteLru } from './cache.js';
 import { cropSegment, SYNC_SPECTROGRAM_ROWS } from './sync-segments.js';
 
-export const NUM_MEL_BINS = 128;
 const TAG_LEVEL_SHIFT = 0x6c767368;
 
 /** What a worker needs to know about one dataset item (structured-clone friendly). */
@@ -312,5 +311,3 @@ export async function buildSample(task: SampleTask, cfg: SampleConfig): Promise<
   if (cfg.train && cfg.noise) audio = addNoiseAndRoll(audio, T, F, rng).fbank;
   return { audio, image, labels, lambda, frame };
 }
-
-export const DEFAULT_AUDIO_NORM = AUDIO_NORM;

@@ -11,22 +11,14 @@
  *   'sync' scheme); indices repeat when n < F.
  * - Train: one random pair per clip per epoch; eval: the middle pair ⌊F/2⌋ = 8; retrieval: all F.
  */
+import { NUM_MEL_BINS } from '../audio/index.js';
 import { referenceFrameIndices } from '../vision/frames.js';
+import { roundHalfEven } from '../vision/image.js';
 
 /** Rows of the clip spectrogram the segments are cut from (hard-coded in the Sync loader). */
 export const SYNC_SPECTROGRAM_ROWS = 1024;
 /** (Segment, frame) pairs per clip. */
 export const SYNC_PAIRS = 16;
-export const SYNC_MEL_BINS = 128;
-
-/** Python's round() for the non-negative values used here: half to even. */
-function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
 
 function checkPair(pair: number, pairs: number): void {
   if (!(Number.isInteger(pairs) && pairs >= 1))
@@ -65,13 +57,13 @@ export function cropSegment(
   segmentLength: number,
   pairs = SYNC_PAIRS,
 ): Float32Array {
-  const rows = fbank.length / SYNC_MEL_BINS;
+  const rows = fbank.length / NUM_MEL_BINS;
   if (rows !== SYNC_SPECTROGRAM_ROWS)
     throw new RangeError(
       `Sync segments are cut from ${SYNC_SPECTROGRAM_ROWS}-row spectrograms, got ${rows} rows`,
     );
   const [start, end] = segmentBounds(pair, segmentLength, pairs, rows);
-  return fbank.slice(start * SYNC_MEL_BINS, end * SYNC_MEL_BINS);
+  return fbank.slice(start * NUM_MEL_BINS, end * NUM_MEL_BINS);
 }
 
 /** Every pair's segment: [pairs, L, 128]. */
@@ -80,9 +72,9 @@ export function cropAllSegments(
   segmentLength: number,
   pairs = SYNC_PAIRS,
 ): Float32Array {
-  const out = new Float32Array(pairs * segmentLength * SYNC_MEL_BINS);
+  const out = new Float32Array(pairs * segmentLength * NUM_MEL_BINS);
   for (let k = 0; k < pairs; k++)
-    out.set(cropSegment(fbank, k, segmentLength, pairs), k * segmentLength * SYNC_MEL_BINS);
+    out.set(cropSegment(fbank, k, segmentLength, pairs), k * segmentLength * NUM_MEL_BINS);
   return out;
 }
 

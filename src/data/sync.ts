@@ -17,7 +17,14 @@
  *   left out and reported (`onFailure`), as evaluation loaders do.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { AUDIO_NORM, computeFbank, decodeAudio, normalizeFbank, padOrCrop } from '../audio/index.js';
+import {
+  AUDIO_NORM,
+  computeFbank,
+  decodeAudio,
+  normalizeFbank,
+  NUM_MEL_BINS,
+  padOrCrop,
+} from '../audio/index.js';
 import {
   centerCrop,
   decodeImage,
@@ -32,7 +39,6 @@ import type { Dataset, VisualSource } from './datafile.js';
 import type { LoaderOptions } from './loader.js';
 import { visualPath } from './sample.js';
 import {
-  SYNC_MEL_BINS,
   SYNC_PAIRS,
   SYNC_SPECTROGRAM_ROWS,
   cropAllSegments,
@@ -240,10 +246,10 @@ export async function* syncClipBatches(
     }
     const ok = idx.map((i, k) => [i, clips[k]] as const).filter(([, c]) => c !== undefined);
     if (ok.length === 0) continue;
-    const audio = new Float32Array(ok.length * F * L * SYNC_MEL_BINS);
+    const audio = new Float32Array(ok.length * F * L * NUM_MEL_BINS);
     const image = new Float32Array(ok.length * F * 3 * S * S);
     ok.forEach(([i, c], r) => {
-      audio.set(c!.audio, r * F * L * SYNC_MEL_BINS);
+      audio.set(c!.audio, r * F * L * NUM_MEL_BINS);
       image.set(c!.image, r * F * 3 * S * S);
       if (c!.replacedFrames.length > 0) cfg.onReplacedFrames?.(i, c!.replacedFrames);
     });

@@ -6,8 +6,8 @@
  * path, message }` for an unreadable file, or `{ id, ok: false, fatal: true, message }` for a bug.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { buildSample, SampleLoadError, type SampleConfig, type SampleTask } from './sample.js';
-import type { WorkerReply } from './loader.js';
+import type { SampleConfig, SampleTask } from './sample.js';
+import { runSampleTask } from './loader.js';
 
 const { config, inflight } = workerData as { config: SampleConfig; inflight: number };
 const port = parentPort!;
@@ -18,25 +18,12 @@ function pump(): void {
   while (running < inflight && queue.length > 0) {
     const msg = queue.shift()!;
     running++;
-    buildSample(msg.task, config)
-      .then(
-        (result) => {
-          const buffers = new Set<ArrayBuffer>([
-            result.audio.buffer as ArrayBuffer,
-            result.image.buffer as ArrayBuffer,
-            result.labels.buffer as ArrayBuffer,
-          ]);
-          const reply: WorkerReply = { id: msg.id, ok: true, result };
-          port.postMessage(reply, [...buffers]);
-        },
-        (e: unknown) => {
-          let reply: WorkerReply;
-          if (e instanceof SampleLoadError)
-            reply = { id: msg.id, ok: false, which: e.which, path: e.path, message: e.message };
-          else reply = { id: msg.id, ok: false, fatal: true, message: (e as Error)?.stack ?? String(e) };
-          port.postMessage(reply);
-        },
-      )
+    runSampleTask(msg.id, msg.task, config)
+      .then((reply) => {
+        // The sample's buffers are transferred, not copied.
+        const buffers = reply.ok ? [reply.result.audio, reply.result.image, reply.result.labels] : [];
+        port.postMessage(reply, [...new Set(buffers.map((b) => b.buffer as ArrayBuffer))]);
+      })
       .finally(() => {
         running--;
         pump();

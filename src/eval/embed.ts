@@ -255,18 +255,29 @@ export async function embedToFile(o: {
 }): Promise<Embeddings> {
   const m = loadInferenceModel(o.model, { config: o.config });
   const dataset = loadDataset(o.data);
-  const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
-  const e = await embedDataset(m.model, dataset, {
-    strategy: m.model.dims.framesPerClip > 1 ? clipStrategyOf(m.metadata, o.model) : undefined,
+  const e = await embedWith(m, dataset, o);
+  writeEmbeddings(o.out, e, { model: o.model, data: dataset.path });
+  return e;
+}
+
+/**
+ * A loaded checkpoint's embeddings of a dataset: its preprocessing, a Sync model's stored clip
+ * strategy, the label index of `labelCsv` (else the data's own).
+ */
+export async function embedWith(
+  m: InferenceModel,
+  dataset: Dataset,
+  o: Pick<EmbedOptions, 'batchSize' | 'workers' | 'bf16' | 'onBatch'> & { labelCsv?: string },
+): Promise<Embeddings> {
+  return embedDataset(m.model, dataset, {
+    strategy: m.model.dims.framesPerClip > 1 ? clipStrategyOf(m.metadata, m.path) : undefined,
     batchSize: o.batchSize,
     workers: o.workers,
     bf16: o.bf16,
-    labelMap,
+    labelMap: o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined,
     audioNorm: m.audioNorm,
     onBatch: o.onBatch,
   });
-  writeEmbeddings(o.out, e, { model: o.model, data: dataset.path });
-  return e;
 }
 
 export interface RetrievalReport {
@@ -354,13 +365,5 @@ export async function retrievalReport(
   checkRetrievalSource(o);
   if (o.embeddings) return retrievalFromEmbeddings(readEmbeddings(o.embeddings));
   const m = loaded ?? loadInferenceModel(o.model!, { config: o.config });
-  const labelMap = o.labelCsv ? loadLabelCsv(o.labelCsv) : undefined;
-  const e = await embedDataset(m.model, loadDataset(o.data!), {
-    batchSize: o.batchSize,
-    workers: o.workers,
-    bf16: o.bf16,
-    labelMap,
-    audioNorm: m.audioNorm,
-  });
-  return retrievalFromEmbeddings(e);
+  return retrievalFromEmbeddings(await embedWith(m, loadDataset(o.data!), o));
 }

@@ -28,11 +28,11 @@ import {
   type Dataset,
   type LabelMap,
 } from '../data/datafile.js';
-import { createLoader } from '../data/loader.js';
 import { syncClipBatches } from '../data/sync.js';
 import { Tensor } from '../tensor/tensor.js';
 import { OptionError, UserError, fileError } from '../util/errors.js';
 import { calculateStats, type ClassificationStats } from './metrics.js';
+import { evalLoader, FeatureRows } from './features.js';
 import { fineTuneMeta, loadInferenceModel } from './embed.js';
 import type { PredictionReport } from './predictions.js';
 
@@ -123,7 +123,7 @@ export function meanLoss(
 }
 
 /** Logits [N, K] of a fine-tuning model on one frame of every item (datafile order). */
-export async function classifierLogits(
+async function classifierLogits(
   model: CAVMAEFT,
   dataset: Dataset,
   o: {
@@ -138,26 +138,8 @@ export async function classifierLogits(
   },
 ): Promise<{ logits: Float32Array; target: Float32Array }> {
   const c = model.config;
-  const K = c.label_dim!;
-  if (o.labelMap.numLabels !== K)
-    throw new UserError(
-      `the model has ${K} classes but the labels list ${o.labelMap.numLabels} (${o.labelMap.source})`,
-    );
-  const loader = createLoader(dataset, {
-    batchSize: o.batchSize ?? 32,
-    train: false,
-    shuffle: false,
-    dropLast: false,
-    frameUse: o.frameUse,
-    totalFrames: o.totalFrames,
-    targetLength: c.audio_length,
-    imageSize: c.img_size,
-    labelMap: o.labelMap,
-    labelSmooth: 0,
-    audioMean: o.audioNorm?.mean,
-    audioStd: o.audioNorm?.std,
-    workers: o.workers ?? 2,
-  });
+  const K = c.label_dim!; // = o.labelMap.numLabels (checked by evaluateClassifier)
+  const loader = evalLoader(dataset, c, o); // targets without label smoothing
   const N = dataset.items.length;
   const logits = new Float32Array(N * K);
   const target = new Float32Array(N * K);
@@ -203,8 +185,8 @@ async function clipLogits(
   const [L, S] = [c.audio_length, c.img_size];
   const all = resolveLabels(dataset, o.labelMap);
   const need = modeInputs(model.mode);
-  const logitRows: Float32Array[] = [];
-  const targetRows: Float32Array[] = [];
+  const logits = new FeatureRows(1, K); // [n, K]
+  const target = new FeatureRows(1, K);
   const ids: string[] = [];
   for await (const b of syncClipBatches(dataset, {
     segmentLength: L,
@@ -218,21 +200,13 @@ async function clipLogits(
     const P = b.n * F;
     const audio = need.audio ? new Tensor([P, L, MEL_BINS], b.audio) : undefined;
     const image = need.video ? new Tensor([P, 3, S, S], b.image) : undefined;
-    logitRows.push(Float32Array.from(model.forward(tp, { audio, image }).data)); // [n, K]
+    logits.push(Float32Array.from(model.forward(tp, { audio, image }).data), b.n);
     tp.reset();
-    for (const i of b.indices) targetRows.push(labelVector(all[i], K, 0));
+    for (const i of b.indices) target.push(labelVector(all[i], K, 0), 1);
     ids.push(...b.ids);
   }
   if (ids.length === 0) throw fileError(dataset.path, 'no clip could be read');
-  const logits = new Float32Array(ids.length * K);
-  let r = 0;
-  for (const x of logitRows) {
-    logits.set(x, r);
-    r += x.length;
-  }
-  const target = new Float32Array(ids.length * K);
-  targetRows.forEach((t, i) => target.set(t, i * K));
-  return { logits, target, ids };
+  return { logits: logits.done().data, target: target.done().data, ids };
 }
 
 /** Evaluates a classifier on a dataset, with the reference's frame aggregation (mlp head) or on whole clips (aggregator). */
@@ -313,6 +287,22 @@ export async function evaluateClassifier(
   };
 }
 
+/** The probabilities and targets as safetensors `pred` and `target` [N, K] (what `cavmae eval --pred` reads). */
+export function writePredictions(
+  path: string,
+  r: Pick<ClassifierEval, 'N' | 'K' | 'probs' | 'target'>,
+  metadata: Record<string, string>,
+): void {
+  writeSafetensors(
+    path,
+    new Map([
+      ['pred', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.probs }],
+      ['target', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.target }],
+    ]),
+    metadata,
+  );
+}
+
 /** `cavmae eval --model M --data F`: the fine-tuned model's report on a datafile. */
 export async function evaluateModelFile(o: {
   model: string;
@@ -355,16 +345,7 @@ export async function evaluateModelFile(o: {
     bf16: o.bf16,
     audioNorm: m.audioNorm,
   });
-  if (o.predOut) {
-    writeSafetensors(
-      o.predOut,
-      new Map([
-        ['pred', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.probs }],
-        ['target', { dtype: 'F32' as const, shape: [r.N, r.K], data: r.target }],
-      ]),
-      { model: o.model, data: dataset.path, mode, loss: lossText },
-    );
-  }
+  if (o.predOut) writePredictions(o.predOut, r, { model: o.model, data: dataset.path, mode, loss: lossText });
   return {
     ...r.stats,
     N: r.N,

@@ -18,10 +18,10 @@
  * - The means over tokens are summed in float64; one normalisation for every caller.
  */
 import { FrozenWeights, Tape } from '../autograd/tape.js';
-import { buildLabelMap, type Dataset } from '../data/datafile.js';
-import { createLoader } from '../data/loader.js';
+import { buildLabelMap, type Dataset, type LabelMap } from '../data/datafile.js';
+import { createLoader, type DataLoader } from '../data/loader.js';
 import { SYNC_PAIRS, syncClipBatches, type SyncClipBatch, type SyncClipFailure } from '../data/sync.js';
-import { MEL_BINS, type AnyModel } from '../models/index.js';
+import { MEL_BINS, type AnyModel, type CavmaeConfig } from '../models/index.js';
 import { ActivationPool } from '../tensor/pool.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UserError, fileError } from '../util/errors.js';
@@ -189,14 +189,8 @@ export async function loadClipBatches(
   },
 ): Promise<SyncClipBatch[]> {
   const out: SyncClipBatch[] = [];
-  for await (const b of syncClipBatches(dataset, {
-    ...o,
-    pairs: o.pairs ?? SYNC_PAIRS,
-    audioMean: o.audioNorm?.mean,
-    audioStd: o.audioNorm?.std,
-    clipsPerBatch: o.clipsPerBatch ?? 8,
-  }))
-    out.push(b);
+  const geometry = { segmentLength: o.segmentLength, pairs: o.pairs ?? SYNC_PAIRS, imageSize: o.imageSize };
+  for await (const b of clipSource(dataset, geometry, o, failureCollector(o).report)) out.push(b);
   return out;
 }
 
@@ -245,26 +239,39 @@ export function clipSource(
   return o.clips;
 }
 
-/** F = 1: clips from the evaluation loader (whole clip, one frame), as one-pair clip batches. */
-async function* loaderClips(
-  model: AnyModel,
+/** The evaluation loader for a model: every entry in datafile order, one frame (default the middle one), no augmentation. */
+export function evalLoader(
   dataset: Dataset,
-  o: FeatureRunOptions,
-): AsyncGenerator<SyncClipBatch> {
-  const c = model.config;
-  const loader = createLoader(dataset, {
-    batchSize: o.clipsPerBatch ?? 32,
+  c: CavmaeConfig,
+  o: Pick<FeatureRunOptions, 'frameUse' | 'audioNorm' | 'workers'> & {
+    batchSize?: number;
+    totalFrames?: number;
+    labelMap?: LabelMap;
+  },
+): DataLoader {
+  return createLoader(dataset, {
+    batchSize: o.batchSize ?? 32,
     train: false,
     shuffle: false,
     dropLast: false,
     targetLength: c.audio_length,
     imageSize: c.img_size,
     frameUse: o.frameUse,
-    labelMap: buildLabelMap(dataset),
+    totalFrames: o.totalFrames,
+    labelMap: o.labelMap ?? buildLabelMap(dataset),
     audioMean: o.audioNorm?.mean,
     audioStd: o.audioNorm?.std,
     workers: o.workers ?? 2,
   });
+}
+
+/** F = 1: clips from the evaluation loader (whole clip, one frame), as one-pair clip batches. */
+async function* loaderClips(
+  model: AnyModel,
+  dataset: Dataset,
+  o: FeatureRunOptions,
+): AsyncGenerator<SyncClipBatch> {
+  const loader = evalLoader(dataset, model.config, { ...o, batchSize: o.clipsPerBatch });
   try {
     for await (const b of loader.batches(0, 0)) {
       const indices = Array.from(b.indices);
@@ -282,7 +289,7 @@ async function* loaderClips(
   }
 }
 
-/** Growable row store for [n, F, D] features. */
+/** Growable row store for [n, F, D] rows (pair features; logits with F = 1). */
 export class FeatureRows {
   private chunks: Float32Array[] = [];
   n = 0;

@@ -87,35 +87,24 @@ export function audioQueryVector(
   column?: number,
 ): Float32Array {
   checkTokens('audio', audioTokens, grid, dim);
+  if (query === 'mean') return meanToken(audioTokens, grid.rows * grid.cols, dim);
+  const t = column ?? Math.floor(grid.cols / 2);
+  if (!Number.isInteger(t) || t < 0 || t >= grid.cols)
+    throw new UserError(`audio query column ${t} is outside the ${grid.cols} time columns`);
+  // [F, T, D] → mean over F at column t
   const q = new Float64Array(dim);
-  let count = 0;
-  if (query === 'mean') {
-    for (let i = 0; i < grid.rows * grid.cols; i++)
-      for (let d = 0; d < dim; d++) q[d] += audioTokens[i * dim + d];
-    count = grid.rows * grid.cols;
-  } else {
-    const t = column ?? Math.floor(grid.cols / 2);
-    if (!Number.isInteger(t) || t < 0 || t >= grid.cols)
-      throw new UserError(`audio query column ${t} is outside the ${grid.cols} time columns`);
-    // [F, T, D] → mean over F at column t
-    for (let f = 0; f < grid.rows; f++) {
-      const o = (f * grid.cols + t) * dim;
-      for (let d = 0; d < dim; d++) q[d] += audioTokens[o + d];
-    }
-    count = grid.rows;
+  for (let f = 0; f < grid.rows; f++) {
+    const o = (f * grid.cols + t) * dim;
+    for (let d = 0; d < dim; d++) q[d] += audioTokens[o + d];
   }
-  const out = new Float32Array(dim);
-  for (let d = 0; d < dim; d++) out[d] = q[d] / count;
-  return out;
+  return Float32Array.from(q, (v) => v / grid.rows);
 }
 
 /** Mean visual token [D] (the `patchesmean` baseline query). */
 export function meanToken(tokens: Float32Array, n: number, dim: number): Float32Array {
   const q = new Float64Array(dim);
   for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) q[d] += tokens[i * dim + d];
-  const out = new Float32Array(dim);
-  for (let d = 0; d < dim; d++) out[d] = q[d] / n;
-  return out;
+  return Float32Array.from(q, (v) => v / n);
 }
 
 /** Cosine similarity of each of the n tokens [n, D] with the query [D]: [n]. */

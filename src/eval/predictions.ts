@@ -9,7 +9,7 @@
  * - .csv: one row per sample, comma-separated numbers (the reference's
  *   predictions/predictions_<epoch>.csv and target.csv from np.savetxt).
  */
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { readSafetensorsF32 } from '../io/safetensors.js';
 import { OptionError, UserError, fileError } from '../util/errors.js';
@@ -26,10 +26,10 @@ export const MAX_PRED_BYTES = 2 * 1024 * 1024 * 1024;
 
 /** Reads an [N,K] matrix; `tensor` names the safetensors entry to use. */
 export function loadMatrix(path: string, tensor: string): Matrix {
-  const size = checkedSize(path);
+  checkedSize(path);
   const ext = extname(path).toLowerCase();
   if (ext === '.safetensors') return matrixFromSafetensors(readSafetensorsF32(path), path, tensor);
-  const bytes = readAll(path, size);
+  const bytes = readFileSync(path);
   if (ext === '.npy') return parseNpy(bytes, path);
   if (ext === '.csv' || ext === '.txt') return parseCsvMatrix(bytes.toString('utf8'), path);
   throw fileError(path, `unknown prediction format '${ext}' (use .safetensors, .npy or .csv)`);
@@ -60,22 +60,6 @@ function matrixFromSafetensors(
   if (t.shape.length !== 2)
     throw fileError(path, `tensor '${tensor}' has shape [${t.shape}], expected [N, K]`);
   return { data: t.data, rows: t.shape[0], cols: t.shape[1] };
-}
-
-function readAll(path: string, size: number): Buffer {
-  const buf = Buffer.alloc(size);
-  const fd = openSync(path, 'r');
-  try {
-    let off = 0;
-    while (off < size) {
-      const n = readSync(fd, buf, off, size - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 const NPY_DTYPES: Record<string, { size: number; read: (v: DataView, o: number) => number }> = {

@@ -120,7 +120,27 @@ export function maskedPatchMse(
   return den > 0 ? num / den : 0;
 }
 
-function views(original: Float32Array, prediction: Float32Array, mask: Float32Array): ModalityViews {
+/**
+ * One modality's views from patch rows [L, P]: the original's (for norm_pix_loss's per-patch
+ * statistics), the predictions and the per-patch mask, unpatchified to the input's layout.
+ */
+function views(
+  what: string,
+  original: Float32Array,
+  patches: Float32Array,
+  pred: Float32Array,
+  patchMask: ArrayLike<number>,
+  P: number,
+  normPixLoss: boolean | undefined,
+  unpatchify: (rows: Float32Array) => Float32Array,
+): ModalityViews {
+  const L = patchMask.length;
+  if (pred.length !== L * P)
+    throw new UserError(`${what} prediction has ${pred.length} values, expected ${L}x${P}`);
+  const prediction = unpatchify(normPixLoss ? denormalizePatches(pred, patches, L, P) : pred);
+  const maskRows = new Float32Array(L * P);
+  for (let r = 0; r < L; r++) maskRows.fill(patchMask[r], r * P, (r + 1) * P);
+  const mask = unpatchify(maskRows);
   const masked = new Float32Array(original.length);
   const pasted = new Float32Array(original.length);
   for (let i = 0; i < original.length; i++) {
@@ -139,35 +159,17 @@ export function reconstructionViews(x: ReconstructionInput): ReconstructionViews
   if (x.audio && x.predA && x.maskA) {
     if (x.audio.length !== T * MEL_BINS)
       throw new UserError(`spectrogram has ${x.audio.length} values, expected ${T}x${MEL_BINS}`);
-    const La = x.maskA.length;
-    const P = p * p;
-    if (x.predA.length !== La * P)
-      throw new UserError(`audio prediction has ${x.predA.length} values, expected ${La}x${P}`);
-    const target = patchifyAudio(new Tensor([1, T, MEL_BINS], x.audio), p); // [La, p²]
-    const predPix = x.normPixLoss ? denormalizePatches(x.predA, target, La, P) : x.predA;
-    const maskRows = new Float32Array(La * P);
-    for (let r = 0; r < La; r++) maskRows.fill(x.maskA[r], r * P, (r + 1) * P);
-    out.audio = views(
-      x.audio,
-      unpatchifyAudio(predPix, 1, T, MEL_BINS, p),
-      unpatchifyAudio(maskRows, 1, T, MEL_BINS, p),
+    const patches = patchifyAudio(new Tensor([1, T, MEL_BINS], x.audio), p); // [La, p²]
+    out.audio = views('audio', x.audio, patches, x.predA, x.maskA, p * p, x.normPixLoss, (rows) =>
+      unpatchifyAudio(rows, 1, T, MEL_BINS, p),
     );
   }
   if (x.image && x.predV && x.maskV) {
     if (x.image.length !== 3 * S * S)
       throw new UserError(`image has ${x.image.length} values, expected 3x${S}x${S}`);
-    const Lv = x.maskV.length;
-    const P = p * p * 3;
-    if (x.predV.length !== Lv * P)
-      throw new UserError(`visual prediction has ${x.predV.length} values, expected ${Lv}x${P}`);
-    const target = patchifyImage(new Tensor([1, 3, S, S], x.image), p); // [Lv, 3p²]
-    const predPix = x.normPixLoss ? denormalizePatches(x.predV, target, Lv, P) : x.predV;
-    const maskRows = new Float32Array(Lv * P);
-    for (let r = 0; r < Lv; r++) maskRows.fill(x.maskV[r], r * P, (r + 1) * P);
-    out.image = views(
-      x.image,
-      unpatchifyImage(predPix, 1, 3, S, S, p),
-      unpatchifyImage(maskRows, 1, 3, S, S, p),
+    const patches = patchifyImage(new Tensor([1, 3, S, S], x.image), p); // [Lv, 3p²]
+    out.image = views('visual', x.image, patches, x.predV, x.maskV, 3 * p * p, x.normPixLoss, (rows) =>
+      unpatchifyImage(rows, 1, 3, S, S, p),
     );
   }
   return out;
@@ -235,7 +237,8 @@ export interface PanelOptions {
   title?: string;
 }
 
-function escapeXml(s: string): string {
+/** Text for SVG and HTML: the five markup characters as entities. */
+export function escapeXml(s: string): string {
   return s.replace(
     /[<>&"']/g,
     (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!,

@@ -24,6 +24,7 @@
  * - Class-level retrieval (demo): class-match@1 = share of queries whose top-1 candidate (first
  *   maximum) carries the query's label.
  */
+import type { F32 } from '../kernels/api.js';
 import { kernels } from '../kernels/index.js';
 import { UserError } from '../util/errors.js';
 
@@ -86,6 +87,9 @@ export function forEachSimilarityBlock(
   const rowsPerBlock = Math.max(1, Math.min(nq, Math.floor(blockBytes / (4 * nc))));
   const block = new Float32Array(rowsPerBlock * nc);
   const k = kernels();
+  // out [m, n] = alpha · a [m, d] · b [n, d]ᵀ: every similarity block below is one of these GEMMs.
+  const dots = (a: F32, b: F32, out: F32, m: number, n: number, d: number, alpha = 1): void =>
+    k.matmul(a, b, out, m, n, d, false, true, alpha, 0, bf16);
   const Q = queries.data;
   const C = candidates.data;
   const FD = frames * dim;
@@ -96,7 +100,7 @@ export function forEachSimilarityBlock(
     for (let r0 = 0; r0 < nq; r0 += rowsPerBlock) {
       const rows = Math.min(rowsPerBlock, nq - r0);
       const out = block.subarray(0, rows * nc);
-      k.matmul(Q.subarray(r0 * FD, (r0 + rows) * FD), C, out, rows, nc, FD, false, true, 1 / frames, 0, bf16);
+      dots(Q.subarray(r0 * FD, (r0 + rows) * FD), C, out, rows, nc, FD, 1 / frames);
       fn(r0, rows, out);
     }
     return;
@@ -108,7 +112,7 @@ export function forEachSimilarityBlock(
     for (let r0 = 0; r0 < nq; r0 += rowsPerBlock) {
       const rows = Math.min(rowsPerBlock, nq - r0);
       const out = block.subarray(0, rows * nc);
-      k.matmul(qm.subarray(r0 * dim, (r0 + rows) * dim), cm, out, rows, nc, dim, false, true, 1, 0, bf16);
+      dots(qm.subarray(r0 * dim, (r0 + rows) * dim), cm, out, rows, nc, dim);
       fn(r0, rows, out);
     }
     return;
@@ -133,19 +137,7 @@ export function forEachSimilarityBlock(
           const cc = Math.min(cols, nc - c0);
           const width = cc * frames;
           const t = tile.subarray(0, tr * frames * width);
-          k.matmul(
-            qa,
-            C.subarray(c0 * FD, (c0 + cc) * FD),
-            t,
-            tr * frames,
-            width,
-            dim,
-            false,
-            true,
-            1,
-            0,
-            bf16,
-          );
+          dots(qa, C.subarray(c0 * FD, (c0 + cc) * FD), t, tr * frames, width, dim);
           for (let i = 0; i < tr; i++) {
             const orow = (t0 + i) * nc + c0;
             for (let j = 0; j < cc; j++) {
@@ -182,19 +174,8 @@ export function forEachSimilarityBlock(
       gatherFrameMajor(cf, C, c0, cc, frames, dim);
       for (let f = 0; f < frames; f++) {
         const t = tmp.subarray(0, rows * cc);
-        k.matmul(
-          qf.subarray(f * rows * dim, (f + 1) * rows * dim),
-          cf.subarray(f * cc * dim, (f + 1) * cc * dim),
-          t,
-          rows,
-          cc,
-          dim,
-          false,
-          true,
-          1,
-          0,
-          bf16,
-        );
+        const qRows = qf.subarray(f * rows * dim, (f + 1) * rows * dim);
+        dots(qRows, cf.subarray(f * cc * dim, (f + 1) * cc * dim), t, rows, cc, dim);
         for (let i = 0; i < rows; i++) {
           const orow = i * nc + c0;
           const trow = i * cc;

@@ -124,19 +124,24 @@ function rne(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** One row's int8 quantisation in float32 arithmetic, as the native kernel: returns the scale. */
+/**
+ * One row's int8 quantisation in float32 arithmetic, as the native kernel: returns the scale.
+ * The row's elements lie `stride` apart in x (a column: the row stride), `qStride` apart in q.
+ */
 function quantizeRow(
   x: ArrayLike<number>,
   off: number,
   cols: number,
   q: Int8Array | Float32Array,
   qOff: number,
+  stride = 1,
+  qStride = 1,
 ): number {
   let m = 0;
-  for (let c = 0; c < cols; c++) m = Math.max(m, Math.abs(x[off + c]));
+  for (let c = 0; c < cols; c++) m = Math.max(m, Math.abs(x[off + c * stride]));
   const inv = m > 0 ? Math.fround(127 / m) : 0;
   for (let c = 0; c < cols; c++)
-    q[qOff + c] = Math.min(127, Math.max(-127, rne(Math.fround(x[off + c] * inv))));
+    q[qOff + c * qStride] = Math.min(127, Math.max(-127, rne(Math.fround(x[off + c * stride] * inv))));
   return Math.fround(m / 127);
 }
 
@@ -170,14 +175,7 @@ function int8Attention(
   // v per head dimension over the keys
   const vq = new Float32Array(T * hd);
   const sv = new Float32Array(hd);
-  for (let d = 0; d < hd; d++) {
-    let m = 0;
-    for (let j = 0; j < T; j++) m = Math.max(m, Math.abs(qkv[row(j, 2) + d]));
-    sv[d] = Math.fround(m / 127);
-    const inv = m > 0 ? Math.fround(127 / m) : 0;
-    for (let j = 0; j < T; j++)
-      vq[j * hd + d] = Math.min(127, Math.max(-127, rne(Math.fround(qkv[row(j, 2) + d] * inv))));
-  }
+  for (let d = 0; d < hd; d++) sv[d] = quantizeRow(qkv, row(0, 2) + d, T, vq, d, 3 * C, hd);
   const s = new Float32Array(T);
   const p = new Float32Array(T);
   for (let i = 0; i < T; i++) {

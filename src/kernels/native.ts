@@ -13,6 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../util/package.js';
 import type { F32, Kernels } from './api.js';
+import { tsKernels } from './ts/index.js';
 
 /** What the addon reports about itself. */
 export interface NativeInfo {
@@ -56,37 +57,13 @@ export type NativeKernels = Kernels & NativeDiagnostics;
 
 export type NativeLoad = { ok: true; kernels: NativeKernels } | { ok: false; error: string };
 
-/** Every function the addon must export (the Kernels interface plus the diagnostics). */
-export const NATIVE_FUNCTIONS = [
-  'setThreads',
-  'getThreads',
-  'matmul',
-  'matmulBatched',
-  'layerNormForward',
-  'layerNormBackward',
-  'geluForward',
-  'geluBackward',
-  'softmaxForward',
-  'softmaxBackward',
-  'biasAdd',
-  'biasBackward',
-  'add',
-  'axpy',
-  'attentionForward',
-  'attentionBackward',
-  'gatherRows',
-  'scatterAddRows',
-  'meanPool',
-  'meanPoolBackward',
-  'l2Normalize',
-  'l2NormalizeBackward',
-  'adamUpdate',
-  'f32ToBf16',
-  'bf16ToF32',
+/** Every function the addon must export: those of the Kernels interface (as the reference has them) plus the diagnostics. */
+export const NATIVE_FUNCTIONS: readonly string[] = [
+  ...Object.keys(tsKernels).filter((f) => f !== 'name'),
   'info',
   'gemmInfo',
   'copy',
-] as const;
+];
 
 let cached: NativeLoad | undefined;
 let loadedPath: string | undefined;

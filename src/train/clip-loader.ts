@@ -49,14 +49,7 @@ export class ClipLoader {
   /** Dataset indices of epoch `epoch` in visiting order (Fisher-Yates from (seed, epoch)). */
   epochOrder(epoch: number): Int32Array {
     const order = Int32Array.from({ length: this.size }, (_, i) => i);
-    const rng = Rng.derive(this.o.seed, 0x73796e63, epoch);
-    for (let i = this.size - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      const t = order[i];
-      order[i] = order[j];
-      order[j] = t;
-    }
-    return order;
+    return Rng.derive(this.o.seed, 0x73796e63, epoch).shuffle(order) as Int32Array;
   }
 
   private async build(order: Int32Array, epoch: number, b: number): Promise<Batch> {

@@ -30,9 +30,11 @@ import type { RealItem } from '../data/real-digits.js';
 import { loadDataset } from '../data/datafile.js';
 import { UserError } from '../util/errors.js';
 import { retrievalReport, type RetrievalReport } from '../eval/embed.js';
+import { rankQueries } from '../eval/retrieval.js';
 import { pretrain, type PretrainOptions, type PretrainResult } from './pretrain.js';
 import { finetune, type FinetuneResult } from './finetune.js';
 import { formatDuration } from '../util/progress.js';
+import { escapeXml as esc } from '../eval/reconstruct.js';
 import { readConfigArg } from '../models/index.js';
 import { PRETRAIN_RECIPES } from './recipes.js';
 
@@ -178,31 +180,6 @@ function pretrainArgs(
   };
 }
 
-/** Class-match@1 per query of cosine retrieval between L2-normalised rows: 1 when the top candidate has the query's label. */
-function classMatches(
-  q: Float32Array,
-  c: Float32Array,
-  n: number,
-  dim: number,
-  labels: Int32Array,
-): Uint8Array {
-  const hit = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = -Infinity;
-    let arg = 0;
-    for (let j = 0; j < n; j++) {
-      let dot = 0;
-      for (let k = 0; k < dim; k++) dot += q[i * dim + k] * c[j * dim + k];
-      if (dot > best) {
-        best = dot;
-        arg = j;
-      }
-    }
-    hit[i] = labels[arg] === labels[i] ? 1 : 0;
-  }
-  return hit;
-}
-
 /** Zero-shot retrieval on the real-speech set, overall and per source. */
 export async function realTransfer(
   model: string,
@@ -210,27 +187,26 @@ export async function realTransfer(
   labelCsv: string,
   workers?: number,
 ): Promise<RealTransfer> {
-  const { loadInferenceModel, embedDataset, retrievalFromEmbeddings } = await import('../eval/embed.js');
-  const { loadLabelCsv } = await import('../data/datafile.js');
-  const m = loadInferenceModel(model);
-  const ds = loadDataset(realPath);
-  const e = await embedDataset(m.model, ds, {
-    workers,
-    labelMap: loadLabelCsv(labelCsv),
-    audioNorm: m.audioNorm,
-  });
+  const { loadInferenceModel, embedWith, retrievalFromEmbeddings } = await import('../eval/embed.js');
+  const e = await embedWith(loadInferenceModel(model), loadDataset(realPath), { workers, labelCsv });
   const retrieval = retrievalFromEmbeddings(e);
   const raw = (JSON.parse(readFileSync(realPath, 'utf8')) as { items: RealItem[] }).items;
   const byId = new Map(raw.map((it) => [it.id, it]));
-  const a2v = classMatches(e.audio!, e.video!, e.n, e.dim, e.labels!);
-  const v2a = classMatches(e.video!, e.audio!, e.n, e.dim, e.labels!);
+  // Class-match per query: 1 when the top-ranked candidate has the query's label.
+  const set = (data: Float32Array) => ({ data, n: e.n, dim: e.dim, frames: e.frames });
+  const matches = (q: Float32Array, c: Float32Array) =>
+    rankQueries(set(q), set(c), { strategy: e.strategy }).top1.map((j, i) =>
+      e.labels![j] === e.labels![i] ? 1 : 0,
+    );
+  const a2v = matches(e.audio!, e.video!);
+  const v2a = matches(e.video!, e.audio!);
   const groups = new Map<string, { speaker: string; channel: string; rows: number[] }>();
   e.ids.forEach((id, row) => {
     const it = byId.get(id)!;
     if (!groups.has(it.source)) groups.set(it.source, { speaker: it.speaker, channel: it.channel, rows: [] });
     groups.get(it.source)!.rows.push(row);
   });
-  const mean = (h: Uint8Array, rows: number[]) => rows.reduce((a, r) => a + h[r], 0) / rows.length;
+  const mean = (h: Int32Array, rows: number[]) => rows.reduce((a, r) => a + h[r], 0) / rows.length;
   const sources = [...groups].map(([source, g]) => ({
     source,
     speaker: g.speaker,
@@ -335,13 +311,12 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   stage('data');
   const pre = await pretrain(pretrainArgs(join(out, 'pretrain'), data, o, steps, minutes));
   stage('pretrain');
-  const retrieval = await retrievalReport({
-    model: pre.model,
-    data: data.test,
-    labelCsv: data.labels,
-    workers: o.workers,
+  // Zero-shot retrieval of a pretrained model: the synthetic test split and real speech.
+  const zeroShot = async (model: string) => ({
+    retrieval: await retrievalReport({ model, data: data.test, labelCsv: data.labels, workers: o.workers }),
+    real: data.real ? await realTransfer(model, data.real.path, data.labels, o.workers) : undefined,
   });
-  const real = data.real ? await realTransfer(pre.model, data.real.path, data.labels, o.workers) : undefined;
+  const { retrieval, real } = await zeroShot(pre.model);
   stage('retrieval');
   const c3 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(3));
   log(
@@ -355,16 +330,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       ...pretrainArgs(join(out, 'pretrain-avmae'), data, o, pre.loop.globalStep, undefined),
       variant: 'av-mae',
     });
-    baseline = {
-      pretrain: b,
-      retrieval: await retrievalReport({
-        model: b.model,
-        data: data.test,
-        labelCsv: data.labels,
-        workers: o.workers,
-      }),
-      real: data.real ? await realTransfer(b.model, data.real.path, data.labels, o.workers) : undefined,
-    };
+    baseline = { pretrain: b, ...(await zeroShot(b.model)) };
   }
 
   if (o.baseline) stage('baseline');
@@ -381,22 +347,18 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     pre.model,
   );
   const scratch = await classifier('scratch', join(out, 'scratch'), data, o, clsSteps);
-  const classifiers: ClassifierSummary[] = [
-    {
-      name: `${kind} of the pretrained audio encoder`,
-      acc: probe.final.stats.acc,
-      mAP: probe.final.stats.mAP,
-      steps: probe.loop.globalStep,
-      run: probe.out,
-    },
-    {
-      name: 'same network trained from scratch',
-      acc: scratch.final.stats.acc,
-      mAP: scratch.final.stats.mAP,
-      steps: scratch.loop.globalStep,
-      run: scratch.out,
-    },
-  ];
+  const classifiers: ClassifierSummary[] = (
+    [
+      [`${kind} of the pretrained audio encoder`, probe],
+      ['same network trained from scratch', scratch],
+    ] as const
+  ).map(([name, c]) => ({
+    name,
+    acc: c.final.stats.acc,
+    mAP: c.final.stats.mAP,
+    steps: c.loop.globalStep,
+    run: c.out,
+  }));
 
   stage('classifiers');
   log('5/5 report');
@@ -441,30 +403,17 @@ export function formatDemo(r: DemoResult): string {
     chance: number | undefined,
     n: number,
   ) => `  ${name.padEnd(40)} ${p(a2v).padEnd(14)} ${p(v2a).padEnd(14)} ${p(chance).padEnd(8)} ${n}`;
+  const reportRow = (name: string, q: RetrievalReport) =>
+    row(name, q.audioToVideo.classMatchAt1, q.videoToAudio.classMatchAt1, q.chance.classMatchAt1, q.n);
   const lines = [
     `AV-digits demo (${formatDuration(r.seconds)}): tiny CAV-MAE pretrained for ${r.pretrain.loop.globalStep} steps on ${r.data.trainCount} synthetic clips`,
     '',
     'zero-shot retrieval, class-match@1 (the top-ranked candidate shows / says the same digit):',
     `  ${'test set'.padEnd(40)} ${'audio->image'.padEnd(14)} ${'image->audio'.padEnd(14)} ${'chance'.padEnd(8)} pairs`,
-    row(
-      'synthetic (unseen writers, voices)',
-      rr.audioToVideo.classMatchAt1,
-      rr.videoToAudio.classMatchAt1,
-      rr.chance.classMatchAt1,
-      rr.n,
-    ),
+    reportRow('synthetic (unseen writers, voices)', rr),
   ];
   if (r.real) {
-    const q = r.real.retrieval;
-    lines.push(
-      row(
-        `real speech (${r.real.speakers} people, never trained)`,
-        q.audioToVideo.classMatchAt1,
-        q.videoToAudio.classMatchAt1,
-        q.chance.classMatchAt1,
-        q.n,
-      ),
-    );
+    lines.push(reportRow(`real speech (${r.real.speakers} people, never trained)`, r.real.retrieval));
     for (const s of r.real.sources) lines.push(row(`  ${s.source}`, s.a2v, s.v2a, undefined, s.queries));
   } else lines.push('  real speech: not measured (its Debian packages are not installed: scripts/setup.sh)');
   lines.push(
@@ -501,10 +450,6 @@ interface ReportInput {
   ci: boolean;
   stages: Record<string, number>;
   seconds: number;
-}
-
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
 /** report/index.html + PNGs + report.json. */

@@ -34,7 +34,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as ops from '../autograd/ops.js';
 import { loadStateDict } from '../io/checkpoint.js';
-import { readSafetensorsHeader, writeSafetensors } from '../io/safetensors.js';
+import { readSafetensorsHeader } from '../io/safetensors.js';
 import { withFile } from '../io/bytes.js';
 import {
   CAVMAEFT,
@@ -72,7 +72,13 @@ import { createLoader } from '../data/loader.js';
 import { Tensor } from '../tensor/tensor.js';
 import { OptionError, fileError } from '../util/errors.js';
 import { FT_META } from '../eval/embed.js';
-import { evaluateClassifier, type ClassifierEval, type ClassifierLoss } from '../eval/evaluate.js';
+import {
+  evaluateClassifier,
+  writePredictions,
+  type ClassifierEval,
+  type ClassifierLoss,
+} from '../eval/evaluate.js';
+import { argmaxAccuracy } from '../eval/metrics.js';
 import { ClipLoader } from './clip-loader.js';
 import { REFERENCE_ADAM } from './recipes.js';
 import { headAndBaseGroups } from './optim.js';
@@ -426,12 +432,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     ...strategy.runConfig(o, mode, modelConfig.audio_length),
   };
   validateRunConfig(rc);
-  if (resumed)
-    checkSameRun(
-      resumed.state.config as Record<string, unknown>,
-      rc as unknown as Record<string, unknown>,
-      resumed.path,
-    );
+  checkSameRun(run, rc);
 
   const model = buildModel(modelConfig, { seed: rc.seed }) as CAVMAEFT;
   if (init && !resumed) loadFinetuneInit(model, init, o.init!, log);
@@ -506,7 +507,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
           ? ops.crossEntropy(ctx.tape, logits, batch.labels)
           : ops.bceWithLogits(ctx.tape, logits, batch.labels);
       ctx.tape.backward(loss, Float32Array.of(1 / ctx.groupSize));
-      return { loss: loss.item(), acc: batchAccuracy(logits.data, batch.labels, batch.size, K) };
+      return { loss: loss.item(), acc: argmaxAccuracy(logits.data, batch.labels, batch.size, K) };
     },
     endOfEpoch: async (epoch, step) => {
       const r = await evaluateClassifier(model, val, { ...evalOpts, frameAgg: false });
@@ -553,14 +554,12 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   }
   const final = await evaluateClassifier(model, val, { ...evalOpts, frameAgg: rc.frameAgg });
   writeModelFile(folder.model, model, meta);
-  writeSafetensors(
-    join(folder.dir, 'predictions.safetensors'),
-    new Map([
-      ['pred', { dtype: 'F32' as const, shape: [final.N, final.K], data: final.probs }],
-      ['target', { dtype: 'F32' as const, shape: [final.N, final.K], data: final.target }],
-    ]),
-    { data: rc.val, mode, loss: rc.loss, ...strategy.predictionsMeta(final) },
-  );
+  writePredictions(join(folder.dir, 'predictions.safetensors'), final, {
+    data: rc.val,
+    mode,
+    loss: rc.loss,
+    ...strategy.predictionsMeta(final),
+  });
   const { mAP, mAUC, dprime, acc } = final.stats;
   finishRun(
     folder,
@@ -604,21 +603,6 @@ function validateRunConfig(rc: FinetuneRunConfig): void {
       (n) => `${n('waStart')}/${n('waEnd')} must be epochs 1 <= start <= end, got ${rc.waStart}..${rc.waEnd}`,
     );
   }
-}
-
-/** Share of rows whose argmax logit is the argmax of the (soft) target. */
-export function batchAccuracy(logits: Float32Array, target: Float32Array, B: number, K: number): number {
-  let hit = 0;
-  for (let b = 0; b < B; b++) {
-    let bl = 0;
-    let bt = 0;
-    for (let k = 1; k < K; k++) {
-      if (logits[b * K + k] > logits[b * K + bl]) bl = k;
-      if (target[b * K + k] > target[b * K + bt]) bt = k;
-    }
-    if (bl === bt) hit++;
-  }
-  return hit / B;
 }
 
 /**

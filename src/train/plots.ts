@@ -10,10 +10,9 @@
  * non-positive values; `trainingPlots` turns log records (logger.ts) into the standard set of
  * files and returns their paths.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Resvg } from '@resvg/resvg-js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { escapeXml as esc, renderSvg } from '../eval/reconstruct.js';
 import type { LogRecord } from './logger.js';
 
 export interface Series {
@@ -178,25 +177,8 @@ export function lineChartSvg(plot: LinePlot): string {
   return o.join('\n');
 }
 
-let fontFiles: string[] | undefined;
-
-/** Rasterises an SVG to PNG bytes. */
-export function svgToPng(svg: string): Uint8Array {
-  fontFiles ??= [
-    '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf',
-    '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf',
-  ].filter((f) => existsSync(f));
-  const r = new Resvg(svg, {
-    background: 'white',
-    font: {
-      fontFiles,
-      loadSystemFonts: fontFiles.length === 0,
-      defaultFontFamily: 'DejaVu Sans',
-      sansSerifFamily: 'DejaVu Sans',
-    },
-  });
-  return r.render().asPng();
-}
+/** Rasterises an SVG to PNG bytes (the renderer and fonts of every picture: eval/reconstruct.ts). */
+export const svgToPng = renderSvg;
 
 export function writeLinePlot(path: string, plot: LinePlot): void {
   writeFileAtomic(path, svgToPng(lineChartSvg(plot)));
@@ -334,8 +316,4 @@ export function formatTick(v: number, step: number): string {
   }
   const decimals = Math.max(0, Math.min(6, -Math.floor(Math.log10(step))));
   return v.toFixed(decimals);
-}
-
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }

@@ -252,12 +252,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const { folder, resumed } = run;
   const modelConfig = pretrainModelConfig(o);
   const rc = pretrainRunConfig(o, modelConfig);
-  if (resumed)
-    checkSameRun(
-      resumed.state.config as Record<string, unknown>,
-      rc as unknown as Record<string, unknown>,
-      resumed.path,
-    );
+  checkSameRun(run, rc);
 
   const train = loadDataset(rc.data);
   const val = rc.val ? loadDataset(rc.val) : undefined;

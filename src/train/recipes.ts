@@ -12,6 +12,8 @@
  */
 import { kindTraits, type ModelKind } from '../models/index.js';
 import { OptionError, UserError } from '../util/errors.js';
+import type { PretrainOptions } from './pretrain.js';
+import type { RunDefaults } from './run.js';
 
 /** The Sync pretraining recipe (the research branch's values), for `cavmae pretrain --recipe sync`. */
 export const SYNC_RECIPE = {
@@ -52,15 +54,8 @@ export interface PretrainAugment {
 }
 export const NO_AUGMENT: PretrainAugment = { mixup: 0, freqm: 0, timem: 0, gainDb: 0, timeShift: 0 };
 
-export interface PretrainDefaults {
-  lr: number;
-  batchSize: number;
-  epochs: number;
-  schedule: 'multistep' | 'cosine' | 'constant';
-  minLrRatio: number;
-  beta1: number;
-  beta2: number;
-  weightDecay: number;
+/** A recipe: the run defaults (lr, batch, epochs, schedule, Adam; the multistep milestones are the task's) and the model-side ones. */
+export interface PretrainDefaults extends Omit<RunDefaults, 'multistep'> {
   /** Noise + time-roll fbank augmentation. */
   noise: boolean;
   /** λc when neither the config nor --contrast-weight sets it (undefined: the config's default). */
@@ -69,8 +64,6 @@ export interface PretrainDefaults {
   normPixLoss?: boolean;
   /** Masking ratio of both modalities when the config does not set it. */
   maskRatio?: number;
-  /** Cosine warm-up steps (undefined: 10% of all steps). */
-  warmupSteps?: number;
   /** bf16 GEMM inputs (default false). */
   bf16?: boolean;
   /** Loader augmentation (default none). */
@@ -143,14 +136,10 @@ export function recipeFor(asked: string | undefined, modelKind: ModelKind, confi
 export function applyRecipeToConfig(
   partial: Record<string, unknown>,
   recipe: RecipeName,
-  o: {
-    variant?: string;
-    contrastWeight?: number;
-    normPixLoss?: boolean;
-    maskRatio?: number;
-    maskRatioA?: number;
-    maskRatioV?: number;
-  },
+  o: Pick<
+    PretrainOptions,
+    'variant' | 'contrastWeight' | 'normPixLoss' | 'maskRatio' | 'maskRatioA' | 'maskRatioV'
+  >,
   where: string,
 ): void {
   if (

@@ -107,11 +107,11 @@ export function openRun(
  * Options that define the computation of a run. On --resume they must equal the stored ones
  * (a resumed run must be the same run); budget and I/O options may change.
  */
-export function checkSameRun(
-  stored: Record<string, unknown>,
-  given: Record<string, unknown>,
-  what: string,
-): void {
+export function checkSameRun(run: { resumed?: LoadedCheckpoint }, rc: object): void {
+  if (!run.resumed) return;
+  const stored = run.resumed.state.config as Record<string, unknown>;
+  const given = rc as Record<string, unknown>;
+  const what = run.resumed.path;
   const diffs: string[] = [];
   const keys = new Set([...Object.keys(stored), ...Object.keys(given)]);
   for (const k of keys) {

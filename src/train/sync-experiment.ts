@@ -108,6 +108,13 @@ function readRunJson(dir: string): RunJson {
   return JSON.parse(readFileSync(p, 'utf8')) as RunJson;
 }
 
+/** A finished run's result.json (written with model.safetensors at its end), else undefined. */
+function readResult(dir: string): { steps: number; secondsThisRun: number } | undefined {
+  const p = join(dir, 'result.json');
+  if (!existsSync(p) || !existsSync(join(dir, 'model.safetensors'))) return undefined;
+  return JSON.parse(readFileSync(p, 'utf8')) as { steps: number; secondsThisRun: number };
+}
+
 /** Checkpoints of a run in step order (multiples of `every` when given), the final model last. */
 function runPoints(dir: string, every?: number): { step: number; path: string }[] {
   const ck = join(dir, 'checkpoints');
@@ -119,12 +126,9 @@ function runPoints(dir: string, every?: number): { step: number; path: string }[
     : [];
   if (every) points = points.filter((p) => p.step % every === 0);
   points.sort((a, b) => a.step - b.step);
-  const resultPath = join(dir, 'result.json');
-  if (existsSync(join(dir, 'model.safetensors')) && existsSync(resultPath)) {
-    const steps = (JSON.parse(readFileSync(resultPath, 'utf8')) as { steps: number }).steps;
-    return [...points.filter((p) => p.step < steps), { step: steps, path: join(dir, 'model.safetensors') }];
-  }
-  return points;
+  const steps = readResult(dir)?.steps;
+  if (steps === undefined) return points;
+  return [...points.filter((p) => p.step < steps), { step: steps, path: join(dir, 'model.safetensors') }];
 }
 
 export async function evaluateExperiment(o: {
@@ -166,10 +170,7 @@ export async function evaluateExperiment(o: {
   log(`decoded ${clips.reduce((s, b) => s + b.n, 0)} test clips (${L}-row segments, ${S} px frames)`);
   const result: ExperimentResult = { data: dataset.path, segmentLength: L, imageSize: S, runs: [] };
   for (const [i, run] of o.runs.entries()) {
-    const resultPath = join(run.dir, 'result.json');
-    const seconds = existsSync(resultPath)
-      ? (JSON.parse(readFileSync(resultPath, 'utf8')) as { secondsThisRun: number }).secondsThisRun
-      : null;
+    const seconds = readResult(run.dir)?.secondsThisRun ?? null;
     const points: CurvePoint[] = [];
     for (const p of runPoints(run.dir, o.pointEvery)) {
       const m = loadInferenceModel(p.path);
@@ -278,39 +279,22 @@ export function writePlots(r: ExperimentResult, out: string): string[] {
 /** The summary table: the last point of every run, both directions, and chance. */
 export function formatExperiment(r: ExperimentResult, o: { markdown?: boolean } = {}): string {
   const p = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(3));
+  // R@1, R@5, R@10, class@1 of one direction
+  const cells = (m: { r1: number; r5: number; r10: number; classMatchAt1?: number }) =>
+    [m.r1, m.r5, m.r10, m.classMatchAt1].map(p);
   const rows: string[][] = [];
   for (const run of r.runs) {
     const last = run.points.at(-1);
     if (!last) continue;
-    const a = last.report.audioToVideo;
-    const v = last.report.videoToAudio;
     rows.push([
       run.name,
       String(last.step),
-      p(a.r1),
-      p(a.r5),
-      p(a.r10),
-      p(a.classMatchAt1),
-      p(v.r1),
-      p(v.r5),
-      p(v.r10),
-      p(v.classMatchAt1),
+      ...cells(last.report.audioToVideo),
+      ...cells(last.report.videoToAudio),
     ]);
   }
   const ch = r.runs.find((run) => run.points.length)?.points.at(-1)?.report.chance;
-  if (ch)
-    rows.push([
-      'chance',
-      '',
-      p(ch.r1),
-      p(ch.r5),
-      p(ch.r10),
-      p(ch.classMatchAt1),
-      p(ch.r1),
-      p(ch.r5),
-      p(ch.r10),
-      p(ch.classMatchAt1),
-    ]);
+  if (ch) rows.push(['chance', '', ...cells(ch), ...cells(ch)]);
   const head = ['run', 'step', 'A->V R@1', 'R@5', 'R@10', 'class@1', 'V->A R@1', 'R@5', 'R@10', 'class@1'];
   const n = r.runs.find((run) => run.points.length)?.points.at(-1)?.report.n ?? 0;
   const title = `segment-level retrieval on ${r.data} (${n} items, ${r.segmentLength}-row segments)`;
@@ -400,13 +384,6 @@ async function experimentData(
   return { train: s.train, test: s.test };
 }
 
-/** Steps of a finished run (result.json and model.safetensors present), else undefined. */
-function finishedSteps(dir: string): number | undefined {
-  const p = join(dir, 'result.json');
-  if (!existsSync(p) || !existsSync(join(dir, 'model.safetensors'))) return undefined;
-  return (JSON.parse(readFileSync(p, 'utf8')) as { steps?: number }).steps;
-}
-
 /** The whole experiment (see the contract); returns the evaluation. */
 export async function runSyncExperiment(o: SyncExperimentOptions): Promise<ExperimentResult> {
   const log = o.log ?? ((m: string) => process.stderr.write(`sync-experiment: ${m}\n`));
@@ -433,7 +410,7 @@ export async function runSyncExperiment(o: SyncExperimentOptions): Promise<Exper
   for (const arm of arms) {
     const dir = join(out, arm);
     runs.push({ name: ARM_NAMES[arm], dir });
-    if (finishedSteps(dir) === steps) {
+    if (readResult(dir)?.steps === steps) {
       log(`${ARM_NAMES[arm]}: ${dir} already finished ${steps} steps`);
       continue;
     }

@@ -138,7 +138,7 @@ export function resizeShorter(img: RgbImage, size: number, filter: ResampleFilte
 }
 
 /** Python's round() (half to even), which torchvision's CenterCrop uses. */
-function roundHalfEven(x: number): number {
+export function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }

@@ -7,7 +7,7 @@
  * to about 1e-16 relative in float64; GELU is evaluated through erfc so that its tiny values for
  * very negative x keep their relative accuracy instead of cancelling in 1 + erf(x).
  */
-import type { F32 } from '../api.js';
+import type { Kernels } from '../api.js';
 import { need, scratchF64 } from './scratch.js';
 
 // Cody's coefficients: |x| <= 0.5 (erf), 0.5 < |x| <= 4 (erfc), |x| > 4 (erfc, asymptotic).
@@ -104,89 +104,78 @@ export function geluGrad(x: number): number {
   return 0.5 * erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
 }
 
-export function geluForward(out: F32, inp: F32, n: number): void {
-  need(out, n, 'geluForward', 'out');
-  need(inp, n, 'geluForward', 'inp');
-  for (let i = 0; i < n; i++) out[i] = gelu(inp[i]);
-}
-
-export function geluBackward(dinp: F32, inp: F32, dout: F32, n: number): void {
-  need(dinp, n, 'geluBackward', 'dinp');
-  need(inp, n, 'geluBackward', 'inp');
-  need(dout, n, 'geluBackward', 'dout');
-  for (let i = 0; i < n; i++) dinp[i] += dout[i] * geluGrad(inp[i]);
-}
-
-export function softmaxForward(out: F32, inp: F32, rows: number, cols: number, scale: number): void {
-  need(out, rows * cols, 'softmaxForward', 'out');
-  need(inp, rows * cols, 'softmaxForward', 'inp');
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    // The max of scale*x (not of x) so a negative scale is handled too.
-    let max = -Infinity;
-    for (let c = 0; c < cols; c++) max = Math.max(max, scale * inp[o + c]);
-    // out holds the exponentials until normalised (one extra fp32 rounding, <= 1 ulp).
-    let sum = 0;
-    for (let c = 0; c < cols; c++) {
-      const e = Math.exp(scale * inp[o + c] - max);
-      out[o + c] = e;
-      sum += e;
+export const elementwiseKernels: Pick<
+  Kernels,
+  | 'geluForward'
+  | 'geluBackward'
+  | 'softmaxForward'
+  | 'softmaxBackward'
+  | 'biasAdd'
+  | 'biasBackward'
+  | 'add'
+  | 'axpy'
+> = {
+  geluForward(out, inp, n) {
+    need('geluForward', n, { out, inp });
+    for (let i = 0; i < n; i++) out[i] = gelu(inp[i]);
+  },
+  geluBackward(dinp, inp, dout, n) {
+    need('geluBackward', n, { dinp, inp, dout });
+    for (let i = 0; i < n; i++) dinp[i] += dout[i] * geluGrad(inp[i]);
+  },
+  softmaxForward(out, inp, rows, cols, scale) {
+    need('softmaxForward', rows * cols, { out, inp });
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      // The max of scale*x (not of x) so a negative scale is handled too.
+      let max = -Infinity;
+      for (let c = 0; c < cols; c++) max = Math.max(max, scale * inp[o + c]);
+      // out holds the exponentials until normalised (one extra fp32 rounding, <= 1 ulp).
+      let sum = 0;
+      for (let c = 0; c < cols; c++) {
+        const e = Math.exp(scale * inp[o + c] - max);
+        out[o + c] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let c = 0; c < cols; c++) out[o + c] *= inv;
     }
-    const inv = 1 / sum;
-    for (let c = 0; c < cols; c++) out[o + c] *= inv;
-  }
-}
-
-export function softmaxBackward(
-  dinp: F32,
-  out: F32,
-  dout: F32,
-  rows: number,
-  cols: number,
-  scale: number,
-): void {
-  need(dinp, rows * cols, 'softmaxBackward', 'dinp');
-  need(out, rows * cols, 'softmaxBackward', 'out');
-  need(dout, rows * cols, 'softmaxBackward', 'dout');
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    let dot = 0;
-    for (let c = 0; c < cols; c++) dot += dout[o + c] * out[o + c];
-    for (let c = 0; c < cols; c++) dinp[o + c] += scale * out[o + c] * (dout[o + c] - dot);
-  }
-}
-
-export function biasAdd(x: F32, bias: F32, rows: number, cols: number): void {
-  need(x, rows * cols, 'biasAdd', 'x');
-  need(bias, cols, 'biasAdd', 'bias');
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    for (let c = 0; c < cols; c++) x[o + c] += bias[c];
-  }
-}
-
-export function biasBackward(dbias: F32, dout: F32, rows: number, cols: number): void {
-  need(dbias, cols, 'biasBackward', 'dbias');
-  need(dout, rows * cols, 'biasBackward', 'dout');
-  // Stream the rows into float64 column sums.
-  const sum = scratchF64(0, cols);
-  sum.fill(0, 0, cols);
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    for (let c = 0; c < cols; c++) sum[c] += dout[o + c];
-  }
-  for (let c = 0; c < cols; c++) dbias[c] += sum[c];
-}
-
-export function add(out: F32, a: F32, b: F32, n: number): void {
-  need(out, n, 'add', 'out');
-  need(a, n, 'add', 'a');
-  need(b, n, 'add', 'b');
-  for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-export function axpy(y: F32, x: F32, alpha: number, n: number): void {
-  need(y, n, 'axpy', 'y');
-  need(x, n, 'axpy', 'x');
-  for (let i = 0; i < n; i++) y[i] += alpha * x[i];
-}
+  },
+  softmaxBackward(dinp, out, dout, rows, cols, scale) {
+    need('softmaxBackward', rows * cols, { dinp, out, dout });
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let dot = 0;
+      for (let c = 0; c < cols; c++) dot += dout[o + c] * out[o + c];
+      for (let c = 0; c < cols; c++) dinp[o + c] += scale * out[o + c] * (dout[o + c] - dot);
+    }
+  },
+  biasAdd(x, bias, rows, cols) {
+    need('biasAdd', rows * cols, { x });
+    need('biasAdd', cols, { bias });
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      for (let c = 0; c < cols; c++) x[o + c] += bias[c];
+    }
+  },
+  biasBackward(dbias, dout, rows, cols) {
+    need('biasBackward', cols, { dbias });
+    need('biasBackward', rows * cols, { dout });
+    // Stream the rows into float64 column sums.
+    const sum = scratchF64(0, cols);
+    sum.fill(0, 0, cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      for (let c = 0; c < cols; c++) sum[c] += dout[o + c];
+    }
+    for (let c = 0; c < cols; c++) dbias[c] += sum[c];
+  },
+  add(out, a, b, n) {
+    need('add', n, { out, a, b });
+    for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+  },
+  axpy(y, x, alpha, n) {
+    need('axpy', n, { y, x });
+    for (let i = 0; i < n; i++) y[i] += alpha * x[i];
+  },
+};

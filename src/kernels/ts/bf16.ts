@@ -6,7 +6,7 @@
  * Overflow past the largest bf16 becomes Inf, as it must. NaN is handled first so the carry
  * cannot turn it into Inf; it keeps its sign and top payload bits and gets the quiet bit set.
  */
-import type { BF16, F32 } from '../api.js';
+import type { F32, Kernels } from '../api.js';
 import { need } from './scratch.js';
 
 const f32View = new Float32Array(1);
@@ -40,14 +40,13 @@ export function roundBf16Array(dst: F32, src: F32, n: number): void {
   for (let i = 0; i < n; i++) dst[i] = roundBf16(src[i]);
 }
 
-export function f32ToBf16(out: BF16, inp: F32, n: number): void {
-  need(out, n, 'f32ToBf16', 'out');
-  need(inp, n, 'f32ToBf16', 'inp');
-  for (let i = 0; i < n; i++) out[i] = bf16Bits(inp[i]);
-}
-
-export function bf16ToF32(out: F32, inp: BF16, n: number): void {
-  need(out, n, 'bf16ToF32', 'out');
-  need(inp, n, 'bf16ToF32', 'inp');
-  for (let i = 0; i < n; i++) out[i] = bf16Value(inp[i]);
-}
+export const bf16Kernels: Pick<Kernels, 'f32ToBf16' | 'bf16ToF32'> = {
+  f32ToBf16(out, inp, n) {
+    need('f32ToBf16', n, { out, inp });
+    for (let i = 0; i < n; i++) out[i] = bf16Bits(inp[i]);
+  },
+  bf16ToF32(out, inp, n) {
+    need('bf16ToF32', n, { out, inp });
+    for (let i = 0; i < n; i++) out[i] = bf16Value(inp[i]);
+  },
+};

@@ -4,22 +4,13 @@
  * accumulation everywhere), then speed through contiguous inner loops and reused scratch.
  */
 import type { Kernels } from '../api.js';
-import { matmul, matmulBatched } from './matmul.js';
-import { layerNormBackward, layerNormForward, l2Normalize, l2NormalizeBackward } from './norm.js';
-import {
-  add,
-  axpy,
-  biasAdd,
-  biasBackward,
-  geluBackward,
-  geluForward,
-  softmaxBackward,
-  softmaxForward,
-} from './activation.js';
-import { attentionBackward, attentionForward } from './attention.js';
-import { gatherRows, meanPool, meanPoolBackward, scatterAddRows } from './index-ops.js';
-import { adamUpdate } from './optim.js';
-import { bf16ToF32, f32ToBf16 } from './bf16.js';
+import { matmulKernels } from './matmul.js';
+import { normKernels } from './norm.js';
+import { elementwiseKernels } from './activation.js';
+import { attentionKernels } from './attention.js';
+import { rowKernels } from './index-ops.js';
+import { optimKernels } from './optim.js';
+import { bf16Kernels } from './bf16.js';
 
 export { erf, erfc, gelu, geluGrad } from './activation.js';
 export { bf16Bits, bf16Value, roundBf16 } from './bf16.js';
@@ -36,27 +27,11 @@ export const tsKernels: Kernels = {
   getThreads(): number {
     return threads;
   },
-  matmul,
-  matmulBatched,
-  layerNormForward,
-  layerNormBackward,
-  geluForward,
-  geluBackward,
-  softmaxForward,
-  softmaxBackward,
-  biasAdd,
-  biasBackward,
-  add,
-  axpy,
-  attentionForward,
-  attentionBackward,
-  gatherRows,
-  scatterAddRows,
-  meanPool,
-  meanPoolBackward,
-  l2Normalize,
-  l2NormalizeBackward,
-  adamUpdate,
-  f32ToBf16,
-  bf16ToF32,
+  ...matmulKernels,
+  ...normKernels,
+  ...elementwiseKernels,
+  ...attentionKernels,
+  ...rowKernels,
+  ...optimKernels,
+  ...bf16Kernels,
 };

@@ -13,7 +13,7 @@
  *   NT  i-j-p : dot(A row i, B row j)        (both rows contiguous, 4 rows of B at a time)
  *   TT  j-p-i : acc[i] += A[p,i] * B[j,p]    (streams rows of A, 4 columns of C at a time)
  */
-import type { F32 } from '../api.js';
+import type { F32, Kernels } from '../api.js';
 import { roundBf16Array } from './bf16.js';
 import { need, scratchF32, scratchF64 } from './scratch.js';
 
@@ -167,54 +167,27 @@ function batchedLength(batch: number, stride: number, size: number): number {
   return batch === 0 ? 0 : (batch - 1) * stride + size;
 }
 
-export function matmulBatched(
-  a: F32,
-  b: F32,
-  c: F32,
-  batch: number,
-  m: number,
-  n: number,
-  k: number,
-  transA: boolean,
-  transB: boolean,
-  strideA: number,
-  strideB: number,
-  strideC: number,
-  alpha: number,
-  beta: number,
-  bf16: boolean,
-): void {
-  const lenA = batchedLength(batch, strideA, m * k);
-  const lenB = batchedLength(batch, strideB, k * n);
-  need(a, lenA, 'matmul', 'A');
-  need(b, lenB, 'matmul', 'B');
-  need(c, batchedLength(batch, strideC, m * n), 'matmul', 'C');
-  if (bf16) {
-    // Round copies of the inputs once (strides kept, so the offsets below stay valid).
-    const a16 = scratchF32(SLOT_A16, lenA);
-    const b16 = scratchF32(SLOT_B16, lenB);
-    roundBf16Array(a16, a, lenA);
-    roundBf16Array(b16, b, lenB);
-    a = a16;
-    b = b16;
-  }
-  for (let i = 0; i < batch; i++) {
-    gemm(a, i * strideA, b, i * strideB, c, i * strideC, m, n, k, transA, transB, alpha, beta);
-  }
-}
-
-export function matmul(
-  a: F32,
-  b: F32,
-  c: F32,
-  m: number,
-  n: number,
-  k: number,
-  transA: boolean,
-  transB: boolean,
-  alpha: number,
-  beta: number,
-  bf16: boolean,
-): void {
-  matmulBatched(a, b, c, 1, m, n, k, transA, transB, m * k, k * n, m * n, alpha, beta, bf16);
-}
+export const matmulKernels: Pick<Kernels, 'matmul' | 'matmulBatched'> = {
+  matmulBatched(a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, alpha, beta, bf16) {
+    const lenA = batchedLength(batch, strideA, m * k);
+    const lenB = batchedLength(batch, strideB, k * n);
+    need('matmul', lenA, { A: a });
+    need('matmul', lenB, { B: b });
+    need('matmul', batchedLength(batch, strideC, m * n), { C: c });
+    if (bf16) {
+      // Round copies of the inputs once (strides kept, so the offsets below stay valid).
+      const a16 = scratchF32(SLOT_A16, lenA);
+      const b16 = scratchF32(SLOT_B16, lenB);
+      roundBf16Array(a16, a, lenA);
+      roundBf16Array(b16, b, lenB);
+      a = a16;
+      b = b16;
+    }
+    for (let i = 0; i < batch; i++) {
+      gemm(a, i * strideA, b, i * strideB, c, i * strideC, m, n, k, transA, transB, alpha, beta);
+    }
+  },
+  matmul(a, b, c, m, n, k, transA, transB, alpha, beta, bf16) {
+    matmulKernels.matmulBatched(a, b, c, 1, m, n, k, transA, transB, m * k, k * n, m * n, alpha, beta, bf16);
+  },
+};

@@ -17,53 +17,38 @@
  * (test/fixtures/adam_golden.json); PyTorch's vectorised paths on long tensors round
  * `addcmul` unfused, so there the two can differ by an ulp.
  */
-import type { F32 } from '../api.js';
+import type { Kernels } from '../api.js';
 import { need } from './scratch.js';
 
 const f = Math.fround;
 
-export function adamUpdate(
-  param: F32,
-  grad: F32,
-  m: F32,
-  v: F32,
-  n: number,
-  lr: number,
-  beta1: number,
-  beta2: number,
-  eps: number,
-  weightDecay: number,
-  step: number,
-  decoupled: boolean,
-): void {
-  const kn = 'adamUpdate';
-  need(param, n, kn, 'param');
-  need(grad, n, kn, 'grad');
-  need(m, n, kn, 'm');
-  need(v, n, kn, 'v');
-  if (!(step >= 1) || !Number.isInteger(step))
-    throw new RangeError(`${kn}: step must be an integer >= 1, got ${step}`);
-  const b1 = f(beta1);
-  const oneMinusB1 = f(1 - beta1);
-  const b2 = f(beta2);
-  const oneMinusB2 = f(1 - beta2);
-  const wd = f(weightDecay);
-  const decay = f(1 - lr * weightDecay);
-  const biasCorrection2Sqrt = f(Math.sqrt(1 - beta2 ** step));
-  const negStepSize = f(-(lr / (1 - beta1 ** step)));
-  const eps32 = f(eps);
-  const l2 = !decoupled && weightDecay !== 0;
-  const shrink = decoupled && weightDecay !== 0;
-  for (let i = 0; i < n; i++) {
-    let p = param[i];
-    let g = grad[i];
-    if (l2) g = f(g + wd * p);
-    if (shrink) p = f(p * decay);
-    const mi = f(f(m[i] * b1) + g * oneMinusB1);
-    const vi = f(f(v[i] * b2) + f(oneMinusB2 * g) * g);
-    const denom = f(f(f(Math.sqrt(vi)) / biasCorrection2Sqrt) + eps32);
-    param[i] = f(p + f(f(negStepSize * mi) / denom));
-    m[i] = mi;
-    v[i] = vi;
-  }
-}
+export const optimKernels: Pick<Kernels, 'adamUpdate'> = {
+  adamUpdate(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step, decoupled) {
+    need('adamUpdate', n, { param, grad, m, v });
+    if (!(step >= 1) || !Number.isInteger(step))
+      throw new RangeError(`adamUpdate: step must be an integer >= 1, got ${step}`);
+    const b1 = f(beta1);
+    const oneMinusB1 = f(1 - beta1);
+    const b2 = f(beta2);
+    const oneMinusB2 = f(1 - beta2);
+    const wd = f(weightDecay);
+    const decay = f(1 - lr * weightDecay);
+    const biasCorrection2Sqrt = f(Math.sqrt(1 - beta2 ** step));
+    const negStepSize = f(-(lr / (1 - beta1 ** step)));
+    const eps32 = f(eps);
+    const l2 = !decoupled && weightDecay !== 0;
+    const shrink = decoupled && weightDecay !== 0;
+    for (let i = 0; i < n; i++) {
+      let p = param[i];
+      let g = grad[i];
+      if (l2) g = f(g + wd * p);
+      if (shrink) p = f(p * decay);
+      const mi = f(f(m[i] * b1) + g * oneMinusB1);
+      const vi = f(f(v[i] * b2) + f(oneMinusB2 * g) * g);
+      const denom = f(f(f(Math.sqrt(vi)) / biasCorrection2Sqrt) + eps32);
+      param[i] = f(p + f(f(negStepSize * mi) / denom));
+      m[i] = mi;
+      v[i] = vi;
+    }
+  },
+};

@@ -30,9 +30,12 @@ export function scratchF32(slot: number, n: number): Float32Array {
   return buf;
 }
 
-/** Throws when a buffer is shorter than the kernel's sizes say (a bug in the caller). */
-export function need(buf: ArrayLike<number>, n: number, kernel: string, what: string): void {
-  if (buf.length < n) {
-    throw new RangeError(`${kernel}: ${what} has ${buf.length} elements, needs ${n}`);
+/**
+ * Throws when a buffer is shorter than the kernel's sizes say (a bug in the caller): every buffer
+ * of `buffers` (named by its key in the message) needs at least n elements.
+ */
+export function need(kernel: string, n: number, buffers: Record<string, ArrayLike<number>>): void {
+  for (const [what, buf] of Object.entries(buffers)) {
+    if (buf.length < n) throw new RangeError(`${kernel}: ${what} has ${buf.length} elements, needs ${n}`);
   }
 }
