@@ -119,6 +119,10 @@ export class CavMaeModel {
     this.source = opts.source;
     this.bf16 = opts.bf16 ?? false;
     this.int8 = opts.int8 ?? false;
+    if (model.arena.int8 && !this.int8)
+      throw new UserError(
+        `${opts.source}: the model holds its linear layers in int8 only (built for int8 inference): use it with int8: true, or load it without int8 for fp32 / bf16`,
+      );
     const c = model.config;
     const pre = checkpointPreprocess(metadata, opts.source) ?? DEFAULT_PREPROCESS;
     // Sizes are the model's own (a checkpoint's preprocess block may carry the defaults).
@@ -188,7 +192,11 @@ export class CavMaeModel {
     };
   }
 
-  /** sha256 of the config and every parameter: equal ids embed identically. */
+  /**
+   * sha256 of the config and every parameter: equal ids embed identically. A model loaded for
+   * int8 inference holds no fp32 GEMM weights: its id hashes their int8 quantisation (values and
+   * scales) instead, so it differs from the fp32 model's (whose embeddings differ slightly).
+   */
   get modelId(): string {
     if (!this.cachedId) {
       const h = createHash('sha256');
@@ -201,8 +209,13 @@ export class CavMaeModel {
           this.preprocessing.imageStd,
         ]),
       );
-      const data = this.model.arena.data;
-      h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      const arena = this.model.arena;
+      const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      h.update(bytes(arena.data));
+      if (arena.int8) {
+        h.update('int8');
+        for (const p of arena.params) if (p.int8) h.update(bytes(p.int8.q)).update(bytes(p.int8.scale));
+      }
       this.cachedId = h.digest('hex');
     }
     return this.cachedId;
