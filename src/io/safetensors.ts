@@ -207,10 +207,13 @@ function parseEntry(what: string, name: string, info: unknown, dataLen: number):
   return { name, dtype, shape: dims, begin, end };
 }
 
-export function parseSafetensors(src: ByteSource): {
-  tensors: Map<string, SafetensorsTensor>;
+/** A safetensors file's tensors by name and its metadata. */
+export interface SafetensorsContents<T> {
+  tensors: Map<string, T>;
   metadata: Record<string, string>;
-} {
+}
+
+export function parseSafetensors(src: ByteSource): SafetensorsContents<SafetensorsTensor> {
   assertLittleEndian();
   const header = readSafetensorsHeader(src);
   const tensors = new Map<string, SafetensorsTensor>();
@@ -242,12 +245,9 @@ function readEntry(
  * per tensor): a `data` array is valid only until the next access, copy what you keep. Shapes
  * and the header checks come first, as eager.
  */
-export function lazySafetensorsF32(src: ByteSource): {
-  tensors: Map<string, F32Tensor>;
-  metadata: Record<string, string>;
-} {
-  assertLittleEndian();
+export function lazySafetensorsF32(src: ByteSource): SafetensorsContents<F32Tensor> {
   const header = readSafetensorsHeader(src);
+  assertLittleEndian();
   const tensors = new Map<string, F32Tensor>();
   let scratch = new Float32Array(0);
   const read = (e: SafetensorsEntry): Float32Array => {
