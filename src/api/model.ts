@@ -54,7 +54,9 @@ export interface LoadOptions {
   /**
    * int8 inference: linear layers as u8 x s8 GEMMs (weights per output channel, activations per
    * row; AVX512-VNNI), attention in int8 as well. The fastest mode; embeddings keep a cosine
-   * >= 0.9999 to fp32 (docs/performance.md, Precision). Takes precedence over bf16.
+   * >= 0.9999 to fp32 (docs/performance.md, Precision). Takes precedence over bf16. With
+   * `CavMae.load`, the linear layers' weights are quantised as the checkpoint is read and held in
+   * int8 only (a quarter of the memory; no fp32 copy): such a model runs int8 inference only.
    */
   int8?: boolean;
   /** Explicit config (preset name, JSON file or object) for checkpoints without one. */
