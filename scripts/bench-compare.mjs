@@ -391,7 +391,7 @@ function targets(rows) {
   add('batch-1 latency: PyTorch best / ours best > 1', row('latency', 'best')?.vsTorch.median, (v) => v > 1);
   add('pretraining step best vs PyTorch best >= 2', row('pretrain', 'best')?.vsTorch.median, (v) => v >= 2);
   add('fine-tuning forward best vs PyTorch best >= 1.5', row('ft', 'best')?.vsTorch.median, (v) => v >= 1.5);
-  for (const task of ['embed', 'pretrain', 'ft']) {
+  for (const task of ['embed', 'pretrain', 'ft', 'latency']) {
     const r = row(task, 'best');
     if (!r) continue;
     for (const peer of ['torch', 'ort'])
