@@ -57,7 +57,8 @@ async function main() {
   const { createLoader } = await import(dist('data/loader.js'));
   const { pretrain } = await import(dist('train/pretrain.js'));
   const { finetune } = await import(dist('train/finetune.js'));
-  const { loadInferenceModel, poolNormalize, retrievalFromEmbeddings } = await import(dist('eval/embed.js'));
+  const { loadInferenceModel, retrievalFromEmbeddings } = await import(dist('eval/embed.js'));
+  const { poolNormalize } = await import(dist('eval/features.js'));
   const { loadModel } = await import(dist('models/registry.js'));
   // int8 runs on the model as CavMae.load(path, { int8: true }) builds it: weights held in int8 only.
   const inferenceModel = (path, precision) => {
