@@ -6,7 +6,7 @@
 // per run with their spread.
 //
 // usage: node scripts/bench-compare.mjs [--runs 5] [--start-run 1] [--batch 8] [--preset base]
-//          [--reps 3] [--latency-reps 5] [--dtypes fp32,bf16]
+//          [--reps 3] [--latency-reps 5] [--dtypes fp32,bf16[,int8]]
 //          [--tasks embed,pretrain,ft,latency] [--python /usr/bin/python3] [--peer DIR]
 //          [--ort-peer DIR] [--ort-models DIR] [--ort-node DIR] [--ort-spin 0,1]
 //          [--no-torch] [--no-ort] [--no-int8] [--out results.json] [--warmup 4]
@@ -22,6 +22,9 @@
 //   from CavMae.load to the first clip's embeddings. ORT: ort_bench.mjs at batch 1, and
 //   scripts/ort-first-run.mjs for session creation + first run. PyTorch: torch_bench.py's embed
 //   at batch 1 (no cold-start counterpart).
+// --dtypes picks the modes: fp32 and bf16 for every side (ORT: fp32 only), int8 for ours and
+// ORT; without int8 in the list, int8 runs unless --no-int8 (e.g. `--dtypes int8 --no-torch
+// --tasks embed,latency`: only the int8 rows, ours against ORT's int8).
 // Peers that are not installed are skipped with the reason (the ORT peer needs its exported
 // models and onnxruntime-node: see ../shared/peer/ort/README.md; --ort-models and --ort-node
 // point at them, default <ort-peer>/models and <ort-peer>/node, or CAVMAE_ORT_MODELS and
@@ -81,7 +84,11 @@ function parseArgs(argv) {
     else if (a === '--reps') o.reps = int(a, v());
     else if (a === '--latency-reps') o.latencyReps = int(a, v());
     else if (a === '--preset') o.preset = v();
-    else if (a === '--dtypes') o.dtypes = v().split(',');
+    else if (a === '--dtypes') {
+      const list = v().split(',');
+      o.dtypes = list.filter((d) => d !== 'int8');
+      if (list.includes('int8')) o.int8 = true;
+    }
     else if (a === '--tasks') o.tasks = v().split(',');
     else if (a === '--python') o.python = v();
     else if (a === '--peer') o.peer = resolve(v());
@@ -209,11 +216,16 @@ function torchMissing(o) {
 function ortMissing(o) {
   if (!o.ort) return '--no-ort';
   if (!existsSync(join(o.ortPeer, 'ort_bench.mjs'))) return `no ort_bench.mjs in ${o.ortPeer}`;
-  for (const m of ['fp32', ...(o.int8 ? ['int8'] : [])])
+  for (const m of ortModes(o))
     if (!existsSync(ortModel(o, m))) return `no exported model ${ortModel(o, m)} (see ${join(o.ortPeer, 'README.md')}; --ort-models DIR)`;
   const nm = existsSync(join(o.ortNode, 'node_modules', 'onnxruntime-node')) || existsSync(join(o.ortNode, 'onnxruntime-node')) || /onnxruntime-node$/.test(o.ortNode);
   if (!nm) return `onnxruntime-node not found under ${o.ortNode} (--ort-node DIR)`;
   return undefined;
+}
+
+// ORT's modes: fp32 when asked for, and its int8 (dynamic quantisation).
+function ortModes(o) {
+  return [...(o.dtypes.includes('fp32') ? ['fp32'] : []), ...(o.int8 ? ['int8'] : [])];
 }
 
 // The measurements of one run, each a { side, mode, task, spin? } job.
@@ -225,7 +237,7 @@ function jobsOf(o, missing) {
     for (const mode of oursModes) jobs.push({ side: 'ours', mode, task });
     if (!missing.torch) for (const mode of o.dtypes) jobs.push({ side: 'torch', mode, task });
     if (!missing.ort && embedLike)
-      for (const mode of ['fp32', ...(o.int8 ? ['int8'] : [])]) for (const spin of o.ortSpin) jobs.push({ side: 'ort', mode, task, spin });
+      for (const mode of ortModes(o)) for (const spin of o.ortSpin) jobs.push({ side: 'ort', mode, task, spin });
   }
   return jobs;
 }
@@ -379,7 +391,7 @@ function targets(rows) {
   add('batch-1 latency: PyTorch best / ours best > 1', row('latency', 'best')?.vsTorch.median, (v) => v > 1);
   add('pretraining step best vs PyTorch best >= 2', row('pretrain', 'best')?.vsTorch.median, (v) => v >= 2);
   add('fine-tuning forward best vs PyTorch best >= 1.5', row('ft', 'best')?.vsTorch.median, (v) => v >= 1.5);
-  for (const task of ['embed', 'pretrain', 'ft']) {
+  for (const task of ['embed', 'pretrain', 'ft', 'latency']) {
     const r = row(task, 'best');
     if (!r) continue;
     for (const peer of ['torch', 'ort'])

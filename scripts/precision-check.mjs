@@ -57,7 +57,14 @@ async function main() {
   const { createLoader } = await import(dist('data/loader.js'));
   const { pretrain } = await import(dist('train/pretrain.js'));
   const { finetune } = await import(dist('train/finetune.js'));
-  const { loadInferenceModel, poolNormalize, retrievalFromEmbeddings } = await import(dist('eval/embed.js'));
+  const { loadInferenceModel, retrievalFromEmbeddings } = await import(dist('eval/embed.js'));
+  const { poolNormalize } = await import(dist('eval/features.js'));
+  const { loadModel } = await import(dist('models/registry.js'));
+  // int8 runs on the model as CavMae.load(path, { int8: true }) builds it: weights held in int8 only.
+  const inferenceModel = (path, precision) => {
+    const m = loadInferenceModel(path);
+    return precision === 'int8' ? { ...m, model: loadModel(path, { grad: false, int8: true }).model } : m;
+  };
   const { loadLabelCsv, resolveLabels } = await import(dist('data/datafile.js'));
   const { Tape } = await import(dist('autograd/tape.js'));
   const { Tensor } = await import(dist('tensor/tensor.js'));
@@ -111,7 +118,7 @@ async function main() {
 
   // Embeddings of the test split with a given inference precision (fp32, bf16, int8).
   const embed = async (modelPath, precision) => {
-    const m = loadInferenceModel(modelPath);
+    const m = inferenceModel(modelPath, precision);
     const c = m.config;
     const labelMap = loadLabelCsv(data.labels); // the probe's class order
     const loader = createLoader(test, { batchSize: 50, train: false, shuffle: false, dropLast: false, targetLength: c.audio_length, imageSize: c.img_size, labelMap, audioMean: m.audioNorm.mean, audioStd: m.audioNorm.std, workers: 2 });
@@ -151,7 +158,7 @@ async function main() {
   };
   // Probe accuracy with a given inference precision (argmax of the logits vs the label).
   const probeAccuracy = async (modelPath, precision) => {
-    const m = loadInferenceModel(modelPath);
+    const m = inferenceModel(modelPath, precision);
     const c = m.config;
     const labelMap = loadLabelCsv(data.labels); // the probe's class order
     const loader = createLoader(test, { batchSize: 50, train: false, shuffle: false, dropLast: false, targetLength: c.audio_length, imageSize: c.img_size, labelMap, audioMean: m.audioNorm.mean, audioStd: m.audioNorm.std, workers: 2 });

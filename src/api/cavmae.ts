@@ -61,6 +61,8 @@ export class CavMae extends CavMaeReconstruction {
       config: opts.config,
       overrides: opts.overrides,
       grad: false,
+      // int8: the linear layers' weights are quantised as they are read, never held in fp32.
+      int8: opts.int8,
     });
     let metadata: Record<string, string> = {};
     if (format === 'safetensors') metadata = withFile(path, (src) => readSafetensorsHeader(src)).metadata;

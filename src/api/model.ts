@@ -54,7 +54,9 @@ export interface LoadOptions {
   /**
    * int8 inference: linear layers as u8 x s8 GEMMs (weights per output channel, activations per
    * row; AVX512-VNNI), attention in int8 as well. The fastest mode; embeddings keep a cosine
-   * >= 0.9999 to fp32 (docs/performance.md, Precision). Takes precedence over bf16.
+   * >= 0.9999 to fp32 (docs/performance.md, Precision). Takes precedence over bf16. With
+   * `CavMae.load`, the linear layers' weights are quantised as the checkpoint is read and held in
+   * int8 only (a quarter of the memory; no fp32 copy): such a model runs int8 inference only.
    */
   int8?: boolean;
   /** Explicit config (preset name, JSON file or object) for checkpoints without one. */
@@ -119,6 +121,10 @@ export class CavMaeModel {
     this.source = opts.source;
     this.bf16 = opts.bf16 ?? false;
     this.int8 = opts.int8 ?? false;
+    if (model.arena.int8 && !this.int8)
+      throw new UserError(
+        `${opts.source}: the model holds its linear layers in int8 only (built for int8 inference): use it with int8: true, or load it without int8 for fp32 / bf16`,
+      );
     const c = model.config;
     const pre = checkpointPreprocess(metadata, opts.source) ?? DEFAULT_PREPROCESS;
     // Sizes are the model's own (a checkpoint's preprocess block may carry the defaults).
@@ -188,7 +194,11 @@ export class CavMaeModel {
     };
   }
 
-  /** sha256 of the config and every parameter: equal ids embed identically. */
+  /**
+   * sha256 of the config and every parameter: equal ids embed identically. A model loaded for
+   * int8 inference holds no fp32 GEMM weights: its id hashes their int8 quantisation (values and
+   * scales) instead, so it differs from the fp32 model's (whose embeddings differ slightly).
+   */
   get modelId(): string {
     if (!this.cachedId) {
       const h = createHash('sha256');
@@ -201,8 +211,13 @@ export class CavMaeModel {
           this.preprocessing.imageStd,
         ]),
       );
-      const data = this.model.arena.data;
-      h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      const arena = this.model.arena;
+      const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      h.update(bytes(arena.data));
+      if (arena.int8) {
+        h.update('int8');
+        for (const p of arena.params) if (p.int8) h.update(bytes(p.int8.q)).update(bytes(p.int8.scale));
+      }
       this.cachedId = h.digest('hex');
     }
     return this.cachedId;

@@ -17,7 +17,7 @@
  */
 import { kernels } from '../kernels/index.js';
 import { fused } from '../kernels/fused.js';
-import { Param } from '../tensor/arena.js';
+import { Param, int8WeightsFor, type Int8Weights } from '../tensor/arena.js';
 import { ActivationPool } from '../tensor/pool.js';
 import { Tensor, ShapeError, type Shape } from '../tensor/tensor.js';
 
@@ -44,12 +44,7 @@ export interface TapeOptions {
 /** bf16 copies of parameters, refreshed once per tape step (see Tape.bf16Param). */
 const bf16Copies = new WeakMap<Float32Array, { buf: Uint16Array; stamp: number }>();
 /** int8 quantisations of parameters, refreshed once per tape step (see Tape.int8Param). */
-export interface Int8Param {
-  q: Int8Array;
-  scale: Float32Array;
-  comp: Int32Array;
-  stamp: number;
-}
+export type Int8Param = Int8Weights;
 const int8Copies = new WeakMap<Float32Array, Int8Param>();
 let stampCounter = 0;
 
@@ -152,15 +147,17 @@ export class Tape {
 
   /**
    * The int8 quantisation of a weight [out, in] (per output channel: s8 values, scales and the
-   * activation-offset compensation), computed on first use in this step, refreshed (never
-   * reallocated) in later steps.
+   * activation-offset compensation): a weight of an int8 inference model is held that way
+   * (ParamArena: no fp32 values exist); otherwise computed from the fp32 values on first use in
+   * this step, refreshed (never reallocated) in later steps.
    */
   int8Param(p: Param): Int8Param {
+    if (p.int8) return p.int8;
     const n = p.shape[0];
     const k = p.size / n;
     let e = int8Copies.get(p.data);
     if (!e) {
-      e = { q: new Int8Array(p.size), scale: new Float32Array(n), comp: new Int32Array(n), stamp: 0 };
+      e = int8WeightsFor(p.shape);
       int8Copies.set(p.data, e);
     }
     if (e.stamp !== this.stamp) {

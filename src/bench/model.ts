@@ -51,7 +51,7 @@ import {
   timeCalls,
   warmUp,
 } from './kernels.js';
-import { saveModel } from '../models/registry.js';
+import { writeSeededCheckpoint } from './seeded-checkpoint.js';
 import { EPILOGUE_NONE, fused } from '../kernels/fused.js';
 
 export type ModelTask = 'embed' | 'pretrain' | 'ft' | 'api';
@@ -79,7 +79,8 @@ export interface ModelBenchOptions {
   kernels?: Kernels;
   /**
    * The `api` task's checkpoint: timed from `CavMae.load` of this file. Default: the preset's
-   * seeded random model written to a temporary file first (untimed, deleted after).
+   * seeded random model written to a temporary file first (untimed, by a child process so that
+   * making it does not count in this process's peak RSS; deleted after).
    */
   model?: string;
 }
@@ -429,7 +430,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
         tmp = mkdtempSync(join(tmpdir(), 'cavmae-bench-'));
         file = join(tmp, `${preset}.safetensors`);
         log(`api: writing the seeded ${preset} model to ${file} (untimed)...`);
-        saveModel(file, CAVMAE.create(cfg, { seed, grad: false }));
+        writeSeededCheckpoint(preset, seed, file);
       }
       try {
         const clipAudio = audio.data.slice(0, T * 128);
@@ -466,7 +467,8 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     let model: CAVMAE | undefined;
     const runPretrain = tasks.includes('pretrain') && !int8;
     if (tasks.includes('embed') || runPretrain) {
-      model = CAVMAE.create(cfg, { seed, grad: runPretrain });
+      // int8: an inference model (linear layers held in int8 only, as CavMae.load int8 makes).
+      model = CAVMAE.create(cfg, { seed, grad: runPretrain, int8 });
       report.params.pretrain = model.arena.size;
     }
 
@@ -559,7 +561,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     }
 
     if (tasks.includes('ft')) {
-      const ft = CAVMAEFT.create(ftCfg, { seed, grad: false });
+      const ft = CAVMAEFT.create(ftCfg, { seed, grad: false, int8 });
       report.params.ft = ft.arena.size;
       const pool = new ActivationPool();
       const frozen = new FrozenWeights();

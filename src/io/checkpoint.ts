@@ -23,6 +23,7 @@ import { toF32Tensors, type F32Tensor, type RawTensor } from './dtypes.js';
 import { parsePth } from './pth.js';
 import {
   MAX_HEADER_BYTES,
+  lazySafetensorsF32,
   parseSafetensors,
   shapeToString,
   writeSafetensors,
@@ -114,6 +115,35 @@ export function loadStateDict(
 ): Pick<RawStateDict, 'metadata' | 'format'> & { tensors: Map<string, F32Tensor> } {
   const raw = loadRawStateDict(path);
   return { tensors: toF32Tensors(raw.tensors), metadata: raw.metadata, format: raw.format };
+}
+
+/**
+ * `loadStateDict` for a loader that reads each tensor once, in turn (loadModel): inside `fn`, a
+ * safetensors file's tensors are read from the open file when their `data` is accessed (each
+ * access reads again, into a buffer valid until the next access: copy it at once; see
+ * lazySafetensorsF32), so the file is never held in memory whole; a .pth is loaded as by
+ * loadStateDict. The tensors must not be used after `fn` returns.
+ */
+export function withStateDict<T>(
+  path: string,
+  fn: (sd: {
+    tensors: Map<string, F32Tensor>;
+    metadata: Record<string, string>;
+    format: CheckpointFormat;
+  }) => T,
+): T {
+  return withFile(path, (src) => {
+    if (detectFormat(src) === 'pth') {
+      const raw = parseStateDictSource(src);
+      return fn({ tensors: toF32Tensors(raw.tensors), metadata: raw.metadata, format: raw.format });
+    }
+    const st = lazySafetensorsF32(src);
+    return fn({
+      tensors: stripModulePrefix(st.tensors, path).tensors,
+      metadata: st.metadata,
+      format: 'safetensors',
+    });
+  });
 }
 
 type ShapeLike = readonly number[] | { readonly shape: readonly number[] };

@@ -41,7 +41,9 @@ import {
   unpatchifyAudio,
   unpatchifyImage,
 } from '../nn/patch-embed.js';
-import { ParamArena, ParamBuilder, type Param } from '../tensor/arena.js';
+import { fused } from '../kernels/fused.js';
+import { kernels } from '../kernels/index.js';
+import { ParamArena, ParamBuilder, type Param, type QuantizeFn } from '../tensor/arena.js';
 import { Rng } from '../tensor/rng.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
@@ -226,15 +228,31 @@ class Decoder {
 export const HEAD_AUDIO = 'constrative_head_audio';
 export const HEAD_VISUAL = 'constrative_head_visual';
 
-export type CreateOptions = { seed?: number; init?: boolean; grad?: boolean; allocate?: boolean };
+export type CreateOptions = {
+  seed?: number;
+  init?: boolean;
+  grad?: boolean;
+  allocate?: boolean;
+  int8?: boolean;
+};
+
+/** quantizeWeightsInt8 of the selected kernels (what an int8 tape would make of the fp32 weight). */
+const quantizeInt8: QuantizeFn = (w, n, k, out) =>
+  fused(kernels()).quantizeWeightsInt8(w, n, k, out.q, out.scale, out.comp);
 
 /**
  * Lays out a model's parameters and initialises them: `seed` seeds the initialisation; `init:
  * false` leaves zeros (a checkpoint will be loaded); `grad: false` defers the gradient buffer
- * (inference); `allocate: false` builds the layout only (names, shapes, counts).
+ * (inference); `allocate: false` builds the layout only (names, shapes, counts); `int8: true`
+ * builds an int8 inference model: every linear layer's and patch embedding's weight held only as
+ * its int8 quantisation (ParamArena's contract), usable on int8 tapes only.
  */
 export function arenaFor(params: readonly Param[], opts: CreateOptions): ParamArena {
-  const arena = new ParamArena(params, { grad: opts.grad, allocate: opts.allocate });
+  const arena = new ParamArena(params, {
+    grad: opts.int8 ? false : opts.grad,
+    allocate: opts.allocate,
+    int8: opts.int8 ? quantizeInt8 : undefined,
+  });
   if ((opts.init ?? true) && arena.allocated) arena.initialize(new Rng(opts.seed ?? 0));
   return arena;
 }

@@ -23,6 +23,7 @@ import {
   formatKeyReport,
   loadStateDict,
   saveCheckpoint,
+  withStateDict,
   type KeyReport,
   type PreprocessConstants,
 } from '../io/checkpoint.js';
@@ -177,6 +178,11 @@ export interface LoadModelOptions {
   grad?: boolean;
   /** Seed of the initialisation of parameters the checkpoint does not provide. */
   seed?: number;
+  /**
+   * An int8 inference model (CreateOptions.int8): GEMM weights quantised as they are read and
+   * never held in fp32; it runs on int8 tapes only.
+   */
+  int8?: boolean;
 }
 
 export interface LoadedModel<M extends AnyModel = AnyModel> {
@@ -246,22 +252,25 @@ export function loadModel(
 ): LoadedModel<CAVMAEFT>;
 export function loadModel(path: string, opts?: LoadModelOptions): LoadedModel;
 export function loadModel(path: string, opts: LoadModelOptions = {}): LoadedModel {
-  const { tensors, metadata, format } = loadStateDict(path);
-  const config = resolveModelConfig(path, tensors, metadata, opts);
-  // Check shapes on the layout before allocating (a wrong config may name a huge model).
-  const keys = compareKeys(parameterShapes(config), tensors);
-  checkShapes(keys, path);
-  // A checkpoint holding every parameter overwrites them all: the random initialisation would
-  // be thrown away (it was ~80% of CavMae.load for the base model). With any parameter missing
-  // (a fine-tuning head), the whole model is initialised as before, so the missing ones get the
-  // same values from the same random stream.
-  const model = buildModel(config, {
-    seed: opts.seed,
-    grad: opts.grad ?? false,
-    init: keys.missing.length > 0,
+  // Tensors are read from the file as they are copied (safetensors): one at a time in memory.
+  return withStateDict(path, ({ tensors, metadata, format }) => {
+    const config = resolveModelConfig(path, tensors, metadata, opts);
+    // Check shapes on the layout before allocating (a wrong config may name a huge model).
+    const keys = compareKeys(parameterShapes(config), tensors);
+    checkShapes(keys, path);
+    // A checkpoint holding every parameter overwrites them all: the random initialisation would
+    // be thrown away (it was ~80% of CavMae.load for the base model). With any parameter missing
+    // (a fine-tuning head), the whole model is initialised as before, so the missing ones get the
+    // same values from the same random stream.
+    const model = buildModel(config, {
+      seed: opts.seed,
+      grad: opts.grad ?? false,
+      init: keys.missing.length > 0,
+      int8: opts.int8,
+    });
+    const report = loadInto(model, tensors, path, opts);
+    return { model, config, report, format, reportText: formatKeyReport(report) };
   });
-  const report = loadInto(model, tensors, path, opts);
-  return { model, config, report, format, reportText: formatKeyReport(report) };
 }
 
 /**

@@ -65,8 +65,16 @@ export class Block {
   }
 }
 
-/** Runs `blocks` in sequence. */
+/**
+ * Runs `blocks` in sequence. Inference: each block's output goes back to the pool once the
+ * next block has consumed it (the input `x` stays the caller's), so a forward pass reuses two
+ * token buffers instead of leaving one per block to the garbage collector.
+ */
 export function runBlocks(tp: Tape, blocks: readonly Block[], x: Tensor, modality?: Modality): Tensor {
-  for (const b of blocks) x = b.forward(tp, x, modality);
+  for (let i = 0; i < blocks.length; i++) {
+    const y = blocks[i].forward(tp, x, modality);
+    if (i > 0 && !tp.gradEnabled) tp.pool.release(x.data); // block i-1's output: dead now
+    x = y;
+  }
   return x;
 }

@@ -15,7 +15,9 @@ export class Linear {
     readonly outFeatures: number,
     opts: { bias?: boolean } = {},
   ) {
-    this.weight = pb.param('weight', [outFeatures, inFeatures], xavierUniform(inFeatures, outFeatures));
+    this.weight = pb.param('weight', [outFeatures, inFeatures], xavierUniform(inFeatures, outFeatures), {
+      gemm: true,
+    });
     this.bias = (opts.bias ?? true) ? pb.param('bias', [outFeatures], zeros()) : null;
   }
 

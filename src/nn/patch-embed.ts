@@ -200,7 +200,9 @@ export class PatchEmbed {
   ) {
     const fanIn = inChans * patch * patch;
     const proj = pb.scope('proj');
-    this.weight = proj.param('weight', [dim, inChans, patch, patch], xavierUniform(fanIn, dim));
+    this.weight = proj.param('weight', [dim, inChans, patch, patch], xavierUniform(fanIn, dim), {
+      gemm: true,
+    });
     this.bias = proj.param('bias', [dim], uniform(1 / Math.sqrt(fanIn)));
   }
 
