@@ -45,12 +45,34 @@ function ok(args: string[]): string {
   return r.stdout;
 }
 
+const ONE_STEP = ['--batch-size', '4', '--max-steps', '1', '--epochs', '1', '--workers', '1', '--quiet'];
+
+/** `cavmae finetune` of the pretrained Sync model on the demo data, one step; the model file. */
+function finetune(name: string, extra: string[] = []): string {
+  const data = join(tmp, 'data');
+  ok([
+    'finetune',
+    '--init',
+    pre,
+    ...extra,
+    '--data',
+    join(data, 'sync-train.json'),
+    '--val',
+    join(data, 'sync-test.json'),
+    '--label-csv',
+    join(data, 'labels.csv'),
+    '--out',
+    join(tmp, name),
+    ...ONE_STEP,
+  ]);
+  return join(tmp, name, 'model.safetensors');
+}
+
 before(async () => {
   if (skip) return;
   tmp = mkdtempSync(join(tmpdir(), 'cavmae-sync-e2e-'));
   const data = join(tmp, 'data');
   ok(['make-demo-data', '--sync', '--n', '4', '--test-n', '2', '--no-real-test', '--out', data, '--quiet']);
-  const common = ['--batch-size', '4', '--max-steps', '1', '--epochs', '1', '--workers', '1', '--quiet'];
   ok([
     'pretrain',
     '--config',
@@ -61,24 +83,10 @@ before(async () => {
     join(data, 'sync-train.json'),
     '--out',
     join(tmp, 'pre'),
-    ...common,
+    ...ONE_STEP,
   ]);
   pre = join(tmp, 'pre', 'model.safetensors');
-  ok([
-    'finetune',
-    '--init',
-    pre,
-    '--data',
-    join(data, 'sync-train.json'),
-    '--val',
-    join(data, 'sync-test.json'),
-    '--label-csv',
-    join(data, 'labels.csv'),
-    '--out',
-    join(tmp, 'ft'),
-    ...common,
-  ]);
-  ft = join(tmp, 'ft', 'model.safetensors');
+  ft = finetune('ft');
   // Media files of the demo clips: videos (16 frames over 10.24 s + the speech), one sound, one picture.
   const dir = join(tmp, 'media');
   mkdirSync(dir);
@@ -413,29 +421,11 @@ test(
   'Sync fine-tuning in audioonly and videoonly modes through the CLI: classify a sound / a picture equal to the API',
   { skip, timeout: 240_000 },
   async () => {
-    const data = join(tmp, 'data');
     for (const [mode, flag, input] of [
       ['audioonly', '--audio', media.wav],
       ['videoonly', '--image', media.png],
     ] as const) {
-      const out = join(tmp, `ft-${mode}`);
-      ok([
-        'finetune',
-        '--init',
-        pre,
-        '--mode',
-        mode,
-        '--data',
-        join(data, 'sync-train.json'),
-        '--val',
-        join(data, 'sync-test.json'),
-        '--label-csv',
-        join(data, 'labels.csv'),
-        '--out',
-        out,
-        ...['--batch-size', '4', '--max-steps', '1', '--epochs', '1', '--workers', '1', '--quiet'],
-      ]);
-      const model = join(out, 'model.safetensors');
+      const model = finetune(`ft-${mode}`, ['--mode', mode]);
       const got = JSON.parse(ok(['classify', flag, input, '--model', model, '--top', '3', '--json'])) as {
         mode: string;
         top: { name: string; score: number }[];

@@ -10,7 +10,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { after } from 'node:test';
 import { repoRoot } from '../helpers.js';
+import { hasFfmpeg } from '../index/test-media.js';
 
 const children = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -19,6 +21,22 @@ process.on('exit', () => {
 
 export function hasRedis(): boolean {
   return spawnSync('redis-server', ['--version']).status === 0;
+}
+
+/** Why a queue test cannot run here (redis-server and ffmpeg are needed), or false. */
+export function queueSkip(): string | false {
+  if (!hasRedis()) return 'redis-server is not installed (Debian: apt-get install redis-server)';
+  return hasFfmpeg() ? false : 'ffmpeg is not installed';
+}
+
+/** A temporary folder for the test file, removed (after every process is stopped) when it ends. */
+export function testRoot(prefix: string): string {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  after(async () => {
+    await stopAll();
+    rmSync(root, { recursive: true, force: true });
+  });
+  return root;
 }
 
 export async function freePort(): Promise<number> {

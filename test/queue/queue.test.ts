@@ -11,17 +11,15 @@
  * - Redis crashes twice mid-run (once keeping its data, once losing it): the run completes
  *   after it is back, writing to a LanceDB index, and `search` answers equal the embedded one.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDemoData } from '../../src/data/avdigits.js';
 import { MediaIndex } from '../../src/index/store.js';
 import { CAVMAE, presetConfig, saveModel } from '../../src/models/index.js';
 import { CavMae } from '../../src/api/cavmae.js';
-import { hasFfmpeg } from '../index/test-media.js';
-import { TestRedis, cavmae, exited, hasRedis, kill, stopAll } from './procs.js';
+import { TestRedis, cavmae, exited, kill, queueSkip, stopAll, testRoot } from './procs.js';
 
 const tools = ['espeak-ng', 'sox'].every((t) => {
   try {
@@ -30,19 +28,8 @@ const tools = ['espeak-ng', 'sox'].every((t) => {
     return false;
   }
 });
-const skip = !hasRedis()
-  ? 'redis-server is not installed (Debian: apt-get install redis-server)'
-  : !hasFfmpeg()
-    ? 'ffmpeg is not installed'
-    : !tools
-      ? 'espeak-ng and sox are needed for the demo data'
-      : false;
-
-const root = mkdtempSync(join(tmpdir(), 'cavmae-queue-'));
-after(async () => {
-  await stopAll();
-  rmSync(root, { recursive: true, force: true });
-});
+const skip = queueSkip() || (!tools && 'espeak-ng and sox are needed for the demo data');
+const root = testRoot('cavmae-queue-');
 
 let prepared:
   Promise<{ data: string; files: string[]; model: string; wrong: string; modelId: string }> | undefined;

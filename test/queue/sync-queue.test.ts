@@ -7,27 +7,17 @@
  * `search --approximate` (HNSW) answers every cross-modal list with the ids and scores of exact
  * search (a handful of items: the graph is exhaustive at this size).
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MediaIndex } from '../../src/index/store.js';
 import { CAVMAE, presetConfig, saveModel } from '../../src/models/index.js';
-import { hasFfmpeg, makeTestMedia } from '../index/test-media.js';
-import { TestRedis, cavmae, exited, hasRedis, stopAll } from './procs.js';
+import { makeTestMedia } from '../index/test-media.js';
+import { TestRedis, cavmae, exited, queueSkip, stopAll, testRoot } from './procs.js';
 
-const skip = !hasRedis()
-  ? 'redis-server is not installed (Debian: apt-get install redis-server)'
-  : !hasFfmpeg()
-    ? 'ffmpeg is not installed'
-    : false;
-
-const root = mkdtempSync(join(tmpdir(), 'cavmae-sync-queue-'));
-after(async () => {
-  await stopAll();
-  rmSync(root, { recursive: true, force: true });
-});
+const skip = queueSkip();
+const root = testRoot('cavmae-sync-queue-');
 
 interface Summary {
   added: number;
