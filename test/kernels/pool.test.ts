@@ -3,7 +3,7 @@
  * with native/pool.cc (g++, as the addon's own build) and runs 20,000 short jobs with the pool's
  * race windows widened by a pause, on 2 and 3 threads of a 2-core machine with busy threads
  * competing. The pool that shared one set of job parameters failed this with thousands of chunks
- * run twice, out of range or on the next job's context (the likely cause of a SIGSEGV in CI);
+ * run twice, out of range or on the next job's context;
  * the expected count of such errors is exactly 0.
  *
  * Skips when g++ is missing (it is part of the addon's build prerequisites).
