@@ -12,6 +12,8 @@
 // under a microsecond.
 #include <napi.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include <cmath>
@@ -145,8 +147,31 @@ napi_value guarded(F body) {
 
 // The N-API callback for a kernel: parses the arguments, runs it, and turns every C++ exception
 // into a pending JS exception (nothing ever unwinds into V8).
+// Asynchronous signals (SIGCHLD when a child process ends, SIGINT, ...) are blocked on the calling
+// thread while a kernel runs, so the kernel delivers them to another thread of the process (libuv's
+// handlers only write to a pipe, from any thread). Without this, the sync-e2e test process (media
+// decoded by ffmpeg children while the model runs) aborted now and then with glibc's "corrupted
+// size vs. prev_size": AddressSanitizer caught libuv's SIGCHLD handler writing its stack frame
+// into heap memory while the main thread was inside a oneDNN kernel, and the corrupted words were
+// a signal frame's saved AVX-512 state (opmasks 0xffff, 0x0f0f, 0xf0f0; vector registers).
+// Synchronous signals (faults, abort) stay deliverable here.
+class AsyncSignalsBlocked {
+ public:
+  AsyncSignalsBlocked() {
+    sigset_t all;
+    sigfillset(&all);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&all, sig);
+    pthread_sigmask(SIG_BLOCK, &all, &saved_);
+  }
+  ~AsyncSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+
+ private:
+  sigset_t saved_;
+};
+
 template <napi_value (*Fn)(Args&)>
 napi_value entry(napi_env env, napi_callback_info cb) {
+  AsyncSignalsBlocked quiet;
   try {
     Args a(env, cb);
     return Fn(a);

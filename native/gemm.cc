@@ -57,17 +57,7 @@ struct ThreadState {
   std::vector<uint8_t> scratch;
 };
 
-// Each thread builds its own primitives (the per-thread cache above), and oneDNN's global
-// primitive cache is switched off so that no primitive object is shared between threads: with it
-// on, the pool's threads running pieces of one GEMM (the same shape) got the same oneDNN primitive
-// and executed it concurrently, and a test process crashed now and then with glibc's "corrupted
-// size vs. prev_size" inside oneDNN's gemm:jit execute (docs/kernels.md, Threading).
 ThreadState& state() {
-  static const bool no_shared_primitives = [] {
-    dnnl::set_primitive_cache_capacity(0);
-    return true;
-  }();
-  (void)no_shared_primitives;
   thread_local ThreadState st;
   return st;
 }
