@@ -145,8 +145,6 @@ napi_value guarded(F body) {
   return nullptr;
 }
 
-// The N-API callback for a kernel: parses the arguments, runs it, and turns every C++ exception
-// into a pending JS exception (nothing ever unwinds into V8).
 // Asynchronous signals (SIGCHLD when a child process ends, SIGINT, ...) are blocked on the calling
 // thread while a kernel runs, so the kernel delivers them to another thread of the process (libuv's
 // handlers only write to a pipe, from any thread). Without this, the sync-e2e test process (media
@@ -157,18 +155,25 @@ napi_value guarded(F body) {
 // Synchronous signals (faults, abort) stay deliverable here.
 class AsyncSignalsBlocked {
  public:
-  AsyncSignalsBlocked() {
-    sigset_t all;
-    sigfillset(&all);
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&all, sig);
-    pthread_sigmask(SIG_BLOCK, &all, &saved_);
-  }
+  AsyncSignalsBlocked() { pthread_sigmask(SIG_BLOCK, &async_signals(), &saved_); }
   ~AsyncSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
 
  private:
+  // Built once: every kernel call goes through here.
+  static const sigset_t& async_signals() {
+    static const sigset_t set = [] {
+      sigset_t s;
+      sigfillset(&s);
+      for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&s, sig);
+      return s;
+    }();
+    return set;
+  }
   sigset_t saved_;
 };
 
+// The N-API callback for a kernel: parses the arguments, runs it, and turns every C++ exception
+// into a pending JS exception (nothing ever unwinds into V8).
 template <napi_value (*Fn)(Args&)>
 napi_value entry(napi_env env, napi_callback_info cb) {
   AsyncSignalsBlocked quiet;
