@@ -21,6 +21,7 @@
 
 #include "attention.h"
 #include "gemm.h"
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "pool.h"
 #include "probe.h"
@@ -290,7 +291,10 @@ napi_value GemmInt8(Args& a) {
   const uint8_t* xq = is_nullish(a, 11) ? nullptr : a.u8(11, "xq", (double)m * k);
   const float* xs = xq ? a.f32(12, "xScale", (double)m) : nullptr;
   const float* x = xq && is_nullish(a, 0) ? nullptr : a.f32(0, "x", (double)m * k);
-  const int8_t* wq = static_cast<const int8_t*>(a.array(1, "wq", napi_int8_array, (double)n * k));
+  // Optional (15): the weights in the packed layout as well (packWeightsInt8); wq may then be null.
+  const uint8_t* wp = is_nullish(a, 15) ? nullptr : a.u8(15, "wPacked", (double)n * k);
+  const int8_t* wq =
+      wp && is_nullish(a, 1) ? nullptr : static_cast<const int8_t*>(a.array(1, "wq", napi_int8_array, (double)n * k));
   const float* ws = a.f32(2, "wScale", (double)n);
   const int32_t* wc = static_cast<const int32_t*>(a.array(3, "wComp", napi_int32_array, (double)n));
   // Optional (13, 14): the result quantised per row as well; then c may be null.
@@ -300,7 +304,22 @@ napi_value GemmInt8(Args& a) {
   const float* bias = optional_f32(a, 8, "bias", (double)n);
   float* aux = optional_f32(a, 10, "aux", (double)m * n);
   if (kind == 2 && !aux) a.range_error("epilogue 2 (add) needs aux");
-  return guarded([&] { matmul_int8(x, xq, xs, wq, ws, wc, c, m, n, k, bias, (int)kind, aux, out8, out8s); });
+  return guarded([&] { matmul_int8(x, xq, xs, wq, ws, wc, c, m, n, k, bias, (int)kind, aux, out8, out8s, wp); });
+}
+
+napi_value PackWeightsInt8(Args& a) {
+  a.expect("packWeightsInt8", 4);
+  long n = a.size(1, "n"), k = a.size(2, "k");
+  const int8_t* wq = static_cast<const int8_t*>(a.array(0, "wq", napi_int8_array, (double)n * k));
+  uint8_t* out = a.u8(3, "out", (double)n * k);
+  return guarded([&] { pack_weights_int8(wq, n, k, out); });
+}
+
+// Whether gemmInt8 of this shape runs our packed VNNI kernel when given packed weights.
+napi_value PacksInt8Weights(Args& a) {
+  a.expect("packsInt8Weights", 2);
+  long n = a.size(0, "n"), k = a.size(1, "k");
+  return Napi::Boolean::New(a.env(), int8_gemm_available() && int8_gemm_supports(n, k));
 }
 
 double span(long batch, long stride, double per) { return batch == 0 || per == 0 ? 0 : (batch - 1) * (double)stride + per; }
@@ -652,6 +671,7 @@ napi_value Info(Args& a) {
   o.Set("parallelMinBytes", (double)cavmae_parallel_min_bytes());
   o.Set("gemmMinFlops", cavmae_gemm_min_flops());
   o.Set("gemmThreading", gemm_threading_name());
+  o.Set("int8Gemm", int8_gemm_available() ? "vnni-packed" : "onednn");
   o.Set("compiler", "gcc " __VERSION__);
   return o;
 }
@@ -701,6 +721,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"matmulBatched", entry<MatmulBatched>},
       {"gemmEx", entry<GemmEx>},
       {"gemmInt8", entry<GemmInt8>},
+      {"packWeightsInt8", entry<PackWeightsInt8>},
+      {"packsInt8Weights", entry<PacksInt8Weights>},
       {"quantizeWeightsInt8", entry<QuantizeWeightsInt8>},
       {"layerNormForward", entry<LayerNormForward>},
       {"layerNormBackward", entry<LayerNormBackward>},

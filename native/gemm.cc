@@ -7,6 +7,7 @@
 // allocates.
 #include "gemm.h"
 
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "pool.h"
 #include "scratch.h"
@@ -293,6 +294,7 @@ struct Job {
   const long *sa, *sb, *sc;
   float alpha, beta;
   int bf16;  // the GEMM type (kF32, kBf16, kInt8)
+  const uint8_t* b_packed;  // kInt8 only: B in gemm_int8.h's packed layout (then our kernel, not oneDNN)
 };
 
 // The epilogue of one output tile [m, n] at (m0, n0): bias, GELU / add / int8 scales, then the
@@ -347,15 +349,23 @@ void run_piece(void* ctx, long piece) {
   long off_b = i * j.sb[0] + jj * j.sb[1] + n0 * j.sb[3];
   long off_c = i * j.sc[0] + jj * j.sc[1] + m0 * j.sc[2] + n0 * j.sc[3];
   if (!j.c) {
-    // Only the bf16 copy is wanted: the fp32 tile stays in this thread's scratch.
+    // Only the bf16 / int8 copy is wanted: the fp32 tile stays in this thread's scratch.
     float* ct = scratch<float>(kScratchGemmTile, (size_t)m * n);
     long st[4] = {0, 0, n, 1};
-    gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
+    if (j.b_packed)
+      int8_gemm_packed(reinterpret_cast<int32_t*>(ct), n, reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
+                       j.b_packed, s.k, m, n0, n);
+    else
+      gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
     apply_epilogue(*j.epi, ct, n, m0, n0, m, n);
     return;
   }
   float* ct = reinterpret_cast<float*>(j.c) + off_c;
-  gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
+  if (j.b_packed)
+    int8_gemm_packed(reinterpret_cast<int32_t*>(ct), j.sc[2], reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
+                     j.b_packed, s.k, m, n0, n);
+  else
+    gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
   if (j.epi) apply_epilogue(*j.epi, ct, j.sc[2], m0, n0, m, n);
 }
 
@@ -368,7 +378,10 @@ void gemm_single(const GemmShape& s, const MatView& a, const MatView& b, float* 
 }
 
 void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, int bf16, const GemmEpilogue* epi) {
+                  float alpha, float beta, int bf16, const GemmEpilogue* epi, const uint8_t* b_packed) {
+  if (b_packed && (bf16 != kInt8 || s.b0 * s.b1 != 1 || alpha != 1.0f || beta != 0.0f || a.s[3] != 1 ||
+                   !int8_gemm_supports(s.n, s.k)))
+    throw std::invalid_argument("packed int8 weights need one int8 GEMM with row-major A, alpha 1 and beta 0");
   if (epi && (s.b0 * s.b1 != 1 || c_strides[3] != 1))
     throw std::invalid_argument("gemm epilogue needs one row-major output matrix");
   if (!c && !(epi && (epi->out16 || epi->out8) && beta == 0.0f))
@@ -394,11 +407,15 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   }
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
   if (flops < cavmae_gemm_min_flops()) {
-    gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
+    if (b_packed)
+      int8_gemm_packed(reinterpret_cast<int32_t*>(c), c_strides[2], static_cast<const uint8_t*>(a.ptr), a.s[2],
+                       b_packed, s.k, s.m, 0, s.n);
+    else
+      gemm_exec(s, a.ptr, a.s, b.ptr, b.s, c, c_strides, alpha, beta, bf16);
     if (epi) apply_epilogue(*epi, c, c_strides[2], 0, 0, s.m, s.n);
     return;
   }
-  if (s.b0 * s.b1 == 1 && cavmae_threads() > 1 && gemm_threading() == GemmThreading::kOnednn) {
+  if (s.b0 * s.b1 == 1 && cavmae_threads() > 1 && gemm_threading() == GemmThreading::kOnednn && !b_packed) {
     // One oneDNN call on all threads (its own M x N split), then the epilogue by row blocks.
     if (!c) {
       c = scratch<float>(kScratchGemmTile, (size_t)s.m * s.n);
@@ -418,7 +435,7 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   Plan p = make_plan(s, epi && epi->out8);
   size_t es = bf16 == kInt8 ? 1 : bf16 == kBf16 ? 2 : 4;
   Job job{&s, &p, epi, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
-          es, es, a.s, b.s, c_strides, alpha, beta, bf16};
+          es, es, a.s, b.s, c_strides, alpha, beta, bf16, b_packed};
   cavmae_parallel_for(p.pieces, cavmae_threads(), run_piece, &job);
 }
 
@@ -489,7 +506,7 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
 
 void matmul_int8(const float* x, const uint8_t* xq_in, const float* x_scale_in, const int8_t* wq, const float* w_scale,
                  const int32_t* w_comp, float* c, long m, long n, long k, const float* bias, int kind, float* aux,
-                 uint8_t* out8, float* out8_scale) {
+                 uint8_t* out8, float* out8_scale, const uint8_t* w_packed) {
   if (m == 0 || n == 0) return;
   const KernelTable& kt = select_kernels();
   const uint8_t* xq = xq_in;
@@ -516,7 +533,18 @@ void matmul_int8(const float* x, const uint8_t* xq_in, const float* x_scale_in, 
     apply_epilogue(epi, c, n, 0, 0, m, n);
     return;
   }
-  gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, 1.0f, 0.0f, kInt8, &epi);
+  // The packed weights only where our kernel runs (else oneDNN reads wq: same sums).
+  const uint8_t* packed = w_packed && int8_gemm_available() && int8_gemm_supports(n, k) ? w_packed : nullptr;
+  if (!packed && !wq)
+    throw std::invalid_argument("gemmInt8: wq is null, and this CPU's GEMM does not read packed weights (packsInt8Weights)");
+  gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, 1.0f, 0.0f, kInt8, &epi, packed);
+}
+
+void pack_weights_int8(const int8_t* wq, long n, long k, uint8_t* out) {
+  if (!int8_gemm_supports(n, k))
+    throw std::invalid_argument("packWeightsInt8: n (" + std::to_string(n) + ") must be a multiple of 64 and k (" +
+                                std::to_string(k) + ") a multiple of 4");
+  int8_pack_weights(out, wq, n, k);
 }
 
 void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, int32_t* comp) {

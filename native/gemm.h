@@ -50,7 +50,8 @@ struct GemmEpilogue {
 constexpr int kF32 = 0, kBf16 = 1, kInt8 = 2;
 
 void gemm_strided(const GemmShape& shape, const MatView& a, const MatView& b, float* c, const long c_strides[4],
-                  float alpha, float beta, int bf16, const GemmEpilogue* epi = nullptr);
+                  float alpha, float beta, int bf16, const GemmEpilogue* epi = nullptr,
+                  const uint8_t* b_packed = nullptr);
 
 // One strided GEMM on the calling thread only (a single-threaded, cached oneDNN primitive). For
 // callers that already run in parallel pieces (attention).
@@ -74,7 +75,10 @@ void matmul_ex(const void* a, bool a_bf16, const void* b, bool b_bf16, float* c,
 // GEMM made them). out8 / out8_scale (optional): C quantised per row as well (c may then be null).
 void matmul_int8(const float* x, const uint8_t* xq, const float* x_scale, const int8_t* wq, const float* w_scale,
                  const int32_t* w_comp, float* c, long m, long n, long k, const float* bias, int kind, float* aux,
-                 uint8_t* out8, float* out8_scale);
+                 uint8_t* out8, float* out8_scale, const uint8_t* w_packed = nullptr);
+// w_packed (optional): W in gemm_int8.h's packed layout (pack_weights_int8; n % 64 == 0, k % 4 ==
+// 0), used by our VNNI kernel where int8_gemm_available(); the sums are the same either way.
+void pack_weights_int8(const int8_t* wq, long n, long k, uint8_t* out);
 void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, int32_t* comp);
 
 // How a large GEMM uses the threads: kPieces, cut by shape into single-threaded tiles claimed

@@ -21,6 +21,7 @@ import {
   type CavmaeConfig,
 } from '../models/index.js';
 import { runBlocks } from '../nn/block.js';
+import { unpackWeightsInt8 } from '../kernels/fused.js';
 import { Tensor } from '../tensor/tensor.js';
 import { UserError, fileError } from '../util/errors.js';
 import {
@@ -216,7 +217,13 @@ export class CavMaeModel {
       h.update(bytes(arena.data));
       if (arena.int8) {
         h.update('int8');
-        for (const p of arena.params) if (p.int8) h.update(bytes(p.int8.q)).update(bytes(p.int8.scale));
+        for (const p of arena.params)
+          if (p.int8) {
+            // Row-major values whatever the layout held, so the id does not depend on the CPU.
+            const n = p.shape[0];
+            const q = p.int8.q ?? unpackWeightsInt8(p.int8.packed!, n, p.size / n);
+            h.update(bytes(q)).update(bytes(p.int8.scale));
+          }
       }
       this.cachedId = h.digest('hex');
     }

@@ -49,7 +49,24 @@ function linearInto(
   const f = fused(kernels());
   if (tp.int8 && w instanceof Param) {
     const q = tp.int8Param(w);
-    f.gemmInt8(x, q.q, q.scale, q.comp, y, rows, nOut, nIn, b ? b.data : null, epilogue, aux);
+    f.gemmInt8(
+      x,
+      q.q,
+      q.scale,
+      q.comp,
+      y,
+      rows,
+      nOut,
+      nIn,
+      b ? b.data : null,
+      epilogue,
+      aux,
+      null,
+      null,
+      null,
+      null,
+      q.packed,
+    );
     return;
   }
   f.gemmEx(
@@ -258,6 +275,9 @@ export function layerNormLinear(
       null,
       a.q,
       a.scale,
+      null,
+      null,
+      p.packed,
     );
     releaseInt8Rows(tp, a);
   } else {
@@ -341,6 +361,7 @@ export function layerNormMlp(
       a.scale,
       h.q,
       h.scale,
+      p1.packed,
     );
     releaseInt8Rows(tp, a);
     const p2 = tp.int8Param(w2);
@@ -358,6 +379,9 @@ export function layerNormMlp(
       residual.data,
       h.q,
       h.scale,
+      null,
+      null,
+      p2.packed,
     );
     releaseInt8Rows(tp, h);
   } else if (tp.bf16 && !tp.int8 && takesBf16Operands(k)) {

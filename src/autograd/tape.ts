@@ -152,17 +152,27 @@ export class Tape {
    * this step, refreshed (never reallocated) in later steps.
    */
   int8Param(p: Param): Int8Param {
-    if (p.int8) return p.int8;
     const n = p.shape[0];
     const k = p.size / n;
-    let e = int8Copies.get(p.data);
+    const f = fused(kernels());
+    let e = p.int8;
     if (!e) {
-      e = int8WeightsFor(p.shape);
-      int8Copies.set(p.data, e);
+      e = int8Copies.get(p.data) ?? null;
+      if (!e) {
+        e = int8WeightsFor(p.shape);
+        int8Copies.set(p.data, e);
+      }
+      if (e.stamp !== this.stamp) {
+        f.quantizeWeightsInt8(p.data, n, k, (e.q ??= new Int8Array(p.size)), e.scale, e.comp);
+        e.stamp = this.stamp;
+      }
     }
-    if (e.stamp !== this.stamp) {
-      fused(kernels()).quantizeWeightsInt8(p.data, n, k, e.q, e.scale, e.comp);
-      e.stamp = this.stamp;
+    // The native GEMM's own layout, packed once per quantisation (a pass over the int8 weights).
+    // An int8-only weight comes packed from its quantisation already (q null).
+    if (e.q && e.packedStamp !== e.stamp && f.packsInt8Weights(n, k)) {
+      e.packed ??= new Uint8Array(n * k);
+      f.packWeightsInt8(e.q, n, k, e.packed);
+      e.packedStamp = e.stamp;
     }
     return e;
   }

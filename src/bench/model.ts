@@ -139,7 +139,14 @@ export interface ModelBenchReport {
 }
 
 export interface ModelBenchEnv extends HostEnv {
-  native?: { isa: string; dnnlVersion: string; dnnlIsa: string; compiler: string; gemmThreading?: string };
+  native?: {
+    isa: string;
+    dnnlVersion: string;
+    dnnlIsa: string;
+    compiler: string;
+    gemmThreading?: string;
+    int8Gemm?: string;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,10 +238,13 @@ function int8Peak(K: Kernels, threads: number, batchSeconds: number): number {
   const ws = new Float32Array(n);
   const wc = new Int32Array(n);
   f.quantizeWeightsInt8(w, n, k, wq, ws, wc);
+  // As the model's layers run: with the weights packed where the backend's GEMM reads them so.
+  let packed: Uint8Array | null = null;
+  if (f.packsInt8Weights(n, k)) f.packWeightsInt8(wq, n, k, (packed = new Uint8Array(n * k)));
   const c = new Float32Array(m * n);
   K.setThreads(threads);
   const t = timeCalls(
-    () => f.gemmInt8(x, wq, ws, wc, c, m, n, k, null, EPILOGUE_NONE, null),
+    () => f.gemmInt8(x, wq, ws, wc, c, m, n, k, null, EPILOGUE_NONE, null, null, null, null, null, packed),
     batchSeconds,
     3,
   );
@@ -273,6 +283,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
       dnnlIsa: info.dnnlIsa,
       compiler: info.compiler,
       gemmThreading: info.gemmThreading,
+      int8Gemm: info.int8Gemm,
     };
   }
   return env;

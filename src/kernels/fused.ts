@@ -38,10 +38,13 @@ export interface FusedKernels {
    * or a previous gemmInt8's out8 make them); x is then not read and may be null. out8 /
    * out8Scale (optional): the final c quantised per row the same way as well (the next int8
    * GEMM's input, made while each tile of whole rows is in cache); c may then be null.
+   * wPacked (optional): the same weights in packWeightsInt8's layout, for the backend's own
+   * kernel where packsInt8Weights(n, k); the result is the same with or without it. wq may then
+   * be null (a weight held packed only).
    */
   gemmInt8(
     x: F32 | null,
-    wq: Int8Array,
+    wq: Int8Array | null,
     wScale: F32,
     wComp: Int32Array,
     c: F32 | null,
@@ -55,7 +58,18 @@ export interface FusedKernels {
     xScale?: F32 | null,
     out8?: Uint8Array | null,
     out8Scale?: F32 | null,
+    wPacked?: Uint8Array | null,
   ): void;
+
+  /**
+   * out [n·k bytes] = wq [n, k] (s8) in the layout the native VNNI GEMM reads (n a multiple of
+   * 64, k of 4): panels of 64 output channels, each [k/4][64][4] bytes, byte t of dword (q, j)
+   * of panel p = wq[64p + j][4q + t] (native/gemm_int8.h).
+   */
+  packWeightsInt8(wq: Int8Array, n: number, k: number, out: Uint8Array): void;
+
+  /** Whether gemmInt8 of this shape reads packed weights when it is given them (worth packing). */
+  packsInt8Weights(n: number, k: number): boolean;
 
   /**
    * layerNormForward (mean, rstd as it) with the output quantised per row to u8 (q + 128) with
@@ -210,6 +224,21 @@ function quantizeRowsU8(x: F32, rows: number, cols: number, q: Uint8Array, scale
   }
 }
 
+/** The row-major s8 weights [n, k] of packWeightsInt8's layout (a copy). */
+export function unpackWeightsInt8(packed: Uint8Array, n: number, k: number): Int8Array {
+  if (n % 64 !== 0 || k % 4 !== 0 || packed.length < n * k)
+    throw new RangeError(`unpackWeightsInt8: ${packed.length} bytes are not packed weights [${n}, ${k}]`);
+  const out = new Int8Array(n * k);
+  const nq = k / 4;
+  const words = new Uint32Array(packed.buffer, packed.byteOffset, (n * k) / 4);
+  const rows = new Uint32Array(out.buffer);
+  // Dword (q, j) of panel p holds W[64p + j][4q .. 4q + 3]: a transpose of dwords per panel.
+  for (let p = 0; p < n / 64; p++)
+    for (let q = 0; q < nq; q++)
+      for (let j = 0; j < 64; j++) rows[(64 * p + j) * nq + q] = words[(p * nq + q) * 64 + j];
+  return out;
+}
+
 /** The composition of plain kernels that defines gemmEx, gemmInt8 and attentionInference. */
 export function composedFused(k: Kernels): FusedKernels {
   const f32Of = (x: F32 | BF16, n: number): F32 => {
@@ -244,7 +273,29 @@ export function composedFused(k: Kernels): FusedKernels {
         comp[r] = 128 * sum;
       }
     },
-    gemmInt8(x, wq, wScale, wComp, c, m, n, kk, bias, epilogue, aux, xq8, xScale, out8, out8Scale) {
+    gemmInt8(
+      x,
+      wqIn,
+      wScale,
+      wComp,
+      c,
+      m,
+      n,
+      kk,
+      bias,
+      epilogue,
+      aux,
+      xq8,
+      xScale,
+      out8,
+      out8Scale,
+      wPacked,
+    ) {
+      let wq = wqIn;
+      if (!wq) {
+        if (!wPacked) throw new TypeError('gemmInt8: wq is null: then wPacked must be given');
+        wq = unpackWeightsInt8(wPacked, n, kk);
+      }
       const xq = new Float32Array(m * kk);
       let xs: F32;
       if (xq8) {
@@ -269,6 +320,21 @@ export function composedFused(k: Kernels): FusedKernels {
         if (!out8Scale) throw new TypeError('gemmInt8: out8 needs out8Scale');
         quantizeRowsU8(cc, m, n, out8, out8Scale);
       }
+    },
+    packWeightsInt8(wq, n, kk, out) {
+      if (n % 64 !== 0 || kk % 4 !== 0)
+        throw new RangeError(
+          `packWeightsInt8: n (${n}) must be a multiple of 64 and k (${kk}) a multiple of 4`,
+        );
+      const nq = kk / 4;
+      for (let p = 0; p < n / 64; p++)
+        for (let q = 0; q < nq; q++)
+          for (let j = 0; j < 64; j++)
+            for (let t = 0; t < 4; t++)
+              out[((p * nq + q) * 64 + j) * 4 + t] = wq[(64 * p + j) * kk + 4 * q + t] & 0xff;
+    },
+    packsInt8Weights() {
+      return false; // the composition reads wq as it is
     },
     layerNormForwardInt8(q, qScale, mean, rstd, inp, weight, bias, rows, cols, eps) {
       const y = new Float32Array(rows * cols);
@@ -305,6 +371,7 @@ export function takesBf16Operands(k: Kernels): boolean {
     k.name === 'native' &&
     typeof f.gemmEx === 'function' &&
     typeof f.gemmInt8 === 'function' &&
+    typeof f.packWeightsInt8 === 'function' &&
     typeof f.attentionInference === 'function' &&
     typeof f.layerNormForwardInt8 === 'function'
   );

@@ -35,6 +35,11 @@ export interface NativeInfo {
    * overrides. Absent in addons built before the choice existed.
    */
   gemmThreading?: string;
+  /**
+   * The int8 linear layers' GEMM: 'vnni-packed' (our AVX512-VNNI kernel over weights packed once
+   * per model) or 'onednn' (no VNNI, or CAVMAE_INT8_GEMM=onednn). Absent in older addons.
+   */
+  int8Gemm?: string;
   compiler: string;
 }
 

@@ -236,9 +236,29 @@ export type CreateOptions = {
   int8?: boolean;
 };
 
-/** quantizeWeightsInt8 of the selected kernels (what an int8 tape would make of the fp32 weight). */
-const quantizeInt8: QuantizeFn = (w, n, k, out) =>
-  fused(kernels()).quantizeWeightsInt8(w, n, k, out.q, out.scale, out.comp);
+/** Row-major int8 values of the weight being packed: one buffer, reused weight after weight. */
+let packScratch = new Int8Array(0);
+
+/**
+ * quantizeWeightsInt8 of the selected kernels (what an int8 tape would make of the fp32 weight).
+ * Where the backend's GEMM reads packed weights, only the packed layout is kept: holding the
+ * row-major values too would add the int8 model's size again to the peak RSS.
+ */
+const quantizeInt8: QuantizeFn = (w, n, k, out) => {
+  const f = fused(kernels());
+  if (!f.packsInt8Weights(n, k)) {
+    out.q ??= new Int8Array(n * k);
+    f.quantizeWeightsInt8(w, n, k, out.q, out.scale, out.comp);
+    out.packed = null;
+    return;
+  }
+  if (packScratch.length < n * k) packScratch = new Int8Array(n * k);
+  const q = packScratch.subarray(0, n * k);
+  f.quantizeWeightsInt8(w, n, k, q, out.scale, out.comp);
+  out.packed ??= new Uint8Array(n * k);
+  f.packWeightsInt8(q, n, k, out.packed);
+  out.q = null;
+};
 
 /**
  * Lays out a model's parameters and initialises them: `seed` seeds the initialisation; `init:

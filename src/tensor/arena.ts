@@ -30,16 +30,28 @@ export type InitFn = (out: Float32Array, rng: Rng) => void;
 /**
  * The int8 quantisation of a GEMM weight [out, in] (per output channel: s8 values, scales and
  * the activation-offset compensation; kernels/fused.ts quantizeWeightsInt8). `stamp` is the
- * step it was made for (Tape.int8Param's refresh of copies made from fp32 values).
+ * step it was made for (Tape.int8Param's refresh of copies made from fp32 values); an int8-only
+ * weight counts its quantisations instead (the QuantizeFn fills `q` or `packed`).
  */
 export interface Int8Weights {
-  q: Int8Array;
+  /**
+   * The values, row-major s8 [n, k]; null for an int8-only weight held in the packed layout
+   * alone (the backend's GEMM reads only that; `rowMajorInt8` unpacks a copy).
+   */
+  q: Int8Array | null;
   scale: Float32Array;
   comp: Int32Array;
   stamp: number;
+  /** The values in the native GEMM's packed layout (packWeightsInt8), where it reads them so. */
+  packed?: Uint8Array | null;
+  /** The stamp q had when `packed` was made. */
+  packedStamp?: number;
 }
 
-/** Quantises fp32 weights [n, k] (row-major) into `out` (quantizeWeightsInt8). */
+/**
+ * Quantises fp32 weights [n, k] (row-major) into `out` (quantizeWeightsInt8): into `out.q`
+ * (allocated when null), or into `out.packed` alone with `out.q` set to null.
+ */
 export type QuantizeFn = (w: Float32Array, n: number, k: number, out: Int8Weights) => void;
 
 /** Empty int8 weights for a GEMM weight of this shape (dimension 0 = output channels). */
@@ -215,6 +227,7 @@ export class ParamArena {
   private quantizeInto(p: Param, values: Float32Array): void {
     const n = p.shape[0];
     this.quantize!(values, n, p.size / n, p.int8!);
+    p.int8!.stamp++;
   }
 
   /** The flat gradient buffer, same layout as `data` (allocated on first use). */

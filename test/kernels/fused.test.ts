@@ -17,10 +17,12 @@ import {
   EPILOGUE_NONE,
   type Epilogue,
   type FusedKernels,
+  unpackWeightsInt8,
 } from '../../src/kernels/fused.js';
 import { kernels, useKernels, type Kernels } from '../../src/kernels/index.js';
 import * as ops from '../../src/autograd/ops.js';
-import { Tape } from '../../src/autograd/tape.js';
+import { FrozenWeights, Tape } from '../../src/autograd/tape.js';
+import { arenaFor } from '../../src/models/cavmae.js';
 import { Param, ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomArray } from '../helpers.js';
@@ -628,6 +630,228 @@ test(
       );
     } finally {
       N.setThreads(saved);
+    }
+  },
+);
+
+test(
+  'packed int8 weights: the native VNNI GEMM equals the exact reference and the unpacked GEMM bit for bit (tails, threads, epilogues, int8 operands)',
+  { skip },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    const F = fused(N);
+    const R = exactInt8Reference(N);
+    const saved = N.getThreads();
+    try {
+      // Row counts with every 6-row tail, a single panel, a k-quad only, and the base model's
+      // widest shapes (the row groups of the kernel change with k: 336 rows at 768, 84 at 3072).
+      for (const [m, n, k] of [
+        [1, 64, 4],
+        [11, 128, 36],
+        [300, 192, 768],
+        [100, 256, 3072],
+      ]) {
+        const what = `${m}x${n}x${k}`;
+        const w = randomArray(n * k, 91, 0.2);
+        const wq = new Int8Array(n * k);
+        const ws = new Float32Array(n);
+        const wc = new Int32Array(n);
+        F.quantizeWeightsInt8(w, n, k, wq, ws, wc);
+        const packed = new Uint8Array(n * k);
+        F.packWeightsInt8(wq, n, k, packed);
+        const want8 = new Uint8Array(n * k);
+        R.packWeightsInt8(wq, n, k, want8);
+        assert.deepEqual(packed, want8, `${what}: native packing equals the reference's`);
+        // The layout itself (gemm_int8.h): byte t of dword (q, j) of panel p is W[64p + j][4q + t].
+        const [p, q, j, t] = [n / 64 - 1, k / 4 - 1, 63, 3];
+        assert.equal(packed[((p * (k / 4) + q) * 64 + j) * 4 + t], wq[(64 * p + j) * k + 4 * q + t] & 0xff);
+        assert.equal(
+          F.packsInt8Weights(n, k),
+          N.info?.().int8Gemm === 'vnni-packed',
+          `${what}: packsInt8Weights`,
+        );
+        const x = randomArray(m * k, 92, 3);
+        const bias = randomArray(n, 93);
+        const res = randomArray(m * n, 94);
+        for (const threads of [1, 2]) {
+          N.setThreads(threads);
+          for (const epi of [EPILOGUE_NONE, EPILOGUE_GELU, EPILOGUE_ADD] as Epilogue[]) {
+            const aux = () =>
+              epi === EPILOGUE_ADD ? res : epi === EPILOGUE_GELU ? new Float32Array(m * n) : null;
+            const want = new Float32Array(m * n);
+            R.gemmInt8(x, wq, ws, wc, want, m, n, k, bias, epi, aux());
+            const plain = new Float32Array(m * n).fill(NaN);
+            F.gemmInt8(x, wq, ws, wc, plain, m, n, k, bias, epi, aux());
+            const got = new Float32Array(m * n).fill(NaN);
+            const gotAux = aux();
+            F.gemmInt8(x, wq, ws, wc, got, m, n, k, bias, epi, gotAux, null, null, null, null, packed);
+            const how = `${what} ${threads} threads epilogue ${epi}`;
+            assert.deepEqual(got, want, `${how}: packed equals the reference`);
+            assert.deepEqual(got, plain, `${how}: packed equals unpacked`);
+            if (epi === EPILOGUE_GELU) {
+              const wantAux = new Float32Array(m * n);
+              R.gemmInt8(x, wq, ws, wc, new Float32Array(m * n), m, n, k, bias, epi, wantAux);
+              assert.deepEqual(gotAux, wantAux, `${how}: pre-activation`);
+            }
+          }
+          // int8 operands in and out (LayerNorm's rows in, fc1's quantised rows out; c null).
+          const xq = new Uint8Array(m * k);
+          const xs = new Float32Array(m);
+          R.layerNormForwardInt8(
+            xq,
+            xs,
+            new Float32Array(m),
+            new Float32Array(m),
+            x,
+            randomArray(k, 95),
+            randomArray(k, 96),
+            m,
+            k,
+            1e-6,
+          );
+          const want8Rows = new Uint8Array(m * n);
+          const want8Scale = new Float32Array(m);
+          R.gemmInt8(
+            null,
+            wq,
+            ws,
+            wc,
+            null,
+            m,
+            n,
+            k,
+            bias,
+            EPILOGUE_GELU,
+            null,
+            xq,
+            xs,
+            want8Rows,
+            want8Scale,
+          );
+          const got8Rows = new Uint8Array(m * n);
+          const got8Scale = new Float32Array(m);
+          F.gemmInt8(
+            null,
+            wq,
+            ws,
+            wc,
+            null,
+            m,
+            n,
+            k,
+            bias,
+            EPILOGUE_GELU,
+            null,
+            xq,
+            xs,
+            got8Rows,
+            got8Scale,
+            packed,
+          );
+          assert.deepEqual(got8Rows, want8Rows, `${what} ${threads} threads: quantised rows out`);
+          assert.deepEqual(got8Scale, want8Scale, `${what} ${threads} threads: their scales`);
+        }
+      }
+      const f = new Float32Array(64 * 4);
+      assert.throws(
+        () => F.packWeightsInt8(new Int8Array(100 * 4), 100, 4, new Uint8Array(400)),
+        /packWeightsInt8: n \(100\) must be a multiple of 64/,
+        'n not a multiple of 64',
+      );
+      assert.equal(F.packsInt8Weights(100, 4), false);
+      assert.throws(
+        () =>
+          F.gemmInt8(
+            f,
+            new Int8Array(256),
+            f,
+            new Int32Array(64),
+            f,
+            1,
+            64,
+            4,
+            null,
+            EPILOGUE_NONE,
+            null,
+            null,
+            null,
+            null,
+            null,
+            new Uint8Array(10),
+          ),
+        /wPacked/,
+        'a packed buffer too short',
+      );
+    } finally {
+      N.setThreads(saved);
+    }
+  },
+);
+
+test(
+  'int8 weights are packed where the GEMM reads them so: int8-only weights hold that layout alone, tapes pack their copies once per quantisation',
+  { skip },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    const before = kernels();
+    useKernels(N);
+    try {
+      const F = fused(N);
+      const [n, k] = [128, 64];
+      const quantized = (w: Float32Array) => {
+        const q = new Int8Array(n * k);
+        F.quantizeWeightsInt8(w, n, k, q, new Float32Array(n), new Int32Array(n));
+        return q;
+      };
+      const packOf = (q: Int8Array) => {
+        const out = new Uint8Array(n * k);
+        F.packWeightsInt8(q, n, k, out);
+        return out;
+      };
+      const packs = F.packsInt8Weights(n, k);
+      // An int8-only weight (what CavMae.load int8 makes): quantised as it is loaded.
+      const p = new Param('w', [n, k], false, () => {}, true);
+      const arena = arenaFor([p], { int8: true, init: false });
+      for (const seed of [97, 98]) {
+        const values = randomArray(n * k, seed);
+        arena.load(new Map([['w', { shape: [n, k], data: values }]]));
+        const e = new Tape({ grad: false, int8: true }).int8Param(p);
+        if (packs) {
+          assert.equal(e.q, null, 'no row-major copy next to the packed one');
+          assert.deepEqual(
+            e.packed,
+            packOf(quantized(values)),
+            `seed ${seed}: packed from the loaded values`,
+          );
+          assert.deepEqual(
+            unpackWeightsInt8(e.packed!, n, k),
+            quantized(values),
+            'unpacking gives the values back',
+          );
+        } else {
+          assert.deepEqual(e.q, quantized(values), `seed ${seed}: row-major where the GEMM does not pack`);
+          assert.ok(!e.packed);
+        }
+      }
+      // An int8 tape over fp32 weights: its copy is packed once per quantisation and reused.
+      const fp = new Param('v', [n, k], false, () => {}, true);
+      new ParamArena([fp], { grad: false });
+      fp.data.set(randomArray(n * k, 99));
+      const frozen = new FrozenWeights();
+      const first = new Tape({ grad: false, int8: true, frozen }).int8Param(fp);
+      const stamp = first.packedStamp;
+      const second = new Tape({ grad: false, int8: true, frozen }).int8Param(fp);
+      assert.equal(second, first);
+      if (packs) {
+        assert.deepEqual(first.packed, packOf(first.q!));
+        assert.equal(second.packedStamp, stamp, 'not packed again for the same weights');
+        fp.data[0] += 1;
+        frozen.changed();
+        const third = new Tape({ grad: false, int8: true, frozen }).int8Param(fp);
+        assert.deepEqual(third.packed, packOf(quantized(fp.data)), 'repacked after the weights changed');
+      } else assert.ok(!first.packed);
+    } finally {
+      useKernels(before);
     }
   },
 );

@@ -1,0 +1,26 @@
+// Our own int8 GEMM on AVX512-VNNI for the linear layers of int8 inference: C (int32 sums) =
+// A (u8 rows) · Wᵀ, with the weights packed once per loaded model. It replaces oneDNN's
+// `gemm:jit` for the shapes it takes (docs/kernels.md, "int8 GEMM"): on Zen 4 that ran at
+// 63-73% of the vpdpbusd peak on one thread, these tiles at 88-96% (the weights read in the
+// order the tile consumes them, the packing paid once instead of per call and piece).
+//
+// Packed layout of W [n, k] (s8, row-major; n a multiple of 64, k of 4): panels of 64 output
+// channels, each [k/4][64][4] bytes: byte t of dword (q, j) of panel p is W[64p + j][4q + t].
+// One k-quad of a panel is then four 64-byte vectors, 16 channels each, what one vpdpbusd
+// multiplies by a broadcast dword of 4 activations.
+#pragma once
+#include <stdint.h>
+
+// True when the CPU has AVX512-VNNI, the AVX-512 kernel table is in use, and CAVMAE_INT8_GEMM is
+// not 'onednn' (which keeps oneDNN, for comparisons).
+bool int8_gemm_available();
+// The shapes the packed GEMM takes.
+inline bool int8_gemm_supports(long n, long k) { return n > 0 && k > 0 && n % 64 == 0 && k % 4 == 0; }
+
+// out [n * k bytes] = W [n, k] in the packed layout above.
+void int8_pack_weights(uint8_t* out, const int8_t* w, long n, long k);
+
+// c[r][j] (int32, row stride ldc) = Σ_k a[r][k] · W[n0 + j][k] for rows r < m and columns
+// j < n (n0, n multiples of 64), a u8 rows with stride lda, W packed (all of its n_total columns).
+void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
+                      long n0, long n);
