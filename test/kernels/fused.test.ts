@@ -709,45 +709,31 @@ test(
             k,
             1e-6,
           );
-          const want8Rows = new Uint8Array(m * n);
-          const want8Scale = new Float32Array(m);
-          R.gemmInt8(
-            null,
-            wq,
-            ws,
-            wc,
-            null,
-            m,
-            n,
-            k,
-            bias,
-            EPILOGUE_GELU,
-            null,
-            xq,
-            xs,
-            want8Rows,
-            want8Scale,
-          );
-          const got8Rows = new Uint8Array(m * n);
-          const got8Scale = new Float32Array(m);
-          F.gemmInt8(
-            null,
-            wq,
-            ws,
-            wc,
-            null,
-            m,
-            n,
-            k,
-            bias,
-            EPILOGUE_GELU,
-            null,
-            xq,
-            xs,
-            got8Rows,
-            got8Scale,
-            packed,
-          );
+          const rowsOut = (K: FusedKernels, wPacked: Uint8Array | null) => {
+            const rows = new Uint8Array(m * n);
+            const scales = new Float32Array(m);
+            K.gemmInt8(
+              null,
+              wq,
+              ws,
+              wc,
+              null,
+              m,
+              n,
+              k,
+              bias,
+              EPILOGUE_GELU,
+              null,
+              xq,
+              xs,
+              rows,
+              scales,
+              wPacked,
+            );
+            return { rows, scales };
+          };
+          const { rows: want8Rows, scales: want8Scale } = rowsOut(R, null);
+          const { rows: got8Rows, scales: got8Scale } = rowsOut(F, packed);
           assert.deepEqual(got8Rows, want8Rows, `${what} ${threads} threads: quantised rows out`);
           assert.deepEqual(got8Scale, want8Scale, `${what} ${threads} threads: their scales`);
         }
