@@ -156,10 +156,18 @@ void attn8_pack_k(uint32_t* kp, float* sk, int32_t* comp, const float* k, long l
   const long T16 = (T + 15) / 16 * 16, np = hd / 4;
   alignas(64) uint8_t row[64];
   for (long j = 0; j < T; j++) {
-    sk[j] = quantize_row(row, k + j * ld, hd, 0);
-    int32_t sum = 0;
-    for (long d = 0; d < hd; d++) sum += (int8_t)row[d];
-    comp[j] = 128 * sum;
+    // quantize_row, with the row's sum taken from the int32 lanes on the way (not from the bytes).
+    const float* x = k + j * ld;
+    const float m = absmax(x, hd);
+    const __m512 inv = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+    __m512i sum = _mm512_setzero_si512();
+    for (long c = 0; c < hd; c += 16) {
+      const __m512i q = quant16(_mm512_loadu_ps(x + c), inv);
+      sum = _mm512_add_epi32(sum, q);
+      _mm_store_si128(reinterpret_cast<__m128i*>(row + c), _mm512_cvtepi32_epi8(q));
+    }
+    sk[j] = m / 127.0f;
+    comp[j] = 128 * _mm512_reduce_add_epi32(sum);
     const uint32_t* words = reinterpret_cast<const uint32_t*>(row);
     for (long p = 0; p < np; p++) kp[p * T16 + j] = words[p];
   }

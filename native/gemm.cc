@@ -297,18 +297,49 @@ struct Job {
   const uint8_t* b_packed;  // kInt8 only: B in gemm_int8.h's packed layout (then our kernel, not oneDNN)
 };
 
-// The epilogue of one output tile [m, n] at (m0, n0): bias, GELU / add / int8 scales, then the
-// bf16 copy.
-void apply_epilogue(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0, long m, long n) {
-  const KernelTable& kt = select_kernels();
+// The element-wise part of the epilogue on one output tile [m, n] at (m0, n0): int8 scales,
+// bias, GELU / add.
+void apply_values(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0, long m, long n) {
   if (e.bias || e.kind != 0 || e.row_scale)
-    kt.gemm_epilogue(ct, ldc, m, n, e.bias ? e.bias + n0 : nullptr, e.kind, e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr,
-                     e.ldaux, e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
-                     e.col_comp ? e.col_comp + n0 : nullptr);
+    select_kernels().gemm_epilogue(ct, ldc, m, n, e.bias ? e.bias + n0 : nullptr, e.kind,
+                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux,
+                                   e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
+                                   e.col_comp ? e.col_comp + n0 : nullptr);
+}
+
+// The copies of a finished tile: bf16, or int8 rows (whole rows only).
+void apply_copies(const GemmEpilogue& e, const float* ct, long ldc, long m0, long n0, long m, long n) {
+  const KernelTable& kt = select_kernels();
   if (e.out16)
     for (long r = 0; r < m; r++) kt.f32_to_bf16(e.out16 + (m0 + r) * e.ldout16 + n0, ct + r * ldc, n);
   if (e.out8)  // whole rows (n0 == 0): the plan keeps them in one tile
     for (long r = 0; r < m; r++) kt.quantize_rows_u8(e.out8 + (m0 + r) * e.ldout8, e.out8_scale + m0 + r, ct + r * ldc, 1, n);
+}
+
+// The whole epilogue of one output tile [m, n] at (m0, n0): the values, then the copies.
+void apply_epilogue(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0, long m, long n) {
+  apply_values(e, ct, ldc, m0, n0, m, n);
+  apply_copies(e, ct, ldc, m0, n0, m, n);
+}
+
+// A packed int8 piece: the kernel hands each finished 64-column tile to the element-wise
+// epilogue while it is still in L1 (it would otherwise go out to L2 / L3 as int32 and come back).
+struct PieceTiles {
+  const GemmEpilogue* epi;
+  float* ct;
+  long ldc, m0, n0;
+};
+
+void piece_tile_done(void* ctx, long r0, long rows, long j0) {
+  const PieceTiles& p = *static_cast<const PieceTiles*>(ctx);
+  apply_values(*p.epi, p.ct + r0 * p.ldc + j0, p.ldc, p.m0 + r0, p.n0 + j0, rows, 64);
+}
+
+void run_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, long n0, long m, long n) {
+  PieceTiles pt{j.epi, ct, ldc, m0, n0};
+  int8_gemm_packed(reinterpret_cast<int32_t*>(ct), ldc, reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
+                   j.b_packed, j.s->k, m, n0, n, j.epi ? piece_tile_done : nullptr, &pt);
+  if (j.epi) apply_copies(*j.epi, ct, ldc, m0, n0, m, n);
 }
 
 // The whole-matrix path (GemmThreading::kOnednn): the epilogue over row blocks of the finished C.
@@ -352,20 +383,14 @@ void run_piece(void* ctx, long piece) {
     // Only the bf16 / int8 copy is wanted: the fp32 tile stays in this thread's scratch.
     float* ct = scratch<float>(kScratchGemmTile, (size_t)m * n);
     long st[4] = {0, 0, n, 1};
-    if (j.b_packed)
-      int8_gemm_packed(reinterpret_cast<int32_t*>(ct), n, reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
-                       j.b_packed, s.k, m, n0, n);
-    else
-      gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
+    if (j.b_packed) return run_packed_piece(j, ct, n, off_a, m0, n0, m, n);
+    gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
     apply_epilogue(*j.epi, ct, n, m0, n0, m, n);
     return;
   }
   float* ct = reinterpret_cast<float*>(j.c) + off_c;
-  if (j.b_packed)
-    int8_gemm_packed(reinterpret_cast<int32_t*>(ct), j.sc[2], reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
-                     j.b_packed, s.k, m, n0, n);
-  else
-    gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
+  if (j.b_packed) return run_packed_piece(j, ct, j.sc[2], off_a, m0, n0, m, n);
+  gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
   if (j.epi) apply_epilogue(*j.epi, ct, j.sc[2], m0, n0, m, n);
 }
 

@@ -69,7 +69,7 @@ void tile(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* panel
 }  // namespace
 
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
-                      long n0, long n) {
+                      long n0, long n, Int8TileDone done, void* done_ctx) {
   const long nq = k / 4;
   // Rows in groups whose activations (group x k bytes) stay in L2 next to one panel (k x 64
   // bytes) while every panel of the piece passes over them: 336 rows at k = 768, 84 at 3072.
@@ -81,7 +81,10 @@ void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const ui
       const uint8_t* panel = packed + (n0 + j) / 64 * nq * 256;
       int32_t* cj = c + j;
       long r = g0;
-      for (; r + 6 <= g1; r += 6) tile<6>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq);
+      for (; r + 6 <= g1; r += 6) {
+        tile<6>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq);
+        if (done) done(done_ctx, r, 6, j);
+      }
       switch (g1 - r) {
         case 1: tile<1>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
         case 2: tile<2>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
@@ -90,6 +93,7 @@ void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const ui
         case 5: tile<5>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
         default: break;
       }
+      if (done && r < g1) done(done_ctx, r, g1 - r, j);
     }
   }
 }
