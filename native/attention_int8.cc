@@ -44,6 +44,15 @@ inline __m512i quant16(__m512 x, __m512 inv) {
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
 }
 
+// Rows of q, k and v are 3C floats apart in qkv, each in a page of its own, so the hardware
+// prefetchers (which stay within a page) do not see them coming: at batch 8 the first load of
+// each row was 85% of attn8_pack_k's time (perf). Rows are fetched this many ahead instead.
+constexpr long kPrefetchRows = 8;
+
+inline void prefetch_row(const float* x, long n) {
+  for (long c = 0; c < n; c += 16) _mm_prefetch(reinterpret_cast<const char*>(x + c), _MM_HINT_T0);
+}
+
 // max |x| over n = hd (a multiple of 16) values.
 inline float absmax(const float* x, long n) {
   __m512 m = _mm512_setzero_ps();
@@ -156,6 +165,7 @@ void attn8_pack_k(uint32_t* kp, float* sk, int32_t* comp, const float* k, long l
   const long T16 = (T + 15) / 16 * 16, np = hd / 4;
   alignas(64) uint8_t row[64];
   for (long j = 0; j < T; j++) {
+    if (j + kPrefetchRows < T) prefetch_row(k + (j + kPrefetchRows) * ld, hd);
     // quantize_row, with the row's sum taken from the int32 lanes on the way (not from the bytes).
     const float* x = k + j * ld;
     const float m = absmax(x, hd);
@@ -182,7 +192,11 @@ void attn8_pack_v(uint32_t* vp, float* sv, const float* v, long ld, long T, long
   const long nq = attn_t4(T) / 4;
   for (long d = 0; d < hd; d += 16) {
     __m512 m = _mm512_setzero_ps();
-    for (long j = 0; j < T; j++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(v + j * ld + d)));
+    for (long j = 0; j < T; j++) {
+      // The first pass over v brings its rows in (the later ones find them in L2).
+      if (d == 0 && j + kPrefetchRows < T) prefetch_row(v + (j + kPrefetchRows) * ld, hd);
+      m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(v + j * ld + d)));
+    }
     alignas(64) float mx[16];
     _mm512_store_ps(mx, m);
     alignas(64) float inv[16];
@@ -206,7 +220,10 @@ void attn8_pack_v(uint32_t* vp, float* sv, const float* v, long ld, long T, long
 }
 
 void attn8_quantize_q(uint32_t* qd, float* sq, const float* q, long ld, long rows, long hd) {
-  for (long r = 0; r < rows; r++) sq[r] = quantize_row(reinterpret_cast<uint8_t*>(qd + r * (hd / 4)), q + r * ld, hd, 128);
+  for (long r = 0; r < rows; r++) {
+    if (r + kPrefetchRows < rows) prefetch_row(q + (r + kPrefetchRows) * ld, hd);
+    sq[r] = quantize_row(reinterpret_cast<uint8_t*>(qd + r * (hd / 4)), q + r * ld, hd, 128);
+  }
 }
 
 void attn8_scores(float* s, long lds, const uint32_t* qd, const float* sq, const uint32_t* kp, const float* sk,
