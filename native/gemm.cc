@@ -335,11 +335,36 @@ void piece_tile_done(void* ctx, long r0, long rows, long j0) {
   apply_values(*p.epi, p.ct + r0 * p.ldc + j0, p.ldc, p.m0 + r0, p.n0 + j0, rows, 64);
 }
 
+// After the in-register dequantisation (+ bias): the GELU of kind 1, on the tile's floats. The
+// kernel of apply_values with no scales and no bias applies exactly that, and float stores and
+// loads are exact, so the values equal the one-pass epilogue's.
+void piece_tile_gelu(void* ctx, long r0, long rows, long j0) {
+  const PieceTiles& p = *static_cast<const PieceTiles*>(ctx);
+  const GemmEpilogue& e = *p.epi;
+  select_kernels().gemm_epilogue(p.ct + r0 * p.ldc + j0, p.ldc, rows, 64, nullptr, 1,
+                                 e.aux ? e.aux + (p.m0 + r0) * e.ldaux + p.n0 + j0 : nullptr, e.ldaux, nullptr,
+                                 nullptr, nullptr);
+}
+
 void run_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, long n0, long m, long n) {
-  PieceTiles pt{j.epi, ct, ldc, m0, n0};
-  int8_gemm_packed(reinterpret_cast<int32_t*>(ct), ldc, reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
-                   j.b_packed, j.s->k, m, n0, n, j.epi ? piece_tile_done : nullptr, &pt);
-  if (j.epi) apply_copies(*j.epi, ct, ldc, m0, n0, m, n);
+  const GemmEpilogue* e = j.epi;
+  PieceTiles pt{e, ct, ldc, m0, n0};
+  const uint8_t* a = reinterpret_cast<const uint8_t*>(j.a) + off_a;
+  int32_t* c = reinterpret_cast<int32_t*>(ct);
+  if (e && e->row_scale && e->col_scale && e->col_comp && e->kind != 1) {
+    // The whole element-wise epilogue in registers: dequantisation, bias, residual.
+    Int8Dequant dq{e->row_scale + m0, e->col_scale + n0, e->col_comp + n0, e->bias ? e->bias + n0 : nullptr,
+                   e->kind == 2 && e->aux ? e->aux + m0 * e->ldaux + n0 : nullptr, e->ldaux};
+    int8_gemm_packed(c, ldc, a, j.sa[2], j.b_packed, j.s->k, m, n0, n, &dq);
+  } else if (e && e->row_scale && e->col_scale && e->col_comp) {
+    // GELU: dequantisation and bias in registers, then the GELU while the tile is in L1.
+    Int8Dequant dq{e->row_scale + m0, e->col_scale + n0, e->col_comp + n0, e->bias ? e->bias + n0 : nullptr,
+                   nullptr, 0};
+    int8_gemm_packed(c, ldc, a, j.sa[2], j.b_packed, j.s->k, m, n0, n, &dq, piece_tile_gelu, &pt);
+  } else {
+    int8_gemm_packed(c, ldc, a, j.sa[2], j.b_packed, j.s->k, m, n0, n, nullptr, e ? piece_tile_done : nullptr, &pt);
+  }
+  if (e) apply_copies(*e, ct, ldc, m0, n0, m, n);
 }
 
 // The whole-matrix path (GemmThreading::kOnednn): the epilogue over row blocks of the finished C.

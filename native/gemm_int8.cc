@@ -48,7 +48,8 @@ inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
 // R rows x 64 columns: 24 accumulators, 4 weight vectors and one broadcast in 29 of the 32
 // registers; per k-quad 4 loads, R broadcasts and 4R vpdpbusd.
 template <int R>
-void tile(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* panel, long nq) {
+void tile(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* panel, long nq, const Int8Dequant* dq,
+          long r0, long j0) {
   __m512i acc[R][4];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_si512();
@@ -62,14 +63,30 @@ void tile(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* panel
       for (int v = 0; v < 4; v++) acc[r][v] = dpbusd(acc[r][v], x, b[v]);
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int v = 0; v < 4; v++) _mm512_storeu_si512(c + r * ldc + 16 * v, acc[r][v]);
+  if (!dq) {
+    for (int r = 0; r < R; r++)
+      for (int v = 0; v < 4; v++) _mm512_storeu_si512(c + r * ldc + 16 * v, acc[r][v]);
+    return;
+  }
+  float* out = reinterpret_cast<float*>(c);
+  for (int v = 0; v < 4; v++) {
+    const long j = j0 + 16 * v;
+    const __m512i comp = _mm512_loadu_si512(dq->col_comp + j);
+    const __m512 cs = _mm512_loadu_ps(dq->col_scale + j);
+    for (int r = 0; r < R; r++) {
+      __m512 x = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
+      x = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(dq->row_scale[r0 + r])), cs);
+      if (dq->bias) x = _mm512_add_ps(x, _mm512_loadu_ps(dq->bias + j));
+      if (dq->add) x = _mm512_add_ps(_mm512_loadu_ps(dq->add + (r0 + r) * dq->ld_add + j), x);
+      _mm512_storeu_ps(out + r * ldc + 16 * v, x);
+    }
+  }
 }
 
 }  // namespace
 
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
-                      long n0, long n, Int8TileDone done, void* done_ctx) {
+                      long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx) {
   const long nq = k / 4;
   // Rows in groups whose activations (group x k bytes) stay in L2 next to one panel (k x 64
   // bytes) while every panel of the piece passes over them: 336 rows at k = 768, 84 at 3072.
@@ -82,15 +99,15 @@ void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const ui
       int32_t* cj = c + j;
       long r = g0;
       for (; r + 6 <= g1; r += 6) {
-        tile<6>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq);
+        tile<6>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq, dq, r, j);
         if (done) done(done_ctx, r, 6, j);
       }
       switch (g1 - r) {
-        case 1: tile<1>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
-        case 2: tile<2>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
-        case 3: tile<3>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
-        case 4: tile<4>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
-        case 5: tile<5>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq); break;
+        case 1: tile<1>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq, dq, r, j); break;
+        case 2: tile<2>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq, dq, r, j); break;
+        case 3: tile<3>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq, dq, r, j); break;
+        case 4: tile<4>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq, dq, r, j); break;
+        case 5: tile<5>(cj + r * ldc, ldc, a + r * lda, lda, panel, nq, dq, r, j); break;
         default: break;
       }
       if (done && r < g1) done(done_ctx, r, g1 - r, j);

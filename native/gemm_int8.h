@@ -20,12 +20,27 @@ inline bool int8_gemm_supports(long n, long k) { return n > 0 && k > 0 && n % 64
 // out [n * k bytes] = W [n, k] in the packed layout above.
 void int8_pack_weights(uint8_t* out, const int8_t* w, long n, long k);
 
+// The dequantisation done in registers as each tile finishes, the same operations in the same
+// order as the element-wise epilogue (kernels_impl.h gemm_epilogue): v = (float)(acc - comp[j]),
+// v = (v * row_scale[r]) * col_scale[j], v += bias[j] (if bias), v = add[r][j] + v (if add).
+// The tile then writes floats. Pointers are relative to the call's first row and column.
+struct Int8Dequant {
+  const float* row_scale;
+  const float* col_scale;
+  const int32_t* col_comp;
+  const float* bias;
+  const float* add;
+  long ld_add;
+};
+
 // Called on each finished tile, rows [r0, r0 + rows) x columns [j0, j0 + 64) of c (relative to
 // the call's c), right after the kernel stored it: the caller's epilogue then reads it from L1.
 typedef void (*Int8TileDone)(void* ctx, long r0, long rows, long j0);
 
 // c[r][j] (int32, row stride ldc) = Σ_k a[r][k] · W[n0 + j][k] for rows r < m and columns
 // j < n (n0, n multiples of 64), a u8 rows with stride lda, W packed (all of its n_total columns).
-// done (optional) is called on every tile.
+// dq (optional): c receives the dequantised floats instead (as float*). done (optional) is
+// called on every tile after that.
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
-                      long n0, long n, Int8TileDone done = nullptr, void* done_ctx = nullptr);
+                      long n0, long n, const Int8Dequant* dq = nullptr, Int8TileDone done = nullptr,
+                      void* done_ctx = nullptr);
