@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadNativeKernels } from '../../src/kernels/native.js';
+import { loadNativeKernels, type NativeKernels } from '../../src/kernels/native.js';
 import { tsKernels } from '../../src/kernels/ts/index.js';
 import {
   composedFused,
@@ -368,15 +368,22 @@ function exactInt8Reference(N: Kernels): FusedKernels {
   );
 }
 
+/** Runs `body` with the addon's kernels, their fused set and the exact int8 reference; restores the thread count. */
+function withNativeInt8(body: (N: NativeKernels, F: FusedKernels, R: FusedKernels) => void): void {
+  const N = load.ok ? load.kernels : (undefined as never);
+  const saved = N.getThreads();
+  try {
+    body(N, fused(N), exactInt8Reference(N));
+  } finally {
+    N.setThreads(saved);
+  }
+}
+
 test(
   'native int8 GEMM and weight quantisation equal the exact reference bit for bit (tiles, threads, epilogues)',
   { skip },
-  () => {
-    const N = load.ok ? load.kernels : (undefined as never);
-    const F = fused(N);
-    const R = exactInt8Reference(N);
-    const saved = N.getThreads();
-    try {
+  () =>
+    withNativeInt8((N, F, R) => {
       for (const [m, n, k] of [
         [3, 5, 7],
         [300, 1100, 96],
@@ -440,10 +447,7 @@ test(
           }
         }
       }
-    } finally {
-      N.setThreads(saved);
-    }
-  },
+    }),
 );
 
 test(
@@ -562,12 +566,8 @@ test('int8 attention reference: uniform keys give the mean of the values; int8 t
 test(
   'int8 operands: layerNormForwardInt8 and gemmInt8 with pre-quantised input / quantised output equal the unfused sequence bit for bit',
   { skip },
-  () => {
-    const N = load.ok ? load.kernels : (undefined as never);
-    const F = fused(N);
-    const R = exactInt8Reference(N);
-    const saved = N.getThreads();
-    try {
+  () =>
+    withNativeInt8((N, F, R) => {
       for (const [rows, C, hid] of [
         [5, 48, 96],
         [300, 96, 400],
@@ -628,21 +628,14 @@ test(
         () => F.gemmInt8(f, new Int8Array(4), f, new Int32Array(2), null, 2, 2, 2, null, EPILOGUE_NONE, null),
         /c must be a Float32Array/,
       );
-    } finally {
-      N.setThreads(saved);
-    }
-  },
+    }),
 );
 
 test(
   'packed int8 weights: the native VNNI GEMM equals the exact reference and the unpacked GEMM bit for bit (tails, threads, epilogues, int8 operands)',
   { skip },
-  () => {
-    const N = load.ok ? load.kernels : (undefined as never);
-    const F = fused(N);
-    const R = exactInt8Reference(N);
-    const saved = N.getThreads();
-    try {
+  () =>
+    withNativeInt8((N, F, R) => {
       // Row counts with every 6-row tail, a single panel, a k-quad only, and the base model's
       // widest shapes (the row groups of the kernel change with k: 336 rows at 768, 84 at 3072).
       for (const [m, n, k] of [
@@ -768,10 +761,7 @@ test(
         /wPacked/,
         'a packed buffer too short',
       );
-    } finally {
-      N.setThreads(saved);
-    }
-  },
+    }),
 );
 
 test(
