@@ -319,7 +319,7 @@ napi_value PackWeightsInt8(Args& a) {
 napi_value PacksInt8Weights(Args& a) {
   a.expect("packsInt8Weights", 2);
   long n = a.size(0, "n"), k = a.size(1, "k");
-  return Napi::Boolean::New(a.env(), int8_gemm_available() && int8_gemm_supports(n, k));
+  return Napi::Boolean::New(a.env(), int8_gemm_reads_packed(n, k));
 }
 
 double span(long batch, long stride, double per) { return batch == 0 || per == 0 ? 0 : (batch - 1) * (double)stride + per; }

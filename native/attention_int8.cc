@@ -61,13 +61,17 @@ inline float absmax(const float* x, long n) {
 }
 
 // One row of hd values to bytes (int8 + offset) in `dst`; returns the scale max/127.
-inline float quantize_row(uint8_t* dst, const float* x, long hd, int offset) {
+inline float quantize_row(uint8_t* dst, const float* x, long hd, int offset, int32_t* sum = nullptr) {
   const float m = absmax(x, hd);
   const __m512 inv = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
   const __m512i off = _mm512_set1_epi32(offset);
-  for (long c = 0; c < hd; c += 16)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c),
-                     _mm512_cvtepi32_epi8(_mm512_add_epi32(quant16(_mm512_loadu_ps(x + c), inv), off)));
+  __m512i total = _mm512_setzero_si512();
+  for (long c = 0; c < hd; c += 16) {
+    const __m512i q = quant16(_mm512_loadu_ps(x + c), inv);
+    total = _mm512_add_epi32(total, q);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(q, off)));
+  }
+  if (sum) *sum = _mm512_reduce_add_epi32(total);  // of the values, before the offset
   return m / 127.0f;
 }
 
@@ -166,18 +170,9 @@ void attn8_pack_k(uint32_t* kp, float* sk, int32_t* comp, const float* k, long l
   alignas(64) uint8_t row[64];
   for (long j = 0; j < T; j++) {
     if (j + kPrefetchRows < T) prefetch_row(k + (j + kPrefetchRows) * ld, hd);
-    // quantize_row, with the row's sum taken from the int32 lanes on the way (not from the bytes).
-    const float* x = k + j * ld;
-    const float m = absmax(x, hd);
-    const __m512 inv = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
-    __m512i sum = _mm512_setzero_si512();
-    for (long c = 0; c < hd; c += 16) {
-      const __m512i q = quant16(_mm512_loadu_ps(x + c), inv);
-      sum = _mm512_add_epi32(sum, q);
-      _mm_store_si128(reinterpret_cast<__m128i*>(row + c), _mm512_cvtepi32_epi8(q));
-    }
-    sk[j] = m / 127.0f;
-    comp[j] = 128 * _mm512_reduce_add_epi32(sum);
+    int32_t sum;
+    sk[j] = quantize_row(row, k + j * ld, hd, 0, &sum);
+    comp[j] = 128 * sum;
     const uint32_t* words = reinterpret_cast<const uint32_t*>(row);
     for (long p = 0; p < np; p++) kp[p * T16 + j] = words[p];
   }

@@ -297,16 +297,6 @@ struct Job {
   const uint8_t* b_packed;  // kInt8 only: B in gemm_int8.h's packed layout (then our kernel, not oneDNN)
 };
 
-// The element-wise part of the epilogue on one output tile [m, n] at (m0, n0): int8 scales,
-// bias, GELU / add.
-void apply_values(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0, long m, long n) {
-  if (e.bias || e.kind != 0 || e.row_scale)
-    select_kernels().gemm_epilogue(ct, ldc, m, n, e.bias ? e.bias + n0 : nullptr, e.kind,
-                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux,
-                                   e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
-                                   e.col_comp ? e.col_comp + n0 : nullptr);
-}
-
 // The copies of a finished tile: bf16, or int8 rows (whole rows only).
 void apply_copies(const GemmEpilogue& e, const float* ct, long ldc, long m0, long n0, long m, long n) {
   const KernelTable& kt = select_kernels();
@@ -316,28 +306,27 @@ void apply_copies(const GemmEpilogue& e, const float* ct, long ldc, long m0, lon
     for (long r = 0; r < m; r++) kt.quantize_rows_u8(e.out8 + (m0 + r) * e.ldout8, e.out8_scale + m0 + r, ct + r * ldc, 1, n);
 }
 
-// The whole epilogue of one output tile [m, n] at (m0, n0): the values, then the copies.
+// The epilogue of one output tile [m, n] at (m0, n0): bias, GELU / add / int8 scales, then the
+// copies.
 void apply_epilogue(const GemmEpilogue& e, float* ct, long ldc, long m0, long n0, long m, long n) {
-  apply_values(e, ct, ldc, m0, n0, m, n);
+  if (e.bias || e.kind != 0 || e.row_scale)
+    select_kernels().gemm_epilogue(ct, ldc, m, n, e.bias ? e.bias + n0 : nullptr, e.kind,
+                                   e.aux ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux,
+                                   e.row_scale ? e.row_scale + m0 : nullptr, e.col_scale ? e.col_scale + n0 : nullptr,
+                                   e.col_comp ? e.col_comp + n0 : nullptr);
   apply_copies(e, ct, ldc, m0, n0, m, n);
 }
 
-// A packed int8 piece: the kernel hands each finished 64-column tile to the element-wise
-// epilogue while it is still in L1 (it would otherwise go out to L2 / L3 as int32 and come back).
+// A packed int8 piece (matmul_int8 always passes the int8 scales): each tile is dequantised, with
+// the bias and the residual, in the kernel's registers; a GELU then runs on the tile's floats
+// while they are in L1. The epilogue kernel with no scales and no bias applies exactly that
+// GELU, and float stores and loads are exact, so the values equal the one-pass epilogue's.
 struct PieceTiles {
   const GemmEpilogue* epi;
   float* ct;
   long ldc, m0, n0;
 };
 
-void piece_tile_done(void* ctx, long r0, long rows, long j0) {
-  const PieceTiles& p = *static_cast<const PieceTiles*>(ctx);
-  apply_values(*p.epi, p.ct + r0 * p.ldc + j0, p.ldc, p.m0 + r0, p.n0 + j0, rows, 64);
-}
-
-// After the in-register dequantisation (+ bias): the GELU of kind 1, on the tile's floats. The
-// kernel of apply_values with no scales and no bias applies exactly that, and float stores and
-// loads are exact, so the values equal the one-pass epilogue's.
 void piece_tile_gelu(void* ctx, long r0, long rows, long j0) {
   const PieceTiles& p = *static_cast<const PieceTiles*>(ctx);
   const GemmEpilogue& e = *p.epi;
@@ -347,24 +336,13 @@ void piece_tile_gelu(void* ctx, long r0, long rows, long j0) {
 }
 
 void run_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, long n0, long m, long n) {
-  const GemmEpilogue* e = j.epi;
-  PieceTiles pt{e, ct, ldc, m0, n0};
-  const uint8_t* a = reinterpret_cast<const uint8_t*>(j.a) + off_a;
-  int32_t* c = reinterpret_cast<int32_t*>(ct);
-  if (e && e->row_scale && e->col_scale && e->col_comp && e->kind != 1) {
-    // The whole element-wise epilogue in registers: dequantisation, bias, residual.
-    Int8Dequant dq{e->row_scale + m0, e->col_scale + n0, e->col_comp + n0, e->bias ? e->bias + n0 : nullptr,
-                   e->kind == 2 && e->aux ? e->aux + m0 * e->ldaux + n0 : nullptr, e->ldaux};
-    int8_gemm_packed(c, ldc, a, j.sa[2], j.b_packed, j.s->k, m, n0, n, &dq);
-  } else if (e && e->row_scale && e->col_scale && e->col_comp) {
-    // GELU: dequantisation and bias in registers, then the GELU while the tile is in L1.
-    Int8Dequant dq{e->row_scale + m0, e->col_scale + n0, e->col_comp + n0, e->bias ? e->bias + n0 : nullptr,
-                   nullptr, 0};
-    int8_gemm_packed(c, ldc, a, j.sa[2], j.b_packed, j.s->k, m, n0, n, &dq, piece_tile_gelu, &pt);
-  } else {
-    int8_gemm_packed(c, ldc, a, j.sa[2], j.b_packed, j.s->k, m, n0, n, nullptr, e ? piece_tile_done : nullptr, &pt);
-  }
-  if (e) apply_copies(*e, ct, ldc, m0, n0, m, n);
+  const GemmEpilogue& e = *j.epi;
+  PieceTiles pt{&e, ct, ldc, m0, n0};
+  Int8Dequant dq{e.row_scale + m0, e.col_scale + n0, e.col_comp + n0, e.bias ? e.bias + n0 : nullptr,
+                 e.kind == 2 ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux};
+  int8_gemm_packed(reinterpret_cast<int32_t*>(ct), ldc, reinterpret_cast<const uint8_t*>(j.a) + off_a, j.sa[2],
+                   j.b_packed, j.s->k, m, n0, n, &dq, e.kind == 1 ? piece_tile_gelu : nullptr, &pt);
+  apply_copies(e, ct, ldc, m0, n0, m, n);
 }
 
 // The whole-matrix path (GemmThreading::kOnednn): the epilogue over row blocks of the finished C.
@@ -430,8 +408,9 @@ void gemm_single(const GemmShape& s, const MatView& a, const MatView& b, float* 
 void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float* c, const long c_strides[4],
                   float alpha, float beta, int bf16, const GemmEpilogue* epi, const uint8_t* b_packed) {
   if (b_packed && (bf16 != kInt8 || s.b0 * s.b1 != 1 || alpha != 1.0f || beta != 0.0f || a.s[3] != 1 ||
-                   !int8_gemm_supports(s.n, s.k)))
-    throw std::invalid_argument("packed int8 weights need one int8 GEMM with row-major A, alpha 1 and beta 0");
+                   !int8_gemm_supports(s.n, s.k) || !epi || !epi->row_scale || !epi->col_scale || !epi->col_comp))
+    throw std::invalid_argument(
+        "packed int8 weights need one int8 GEMM with row-major A, alpha 1, beta 0 and the int8 scales");
   if (epi && (s.b0 * s.b1 != 1 || c_strides[3] != 1))
     throw std::invalid_argument("gemm epilogue needs one row-major output matrix");
   if (!c && !(epi && (epi->out16 || epi->out8) && beta == 0.0f))
@@ -584,7 +563,7 @@ void matmul_int8(const float* x, const uint8_t* xq_in, const float* x_scale_in, 
     return;
   }
   // The packed weights only where our kernel runs (else oneDNN reads wq: same sums).
-  const uint8_t* packed = w_packed && int8_gemm_available() && int8_gemm_supports(n, k) ? w_packed : nullptr;
+  const uint8_t* packed = w_packed && int8_gemm_reads_packed(n, k) ? w_packed : nullptr;
   if (!packed && !wq)
     throw std::invalid_argument("gemmInt8: wq is null, and this CPU's GEMM does not read packed weights (packsInt8Weights)");
   gemm_strided(GemmShape{1, 1, m, n, k}, va, vb, c, sc, 1.0f, 0.0f, kInt8, &epi, packed);

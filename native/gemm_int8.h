@@ -1,8 +1,9 @@
 // Our own int8 GEMM on AVX512-VNNI for the linear layers of int8 inference: C (int32 sums) =
 // A (u8 rows) · Wᵀ, with the weights packed once per loaded model. It replaces oneDNN's
-// `gemm:jit` for the shapes it takes (docs/kernels.md, "int8 GEMM"): on Zen 4 that ran at
-// 63-73% of the vpdpbusd peak on one thread, these tiles at 88-96% (the weights read in the
-// order the tile consumes them, the packing paid once instead of per call and piece).
+// `gemm:jit` for the shapes it takes (docs/kernels.md, "int8: our own kernel over packed
+// weights"): on Zen 4 that ran at 63-73% of the vpdpbusd peak on one thread, these tiles at
+// 88-96% (the weights read in the order the tile consumes them, the packing paid once instead
+// of per call and piece).
 //
 // Packed layout of W [n, k] (s8, row-major; n a multiple of 64, k of 4): panels of 64 output
 // channels, each [k/4][64][4] bytes: byte t of dword (q, j) of panel p is W[64p + j][4q + t].
@@ -16,6 +17,8 @@
 bool int8_gemm_available();
 // The shapes the packed GEMM takes.
 inline bool int8_gemm_supports(long n, long k) { return n > 0 && k > 0 && n % 64 == 0 && k % 4 == 0; }
+// Whether a GEMM of this shape runs the packed kernel when given packed weights (packsInt8Weights).
+inline bool int8_gemm_reads_packed(long n, long k) { return int8_gemm_available() && int8_gemm_supports(n, k); }
 
 // out [n * k bytes] = W [n, k] in the packed layout above.
 void int8_pack_weights(uint8_t* out, const int8_t* w, long n, long k);
