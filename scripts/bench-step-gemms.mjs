@@ -41,6 +41,12 @@ const layers = [
   { part: 'enc', rows: B * keptA, c: cfg.embed_dim }, // the audio encoder (the larger of the two)
   { part: 'dec', rows: B * (dims.La + dims.Lv), c: cfg.decoder_embed_dim },
 ];
+// Each linear layer's three products: [name, [m, n, k, transA, transB], A's type, B's type, beta].
+const products = (rows, nOut, nIn) => [
+  ['fwd', [rows, nOut, nIn, false, true], 'f32', 'bf16', 0],
+  ['dX', [rows, nIn, nOut, false, false], 'bf16', 'bf16', 0],
+  ['dW', [nOut, nIn, rows, true, false], 'bf16', 'f32', 1],
+];
 const cases = [];
 for (const { part, rows, c } of layers) {
   const hid = c * cfg.mlp_ratio;
@@ -50,28 +56,8 @@ for (const { part, rows, c } of layers) {
     ['fc1', hid, c],
     ['fc2', c, hid],
   ]) {
-    // [m, n, k, transA, transB]
-    cases.push({
-      what: `${part} fwd ${name}`,
-      shape: [rows, nOut, nIn, false, true],
-      a: 'f32',
-      b: 'bf16',
-      beta: 0,
-    });
-    cases.push({
-      what: `${part} dX ${name}`,
-      shape: [rows, nIn, nOut, false, false],
-      a: 'bf16',
-      b: 'bf16',
-      beta: 0,
-    });
-    cases.push({
-      what: `${part} dW ${name}`,
-      shape: [nOut, nIn, rows, true, false],
-      a: 'bf16',
-      b: 'f32',
-      beta: 1,
-    });
+    for (const [kind, shape, a, b, beta] of products(rows, nOut, nIn))
+      cases.push({ what: `${part} ${kind} ${name}`, shape, a, b, beta });
   }
 }
 
