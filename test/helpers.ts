@@ -15,6 +15,43 @@ export function repoRoot(): string {
   throw new Error('repository root not found');
 }
 
+const fromDist = fileURLToPath(import.meta.url).includes(join('dist', 'test'));
+
+/** argv for `node <...> cavmae <args>`: the built CLI, or the TypeScript sources under tsx. */
+export function cliArgv(args: string[]): string[] {
+  const root = repoRoot();
+  return fromDist
+    ? [join(root, 'bin', 'cavmae.js'), ...args]
+    : [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
+        ...args,
+      ];
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `cavmae <args>` in a child process from the repository root (env: added variables). */
+export function runCli(
+  args: string[],
+  opts: { timeoutMs?: number; env?: Record<string, string> } = {},
+): CliResult {
+  const r = spawnSync(process.execPath, cliArgv(args), {
+    cwd: repoRoot(),
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 120_000,
+    env: { ...process.env, ...opts.env },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
 /**
  * The golden data made by the official CAV-MAE code (test/fixtures/official: a copy of the
  * project's ../shared/fixtures with its README), so that a fresh clone checks fidelity too.

@@ -3,17 +3,15 @@
 // Outputs are compared with the library API's results for the same inputs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { CavMae } from '../../src/api/cavmae.js';
 import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { MAX_EMBED_FILE_BYTES } from '../../src/serve/engine.js';
 import { hasFfmpeg, makeTestMedia, type TestMedia } from '../index/test-media.js';
-import { assertClose, hasOfficialFixtures, repoRoot } from '../helpers.js';
+import { assertClose, hasOfficialFixtures, runCli, type CliResult } from '../helpers.js';
 import { FIXTURE_PTH, writeTestModels } from './models.js';
 
 const skip = !hasFfmpeg() && 'no ffmpeg';
@@ -21,23 +19,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'cavmae-api-cli-'));
 const models = writeTestModels(tmp);
 let mediaPromise: Promise<TestMedia> | undefined;
 const media = () => (mediaPromise ??= makeTestMedia(tmp));
-const fromDist = fileURLToPath(import.meta.url).includes(`${join('dist', 'test')}`);
 
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const root = repoRoot();
-  const argv = fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-  const r = spawnSync(process.execPath, argv, { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args);
 
 function ok(args: string[]): string {
   const r = cli(args);

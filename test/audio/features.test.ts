@@ -9,12 +9,19 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { extractMediaFeatures, detectMediaKind } from '../../src/audio/media.js';
 import { loadAudioFeatures } from '../../src/audio/index.js';
 import { readSafetensors, readSafetensorsF32 } from '../../src/io/safetensors.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, fixture, hasOfficialFixtures, maxAbsDiff, repoRoot } from '../helpers.js';
+import {
+  assertClose,
+  fixture,
+  hasOfficialFixtures,
+  maxAbsDiff,
+  repoRoot,
+  runCli,
+  type CliResult,
+} from '../helpers.js';
 
 const shared = hasOfficialFixtures();
 const hasFfmpeg = spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
@@ -150,23 +157,7 @@ test('bad inputs are UserErrors naming the file', { skip: !hasFfmpeg && 'needs f
 
 // ---- the command line ----
 
-const fromDist = fileURLToPath(import.meta.url).includes(join('dist', 'test'));
-
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const root = repoRoot();
-  const argv = fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-  const r = spawnSync(process.execPath, argv, { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args);
 
 test(
   'cavmae features writes audio, audio_raw (and image) as safetensors',

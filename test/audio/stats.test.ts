@@ -5,16 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { computeAudioStats, listAudioInputs } from '../../src/audio/stats.js';
 import { computeFbank, padOrCrop } from '../../src/audio/index.js';
 import { decodeWav } from '../../src/audio/wav.js';
 import { UserError } from '../../src/util/errors.js';
-import { repoRoot } from '../helpers.js';
+import { repoRoot, runCli, type CliResult } from '../helpers.js';
 
 const fixtures = join(repoRoot(), 'test', 'fixtures', 'audio');
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-stats-'));
@@ -114,22 +112,7 @@ test('inputs: folders (recursive, sorted, media extensions), official datafiles 
   assert.deepEqual(await listAudioInputs(datafile), [join(root, 'b.wav')]);
 });
 
-const fromDist = fileURLToPath(import.meta.url).includes(join('dist', 'test'));
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const root = repoRoot();
-  const argv = fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-  const r = spawnSync(process.execPath, argv, { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args);
 
 test('cavmae audio-stats --json and the text summary; bad --data exits non-zero with one line', () => {
   const root = join(tmp, 'cli');

@@ -2,19 +2,16 @@
 // readers, on the sklearn golden cases (test/fixtures/metrics, scripts/golden/metrics_golden.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { writeSafetensors } from '../../src/io/safetensors.js';
 import { loadMatrix, parseNpy, evaluatePredictionFiles } from '../../src/eval/predictions.js';
 import { UserError } from '../../src/util/errors.js';
-import { assertClose, repoRoot } from '../helpers.js';
+import { assertClose, repoRoot, runCli, type CliResult } from '../helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-eval-'));
 const fx = (name: string) => join(repoRoot(), 'test', 'fixtures', 'metrics', name);
-const fromDist = fileURLToPath(import.meta.url).includes(`${join('dist', 'test')}`);
 interface Case {
   name: string;
   N: number;
@@ -26,21 +23,7 @@ interface Case {
 const cases = (JSON.parse(readFileSync(fx('stats.json'), 'utf8')) as { cases: Case[] }).cases;
 const byName = (n: string) => cases.find((c) => c.name === n)!;
 
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const root = repoRoot();
-  const argv = fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-  const r = spawnSync(process.execPath, argv, { cwd: root, encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args, { timeoutMs: 60_000 });
 
 test('cavmae eval --json on a safetensors file holding pred and target = sklearn (1e-12)', () => {
   const c = byName('multilabel_ties');

@@ -5,38 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readSafetensorsF32, writeSafetensors } from '../../src/io/safetensors.js';
-import { assertClose, fixture, hasOfficialFixtures, repoRoot } from '../helpers.js';
+import { assertClose, fixture, hasOfficialFixtures, runCli, type CliResult } from '../helpers.js';
 
 const skip = !hasOfficialFixtures();
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-forward-'));
-const fromDist = fileURLToPath(import.meta.url).includes(`${join('dist', 'test')}`);
 
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const root = repoRoot();
-  const argv = fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-  const r = spawnSync(process.execPath, argv, {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { ...process.env, CAVMAE_QUIET_FALLBACK: '1' },
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args, { env: { CAVMAE_QUIET_FALLBACK: '1' } });
 
 function run(args: string[]): string {
   const r = cli(args);

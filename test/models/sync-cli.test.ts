@@ -7,39 +7,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readSafetensorsF32, writeSafetensors } from '../../src/io/safetensors.js';
-import { assertClose, repoRoot } from '../helpers.js';
+import { assertClose, repoRoot, runCli, type CliResult } from '../helpers.js';
 
 const dir = join(repoRoot(), 'test', 'fixtures', 'sync');
 const tmp = mkdtempSync(join(tmpdir(), 'cavmae-sync-cli-'));
-const fromDist = fileURLToPath(import.meta.url).includes(`${join('dist', 'test')}`);
 type Ref = Map<string, { shape: number[]; data: Float32Array }>;
 
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const root = repoRoot();
-  const argv = fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-  const r = spawnSync(process.execPath, argv, {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { ...process.env, CAVMAE_QUIET_FALLBACK: '1' },
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]): CliResult => runCli(args, { env: { CAVMAE_QUIET_FALLBACK: '1' } });
 
 function run(args: string[]): Ref {
   const out = join(tmp, `out-${Math.random().toString(36).slice(2)}.safetensors`);

@@ -1,13 +1,12 @@
 // Shared fixtures of the training tests (not a test file): a small synthetic audio-visual set
 // whose classes are easy (a tone pitch and a bright square's position), a tiny model config,
 // and a way to run the real CLI from the compiled tests or under tsx.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { encodeWavPcm16 } from '../../src/audio/wav.js';
-import { repoRoot } from '../helpers.js';
+import { cliArgv, repoRoot, runCli, type CliResult } from '../helpers.js';
 
 /** A model small enough for many steps per second: 32 wide, 1 + 1 layers, 32 px, 32 frames. */
 export const TINY_TEST_CONFIG = {
@@ -87,34 +86,8 @@ export async function makeSyntheticSet(dir: string, n = 24, nVal = 12, classes =
   return { dir, ...paths };
 }
 
-const fromDist = fileURLToPath(import.meta.url).includes(join('dist', 'test'));
-
-/** argv for `node <...> cavmae <args>`: the built CLI, or the TypeScript sources under tsx. */
-export function cliArgv(args: string[]): string[] {
-  const root = repoRoot();
-  return fromDist
-    ? [join(root, 'bin', 'cavmae.js'), ...args]
-    : [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}); await m.main(['node', 'cavmae', ...process.argv.slice(1)]);`,
-        ...args,
-      ];
-}
-
-export function cli(
-  args: string[],
-  timeoutMs = 120_000,
-): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, cliArgv(args), {
-    cwd: repoRoot(),
-    encoding: 'utf8',
-    timeout: timeoutMs,
-    env: { ...process.env, CI: '1' },
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+export function cli(args: string[], timeoutMs = 120_000): CliResult {
+  return runCli(args, { timeoutMs, env: { CI: '1' } });
 }
 
 export function spawnCli(args: string[]): ChildProcess {
