@@ -389,6 +389,23 @@ napi_value LayerNormForwardInt8(Args& a) {
   return nullptr;
 }
 
+// layerNormForward with the output rounded to bf16 (the operand of a bf16 GEMM).
+napi_value LayerNormForwardBf16(Args& a) {
+  a.expect("layerNormForwardBf16", 9);
+  long rows = a.size(6, "rows"), cols = a.size(7, "cols");
+  float eps = (float)a.number(8, "eps");
+  double rc = (double)rows * cols;
+  uint16_t* out16 = a.u16(0, "out16", rc);
+  float* mean = a.f32(1, "mean", rows);
+  float* rstd = a.f32(2, "rstd", rows);
+  const float* inp = a.f32(3, "inp", rc);
+  const float* w = a.f32(4, "weight", cols);
+  const float* b = a.f32(5, "bias", cols);
+  if (rows > 0 && cols == 0) a.range_error("cols must be positive");
+  K().layernorm_forward_bf16(out16, mean, rstd, inp, w, b, rows, cols, eps);
+  return nullptr;
+}
+
 // ---------------- GELU ----------------
 
 napi_value GeluForward(Args& a) {
@@ -397,6 +414,15 @@ napi_value GeluForward(Args& a) {
   float* out = a.f32(0, "out", n);
   const float* inp = a.f32(1, "inp", n);
   K().gelu_forward(out, inp, n);
+  return nullptr;
+}
+
+napi_value GeluForwardBf16(Args& a) {
+  a.expect("geluForwardBf16", 3);
+  long n = a.size(2, "n");
+  uint16_t* out16 = a.u16(0, "out16", n);
+  const float* inp = a.f32(1, "inp", n);
+  K().gelu_forward_bf16(out16, inp, n);
   return nullptr;
 }
 
@@ -727,7 +753,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"layerNormForward", entry<LayerNormForward>},
       {"layerNormBackward", entry<LayerNormBackward>},
       {"layerNormForwardInt8", entry<LayerNormForwardInt8>},
+      {"layerNormForwardBf16", entry<LayerNormForwardBf16>},
       {"geluForward", entry<GeluForward>},
+      {"geluForwardBf16", entry<GeluForwardBf16>},
       {"geluBackward", entry<GeluBackward>},
       {"softmaxForward", entry<SoftmaxForward>},
       {"softmaxBackward", entry<SoftmaxBackward>},

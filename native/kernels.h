@@ -29,9 +29,15 @@ struct KernelTable {
   // it) instead of written in fp32: the input of an int8 GEMM.
   void (*layernorm_forward_u8)(uint8_t* q, float* qscale, float* mean, float* rstd, const float* inp,
                                const float* weight, const float* bias, long rows, long cols, float eps);
+  // layernorm_forward, the output rounded to bf16 (f32_to_bf16 of it) instead of written in fp32:
+  // the operand of a bf16 GEMM.
+  void (*layernorm_forward_bf16)(uint16_t* out16, float* mean, float* rstd, const float* inp, const float* weight,
+                                 const float* bias, long rows, long cols, float eps);
   void (*layernorm_backward)(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                              const float* weight, const float* mean, const float* rstd, long rows, long cols);
   void (*gelu_forward)(float* out, const float* inp, long n);
+  // gelu_forward, the output rounded to bf16 (f32_to_bf16 of it) instead of written in fp32.
+  void (*gelu_forward_bf16)(uint16_t* out16, const float* inp, long n);
   void (*gelu_backward)(float* dinp, const float* inp, const float* dout, long n);
   void (*softmax_forward)(float* out, const float* inp, long rows, long cols, float scale);
   // softmax_forward, plus the bf16 rounding of every output row into p (row stride ldp elements,

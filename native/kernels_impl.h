@@ -88,15 +88,17 @@ inline void prefetch_row(const float* p, long cols, bool write) {
 template <class Out>
 inline void quantize_row(Out* q, float* scale, const float* x, long cols, int offset);
 
-// With q: the rows go to a per-thread temporary row and leave quantised per row to u8 (+128)
-// with their scales (the input of an int8 GEMM, the same values as quantising `out`).
-void layernorm_impl(float* out, uint8_t* q, float* qscale, float* mean, float* rstd, const float* inp,
-                    const float* weight, const float* bias, long rows, long cols, float eps) {
+// With q or out16: the rows go to a per-thread temporary row and leave quantised per row to u8
+// (+128) with their scales (the input of an int8 GEMM), or rounded to bf16 (the operand of a
+// bf16 GEMM): the same values as quantising or rounding `out`, without writing it.
+void layernorm_impl(float* out, uint8_t* q, float* qscale, uint16_t* out16, float* mean, float* rstd,
+                    const float* inp, const float* weight, const float* bias, long rows, long cols, float eps) {
+  const bool via_row = q || out16;
   for_rows(rows, 8.0 * cols, [&](long r0, long r1) {
-    float* row = q ? scratch<float>(kScratchRowTemp, (size_t)cols) : nullptr;
+    float* row = via_row ? scratch<float>(kScratchRowTemp, (size_t)cols) : nullptr;
     for (long r = r0; r < r1; r++) {
       const float* x = inp + r * cols;
-      float* y = q ? row : out + r * cols;
+      float* y = via_row ? row : out + r * cols;
       V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
       long c = 0;
       for (; c + 4 * W <= cols; c += 4 * W) {
@@ -111,7 +113,7 @@ void layernorm_impl(float* out, uint8_t* q, float* qscale, float* mean, float* r
       a0 = a1 = a2 = a3 = S::zero();
       if (r + 1 < r1) {
         prefetch_row(x + cols, cols, false);
-        if (!q) prefetch_row(y + cols, cols, true);
+        if (!via_row) prefetch_row(y + cols, cols, true);
       }
       for (c = 0; c + 4 * W <= cols; c += 4 * W) {
         V d0 = S::sub(S::load(x + c), vm), d1 = S::sub(S::load(x + c + W), vm);
@@ -138,18 +140,25 @@ void layernorm_impl(float* out, uint8_t* q, float* qscale, float* mean, float* r
         st(y + c, S::fmadd(n, ld(weight + c, w), ld(bias + c, w)), w);
       }
       if (q) quantize_row(q + r * cols, qscale + r, y, cols, 128);
+      if (out16)
+        for (long c2 = 0; c2 < cols; c2 += W) S::to_bf16(out16 + r * cols + c2, y + c2, lmin(W, cols - c2));
     }
   });
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, long rows, long cols, float eps) {
-  layernorm_impl(out, nullptr, nullptr, mean, rstd, inp, weight, bias, rows, cols, eps);
+  layernorm_impl(out, nullptr, nullptr, nullptr, mean, rstd, inp, weight, bias, rows, cols, eps);
+}
+
+void layernorm_forward_bf16(uint16_t* out16, float* mean, float* rstd, const float* inp, const float* weight,
+                            const float* bias, long rows, long cols, float eps) {
+  layernorm_impl(nullptr, nullptr, nullptr, out16, mean, rstd, inp, weight, bias, rows, cols, eps);
 }
 
 void layernorm_forward_u8(uint8_t* q, float* qscale, float* mean, float* rstd, const float* inp,
                           const float* weight, const float* bias, long rows, long cols, float eps) {
-  layernorm_impl(nullptr, q, qscale, mean, rstd, inp, weight, bias, rows, cols, eps);
+  layernorm_impl(nullptr, q, qscale, nullptr, mean, rstd, inp, weight, bias, rows, cols, eps);
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -248,6 +257,14 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 void gelu_forward(float* out, const float* inp, long n) {
   for_range(n, 8.0, [&](long i, long w) { st(out + i, vgelu(ld(inp + i, w)), w); });
+}
+
+void gelu_forward_bf16(uint16_t* out16, const float* inp, long n) {
+  for_range(n, 6.0, [&](long i, long w) {
+    alignas(64) float y[W];
+    st(y, vgelu(ld(inp + i, w)), w);
+    S::to_bf16(out16 + i, y, w);
+  });
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
@@ -819,8 +836,10 @@ const KernelTable kTable = {
     Simd::name,
     layernorm_forward,
     layernorm_forward_u8,
+    layernorm_forward_bf16,
     layernorm_backward,
     gelu_forward,
+    gelu_forward_bf16,
     gelu_backward,
     softmax_forward,
     softmax_forward_bf16,

@@ -36,7 +36,7 @@ function weightOperand(tp: Tape, w: Tensor): Float32Array | Uint16Array {
  */
 function linearInto(
   tp: Tape,
-  x: Float32Array,
+  x: Float32Array | Uint16Array,
   w: Tensor,
   b: Tensor | null,
   y: Float32Array,
@@ -48,6 +48,7 @@ function linearInto(
 ): void {
   const f = fused(kernels());
   if (tp.int8 && w instanceof Param) {
+    if (!(x instanceof Float32Array)) throw new TypeError('linear: an int8 GEMM quantises fp32 rows');
     const q = tp.int8Param(w);
     f.gemmInt8(
       x,
@@ -96,8 +97,33 @@ function checkLinear(op: string, x: Tensor, w: Tensor, b: Tensor | null): { nIn:
   return { nIn, nOut };
 }
 
-/** The backward of y = x·Wᵀ + b given dy [rows, out]. */
-function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Float32Array): void {
+/**
+ * Whether producers write this tape's GEMM operands in bf16 directly (LayerNorm, the recomputed
+ * GELU): bf16 training or inference on the native backend. The values are those the GEMM's own
+ * rounding of the fp32 rows gives, so results are bit-identical; one fp32 pass less each.
+ */
+function writesBf16Operands(tp: Tape): boolean {
+  return tp.bf16 && !tp.int8 && takesBf16Operands(kernels());
+}
+
+/** n bf16 values in a pool buffer (release `buf`). */
+function bf16Buffer(tp: Tape, n: number): { u16: Uint16Array; buf: Float32Array } {
+  const buf = tp.pool.alloc((n + 1) >> 1);
+  return { u16: new Uint16Array(buf.buffer, buf.byteOffset, n), buf };
+}
+
+/**
+ * The backward of y = x·Wᵀ + b given dy [rows, out]. xOperand: x's values for the weight
+ * gradient when x.data does not hold them (a bf16 copy written by its producer).
+ */
+function linearBackward(
+  tp: Tape,
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  dy: Float32Array,
+  xOperand: Float32Array | Uint16Array = x.data,
+): void {
   const { nIn, nOut } = checkLinear('linear', x, w, b);
   const rows = x.rows;
   const k = kernels();
@@ -106,10 +132,10 @@ function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Fl
   let g: Float32Array | Uint16Array = dy;
   let gBuf: Float32Array | null = null;
   if (tp.bf16 && takesBf16Operands(k) && x.requiresGrad && w.requiresGrad) {
-    const n = rows * nOut;
-    gBuf = tp.pool.alloc((n + 1) >> 1);
-    g = new Uint16Array(gBuf.buffer, gBuf.byteOffset, n);
-    k.f32ToBf16(g, dy, n);
+    const g16 = bf16Buffer(tp, rows * nOut);
+    g = g16.u16;
+    gBuf = g16.buf;
+    k.f32ToBf16(g, dy, rows * nOut);
   }
   // dx [rows, in] (+)= dy [rows, out] · W [out, in]
   if (x.requiresGrad) {
@@ -133,7 +159,22 @@ function linearBackward(tp: Tape, x: Tensor, w: Tensor, b: Tensor | null, dy: Fl
   }
   // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
   if (w.requiresGrad)
-    f.gemmEx(g, x.data, tp.gradOf(w), nOut, nIn, rows, true, false, 1, 1, tp.bf16, null, EPILOGUE_NONE, null);
+    f.gemmEx(
+      g,
+      xOperand,
+      tp.gradOf(w),
+      nOut,
+      nIn,
+      rows,
+      true,
+      false,
+      1,
+      1,
+      tp.bf16,
+      null,
+      EPILOGUE_NONE,
+      null,
+    );
   if (b && b.requiresGrad) k.biasBackward(tp.gradOf(b), dy, rows, nOut);
   if (gBuf) tp.pool.release(gBuf);
 }
@@ -213,6 +254,33 @@ function releaseInt8Rows(tp: Tape, r: Int8Rows): void {
 }
 
 /**
+ * A fused op's LayerNorm output recomputed for its backward (bit-identical to the forward's):
+ * `nt` receives its gradient; `operand` holds its values for the weight gradient, in bf16
+ * straight from the LayerNorm when the tape's GEMMs read bf16 (then nt holds no values).
+ * Release `bf16` (if any) after the weight gradient, then finishLayerNormBackward.
+ */
+function recomputeLayerNorm(
+  tp: Tape,
+  x: Tensor,
+  lnW: Tensor,
+  lnB: Tensor,
+  mean: Float32Array,
+  rstd: Float32Array,
+  eps: number,
+): { nt: Tensor; operand: Float32Array | Uint16Array; bf16: Float32Array | null } {
+  const [rows, C] = [x.rows, x.lastDim];
+  const inputGrad = x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad;
+  if (writesBf16Operands(tp)) {
+    const n16 = bf16Buffer(tp, rows * C);
+    fused(kernels()).layerNormForwardBf16(n16.u16, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+    return { nt: new Tensor(x.shape, null, inputGrad), operand: n16.u16, bf16: n16.buf };
+  }
+  const nt = new Tensor(x.shape, tp.pool.alloc(rows * C), inputGrad);
+  kernels().layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+  return { nt, operand: nt.data, bf16: null };
+}
+
+/**
  * The end of a fused op's backward through its recomputed LayerNorm output `nt`: the LayerNorm
  * gradients from nt.grad (when one arrived), then nt and the saved statistics go back to the pool.
  */
@@ -226,7 +294,7 @@ function finishLayerNormBackward(
   rstd: Float32Array,
 ): void {
   if (nt.grad) layerNormBackwardInto(tp, x, lnW, lnB, nt.grad, mean, rstd);
-  tp.pool.release(nt.data);
+  if (nt.data.length) tp.pool.release(nt.data); // empty when its values went to bf16 only
   if (nt.grad) tp.pool.release(nt.grad);
   tp.pool.release(mean);
   tp.pool.release(rstd);
@@ -280,6 +348,11 @@ export function layerNormLinear(
       p.packed,
     );
     releaseInt8Rows(tp, a);
+  } else if (writesBf16Operands(tp)) {
+    const n16 = bf16Buffer(tp, rows * C);
+    fused(k).layerNormForwardBf16(n16.u16, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
+    linearInto(tp, n16.u16, w, b, y.data, rows, nOut, C, EPILOGUE_NONE, null);
+    tp.pool.release(n16.buf);
   } else {
     const n = tp.pool.alloc(rows * C);
     k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
@@ -292,13 +365,9 @@ export function layerNormLinear(
     return y;
   }
   tp.record('layerNormLinear', y, () => {
-    const nt = new Tensor(
-      x.shape,
-      tp.pool.alloc(rows * C),
-      x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad,
-    );
-    k.layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps); // recompute
-    linearBackward(tp, nt, w, b, y.grad!);
+    const { nt, operand, bf16 } = recomputeLayerNorm(tp, x, lnW, lnB, mean, rstd, eps);
+    linearBackward(tp, nt, w, b, y.grad!, operand);
+    if (bf16) tp.pool.release(bf16);
     finishLayerNormBackward(tp, x, lnW, lnB, nt, mean, rstd);
   });
   return y;
@@ -384,15 +453,16 @@ export function layerNormMlp(
       p2.packed,
     );
     releaseInt8Rows(tp, h);
-  } else if (tp.bf16 && !tp.int8 && takesBf16Operands(k)) {
-    const n = tp.pool.alloc(rows * C);
-    k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
-    // fc2 reads the hidden activations in bf16: fc1's epilogue writes them rounded, tile by
-    // tile, and never stores the fp32 values (the backward recomputes them from `pre`).
+  } else if (writesBf16Operands(tp)) {
+    // LayerNorm writes fc1's operand in bf16 (no fp32 pass). fc2 reads the hidden activations in
+    // bf16: fc1's epilogue writes them rounded, tile by tile, and never stores the fp32 values
+    // (the backward recomputes them from `pre`).
+    const n16 = bf16Buffer(tp, rows * C);
+    fused(k).layerNormForwardBf16(n16.u16, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
     const h16 = tp.pool.alloc((rows * hid + 1) >> 1);
     const h = new Uint16Array(h16.buffer, h16.byteOffset, rows * hid);
     fused(k).gemmEx(
-      n,
+      n16.u16,
       weightOperand(tp, w1),
       null,
       rows,
@@ -408,7 +478,7 @@ export function layerNormMlp(
       pre,
       h,
     );
-    tp.pool.release(n);
+    tp.pool.release(n16.buf);
     fused(k).gemmEx(
       h,
       weightOperand(tp, w2),
@@ -443,19 +513,22 @@ export function layerNormMlp(
   tp.record('layerNormMlp', y, () => {
     const dy = y.grad!;
     if (residual.requiresGrad) k.axpy(tp.gradOf(residual), dy, 1, residual.size);
-    const inputGrad = x.requiresGrad || lnW.requiresGrad || lnB.requiresGrad;
-    const nt = new Tensor([rows, C], tp.pool.alloc(rows * C), inputGrad);
-    k.layerNormForward(nt.data, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps); // recompute
-    const ht = new Tensor([rows, hid], tp.pool.alloc(rows * hid), true);
-    k.geluForward(ht.data, pre!, rows * hid); // recompute (the epilogue's exact GELU)
-    linearBackward(tp, ht, w2, b2, dy); // dW2, db2, and dh into ht.grad
-    tp.pool.release(ht.data);
+    const { nt, operand, bf16 } = recomputeLayerNorm(tp, x, lnW, lnB, mean, rstd, eps);
+    // The GELU output recomputed (the epilogue's exact GELU), straight to bf16 when fc2's weight
+    // gradient reads bf16; then dW2, db2, and dh into ht.grad.
+    const h16 = writesBf16Operands(tp) ? bf16Buffer(tp, rows * hid) : null;
+    const ht = new Tensor([rows, hid], h16 ? null : tp.pool.alloc(rows * hid), true);
+    if (h16) fused(k).geluForwardBf16(h16.u16, pre!, rows * hid);
+    else k.geluForward(ht.data, pre!, rows * hid);
+    linearBackward(tp, ht, w2, b2, dy, h16 ? h16.u16 : ht.data);
+    tp.pool.release(h16 ? h16.buf : ht.data);
     const dpre = tp.pool.zeros(rows * hid);
     k.geluBackward(dpre, pre!, ht.grad!, rows * hid);
     tp.pool.release(ht.grad!);
     tp.pool.release(pre!);
-    linearBackward(tp, nt, w1, b1, dpre);
+    linearBackward(tp, nt, w1, b1, dpre, operand);
     tp.pool.release(dpre);
+    if (bf16) tp.pool.release(bf16);
     finishLayerNormBackward(tp, x, lnW, lnB, nt, mean, rstd);
   });
   return y;

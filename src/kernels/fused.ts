@@ -89,6 +89,25 @@ export interface FusedKernels {
   ): void;
 
   /**
+   * layerNormForward (mean, rstd as it) with the output rounded to bf16 (`f32ToBf16` of it)
+   * instead of written in fp32: the operand of a bf16 GEMM, without the fp32 pass.
+   */
+  layerNormForwardBf16(
+    out16: BF16,
+    mean: F32,
+    rstd: F32,
+    inp: F32,
+    weight: F32,
+    bias: F32,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+
+  /** geluForward with the output rounded to bf16 (`f32ToBf16` of it) instead of written in fp32. */
+  geluForwardBf16(out16: BF16, inp: F32, n: number): void;
+
+  /**
    * Inference attention (no backward follows): out [B,T,C] = attention(qkv [B,T,3C]) as
    * `attentionForward` in precision 0 (fp32) or 1 (bf16), or 2: int8 — q and k quantised per
    * row, v per head dimension, the probabilities as u8 of exp(s - max) normalised by their own
@@ -341,6 +360,16 @@ export function composedFused(k: Kernels): FusedKernels {
       k.layerNormForward(y, mean, rstd, inp, weight, bias, rows, cols, eps);
       quantizeRowsU8(y, rows, cols, q, qScale);
     },
+    layerNormForwardBf16(out16, mean, rstd, inp, weight, bias, rows, cols, eps) {
+      const y = new Float32Array(rows * cols);
+      k.layerNormForward(y, mean, rstd, inp, weight, bias, rows, cols, eps);
+      k.f32ToBf16(out16, y, rows * cols);
+    },
+    geluForwardBf16(out16, inp, n) {
+      const y = new Float32Array(n);
+      k.geluForward(y, inp, n);
+      k.f32ToBf16(out16, y, n);
+    },
     attentionInference(out, qkv, B, T, C, H, scale, precision) {
       if (precision !== 2) {
         k.attentionForward(out, new Float32Array(B * H * T * T), qkv, B, T, C, H, scale, precision === 1);
@@ -373,7 +402,9 @@ export function takesBf16Operands(k: Kernels): boolean {
     typeof f.gemmInt8 === 'function' &&
     typeof f.packWeightsInt8 === 'function' &&
     typeof f.attentionInference === 'function' &&
-    typeof f.layerNormForwardInt8 === 'function'
+    typeof f.layerNormForwardInt8 === 'function' &&
+    typeof f.layerNormForwardBf16 === 'function' &&
+    typeof f.geluForwardBf16 === 'function'
   );
 }
 

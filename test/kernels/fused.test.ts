@@ -281,6 +281,69 @@ test(
   },
 );
 
+test(
+  'bf16 producers: native layerNormForwardBf16 and geluForwardBf16 equal layerNormForward / geluForward then f32ToBf16, bit for bit (tails, threads)',
+  { skip },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    const F = fused(N);
+    const ref = composedFused(N); // the addon's own LayerNorm / GELU, then its rounding
+    assert.notEqual(F, ref, 'the addon provides its own bf16 producers');
+    const saved = N.getThreads();
+    try {
+      // cols: below one vector, vector tails, the model widths; rows: one, a few, enough to thread.
+      for (const [rows, cols] of [
+        [1, 1],
+        [3, 15],
+        [7, 17],
+        [300, 96],
+        [513, 768],
+        [64, 2048],
+      ]) {
+        const x = randomArray(rows * cols, rows + cols, 3);
+        const w = randomArray(cols, 2);
+        const b = randomArray(cols, 3);
+        for (const threads of [1, 2]) {
+          N.setThreads(threads);
+          const want16 = new Uint16Array(rows * cols);
+          const [wm, wr] = [new Float32Array(rows), new Float32Array(rows)];
+          ref.layerNormForwardBf16(want16, wm, wr, x, w, b, rows, cols, 1e-6);
+          const got16 = new Uint16Array(rows * cols);
+          const [gm, gr] = [new Float32Array(rows), new Float32Array(rows)];
+          F.layerNormForwardBf16(got16, gm, gr, x, w, b, rows, cols, 1e-6);
+          const what = `${rows}x${cols}, ${threads} threads`;
+          assert.deepEqual(got16, want16, `layerNormForwardBf16 ${what}`);
+          assert.deepEqual([gm, gr], [wm, wr], `layerNormForwardBf16 statistics ${what}`);
+          const n = rows * cols;
+          const gelu16 = new Uint16Array(n);
+          const geluWant = new Uint16Array(n);
+          F.geluForwardBf16(gelu16, x, n);
+          ref.geluForwardBf16(geluWant, x, n);
+          assert.deepEqual(gelu16, geluWant, `geluForwardBf16 ${what}`);
+        }
+      }
+      assert.throws(
+        () =>
+          F.layerNormForwardBf16(
+            new Uint16Array(5),
+            new Float32Array(2),
+            new Float32Array(2),
+            new Float32Array(6),
+            new Float32Array(3),
+            new Float32Array(3),
+            2,
+            3,
+            1e-6,
+          ),
+        /out16/,
+        'an output too short for rows x cols is refused, naming it',
+      );
+    } finally {
+      N.setThreads(saved);
+    }
+  },
+);
+
 test('layerNormLinear and layerNormMlp (recomputing LayerNorm and GELU in backward): finite differences and exactly the op sequence', () => {
   withKernels(tsKernels, () => {
     const x = leaf([2, 3, 4], 41);
