@@ -339,19 +339,36 @@ napi_value MatmulBatched(Args& a) {
 
 // ---------------- LayerNorm ----------------
 
+// What every LayerNorm forward takes after its output(s), from argument i on: mean, rstd, inp,
+// weight, bias, rows, cols, eps.
+struct LayerNormArgs {
+  long rows, cols;
+  double rc;  // rows * cols
+  float eps;
+  float *mean, *rstd;
+  const float *inp, *w, *b;
+};
+
+LayerNormArgs layer_norm_args(Args& a, size_t i) {
+  LayerNormArgs l;
+  l.rows = a.size(i + 5, "rows");
+  l.cols = a.size(i + 6, "cols");
+  l.eps = (float)a.number(i + 7, "eps");
+  l.rc = (double)l.rows * l.cols;
+  l.mean = a.f32(i, "mean", l.rows);
+  l.rstd = a.f32(i + 1, "rstd", l.rows);
+  l.inp = a.f32(i + 2, "inp", l.rc);
+  l.w = a.f32(i + 3, "weight", l.cols);
+  l.b = a.f32(i + 4, "bias", l.cols);
+  if (l.rows > 0 && l.cols == 0) a.range_error("cols must be positive");
+  return l;
+}
+
 napi_value LayerNormForward(Args& a) {
   a.expect("layerNormForward", 9);
-  long rows = a.size(6, "rows"), cols = a.size(7, "cols");
-  float eps = (float)a.number(8, "eps");
-  double rc = (double)rows * cols;
-  float* out = a.f32(0, "out", rc);
-  float* mean = a.f32(1, "mean", rows);
-  float* rstd = a.f32(2, "rstd", rows);
-  const float* inp = a.f32(3, "inp", rc);
-  const float* w = a.f32(4, "weight", cols);
-  const float* b = a.f32(5, "bias", cols);
-  if (rows > 0 && cols == 0) a.range_error("cols must be positive");
-  K().layernorm_forward(out, mean, rstd, inp, w, b, rows, cols, eps);
+  LayerNormArgs l = layer_norm_args(a, 1);
+  float* out = a.f32(0, "out", l.rc);
+  K().layernorm_forward(out, l.mean, l.rstd, l.inp, l.w, l.b, l.rows, l.cols, l.eps);
   return nullptr;
 }
 
@@ -374,35 +391,19 @@ napi_value LayerNormBackward(Args& a) {
 // layerNormForward with the output quantised per row to u8 (+128) and scales (int8 GEMM input).
 napi_value LayerNormForwardInt8(Args& a) {
   a.expect("layerNormForwardInt8", 10);
-  long rows = a.size(7, "rows"), cols = a.size(8, "cols");
-  float eps = (float)a.number(9, "eps");
-  double rc = (double)rows * cols;
-  uint8_t* q = a.u8(0, "q", rc);
-  float* qs = a.f32(1, "qScale", rows);
-  float* mean = a.f32(2, "mean", rows);
-  float* rstd = a.f32(3, "rstd", rows);
-  const float* inp = a.f32(4, "inp", rc);
-  const float* w = a.f32(5, "weight", cols);
-  const float* b = a.f32(6, "bias", cols);
-  if (rows > 0 && cols == 0) a.range_error("cols must be positive");
-  K().layernorm_forward_u8(q, qs, mean, rstd, inp, w, b, rows, cols, eps);
+  LayerNormArgs l = layer_norm_args(a, 2);
+  uint8_t* q = a.u8(0, "q", l.rc);
+  float* qs = a.f32(1, "qScale", l.rows);
+  K().layernorm_forward_u8(q, qs, l.mean, l.rstd, l.inp, l.w, l.b, l.rows, l.cols, l.eps);
   return nullptr;
 }
 
 // layerNormForward with the output rounded to bf16 (the operand of a bf16 GEMM).
 napi_value LayerNormForwardBf16(Args& a) {
   a.expect("layerNormForwardBf16", 9);
-  long rows = a.size(6, "rows"), cols = a.size(7, "cols");
-  float eps = (float)a.number(8, "eps");
-  double rc = (double)rows * cols;
-  uint16_t* out16 = a.u16(0, "out16", rc);
-  float* mean = a.f32(1, "mean", rows);
-  float* rstd = a.f32(2, "rstd", rows);
-  const float* inp = a.f32(3, "inp", rc);
-  const float* w = a.f32(4, "weight", cols);
-  const float* b = a.f32(5, "bias", cols);
-  if (rows > 0 && cols == 0) a.range_error("cols must be positive");
-  K().layernorm_forward_bf16(out16, mean, rstd, inp, w, b, rows, cols, eps);
+  LayerNormArgs l = layer_norm_args(a, 1);
+  uint16_t* out16 = a.u16(0, "out16", l.rc);
+  K().layernorm_forward_bf16(out16, l.mean, l.rstd, l.inp, l.w, l.b, l.rows, l.cols, l.eps);
   return nullptr;
 }
 
