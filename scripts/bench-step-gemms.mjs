@@ -36,7 +36,6 @@ const threads = o.threads.split(',').map(Number);
 // Rows each linear layer sees in a step: the encoders run on the unmasked tokens, the decoder on
 // every token of both modalities.
 const keptA = Math.round(dims.La * (1 - cfg.mask_ratio_a));
-const keptV = Math.round(dims.Lv * (1 - cfg.mask_ratio_v));
 const layers = [
   { part: 'enc', rows: B * keptA, c: cfg.embed_dim }, // the audio encoder (the larger of the two)
   { part: 'dec', rows: B * (dims.La + dims.Lv), c: cfg.decoder_embed_dim },

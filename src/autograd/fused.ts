@@ -459,8 +459,7 @@ export function layerNormMlp(
     // (the backward recomputes them from `pre`).
     const n16 = bf16Buffer(tp, rows * C);
     fused(k).layerNormForwardBf16(n16.u16, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
-    const h16 = tp.pool.alloc((rows * hid + 1) >> 1);
-    const h = new Uint16Array(h16.buffer, h16.byteOffset, rows * hid);
+    const h = bf16Buffer(tp, rows * hid);
     fused(k).gemmEx(
       n16.u16,
       weightOperand(tp, w1),
@@ -476,11 +475,11 @@ export function layerNormMlp(
       b1 ? b1.data : null,
       EPILOGUE_GELU,
       pre,
-      h,
+      h.u16,
     );
     tp.pool.release(n16.buf);
     fused(k).gemmEx(
-      h,
+      h.u16,
       weightOperand(tp, w2),
       y.data,
       rows,
@@ -495,7 +494,7 @@ export function layerNormMlp(
       EPILOGUE_ADD,
       residual.data,
     );
-    tp.pool.release(h16);
+    tp.pool.release(h.buf);
   } else {
     const n = tp.pool.alloc(rows * C);
     k.layerNormForward(n, mean, rstd, x.data, lnW.data, lnB.data, rows, C, eps);
