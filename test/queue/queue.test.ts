@@ -119,7 +119,9 @@ test(
       const workers: ReturnType<typeof startWorker>[] = [];
       const onEvent = (e: WorkerEvent) => {
         events.push(e);
-        // w0 dies 150 ms into its second job (a job is 8 files, far longer than that).
+        // w0 is killed as soon as it reports starting its second job. A job of 8 tiny-model
+        // files can finish in ~100 ms, so a fixed delay here (it was 150 ms) sometimes let the job
+        // finish first, and the test failed its own precondition.
         if (
           e.worker === 'w0' &&
           e.event === 'start' &&
@@ -127,7 +129,7 @@ test(
           events.some((x) => x.worker === 'w0' && x.event === 'job')
         ) {
           victimJob = e.job;
-          setTimeout(() => void kill(workers[0]), 150);
+          void kill(workers[0]);
         }
       };
       for (const name of ['w0', 'w1', 'w2']) workers.push(startWorker(redis.url, name, [], onEvent));
