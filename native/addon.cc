@@ -20,6 +20,7 @@
 #include <string>
 
 #include "attention.h"
+#include "attention_int8.h"
 #include "gemm.h"
 #include "gemm_int8.h"
 #include "kernels.h"
@@ -698,7 +699,9 @@ napi_value Info(Args& a) {
   o.Set("parallelMinBytes", (double)cavmae_parallel_min_bytes());
   o.Set("gemmMinFlops", cavmae_gemm_min_flops());
   o.Set("gemmThreading", gemm_threading_name());
-  o.Set("int8Gemm", int8_gemm_available() ? "vnni-packed" : "onednn");
+  o.Set("int8Gemm", gemm_int8_path());
+  o.Set("bf16Gemm", gemm_bf16_path());
+  o.Set("int8Attention", attn_int8_available());
   o.Set("compiler", "gcc " __VERSION__);
   return o;
 }

@@ -119,6 +119,82 @@ struct ThreadScope {
   }
 };
 
+// oneDNN 2.6 builds bf16 matmuls only from AVX-512 up: on an AVX2-only CPU (AMD Zen 3, family 25
+// model 1) make_pd throws "could not create a primitive descriptor iterator". Asked once.
+bool onednn_has_bf16_matmul() {
+  static const bool ok = [] {
+    try {
+      GemmShape s{1, 1, 16, 16, 16};
+      long st[4] = {0, 0, 16, 1};
+      ThreadScope scope(1);
+      make_pd(state(), s, st, st, st, 1.0f, 0.0f, kBf16);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
+// oneDNN's int8 matmul is exact (int32 sums of u8 x s8 products) only with VNNI (vpdpbusd).
+// Without it (AVX2, AVX-512 without VNNI) it multiplies with vpmaddubsw, whose pairwise int16
+// sums saturate: 255 * 127 * 2 > 32767. On AMD Zen 3 a 3x5x7 product came out -1.37 where the
+// exact value is -5.08, and int8 embeddings fell to cosine 0.94 to fp32.
+bool onednn_int8_exact() {
+  static const bool ok = [] {
+    switch (dnnl::get_effective_cpu_isa()) {
+      case dnnl::cpu_isa::avx2_vnni:
+      case dnnl::cpu_isa::avx512_core_vnni:
+      case dnnl::cpu_isa::avx512_core_bf16:
+      case dnnl::cpu_isa::avx512_core_amx:
+        return true;
+      default:
+        return false;
+    }
+  }();
+  return ok;
+}
+
+// The matrices [b0][b1][rows][cols] of a strided view of T, widened to a dense fp32 copy in the
+// calling thread's scratch `slot`, in the view's own orientation (column-major stays column-major,
+// so oneDNN sees the same transposition). `widen_line` converts `len` contiguous elements.
+// Returns the copy; its strides go to `out`.
+template <class T, class WidenLine>
+const float* widen_view(ScratchSlot slot, const GemmShape& s, const T* src, long rows, long cols, const long in[4],
+                        long out[4], WidenLine widen_line) {
+  const long entries = s.b0 * s.b1, per = rows * cols;
+  float* dst = scratch<float>(slot, (size_t)(entries * per));
+  // Both strides 1 (one row of a transposed view): column-major too, as the caller laid it out.
+  const bool col_major = in[2] == 1 && (in[3] != 1 || cols > 1);
+  out[0] = s.b1 * per;
+  out[1] = per;
+  out[2] = col_major ? 1 : cols;
+  out[3] = col_major ? rows : 1;
+  const long lines = col_major ? cols : rows, len = col_major ? rows : cols;
+  const long line_stride = col_major ? in[3] : in[2], elem_stride = col_major ? in[2] : in[3];
+  for (long i = 0; i < s.b0; i++)
+    for (long j = 0; j < s.b1; j++) {
+      // Batch strides of dims of size 1 are not meaningful (canon_strides zeroes them in keys).
+      const T* m = src + (s.b0 > 1 ? i * in[0] : 0) + (s.b1 > 1 ? j * in[1] : 0);
+      float* d = dst + (i * s.b1 + j) * per;
+      for (long l = 0; l < lines; l++) {
+        const T* line = m + l * line_stride;
+        if (elem_stride == 1) {
+          widen_line(d + l * len, line, len);
+        } else {
+          for (long e = 0; e < len; e++) widen_line(d + l * len + e, line + e * elem_stride, 1);
+        }
+      }
+    }
+  return dst;
+}
+
+void widen_bf16_line(float* d, const uint16_t* p, long n) { select_kernels().bf16_to_f32(d, p, n); }
+template <class T>
+void widen_int_line(float* d, const T* p, long n) {
+  for (long e = 0; e < n; e++) d[e] = (float)p[e];
+}
+
 }  // namespace
 
 GemmThreading gemm_threading() {
@@ -140,6 +216,11 @@ GemmThreading gemm_threading() {
   return mode;
 }
 
+const char* gemm_bf16_path() { return onednn_has_bf16_matmul() ? "onednn" : "fp32-widened"; }
+const char* gemm_int8_path() {
+  return int8_gemm_available() ? "vnni-packed" : onednn_int8_exact() ? "onednn" : "fp32-widened";
+}
+
 const char* gemm_threading_name() { return gemm_threading() == GemmThreading::kOnednn ? "onednn" : "pieces"; }
 
 int gemm_threads_for(const GemmShape& s) {
@@ -151,9 +232,67 @@ int gemm_threads_for(const GemmShape& s) {
 
 namespace {
 
+void gemm_int8_widened(const GemmShape& s, const void* pa, const long sa_in[4], const void* pb, const long sb_in[4],
+                       float* c, const long sc_in[4], float alpha, float beta, int threads);
+
+// oneDNN's fp32 GEMM below AVX-512 (gemm:jit, AVX2) computes rows in groups of six; the last one,
+// two or three rows of a call go through another kernel that adds in another order, so a row's
+// values depended on how many rows came with it (measured on AMD Zen 3: rows m-3..m-1 of an
+// m-row call, m mod 6 in 1..3, differ in the last bits from the same rows in a larger call).
+// Such tails run padded to four rows, which take the six-row kernel's order.
+bool onednn_sgemm_tail_rows_differ() {
+  static const bool differ = [] {
+    auto isa = dnnl::get_effective_cpu_isa();
+    return isa == dnnl::cpu_isa::avx2 || isa == dnnl::cpu_isa::avx2_vnni;
+  }();
+  return differ;
+}
+// Rows per oneDNN call where tail rows differ: a multiple of six, below the size at which oneDNN
+// cuts M itself (96 was not, for some shapes, on Zen 3). CAVMAE_SGEMM_ROWS overrides (read once,
+// for tuning).
+long sgemm_call_rows() {
+  static const long rows = [] {
+    const char* e = getenv("CAVMAE_SGEMM_ROWS");
+    long r = e ? atol(e) : 0;
+    return r >= 6 ? r / 6 * 6 : 48L;
+  }();
+  return rows;
+}
+void gemm_tail_rows_padded(const GemmShape& s, const float* pa, const long sa[4], const void* pb, const long sb[4],
+                           float* c, const long sc[4], float alpha, float beta, int threads);
+
 // One strided GEMM through a cached primitive on `threads` OpenMP threads (1: the calling thread).
 void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const void* pb, const long sb_in[4],
                float* c, const long sc_in[4], float alpha, float beta, int bf16, int threads = 1) {
+  if (bf16 == kBf16 && !onednn_has_bf16_matmul()) {
+    // bf16 values widen to fp32 exactly and the product of two is exact in fp32, so an fp32 GEMM
+    // over the widened operands keeps the contract (bf16 inputs, fp32 products and sums).
+    long sa32[4], sb32[4];
+    const float* a32 =
+        widen_view(kScratchGemmA32, s, static_cast<const uint16_t*>(pa), s.m, s.k, sa_in, sa32, widen_bf16_line);
+    const float* b32 =
+        widen_view(kScratchGemmB32, s, static_cast<const uint16_t*>(pb), s.k, s.n, sb_in, sb32, widen_bf16_line);
+    return gemm_exec(s, a32, sa32, b32, sb32, c, sc_in, alpha, beta, kF32, threads);
+  }
+  if (bf16 == kInt8 && !onednn_int8_exact()) return gemm_int8_widened(s, pa, sa_in, pb, sb_in, c, sc_in, alpha, beta, threads);
+  if (bf16 == kF32 && s.m > sgemm_call_rows() && sa_in[3] == 1 && onednn_sgemm_tail_rows_differ()) {
+    // Larger calls are cut inside oneDNN into row blocks that depend on M, each with its own tail.
+    // Only for a row-major A, the rows of activations: a transposed A is a weight gradient's,
+    // whose M is a model dimension, and 48-row calls cost those products 12% (Zen 3).
+    const long step = sgemm_call_rows();
+    for (long r0 = 0; r0 < s.m; r0 += step)
+      gemm_exec(GemmShape{s.b0, s.b1, s.m - r0 < step ? s.m - r0 : step, s.n, s.k},
+                static_cast<const float*>(pa) + r0 * sa_in[2], sa_in, pb, sb_in, c + r0 * sc_in[2], sc_in, alpha, beta,
+                kF32, threads);
+    return;
+  }
+  if (bf16 == kF32 && s.m % 6 >= 1 && s.m % 6 <= 3 && onednn_sgemm_tail_rows_differ()) {
+    const long tail = s.m % 6, head = s.m - tail;
+    if (head > 0) gemm_exec(GemmShape{s.b0, s.b1, head, s.n, s.k}, pa, sa_in, pb, sb_in, c, sc_in, alpha, beta, kF32, threads);
+    const float* a = static_cast<const float*>(pa) + head * sa_in[2];
+    float* ct = c + head * sc_in[2];
+    return gemm_tail_rows_padded(GemmShape{s.b0, s.b1, tail, s.n, s.k}, a, sa_in, pb, sb_in, ct, sc_in, alpha, beta, threads);
+  }
   ThreadState& st = state();
   Key key;
   memset(&key, 0, sizeof(key));
@@ -197,6 +336,76 @@ void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const vo
                             {DNNL_ARG_DST, e->c},
                             {DNNL_ARG_SCRATCHPAD, e->scratch}});
   st.strm.wait();
+}
+
+// Rows [0, s.m) (s.m <= 3) of a fp32 GEMM through a four-row call: A's rows copied into a
+// zero-padded [b0][b1][4][k] block (its orientation kept), C's rows into [b0][b1][4][n] and back.
+void gemm_tail_rows_padded(const GemmShape& s, const float* pa, const long sa[4], const void* pb, const long sb[4],
+                           float* c, const long sc[4], float alpha, float beta, int threads) {
+  constexpr long kRows = 4;
+  const long entries = s.b0 * s.b1;
+  const bool a_col_major = sa[2] == 1 && (sa[3] != 1 || s.k > 1);
+  float* at = scratch<float>(kScratchGemmTailA, (size_t)(entries * kRows * s.k));
+  float* ct = scratch<float>(kScratchGemmTailC, (size_t)(entries * kRows * s.n));
+  const long sat[4] = {s.b1 * kRows * s.k, kRows * s.k, a_col_major ? 1 : s.k, a_col_major ? kRows : 1};
+  const long sct[4] = {s.b1 * kRows * s.n, kRows * s.n, s.n, 1};
+  auto a_at = [&](long i, long j) { return pa + (s.b0 > 1 ? i * sa[0] : 0) + (s.b1 > 1 ? j * sa[1] : 0); };
+  auto c_at = [&](long i, long j) { return c + (s.b0 > 1 ? i * sc[0] : 0) + (s.b1 > 1 ? j * sc[1] : 0); };
+  for (long i = 0; i < s.b0; i++)
+    for (long j = 0; j < s.b1; j++) {
+      const long e = i * s.b1 + j;
+      const float* a = a_at(i, j);
+      float* ae = at + e * kRows * s.k;
+      for (long r = 0; r < kRows; r++)
+        for (long q = 0; q < s.k; q++) ae[r * sat[2] + q * sat[3]] = r < s.m ? a[r * sa[2] + q * sa[3]] : 0.0f;
+      if (beta != 0.0f) {
+        const float* ce = c_at(i, j);
+        for (long r = 0; r < s.m; r++)
+          for (long q = 0; q < s.n; q++) ct[e * kRows * s.n + r * s.n + q] = ce[r * sc[2] + q * sc[3]];
+      }
+    }
+  gemm_exec(GemmShape{s.b0, s.b1, kRows, s.n, s.k}, at, sat, pb, sb, ct, sct, alpha, beta, kF32, threads);
+  for (long i = 0; i < s.b0; i++)
+    for (long j = 0; j < s.b1; j++) {
+      float* ce = c_at(i, j);
+      const float* src = ct + (i * s.b1 + j) * kRows * s.n;
+      for (long r = 0; r < s.m; r++)
+        for (long q = 0; q < s.n; q++) ce[r * sc[2] + q * sc[3]] = src[r * s.n + q];
+    }
+}
+
+// The int8 GEMM (u8 A, s8 B, int32 sums in C) without VNNI, exactly: fp32 GEMMs over the widened
+// operands, K in chunks of 512. A product is at most 255 * 127 = 32385 in magnitude, so a chunk's
+// sum stays below 2^24 and every fp32 partial sum is an exact integer, whatever order oneDNN adds
+// in; the chunks then add in int32, as vpdpbusd's sums do.
+void gemm_int8_widened(const GemmShape& s, const void* pa, const long sa_in[4], const void* pb, const long sb_in[4],
+                       float* c, const long sc_in[4], float alpha, float beta, int threads) {
+  if (alpha != 1.0f || beta != 0.0f) throw std::invalid_argument("int8 gemm: alpha must be 1 and beta 0");
+  constexpr long kChunk = 512;
+  long sa32[4], sb32[4];
+  const float* a32 =
+      widen_view(kScratchGemmA32, s, static_cast<const uint8_t*>(pa), s.m, s.k, sa_in, sa32, widen_int_line<uint8_t>);
+  const float* b32 =
+      widen_view(kScratchGemmB32, s, static_cast<const int8_t*>(pb), s.k, s.n, sb_in, sb32, widen_int_line<int8_t>);
+  const long entries = s.b0 * s.b1, per = s.m * s.n;
+  float* part = scratch<float>(kScratchGemmC32, (size_t)(entries * per));
+  const long sp[4] = {s.b1 * per, per, s.n, 1};
+  for (long k0 = 0; k0 < s.k; k0 += kChunk) {
+    GemmShape sub{s.b0, s.b1, s.m, s.n, s.k - k0 < kChunk ? s.k - k0 : kChunk};
+    // Column k0 of A and row k0 of B, in the widened copies' own strides.
+    gemm_exec(sub, a32 + k0 * sa32[3], sa32, b32 + k0 * sb32[2], sb32, part, sp, 1.0f, 0.0f, kF32, threads);
+    for (long i = 0; i < s.b0; i++)
+      for (long j = 0; j < s.b1; j++)
+        for (long r = 0; r < s.m; r++) {
+          int32_t* out = reinterpret_cast<int32_t*>(c + (s.b0 > 1 ? i * sc_in[0] : 0) + (s.b1 > 1 ? j * sc_in[1] : 0) +
+                                                    r * sc_in[2]);
+          const float* p = part + (i * s.b1 + j) * per + r * s.n;
+          if (k0 == 0)
+            for (long q = 0; q < s.n; q++) out[q * sc_in[3]] = (int32_t)p[q];
+          else
+            for (long q = 0; q < s.n; q++) out[q * sc_in[3]] += (int32_t)p[q];
+        }
+  }
 }
 
 // How a GEMM is cut into single-threaded pieces. The cut depends only on the shape (never on the
@@ -469,6 +678,7 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
 }
 
 std::string gemm_impl_name(const GemmShape& s, bool transA, bool transB, bool bf16) {
+  if (bf16 && !onednn_has_bf16_matmul()) return "bf16 widened to fp32, " + gemm_impl_name(s, transA, transB, false);
   long sa[4] = {0, s.m * s.k, transA ? 1 : s.k, transA ? s.m : 1};
   long sb[4] = {0, s.k * s.n, transB ? 1 : s.n, transB ? s.k : 1};
   long sc[4] = {0, s.m * s.n, s.n, 1};

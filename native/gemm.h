@@ -90,6 +90,13 @@ enum class GemmThreading { kPieces, kOnednn };
 GemmThreading gemm_threading();
 const char* gemm_threading_name();
 
+// How bf16 GEMMs run on this CPU: "onednn" (AVX-512), or "fp32-widened" (oneDNN has no bf16
+// matmul without AVX-512: fp32 GEMMs over the exactly widened operands).
+const char* gemm_bf16_path();
+// How int8 GEMMs run: "vnni-packed" (our kernel), "onednn" (exact with VNNI), or "fp32-widened"
+// (no VNNI: oneDNN's vpmaddubsw saturates, so exact fp32 GEMMs in K chunks of 512).
+const char* gemm_int8_path();
+
 // Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).
 int gemm_threads_for(const GemmShape& shape);
 

@@ -43,6 +43,15 @@ enum ScratchSlot : int {
   kScratchAttnInt8Scales,
   // kernels_impl.h: one fp32 row of a kernel whose output leaves in another form (LayerNorm to u8).
   kScratchRowTemp,
+  // gemm.cc: fp32 copies of bf16 GEMM operands where oneDNN has no bf16 matmul (CPUs without
+  // AVX-512, e.g. AMD Zen 3).
+  kScratchGemmA32,
+  kScratchGemmB32,
+  // gemm.cc: one K chunk's fp32 sums of an int8 GEMM computed through fp32 (no VNNI).
+  kScratchGemmC32,
+  // gemm.cc: the last rows of an fp32 GEMM run padded to four rows (AVX2 oneDNN), A's and C's.
+  kScratchGemmTailA,
+  kScratchGemmTailC,
   kScratchSlots
 };
 

@@ -566,6 +566,19 @@ export const BENCH_PARTS = ['gemm', 'peak', 'attention', 'overhead', 'elementwis
  * largest thread count goes first, right after the multi-threaded warm-up: after a second of
  * single-threaded work this VM parks the second vCPU again.
  */
+/**
+ * The peak of the instruction a dtype's GEMMs run on. Without AVX512-BF16 (bf16) or VNNI (int8)
+ * the probe reports 0 and those GEMMs run on fp32 FMAs over widened operands (native/gemm.cc),
+ * so the fp32 peak is theirs.
+ */
+export function hardwarePeakOf(
+  hw: { fp32?: number; bf16?: number; int8?: number },
+  dtype: 'fp32' | 'bf16' | 'int8',
+): number {
+  const own = hw[dtype] ?? 0;
+  return own > 0 ? own : (hw.fp32 ?? 0);
+}
+
 export function measureHardwarePeak(
   nat: NativeKernels,
   threads: number[],
@@ -678,7 +691,7 @@ export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<Ben
     for (const g of gemm) {
       g.utilisation = peak[g.dtype] > 0 ? g.gflops / peak[g.dtype] : 0;
       const hw = peak.hardware?.byThreads.find((h) => h.threads === g.threads);
-      if (hw && hw[g.dtype] > 0) g.hardwareUtilisation = g.gflops / hw[g.dtype];
+      if (hw && hardwarePeakOf(hw, g.dtype) > 0) g.hardwareUtilisation = g.gflops / hardwarePeakOf(hw, g.dtype);
     }
 
     const bandwidth = threads.map((t) => ({ threads: t, ...measureBandwidth(K, t, batchSeconds, batches) }));

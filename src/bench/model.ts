@@ -43,6 +43,7 @@ import { OptionError } from '../util/errors.js';
 import {
   type HostEnv,
   benchGemm,
+  hardwarePeakOf,
   hostEnv,
   measureHardwarePeak,
   median,
@@ -417,7 +418,7 @@ export async function runModelBench(opts: ModelBenchOptions = {}): Promise<Model
     const hwPeak = report.hardware_peak_gflops;
     /** The hardware peak of the dtype: int8 runs linear layers and attention in int8 (VNNI). */
     const hardwarePeakFor = (): number | undefined =>
-      hwPeak ? hwPeak[int8 ? 'int8' : dtype === 'bf16' ? 'bf16' : 'fp32'] || undefined : undefined;
+      hwPeak ? hardwarePeakOf(hwPeak, int8 ? 'int8' : dtype === 'bf16' ? 'bf16' : 'fp32') || undefined : undefined;
     const record = (
       task: ModelTask | 'pretrain_forward' | 'pretrain_backward',
       flop: number,

@@ -37,9 +37,15 @@ export interface NativeInfo {
   gemmThreading?: string;
   /**
    * The int8 linear layers' GEMM: 'vnni-packed' (our AVX512-VNNI kernel over weights packed once
-   * per model) or 'onednn' (no VNNI, or CAVMAE_INT8_GEMM=onednn). Absent in older addons.
+   * per model), 'onednn' (VNNI, but CAVMAE_INT8_GEMM=onednn or a shape our kernel does not take)
+   * or 'fp32-widened' (no VNNI: oneDNN's int8 GEMM saturates there, so exact fp32 GEMMs over K
+   * chunks of 512). Absent in older addons.
    */
   int8Gemm?: string;
+  /** bf16 GEMMs: 'onednn' (AVX-512) or 'fp32-widened' (no AVX-512: oneDNN has no bf16 matmul). */
+  bf16Gemm?: string;
+  /** Whether int8 attention runs our VNNI kernel; without it, int8 inference's attention is bf16. */
+  int8Attention?: boolean;
   compiler: string;
 }
 

@@ -193,6 +193,39 @@ test(
   },
 );
 
+// oneDNN's AVX2 fp32 GEMM adds the last 1-3 rows of a call, and of each row block it cuts M into,
+// in another order; gemm.cc pads and cuts so that a row's values never depend on how many rows
+// came with it (what makes embeddings batch-invariant). The AVX-512 kernels need no such rule:
+// there the API's batch-invariance tests (api/cavmae, models/sync) cover it.
+const sgemmRowRule = N !== undefined && /^avx2/.test(N.info().dnnlIsa);
+test(
+  'matmul with a row-major A: each row is bit-identical whatever the number of rows (fp32 and bf16, 1 and 2 threads)',
+  { skip: skip || (!sgemmRowRule && 'oneDNN here is not its AVX2 GEMM (the API batch-invariance tests cover it)') },
+  () => {
+    const M = 600;
+    withThreads((threads) => {
+      for (const [n, k, transB] of [
+        [768, 768, true],
+        [12, 12, true],
+        [197, 33, false],
+        [200, 1100, false],
+      ] as const) {
+        const a = randomArray(M * k, 91 + n);
+        const b = randomArray(k * n, 92 + k);
+        for (const bf16 of [false, true]) {
+          const all = new Float32Array(M * n);
+          N!.matmul(a, b, all, M, n, k, false, transB, 1, 0, bf16);
+          for (const m of [1, 2, 3, 4, 5, 7, 9, 13, 33, 41, 64, 100, 197, 256, 257, 300, 591]) {
+            const c = new Float32Array(m * n);
+            N!.matmul(a.subarray(0, m * k), b, c, m, n, k, false, transB, 1, 0, bf16);
+            assert.deepEqual(c, all.subarray(0, m * n), `${m}x${n}x${k} transB ${transB} bf16 ${bf16}, ${threads} threads`);
+          }
+        }
+      }
+    });
+  },
+);
+
 test('matmul: k = 0 gives beta * C, and m = 0 / n = 0 touch nothing', { skip }, () => {
   const c = Float32Array.from([1, 2, 3, 4, 5, 6]);
   N!.matmul(new Float32Array(0), new Float32Array(0), c, 2, 3, 0, false, false, 1, 0.5, false);
