@@ -248,15 +248,18 @@ bool onednn_sgemm_tail_rows_differ() {
   return differ;
 }
 // Rows per oneDNN call where tail rows differ: a multiple of six, below the size at which oneDNN
-// cuts M itself (96 was not, for some shapes, on Zen 3). CAVMAE_SGEMM_ROWS overrides (read once,
-// for tuning).
-long sgemm_call_rows() {
-  static const long rows = [] {
+// cuts M itself. Measured on Zen 3: 96 rows stay whole when B is transposed (the linear layers'
+// x W^T), but not for every shape with a row-major B (attention's P V, 591 x 3072 x 768), where
+// 48 do. Whole calls against 48-row ones: 0.74-0.76 against 0.63-0.70 clips/s (base embedding,
+// fp32); against 96-row ones for W^T: 0.74-0.75 against 0.71-0.78. CAVMAE_SGEMM_ROWS overrides
+// both (read once, for tuning).
+long sgemm_call_rows(bool b_transposed) {
+  static const long forced = [] {
     const char* e = getenv("CAVMAE_SGEMM_ROWS");
     long r = e ? atol(e) : 0;
-    return r >= 6 ? r / 6 * 6 : 48L;
+    return r >= 6 ? r / 6 * 6 : 0L;
   }();
-  return rows;
+  return forced ? forced : b_transposed ? 96 : 48;
 }
 void gemm_tail_rows_padded(const GemmShape& s, const float* pa, const long sa[4], const void* pb, const long sb[4],
                            float* c, const long sc[4], float alpha, float beta, int threads);
@@ -275,11 +278,12 @@ void gemm_exec(const GemmShape& s, const void* pa, const long sa_in[4], const vo
     return gemm_exec(s, a32, sa32, b32, sb32, c, sc_in, alpha, beta, kF32, threads);
   }
   if (bf16 == kInt8 && !onednn_int8_exact()) return gemm_int8_widened(s, pa, sa_in, pb, sb_in, c, sc_in, alpha, beta, threads);
-  if (bf16 == kF32 && s.m > sgemm_call_rows() && sa_in[3] == 1 && onednn_sgemm_tail_rows_differ()) {
+  if (bf16 == kF32 && sa_in[3] == 1 && s.m > sgemm_call_rows(sb_in[2] == 1 && sb_in[3] != 1) &&
+      onednn_sgemm_tail_rows_differ()) {
     // Larger calls are cut inside oneDNN into row blocks that depend on M, each with its own tail.
     // Only for a row-major A, the rows of activations: a transposed A is a weight gradient's,
     // whose M is a model dimension, and 48-row calls cost those products 12% (Zen 3).
-    const long step = sgemm_call_rows();
+    const long step = sgemm_call_rows(sb_in[2] == 1 && sb_in[3] != 1);
     for (long r0 = 0; r0 < s.m; r0 += step)
       gemm_exec(GemmShape{s.b0, s.b1, s.m - r0 < step ? s.m - r0 : step, s.n, s.k},
                 static_cast<const float*>(pa) + r0 * sa_in[2], sa_in, pb, sb_in, c + r0 * sc_in[2], sc_in, alpha, beta,
