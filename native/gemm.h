@@ -77,7 +77,7 @@ void matmul_int8(const float* x, const uint8_t* xq, const float* x_scale, const 
                  const int32_t* w_comp, float* c, long m, long n, long k, const float* bias, int kind, float* aux,
                  uint8_t* out8, float* out8_scale, const uint8_t* w_packed = nullptr);
 // w_packed (optional): W in gemm_int8.h's packed layout (pack_weights_int8; n % 64 == 0, k % 4 ==
-// 0), used by our VNNI kernel where int8_gemm_available(); the sums are the same either way.
+// 0), read by our packed kernels where int8_packed_gemm_runs(); the sums are the same either way.
 void pack_weights_int8(const int8_t* wq, long n, long k, uint8_t* out);
 void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, int32_t* comp);
 
@@ -93,8 +93,9 @@ const char* gemm_threading_name();
 // How bf16 GEMMs run on this CPU: "onednn" (AVX-512), or "fp32-widened" (oneDNN has no bf16
 // matmul without AVX-512: fp32 GEMMs over the exactly widened operands).
 const char* gemm_bf16_path();
-// How int8 GEMMs run: "vnni-packed" (our kernel), "onednn" (exact with VNNI), or "fp32-widened"
-// (no VNNI: oneDNN's vpmaddubsw saturates, so exact fp32 GEMMs in K chunks of 512).
+// How int8 GEMMs run: "vnni-packed" or "avx2-packed" (our kernels over the packed weights),
+// "onednn" (exact with VNNI), or "fp32-widened" (no VNNI: oneDNN's vpmaddubsw saturates, so exact
+// fp32 GEMMs in K chunks of 512).
 const char* gemm_int8_path();
 
 // Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).

@@ -1,22 +1,48 @@
-// The packed int8 GEMM (see gemm_int8.h). This file alone is compiled for AVX512-VNNI (the
-// pragma below); gemm.cc calls it only when int8_gemm_available().
+// The packed int8 GEMM (see gemm_int8.h): the choice of kernel, the packing, and the AVX512-VNNI
+// kernel. Only the code after the pragma below is compiled for AVX512-VNNI; it runs only where
+// int8_packed_kernel() is kVnni.
 #include "gemm_int8.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
 
-bool int8_gemm_available() {
-  static const bool ok = [] {
+namespace {
+
+bool cpu_has_avx_vnni() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax >> 4) & 1;
+}
+
+}  // namespace
+
+Int8PackedKernel int8_packed_kernel() {
+  static const Int8PackedKernel kind = [] {
     const char* force = getenv("CAVMAE_INT8_GEMM");
-    if (force && strcmp(force, "onednn") == 0) return false;
+    if (force && strcmp(force, "onednn") == 0) return Int8PackedKernel::kNone;
+    if (force && strcmp(force, "avx2") == 0) return Int8PackedKernel::kAvx2;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
-           strcmp(select_kernels().isa, "avx512") == 0;
+    const bool vnni512 = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    const bool table512 = strcmp(select_kernels().isa, "avx512") == 0;
+    if (vnni512 && table512) return Int8PackedKernel::kVnni;
+    const char* isa = getenv("CAVMAE_NATIVE_ISA");  // the AVX2 kernel table forced (kernels_avx2.cc)
+    if (isa && strcmp(isa, "avx2") == 0) return Int8PackedKernel::kAvx2;
+    if (!vnni512 && !cpu_has_avx_vnni()) return Int8PackedKernel::kAvx2;
+    return Int8PackedKernel::kNone;
   }();
-  return ok;
+  return kind;
+}
+
+void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
+                      long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx) {
+  if (int8_packed_kernel() == Int8PackedKernel::kVnni)
+    int8_gemm_packed_vnni(c, ldc, a, lda, packed, k, m, n0, n, dq, done, done_ctx);
+  else
+    int8_gemm_packed_avx2(c, ldc, a, lda, packed, k, m, n0, n, dq, done, done_ctx);
 }
 
 void int8_pack_weights(uint8_t* out, const int8_t* w, long n, long k) {
@@ -85,8 +111,8 @@ void tile(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* panel
 
 }  // namespace
 
-void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
-                      long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx) {
+void int8_gemm_packed_vnni(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
+                           long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx) {
   const long nq = k / 4;
   // Rows in groups whose activations (group x k bytes) stay in L2 next to one panel (k x 64
   // bytes) while every panel of the piece passes over them: 336 rows at k = 768, 84 at 3072.

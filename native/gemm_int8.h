@@ -1,4 +1,4 @@
-// Our own int8 GEMM on AVX512-VNNI for the linear layers of int8 inference: C (int32 sums) =
+// Our own int8 GEMM (AVX512-VNNI, or exact AVX2) for the linear layers of int8 inference: C (int32 sums) =
 // A (u8 rows) · Wᵀ, with the weights packed once per loaded model. It replaces oneDNN's
 // `gemm:jit` for the shapes it takes (docs/kernels.md, "int8: our own kernel over packed
 // weights"): on Zen 4 that ran at 63-73% of the vpdpbusd peak on one thread, these tiles at
@@ -12,13 +12,21 @@
 #pragma once
 #include <stdint.h>
 
-// True when the CPU has AVX512-VNNI, the AVX-512 kernel table is in use, and CAVMAE_INT8_GEMM is
-// not 'onednn' (which keeps oneDNN, for comparisons).
-bool int8_gemm_available();
+// Which of our packed int8 GEMMs runs here (read once):
+// - kVnni: AVX512-VNNI with the AVX-512 kernel table (gemm_int8.cc, vpdpbusd);
+// - kAvx2: where oneDNN's int8 GEMM is not exact (no VNNI of either width: it saturates), or the
+//   AVX2 kernel table is forced (CAVMAE_NATIVE_ISA=avx2, so tests cover it on AVX-512 machines)
+//   (gemm_int8_avx2.cc, vpmaddwd);
+// - kNone: oneDNN (AVX-VNNI without AVX-512: its vpdpbusd multiplies 4x the bytes of vpmaddwd).
+// CAVMAE_INT8_GEMM=onednn forces kNone (the GEMM then takes wq: oneDNN with VNNI, else fp32
+// GEMMs over the widened operands), CAVMAE_INT8_GEMM=avx2 forces kAvx2; both for comparisons.
+enum class Int8PackedKernel { kNone, kVnni, kAvx2 };
+Int8PackedKernel int8_packed_kernel();
+inline bool int8_packed_gemm_runs() { return int8_packed_kernel() != Int8PackedKernel::kNone; }
 // The shapes the packed GEMM takes.
 inline bool int8_gemm_supports(long n, long k) { return n > 0 && k > 0 && n % 64 == 0 && k % 4 == 0; }
 // Whether a GEMM of this shape runs the packed kernel when given packed weights (packsInt8Weights).
-inline bool int8_gemm_reads_packed(long n, long k) { return int8_gemm_available() && int8_gemm_supports(n, k); }
+inline bool int8_gemm_reads_packed(long n, long k) { return int8_packed_gemm_runs() && int8_gemm_supports(n, k); }
 
 // out [n * k bytes] = W [n, k] in the packed layout above.
 void int8_pack_weights(uint8_t* out, const int8_t* w, long n, long k);
@@ -43,7 +51,13 @@ typedef void (*Int8TileDone)(void* ctx, long r0, long rows, long j0);
 // c[r][j] (int32, row stride ldc) = Σ_k a[r][k] · W[n0 + j][k] for rows r < m and columns
 // j < n (n0, n multiples of 64), a u8 rows with stride lda, W packed (all of its n_total columns).
 // dq (optional): c receives the dequantised floats instead (as float*). done (optional) is
-// called on every tile after that.
+// called on every tile after that. The AVX2 kernel keeps the int32 sums of K chunks in c between
+// chunks, so dq->add must not alias c (as with the oneDNN path's second pass).
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
                       long n0, long n, const Int8Dequant* dq = nullptr, Int8TileDone done = nullptr,
                       void* done_ctx = nullptr);
+// The two kernels behind it (int8_gemm_packed picks by int8_packed_kernel()).
+void int8_gemm_packed_vnni(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
+                           long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx);
+void int8_gemm_packed_avx2(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
+                           long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx);

@@ -52,6 +52,10 @@ enum ScratchSlot : int {
   // gemm.cc: the last rows of an fp32 GEMM run padded to four rows (AVX2 oneDNN), A's and C's.
   kScratchGemmTailA,
   kScratchGemmTailC,
+  // gemm_int8_avx2.cc: a row group's activations and one K chunk of a weight panel, widened to
+  // int16.
+  kScratchInt8Rows16,
+  kScratchInt8Panel16,
   kScratchSlots
 };
 

@@ -37,9 +37,11 @@ export interface NativeInfo {
   gemmThreading?: string;
   /**
    * The int8 linear layers' GEMM: 'vnni-packed' (our AVX512-VNNI kernel over weights packed once
-   * per model), 'onednn' (VNNI, but CAVMAE_INT8_GEMM=onednn or a shape our kernel does not take)
-   * or 'fp32-widened' (no VNNI: oneDNN's int8 GEMM saturates there, so exact fp32 GEMMs over K
-   * chunks of 512). Absent in older addons.
+   * per model), 'avx2-packed' (our exact AVX2 kernel over the same packed weights, vpmaddwd: CPUs
+   * without VNNI, or CAVMAE_INT8_GEMM=avx2 / CAVMAE_NATIVE_ISA=avx2), 'onednn' (VNNI, but
+   * CAVMAE_INT8_GEMM=onednn or a shape our kernels do not take) or 'fp32-widened'
+   * (CAVMAE_INT8_GEMM=onednn without VNNI: oneDNN's int8 GEMM saturates there, so exact fp32
+   * GEMMs over K chunks of 512). Absent in older addons.
    */
   int8Gemm?: string;
   /** bf16 GEMMs: 'onednn' (AVX-512) or 'fp32-widened' (no AVX-512: oneDNN has no bf16 matmul). */

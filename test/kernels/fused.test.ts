@@ -27,6 +27,9 @@ import { Param, ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomArray } from '../helpers.js';
 import { checkGradients, leaf } from '../autograd/fd.js';
+import { checkAvx2PackedInt8, exactInt8Reference } from './int8-packed-cases.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 const load = loadNativeKernels();
 const skip = load.ok ? false : `native addon not available (${load.error})`;
@@ -420,17 +423,6 @@ test('layerNormLinear and layerNormMlp (recomputing LayerNorm and GELU in backwa
   }
 });
 
-/**
- * The int8 reference with exact sums: the TypeScript float64 GEMM gives the int32 sums exactly;
- * bias/GELU/add are the addon's own kernels (the TypeScript GELU's erf differs in the last bits,
- * tested elsewhere).
- */
-function exactInt8Reference(N: Kernels): FusedKernels {
-  return composedFused(
-    Object.assign(Object.create(null), N, { matmul: tsKernels.matmul, name: 'ts' }) as Kernels,
-  );
-}
-
 /** Runs `body` with the addon's kernels, their fused set and the exact int8 reference; restores the thread count. */
 function withNativeInt8(body: (N: NativeKernels, F: FusedKernels, R: FusedKernels) => void): void {
   const N = load.ok ? load.kernels : (undefined as never);
@@ -699,7 +691,7 @@ test(
 );
 
 test(
-  'packed int8 weights: the native VNNI GEMM equals the exact reference and the unpacked GEMM bit for bit (tails, threads, epilogues, int8 operands)',
+  'packed int8 weights: the native packed GEMM (VNNI or AVX2) equals the exact reference and the unpacked GEMM bit for bit (tails, threads, epilogues, int8 operands)',
   { skip },
   () =>
     withNativeInt8((N, F, R) => {
@@ -727,7 +719,7 @@ test(
         assert.equal(packed[((p * (k / 4) + q) * 64 + j) * 4 + t], wq[(64 * p + j) * k + 4 * q + t] & 0xff);
         assert.equal(
           F.packsInt8Weights(n, k),
-          N.info?.().int8Gemm === 'vnni-packed',
+          ['vnni-packed', 'avx2-packed'].includes(N.info?.().int8Gemm ?? ''),
           `${what}: packsInt8Weights`,
         );
         const x = randomArray(m * k, 92, 3);
@@ -829,6 +821,29 @@ test(
         'a packed buffer too short',
       );
     }),
+);
+
+test(
+  'packed int8 weights, AVX2 kernel (vpmaddwd): exact at 255 x -128 up to k = 3076, every row tail, K chunk tails, panels, threads, epilogues (in a child with CAVMAE_INT8_GEMM=avx2 where this CPU runs another)',
+  { skip },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    if (N.info().int8Gemm === 'avx2-packed') return checkAvx2PackedInt8(N);
+    const here = fileURLToPath(import.meta.url);
+    const cases = new URL(`./int8-packed-cases.${here.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url).href;
+    const r = spawnSync(
+      process.execPath,
+      [
+        ...(here.endsWith('.ts') ? ['--import', 'tsx'] : []),
+        '--input-type=module',
+        '-e',
+        `(await import(${JSON.stringify(cases)})).main();`,
+      ],
+      { env: { ...process.env, CAVMAE_INT8_GEMM: 'avx2' }, encoding: 'utf8', timeout: 300_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'ok');
+  },
 );
 
 test(
