@@ -4,7 +4,7 @@
  * one differently.
  */
 import { UserError } from '../util/errors.js';
-import { apiEnum, custom, flag, int, negatable, num, str } from './schema.js';
+import { apiEnum, custom, flag, int, negatable, num, str, tristate } from './schema.js';
 
 export const BF16 = flag('--bf16', 'bf16 GEMM inputs with fp32 accumulation');
 export const JSON_OUT = flag('--json', 'print one JSON object');
@@ -104,7 +104,13 @@ export function optimiserOptions(d: {
 
 /** Seed, stopping, checkpoints and resume of a training run (pretrain, finetune). */
 export const RUN_OPTIONS = {
-  bf16: BF16,
+  // Neither flag: the recipe's choice (the tiny recipe: bf16 where the CPU computes it natively).
+  bf16: tristate(
+    '--bf16',
+    'bf16 GEMM inputs with fp32 accumulation (default: the recipe\'s; a bf16 recipe only where the CPU has bf16 dot products)',
+    '--no-bf16',
+    'fp32 throughout, also where the recipe asks for bf16',
+  ),
   seed: int('--seed <n>', 'seed of initialisation, data order, augmentation and masking (default 0)', {
     min: 0,
   }),

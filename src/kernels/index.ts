@@ -92,3 +92,17 @@ export function kernelStatus(): KernelStatus {
 export function useKernels(k: Kernels): void {
   chosen = k;
 }
+
+/**
+ * Whether bf16 GEMMs are faster than fp32 here: the addon with oneDNN on a CPU with bf16 dot
+ * products (AVX512-BF16, AMX). Elsewhere bf16 only adds rounding: without AVX-512 oneDNN has no
+ * bf16 matmul and the addon widens to fp32 (AMD Zen 3: the demo's bf16 pretraining ran at 1.8
+ * steps/s against 3.1 in fp32), and the TypeScript kernels emulate the rounding. Recipes that ask
+ * for bf16 (the tiny one, the demo's) take it only where this holds.
+ */
+export function bf16IsFast(): boolean {
+  const k = kernels();
+  if (k.name !== 'native') return false;
+  const info = (k as NativeKernels).info();
+  return info.bf16Gemm !== 'fp32-widened' && /bf16|amx/.test(info.dnnlIsa);
+}

@@ -37,6 +37,7 @@ import { formatDuration } from '../util/progress.js';
 import { escapeXml as esc } from '../eval/reconstruct.js';
 import { readConfigArg } from '../models/index.js';
 import { PRETRAIN_RECIPES } from './recipes.js';
+import { bf16IsFast } from '../kernels/index.js';
 
 const TINY = PRETRAIN_RECIPES.tiny;
 
@@ -99,7 +100,10 @@ export interface DemoOptions {
   ci?: boolean;
   /** Fine-tune the whole encoder instead of a linear probe. */
   finetune?: boolean;
-  /** bf16 GEMMs (default: the recipe's, true); false computes everything in fp32. */
+  /**
+   * bf16 GEMMs (default: the recipe's, true, where the CPU computes bf16 natively, else fp32);
+   * false computes everything in fp32.
+   */
   bf16?: boolean;
   /** Also pretrain AV-MAE (no contrastive term) with the same budget and compare retrieval. */
   baseline?: boolean;
@@ -258,7 +262,7 @@ async function classifier(
     timem: 0,
     noise: false,
     wa: false,
-    bf16: o.bf16 ?? r.bf16,
+    bf16: o.bf16 ?? (r.bf16 && bf16IsFast()),
     maxSteps: steps,
     seed: o.seed ?? 0,
     workers: o.workers,

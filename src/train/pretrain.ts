@@ -60,6 +60,7 @@ import {
   type LevelRetrievalReport,
 } from '../eval/retrieval-report.js';
 import { readPairLabels } from '../eval/segments.js';
+import { bf16IsFast } from '../kernels/index.js';
 import {
   NO_AUGMENT,
   PRETRAIN_RECIPES,
@@ -216,7 +217,8 @@ export function pretrainRunConfig(o: PretrainOptions, model: CavmaeConfig): Pret
     ...commonRunConfig(o, { ...d, multistep: [10, 5, 0.5] }),
     noise: noiseFor(o.noise, recipe, kindTraits(model).sync),
     augment,
-    bf16: o.bf16 ?? d.bf16 ?? false,
+    // A recipe's bf16 only where the CPU computes bf16 natively (kernels/index.ts bf16IsFast).
+    bf16: o.bf16 ?? (d.bf16 === true && bf16IsFast()),
   };
 }
 

@@ -29,7 +29,11 @@ const OPTIONS = {
     '--baseline',
     'also pretrain AV-MAE (no contrastive term) with the same budget and compare retrieval',
   ),
-  bf16: negatable('--no-bf16', 'compute in fp32 (default: bf16 GEMM inputs, fp32 accumulation)'),
+  bf16: negatable(
+    '--no-bf16',
+    'compute in fp32 (default: bf16 GEMM inputs with fp32 accumulation where the CPU has bf16 dot products, AVX512-BF16; else fp32)',
+    { explicit: true },
+  ),
   n: int('--n <n>', 'training clips to make (default 3000; 1200 with --ci)', { min: 10 }),
   testN: int('--test-n <n>', 'held-out clips (default 300; 200 with --ci)', { min: 10 }),
   seed: int('--seed <n>', 'seed of data, initialisation and training (default 0)', { min: 0 }),
