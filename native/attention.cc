@@ -18,6 +18,7 @@
 // only to per-thread scratch. The peer keeps them (B·H·T² floats per layer, 2 GB of a base
 // pretraining step at batch 8).
 #include "attention.h"
+#include <string.h>
 
 #include "attention_bf16.h"
 #include "attention_int8.h"
@@ -259,5 +260,9 @@ void attention_inference(float* out, const float* qkv, long B, long T, long C, l
     cavmae_parallel_for(B * H, cavmae_threads(), forward_piece_int8, &f);
     return;
   }
-  attention_forward(out, nullptr, qkv, B, T, C, H, scale, precision >= 1);
+  // int8 without our int8 attention falls back to bf16 where the CPU multiplies bf16 natively,
+  // else to fp32: there bf16 would only round the operands and widen them back, slower than fp32
+  // and less exact (AMD Zen 3).
+  const bool bf16 = precision == 1 || (precision == 2 && strcmp(gemm_bf16_path(), "onednn") == 0);
+  attention_forward(out, nullptr, qkv, B, T, C, H, scale, bf16);
 }

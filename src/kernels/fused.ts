@@ -112,7 +112,8 @@ export interface FusedKernels {
    * `attentionForward` in precision 0 (fp32) or 1 (bf16), or 2: int8 — q and k quantised per
    * row, v per head dimension, the probabilities as u8 of exp(s - max) normalised by their own
    * sum (the scheme of `int8Attention` below; native: AVX512-VNNI, falling back to bf16 where
-   * the CPU lacks it or the head size is not a multiple of 16 up to 64).
+   * the CPU lacks it or the head size is not a multiple of 16 up to 64, and to fp32 where the CPU
+   * has no bf16 matmul either, info().bf16Gemm 'fp32-widened').
    */
   attentionInference(
     out: F32,

@@ -46,7 +46,7 @@ export interface NativeInfo {
   int8Gemm?: string;
   /** bf16 GEMMs: 'onednn' (AVX-512) or 'fp32-widened' (no AVX-512: oneDNN has no bf16 matmul). */
   bf16Gemm?: string;
-  /** Whether int8 attention runs our VNNI kernel; without it, int8 inference's attention is bf16. */
+  /** Whether int8 attention runs our VNNI kernel; without it, int8 inference's attention is bf16 (fp32 where bf16Gemm is 'fp32-widened'). */
   int8Attention?: boolean;
   compiler: string;
 }
