@@ -32,6 +32,34 @@ export function cliArgv(args: string[]): string[] {
       ];
 }
 
+/** Whether the tests run from the TypeScript sources (under tsx) rather than from dist/. */
+export const underTsx = !fromDist && fileURLToPath(import.meta.url).endsWith('.ts');
+
+/** The URL of a module beside `from` (an import.meta.url): its .ts under tsx, its .js in dist. */
+export function siblingModule(from: string, path: string): string {
+  return new URL(`${path}.${underTsx ? 'ts' : 'js'}`, from).href;
+}
+
+/**
+ * Runs an ES-module script (`node -e`) in a child process, under tsx when the tests do, so that
+ * it can import the sources (siblingModule). env: added variables.
+ */
+export function runModuleScript(
+  script: string,
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): CliResult {
+  const r = spawnSync(
+    process.execPath,
+    [...(underTsx ? ['--import', 'tsx'] : []), '--input-type=module', '-e', script],
+    {
+      env: { ...process.env, ...opts.env },
+      encoding: 'utf8',
+      timeout: opts.timeoutMs ?? 30_000,
+    },
+  );
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
 export interface CliResult {
   status: number | null;
   stdout: string;

@@ -25,11 +25,9 @@ import { FrozenWeights, Tape } from '../../src/autograd/tape.js';
 import { arenaFor } from '../../src/models/cavmae.js';
 import { Param, ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { randomArray } from '../helpers.js';
+import { randomArray, runModuleScript, siblingModule } from '../helpers.js';
 import { checkGradients, leaf } from '../autograd/fd.js';
 import { checkAvx2PackedInt8, exactInt8Reference } from './int8-packed-cases.js';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 
 const load = loadNativeKernels();
 const skip = load.ok ? false : `native addon not available (${load.error})`;
@@ -831,18 +829,11 @@ test(
   () => {
     const N = load.ok ? load.kernels : (undefined as never);
     if (N.info().int8Gemm === 'avx2-packed') return checkAvx2PackedInt8(N);
-    const here = fileURLToPath(import.meta.url);
-    const cases = new URL(`./int8-packed-cases.${here.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url).href;
-    const r = spawnSync(
-      process.execPath,
-      [
-        ...(here.endsWith('.ts') ? ['--import', 'tsx'] : []),
-        '--input-type=module',
-        '-e',
-        `(await import(${JSON.stringify(cases)})).main();`,
-      ],
-      { env: { ...process.env, CAVMAE_INT8_GEMM: 'avx2' }, encoding: 'utf8', timeout: 300_000 },
-    );
+    const cases = siblingModule(import.meta.url, './int8-packed-cases');
+    const r = runModuleScript(`(await import(${JSON.stringify(cases)})).main();`, {
+      env: { CAVMAE_INT8_GEMM: 'avx2' },
+      timeoutMs: 300_000,
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'ok');
   },

@@ -11,14 +11,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadNativeKernels, type NativeKernels } from '../../src/kernels/native.js';
 import { tsKernels as R } from '../../src/kernels/ts/index.js';
-import { assertClose, maxAbs, randomArray, rng } from '../helpers.js';
+import { assertClose, maxAbs, randomArray, rng, runModuleScript, siblingModule } from '../helpers.js';
 
 const load = loadNativeKernels();
 const N: NativeKernels | undefined = load.ok ? load.kernels : undefined;
@@ -914,21 +912,13 @@ test(
 
 // ---------------------------------------------------------------- child processes
 
-const here = fileURLToPath(import.meta.url);
-const underTsx = here.endsWith('.ts');
-const kernelsIndex = new URL(`../../src/kernels/index.${underTsx ? 'ts' : 'js'}`, import.meta.url).href;
-const nodeArgs = underTsx ? ['--import', 'tsx'] : [];
+const kernelsIndex = siblingModule(import.meta.url, '../../src/kernels/index');
 
 function runChild(
   script: string,
   env: Record<string, string>,
 ): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
-    env: { ...process.env, CAVMAE_KERNELS: '', CAVMAE_QUIET_FALLBACK: '', ...env },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runModuleScript(script, { env: { CAVMAE_KERNELS: '', CAVMAE_QUIET_FALLBACK: '', ...env } });
 }
 
 test('a bogus CAVMAE_NATIVE_PATH falls back to the TypeScript kernels with one clear line, no throw', () => {
@@ -967,8 +957,8 @@ test(
     // different vector widths change the order of row sums (a few ulp) and erf uses a different
     // table per ISA.
     const script = `
-    const { loadNativeKernels } = await import(${JSON.stringify(new URL(`../../src/kernels/native.${underTsx ? 'ts' : 'js'}`, import.meta.url).href)});
-    const { randomArray } = await import(${JSON.stringify(new URL(`../helpers.${underTsx ? 'ts' : 'js'}`, import.meta.url).href)});
+    const { loadNativeKernels } = await import(${JSON.stringify(siblingModule(import.meta.url, '../../src/kernels/native'))});
+    const { randomArray } = await import(${JSON.stringify(siblingModule(import.meta.url, '../helpers'))});
     const K = loadNativeKernels().kernels;
     const res = { isa: K.info().isa };
     const rows = 37, cols = 103, n = rows * cols;
