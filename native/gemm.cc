@@ -219,6 +219,7 @@ GemmThreading gemm_threading() {
 const char* gemm_bf16_path() { return onednn_has_bf16_matmul() ? "onednn" : "fp32-widened"; }
 const char* gemm_int8_path() {
   switch (int8_packed_kernel()) {
+    case Int8PackedKernel::kAmx: return "amx-packed";
     case Int8PackedKernel::kVnni: return "vnni-packed";
     case Int8PackedKernel::kAvx2: return "avx2-packed";
     default: return onednn_int8_exact() ? "onednn" : "fp32-widened";

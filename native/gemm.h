@@ -93,7 +93,8 @@ const char* gemm_threading_name();
 // How bf16 GEMMs run on this CPU: "onednn" (AVX-512), or "fp32-widened" (oneDNN has no bf16
 // matmul without AVX-512: fp32 GEMMs over the exactly widened operands).
 const char* gemm_bf16_path();
-// How int8 GEMMs run: "vnni-packed" or "avx2-packed" (our kernels over the packed weights),
+// How int8 GEMMs run: "amx-packed", "vnni-packed" or "avx2-packed" (our kernels over the packed
+// weights; amx-packed takes k not a multiple of 64 to the VNNI kernel),
 // "onednn" (exact with VNNI), or "fp32-widened" (no VNNI: oneDNN's vpmaddubsw saturates, so exact
 // fp32 GEMMs in K chunks of 512).
 const char* gemm_int8_path();

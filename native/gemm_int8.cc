@@ -28,6 +28,8 @@ Int8PackedKernel int8_packed_kernel() {
     __builtin_cpu_init();
     const bool vnni512 = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
     const bool table512 = strcmp(select_kernels().isa, "avx512") == 0;
+    const bool vnni_forced = force && strcmp(force, "vnni") == 0;
+    if (vnni512 && table512 && !vnni_forced && amx_int8_usable()) return Int8PackedKernel::kAmx;
     if (vnni512 && table512) return Int8PackedKernel::kVnni;
     const char* isa = getenv("CAVMAE_NATIVE_ISA");  // the AVX2 kernel table forced (kernels_avx2.cc)
     if (isa && strcmp(isa, "avx2") == 0) return Int8PackedKernel::kAvx2;
@@ -39,7 +41,10 @@ Int8PackedKernel int8_packed_kernel() {
 
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
                       long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx) {
-  if (int8_packed_kernel() == Int8PackedKernel::kVnni)
+  const Int8PackedKernel kind = int8_packed_kernel();
+  if (kind == Int8PackedKernel::kAmx && k % 64 == 0)
+    int8_gemm_packed_amx(c, ldc, a, lda, packed, k, m, n0, n, dq, done, done_ctx);
+  else if (kind == Int8PackedKernel::kAmx || kind == Int8PackedKernel::kVnni)
     int8_gemm_packed_vnni(c, ldc, a, lda, packed, k, m, n0, n, dq, done, done_ctx);
   else
     int8_gemm_packed_avx2(c, ldc, a, lda, packed, k, m, n0, n, dq, done, done_ctx);

@@ -13,14 +13,17 @@
 #include <stdint.h>
 
 // Which of our packed int8 GEMMs runs here (read once):
+// - kAmx: AMX-INT8 with the AVX-512 kernel table and the OS's leave to use the tiles
+//   (gemm_int8_amx.cc, tdpbusd) for k a multiple of 64, the VNNI kernel for other k;
 // - kVnni: AVX512-VNNI with the AVX-512 kernel table (gemm_int8.cc, vpdpbusd);
 // - kAvx2: where oneDNN's int8 GEMM is not exact (no VNNI of either width: it saturates), or the
 //   AVX2 kernel table is forced (CAVMAE_NATIVE_ISA=avx2, so tests cover it on AVX-512 machines)
 //   (gemm_int8_avx2.cc, vpmaddwd);
 // - kNone: oneDNN (AVX-VNNI without AVX-512: its vpdpbusd multiplies 4x the bytes of vpmaddwd).
 // CAVMAE_INT8_GEMM=onednn forces kNone (the GEMM then takes wq: oneDNN with VNNI, else fp32
-// GEMMs over the widened operands), CAVMAE_INT8_GEMM=avx2 forces kAvx2; both for comparisons.
-enum class Int8PackedKernel { kNone, kVnni, kAvx2 };
+// GEMMs over the widened operands), CAVMAE_INT8_GEMM=avx2 forces kAvx2 and =vnni kVnni on an AMX
+// CPU; all for comparisons and tests.
+enum class Int8PackedKernel { kNone, kAmx, kVnni, kAvx2 };
 Int8PackedKernel int8_packed_kernel();
 inline bool int8_packed_gemm_runs() { return int8_packed_kernel() != Int8PackedKernel::kNone; }
 // The shapes the packed GEMM takes.
@@ -56,7 +59,11 @@ typedef void (*Int8TileDone)(void* ctx, long r0, long rows, long j0);
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
                       long n0, long n, const Int8Dequant* dq = nullptr, Int8TileDone done = nullptr,
                       void* done_ctx = nullptr);
-// The two kernels behind it (int8_gemm_packed picks by int8_packed_kernel()).
+// AMX-INT8 is on the CPU and Linux granted this process the tile data (asked once, here).
+bool amx_int8_usable();
+// The kernels behind it (int8_gemm_packed picks by int8_packed_kernel() and k).
+void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
+                          long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx);
 void int8_gemm_packed_vnni(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
                            long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx);
 void int8_gemm_packed_avx2(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,

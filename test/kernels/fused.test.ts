@@ -27,7 +27,7 @@ import { Param, ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomArray, runModuleScript, siblingModule } from '../helpers.js';
 import { checkGradients, leaf } from '../autograd/fd.js';
-import { checkAvx2PackedInt8, exactInt8Reference } from './int8-packed-cases.js';
+import { checkPackedInt8, exactInt8Reference, type PackedInt8Kernel } from './int8-packed-cases.js';
 
 const load = loadNativeKernels();
 const skip = load.ok ? false : `native addon not available (${load.error})`;
@@ -691,7 +691,7 @@ test(
 );
 
 test(
-  'packed int8 weights: the native packed GEMM (VNNI or AVX2) equals the exact reference and the unpacked GEMM bit for bit (tails, threads, epilogues, int8 operands)',
+  'packed int8 weights: the native packed GEMM (AMX, VNNI or AVX2) equals the exact reference and the unpacked GEMM bit for bit (tails, threads, epilogues, int8 operands)',
   { skip },
   () =>
     withNativeInt8((N, F, R) => {
@@ -719,7 +719,7 @@ test(
         assert.equal(packed[((p * (k / 4) + q) * 64 + j) * 4 + t], wq[(64 * p + j) * k + 4 * q + t] & 0xff);
         assert.equal(
           F.packsInt8Weights(n, k),
-          ['vnni-packed', 'avx2-packed'].includes(N.info?.().int8Gemm ?? ''),
+          ['amx-packed', 'vnni-packed', 'avx2-packed'].includes(N.info?.().int8Gemm ?? ''),
           `${what}: packsInt8Weights`,
         );
         const x = randomArray(m * k, 92, 3);
@@ -823,20 +823,41 @@ test(
     }),
 );
 
+/**
+ * One packed int8 kernel's edge cases (int8-packed-cases.ts): in this process where it is this
+ * CPU's kernel, else in a child with CAVMAE_INT8_GEMM=`force` (the choice falls back to a lower
+ * kernel, never up, so `force` reaches it only where the CPU has a higher one).
+ */
+function checkPackedKernel(kernel: PackedInt8Kernel, force: string): void {
+  const N = load.ok ? load.kernels : (undefined as never);
+  if (N.info().int8Gemm === kernel) return checkPackedInt8(N, kernel);
+  const cases = siblingModule(import.meta.url, './int8-packed-cases');
+  const r = runModuleScript(`(await import(${JSON.stringify(cases)})).main(${JSON.stringify(kernel)});`, {
+    env: { CAVMAE_INT8_GEMM: force },
+    timeoutMs: 300_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'ok');
+}
+
+const int8Gemm = load.ok ? load.kernels.info().int8Gemm : '';
+
 test(
   'packed int8 weights, AVX2 kernel (vpmaddwd): exact at 255 x -128 up to k = 3076, every row tail, K chunk tails, panels, threads, epilogues (in a child with CAVMAE_INT8_GEMM=avx2 where this CPU runs another)',
   { skip },
-  () => {
-    const N = load.ok ? load.kernels : (undefined as never);
-    if (N.info().int8Gemm === 'avx2-packed') return checkAvx2PackedInt8(N);
-    const cases = siblingModule(import.meta.url, './int8-packed-cases');
-    const r = runModuleScript(`(await import(${JSON.stringify(cases)})).main();`, {
-      env: { CAVMAE_INT8_GEMM: 'avx2' },
-      timeoutMs: 300_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'ok');
-  },
+  () => checkPackedKernel('avx2-packed', 'avx2'),
+);
+
+test(
+  'packed int8 weights, AVX512-VNNI kernel (vpdpbusd): the same cases (in a child with CAVMAE_INT8_GEMM=vnni on an AMX CPU)',
+  { skip: skip || (['vnni-packed', 'amx-packed'].includes(int8Gemm ?? '') ? false : 'no AVX512-VNNI on this CPU') },
+  () => checkPackedKernel('vnni-packed', 'vnni'),
+);
+
+test(
+  'packed int8 weights, AMX kernel (tdpbusd): the same cases (16- and 32-row tiles, padded row tails, 64-k depth, other k on VNNI, row groups)',
+  { skip: skip || (int8Gemm === 'amx-packed' ? false : 'no AMX-INT8 on this CPU (or Linux did not grant the tile state)') },
+  () => checkPackedKernel('amx-packed', 'amx'),
 );
 
 test(

@@ -1,9 +1,11 @@
 /**
- * The exact int8 reference, and the edge cases of the packed int8 GEMM's AVX2 kernel
+ * The exact int8 reference, and the edge cases of the packed int8 GEMM's kernels: AVX2
  * (native/gemm_int8_avx2.cc: 6-row tiles, K in chunks of 192, 64-column panels, row groups that
- * depend on k). fused.test.ts runs them in its own process where that kernel is this CPU's, and in
- * a child with CAVMAE_INT8_GEMM=avx2 elsewhere (AVX-512 machines), which runs this module's
- * `main`.
+ * depend on k), AVX512-VNNI (gemm_int8.cc: 6-row tiles) and AMX (gemm_int8_amx.cc: 32-row blocks
+ * of 16-row tiles, a zero-padded copy for a tail that is not a multiple of 16, 64-k tile depth
+ * with other k on the VNNI kernel, row groups of 160 at k = 3072). fused.test.ts runs them in its
+ * own process for this CPU's kernel, and in a child with CAVMAE_INT8_GEMM=avx2 or =vnni for the
+ * others this CPU can run, which runs this module's `main`.
  */
 import assert from 'node:assert/strict';
 import { loadNativeKernels, type NativeKernels } from '../../src/kernels/native.js';
@@ -62,14 +64,16 @@ function compensation(wq: Int8Array, n: number, k: number): Int32Array {
   return c;
 }
 
+export type PackedInt8Kernel = 'avx2-packed' | 'vnni-packed' | 'amx-packed';
+
 /**
- * The AVX2 kernel (N.info().int8Gemm must be 'avx2-packed') against the exact reference, bit for
- * bit, and against sums computed here, on shapes chosen for its edge cases and on operands at the
- * extremes of u8 x s8 (255 x -128 and 255 x 127 in every position of a row / channel, up to
- * k = 3076): any saturation or lost carry would show.
+ * One packed kernel (N.info().int8Gemm must name it) against the exact reference, bit for bit,
+ * and against sums computed here, on shapes chosen for the edge cases of all three and on
+ * operands at the extremes of u8 x s8 (255 x -128 and 255 x 127 in every position of a row /
+ * channel, up to k = 3076): any saturation or lost carry would show.
  */
-export function checkAvx2PackedInt8(N: NativeKernels): void {
-  assert.equal(N.info().int8Gemm, 'avx2-packed', 'the AVX2 packed kernel runs');
+export function checkPackedInt8(N: NativeKernels, kernel: PackedInt8Kernel): void {
+  assert.equal(N.info().int8Gemm, kernel, `the ${kernel} kernel runs`);
   const F = fused(N);
   const R = exactInt8Reference(N);
   const saved = N.getThreads();
@@ -77,7 +81,10 @@ export function checkAvx2PackedInt8(N: NativeKernels): void {
     // [m, n, k]: rows with every tail of the 6-row tiles (1, 7, 13, 35 = 5 x 6 + 5, 100 in row
     // groups of 30 at k = 3072 with a 4-row tail), k not a multiple of the 192-k chunk (4, 196,
     // 388, 772, 3076) and a multiple of it (3072), one to five 64-column panels; the small ones
-    // run as one call, the large ones in pieces on the threads.
+    // run as one call, the large ones in pieces on the threads. For AMX: 16-row tiles alone
+    // (16, 1 + 15 padded), a padded tail after full 32-row blocks (47 = 32 + 15, 33), exact 32s
+    // (64), the 64-k depth once and many times (64, 128, 768, 3072), and 200 rows at k = 3072
+    // across two row groups (160 + 40 = 32 + 8).
     for (const [m, n, k] of [
       [1, 64, 4],
       [7, 64, 196],
@@ -85,6 +92,13 @@ export function checkAvx2PackedInt8(N: NativeKernels): void {
       [35, 128, 772],
       [100, 320, 3072],
       [41, 64, 3076],
+      [1, 64, 64],
+      [16, 128, 64],
+      [15, 64, 128],
+      [33, 64, 768],
+      [47, 192, 256],
+      [64, 128, 768],
+      [200, 128, 3072],
     ]) {
       const what = `${m}x${n}x${k}`;
       const xq = extremeRows(m, k, 201);
@@ -152,9 +166,9 @@ export function checkAvx2PackedInt8(N: NativeKernels): void {
 }
 
 /** The child's entry point (fused.test.ts): the checks with this process's addon, then 'ok'. */
-export function main(): void {
+export function main(kernel: PackedInt8Kernel = 'avx2-packed'): void {
   const load = loadNativeKernels();
   if (!load.ok) throw new Error(`native addon not available (${load.error})`);
-  checkAvx2PackedInt8(load.kernels);
+  checkPackedInt8(load.kernels, kernel);
   console.log('ok');
 }
