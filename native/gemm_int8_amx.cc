@@ -9,6 +9,7 @@
 // shapes take the VNNI kernel, which every AMX CPU has.
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -124,6 +125,16 @@ void finish(int32_t* c, long ldc, const int32_t* buf, long rows, const Int8Dequa
   }
 }
 
+// Rows per group (a multiple of 32, default 128) and k-quads per chunk (a multiple of 16, default
+// 192); CAVMAE_AMX_BLOCK=ROWSxQUADS overrides (read once, for tuning).
+long tuning(int which) {
+  const char* e = getenv("CAVMAE_AMX_BLOCK");
+  const char* x = e ? strchr(e, 'x') : nullptr;
+  const long group = e ? atol(e) / 32 * 32 : 0, quads = x ? atol(x + 1) / 16 * 16 : 0;
+  if (which == 0) return group >= 32 ? group : 128;
+  return quads >= 16 ? quads : 192;
+}
+
 }  // namespace
 
 void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
@@ -137,7 +148,7 @@ void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, cons
   // row group; the chunk of the half-panel (24 KB) then stays in L1 while the blocks' activations
   // stream from L2, and the int32 sums of the group wait in sums (group x 64) until both halves
   // are done and the 64-column tiles are finished.
-  constexpr long kGroup = 256, kChunkQuads = 192;
+  static const long kGroup = tuning(0), kChunkQuads = tuning(1);
   thread_local std::vector<int32_t> sums;
   if ((long)sums.size() < kGroup * 64) sums.resize(kGroup * 64);
   // A tail that is not a multiple of 16 rows is read from a zero-padded copy (a tile always
