@@ -18,6 +18,7 @@
 // only to per-thread scratch. The peer keeps them (B·H·T² floats per layer, 2 GB of a base
 // pretraining step at batch 8).
 #include "attention.h"
+
 #include <string.h>
 
 #include "attention_bf16.h"
@@ -131,11 +132,14 @@ void forward_piece_int8(void* ctx, long bh) {
   const KernelTable& kt = select_kernels();
   long b = bh / f.H, h = bh % f.H, T = f.T, C = f.C, hd = f.hd;
   const long T16 = attn_t16(T), T4 = attn_t4(T);
+  // AMX (head size 64): p rows and vp padded to T64 keys, q and p rows to 32 per block.
+  const bool amx = hd == 64 && attn_int8_amx();
+  const long ldp = amx ? attn_t64(T) : T4, rb = amx ? (f.rb + 31) / 32 * 32 : f.rb;
   const float* q = f.qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
   uint32_t* kp = scratch<uint32_t>(kScratchAttnKPacked, (size_t)hd / 4 * T16);
-  uint32_t* vp = scratch<uint32_t>(kScratchAttnVPacked, (size_t)T4 / 4 * hd);
-  uint32_t* qd = scratch<uint32_t>(kScratchAttnQRows, (size_t)f.rb * hd / 4);
-  uint8_t* pb = scratch<uint8_t>(kScratchAttnProbRows, (size_t)f.rb * T4);
+  uint32_t* vp = scratch<uint32_t>(kScratchAttnVPacked, (size_t)ldp / 4 * hd);
+  uint32_t* qd = scratch<uint32_t>(kScratchAttnQRows, (size_t)rb * hd / 4);
+  uint8_t* pb = scratch<uint8_t>(kScratchAttnProbRows, (size_t)rb * ldp);
   float* s = scratch<float>(kScratchAttnScores, (size_t)f.rb * T);
   // [sk: T16 | comp: T16 | sv: hd | sq: rb | rowsum: rb], 4 bytes each
   float* aux = scratch<float>(kScratchAttnInt8Scales, (size_t)2 * T16 + hd + 2 * f.rb);
@@ -146,12 +150,20 @@ void forward_piece_int8(void* ctx, long bh) {
   int32_t* rowsum = reinterpret_cast<int32_t*>(sq + f.rb);
   attn8_pack_k(kp, sk, comp, q + C, 3 * C, T, hd);
   attn8_pack_v(vp, sv, q + 2 * C, 3 * C, T, hd);
+  if (ldp > T4) memset(vp + T4 / 4 * hd, 0, (size_t)(ldp - T4) / 4 * hd * sizeof(uint32_t));
   for (long r0 = 0; r0 < T; r0 += f.rb) {
     long rows = lmin(T, r0 + f.rb) - r0;
     attn8_quantize_q(qd, sq, q + (size_t)r0 * 3 * C, 3 * C, rows, hd);
-    attn8_scores(s, T, qd, sq, kp, sk, comp, rows, T, hd);
-    kt.softmax_rows_u8(s, T, pb, T4, rowsum, rows, T, f.scale);
-    attn8_pv(f.out + ((size_t)b * T + r0) * C + (size_t)h * hd, C, pb, T4, rowsum, vp, sv, rows, T, hd);
+    float* o = f.out + ((size_t)b * T + r0) * C + (size_t)h * hd;
+    if (amx) {
+      attn8_scores_amx(s, T, qd, sq, kp, sk, comp, rows, T);
+      kt.softmax_rows_u8(s, T, pb, ldp, rowsum, rows, T, f.scale);
+      attn8_pv_amx(o, C, pb, ldp, rowsum, vp, sv, rows, ldp);
+    } else {
+      attn8_scores(s, T, qd, sq, kp, sk, comp, rows, T, hd);
+      kt.softmax_rows_u8(s, T, pb, T4, rowsum, rows, T, f.scale);
+      attn8_pv(o, C, pb, T4, rowsum, vp, sv, rows, T, hd);
+    }
   }
 }
 

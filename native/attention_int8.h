@@ -40,3 +40,16 @@ void attn8_scores(float* s, long lds, const uint32_t* qd, const float* sq, const
 // o [rows, hd] (row stride ldo) = (p · vq) * sv / rowsum; p rows have stride ldp bytes.
 void attn8_pv(float* o, long ldo, const uint8_t* p, long ldp, const int32_t* rowsum, const uint32_t* vp,
               const float* sv, long rows, long T, long hd);
+
+// The same two products on AMX for hd = 64 (attention_int8_amx.cc), where the packed int8 GEMM
+// runs AMX (int8_packed_kernel() is kAmx; CAVMAE_INT8_GEMM=vnni keeps VNNI for both,
+// CAVMAE_ATTENTION=vnni for the attention alone): attn_int8_amx(). They read
+// 16 rows per tile: qd and p need rows rounded up to 32 (the extra rows' outputs are not
+// written). attn8_pv_amx takes p rows of ldp >= T64 bytes and vp of T64 / 4 rows, both
+// zero-padded from T to T64 = T rounded up to 64.
+bool attn_int8_amx();
+inline long attn_t64(long T) { return (T + 63) / 64 * 64; }
+void attn8_scores_amx(float* s, long lds, const uint32_t* qd, const float* sq, const uint32_t* kp, const float* sk,
+                      const int32_t* comp, long rows, long T);
+void attn8_pv_amx(float* o, long ldo, const uint8_t* p, long ldp, const int32_t* rowsum, const uint32_t* vp,
+                  const float* sv, long rows, long T64);

@@ -36,8 +36,9 @@ export interface NativeInfo {
    */
   gemmThreading?: string;
   /**
-   * The int8 linear layers' GEMM: 'vnni-packed' (our AVX512-VNNI kernel over weights packed once
-   * per model), 'avx2-packed' (our exact AVX2 kernel over the same packed weights, vpmaddwd: CPUs
+   * The int8 linear layers' GEMM: 'amx-packed' (our AMX kernel over weights packed once per model,
+   * tdpbusd; k not a multiple of 64 on the VNNI kernel; CAVMAE_INT8_GEMM=vnni keeps VNNI),
+   * 'vnni-packed' (our AVX512-VNNI kernel over the same packed weights), 'avx2-packed' (our exact AVX2 kernel over the same packed weights, vpmaddwd: CPUs
    * without VNNI, or CAVMAE_INT8_GEMM=avx2 / CAVMAE_NATIVE_ISA=avx2), 'onednn' (VNNI, but
    * CAVMAE_INT8_GEMM=onednn or a shape our kernels do not take) or 'fp32-widened'
    * (CAVMAE_INT8_GEMM=onednn without VNNI: oneDNN's int8 GEMM saturates there, so exact fp32

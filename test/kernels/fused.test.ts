@@ -7,6 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadNativeKernels, type NativeKernels } from '../../src/kernels/native.js';
 import { tsKernels } from '../../src/kernels/ts/index.js';
 import {
@@ -27,7 +30,12 @@ import { Param, ParamArena, ParamBuilder } from '../../src/tensor/arena.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomArray, runModuleScript, siblingModule } from '../helpers.js';
 import { checkGradients, leaf } from '../autograd/fd.js';
-import { checkPackedInt8, exactInt8Reference, type PackedInt8Kernel } from './int8-packed-cases.js';
+import {
+  checkPackedInt8,
+  exactInt8Reference,
+  int8AttentionOutputs,
+  type PackedInt8Kernel,
+} from './int8-packed-cases.js';
 
 const load = loadNativeKernels();
 const skip = load.ok ? false : `native addon not available (${load.error})`;
@@ -858,6 +866,32 @@ test(
   'packed int8 weights, AMX kernel (tdpbusd): the same cases (16- and 32-row tiles, padded row tails, 64-k depth, other k on VNNI, row groups)',
   { skip: skip || (int8Gemm === 'amx-packed' ? false : 'no AMX-INT8 on this CPU (or Linux did not grant the tile state)') },
   () => checkPackedKernel('amx-packed', 'amx'),
+);
+
+test(
+  'native int8 attention on AMX (head size 64) equals the VNNI kernels bit for bit (row and key tails, padded keys, threads; VNNI in a child with CAVMAE_ATTENTION=vnni)',
+  { skip: skip || (int8Gemm === 'amx-packed' ? false : 'no AMX-INT8 on this CPU (or Linux did not grant the tile state)') },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    const got = int8AttentionOutputs(N);
+    const dir = mkdtempSync(join(tmpdir(), 'cavmae-attn8-'));
+    try {
+      const file = join(dir, 'vnni.f32');
+      const cases = siblingModule(import.meta.url, './int8-packed-cases');
+      const r = runModuleScript(
+        `(await import(${JSON.stringify(cases)})).writeInt8AttentionOutputs(${JSON.stringify(file)});`,
+        { env: { CAVMAE_ATTENTION: 'vnni' }, timeoutMs: 120_000 },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      const bytes = readFileSync(file);
+      const want = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      assert.equal(want.length, got.length);
+      assert.ok(got.every(Number.isFinite), 'every output written');
+      assert.deepEqual(got, want);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
 );
 
 test(

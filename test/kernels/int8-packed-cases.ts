@@ -8,6 +8,7 @@
  * others this CPU can run, which runs this module's `main`.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { loadNativeKernels, type NativeKernels } from '../../src/kernels/native.js';
 import { tsKernels } from '../../src/kernels/ts/index.js';
 import {
@@ -170,5 +171,51 @@ export function main(kernel: PackedInt8Kernel = 'avx2-packed'): void {
   const load = loadNativeKernels();
   if (!load.ok) throw new Error(`native addon not available (${load.error})`);
   checkPackedInt8(load.kernels, kernel);
+  console.log('ok');
+}
+
+/**
+ * int8 attention outputs (precision 2) on shapes for the AMX kernels' edges, head size 64: a
+ * single row, 37 rows (one 32-row block and a 5-row tail, a 5-key tail of 16), 200 rows (row
+ * blocks of 112 and 88, keys padded to 256), 512 (blocks of 128, keys a multiple of 64) and the
+ * visual encoder's 196 with 12 heads; each at 1 and 2 threads, all concatenated.
+ */
+export function int8AttentionOutputs(N: NativeKernels): Float32Array {
+  const F = fused(N);
+  const saved = N.getThreads();
+  const parts: Float32Array[] = [];
+  try {
+    for (const [B, T, C, H] of [
+      [1, 1, 64, 1],
+      [2, 37, 128, 2],
+      [1, 200, 256, 4],
+      [1, 512, 128, 2],
+      [1, 196, 768, 12],
+    ])
+      for (const threads of [1, 2]) {
+        N.setThreads(threads);
+        const qkv = randomArray(B * T * 3 * C, 301 + T, 1.5);
+        const out = new Float32Array(B * T * C).fill(NaN);
+        F.attentionInference(out, qkv, B, T, C, H, (C / H) ** -0.5, 2);
+        parts.push(out);
+      }
+  } finally {
+    N.setThreads(saved);
+  }
+  const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}
+
+/** The child's entry point for int8AttentionOutputs: writes them to `file`. */
+export function writeInt8AttentionOutputs(file: string): void {
+  const load = loadNativeKernels();
+  if (!load.ok) throw new Error(`native addon not available (${load.error})`);
+  const out = int8AttentionOutputs(load.kernels);
+  writeFileSync(file, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
   console.log('ok');
 }
