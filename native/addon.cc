@@ -717,12 +717,14 @@ napi_value GemmInfo(Args& a) {
 
 // peakProbe(kind, threads, ms): the machine's raw arithmetic peak for the benchmark (probe.h).
 // kind 0: fp32 FMA GFLOP/s, 1: bf16 vdpbf16ps GFLOP/s (0 without AVX512-BF16), 2: clock in GHz,
-// 3: int8 vpdpbusd GOP/s (0 without AVX512-VNNI).
+// 3: int8 vpdpbusd GOP/s (0 without AVX512-VNNI), 4: int8 AMX tdpbusd GOP/s, 5: bf16 AMX
+// tdpbf16ps GFLOP/s (0 without AMX).
 napi_value PeakProbe(Args& a) {
   a.expect("peakProbe", 3);
   long kind = a.size(0, "kind"), threads = a.size(1, "threads");
   double ms = a.number(2, "ms");
-  if (kind > 3) a.range_error("kind must be 0 (fp32), 1 (bf16), 2 (clock) or 3 (int8)");
+  if (kind > 5)
+    a.range_error("kind must be 0 (fp32), 1 (bf16), 2 (clock), 3 (int8), 4 (int8 AMX) or 5 (bf16 AMX)");
   if (threads < 1 || threads > 1024) a.range_error("threads must be between 1 and 1024");
   if (!(ms > 0 && ms <= 60000)) a.range_error("ms must be in (0, 60000]");
   if (kind == 2) return Napi::Number::New(a.env(), probe_clock_ghz(ms));

@@ -61,6 +61,11 @@ void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const ui
                       void* done_ctx = nullptr);
 // AMX-INT8 is on the CPU and Linux granted this process the tile data (asked once, here).
 bool amx_int8_usable();
+// AMX-BF16 as well (the probe of oneDNN's bf16 AMX kernels' peak).
+bool amx_bf16_usable();
+// The hardware probes' register-only AMX chains (probe.h kinds 4, 5): the ops done in iters rounds.
+double peak_amx_int8(long iters);
+double peak_amx_bf16(long iters);
 // The kernels behind it (int8_gemm_packed picks by int8_packed_kernel() and k).
 void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
                           long n0, long n, const Int8Dequant* dq, Int8TileDone done, void* done_ctx);

@@ -37,7 +37,14 @@ bool amx_int8_usable() {
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-int8")
+bool amx_bf16_usable() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
+  static const bool granted = amx_int8_usable();
+  return ((edx >> 22) & 1) && granted;
+}
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-int8,amx-bf16")
 
 namespace {
 
@@ -190,4 +197,59 @@ void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, cons
     }
   }
   _tile_release();
+}
+
+// The hardware probes' AMX chains (probe.h kinds 4 and 5): four independent 16 x 16 tiles
+// accumulating register-only products, iters rounds of four tdpbusd (16 x 16 x 64 products, 2
+// ops each) or tdpbf16ps (16 x 16 x 32); returns the ops done.
+double peak_amx_int8(long iters) {
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+  alignas(64) static const uint8_t ones[1024] = {1};
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (long i = 0; i < iters; i++) {
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+  alignas(64) int32_t sink[256];
+  _tile_stored(0, sink, 64);
+  _tile_release();
+  volatile int32_t keep = sink[0];
+  (void)keep;
+  return 4.0 * 16 * 16 * 64 * 2 * (double)iters;
+}
+
+double peak_amx_bf16(long iters) {
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+  alignas(64) static const uint16_t ones[512] = {0x3f80};
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (long i = 0; i < iters; i++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float sink[256];
+  _tile_stored(0, sink, 64);
+  _tile_release();
+  volatile float keep = sink[0];
+  (void)keep;
+  return 4.0 * 16 * 16 * 32 * 2 * (double)iters;
 }

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -40,8 +41,15 @@ double probe_peak_gflops(int kind, int threads, double ms) {
   __builtin_cpu_init();
   if (kind == 1 && !__builtin_cpu_supports("avx512bf16")) return 0.0;
   if (kind == 3 && !__builtin_cpu_supports("avx512vnni")) return 0.0;
+  if (kind == 4 && !amx_int8_usable()) return 0.0;
+  if (kind == 5 && !amx_bf16_usable()) return 0.0;
   const KernelTable& kt = select_kernels();
-  ProbeJob job{kind == 1 ? kt.peak_fma_bf16 : kind == 3 ? kt.peak_fma_int8 : kt.peak_fma_fp32, 1000};
+  ProbeJob job{kind == 1   ? kt.peak_fma_bf16
+               : kind == 3 ? kt.peak_fma_int8
+               : kind == 4 ? peak_amx_int8
+               : kind == 5 ? peak_amx_bf16
+                           : kt.peak_fma_fp32,
+               1000};
   if (job.fn(1) == 0.0) return 0.0;  // not compiled into this kernel table (AVX2)
   // Calibrate chunks of ~1 ms on this thread.
   for (;;) {

@@ -44,16 +44,25 @@ export interface GemmResult {
   hardwareUtilisation?: number;
 }
 
-/** Raw arithmetic peak of the cores (register-only FMA chains), GFLOP/s. */
+/**
+ * Raw arithmetic peak of the cores (register-only chains of the instruction each dtype's GEMMs
+ * run on), GFLOP/s. On a CPU with AMX where our int8 GEMM runs AMX (int8Gemm 'amx-packed') int8
+ * is the tdpbusd peak, and where oneDNN runs its AMX kernels (dnnlIsa avx512_core_amx) bf16 is the
+ * tdpbf16ps peak; the AVX-512 figures are then kept as int8Vnni / bf16Avx512.
+ */
 export interface HardwarePeak {
   /** At the largest thread count measured. */
   fp32: number;
   bf16: number;
-  /** int8 vpdpbusd GOP/s (0 without AVX512-VNNI or with an addon built before this probe). */
+  /** int8 GOP/s: vpdpbusd, or tdpbusd on AMX (0 without AVX512-VNNI or with an addon built before this probe). */
   int8: number;
+  /** Where int8 is the AMX peak: the vpdpbusd peak. */
+  int8Vnni?: number;
+  /** Where bf16 is the AMX peak: the vdpbf16ps peak. */
+  bf16Avx512?: number;
   /** Clock estimate from a dependent integer-add chain (one add per cycle), GHz, one thread. */
   ghzEstimate: number;
-  byThreads: { threads: number; fp32: number; bf16: number; int8: number }[];
+  byThreads: { threads: number; fp32: number; bf16: number; int8: number; int8Vnni?: number; bf16Avx512?: number }[];
 }
 
 export interface KernelResult {
@@ -592,13 +601,27 @@ export function measureHardwarePeak(
       return 0; // an addon built before this kind of probe
     }
   };
+  const info = typeof nat.info === 'function' ? nat.info() : undefined;
+  const amxInt8 = info?.int8Gemm === 'amx-packed';
+  const amxBf16 = (info?.dnnlIsa ?? '').includes('amx');
   const byThreads = [...threads]
     .reverse()
-    .map((t) => ({ threads: t, fp32: best(0, t), bf16: best(1, t), int8: best(3, t) }))
+    .map((t) => {
+      const row: HardwarePeak['byThreads'][number] = { threads: t, fp32: best(0, t), bf16: best(1, t), int8: best(3, t) };
+      const int8Amx = amxInt8 ? best(4, t) : 0;
+      const bf16Amx = amxBf16 ? best(5, t) : 0;
+      if (int8Amx > 0) [row.int8Vnni, row.int8] = [row.int8, int8Amx];
+      if (bf16Amx > 0) [row.bf16Avx512, row.bf16] = [row.bf16, bf16Amx];
+      return row;
+    })
     .reverse();
   const top = byThreads[byThreads.length - 1];
   const ghzEstimate = Math.max(...[0, 1, 2].map(() => nat.peakProbe!(2, 1, Math.max(1, ms / 3))));
-  return { fp32: top.fp32, bf16: top.bf16, int8: top.int8, ghzEstimate, byThreads };
+  const extra = {
+    ...(top.int8Vnni !== undefined ? { int8Vnni: top.int8Vnni } : {}),
+    ...(top.bf16Avx512 !== undefined ? { bf16Avx512: top.bf16Avx512 } : {}),
+  };
+  return { fp32: top.fp32, bf16: top.bf16, int8: top.int8, ...extra, ghzEstimate, byThreads };
 }
 
 export async function runKernelBench(opts: KernelBenchOptions = {}): Promise<BenchReport> {

@@ -869,6 +869,13 @@ test(
       hw.byThreads.map((h) => h.threads),
       [1, 2],
     );
+    // Where our int8 GEMM runs AMX its peak is tdpbusd's (the register-only chain: 8x a 512-bit
+    // vpdpbusd's products per cycle in theory; more than 2x even in a 5 ms probe), and the VNNI
+    // figure is kept beside it; elsewhere there is no AMX figure.
+    if (N!.info().int8Gemm === 'amx-packed')
+      assert.ok(hw.int8Vnni! > 0 && hw.int8 > 2 * hw.int8Vnni!, `AMX int8 peak: ${JSON.stringify(hw)}`);
+    else assert.equal(hw.int8Vnni, undefined);
+    assert.throws(() => N!.peakProbe!(6, 1, 1), /kind must be/);
     assert.ok(r.gemm.every((g) => g.hardwareUtilisation! > 0));
     assert.ok(r.env.cpuFlags.length > 0 && typeof r.env.cpuModel === 'string');
     assert.match(r.env.native!.dnnlVersion, /^\d+\.\d+\.\d+$/);
