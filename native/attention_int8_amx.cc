@@ -27,20 +27,13 @@ bool attn_int8_amx() {
 
 namespace {
 
-// Palette 1, tmm0-7 all 16 rows x 64 bytes (as gemm_int8_amx.cc).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
-  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
-};
-
 inline __mmask16 lanes(long n) { return (__mmask16)((1u << n) - 1u); }
 
 }  // namespace
 
 void attn8_scores_amx(float* s, long lds, const uint32_t* qd, const float* sq, const uint32_t* kp, const float* sk,
                       const int32_t* comp, long rows, long T) {
-  static const TileConfig config;
+  static const AmxTileConfig config;
   _tile_loadconfig(&config);
   const long T16 = (T + 15) / 16 * 16;
   alignas(64) int32_t buf[32 * 32];
@@ -89,7 +82,7 @@ void attn8_scores_amx(float* s, long lds, const uint32_t* qd, const float* sq, c
 
 void attn8_pv_amx(float* o, long ldo, const uint8_t* p, long ldp, const int32_t* rowsum, const uint32_t* vp,
                   const float* sv, long rows, long T64) {
-  static const TileConfig config;
+  static const AmxTileConfig config;
   _tile_loadconfig(&config);
   const long nq = T64 / 4;
   alignas(64) int32_t buf[32 * 64];

@@ -59,6 +59,15 @@ typedef void (*Int8TileDone)(void* ctx, long r0, long rows, long j0);
 void int8_gemm_packed(int32_t* c, long ldc, const uint8_t* a, long lda, const uint8_t* packed, long k, long m,
                       long n0, long n, const Int8Dequant* dq = nullptr, Int8TileDone done = nullptr,
                       void* done_ctx = nullptr);
+// The AMX tile configuration of our kernels (palette 1, tmm0-7 all 16 rows x 64 bytes), loaded by
+// each kernel call (_tile_loadconfig): the configuration is per thread, and oneDNN's AMX kernels
+// load their own.
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
 // AMX-INT8 is on the CPU and Linux granted this process the tile data (asked once, here).
 bool amx_int8_usable();
 // AMX-BF16 as well (the probe of oneDNN's bf16 AMX kernels' peak).

@@ -48,16 +48,9 @@ bool amx_bf16_usable() {
 
 namespace {
 
-// Palette 1 with every tile 16 rows x 64 bytes: tmm0-3 the int32 sums of a 32 x 32 block, tmm4-5
-// two 16-row slices of A (64 k each), tmm6-7 two 16-channel slices of a panel (16 k-quads each).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
-  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
-};
-
-// One k-chunk of a 16 * RT row x 32 channel block (a 2 x 2 or 1 x 2 tile block; each A and B
-// tile load feeds two tdpbusd): the sums start at zero or from c (int32, row stride 64) and go
+// One k-chunk of a 16 * RT row x 32 channel block (a 2 x 2 or 1 x 2 tile block in tmm0-3; two
+// 16-row slices of A, 64 k each, in tmm4-5 and two 16-channel slices of the panel, 16 k-quads
+// each, in tmm6-7: each A and B tile load feeds two tdpbusd): the sums start at zero or from c (int32, row stride 64) and go
 // back there. a and b point at the chunk's first k-quad.
 template <int RT>
 void block_chunk(int32_t* c, bool first, const uint8_t* a, long lda, const uint8_t* b, long quads) {
@@ -149,7 +142,7 @@ void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, cons
   const long nq = k / 4;
   // The tile configuration is per thread and oneDNN's AMX kernels load their own: set it on
   // every call.
-  static const TileConfig config;
+  static const AmxTileConfig config;
   _tile_loadconfig(&config);
   // Loop order: per 32-channel half of a panel and per k-chunk of 768, every 32-row block of a
   // row group; the chunk of the half-panel (24 KB) then stays in L1 while the blocks' activations
@@ -200,56 +193,41 @@ void int8_gemm_packed_amx(int32_t* c, long ldc, const uint8_t* a, long lda, cons
 }
 
 // The hardware probes' AMX chains (probe.h kinds 4 and 5): four independent 16 x 16 tiles
-// accumulating register-only products, iters rounds of four tdpbusd (16 x 16 x 64 products, 2
-// ops each) or tdpbf16ps (16 x 16 x 32); returns the ops done.
-double peak_amx_int8(long iters) {
-  static const TileConfig config;
+// accumulating register-only products (the operand tiles zero: the speed does not depend on the
+// values), iters rounds of four tdpbusd (16 x 16 x 64 products, 2 ops each) or tdpbf16ps
+// (16 x 16 x 32); returns the ops done.
+template <bool kBf16>
+double peak_amx(long iters) {
+  static const AmxTileConfig config;
   _tile_loadconfig(&config);
-  alignas(64) static const uint8_t ones[1024] = {1};
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
-  _tile_loadd(4, ones, 64);
-  _tile_loadd(5, ones, 64);
-  _tile_loadd(6, ones, 64);
-  _tile_loadd(7, ones, 64);
+  _tile_zero(4);
+  _tile_zero(5);
+  _tile_zero(6);
+  _tile_zero(7);
   for (long i = 0; i < iters; i++) {
-    _tile_dpbusd(0, 4, 6);
-    _tile_dpbusd(1, 4, 7);
-    _tile_dpbusd(2, 5, 6);
-    _tile_dpbusd(3, 5, 7);
+    if constexpr (kBf16) {
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    } else {
+      _tile_dpbusd(0, 4, 6);
+      _tile_dpbusd(1, 4, 7);
+      _tile_dpbusd(2, 5, 6);
+      _tile_dpbusd(3, 5, 7);
+    }
   }
   alignas(64) int32_t sink[256];
   _tile_stored(0, sink, 64);
   _tile_release();
   volatile int32_t keep = sink[0];
   (void)keep;
-  return 4.0 * 16 * 16 * 64 * 2 * (double)iters;
+  return 4.0 * 16 * 16 * (kBf16 ? 32 : 64) * 2 * (double)iters;
 }
 
-double peak_amx_bf16(long iters) {
-  static const TileConfig config;
-  _tile_loadconfig(&config);
-  alignas(64) static const uint16_t ones[512] = {0x3f80};
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  _tile_loadd(4, ones, 64);
-  _tile_loadd(5, ones, 64);
-  _tile_loadd(6, ones, 64);
-  _tile_loadd(7, ones, 64);
-  for (long i = 0; i < iters; i++) {
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-  }
-  alignas(64) float sink[256];
-  _tile_stored(0, sink, 64);
-  _tile_release();
-  volatile float keep = sink[0];
-  (void)keep;
-  return 4.0 * 16 * 16 * 32 * 2 * (double)iters;
-}
+double peak_amx_int8(long iters) { return peak_amx<false>(iters); }
+double peak_amx_bf16(long iters) { return peak_amx<true>(iters); }
