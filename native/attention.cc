@@ -155,15 +155,11 @@ void forward_piece_int8(void* ctx, long bh) {
     long rows = lmin(T, r0 + f.rb) - r0;
     attn8_quantize_q(qd, sq, q + (size_t)r0 * 3 * C, 3 * C, rows, hd);
     float* o = f.out + ((size_t)b * T + r0) * C + (size_t)h * hd;
-    if (amx) {
-      attn8_scores_amx(s, T, qd, sq, kp, sk, comp, rows, T);
-      kt.softmax_rows_u8(s, T, pb, ldp, rowsum, rows, T, f.scale);
-      attn8_pv_amx(o, C, pb, ldp, rowsum, vp, sv, rows, ldp);
-    } else {
-      attn8_scores(s, T, qd, sq, kp, sk, comp, rows, T, hd);
-      kt.softmax_rows_u8(s, T, pb, T4, rowsum, rows, T, f.scale);
-      attn8_pv(o, C, pb, T4, rowsum, vp, sv, rows, T, hd);
-    }
+    if (amx) attn8_scores_amx(s, T, qd, sq, kp, sk, comp, rows, T);
+    else attn8_scores(s, T, qd, sq, kp, sk, comp, rows, T, hd);
+    kt.softmax_rows_u8(s, T, pb, ldp, rowsum, rows, T, f.scale);
+    if (amx) attn8_pv_amx(o, C, pb, ldp, rowsum, vp, sv, rows, ldp);
+    else attn8_pv(o, C, pb, ldp, rowsum, vp, sv, rows, T, hd);
   }
 }
 

@@ -65,8 +65,7 @@ void attn8_scores_amx(float* s, long lds, const uint32_t* qd, const float* sq, c
       }
       for (int c = 0; c < (two ? 2 : 1); c++) {
         const long j = j0 + 16 * c;
-        const long valid = T - j < 16 ? T - j : 16;
-        if (valid <= 0) break;
+        const long valid = T - j < 16 ? T - j : 16;  // j < T16 so j < T
         const __m512i kc = _mm512_loadu_si512(comp + j);
         const __m512 ks = _mm512_loadu_ps(sk + j);
         for (long r = 0; r < rn; r++) {

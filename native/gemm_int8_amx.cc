@@ -7,6 +7,7 @@
 //
 // Used where int8_packed_kernel() is kAmx and k is a multiple of 64 (one tile's depth); other
 // shapes take the VNNI kernel, which every AMX CPU has.
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,35 +24,37 @@ namespace {
 constexpr long kArchReqXcompPerm = 0x1023;  // asm/prctl.h
 constexpr long kXfeatureXtiledata = 18;
 
+// CPUID leaf 7's edx: bit 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8.
+unsigned leaf7_edx() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) ? edx : 0;
+}
+
 }  // namespace
 
 bool amx_int8_usable() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
-  const bool tile = (edx >> 24) & 1, int8 = (edx >> 25) & 1;
-  if (!tile || !int8) return false;
-  unsigned lo = 0, hi = 0;
-  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if (((lo >> 17) & 3) != 3) return false;  // the OS does not manage the tile state
-  // Linux enables the 8 KB tile data per process on request (oneDNN asks the same).
-  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  static const bool ok = [] {
+    const unsigned edx = leaf7_edx();
+    if (!((edx >> 24) & 1) || !((edx >> 25) & 1)) return false;
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) return false;  // the OS does not manage the tile state
+    // Linux enables the 8 KB tile data per process on request (oneDNN asks the same).
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
 }
 
-bool amx_bf16_usable() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
-  static const bool granted = amx_int8_usable();
-  return ((edx >> 22) & 1) && granted;
-}
+bool amx_bf16_usable() { return ((leaf7_edx() >> 22) & 1) && amx_int8_usable(); }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-int8,amx-bf16")
 
 namespace {
 
-// One k-chunk of a 16 * RT row x 32 channel block (a 2 x 2 or 1 x 2 tile block in tmm0-3; two
-// 16-row slices of A, 64 k each, in tmm4-5 and two 16-channel slices of the panel, 16 k-quads
-// each, in tmm6-7: each A and B tile load feeds two tdpbusd): the sums start at zero or from c (int32, row stride 64) and go
-// back there. a and b point at the chunk's first k-quad.
+// One k-chunk of a 16 * RT row x 32 channel block: the 2 x 2 (or 1 x 2) int32 tiles in tmm0-3,
+// two 16-row slices of A (64 k each) in tmm4-5, two 16-channel slices of the panel (16 k-quads
+// each) in tmm6-7, so each A and B tile load feeds two tdpbusd. The sums start at zero or from c
+// (int32, row stride 64) and go back there; a and b point at the chunk's first k-quad.
 template <int RT>
 void block_chunk(int32_t* c, bool first, const uint8_t* a, long lda, const uint8_t* b, long quads) {
   if (first) {

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { loadNativeKernels, type NativeKernels } from '../../src/kernels/native.js';
 import { tsKernels } from '../../src/kernels/ts/index.js';
+import { concat } from '../../src/api/model.js';
 import {
   composedFused,
   fused,
@@ -202,13 +203,7 @@ export function int8AttentionOutputs(N: NativeKernels): Float32Array {
   } finally {
     N.setThreads(saved);
   }
-  const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all;
+  return concat(parts);
 }
 
 /** The child's entry point for int8AttentionOutputs: writes them to `file`. */
