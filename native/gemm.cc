@@ -12,7 +12,6 @@
 #include "pool.h"
 #include "scratch.h"
 
-#include <cpuid.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,16 +201,13 @@ GemmThreading gemm_threading() {
     const char* force = getenv("CAVMAE_GEMM_THREADING");
     if (force && strcmp(force, "onednn") == 0) return GemmThreading::kOnednn;
     if (force && strcmp(force, "pieces") == 0) return GemmThreading::kPieces;
-    // Per CPU: AMD family 26 (Zen 5, two 512-bit FMA pipes per core) gets oneDNN's own threading,
-    // where one whole-matrix call measured 428-499 fp32 / 945-993 bf16 GFLOP/s at 1024x768x3072 on
-    // 2 threads against 341 / 637 for the pieces (issue 16); elsewhere the pieces (docs/kernels.md).
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return GemmThreading::kPieces;
-    const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
-    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return GemmThreading::kPieces;
-    unsigned family = (eax >> 8) & 0xf;
-    if (family == 0xf) family += (eax >> 20) & 0xff;
-    return amd && family == 26 ? GemmThreading::kOnednn : GemmThreading::kPieces;
+    // Pieces everywhere by default. oneDNN's own threading was the default on AMD family 26 (Zen 5)
+    // from the issue's plain-program numbers (one call 428-499 fp32 GFLOP/s at 1024x768x3072 on 2
+    // threads against 341 for the pieces); measured on a Zen 5 machine (2026-12-07, 2 threads,
+    // one run each), the pieces were faster at 54 of the 72 ViT-B GEMMs of `cavmae bench`, within 3%
+    // at 12, slower at 6 (416 against 288 fp32, 722 against 679 bf16 at that shape) and the embedding faster end to end (fp32
+    // 2.69-2.75 against 2.49-2.63 clips/s, bf16 4.90-5.69 against 4.00-4.98).
+    return GemmThreading::kPieces;
   }();
   return mode;
 }

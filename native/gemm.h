@@ -84,8 +84,8 @@ void quantize_weights(const float* w, long n, long k, int8_t* wq, float* scale, 
 // How a large GEMM uses the threads: kPieces, cut by shape into single-threaded tiles claimed
 // from the kernels' pool (robust on a shared, busy machine; bit-identical for any thread count;
 // the epilogue runs per tile in cache), or kOnednn, one oneDNN call on its own OpenMP threads
-// (larger blocks per core; the epilogue in a second pass). Chosen per CPU at load (AMD family 26,
-// Zen 5: kOnednn; otherwise kPieces); CAVMAE_GEMM_THREADING=pieces|onednn overrides.
+// (larger blocks per core; the epilogue in a second pass). kPieces unless
+// CAVMAE_GEMM_THREADING=onednn (kept for comparing the two on a new CPU).
 enum class GemmThreading { kPieces, kOnednn };
 GemmThreading gemm_threading();
 const char* gemm_threading_name();

@@ -30,9 +30,8 @@ export interface NativeInfo {
   /** Kernels touching fewer bytes than this run on the calling thread only. */
   parallelMinBytes: number;
   /**
-   * How large GEMMs use the threads, chosen per CPU: 'pieces' (single-threaded tiles on the
-   * kernels' pool) or 'onednn' (one call on oneDNN's threads: AMD Zen 5); CAVMAE_GEMM_THREADING
-   * overrides. Absent in addons built before the choice existed.
+   * How large GEMMs use the threads: 'pieces' (single-threaded tiles on the kernels' pool, the
+   * default on every CPU) or 'onednn' (one call on oneDNN's threads, CAVMAE_GEMM_THREADING=onednn). Absent in addons built before the choice existed.
    */
   gemmThreading?: string;
   /**
