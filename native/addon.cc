@@ -700,6 +700,7 @@ napi_value Info(Args& a) {
   o.Set("gemmMinFlops", cavmae_gemm_min_flops());
   o.Set("gemmThreading", gemm_threading_name());
   o.Set("int8Gemm", gemm_int8_path());
+  o.Set("f32Gemm", gemm_f32_path());
   o.Set("bf16Gemm", gemm_bf16_path());
   o.Set("int8Attention", attn_int8_available());
   o.Set("compiler", "gcc " __VERSION__);

@@ -19,7 +19,7 @@
     {
       "target_name": "cavmae_native",
       "dependencies": ["cavmae_kernels_avx512"],
-      "sources": ["addon.cc", "gemm.cc", "attention.cc", "attention_bf16.cc", "attention_int8.cc", "attention_int8_amx.cc", "gemm_int8.cc", "gemm_int8_amx.cc", "gemm_int8_avx2.cc", "pool.cc", "scratch.cc", "probe.cc", "kernels_avx2.cc"],
+      "sources": ["addon.cc", "gemm.cc", "attention.cc", "attention_bf16.cc", "attention_int8.cc", "attention_int8_amx.cc", "gemm_f32.cc", "gemm_int8.cc", "gemm_int8_amx.cc", "gemm_int8_avx2.cc", "pool.cc", "scratch.cc", "probe.cc", "kernels_avx2.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

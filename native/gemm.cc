@@ -7,6 +7,7 @@
 // allocates.
 #include "gemm.h"
 
+#include "gemm_f32.h"
 #include "gemm_int8.h"
 #include "kernels.h"
 #include "pool.h"
@@ -217,6 +218,8 @@ const char* gemm_int8_path() {
     default: return onednn_int8_exact() ? "onednn" : "fp32-widened";
   }
 }
+
+const char* gemm_f32_path() { return f32_packed_gemm_runs() ? "packed" : "onednn"; }
 
 const char* gemm_threading_name() { return gemm_threading() == GemmThreading::kOnednn ? "onednn" : "pieces"; }
 
@@ -454,7 +457,7 @@ long piece_dim(int which) {
 long piece_rows() { return piece_dim(0); }
 long piece_cols() { return piece_dim(1); }
 
-Plan make_plan(const GemmShape& s, bool whole_rows) {
+Plan make_plan(const GemmShape& s, bool whole_rows, long col_align = 64) {
   Plan p{};
   long entries = s.b0 * s.b1;
   double per_entry = 2.0 * s.m * s.n * s.k;
@@ -479,10 +482,10 @@ Plan make_plan(const GemmShape& s, bool whole_rows) {
   p.group = 1;
   p.groups_per_row = s.b1;
   long mt = block_of(s.m, piece_rows(), 16);
-  long nt = whole_rows ? s.n : block_of(s.n, piece_cols(), 64);
+  long nt = whole_rows ? s.n : block_of(s.n, piece_cols(), col_align);
   auto count = [&](long a, long b) { return entries * div_up(s.m, a) * div_up(s.n, b); };
   while (count(mt, nt) < kMinPieces && 2.0 * mt * nt * s.k / 2 >= kPieceMinFlops) {
-    if (!whole_rows && nt >= 2 * mt && nt > 128) nt = block_of(s.n, div_up(nt, 2), 64);
+    if (!whole_rows && nt >= 2 * mt && nt > 128) nt = block_of(s.n, div_up(nt, 2), col_align);
     else if (mt > 32) mt = block_of(s.m, div_up(mt, 2), 16);
     else break;
   }
@@ -505,6 +508,7 @@ struct Job {
   float alpha, beta;
   int bf16;  // the GEMM type (kF32, kBf16, kInt8)
   const uint8_t* b_packed;  // kInt8 only: B in gemm_int8.h's packed layout (then our kernel, not oneDNN)
+  const float* f32_packed;  // kF32 only: B in gemm_f32.h's panels (then our kernel, not oneDNN)
 };
 
 // The copies of a finished tile: bf16, or int8 rows (whole rows only).
@@ -555,6 +559,44 @@ void run_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, lo
   apply_copies(e, ct, ldc, m0, n0, m, n);
 }
 
+// A packed fp32 piece: bias and residual in the tile's registers, a GELU on the tile's floats
+// while they are in L1 (as the int8 pieces above), then the copies.
+struct F32PieceTiles {
+  const GemmEpilogue* epi;
+  float* ct;
+  long ldc, m0, n0;
+};
+
+void f32_piece_tile_gelu(void* ctx, long r0, long rows, long j0, long cols) {
+  const F32PieceTiles& p = *static_cast<const F32PieceTiles*>(ctx);
+  const GemmEpilogue& e = *p.epi;
+  select_kernels().gemm_epilogue(p.ct + r0 * p.ldc + j0, p.ldc, rows, cols, nullptr, 1,
+                                 e.aux ? e.aux + (p.m0 + r0) * e.ldaux + p.n0 + j0 : nullptr, e.ldaux, nullptr,
+                                 nullptr, nullptr);
+}
+
+void run_f32_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, long n0, long m, long n) {
+  const float* a = reinterpret_cast<const float*>(j.a) + off_a;
+  if (!j.epi) return f32_gemm_packed(ct, ldc, a, j.sa[2], j.f32_packed, j.s->k, m, n0, n);
+  const GemmEpilogue& e = *j.epi;
+  F32PieceTiles pt{&e, ct, ldc, m0, n0};
+  F32TileEpilogue te{e.bias ? e.bias + n0 : nullptr, e.kind == 2 ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux};
+  f32_gemm_packed(ct, ldc, a, j.sa[2], j.f32_packed, j.s->k, m, n0, n, &te, e.kind == 1 ? f32_piece_tile_gelu : nullptr,
+                  &pt);
+  apply_copies(e, ct, ldc, m0, n0, m, n);
+}
+
+struct PackJob {
+  float* out;
+  const float* b;
+  long sb_k, sb_n, k, n;
+};
+
+void run_pack_panel(void* ctx, long p) {
+  const PackJob& j = *static_cast<const PackJob*>(ctx);
+  f32_pack_panels(j.out, j.b, j.sb_k, j.sb_n, j.k, j.n, p, p + 1);
+}
+
 // The whole-matrix path (GemmThreading::kOnednn): the epilogue over row blocks of the finished C.
 struct EpilogueJob {
   const GemmEpilogue* epi;
@@ -597,12 +639,14 @@ void run_piece(void* ctx, long piece) {
     float* ct = scratch<float>(kScratchGemmTile, (size_t)m * n);
     long st[4] = {0, 0, n, 1};
     if (j.b_packed) return run_packed_piece(j, ct, n, off_a, m0, n0, m, n);
+    if (j.f32_packed) return run_f32_packed_piece(j, ct, n, off_a, m0, n0, m, n);
     gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, st, j.alpha, 0.0f, j.bf16);
     apply_epilogue(*j.epi, ct, n, m0, n0, m, n);
     return;
   }
   float* ct = reinterpret_cast<float*>(j.c) + off_c;
   if (j.b_packed) return run_packed_piece(j, ct, j.sc[2], off_a, m0, n0, m, n);
+  if (j.f32_packed) return run_f32_packed_piece(j, ct, j.sc[2], off_a, m0, n0, m, n);
   gemm_exec(sub, j.a + off_a * j.ea, j.sa, j.b + off_b * j.eb, j.sb, ct, j.sc, j.alpha, j.beta, j.bf16);
   if (j.epi) apply_epilogue(*j.epi, ct, j.sc[2], m0, n0, m, n);
 }
@@ -645,7 +689,24 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
     return;
   }
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
-  if (flops < cavmae_gemm_min_flops()) {
+  const bool small = flops < cavmae_gemm_min_flops();
+  // fp32 products of one matrix with row-major A (the linear layers) on our packed tiles where
+  // they run, whatever m and the thread count (a row's values then never depend on the rows it
+  // came with): B packed into panels once per call, then the pieces read them.
+  const float* f32_packed = nullptr;
+  if (bf16 == kF32 && s.b0 * s.b1 == 1 && a.s[3] == 1 && alpha == 1.0f && beta == 0.0f &&
+      f32_gemm_supports(s.n, s.k) && f32_packed_gemm_runs()) {
+    float* panels = scratch<float>(kScratchGemmPackedF32, (size_t)s.k * s.n);
+    PackJob pj{panels, static_cast<const float*>(b.ptr), b.s[2], b.s[3], s.k, s.n};
+    cavmae_parallel_for(div_up(s.n, kF32PanelWidth), small ? 1 : cavmae_threads(), run_pack_panel, &pj);
+    f32_packed = panels;
+  }
+  if (small) {
+    if (f32_packed) {
+      Job job{&s, nullptr, epi, static_cast<const char*>(a.ptr), nullptr, reinterpret_cast<char*>(c), 4, 4, a.s,
+              b.s, c_strides, alpha, beta, bf16, nullptr, f32_packed};
+      return run_f32_packed_piece(job, c, c_strides[2], 0, 0, 0, s.m, s.n);
+    }
     if (b_packed)
       int8_gemm_packed(reinterpret_cast<int32_t*>(c), c_strides[2], static_cast<const uint8_t*>(a.ptr), a.s[2],
                        b_packed, s.k, s.m, 0, s.n);
@@ -654,7 +715,8 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
     if (epi) apply_epilogue(*epi, c, c_strides[2], 0, 0, s.m, s.n);
     return;
   }
-  if (s.b0 * s.b1 == 1 && cavmae_threads() > 1 && gemm_threading() == GemmThreading::kOnednn && !b_packed) {
+  if (s.b0 * s.b1 == 1 && cavmae_threads() > 1 && gemm_threading() == GemmThreading::kOnednn && !b_packed &&
+      !f32_packed) {
     // One oneDNN call on all threads (its own M x N split), then the epilogue by row blocks.
     if (!c) {
       c = scratch<float>(kScratchGemmTile, (size_t)s.m * s.n);
@@ -671,14 +733,16 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   // yet simply takes none), each on one oneDNN thread. OpenMP's static split instead waited at
   // its barrier for a descheduled thread: on a busy 2-core machine a 2-thread GEMM ran at half
   // the 1-thread speed.
-  Plan p = make_plan(s, epi && epi->out8);
+  Plan p = make_plan(s, epi && epi->out8, f32_packed ? kF32PanelWidth : 64);
   size_t es = bf16 == kInt8 ? 1 : bf16 == kBf16 ? 2 : 4;
   Job job{&s, &p, epi, static_cast<const char*>(a.ptr), static_cast<const char*>(b.ptr), reinterpret_cast<char*>(c),
-          es, es, a.s, b.s, c_strides, alpha, beta, bf16, b_packed};
+          es, es, a.s, b.s, c_strides, alpha, beta, bf16, b_packed, f32_packed};
   cavmae_parallel_for(p.pieces, cavmae_threads(), run_piece, &job);
 }
 
 std::string gemm_impl_name(const GemmShape& s, bool transA, bool transB, bool bf16) {
+  if (!bf16 && !transA && s.b0 * s.b1 == 1 && f32_gemm_supports(s.n, s.k) && f32_packed_gemm_runs())
+    return "cavmae:f32-packed-avx512 (8x48 tiles)";
   if (bf16 && !onednn_has_bf16_matmul()) return "bf16 widened to fp32, " + gemm_impl_name(s, transA, transB, false);
   long sa[4] = {0, s.m * s.k, transA ? 1 : s.k, transA ? s.m : 1};
   long sb[4] = {0, s.k * s.n, transB ? 1 : s.n, transB ? s.k : 1};

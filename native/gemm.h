@@ -99,6 +99,11 @@ const char* gemm_bf16_path();
 // fp32 GEMMs in K chunks of 512).
 const char* gemm_int8_path();
 
+// How fp32 GEMMs of one matrix with row-major A run: "packed" (our AVX-512 tiles over B packed into
+// panels per call, gemm_f32.h; n a multiple of 16, alpha 1, beta 0; any m, always as pieces, so a
+// row's values do not depend on the other rows of the call) or "onednn".
+const char* gemm_f32_path();
+
 // Threads the GEMM of this size will use (1 for small problems; see docs/kernels.md).
 int gemm_threads_for(const GemmShape& shape);
 

@@ -56,6 +56,9 @@ enum ScratchSlot : int {
   // int16.
   kScratchInt8Rows16,
   kScratchInt8Panel16,
+  // gemm.cc: B of an fp32 GEMM packed into gemm_f32.h's panels (the calling thread's; its pieces
+  // read it).
+  kScratchGemmPackedF32,
   kScratchSlots
 };
 

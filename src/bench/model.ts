@@ -147,6 +147,7 @@ export interface ModelBenchEnv extends HostEnv {
     compiler: string;
     gemmThreading?: string;
     int8Gemm?: string;
+    f32Gemm?: string;
   };
 }
 
@@ -285,6 +286,7 @@ function makeEnv(K: Kernels, warmupSeconds: number): ModelBenchEnv {
       compiler: info.compiler,
       gemmThreading: info.gemmThreading,
       int8Gemm: info.int8Gemm,
+      f32Gemm: info.f32Gemm,
     };
   }
   return env;

@@ -45,6 +45,13 @@ export interface NativeInfo {
    * GEMMs over K chunks of 512). Absent in older addons.
    */
   int8Gemm?: string;
+  /**
+   * fp32 GEMMs of one matrix with row-major A (the linear layers): 'packed' (our AVX-512 8 x 48
+   * tiles over B packed into panels once per call; the default on AMD family 26, anywhere with
+   * AVX-512 under CAVMAE_F32_GEMM=packed; n a multiple of 16, m >= 64, alpha 1, beta 0) or
+   * 'onednn' (oneDNN for all of them). Absent in older addons.
+   */
+  f32Gemm?: string;
   /** bf16 GEMMs: 'onednn' (AVX-512) or 'fp32-widened' (no AVX-512: oneDNN has no bf16 matmul). */
   bf16Gemm?: string;
   /** Whether int8 attention runs our VNNI kernel; without it, int8 inference's attention is bf16 (fp32 where bf16Gemm is 'fp32-widened'). */

@@ -36,6 +36,7 @@ import {
   int8AttentionOutputs,
   type PackedInt8Kernel,
 } from './int8-packed-cases.js';
+import { checkPackedF32 } from './f32-packed-cases.js';
 
 const load = loadNativeKernels();
 const skip = load.ok ? false : `native addon not available (${load.error})`;
@@ -849,6 +850,22 @@ function checkPackedKernel(kernel: PackedInt8Kernel, force: string): void {
 }
 
 const int8Gemm = load.ok ? load.kernels.info().int8Gemm : '';
+
+test(
+  'packed fp32 GEMM (AVX-512 8 x 48 tiles over per-call panels): within the fp32 dot-product bound of a float64 sum, row tails, last panels of 16/32/48, k 1..3072, B either way round, 1 and 2 threads and any cut bit for bit, tile epilogues as the composed ops (in a child with CAVMAE_F32_GEMM=packed where this CPU keeps oneDNN)',
+  { skip: skip || (load.ok && load.kernels.info().isa === 'avx512' ? false : 'no AVX-512 kernel table on this CPU') },
+  () => {
+    const N = load.ok ? load.kernels : (undefined as never);
+    if (N.info().f32Gemm === 'packed') return checkPackedF32(N);
+    const cases = siblingModule(import.meta.url, './f32-packed-cases');
+    const r = runModuleScript(`(await import(${JSON.stringify(cases)})).main();`, {
+      env: { CAVMAE_F32_GEMM: 'packed' },
+      timeoutMs: 300_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'ok');
+  },
+);
 
 test(
   'packed int8 weights, AVX2 kernel (vpmaddwd): exact at 255 x -128 up to k = 3076, every row tail, K chunk tails, panels, threads, epilogues (in a child with CAVMAE_INT8_GEMM=avx2 where this CPU runs another)',
