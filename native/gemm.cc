@@ -541,12 +541,16 @@ struct PieceTiles {
   long ldc, m0, n0;
 };
 
-void piece_tile_gelu(void* ctx, long r0, long rows, long j0) {
-  const PieceTiles& p = *static_cast<const PieceTiles*>(ctx);
+// GELU (saving the pre-activation in aux, if any) on the finished tile [rows, cols] at (r0, j0).
+void tile_gelu(const PieceTiles& p, long r0, long rows, long j0, long cols) {
   const GemmEpilogue& e = *p.epi;
-  select_kernels().gemm_epilogue(p.ct + r0 * p.ldc + j0, p.ldc, rows, 64, nullptr, 1,
+  select_kernels().gemm_epilogue(p.ct + r0 * p.ldc + j0, p.ldc, rows, cols, nullptr, 1,
                                  e.aux ? e.aux + (p.m0 + r0) * e.ldaux + p.n0 + j0 : nullptr, e.ldaux, nullptr,
                                  nullptr, nullptr);
+}
+
+void piece_tile_gelu(void* ctx, long r0, long rows, long j0) {
+  tile_gelu(*static_cast<const PieceTiles*>(ctx), r0, rows, j0, 64);
 }
 
 void run_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, long n0, long m, long n) {
@@ -559,27 +563,17 @@ void run_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, lo
   apply_copies(e, ct, ldc, m0, n0, m, n);
 }
 
-// A packed fp32 piece: bias and residual in the tile's registers, a GELU on the tile's floats
-// while they are in L1 (as the int8 pieces above), then the copies.
-struct F32PieceTiles {
-  const GemmEpilogue* epi;
-  float* ct;
-  long ldc, m0, n0;
-};
-
 void f32_piece_tile_gelu(void* ctx, long r0, long rows, long j0, long cols) {
-  const F32PieceTiles& p = *static_cast<const F32PieceTiles*>(ctx);
-  const GemmEpilogue& e = *p.epi;
-  select_kernels().gemm_epilogue(p.ct + r0 * p.ldc + j0, p.ldc, rows, cols, nullptr, 1,
-                                 e.aux ? e.aux + (p.m0 + r0) * e.ldaux + p.n0 + j0 : nullptr, e.ldaux, nullptr,
-                                 nullptr, nullptr);
+  tile_gelu(*static_cast<const PieceTiles*>(ctx), r0, rows, j0, cols);
 }
 
+// A packed fp32 piece: bias and residual in the tile's registers, a GELU on the tile's floats
+// while they are in L1 (as the int8 pieces above), then the copies.
 void run_f32_packed_piece(const Job& j, float* ct, long ldc, long off_a, long m0, long n0, long m, long n) {
   const float* a = reinterpret_cast<const float*>(j.a) + off_a;
   if (!j.epi) return f32_gemm_packed(ct, ldc, a, j.sa[2], j.f32_packed, j.s->k, m, n0, n);
   const GemmEpilogue& e = *j.epi;
-  F32PieceTiles pt{&e, ct, ldc, m0, n0};
+  PieceTiles pt{&e, ct, ldc, m0, n0};
   F32TileEpilogue te{e.bias ? e.bias + n0 : nullptr, e.kind == 2 ? e.aux + m0 * e.ldaux + n0 : nullptr, e.ldaux};
   f32_gemm_packed(ct, ldc, a, j.sa[2], j.f32_packed, j.s->k, m, n0, n, &te, e.kind == 1 ? f32_piece_tile_gelu : nullptr,
                   &pt);
