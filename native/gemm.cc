@@ -684,12 +684,12 @@ void gemm_strided(const GemmShape& s, const MatView& a, const MatView& b, float*
   }
   double flops = 2.0 * s.b0 * s.b1 * s.m * s.n * s.k;
   const bool small = flops < cavmae_gemm_min_flops();
-  // fp32 products of one matrix with row-major A (the linear layers) on our packed tiles where
+  // fp32 products of one matrix with row-major A and C (the linear layers) on our packed tiles where
   // they run, whatever m and the thread count (a row's values then never depend on the rows it
   // came with): B packed into panels once per call, then the pieces read them.
   const float* f32_packed = nullptr;
-  if (bf16 == kF32 && s.b0 * s.b1 == 1 && a.s[3] == 1 && alpha == 1.0f && beta == 0.0f &&
-      f32_gemm_supports(s.n, s.k) && f32_packed_gemm_runs()) {
+  if (bf16 == kF32 && s.b0 * s.b1 == 1 && a.s[3] == 1 && (!c || c_strides[3] == 1) && alpha == 1.0f &&
+      beta == 0.0f && f32_gemm_supports(s.n, s.k) && f32_packed_gemm_runs()) {
     float* panels = scratch<float>(kScratchGemmPackedF32, (size_t)s.k * s.n);
     PackJob pj{panels, static_cast<const float*>(b.ptr), b.s[2], b.s[3], s.k, s.n};
     cavmae_parallel_for(div_up(s.n, kF32PanelWidth), small ? 1 : cavmae_threads(), run_pack_panel, &pj);

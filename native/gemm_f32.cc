@@ -116,7 +116,7 @@ void tile(float* c, long ldc, const float* a, long lda, const float* panel, long
 typedef void (*TileFn)(float*, long, const float*, long, const float*, long, const F32TileEpilogue*);
 
 template <int V>
-constexpr TileFn kTiles[9] = {nullptr,       tile<1, V>, tile<2, V>, tile<3, V>, tile<4, V>,
+constexpr TileFn kTiles[9] = {nullptr,    tile<1, V>, tile<2, V>, tile<3, V>, tile<4, V>,
                               tile<5, V>, tile<6, V>, tile<7, V>, tile<8, V>};
 
 TileFn tile_for(long rows, long width) {
@@ -129,7 +129,8 @@ TileFn tile_for(long rows, long width) {
 
 }  // namespace
 
-void f32_gemm_packed(float* c, long ldc, const float* a, long lda, const float* packed, long k, long m, long n0, long n, const F32TileEpilogue* epi, F32TileDone done, void* done_ctx) {
+void f32_gemm_packed(float* c, long ldc, const float* a, long lda, const float* packed, long k, long m, long n0,
+                     long n, const F32TileEpilogue* epi, F32TileDone done, void* done_ctx) {
   // Rows in groups whose A (group x k floats, 256 KB) stays in L2 next to one panel (k x 48
   // floats) while every panel of the piece passes over them: 80 rows at k = 768, 16 at 3072.
   long group = (256 * 1024 / 4 / k) / 8 * 8;
